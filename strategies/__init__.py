@@ -1,0 +1,1 @@
+"""Strategy plugins shipped with trading-engine."""

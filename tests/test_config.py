@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trading_engine import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_default_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "engine.toml", environ={})
+    assert config.feed.port == 7001
+    assert config.engine.loop == "priority"
+    assert config.instrument_map()["BTC-USD"].price_to_ticks("100.01") == 10001
+    assert config.strategies[0].class_ == "strategies.threshold:ThresholdTaker"
+
+
+def test_defaults_match_the_specification() -> None:
+    config = parse_config({}, environ={})
+    assert (config.feed.host, config.feed.port, config.feed.max_frame_bytes) == (
+        "127.0.0.1",
+        7001,
+        65536,
+    )
+    assert (config.admin.port, config.admin.token_env) == (9100, "TRADING_ENGINE_ADMIN_TOKEN")
+    assert config.gateway.timeout_s == 0.5
+    assert config.breaker.window_size == 20
+    assert config.breaker.half_open_calls == 3
+    assert config.risk.max_order_quantity == "10"
+    assert config.risk.cancel_on_halt is True
+
+
+def test_environment_overrides_any_table_key() -> None:
+    config = parse_config({}, environ={"TRADING_ENGINE__FEED__PORT": "7005", "OTHER": "x"})
+    assert config.feed.port == 7005
+    config = parse_config({}, environ={"TRADING_ENGINE__RISK__CANCEL_ON_HALT": "false"})
+    assert config.risk.cancel_on_halt is False
+
+
+def test_errors_name_key_value_and_expectation() -> None:
+    data = {
+        "feed": {"port": "seventy", "bogus": 1},
+        "engine": {"loop": "fast"},
+        "instruments": [{"symbol": "X", "tick_size": "-1", "lot_size": "1"}],
+        "strategies": [{"name": "s", "class": "m:C", "symbols": ["Y"]}],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, environ={"TRADING_ENGINE__GATEWAY__TIMEOUT_S": "-3"})
+    text = "\n".join(info.value.problems)
+    assert "feed.port" in text
+    assert "'seventy'" in text
+    assert "feed.bogus: unknown key" in text
+    assert "engine.loop" in text
+    assert "'fast'" in text
+    assert "instruments[0].tick_size" in text
+    assert "gateway.timeout_s" in text
+
+
+def test_cross_checks() -> None:
+    data = {
+        "instruments": [
+            {"symbol": "X", "tick_size": "1", "lot_size": "1"},
+            {"symbol": "X", "tick_size": "1", "lot_size": "1"},
+        ],
+        "strategies": [{"name": "s", "class": "m:C", "symbols": ["Y"]}],
+        "breaker": {"window_size": 5, "minimum_calls": 6},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, environ={})
+    text = "\n".join(info.value.problems)
+    assert "configured twice" in text
+    assert "'Y' is not a configured instrument" in text
+    assert "breaker.minimum_calls" in text
+
+
+def test_bad_override_names() -> None:
+    with pytest.raises(ConfigError, match="1 invalid"):
+        parse_config({}, environ={"TRADING_ENGINE__NOPE__X": "1"})
+    with pytest.raises(ConfigError):
+        parse_config({}, environ={"TRADING_ENGINE__FEED": "1"})
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[feed\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, environ={})
+
+
+def test_config_is_frozen() -> None:
+    from pydantic import ValidationError
+
+    config = parse_config({}, environ={})
+    with pytest.raises(ValidationError):
+        config.feed.port = 1  # type: ignore[misc]

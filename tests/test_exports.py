@@ -1,0 +1,39 @@
+import trading_engine
+
+EXPECTED = {
+    "BookBuilder",
+    "BookEntry",
+    "BookError",
+    "BookListener",
+    "BookMessage",
+    "BookState",
+    "Config",
+    "ConfigError",
+    "Decoder",
+    "EngineError",
+    "FeedProtocolError",
+    "Heartbeat",
+    "Instrument",
+    "InvalidValue",
+    "InvariantError",
+    "Level",
+    "MessageType",
+    "OrderBook",
+    "Reason",
+    "Rejected",
+    "Side",
+    "Trade",
+    "__version__",
+    "load_config",
+    "parse_config",
+}
+
+
+def test_public_api_is_pinned() -> None:
+    assert set(trading_engine.__all__) == EXPECTED
+    assert trading_engine.__all__ == sorted(trading_engine.__all__)
+
+
+def test_every_exported_name_exists() -> None:
+    for name in trading_engine.__all__:
+        assert hasattr(trading_engine, name), name

@@ -1,0 +1,7 @@
+"""``python -m trading_engine`` runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

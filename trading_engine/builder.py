@@ -1,0 +1,264 @@
+"""The book builder: the market-data protocol's book rules, exactly.
+
+One :class:`BookEntry` per configured symbol holds its :class:`OrderBook`,
+its :class:`BookState` and its last applied sequence number. State machine
+(rule numbers from the protocol specification)::
+
+                     snapshot (1)
+    awaiting_snapshot ───────────► live ◄──────────────┐
+            │                      │  ▲                │
+            │ update/trade:        │  │ message that   │ snapshot (1)
+            │ ignored (5)          │  │ uncrosses (6)  │
+            ▼                      ▼  │                │
+      (stays awaiting)          crossed ───────────────┤
+                                   │                   │
+          gap (4), bad next-seq    │                   │
+          frame (8), disconnect    ▼                   │
+          or idle  ───────────►  stale ────────────────┘
+                                 updates/trades ignored (9)
+
+A snapshot from any state replaces the book whatever its ``seq``; it lands
+in ``crossed`` instead of ``live`` if the snapshot itself is crossed.
+
+Reading of the specification on one point it leaves open: a *rejected
+snapshot* for a book that is live or crossed makes it stale whatever its
+``seq``. The publisher was resyncing or restarting its sequence, so later
+updates would otherwise be taken as duplicates while the book silently
+went out of date.
+
+Everything here is synchronous and allocation-light; the feed server calls
+:meth:`BookBuilder.handle` once per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Protocol
+
+from .book import OrderBook
+from .instruments import Instrument
+from .protocol import (
+    BookMessage,
+    Decoder,
+    Heartbeat,
+    Message,
+    MessageType,
+    Reason,
+    Rejected,
+    Trade,
+)
+
+__all__ = ["BookBuilder", "BookEntry", "BookListener", "BookState"]
+
+
+class BookState(StrEnum):
+    """Where a symbol's book stands. Only ``live`` books reach strategies."""
+
+    AWAITING_SNAPSHOT = "awaiting_snapshot"
+    LIVE = "live"
+    STALE = "stale"
+    CROSSED = "crossed"
+
+
+_AWAITING = BookState.AWAITING_SNAPSHOT
+_LIVE = BookState.LIVE
+_STALE = BookState.STALE
+_CROSSED = BookState.CROSSED
+_SNAPSHOT = MessageType.SNAPSHOT
+_UPDATE = MessageType.UPDATE
+
+
+class BookEntry:
+    """One symbol's book, state and sequence. Owned by the builder."""
+
+    __slots__ = ("book", "instrument", "seq", "state", "symbol")
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.book = OrderBook(instrument.symbol)
+        self.state = _AWAITING
+        #: Last applied sequence number; None until the first snapshot.
+        self.seq: int | None = None
+
+    def __repr__(self) -> str:
+        return f"BookEntry({self.symbol!r}, {self.state.value}, seq={self.seq})"
+
+
+class BookListener(Protocol):
+    """What the builder tells the rest of the engine. Called synchronously."""
+
+    def on_book(self, entry: BookEntry, recv_ns: int) -> None:
+        """A message was applied to a book that is live afterwards."""
+
+    def on_trade(self, entry: BookEntry, trade: Trade, recv_ns: int) -> None:
+        """A trade was accepted for a book that is live."""
+
+    def on_state(self, entry: BookEntry, previous: BookState) -> None:
+        """A book changed state (for example live -> stale)."""
+
+
+class BookBuilder:
+    """Applies decoded messages to per-symbol books under the protocol's rules.
+
+    ``rejected`` counts every ignored or rejected frame by :class:`Reason`;
+    ``accepted`` counts accepted frames by :class:`MessageType`;
+    ``transitions`` counts state changes by ``(previous, new)``.
+    """
+
+    __slots__ = (
+        "_decode",
+        "_listener",
+        "accepted",
+        "books",
+        "rejected",
+        "transitions",
+    )
+
+    def __init__(
+        self, instruments: Iterable[Instrument], listener: BookListener | None = None
+    ) -> None:
+        by_symbol = {inst.symbol: inst for inst in instruments}
+        self.books: dict[str, BookEntry] = {s: BookEntry(i) for s, i in by_symbol.items()}
+        self._decode = Decoder(by_symbol).decode
+        self._listener = listener
+        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.accepted: dict[MessageType, int] = dict.fromkeys(MessageType, 0)
+        self.transitions: dict[tuple[BookState, BookState], int] = {}
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument]:
+        """The configured instruments by symbol."""
+        return {symbol: entry.instrument for symbol, entry in self.books.items()}
+
+    def set_listener(self, listener: BookListener | None) -> None:
+        """Attach the engine's dispatch (or detach it with None)."""
+        self._listener = listener
+
+    def handle(
+        self, frame: bytes | bytearray | memoryview, recv_ns: int = 0
+    ) -> BookEntry | Reason | None:
+        """Decode and apply one frame.
+
+        Returns the :class:`BookEntry` the frame was applied to, ``None``
+        for a heartbeat, or the :class:`Reason` it was ignored or rejected
+        (already counted).
+        """
+        return self.apply(self._decode(frame), recv_ns)
+
+    def apply(self, msg: Message | Rejected, recv_ns: int = 0) -> BookEntry | Reason | None:
+        """Apply one decoded message; see :meth:`handle`."""
+        cls = type(msg)
+        if cls is BookMessage:
+            return self._book_message(msg, recv_ns)  # type: ignore[arg-type]
+        if cls is Trade:
+            return self._trade(msg, recv_ns)  # type: ignore[arg-type]
+        if cls is Heartbeat:
+            self.accepted[MessageType.HEARTBEAT] += 1
+            return None
+        return self._rejected(msg)  # type: ignore[arg-type]
+
+    def reject(self, reason: Reason) -> Reason:
+        """Count a frame rejected before decoding (for example oversized)."""
+        self.rejected[reason] += 1
+        return reason
+
+    def mark_stale(self, symbols: Iterable[str]) -> None:
+        """Make live or crossed books stale until their next snapshot.
+
+        Used when the connection that fed them dropped or went silent.
+        """
+        books = self.books
+        for symbol in symbols:
+            entry = books.get(symbol)
+            if entry is not None and entry.state in (_LIVE, _CROSSED):
+                self._set_state(entry, _STALE)
+
+    def check(self) -> None:
+        """Check every book's invariants and the state/crossing agreement."""
+        for entry in self.books.values():
+            entry.book._check()
+            if entry.state is _LIVE and entry.book.is_crossed():
+                raise AssertionError(f"{entry.symbol} is live but crossed")
+            if entry.state is _AWAITING and (entry.seq is not None or entry.book.bid_levels):
+                raise AssertionError(f"{entry.symbol} awaits a snapshot but has data")
+
+    # -- internals ------------------------------------------------------
+
+    def _set_state(self, entry: BookEntry, state: BookState) -> None:
+        previous = entry.state
+        entry.state = state
+        key = (previous, state)
+        self.transitions[key] = self.transitions.get(key, 0) + 1
+        if self._listener is not None:
+            self._listener.on_state(entry, previous)
+
+    def _sequence(self, entry: BookEntry, seq: int) -> Reason | None:
+        """Rules 2-5 and 9 for an update or trade: None when it applies."""
+        state = entry.state
+        if state is _STALE:
+            return Reason.STALE
+        if state is _AWAITING:
+            return Reason.BEFORE_SNAPSHOT
+        last: int = entry.seq  # type: ignore[assignment]
+        if seq <= last:
+            return Reason.DUPLICATE
+        if seq != last + 1:
+            self._set_state(entry, _STALE)
+            return Reason.GAP
+        return None
+
+    def _book_message(self, msg: BookMessage, recv_ns: int) -> BookEntry | Reason:
+        entry = self.books[msg.symbol]
+        book = entry.book
+        if msg.type is _SNAPSHOT:
+            book.replace(msg.bids, msg.asks)
+        else:
+            reason = self._sequence(entry, msg.seq)
+            if reason is not None:
+                self.rejected[reason] += 1
+                return reason
+            book.apply(msg.bids, msg.asks)
+        entry.seq = msg.seq
+        self.accepted[msg.type] += 1
+        bid = book.best_bid
+        ask = book.best_ask
+        if bid is not None and ask is not None and bid >= ask:
+            if entry.state is not _CROSSED:
+                self._set_state(entry, _CROSSED)
+            return entry
+        if entry.state is not _LIVE:
+            self._set_state(entry, _LIVE)
+        listener = self._listener
+        if listener is not None:
+            listener.on_book(entry, recv_ns)
+        return entry
+
+    def _trade(self, trade: Trade, recv_ns: int) -> BookEntry | Reason:
+        entry = self.books[trade.symbol]
+        reason = self._sequence(entry, trade.seq)
+        if reason is not None:
+            self.rejected[reason] += 1
+            return reason
+        entry.seq = trade.seq
+        self.accepted[MessageType.TRADE] += 1
+        listener = self._listener
+        if listener is not None and entry.state is _LIVE:
+            listener.on_trade(entry, trade, recv_ns)
+        return entry
+
+    def _rejected(self, msg: Rejected) -> Reason:
+        reason = msg.reason
+        self.rejected[reason] += 1
+        symbol = msg.symbol
+        if symbol is None or msg.seq is None:
+            return reason
+        entry = self.books.get(symbol)
+        if entry is None or entry.state not in (_LIVE, _CROSSED):
+            return reason
+        last: int = entry.seq  # type: ignore[assignment]
+        if msg.seq > last or msg.kind == "snapshot":
+            # Rule 8: the bad frame took a sequence number the book needed.
+            self._set_state(entry, _STALE)
+        return reason

@@ -1,0 +1,264 @@
+"""Configuration: one TOML file, validated whole at start-up.
+
+Every section is a frozen pydantic model that forbids unknown keys. Any key
+may be overridden by an environment variable
+``TRADING_ENGINE__<SECTION>__<KEY>`` (``TRADING_ENGINE__FEED__PORT=7001``).
+Overrides apply to the table sections; the ``[[instruments]]`` and
+``[[strategies]]`` arrays are set only in the file.
+
+An invalid file or value raises :class:`ConfigError` whose ``problems``
+name the key, the value and what was expected. Secrets are never in the
+file: it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .instruments import Instrument
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENV_PREFIX",
+    "AdminConfig",
+    "BreakerConfig",
+    "Config",
+    "EngineConfig",
+    "FeedConfig",
+    "GatewayConfig",
+    "InstrumentConfig",
+    "RiskConfig",
+    "StrategyConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("config/engine.toml")
+ENV_PREFIX = "TRADING_ENGINE__"
+
+
+def _positive_decimal(value: str) -> str:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"expected a decimal string such as '0.01', got {value!r}") from None
+    if not number.is_finite() or number <= 0:
+        raise ValueError(f"expected a positive decimal string, got {value!r}")
+    return value
+
+
+PositiveDecimal = Annotated[str, AfterValidator(_positive_decimal)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EngineConfig(_Section):
+    """``[engine]``: the event loop and process-wide settings."""
+
+    loop: Literal["priority", "asyncio", "uvloop"] = Field(
+        "priority", description="event loop implementation"
+    )
+    slow_callback_s: float = Field(0.001, gt=0, description="a callback slower than this is slow")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class FeedConfig(_Section):
+    """``[feed]``: the market-data TCP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(7001, ge=0, le=65535)
+    max_frame_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
+    recv_buffer_bytes: int = Field(65536, ge=4096, le=16 * 1024 * 1024)
+    idle_timeout_s: float = Field(
+        5.0, gt=0, description="silence before a connection's books go stale"
+    )
+    bad_frame_limit: int = Field(
+        100, ge=1, description="consecutive bad frames before a connection is closed"
+    )
+    capture_path: str | None = Field(None, description="file to record accepted frames to")
+
+
+class AdminConfig(_Section):
+    """``[admin]``: the operators' HTTP endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9100, ge=0, le=65535)
+    token_env: str = "TRADING_ENGINE_ADMIN_TOKEN"
+
+
+class GatewayConfig(_Section):
+    """``[gateway]``: the exchange order API client."""
+
+    base_url: str = "http://127.0.0.1:8080"
+    api_key_env: str = "EXCHANGE_API_KEY"
+    timeout_s: float = Field(0.5, gt=0)
+
+
+class BreakerConfig(_Section):
+    """``[breaker]``: the order gateway's circuit breaker."""
+
+    window_size: int = Field(20, ge=1)
+    minimum_calls: int = Field(10, ge=1)
+    failure_rate_threshold: float = Field(0.5, gt=0, le=1)
+    slow_call_s: float = Field(0.25, gt=0)
+    slow_call_rate_threshold: float = Field(1.0, gt=0, le=1)
+    open_s: float = Field(5.0, gt=0)
+    half_open_calls: int = Field(3, ge=1)
+
+
+class RiskConfig(_Section):
+    """``[risk]``: pre-trade limits."""
+
+    max_order_quantity: PositiveDecimal = "10"
+    max_order_notional: PositiveDecimal = "1000000"
+    max_position: PositiveDecimal = "100"
+    price_band: float = Field(0.05, gt=0, lt=1)
+    max_orders_per_s: int = Field(50, ge=1)
+    cancel_on_halt: bool = True
+
+
+class InstrumentConfig(_Section):
+    """One ``[[instruments]]`` entry."""
+
+    symbol: str = Field(min_length=1, max_length=64)
+    tick_size: PositiveDecimal
+    lot_size: PositiveDecimal
+
+    def to_instrument(self) -> Instrument:
+        return Instrument(self.symbol, self.tick_size, self.lot_size)
+
+
+class StrategyConfig(_Section):
+    """One ``[[strategies]]`` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    class_: str = Field(alias="class", min_length=1)
+    symbols: list[str] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    engine: EngineConfig = EngineConfig()
+    feed: FeedConfig = FeedConfig()
+    admin: AdminConfig = AdminConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    risk: RiskConfig = RiskConfig()
+    instruments: list[InstrumentConfig] = Field(default_factory=list)
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+
+    def instrument_map(self) -> dict[str, Instrument]:
+        """The configured instruments by symbol."""
+        return {item.symbol: item.to_instrument() for item in self.instruments}
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems: list[str] = []
+    symbols: set[str] = set()
+    for i, item in enumerate(config.instruments):
+        if item.symbol in symbols:
+            problems.append(f"instruments[{i}].symbol: {item.symbol!r} is configured twice")
+        symbols.add(item.symbol)
+    names: set[str] = set()
+    for i, strategy in enumerate(config.strategies):
+        if strategy.name in names:
+            problems.append(f"strategies[{i}].name: {strategy.name!r} is used twice")
+        names.add(strategy.name)
+        problems.extend(
+            f"strategies[{i}].symbols: {symbol!r} is not a configured instrument"
+            for symbol in strategy.symbols
+            if symbol not in symbols
+        )
+    if config.breaker.minimum_calls > config.breaker.window_size:
+        problems.append(
+            f"breaker.minimum_calls: {config.breaker.minimum_calls} exceeds "
+            f"breaker.window_size {config.breaker.window_size}"
+        )
+    return problems
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            problems.append(f"{name}: expected TRADING_ENGINE__<SECTION>__<KEY>")
+            continue
+        section, key = parts
+        if section in ("instruments", "strategies") or section not in Config.model_fields:
+            problems.append(f"{name}: no section [{section}] can be overridden")
+            continue
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            problems.append(f"{name}: [{section}] is not a table")
+            continue
+        table[key] = value
+    return problems
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(
+        f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]
+    ).replace(".[", "[")
+    value = error.get("input")
+    if error["type"] == "missing":
+        return f"{location}: missing (required)"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key (value {value!r})"
+    return f"{location}: {error['msg']} (value {value!r})"
+
+
+def parse_config(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None, source: str = "<config>"
+) -> Config:
+    """Validate a parsed TOML document plus environment overrides."""
+    merged = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()
+    }
+    problems = _apply_env(merged, os.environ if environ is None else environ)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+    if config is not None:
+        problems.extend(_cross_checks(config))
+        for i, item in enumerate(config.instruments):
+            try:
+                item.to_instrument()
+            except ValueError as exc:
+                problems.append(f"instruments[{i}]: {exc}")
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} invalid setting(s)", problems)
+    assert config is not None
+    return config
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file (default ``config/engine.toml``)."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file", [f"{file}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        message = f"{file}: not valid TOML: {exc}"
+        raise ConfigError(message, [message]) from exc
+    return parse_config(data, environ, str(file))

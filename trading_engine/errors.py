@@ -1,0 +1,70 @@
+"""The engine's one exception tree.
+
+Every error the engine raises on purpose derives from :class:`EngineError`.
+Third-party errors (orjson, pydantic, httpx) are translated at the boundary
+with ``raise X(...) from exc``::
+
+    EngineError
+    ├── ConfigError              invalid configuration file, value or override
+    ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
+    ├── FeedProtocolError        a frame or peer broke the market-data protocol
+    ├── BookError                an order book was asked to do something impossible
+    └── InvariantError           an internal consistency check failed (a bug)
+
+Hot paths never build an exception for an expected event: the decoder and
+the book builder return reason codes instead, and only the instrument
+conversions raise :class:`InvalidValue`, which the decoder turns into a
+reason.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BookError",
+    "ConfigError",
+    "EngineError",
+    "FeedProtocolError",
+    "InvalidValue",
+    "InvariantError",
+]
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """The configuration is invalid.
+
+    ``problems`` lists one human-readable line per invalid key, each naming
+    the key, the value and what was expected.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class InvalidValue(EngineError):
+    """A price or size that cannot be converted to the instrument's grid.
+
+    ``reason`` is a short machine-readable code: ``malformed``, ``negative``,
+    ``zero``, ``not_finite``, ``too_large``, ``off_tick`` or ``off_lot``.
+    """
+
+    def __init__(self, reason: str, value: object) -> None:
+        super().__init__(f"{reason}: {value!r}")
+        self.reason = reason
+        self.value = value
+
+
+class FeedProtocolError(EngineError):
+    """A publisher broke the market-data protocol badly enough to be dropped."""
+
+
+class BookError(EngineError):
+    """An order book operation that cannot be done (for example no best level)."""
+
+
+class InvariantError(EngineError):
+    """An internal invariant does not hold. Always a bug in the engine."""

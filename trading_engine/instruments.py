@@ -1,0 +1,232 @@
+"""Instruments and exact fixed-point conversion.
+
+Money is never a float in the core. An :class:`Instrument` fixes a price
+grid (``tick_size``) and a size grid (``lot_size``), both given as decimal
+strings. Every price in the core is an ``int`` number of ticks and every
+size an ``int`` number of lots; decimal strings exist only on the wire.
+
+Wire values may be decimal strings (``"100.01"``) or JSON numbers. orjson
+reads JSON numbers as IEEE-754 doubles; a double is taken at its shortest
+round-tripping decimal form (``repr``), so ``100.01`` converts to exactly
+10001 ticks of 0.01. A publisher that needs more than 15 significant digits
+sends strings.
+
+Conversion is ``O(len(value))`` and allocates only the resulting ``int``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Final
+
+from .errors import InvalidValue
+
+__all__ = ["MAX_UNITS", "Instrument", "parse_decimal"]
+
+#: The largest magnitude, in ticks or lots, that the engine accepts. Far
+#: above any real price or size, far below where arithmetic could surprise.
+MAX_UNITS: Final = 10**15
+#: Longest accepted textual form of a number; also bounds the cost of int().
+_MAX_TEXT: Final = 48
+_NUMBER: Final = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+_NOT_FINITE: Final = frozenset(
+    {"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
+)
+_POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(40))
+
+
+def _grid(text: str, what: str) -> tuple[int, int]:
+    """Return (scale, step) such that the step is ``step / 10**scale`` exactly."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {text!r} is not a decimal number") from exc
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{what} {text!r} must be a positive finite decimal")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    scale = max(0, -exponent)
+    if scale >= len(_POW10) - 8:
+        raise ValueError(f"{what} {text!r} has too many decimal places")
+    step = int(value * _POW10[scale])
+    return scale, step
+
+
+def _text_of(value: object) -> str:
+    """The decimal text of a wire value, or raise InvalidValue."""
+    if type(value) is str:
+        return value
+    cls = type(value)
+    if cls is int:
+        return str(value)
+    if cls is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise InvalidValue("not_finite", value)
+        text = repr(value)
+        if "e" in text:
+            # repr switches to exponent notation below 1e-4 and from 1e16.
+            text = format(Decimal(text), "f")
+        return text
+    raise InvalidValue("malformed", value)
+
+
+def parse_decimal(value: object, scale: int) -> int:
+    """Convert a wire number to an integer count of ``10**-scale`` units.
+
+    Exact: raises :class:`InvalidValue` (``off_grid``) rather than round.
+    Accepts decimal strings, ``int`` and finite ``float``; rejects ``bool``,
+    exponent notation in strings, signs other than a leading ``-``,
+    whitespace, underscores and non-ASCII digits.
+    """
+    text = _text_of(value)
+    if len(text) > _MAX_TEXT:
+        raise InvalidValue("too_large", value)
+    match = _NUMBER.fullmatch(text)
+    if match is None:
+        if text.lower() in _NOT_FINITE:
+            raise InvalidValue("not_finite", value)
+        raise InvalidValue("malformed", value)
+    sign, whole, frac = match.groups()
+    if frac is None:
+        units = int(whole) * _POW10[scale]
+    else:
+        if len(frac) > scale:
+            if frac[scale:].strip("0"):
+                raise InvalidValue("off_grid", value)
+            frac = frac[:scale]
+        units = int(whole + frac) * _POW10[scale - len(frac)]
+    if sign and units:
+        # "-0" and "-0.0" are zero: the sign alone carries no meaning.
+        raise InvalidValue("negative", value)
+    return units
+
+
+def _render(units: int, scale: int) -> str:
+    if scale == 0:
+        return str(units)
+    whole, frac = divmod(abs(units), _POW10[scale])
+    sign = "-" if units < 0 else ""
+    return f"{sign}{whole}.{frac:0{scale}d}"
+
+
+class Instrument:
+    """A tradable symbol with its price and size grids.
+
+    ``tick_size`` and ``lot_size`` are positive decimal strings such as
+    ``"0.01"``. Prices convert to ticks and sizes to lots; both directions
+    are exact. All conversions are ``O(digits)``.
+    """
+
+    __slots__ = (
+        "_lot_step",
+        "_price_scale",
+        "_size_scale",
+        "_tick_step",
+        "lot_size",
+        "symbol",
+        "tick_size",
+    )
+
+    def __init__(self, symbol: str, tick_size: str, lot_size: str) -> None:
+        if not symbol:
+            raise ValueError("symbol must not be empty")
+        self.symbol = symbol
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self._price_scale, self._tick_step = _grid(tick_size, "tick_size")
+        self._size_scale, self._lot_step = _grid(lot_size, "lot_size")
+
+    def __repr__(self) -> str:
+        return (
+            f"Instrument(symbol={self.symbol!r}, tick_size={self.tick_size!r}, "
+            f"lot_size={self.lot_size!r})"
+        )
+
+    # -- wire -> core ---------------------------------------------------
+
+    def price_to_ticks(self, value: object) -> int:
+        """Convert a wire price to a positive number of ticks.
+
+        Raises :class:`InvalidValue` with reason ``malformed``,
+        ``not_finite``, ``too_large``, ``negative``, ``zero`` or
+        ``off_tick``.
+        """
+        try:
+            units = parse_decimal(value, self._price_scale)
+        except InvalidValue as exc:
+            if exc.reason == "off_grid":
+                raise InvalidValue("off_tick", value) from None
+            raise
+        ticks, rest = divmod(units, self._tick_step)
+        if rest:
+            raise InvalidValue("off_tick", value)
+        if ticks <= 0:
+            raise InvalidValue("zero", value)
+        if ticks > MAX_UNITS:
+            raise InvalidValue("too_large", value)
+        return ticks
+
+    def size_to_lots(self, value: object) -> int:
+        """Convert a wire size to a non-negative number of lots.
+
+        Zero is allowed (an update's level removal); callers that need a
+        positive size check ``> 0``. Raises :class:`InvalidValue` with reason
+        ``malformed``, ``not_finite``, ``too_large``, ``negative`` or
+        ``off_lot``.
+        """
+        try:
+            units = parse_decimal(value, self._size_scale)
+        except InvalidValue as exc:
+            if exc.reason == "off_grid":
+                raise InvalidValue("off_lot", value) from None
+            raise
+        lots, rest = divmod(units, self._lot_step)
+        if rest:
+            raise InvalidValue("off_lot", value)
+        if lots > MAX_UNITS:
+            raise InvalidValue("too_large", value)
+        return lots
+
+    # -- core -> wire ---------------------------------------------------
+
+    def format_price(self, ticks: int) -> str:
+        """Render ticks as a decimal string at the tick size's precision."""
+        return _render(ticks * self._tick_step, self._price_scale)
+
+    def format_size(self, lots: int) -> str:
+        """Render lots as a decimal string at the lot size's precision."""
+        return _render(lots * self._lot_step, self._size_scale)
+
+    def format_money(self, value: Fraction | int, scale: int | None = None) -> str:
+        """Render an amount in price units times lots (``ticks * lots``).
+
+        ``ticks * lots`` is money in units of ``tick_size * lot_size``; this
+        renders it as a decimal string at the tick size's precision,
+        rounding half to even only when the amount is finer than that.
+        """
+        digits = self._price_scale if scale is None else scale
+        exact = Fraction(value) * self._tick_step * self._lot_step
+        exact /= _POW10[self._price_scale + self._size_scale]
+        return _render(round(exact * _POW10[digits]), digits)
+
+    def price_decimal(self, ticks: int) -> Decimal:
+        """The price of ``ticks`` as an exact Decimal (not for the hot path)."""
+        return Decimal(self.format_price(ticks))
+
+    def size_decimal(self, lots: int) -> Decimal:
+        """The size of ``lots`` as an exact Decimal (not for the hot path)."""
+        return Decimal(self.format_size(lots))
+
+    def price_fraction_to_ticks(self, price: Fraction, rounding: str = "nearest") -> int:
+        """Round an exact price in ticks (such as a mid) onto the grid.
+
+        ``rounding`` is ``nearest`` (half to even), ``down`` or ``up``.
+        """
+        if rounding == "down":
+            return math.floor(price)
+        if rounding == "up":
+            return math.ceil(price)
+        return round(price)
