@@ -333,3 +333,52 @@ def test_arbitrary_bytes_never_raise_and_keep_invariants(frames: list[bytes]) ->
         builder.check()
     total = sum(builder.rejected.values()) + sum(builder.accepted.values())
     assert total == len(frames) + 1  # every frame counted exactly once
+
+
+def _general_path(builder: BookBuilder, frame: bytes) -> BookEntry | Reason | None:
+    return builder.apply(builder._decoder.decode(frame))
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    mutations=st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 200), st.binary(max_size=3)), max_size=8
+    ),
+)
+def test_inline_update_path_equals_general_path(
+    seed: int, mutations: list[tuple[int, int, bytes]]
+) -> None:
+    """handle() (with its inline update path) == decode_object() + apply()."""
+    frames = _valid_stream(random.Random(seed), 60)
+    for index, offset, replacement in mutations:
+        frame = frames[1 + index % (len(frames) - 1)]
+        cut = offset % (len(frame) + 1)
+        frames[1 + index % (len(frames) - 1)] = frame[:cut] + replacement + frame[cut:]
+    fast = BookBuilder([BTC])
+    slow = BookBuilder([BTC])
+    for frame in frames:
+        fast_result = fast.handle(frame)
+        slow_result = _general_path(slow, frame)
+        assert type(fast_result) is type(slow_result)
+        if isinstance(fast_result, Reason):
+            assert fast_result is slow_result
+        fast_entry, slow_entry = fast.books["BTC-USD"], slow.books["BTC-USD"]
+        assert (fast_entry.state, fast_entry.seq) == (slow_entry.state, slow_entry.seq)
+        assert levels(fast_entry) == levels(slow_entry)
+    assert fast.rejected == slow.rejected
+    assert fast.accepted == slow.accepted
+    assert fast.transitions == slow.transitions
+
+
+def test_inline_path_edge_cases() -> None:
+    builder = BookBuilder([BTC])
+    builder.handle(snapshot(2**63 - 1, [["100.00", "1"]], [["100.50", "1"]]))
+    # The next sequence number would be 2**63: not a valid seq.
+    assert builder.handle(update(2**63, [], [])) is Reason.BAD_FIELD
+    live_again = BookBuilder([BTC])
+    entry = live(live_again)
+    assert live_again.handle(update(11, [], [])) is entry
+    frame = b'{"type":"update","symbol":"BTC-USD","seq":12,"bids":[],"asks":[],"ts":true}'
+    assert live_again.handle(frame) is Reason.BAD_FIELD
+    frame = b'{"type":"update","symbol":"BTC-USD","seq":true,"bids":[],"asks":[]}'
+    assert live_again.handle(frame) is Reason.BAD_FIELD

@@ -120,13 +120,39 @@ class OrderBook:
                 self.best_ask = prices[0] if levels else None
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Apply changed levels (an update), in order. ``O(k log n)``."""
-        set_bid = self.set_bid
+        """Apply changed levels (an update), in order. ``O(k log n)``.
+
+        The same as calling :meth:`set_bid` and :meth:`set_ask` per level,
+        inlined: this is the hot path of every update.
+        """
+        levels = self._bids
         for price, size in bids:
-            set_bid(price, size)
-        set_ask = self.set_ask
+            if size:
+                if price not in levels:
+                    self._bid_prices.add(price)
+                    best = self.best_bid
+                    if best is None or price > best:
+                        self.best_bid = price
+                levels[price] = size
+            elif price in levels:
+                del levels[price]
+                self._bid_prices.remove(price)
+                if price == self.best_bid:
+                    self.best_bid = self._bid_prices[-1] if levels else None
+        levels = self._asks
         for price, size in asks:
-            set_ask(price, size)
+            if size:
+                if price not in levels:
+                    self._ask_prices.add(price)
+                    best = self.best_ask
+                    if best is None or price < best:
+                        self.best_ask = price
+                levels[price] = size
+            elif price in levels:
+                del levels[price]
+                self._ask_prices.remove(price)
+                if price == self.best_ask:
+                    self.best_ask = self._ask_prices[0] if levels else None
 
     # -- top of book ----------------------------------------------------
 

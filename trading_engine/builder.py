@@ -36,17 +36,22 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Protocol
 
+import orjson
+
 from .book import OrderBook
 from .instruments import Instrument
 from .protocol import (
+    MAX_SEQ,
     BookMessage,
     Decoder,
+    Grid,
     Heartbeat,
     Message,
     MessageType,
     Reason,
     Rejected,
     Trade,
+    levels,
 )
 
 __all__ = ["BookBuilder", "BookEntry", "BookListener", "BookState"]
@@ -72,9 +77,10 @@ _UPDATE = MessageType.UPDATE
 class BookEntry:
     """One symbol's book, state and sequence. Owned by the builder."""
 
-    __slots__ = ("book", "instrument", "seq", "state", "symbol")
+    __slots__ = ("_grid", "book", "instrument", "seq", "state", "symbol")
 
-    def __init__(self, instrument: Instrument) -> None:
+    def __init__(self, instrument: Instrument, grid: Grid) -> None:
+        self._grid = grid
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.book = OrderBook(instrument.symbol)
@@ -108,7 +114,7 @@ class BookBuilder:
     """
 
     __slots__ = (
-        "_decode",
+        "_decoder",
         "_listener",
         "accepted",
         "books",
@@ -120,8 +126,10 @@ class BookBuilder:
         self, instruments: Iterable[Instrument], listener: BookListener | None = None
     ) -> None:
         by_symbol = {inst.symbol: inst for inst in instruments}
-        self.books: dict[str, BookEntry] = {s: BookEntry(i) for s, i in by_symbol.items()}
-        self._decode = Decoder(by_symbol).decode
+        self._decoder = decoder = Decoder(by_symbol)
+        self.books: dict[str, BookEntry] = {
+            symbol: BookEntry(inst, decoder.grid(symbol)) for symbol, inst in by_symbol.items()
+        }
         self._listener = listener
         self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.accepted: dict[MessageType, int] = dict.fromkeys(MessageType, 0)
@@ -144,8 +152,43 @@ class BookBuilder:
         Returns the :class:`BookEntry` the frame was applied to, ``None``
         for a heartbeat, or the :class:`Reason` it was ignored or rejected
         (already counted).
+
+        The common case, a valid in-sequence update of a live or crossed
+        book, is decoded and applied inline. Anything else, or anything the
+        inline path doubts, goes through :meth:`Decoder.decode_object` and
+        :meth:`apply` from the start: the inline path applies a message
+        whole exactly when the general path would, or touches nothing.
         """
-        return self.apply(self._decode(frame), recv_ns)
+        try:
+            obj = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return self._rejected(self._decoder.undecodable(frame))
+        if type(obj) is dict and obj.get("type") == "update":
+            symbol = obj.get("symbol")
+            entry = self.books.get(symbol) if type(symbol) is str else None
+            if entry is not None:
+                seq = obj.get("seq")
+                ts = obj.get("ts")
+                state = entry.state
+                if (
+                    (state is _LIVE or state is _CROSSED)
+                    and type(seq) is int
+                    and seq == entry.seq + 1  # type: ignore[operator]
+                    and seq < MAX_SEQ
+                    and (ts is None or type(ts) is int)
+                ):
+                    raw_bids = obj.get("bids")
+                    raw_asks = obj.get("asks")
+                    if type(raw_bids) is list and type(raw_asks) is list:
+                        grid = entry._grid
+                        bids = levels(raw_bids, grid, False) if raw_bids else raw_bids
+                        asks = levels(raw_asks, grid, False) if raw_asks else raw_asks
+                        if type(bids) is list and type(asks) is list:
+                            entry.book.apply(bids, asks)
+                            entry.seq = seq
+                            self.accepted[_UPDATE] += 1
+                            return self._after_apply(entry, recv_ns)
+        return self.apply(self._decoder.decode_object(obj), recv_ns)
 
     def apply(self, msg: Message | Rejected, recv_ns: int = 0) -> BookEntry | Reason | None:
         """Apply one decoded message; see :meth:`handle`."""
@@ -222,6 +265,11 @@ class BookBuilder:
             book.apply(msg.bids, msg.asks)
         entry.seq = msg.seq
         self.accepted[msg.type] += 1
+        return self._after_apply(entry, recv_ns)
+
+    def _after_apply(self, entry: BookEntry, recv_ns: int) -> BookEntry:
+        """Rule 6 after a message changed levels, then tell the listener."""
+        book = entry.book
         bid = book.best_bid
         ask = book.best_ask
         if bid is not None and ask is not None and bid >= ask:

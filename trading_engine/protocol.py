@@ -25,6 +25,7 @@ from .instruments import Instrument
 __all__ = [
     "BookMessage",
     "Decoder",
+    "Grid",
     "Heartbeat",
     "Message",
     "MessageType",
@@ -32,9 +33,10 @@ __all__ = [
     "Rejected",
     "Side",
     "Trade",
+    "levels",
 ]
 
-_MAX_SEQ: Final = 2**63
+MAX_SEQ: Final = 2**63
 #: Cache entries per instrument before the wire-string caches are reset.
 _CACHE_LIMIT: Final = 65536
 
@@ -201,7 +203,7 @@ _PRICE_REASON: Final = {
 _SIZE_REASON: Final = _PRICE_REASON
 
 
-class _Grid:
+class Grid:
     """Per-instrument conversion with caches of wire strings already seen.
 
     Book prices and sizes repeat heavily, so a dict hit (~40 ns) replaces
@@ -244,24 +246,37 @@ class Decoder:
     __slots__ = ("_grids",)
 
     def __init__(self, instruments: Mapping[str, Instrument]) -> None:
-        self._grids = {symbol: _Grid(inst) for symbol, inst in instruments.items()}
+        self._grids = {symbol: Grid(inst) for symbol, inst in instruments.items()}
 
     def decode(self, frame: bytes | bytearray | memoryview) -> Message | Rejected:
         """Decode one frame (without its newline) to a message or a rejection."""
         try:
             obj = orjson.loads(frame)
         except orjson.JSONDecodeError:
-            try:
-                bytes(frame).decode("utf-8")
-            except UnicodeDecodeError:
-                return Rejected(Reason.INVALID_UTF8, "frame is not valid UTF-8")
-            return Rejected(Reason.MALFORMED_JSON, "frame is not valid JSON")
+            return self.undecodable(frame)
+        return self.decode_object(obj)
+
+    def decode_object(self, obj: object) -> Message | Rejected:
+        """Validate an already parsed JSON value; see :meth:`decode`."""
         if type(obj) is not dict:
             return Rejected(Reason.BAD_FIELD, "frame is not a JSON object")
         try:
             return self._message(obj)
         except Exception as exc:  # the decoder must never raise
             return Rejected(Reason.BAD_FIELD, f"undecodable frame: {type(exc).__name__}")
+
+    @staticmethod
+    def undecodable(frame: bytes | bytearray | memoryview) -> Rejected:
+        """The rejection for a frame that orjson could not parse."""
+        try:
+            bytes(frame).decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejected(Reason.INVALID_UTF8, "frame is not valid UTF-8")
+        return Rejected(Reason.MALFORMED_JSON, "frame is not valid JSON")
+
+    def grid(self, symbol: str) -> Grid:
+        """The conversion grid (with its caches) of a configured symbol."""
+        return self._grids[symbol]
 
     def _message(self, obj: dict[str, object]) -> Message | Rejected:
         kind = obj.get("type")
@@ -281,9 +296,9 @@ class Decoder:
         symbol = obj.get("symbol")
         seq = obj.get("seq")
         if type(symbol) is not str:
-            number = seq if type(seq) is int and 0 <= seq < _MAX_SEQ else None
+            number = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
             return Rejected(Reason.BAD_FIELD, "symbol is missing or not a string", None, number)
-        if type(seq) is not int or not 0 <= seq < _MAX_SEQ:
+        if type(seq) is not int or not 0 <= seq < MAX_SEQ:
             return Rejected(
                 Reason.BAD_FIELD, "seq is missing or not a non-negative integer", symbol, None, kind
             )
@@ -300,7 +315,7 @@ class Decoder:
         snapshot = message_type is _SNAPSHOT
         raw = obj.get("bids")
         if raw:
-            bids = _levels(raw, grid, snapshot)
+            bids = levels(raw, grid, snapshot)
             if type(bids) is Rejected:
                 bids.symbol, bids.seq, bids.kind = symbol, seq, kind
                 return bids
@@ -310,7 +325,7 @@ class Decoder:
             return Rejected(Reason.BAD_FIELD, "bids is missing or not a list", symbol, seq, kind)
         raw = obj.get("asks")
         if raw:
-            asks = _levels(raw, grid, snapshot)
+            asks = levels(raw, grid, snapshot)
             if type(asks) is Rejected:
                 asks.symbol, asks.seq, asks.kind = symbol, seq, kind
                 return asks
@@ -324,13 +339,13 @@ class Decoder:
         symbol = obj.get("symbol")
         seq = obj.get("seq")
         name = symbol if type(symbol) is str else None
-        number = seq if type(seq) is int and 0 <= seq < _MAX_SEQ else None
+        number = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
         if type(kind) is str:
             return Rejected(Reason.UNKNOWN_TYPE, f"unknown type {kind[:32]!r}", name, number)
         return Rejected(Reason.BAD_FIELD, "type is missing or not a string", name, number)
 
     def _trade(
-        self, obj: dict[str, object], grid: _Grid, symbol: str, seq: int, ts: int | None
+        self, obj: dict[str, object], grid: Grid, symbol: str, seq: int, ts: int | None
     ) -> Trade | Rejected:
         side = obj.get("side")
         if side == "buy":
@@ -356,7 +371,7 @@ class Decoder:
         return Trade(symbol, seq, price, size, aggressor, ts)
 
 
-def _levels(raw: object, grid: _Grid, snapshot: bool) -> list[tuple[int, int]] | Rejected:
+def levels(raw: object, grid: Grid, snapshot: bool) -> list[tuple[int, int]] | Rejected:
     """Convert ``[[price, size], ...]`` whole, or return the first problem."""
     if type(raw) is not list:
         return Rejected(Reason.BAD_FIELD, "bids/asks is not a list")

@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: timing, statistics, machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from time import perf_counter_ns
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """Python version and machine description for the record."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+    }
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def summarize(per_run: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and spread of per-run figures."""
+    ordered = sorted(per_run)
+    median = statistics.median(ordered)
+    return {
+        "median": median,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "spread_pct": 100.0 * (ordered[-1] - ordered[0]) / median if median else 0.0,
+        "runs": len(ordered),
+    }
+
+
+def time_per_item_ns(run: Callable[[], int]) -> float:
+    """Run ``run`` once (it returns how many items it did); ns per item."""
+    start = perf_counter_ns()
+    count = run()
+    return (perf_counter_ns() - start) / count
