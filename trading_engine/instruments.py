@@ -81,6 +81,16 @@ def parse_decimal(value: object, scale: int) -> int:
     exponent notation in strings, signs other than a leading ``-``,
     whitespace, underscores and non-ASCII digits.
     """
+    if type(value) is str and len(value) <= _MAX_TEXT:
+        # Fast path for the common case: an unsigned decimal on the grid's scale.
+        whole, dot, frac = value.partition(".")
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and (not dot or (frac.isascii() and frac.isdigit()))
+            and len(frac) <= scale
+        ):
+            return int(whole + frac) * _POW10[scale - len(frac)]
     text = _text_of(value)
     if len(text) > _MAX_TEXT:
         raise InvalidValue("too_large", value)

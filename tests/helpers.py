@@ -1,0 +1,16 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def wait_until(predicate: Callable[[], bool], within_s: float = 5.0, what: str = "") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what or predicate}")
+        await asyncio.sleep(0.005)
