@@ -9,6 +9,8 @@ with ``raise X(...) from exc``::
     ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
     ├── FeedProtocolError        a frame or peer broke the market-data protocol
     ├── BookError                an order book was asked to do something impossible
+    ├── StrategyError            a strategy could not be loaded or configured
+    ├── OrderStateError          an order was moved along a transition that does not exist
     └── InvariantError           an internal consistency check failed (a bug)
 
 Hot paths never build an exception for an expected event: the decoder and
@@ -26,6 +28,8 @@ __all__ = [
     "FeedProtocolError",
     "InvalidValue",
     "InvariantError",
+    "OrderStateError",
+    "StrategyError",
 ]
 
 
@@ -68,3 +72,14 @@ class BookError(EngineError):
 
 class InvariantError(EngineError):
     """An internal invariant does not hold. Always a bug in the engine."""
+
+
+class StrategyError(EngineError):
+    """A strategy could not be loaded, or its params are invalid.
+
+    The message names the strategy and, for a bad param, the key.
+    """
+
+
+class OrderStateError(EngineError):
+    """An order state transition that the state machine does not allow."""

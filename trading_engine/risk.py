@@ -1,0 +1,243 @@
+"""Pre-trade risk: pure, synchronous checks of every order before it leaves.
+
+:class:`RiskEngine.check` answers ``None`` (the order may go) or a
+:class:`Denial` (it may not), and counts every denial by reason. It reads
+nothing by itself: the caller passes the order, the book entry, the
+current position and the open-order exposure, and the clock is injected.
+Cancels are never checked: they always pass.
+
+Checks, in order (the first failure is the reason):
+
+============================  ==================================================
+``halted``                    trading state is ``halted``
+``book_not_live``             the symbol's book is not live (stale, crossed, ...)
+``invalid_order``             quantity <= 0, or a limit order without a price
+``max_quantity``              quantity > ``max_order_quantity``
+``no_price``                  a market order with no opposite level to price it
+``max_notional``              price * quantity > ``max_order_notional``
+``price_band``                limit price further than ``price_band`` from mid
+``reducing``                  state ``reducing`` and the order would not shrink
+                              the position (counting open orders on that side)
+``max_position``              position + open orders + this order > ``max_position``
+``rate_limit``                more than ``max_orders_per_s`` in total
+``strategy_rate_limit``       more than ``strategy_max_orders_per_s`` for the strategy
+============================  ==================================================
+
+Limits are converted once per instrument to lots and tick*lot units, so
+each check is integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from .builder import BookEntry, BookState
+from .config import RiskConfig
+from .instruments import Instrument
+from .orders import OrderType
+from .protocol import Side
+
+__all__ = ["Denial", "RiskEngine", "TokenBucket", "TradingState"]
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class Denial(StrEnum):
+    """Why an order was stopped (a metric label)."""
+
+    HALTED = "halted"
+    BOOK_NOT_LIVE = "book_not_live"
+    INVALID_ORDER = "invalid_order"
+    MAX_QUANTITY = "max_quantity"
+    NO_PRICE = "no_price"
+    MAX_NOTIONAL = "max_notional"
+    PRICE_BAND = "price_band"
+    REDUCING = "reducing"
+    MAX_POSITION = "max_position"
+    RATE_LIMIT = "rate_limit"
+    STRATEGY_RATE_LIMIT = "strategy_rate_limit"
+    #: Not a risk check: the gateway's circuit breaker is open.
+    CIRCUIT_OPEN = "circuit_open"
+    #: Not a risk check: the strategy answered after its time budget.
+    LATE = "late"
+
+
+class TokenBucket:
+    """``rate`` tokens per second, holding at most ``burst``. Injected clock."""
+
+    __slots__ = ("_clock", "_last_ns", "_ns_per_token", "burst", "tokens_ns")
+
+    def __init__(self, rate: float, clock: Callable[[], int], burst: int | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._clock = clock
+        self._ns_per_token = round(1e9 / rate)
+        self.burst = burst if burst is not None else max(1, int(rate))
+        # Tokens are kept as nanoseconds of credit: integer arithmetic only.
+        self.tokens_ns = self.burst * self._ns_per_token
+        self._last_ns = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        cap = self.burst * self._ns_per_token
+        self.tokens_ns = min(cap, self.tokens_ns + (now - self._last_ns))
+        self._last_ns = now
+
+    def available(self) -> bool:
+        self._refill()
+        return self.tokens_ns >= self._ns_per_token
+
+    def take(self) -> bool:
+        """Take one token; False (and nothing taken) when empty."""
+        self._refill()
+        if self.tokens_ns < self._ns_per_token:
+            return False
+        self.tokens_ns -= self._ns_per_token
+        return True
+
+    def wait_s(self) -> float:
+        """Seconds until one token is available."""
+        self._refill()
+        missing = self._ns_per_token - self.tokens_ns
+        return max(0, missing) / 1e9
+
+
+class _Limits:
+    __slots__ = ("max_lots", "max_notional", "max_position")
+
+    def __init__(self, config: RiskConfig, instrument: Instrument) -> None:
+        self.max_lots = _floor_units(config.max_order_quantity, Decimal(instrument.lot_size))
+        self.max_position = _floor_units(config.max_position, Decimal(instrument.lot_size))
+        unit = Decimal(instrument.tick_size) * Decimal(instrument.lot_size)
+        self.max_notional = _floor_units(config.max_order_notional, unit)
+
+
+def _floor_units(amount: str, unit: Decimal) -> int:
+    return int(Decimal(amount) // unit)
+
+
+class RiskEngine:
+    """The pre-trade checks. Pure: no I/O, no clock but the injected one."""
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        instruments: Iterable[Instrument],
+        clock: Callable[[], int],
+        strategies: Iterable[str] = (),
+        strategy_max_orders_per_s: float | None = None,
+    ) -> None:
+        self.config = config
+        self.state = TradingState.ACTIVE
+        self._limits = {inst.symbol: _Limits(config, inst) for inst in instruments}
+        band = Fraction(str(config.price_band))
+        self._band_num = band.numerator
+        self._band_den = band.denominator
+        self._clock = clock
+        self._global = TokenBucket(config.max_orders_per_s, clock)
+        per_strategy = strategy_max_orders_per_s or config.max_orders_per_s
+        self._per_strategy_rate = per_strategy
+        self._strategy_buckets = {name: TokenBucket(per_strategy, clock) for name in strategies}
+        self.denied: dict[Denial, int] = dict.fromkeys(Denial, 0)
+        self.passed = 0
+
+    def set_state(self, state: TradingState) -> None:
+        self.state = state
+
+    def deny(self, denial: Denial) -> Denial:
+        """Count a denial decided outside the checks (breaker, lateness)."""
+        self.denied[denial] += 1
+        return denial
+
+    def check(
+        self,
+        strategy: str,
+        entry: BookEntry,
+        side: Side,
+        order_type: OrderType,
+        lots: int,
+        price: int | None,
+        position: int,
+        open_buy: int,
+        open_sell: int,
+    ) -> Denial | None:
+        """Check one new order; ``None`` means it may go (and uses a rate token)."""
+        denial = self._check(
+            strategy, entry, side, order_type, lots, price, position, open_buy, open_sell
+        )
+        if denial is not None:
+            self.denied[denial] += 1
+        else:
+            self.passed += 1
+        return denial
+
+    def _check(
+        self,
+        strategy: str,
+        entry: BookEntry,
+        side: Side,
+        order_type: OrderType,
+        lots: int,
+        price: int | None,
+        position: int,
+        open_buy: int,
+        open_sell: int,
+    ) -> Denial | None:
+        state = self.state
+        if state is TradingState.HALTED:
+            return Denial.HALTED
+        if entry.state is not BookState.LIVE:
+            return Denial.BOOK_NOT_LIVE
+        if lots <= 0 or (order_type is OrderType.LIMIT and (price is None or price <= 0)):
+            return Denial.INVALID_ORDER
+        limits = self._limits[entry.symbol]
+        if lots > limits.max_lots:
+            return Denial.MAX_QUANTITY
+        book = entry.book
+        bid = book.best_bid
+        ask = book.best_ask
+        if order_type is OrderType.MARKET:
+            price = ask if side is Side.BUY else bid
+            if price is None:
+                return Denial.NO_PRICE
+        assert price is not None
+        if price * lots > limits.max_notional:
+            return Denial.MAX_NOTIONAL
+        if bid is not None and ask is not None:
+            mid_x2 = bid + ask
+            if abs(2 * price - mid_x2) * self._band_den > self._band_num * mid_x2:
+                return Denial.PRICE_BAND
+        else:
+            return Denial.NO_PRICE
+        if side is Side.BUY:
+            if state is TradingState.REDUCING and not (
+                position < 0 and open_buy + lots <= -position
+            ):
+                return Denial.REDUCING
+            if position + open_buy + lots > limits.max_position:
+                return Denial.MAX_POSITION
+        else:
+            if state is TradingState.REDUCING and not (
+                position > 0 and open_sell + lots <= position
+            ):
+                return Denial.REDUCING
+            if position - open_sell - lots < -limits.max_position:
+                return Denial.MAX_POSITION
+        bucket = self._strategy_buckets.get(strategy)
+        if bucket is None:
+            bucket = self._strategy_buckets[strategy] = TokenBucket(
+                self._per_strategy_rate, self._clock
+            )
+        if not self._global.available():
+            return Denial.RATE_LIMIT
+        if not bucket.take():
+            return Denial.STRATEGY_RATE_LIMIT
+        self._global.take()
+        return None
