@@ -70,6 +70,12 @@ class EngineConfig(_Section):
     )
     slow_callback_s: float = Field(0.001, gt=0, description="a callback slower than this is slow")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    strategy_budget_s: float = Field(
+        0.005, gt=0, description="time a suspended strategy hook may take before it is dropped"
+    )
+    strategy_error_limit: int = Field(
+        5, ge=1, description="consecutive errors before a strategy is disabled"
+    )
 
 
 class FeedConfig(_Section):
@@ -124,6 +130,9 @@ class RiskConfig(_Section):
     max_position: PositiveDecimal = "100"
     price_band: float = Field(0.05, gt=0, lt=1)
     max_orders_per_s: int = Field(50, ge=1)
+    strategy_max_orders_per_s: int | None = Field(
+        None, ge=1, description="per-strategy order rate; default: max_orders_per_s"
+    )
     cancel_on_halt: bool = True
 
 

@@ -222,6 +222,16 @@ class Instrument:
         exact /= _POW10[self._price_scale + self._size_scale]
         return _render(round(exact * _POW10[digits]), digits)
 
+    def format_price_fraction(self, ticks: Fraction, digits: int | None = None) -> str:
+        """Render an exact price in ticks (an average, a mid) as a decimal string.
+
+        At the tick size's precision unless ``digits`` says otherwise,
+        rounding half to even only when the price is finer than that.
+        """
+        scale = self._price_scale if digits is None else digits
+        exact = Fraction(ticks) * self._tick_step / _POW10[self._price_scale]
+        return _render(round(exact * _POW10[scale]), scale)
+
     def price_decimal(self, ticks: int) -> Decimal:
         """The price of ``ticks`` as an exact Decimal (not for the hot path)."""
         return Decimal(self.format_price(ticks))

@@ -22,7 +22,7 @@ import os
 import string
 import time
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
 from .errors import OrderStateError
 from .protocol import Side
@@ -30,7 +30,9 @@ from .protocol import Side
 __all__ = [
     "TRANSITIONS",
     "ClientOrderIds",
+    "ExecutionListener",
     "Order",
+    "OrderSink",
     "OrderStatus",
     "OrderType",
     "TimeInForce",
@@ -210,3 +212,26 @@ class Order:
             )
         self.filled += lots
         self.filled_cost += price * lots
+
+
+class ExecutionListener(Protocol):
+    """What an order sink reports back (the engine implements it)."""
+
+    def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
+        """The venue acknowledged the order (it is at least ``new``)."""
+
+    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+        """A fill of ``lots`` at ``price`` ticks."""
+
+    def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
+        """The order reached ``status`` (after any fills that led to it)."""
+
+
+class OrderSink(Protocol):
+    """Where orders go: the simulated venue or the exchange gateway."""
+
+    def submit(self, order: Order) -> None:
+        """Send a new order. Outcomes arrive through the ExecutionListener."""
+
+    def cancel(self, order: Order) -> None:
+        """Ask to cancel an open order."""

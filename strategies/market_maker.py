@@ -1,0 +1,97 @@
+"""MarketMaker: quote both sides around the microprice, skewed by inventory.
+
+Params:
+
+* ``quantity``: size of each quote (decimal string);
+* ``half_spread_ticks``: distance of each quote from the fair price (default 2);
+* ``max_inventory``: position at which the side that would grow it stops
+  quoting (decimal string);
+* ``skew_ticks``: how far the fair price moves against the inventory at
+  ``max_inventory`` (default 2): long inventory lowers both quotes;
+* ``requote_ticks``: a quote is replaced (cancel/replace) only when its
+  target moved at least this far (default 1).
+
+Quotes are GTC limit orders that never cross the touch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategies._params import lots
+from trading_engine.orders import Order, OrderType, TimeInForce
+from trading_engine.protocol import Side
+from trading_engine.strategy import BookView, Strategy, StrategyContext
+
+
+class MarketMakerParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quantity: str
+    max_inventory: str
+    half_spread_ticks: int = Field(2, ge=1)
+    skew_ticks: int = Field(2, ge=0)
+    requote_ticks: int = Field(1, ge=1)
+
+
+class MarketMaker(Strategy):
+    Params = MarketMakerParams
+
+    def __init__(
+        self, name: str, params: BaseModel, context: StrategyContext, symbols: Sequence[str]
+    ) -> None:
+        super().__init__(name, params, context, symbols)
+        assert isinstance(params, MarketMakerParams)
+        self.p = params
+        self._lots = {
+            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+        }
+        self._max = {
+            s: lots(name, "max_inventory", context.instrument(s), params.max_inventory)
+            for s in symbols
+        }
+
+    def targets(self, book: BookView) -> tuple[int | None, int | None]:
+        """The (bid, ask) prices to quote now, None for a side not quoted."""
+        fair = book.microprice()
+        bid, ask = book.best_bid, book.best_ask
+        if fair is None or bid is None or ask is None:
+            return None, None
+        symbol = book.symbol
+        inventory = self.ctx.position(symbol).quantity
+        limit = self._max[symbol]
+        skewed = fair - Fraction(self.p.skew_ticks * max(-limit, min(limit, inventory)), limit)
+        quote_bid = min(math.floor(skewed - self.p.half_spread_ticks), ask - 1)
+        quote_ask = max(math.ceil(skewed + self.p.half_spread_ticks), bid + 1)
+        return (
+            quote_bid if inventory < limit and quote_bid > 0 else None,
+            quote_ask if inventory > -limit else None,
+        )
+
+    def on_book(self, book: BookView) -> None:
+        bid, ask = self.targets(book)
+        open_orders = self.ctx.open_orders(book.symbol)
+        self._quote(book.symbol, Side.BUY, bid, [o for o in open_orders if o.side is Side.BUY])
+        self._quote(book.symbol, Side.SELL, ask, [o for o in open_orders if o.side is Side.SELL])
+
+    def _quote(self, symbol: str, side: Side, price: int | None, mine: list[Order]) -> None:
+        live = [o for o in mine if not o.cancel_requested]
+        if price is None:
+            for order in live:
+                self.ctx.cancel(order)
+            return
+        if not live:
+            self.ctx.submit(
+                symbol, side, self._lots[symbol], price, OrderType.LIMIT, TimeInForce.GTC
+            )
+            return
+        current, *extra = live
+        for order in extra:
+            self.ctx.cancel(order)
+        assert current.price is not None
+        if abs(current.price - price) >= self.p.requote_ticks:
+            self.ctx.replace(current, lots=self._lots[symbol], price=price)

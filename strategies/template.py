@@ -1,0 +1,77 @@
+"""A template strategy: copy this file to start your own.
+
+Load it with ``class = "strategies.template:TemplateStrategy"`` in a
+``[[strategies]]`` entry, or register it as an entry point in the group
+``trading_engine.strategies`` of your own package.
+
+Everything the strategy needs comes through ``self.ctx`` (its
+StrategyContext) and the BookView handed to the hooks. Prices are int
+ticks and sizes int lots; convert decimal params once, in ``__init__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategies._params import lots
+from trading_engine.orders import Order, TimeInForce
+from trading_engine.protocol import Trade
+from trading_engine.strategy import BookView, Fill, Strategy, StrategyContext
+
+
+class TemplateParams(BaseModel):
+    """Your params: validated at start-up; a bad value names strategy and key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quantity: str = "0.001"
+    max_spread_ticks: int = Field(5, ge=1)
+
+
+class TemplateStrategy(Strategy):
+    """Buys one lot-sized IOC order whenever the spread is tight enough."""
+
+    Params = TemplateParams
+
+    def __init__(
+        self, name: str, params: BaseModel, context: StrategyContext, symbols: Sequence[str]
+    ) -> None:
+        super().__init__(name, params, context, symbols)
+        assert isinstance(params, TemplateParams)
+        self.max_spread = params.max_spread_ticks
+        # Convert decimal params to lots once per symbol (raises StrategyError).
+        self.size = {
+            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+        }
+        self.fills = 0
+
+    # Required: called after every update of a live book you watch.
+    # It may be ``async def``; keep it short either way: it is on the hot path.
+    def on_book(self, book: BookView) -> None:
+        spread = book.spread()  # None unless the book is live
+        if spread is None or spread > self.max_spread:
+            return
+        if self.ctx.open_orders(book.symbol):
+            return  # one order at a time
+        ask = book.best_ask
+        if ask is not None:
+            # Returns None if pre-trade risk denied it; self.ctx.last_denial says why.
+            self.ctx.buy(book.symbol, self.size[book.symbol], ask, TimeInForce.IOC)
+
+    # Optional hooks: delete the ones you do not need.
+    def on_start(self) -> None:
+        self.ctx.log.info("template strategy starting on %s", ", ".join(self.symbols))
+
+    def on_trade(self, book: BookView, trade: Trade) -> None:
+        pass
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fills += 1
+
+    def on_order_update(self, order: Order) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        self.ctx.log.info("template strategy stopping after %d fills", self.fills)

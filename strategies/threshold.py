@@ -1,0 +1,70 @@
+"""ThresholdTaker: take liquidity when the touch crosses a trigger price.
+
+Params: ``side`` (``buy``/``sell``), ``trigger_price``, ``quantity``
+(decimal strings) and ``cooldown_s`` (default 0).
+
+On each update of a live book, a buy taker sends one IOC limit buy of
+``quantity`` at the best ask when the best ask <= ``trigger_price`` (a
+sell taker: one IOC limit sell at the best bid when the best bid >=
+``trigger_price``); at most one order per update and none within
+``cooldown_s`` of its last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategies._params import lots, ticks
+from trading_engine.orders import OrderType, TimeInForce
+from trading_engine.protocol import Side
+from trading_engine.strategy import BookView, Strategy, StrategyContext
+
+
+class ThresholdParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    side: Literal["buy", "sell"]
+    trigger_price: str
+    quantity: str
+    cooldown_s: float = Field(0.0, ge=0)
+
+
+class ThresholdTaker(Strategy):
+    Params = ThresholdParams
+
+    def __init__(
+        self, name: str, params: BaseModel, context: StrategyContext, symbols: Sequence[str]
+    ) -> None:
+        super().__init__(name, params, context, symbols)
+        assert isinstance(params, ThresholdParams)
+        self.side = Side(params.side)
+        self.cooldown_ns = round(params.cooldown_s * 1e9)
+        self._trigger: dict[str, int] = {}
+        self._lots: dict[str, int] = {}
+        for symbol in symbols:
+            instrument = context.instrument(symbol)
+            self._trigger[symbol] = ticks(name, "trigger_price", instrument, params.trigger_price)
+            self._lots[symbol] = lots(name, "quantity", instrument, params.quantity)
+        self._last_ns: int | None = None
+
+    def on_book(self, book: BookView) -> None:
+        last = self._last_ns
+        if self.cooldown_ns and last is not None and self.ctx.now_ns() - last < self.cooldown_ns:
+            return
+        symbol = book.symbol
+        if self.side is Side.BUY:
+            price = book.best_ask
+            if price is None or price > self._trigger[symbol]:
+                return
+        else:
+            price = book.best_bid
+            if price is None or price < self._trigger[symbol]:
+                return
+        order = self.ctx.submit(
+            symbol, self.side, self._lots[symbol], price, OrderType.LIMIT, TimeInForce.IOC
+        )
+        if order is not None:
+            self._last_ns = self.ctx.now_ns()

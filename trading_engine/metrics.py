@@ -1,0 +1,62 @@
+"""Hot-path metrics: plain counters and histograms, exported by a Collector.
+
+Observing into a ``prometheus_client.Histogram`` costs about 1.2-1.6 us
+on this engine's reference machine; a ``bisect`` into a list of counts
+costs about 0.15 us. So hot paths record into :class:`LatencyHistogram`
+(plain ints) and the Prometheus exposition is rendered from them when
+scraped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram"]
+
+#: Upper bounds in seconds: 1 us to 1 s, resolving microseconds.
+LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
+    1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 30e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6,
+    500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,
+)  # fmt: skip
+
+
+class LatencyHistogram:
+    """Counts of durations (observed in ns) per bucket, plus sum and count.
+
+    ``observe_ns`` is one ``bisect`` and two additions. ``counts[i]`` is the
+    number of observations in bucket ``i`` (not cumulative); the last slot
+    is +Inf.
+    """
+
+    __slots__ = ("_bounds_ns", "bounds_s", "count", "counts", "sum_ns")
+
+    def __init__(self, bounds_s: Sequence[float] = LATENCY_BUCKETS_S) -> None:
+        self.bounds_s = tuple(bounds_s)
+        self._bounds_ns = [round(bound * 1e9) for bound in self.bounds_s]
+        self.counts = [0] * (len(self.bounds_s) + 1)
+        self.sum_ns = 0
+        self.count = 0
+
+    def observe_ns(self, value_ns: int) -> None:
+        self.counts[bisect_left(self._bounds_ns, value_ns)] += 1
+        self.sum_ns += value_ns
+        self.count += 1
+
+    def quantile_s(self, fraction: float) -> float | None:
+        """Upper bound of the bucket holding the ``fraction`` quantile."""
+        if not self.count:
+            return None
+        rank = fraction * self.count
+        seen = 0
+        for i, count in enumerate(self.counts):
+            seen += count
+            if seen >= rank and count:
+                return self.bounds_s[i] if i < len(self.bounds_s) else float("inf")
+        return float("inf")
+
+    def reset(self) -> None:
+        self.counts = [0] * (len(self.bounds_s) + 1)
+        self.sum_ns = 0
+        self.count = 0

@@ -1,0 +1,302 @@
+"""The strategy plugin interface.
+
+A strategy is a subclass of :class:`Strategy`. The engine calls its hooks;
+the strategy reads books through :class:`BookView` and asks for orders,
+cancels and replaces through its :class:`StrategyContext` (``self.ctx``).
+
+Hooks (each may be ``def`` or ``async def``; an ``async def`` hook that
+does not suspend costs about as much as a plain call):
+
+=====================  ========  ===============================================
+hook                   required  called
+=====================  ========  ===============================================
+``on_book(book)``      yes       after each update applied to a live book of a
+                                 watched symbol
+``on_start()``         no        once, before any market data
+``on_trade(book, t)``  no        after each trade print on a live book
+``on_fill(fill)``      no        for each fill of one of the strategy's orders
+``on_order_update(o)`` no        when one of its orders changes status
+``on_stop()``          no        once, at shutdown, before open orders are canceled
+=====================  ========  ===============================================
+
+Strategies never see a stale, crossed or not-ready book: ``on_book`` and
+``on_trade`` run only for live books, and a :class:`BookView` read later
+(after an ``await``) answers ``None`` for a book that is no longer live.
+
+Parameters are validated by the strategy's own pydantic model, its
+``Params`` class attribute; a bad value stops start-up with an error
+naming the strategy and the key. Prices are ``int`` ticks and sizes
+``int`` lots; convert decimal params once, in ``on_start`` or
+``__init__``, with ``self.ctx.instrument(symbol)``.
+
+See ``strategies/template.py`` and ``docs/strategies.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .book import Level
+from .builder import BookEntry, BookState
+from .errors import StrategyError
+from .instruments import Instrument
+from .orders import Order, OrderType, TimeInForce
+from .protocol import Side, Trade
+
+if TYPE_CHECKING:
+    from .positions import Position
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BookView",
+    "Fill",
+    "NoParams",
+    "Strategy",
+    "StrategyContext",
+    "load_strategy_class",
+]
+
+ENTRY_POINT_GROUP = "trading_engine.strategies"
+_LIVE = BookState.LIVE
+
+
+class NoParams(BaseModel):
+    """The params model of a strategy that takes none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Fill:
+    """One fill of one of the strategy's orders."""
+
+    __slots__ = ("lots", "order", "price")
+
+    def __init__(self, order: Order, price: int, lots: int) -> None:
+        self.order = order
+        self.price = price
+        self.lots = lots
+
+    def __repr__(self) -> str:
+        return f"Fill({self.order.client_order_id!r}, {self.lots} @ {self.price})"
+
+
+class BookView:
+    """A read-only view of one symbol's book for strategies.
+
+    Every read answers ``None`` (or empty) unless the book is live right
+    now. Prices are ticks, sizes lots.
+    """
+
+    __slots__ = ("_entry", "instrument", "symbol")
+
+    def __init__(self, entry: BookEntry) -> None:
+        self._entry = entry
+        self.symbol = entry.symbol
+        self.instrument = entry.instrument
+
+    def __repr__(self) -> str:
+        return f"BookView({self.symbol!r}, {self._entry.state.value})"
+
+    @property
+    def live(self) -> bool:
+        return self._entry.state is _LIVE
+
+    @property
+    def state(self) -> BookState:
+        return self._entry.state
+
+    @property
+    def seq(self) -> int | None:
+        return self._entry.seq
+
+    @property
+    def best_bid(self) -> int | None:
+        entry = self._entry
+        return entry.book.best_bid if entry.state is _LIVE else None
+
+    @property
+    def best_ask(self) -> int | None:
+        entry = self._entry
+        return entry.book.best_ask if entry.state is _LIVE else None
+
+    def best_bid_level(self) -> Level | None:
+        return self._entry.book.best_bid_level() if self.live else None
+
+    def best_ask_level(self) -> Level | None:
+        return self._entry.book.best_ask_level() if self.live else None
+
+    def spread(self) -> int | None:
+        return self._entry.book.spread() if self.live else None
+
+    def mid(self) -> Fraction | None:
+        return self._entry.book.mid() if self.live else None
+
+    def microprice(self) -> Fraction | None:
+        return self._entry.book.microprice() if self.live else None
+
+    def imbalance(self, levels: int = 1) -> float | None:
+        return self._entry.book.imbalance(levels) if self.live else None
+
+    def bids(self, depth: int | None = None) -> Iterator[Level]:
+        return self._entry.book.bids(depth) if self.live else iter(())
+
+    def asks(self, depth: int | None = None) -> Iterator[Level]:
+        return self._entry.book.asks(depth) if self.live else iter(())
+
+    def depth(self, levels: int) -> tuple[list[Level], list[Level]]:
+        return self._entry.book.depth(levels) if self.live else ([], [])
+
+
+class StrategyContext(Protocol):
+    """What a strategy may ask of the engine (``self.ctx``)."""
+
+    name: str
+    log: logging.Logger
+
+    def book(self, symbol: str) -> BookView:
+        """The read-only view of a watched symbol's book."""
+        ...
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The instrument (tick and lot grids) of a configured symbol."""
+        ...
+
+    def position(self, symbol: str) -> Position:
+        """This strategy's own position in ``symbol`` (read it, don't change it)."""
+        ...
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """This strategy's open orders, optionally for one symbol."""
+        ...
+
+    def now_ns(self) -> int:
+        """The engine clock, monotonic nanoseconds."""
+        ...
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        lots: int,
+        price: int | None = None,
+        order_type: OrderType = OrderType.LIMIT,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> Order | None:
+        """Send an order; ``None`` if risk denied it (see ``last_denial``)."""
+        ...
+
+    def buy(
+        self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
+    ) -> Order | None:
+        """A limit buy (market when ``price`` is None)."""
+        ...
+
+    def sell(
+        self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
+    ) -> Order | None:
+        """A limit sell (market when ``price`` is None)."""
+        ...
+
+    def cancel(self, order: Order) -> bool:
+        """Ask to cancel one of this strategy's open orders."""
+        ...
+
+    def replace(
+        self, order: Order, lots: int | None = None, price: int | None = None
+    ) -> Order | None:
+        """Cancel ``order`` and send a new one with the same side and symbol."""
+        ...
+
+    @property
+    def last_denial(self) -> str | None:
+        """Why the last order request was denied, or None."""
+        ...
+
+
+class Strategy:
+    """Base class of strategy plugins. Override ``on_book`` at least."""
+
+    #: The pydantic model that validates this strategy's ``params``.
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(
+        self, name: str, params: BaseModel, context: StrategyContext, symbols: Sequence[str]
+    ) -> None:
+        self.name = name
+        self.params = params
+        self.ctx = context
+        self.symbols = tuple(symbols)
+
+    def on_start(self) -> Any:
+        """Called once before any market data."""
+
+    def on_book(self, book: BookView) -> Any:
+        """Called after each update of a live book this strategy watches."""
+        raise NotImplementedError(f"{type(self).__name__} must implement on_book")
+
+    def on_trade(self, book: BookView, trade: Trade) -> Any:
+        """Called after each trade print on a live book this strategy watches."""
+
+    def on_fill(self, fill: Fill) -> Any:
+        """Called for each fill of one of this strategy's orders."""
+
+    def on_order_update(self, order: Order) -> Any:
+        """Called when one of this strategy's orders changes status."""
+
+    def on_stop(self) -> Any:
+        """Called once at shutdown, before open orders are canceled."""
+
+
+def load_strategy_class(name: str, spec: str) -> type[Strategy]:
+    """Resolve ``module:Class`` or an entry-point name to a Strategy subclass.
+
+    Raises :class:`StrategyError` naming the strategy.
+    """
+    target: object
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise StrategyError(f"strategy {name!r}: cannot import {module_name!r}: {exc}") from exc
+        try:
+            target = getattr(module, attribute)
+        except AttributeError:
+            raise StrategyError(
+                f"strategy {name!r}: module {module_name!r} has no {attribute!r}"
+            ) from None
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        if not found:
+            raise StrategyError(
+                f"strategy {name!r}: {spec!r} is neither module:Class nor an entry point "
+                f"in the group {ENTRY_POINT_GROUP!r}"
+            )
+        try:
+            target = found[0].load()
+        except Exception as exc:
+            raise StrategyError(f"strategy {name!r}: entry point {spec!r} failed: {exc}") from exc
+    if not (isinstance(target, type) and issubclass(target, Strategy)):
+        raise StrategyError(f"strategy {name!r}: {spec!r} is not a Strategy subclass")
+    if target.on_book is Strategy.on_book:
+        raise StrategyError(f"strategy {name!r}: {spec!r} does not implement on_book")
+    return target
+
+
+def validate_params(name: str, cls: type[Strategy], raw: dict[str, Any]) -> BaseModel:
+    """Validate params with the strategy's model; errors name strategy and key."""
+    try:
+        return cls.Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "params"
+            problems.append(f"params.{key}: {error['msg']} (value {error.get('input')!r})")
+        raise StrategyError(f"strategy {name!r}: " + "; ".join(problems)) from exc
