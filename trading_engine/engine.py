@@ -60,7 +60,7 @@ class _Context:
         return self._engine.dispatcher.view(self._engine.builder.books[symbol])
 
     def instrument(self, symbol: str) -> Instrument:
-        return self._engine.builder.books[symbol].instrument
+        return self._engine.instruments[symbol]
 
     def position(self, symbol: str) -> Position:
         return self._engine.positions.of_strategy(self.name, symbol)

@@ -1,0 +1,116 @@
+"""Small hand-written fakes and builders shared by the engine tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from trading_engine import Config, parse_config
+from trading_engine.strategy import (
+    BookView,
+    Strategy,
+)
+
+
+class Probe(Strategy):
+    """A strategy that does nothing by itself; tests drive its context."""
+
+    def on_book(self, book: BookView) -> None:
+        pass
+
+
+def config(strategies: list[dict[str, Any]] | None = None, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "instruments": [
+            {"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"},
+            {"symbol": "ETH-USD", "tick_size": "0.01", "lot_size": "0.001"},
+        ],
+        "strategies": strategies
+        if strategies is not None
+        else [{"name": "probe", "class": "tests.fakes:Probe", "symbols": ["BTC-USD"]}],
+    }
+    data.update(sections)
+    return parse_config(data, environ={})
+
+
+def snapshot(
+    seq: int, bids: list[list[str]], asks: list[list[str]], symbol: str = "BTC-USD"
+) -> bytes:
+    return orjson.dumps(
+        {"type": "snapshot", "symbol": symbol, "seq": seq, "bids": bids, "asks": asks}
+    )
+
+
+def update(
+    seq: int, bids: list[list[str]], asks: list[list[str]], symbol: str = "BTC-USD"
+) -> bytes:
+    return orjson.dumps(
+        {"type": "update", "symbol": symbol, "seq": seq, "bids": bids, "asks": asks}
+    )
+
+
+class Recorder(Strategy):
+    """Records every hook call."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: list[str] = []
+
+    def on_start(self) -> None:
+        self.calls.append("start")
+
+    def on_book(self, book: BookView) -> None:
+        self.calls.append(f"book:{book.seq}")
+
+    def on_stop(self) -> None:
+        self.calls.append("stop")
+
+
+class Raiser(Strategy):
+    """Raises on every update."""
+
+    def on_book(self, book: BookView) -> None:
+        raise RuntimeError("boom")
+
+
+class AsyncQuick(Strategy):
+    """An async hook that never suspends."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seen = 0
+
+    async def on_book(self, book: BookView) -> None:
+        self.seen += 1
+
+
+class AsyncSlow(Strategy):
+    """Suspends for ``delay`` seconds, then tries to buy."""
+
+    delay = 0.05
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.done = 0
+        self.results: list[object] = []
+
+    async def on_book(self, book: BookView) -> None:
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        self.done += 1
+        self.results.append(self.ctx.buy(book.symbol, 1, 10000))
+
+
+class Stubborn(AsyncSlow):
+    """Ignores its cancellation and tries to trade anyway (late answer)."""
+
+    async def on_book(self, book: BookView) -> None:
+        import asyncio
+
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.results.append(self.ctx.buy(book.symbol, 1, 10000))
+            raise
