@@ -72,41 +72,53 @@ class Denial(StrEnum):
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst``. Injected clock."""
 
-    __slots__ = ("_clock", "_last_ns", "_ns_per_token", "burst", "tokens_ns")
+    __slots__ = ("_clock", "_last_ns", "burst", "ns_per_token", "tokens_ns")
 
     def __init__(self, rate: float, clock: Callable[[], int], burst: int | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._clock = clock
-        self._ns_per_token = round(1e9 / rate)
+        self.ns_per_token = round(1e9 / rate)
         self.burst = burst if burst is not None else max(1, int(rate))
         # Tokens are kept as nanoseconds of credit: integer arithmetic only.
-        self.tokens_ns = self.burst * self._ns_per_token
+        self.tokens_ns = self.burst * self.ns_per_token
         self._last_ns = clock()
 
+    def refill(self, now_ns: int) -> None:
+        """Credit the time since the last refill, up to ``burst`` tokens."""
+        cap = self.burst * self.ns_per_token
+        tokens = self.tokens_ns + (now_ns - self._last_ns)
+        self.tokens_ns = cap if tokens > cap else tokens
+        self._last_ns = now_ns
+
     def _refill(self) -> None:
-        now = self._clock()
-        cap = self.burst * self._ns_per_token
-        self.tokens_ns = min(cap, self.tokens_ns + (now - self._last_ns))
-        self._last_ns = now
+        self.refill(self._clock())
 
     def available(self) -> bool:
         self._refill()
-        return self.tokens_ns >= self._ns_per_token
+        return self.tokens_ns >= self.ns_per_token
 
     def take(self) -> bool:
         """Take one token; False (and nothing taken) when empty."""
         self._refill()
-        if self.tokens_ns < self._ns_per_token:
+        if self.tokens_ns < self.ns_per_token:
             return False
-        self.tokens_ns -= self._ns_per_token
+        self.tokens_ns -= self.ns_per_token
         return True
 
     def wait_s(self) -> float:
         """Seconds until one token is available."""
         self._refill()
-        missing = self._ns_per_token - self.tokens_ns
+        missing = self.ns_per_token - self.tokens_ns
         return max(0, missing) / 1e9
+
+
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
+_LIVE = BookState.LIVE
+_MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_BUY = Side.BUY
 
 
 class _Limits:
@@ -168,76 +180,62 @@ class RiskEngine:
         open_buy: int,
         open_sell: int,
     ) -> Denial | None:
-        """Check one new order; ``None`` means it may go (and uses a rate token)."""
-        denial = self._check(
-            strategy, entry, side, order_type, lots, price, position, open_buy, open_sell
-        )
-        if denial is not None:
-            self.denied[denial] += 1
-        else:
-            self.passed += 1
-        return denial
+        """Check one new order; ``None`` means it may go (and uses a rate token).
 
-    def _check(
-        self,
-        strategy: str,
-        entry: BookEntry,
-        side: Side,
-        order_type: OrderType,
-        lots: int,
-        price: int | None,
-        position: int,
-        open_buy: int,
-        open_sell: int,
-    ) -> Denial | None:
+        Every denial is counted under its reason. ``O(1)``.
+        """
         state = self.state
-        if state is TradingState.HALTED:
-            return Denial.HALTED
-        if entry.state is not BookState.LIVE:
-            return Denial.BOOK_NOT_LIVE
-        if lots <= 0 or (order_type is OrderType.LIMIT and (price is None or price <= 0)):
-            return Denial.INVALID_ORDER
+        if state is _HALTED:
+            return self.deny(Denial.HALTED)
+        if entry.state is not _LIVE:
+            return self.deny(Denial.BOOK_NOT_LIVE)
+        if lots <= 0 or (order_type is _LIMIT and (price is None or price <= 0)):
+            return self.deny(Denial.INVALID_ORDER)
         limits = self._limits[entry.symbol]
         if lots > limits.max_lots:
-            return Denial.MAX_QUANTITY
+            return self.deny(Denial.MAX_QUANTITY)
         book = entry.book
         bid = book.best_bid
         ask = book.best_ask
-        if order_type is OrderType.MARKET:
-            price = ask if side is Side.BUY else bid
+        if order_type is _MARKET:
+            price = ask if side is _BUY else bid
             if price is None:
-                return Denial.NO_PRICE
+                return self.deny(Denial.NO_PRICE)
         assert price is not None
         if price * lots > limits.max_notional:
-            return Denial.MAX_NOTIONAL
+            return self.deny(Denial.MAX_NOTIONAL)
         if bid is not None and ask is not None:
             mid_x2 = bid + ask
             if abs(2 * price - mid_x2) * self._band_den > self._band_num * mid_x2:
-                return Denial.PRICE_BAND
+                return self.deny(Denial.PRICE_BAND)
         else:
-            return Denial.NO_PRICE
-        if side is Side.BUY:
-            if state is TradingState.REDUCING and not (
-                position < 0 and open_buy + lots <= -position
-            ):
-                return Denial.REDUCING
+            return self.deny(Denial.NO_PRICE)
+        if side is _BUY:
+            if state is _REDUCING and not (position < 0 and open_buy + lots <= -position):
+                return self.deny(Denial.REDUCING)
             if position + open_buy + lots > limits.max_position:
-                return Denial.MAX_POSITION
+                return self.deny(Denial.MAX_POSITION)
         else:
-            if state is TradingState.REDUCING and not (
-                position > 0 and open_sell + lots <= position
-            ):
-                return Denial.REDUCING
+            if state is _REDUCING and not (position > 0 and open_sell + lots <= position):
+                return self.deny(Denial.REDUCING)
             if position - open_sell - lots < -limits.max_position:
-                return Denial.MAX_POSITION
+                return self.deny(Denial.MAX_POSITION)
         bucket = self._strategy_buckets.get(strategy)
         if bucket is None:
             bucket = self._strategy_buckets[strategy] = TokenBucket(
                 self._per_strategy_rate, self._clock
             )
-        if not self._global.available():
-            return Denial.RATE_LIMIT
-        if not bucket.take():
-            return Denial.STRATEGY_RATE_LIMIT
-        self._global.take()
+        # Both buckets refilled at one clock reading; tokens taken only when
+        # both have one.
+        now = self._clock()
+        shared = self._global
+        shared.refill(now)
+        if shared.tokens_ns < shared.ns_per_token:
+            return self.deny(Denial.RATE_LIMIT)
+        bucket.refill(now)
+        if bucket.tokens_ns < bucket.ns_per_token:
+            return self.deny(Denial.STRATEGY_RATE_LIMIT)
+        shared.tokens_ns -= shared.ns_per_token
+        bucket.tokens_ns -= bucket.ns_per_token
+        self.passed += 1
         return None
