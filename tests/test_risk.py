@@ -9,7 +9,7 @@ from trading_engine.clock import ManualClock
 from trading_engine.engine import Engine
 from trading_engine.orders import OrderType, TimeInForce
 from trading_engine.protocol import Side
-from trading_engine.risk import Denial, TokenBucket, TradingState
+from trading_engine.risk import Denial, SlidingWindowLimit, TokenBucket, TradingState
 
 RISK = {
     "max_order_quantity": "2",
@@ -128,6 +128,15 @@ def test_rate_limits() -> None:
     assert submit(engine, lots=1) is None
 
 
+def test_sliding_window_never_exceeds_its_count() -> None:
+    limit = SlidingWindowLimit(3, window_ns=1000)
+    for now in (0, 10, 20):
+        assert limit.allows(now)
+        limit.record(now)
+    assert not limit.allows(999)
+    assert limit.allows(1000)
+
+
 def test_token_bucket_refills_exactly() -> None:
     clock = ManualClock()
     bucket = TokenBucket(10, clock.monotonic_ns, burst=2)
@@ -189,7 +198,7 @@ def test_no_sequence_of_requests_breaches_a_limit(
         buys, sells = engine.exposure["BTC-USD"]
         assert position + buys <= 3000
         assert position - sells >= -3000
-    # Never more than max_orders_per_s (+ the initial burst) in any 1 s window.
+    # Never more than max_orders_per_s in any 1 s window.
     for i, start in enumerate(sent_times):
         window = [t for t in sent_times[i:] if t - start < 10**9]
         assert len(window) <= 5

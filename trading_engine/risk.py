@@ -19,7 +19,7 @@ Checks, in order (the first failure is the reason):
 ``reducing``                  state ``reducing`` and the order would not shrink
                               the position (counting open orders on that side)
 ``max_position``              position + open orders + this order > ``max_position``
-``rate_limit``                more than ``max_orders_per_s`` in total
+``rate_limit``                more than ``max_orders_per_s`` in any 1 s window
 ``strategy_rate_limit``       more than ``strategy_max_orders_per_s`` for the strategy
 ============================  ==================================================
 
@@ -29,6 +29,7 @@ each check is integer arithmetic.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from enum import StrEnum
@@ -40,7 +41,7 @@ from .instruments import Instrument
 from .orders import OrderType
 from .protocol import Side
 
-__all__ = ["Denial", "RiskEngine", "TokenBucket", "TradingState"]
+__all__ = ["Denial", "RiskEngine", "SlidingWindowLimit", "TokenBucket", "TradingState"]
 
 
 class TradingState(StrEnum):
@@ -121,6 +122,31 @@ _LIMIT = OrderType.LIMIT
 _BUY = Side.BUY
 
 
+class SlidingWindowLimit:
+    """At most ``count`` events in any window of ``window_ns``. Injected clock.
+
+    Stricter than a token bucket, which lets a full burst plus its refill
+    through within one window: here no window of ``window_ns`` ever holds
+    more than ``count`` accepted events. ``O(1)``.
+    """
+
+    __slots__ = ("_times", "count", "window_ns")
+
+    def __init__(self, count: int, window_ns: int = 10**9) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.count = count
+        self.window_ns = window_ns
+        self._times: deque[int] = deque(maxlen=count)
+
+    def allows(self, now_ns: int) -> bool:
+        times = self._times
+        return len(times) < self.count or now_ns - times[0] >= self.window_ns
+
+    def record(self, now_ns: int) -> None:
+        self._times.append(now_ns)
+
+
 class _Limits:
     __slots__ = ("max_lots", "max_notional", "max_position")
 
@@ -144,7 +170,7 @@ class RiskEngine:
         instruments: Iterable[Instrument],
         clock: Callable[[], int],
         strategies: Iterable[str] = (),
-        strategy_max_orders_per_s: float | None = None,
+        strategy_max_orders_per_s: int | None = None,
     ) -> None:
         self.config = config
         self.state = TradingState.ACTIVE
@@ -153,10 +179,10 @@ class RiskEngine:
         self._band_num = band.numerator
         self._band_den = band.denominator
         self._clock = clock
-        self._global = TokenBucket(config.max_orders_per_s, clock)
+        self._global = SlidingWindowLimit(config.max_orders_per_s)
         per_strategy = strategy_max_orders_per_s or config.max_orders_per_s
         self._per_strategy_rate = per_strategy
-        self._strategy_buckets = {name: TokenBucket(per_strategy, clock) for name in strategies}
+        self._strategy_limits = {name: SlidingWindowLimit(per_strategy) for name in strategies}
         self.denied: dict[Denial, int] = dict.fromkeys(Denial, 0)
         self.passed = 0
 
@@ -220,22 +246,16 @@ class RiskEngine:
                 return self.deny(Denial.REDUCING)
             if position - open_sell - lots < -limits.max_position:
                 return self.deny(Denial.MAX_POSITION)
-        bucket = self._strategy_buckets.get(strategy)
-        if bucket is None:
-            bucket = self._strategy_buckets[strategy] = TokenBucket(
-                self._per_strategy_rate, self._clock
-            )
-        # Both buckets refilled at one clock reading; tokens taken only when
-        # both have one.
+        limit = self._strategy_limits.get(strategy)
+        if limit is None:
+            limit = self._strategy_limits[strategy] = SlidingWindowLimit(self._per_strategy_rate)
         now = self._clock()
         shared = self._global
-        shared.refill(now)
-        if shared.tokens_ns < shared.ns_per_token:
+        if not shared.allows(now):
             return self.deny(Denial.RATE_LIMIT)
-        bucket.refill(now)
-        if bucket.tokens_ns < bucket.ns_per_token:
+        if not limit.allows(now):
             return self.deny(Denial.STRATEGY_RATE_LIMIT)
-        shared.tokens_ns -= shared.ns_per_token
-        bucket.tokens_ns -= bucket.ns_per_token
+        shared.record(now)
+        limit.record(now)
         self.passed += 1
         return None
