@@ -108,6 +108,16 @@ class GatewayConfig(_Section):
     base_url: str = "http://127.0.0.1:8080"
     api_key_env: str = "EXCHANGE_API_KEY"
     timeout_s: float = Field(0.5, gt=0)
+    mode: Literal["simulated", "httpx"] = Field(
+        "httpx", description="where orders go: the exchange API, or the in-process venue"
+    )
+    max_requests_per_s: float = Field(
+        20.0, gt=0, description="local token bucket that keeps under the venue's rate limit"
+    )
+    fills_poll_s: float = Field(0.1, gt=0, description="how often /fills is polled")
+    settle_backoff_s: float = Field(
+        0.05, gt=0, description="first delay before reading back an order of unknown outcome"
+    )
 
 
 class BreakerConfig(_Section):

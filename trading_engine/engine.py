@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from .builder import BookBuilder
@@ -144,6 +145,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         sink: OrderSink | None = None,
+        sink_factory: Callable[[Engine], OrderSink] | None = None,
         run_id: str | None = None,
     ) -> None:
         self.config = config
@@ -170,6 +172,8 @@ class Engine:
             strategy_max_orders_per_s=config.risk.strategy_max_orders_per_s,
         )
         self.venue: SimulatedVenue | None = None
+        if sink is None and sink_factory is not None:
+            sink = sink_factory(self)
         if sink is None:
             self.venue = SimulatedVenue(self.builder.books, self)
             self.dispatcher.after_book = self.venue.on_book
@@ -282,6 +286,8 @@ class Engine:
         )
         if denial is not None:
             return None, denial
+        if not self.sink.allow():
+            return None, risk.deny(Denial.CIRCUIT_OPEN)
         now = self.clock.monotonic_ns()
         order = Order(
             self.ids.next(runner.name),
@@ -347,8 +353,14 @@ class Engine:
         if order is None:
             log.error("fill for unknown order %s", client_order_id)
             return
-        order.add_fill(price, lots)
-        self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
+        try:
+            order.add_fill(price, lots)
+        except OrderStateError:
+            log.exception("fill rejected for order %s", client_order_id)
+            return
+        if order.is_open:
+            # Once an order is closed its whole remainder left the exposure.
+            self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
         self.positions.fill(order.strategy, order.symbol, order.side, price, lots)
         self.order_counts["fills"] += 1
         runner = self.runners.get(order.strategy)
@@ -378,6 +390,11 @@ class Engine:
             self.dispatcher.post(runner, "on_order_update", order)
 
     # -- introspection ------------------------------------------------------------
+
+    def breaker_state(self) -> str:
+        """``closed``, ``half_open`` or ``open`` (always closed without a breaker)."""
+        breaker = getattr(self.sink, "breaker", None)
+        return "closed" if breaker is None else str(breaker.state.label)
 
     def status(self) -> dict[str, Any]:
         """The ``/status`` document of the admin API."""
@@ -409,7 +426,7 @@ class Engine:
             }
         return {
             "trading_state": self.risk.state.value,
-            "breaker": "closed",
+            "breaker": self.breaker_state(),
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),

@@ -230,6 +230,9 @@ class ExecutionListener(Protocol):
 class OrderSink(Protocol):
     """Where orders go: the simulated venue or the exchange gateway."""
 
+    def allow(self) -> bool:
+        """May an order be sent now? (False while a circuit breaker is open.)"""
+
     def submit(self, order: Order) -> None:
         """Send a new order. Outcomes arrive through the ExecutionListener."""
 

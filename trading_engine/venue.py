@@ -38,6 +38,9 @@ class SimulatedVenue:
         self.fills = 0
         self._next_id = 0
 
+    def allow(self) -> bool:
+        return True
+
     def submit(self, order: Order) -> None:
         self.orders += 1
         self._next_id += 1

@@ -1,0 +1,345 @@
+"""The order gateway: the exchange order API over httpx, behind a breaker.
+
+:class:`HttpGateway` is an :class:`~trading_engine.orders.OrderSink`. The
+engine calls ``allow``/``submit``/``cancel`` synchronously on the hot
+path; each request then runs as a task on the loop, over one long-lived
+``httpx.AsyncClient`` (keep-alive pool, ``[gateway] timeout_s``, the API
+key read from the environment variable the config names, never logged).
+
+Outcome policy, per the exchange API:
+
+* 200: the answer's status (and ``filled_quantity``) is applied; fills
+  themselves are learned from ``GET /fills`` (polled, and polled at once
+  when an answer reports new fills), so positions always equal the
+  exchange's fills log.
+* 400/401/403 (any 4xx but 429): the order is ``rejected``. Not a breaker
+  failure: the venue is healthy.
+* 429: retried after ``Retry-After`` seconds with the same
+  ``client_order_id``; a local token bucket keeps requests under
+  ``[gateway] max_requests_per_s``.
+* timeout, connection error, 5xx: the outcome is unknown. The order is
+  marked ``unknown`` and settled by ``GET /orders/{client_order_id}``
+  with exponential backoff and jitter; a 404 there means the exchange has
+  not seen it, and the order is sent again *with the same id* (the
+  exchange treats the id as an idempotency key), never under a new one.
+
+Every call's outcome feeds the circuit breaker (5xx, timeouts and
+connection errors are failures); while it is open, ``allow`` is False and
+the engine denies orders at once with ``circuit_open``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from .breaker import CircuitBreaker
+from .config import GatewayConfig
+from .errors import InvalidValue
+from .instruments import Instrument
+from .metrics import LatencyHistogram
+from .orders import ExecutionListener, Order, OrderStatus, OrderType
+from .risk import TokenBucket
+
+__all__ = ["HttpGateway"]
+
+log = logging.getLogger("trading_engine.gateway")
+
+_STATUSES = {status.value: status for status in OrderStatus}
+
+
+class HttpGateway:
+    """OrderSink speaking the exchange order API with httpx."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        listener: ExecutionListener,
+        instruments: Mapping[str, Instrument],
+        breaker: CircuitBreaker,
+        *,
+        api_key: str,
+        clock: Callable[[], int] = time.monotonic_ns,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.breaker = breaker
+        self._listener = listener
+        self._instruments = instruments
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.client = httpx.AsyncClient(
+            base_url=config.base_url,
+            headers={"X-API-Key": api_key, "Content-Type": "application/json"},
+            timeout=httpx.Timeout(config.timeout_s),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            transport=transport,
+        )
+        self._bucket = TokenBucket(
+            config.max_requests_per_s, clock, burst=max(1, int(config.max_requests_per_s))
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._known: dict[str, Order] = {}
+        self._fills_cursor = 0
+        self._fills_wanted = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self.roundtrip = LatencyHistogram()
+        self.counts: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
+
+    # -- OrderSink ----------------------------------------------------------------
+
+    def allow(self) -> bool:
+        return self.breaker.allow()
+
+    def submit(self, order: Order) -> None:
+        self._known[order.client_order_id] = order
+        self._spawn(self._place(order), f"place:{order.client_order_id}")
+
+    def cancel(self, order: Order) -> None:
+        self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start polling fills (needs a running loop)."""
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_fills_forever(), name="gateway-fills"
+            )
+
+    async def drain(self, within_s: float = 5.0) -> bool:
+        """Wait for every in-flight request to finish; False if some did not."""
+        deadline = time.monotonic() + within_s
+        while self._tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
+    async def close(self) -> None:
+        """Stop polling, cancel what is still in flight, close the client."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.client.aclose()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    # -- requests -------------------------------------------------------------------
+
+    def order_body(self, order: Order) -> bytes:
+        inst = self._instruments[order.symbol]
+        body: dict[str, Any] = {
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.type.value,
+            "quantity": inst.format_size(order.quantity),
+            "time_in_force": order.time_in_force.value,
+        }
+        if order.type is OrderType.LIMIT:
+            assert order.price is not None
+            body["price"] = inst.format_price(order.price)
+        return orjson.dumps(body)
+
+    async def _request(
+        self, method: str, url: str, content: bytes | None = None
+    ) -> httpx.Response | None:
+        """One call through the rate limiter, timed and recorded in the breaker.
+
+        Returns None when the outcome is unknown (timeout, connection error).
+        """
+        # The bucket refills with time, not on an event, so sleeping is right.
+        while not self._bucket.take():  # noqa: ASYNC110
+            await asyncio.sleep(self._bucket.wait_s())
+        start = self._clock()
+        try:
+            response = await self.client.request(method, url, content=content)
+        except httpx.TimeoutException:
+            self.breaker.record(self._clock() - start, failed=True)
+            self._count("timeout")
+            return None
+        except httpx.TransportError as exc:
+            self.breaker.record(self._clock() - start, failed=True)
+            self._count("connection_error")
+            log.warning("%s %s: %s", method, url, type(exc).__name__)
+            return None
+        elapsed = self._clock() - start
+        self.roundtrip.observe_ns(elapsed)
+        self.breaker.record(elapsed, failed=response.status_code >= 500)
+        return response
+
+    async def _place(self, order: Order) -> None:
+        body = self.order_body(order)
+        while True:
+            response = await self._request("POST", "/orders", body)
+            if response is None or response.status_code >= 500:
+                self._count("unknown")
+                self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, "no answer")
+                await self._settle(order, body)
+                return
+            code = response.status_code
+            if code == 200:
+                self._apply(order, response)
+                return
+            if code == 429:
+                self._count("rate_limited")
+                await asyncio.sleep(_retry_after_s(response))
+                continue
+            self._count("rejected")
+            self._listener.on_status(order.client_order_id, OrderStatus.REJECTED, _error(response))
+            return
+
+    async def _settle(self, order: Order, body: bytes) -> None:
+        """Learn the outcome of an order whose request got no clear answer."""
+        delay = self.config.settle_backoff_s
+        while True:
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, 2.0)
+            response = await self._request("GET", f"/orders/{order.client_order_id}")
+            if response is None or response.status_code >= 500:
+                continue
+            if response.status_code == 200:
+                self._count("settled")
+                self._apply(order, response)
+                return
+            if response.status_code == 404:
+                # Never seen: send it again under the same id (idempotent).
+                self._count("resent")
+                resent = await self._request("POST", "/orders", body)
+                if resent is not None and resent.status_code == 200:
+                    self._apply(order, resent)
+                    return
+                if resent is not None and 400 <= resent.status_code < 500:
+                    if resent.status_code == 429:
+                        await asyncio.sleep(_retry_after_s(resent))
+                        continue
+                    self._listener.on_status(
+                        order.client_order_id, OrderStatus.REJECTED, _error(resent)
+                    )
+                    return
+                continue
+            self._listener.on_status(order.client_order_id, OrderStatus.REJECTED, _error(response))
+            return
+
+    async def _cancel(self, order: Order) -> None:
+        for _ in range(20):
+            response = await self._request("DELETE", f"/orders/{order.client_order_id}")
+            if response is not None and response.status_code == 200:
+                self._apply(order, response)
+                return
+            if response is not None and response.status_code == 404:
+                # Not at the exchange yet: the placement task settles it.
+                await asyncio.sleep(self.config.settle_backoff_s)
+                continue
+            if response is not None and response.status_code == 429:
+                await asyncio.sleep(_retry_after_s(response))
+                continue
+            await asyncio.sleep(self.config.settle_backoff_s)
+        log.error("cancel of %s did not get through", order.client_order_id)
+
+    def _apply(self, order: Order, response: httpx.Response) -> None:
+        try:
+            body = orjson.loads(response.content)
+            status = _STATUSES[body["status"]]
+            filled = self._instruments[order.symbol].size_to_lots(body["filled_quantity"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidValue):
+            log.error(
+                "unreadable order answer for %s: %r", order.client_order_id, response.content[:200]
+            )
+            self._count("bad_answer")
+            return
+        self._listener.on_accepted(order.client_order_id, body.get("order_id"))
+        if filled > order.filled:
+            self._fills_wanted.set()
+        if status is OrderStatus.PENDING_NEW or status is OrderStatus.UNKNOWN:
+            return
+        if status is order.status and status is not OrderStatus.PARTIALLY_FILLED:
+            return
+        self._listener.on_status(order.client_order_id, status, body.get("reason"))
+
+    # -- fills ------------------------------------------------------------------------
+
+    async def poll_fills(self) -> int:
+        """Read new fills once; returns how many were applied."""
+        response = await self._request("GET", f"/fills?since={self._fills_cursor}")
+        if response is None or response.status_code != 200:
+            return 0
+        applied = 0
+        for fill in orjson.loads(response.content):
+            fill_id = int(fill["fill_id"])
+            if fill_id <= self._fills_cursor:
+                continue
+            self._fills_cursor = fill_id
+            order = self._known.get(fill["client_order_id"])
+            if order is None:
+                continue  # another client's order
+            inst = self._instruments[order.symbol]
+            try:
+                price = inst.price_to_ticks(fill["price"])
+                lots = inst.size_to_lots(fill["quantity"])
+            except InvalidValue:
+                log.error("unreadable fill %r", fill)
+                continue
+            self._listener.on_fill(order.client_order_id, price, lots)
+            applied += 1
+        return applied
+
+    async def _poll_fills_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fills_wanted.wait(), self.config.fills_poll_s)
+            self._fills_wanted.clear()
+            try:
+                await self.poll_fills()
+            except Exception:
+                log.exception("polling fills failed")
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        """The exchange's open orders (for reconciliation)."""
+        response = await self._request("GET", "/orders?status=open")
+        if response is None or response.status_code != 200:
+            raise ConnectionError("could not read open orders")
+        result: list[dict[str, Any]] = orjson.loads(response.content)
+        return result
+
+
+def _retry_after_s(response: httpx.Response) -> float:
+    value = response.headers.get("Retry-After", "1")
+    try:
+        return max(0.0, float(int(value)))
+    except ValueError:
+        return 1.0
+
+
+def _error(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+        return f"{response.status_code}: {body.get('error', '')}"[:200]
+    except (orjson.JSONDecodeError, AttributeError):
+        return f"{response.status_code}"
