@@ -169,6 +169,15 @@ class ExchangeSimulator:
             )
         log.info("exchange simulator on %s:%d", self.host, self.port)
 
+    def publish_to(self, host: str, port: int) -> None:
+        """Start (or move) publishing the books to an engine's feed port."""
+        if self._publisher_task is not None:
+            self._publisher_task.cancel()
+        self.feed = (host, port)
+        self._publisher_task = asyncio.get_running_loop().create_task(
+            self._publish_forever(), name="exchange-sim-publisher"
+        )
+
     async def stop(self) -> None:
         if self._publisher_task is not None:
             self._publisher_task.cancel()

@@ -1,0 +1,164 @@
+"""Engine + httpx gateway + exchange simulator on loopback, with faults on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.fakes import config
+from tests.helpers import wait_until
+from trading_engine.breaker import BreakerState, CircuitBreaker
+from trading_engine.engine import Engine
+from trading_engine.exchange_sim import ExchangeSimulator, Faults
+from trading_engine.gateway import HttpGateway
+from trading_engine.orders import OrderStatus
+from trading_engine.risk import TradingState
+
+KEY = "test-key"
+
+
+def build_engine(
+    sim: ExchangeSimulator, strategies: list[dict[str, Any]], **breaker: Any
+) -> Engine:
+    cfg = config(
+        strategies,
+        feed={"host": "127.0.0.1", "port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{sim.port}", "timeout_s": 0.2,
+                 "settle_backoff_s": 0.01, "fills_poll_s": 0.05, "max_requests_per_s": 500},
+        breaker={"window_size": 20, "minimum_calls": 10, "open_s": 0.3, **breaker},
+        risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
+    )  # fmt: skip
+
+    def gateway(engine: Engine) -> HttpGateway:
+        return HttpGateway(
+            engine.config.gateway,
+            engine,
+            engine.instruments,
+            CircuitBreaker(engine.config.breaker, engine.clock.monotonic_ns),
+            api_key=KEY,
+        )
+
+    return Engine(cfg, sink_factory=gateway)
+
+
+TRADERS = [
+    {"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
+     "params": {"side": "buy", "trigger_price": "100000", "quantity": "0.01", "cooldown_s": 0.02}},
+    {"name": "seller", "class": "threshold", "symbols": ["BTC-USD"],
+     "params": {"side": "sell", "trigger_price": "0.01", "quantity": "0.01", "cooldown_s": 0.03}},
+    {"name": "maker", "class": "market_maker", "symbols": ["ETH-USD"],
+     "params": {"quantity": "0.02", "max_inventory": "5", "half_spread_ticks": 1}},
+]  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def simulator() -> AsyncIterator[ExchangeSimulator]:
+    from trading_engine import Instrument
+
+    sim = ExchangeSimulator(
+        [Instrument("BTC-USD", "0.01", "0.001"), Instrument("ETH-USD", "0.01", "0.001")],
+        api_key=KEY, port=0, rate=400, seed=3,
+    )  # fmt: skip
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+async def run_engine(engine: Engine, sim: ExchangeSimulator, seconds: float) -> HttpGateway:
+    gateway = engine.sink
+    assert isinstance(gateway, HttpGateway)
+    await engine.start()
+    gateway.start()
+    assert engine.feed is not None
+    sim.publish_to("127.0.0.1", engine.feed.port)
+    await asyncio.sleep(seconds)
+    return gateway
+
+
+async def shut_down(engine: Engine, sim: ExchangeSimulator, gateway: HttpGateway) -> None:
+    sim.faults = Faults()  # let the settling finish
+    engine.set_trading_state(TradingState.HALTED)  # cancel_on_halt
+    await engine.stop()
+    assert await gateway.drain(20)
+    await wait_until(lambda: all(not o.is_open for o in engine.orders.values()), 20, "settled")
+    for _ in range(3):
+        await gateway.poll_fills()
+    await gateway.close()
+
+
+def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> None:
+    ours = engine.orders
+    theirs = sim.orders
+    # Zero duplicates: the exchange created each client order id once.
+    assert sim.counts.get("orders", 0) == len(theirs)
+    # Zero lost: every engine order is final and agrees with the exchange.
+    for cid, order in ours.items():
+        assert order.status not in (OrderStatus.UNKNOWN, OrderStatus.PENDING_NEW), order
+        if cid in theirs:
+            assert order.status.value == theirs[cid].status, (order, theirs[cid])
+            assert order.filled == theirs[cid].filled, (order, theirs[cid])
+        else:
+            assert order.status is OrderStatus.REJECTED, order
+    assert set(theirs) <= set(ours)
+    # Positions equal the exchange's fills.
+    expected: dict[str, int] = defaultdict(int)
+    for fill in sim.fills:
+        inst = sim.instruments[fill["symbol"]]
+        lots = inst.size_to_lots(fill["quantity"])
+        expected[fill["symbol"]] += lots if fill["side"] == "buy" else -lots
+    for symbol in sim.instruments:
+        assert engine.positions.quantity(symbol) == expected[symbol], symbol
+
+
+@pytest.mark.asyncio
+async def test_clean_run_matches_the_exchange(simulator: ExchangeSimulator) -> None:
+    engine = build_engine(simulator, TRADERS)
+    gateway = await run_engine(engine, simulator, 1.5)
+    await shut_down(engine, simulator, gateway)
+    assert len(engine.orders) > 20
+    assert len(simulator.fills) > 5
+    assert_engine_equals_exchange(engine, simulator)
+
+
+@pytest.mark.asyncio
+async def test_faults_lose_and_duplicate_nothing(simulator: ExchangeSimulator) -> None:
+    simulator.faults = Faults(
+        fail_before=0.05, fail_after=0.05, hang=0.03, hang_s=0.4, rate_limit=0.05,
+        retry_after_s=0, reset=0.03, feed_gap=0.01, feed_duplicate=0.02, feed_cross=0.01,
+    )  # fmt: skip
+    # A tolerant breaker: this test is about outcomes, the next about the breaker.
+    engine = build_engine(simulator, TRADERS, failure_rate_threshold=1.0)
+    gateway = await run_engine(engine, simulator, 3.0)
+    await shut_down(engine, simulator, gateway)
+    counts = simulator.counts
+    assert counts.get("fail_before", 0)
+    assert counts.get("fail_after", 0)
+    assert counts.get("hang", 0)
+    assert counts.get("reset", 0)
+    assert counts.get("rate_limited", 0)
+    assert counts.get("idempotent_replay", 0) + gateway.counts.get("settled", 0) > 0
+    assert engine.builder.rejected["gap"] + engine.builder.rejected["duplicate"] > 0
+    assert_engine_equals_exchange(engine, simulator)
+
+
+@pytest.mark.asyncio
+async def test_breaker_opens_on_failures_and_recovers(simulator: ExchangeSimulator) -> None:
+    simulator.faults = Faults(fail_before=1.0)
+    engine = build_engine(simulator, TRADERS[:1])
+    gateway = await run_engine(engine, simulator, 0.0)
+    await wait_until(lambda: gateway.breaker.state is BreakerState.OPEN, 10, "breaker open")
+    assert engine.status()["breaker"] == "open"
+    await wait_until(lambda: engine.risk.denied["circuit_open"] > 0, 5, "local denials")
+    simulator.faults = Faults()
+    await wait_until(lambda: gateway.breaker.state is BreakerState.CLOSED, 10, "breaker closed")
+    transitions = gateway.breaker.transitions
+    assert transitions[("closed", "open")] >= 1
+    assert transitions[("open", "half_open")] >= 1
+    assert transitions[("half_open", "closed")] == 1
+    await shut_down(engine, simulator, gateway)
+    assert_engine_equals_exchange(engine, simulator)
