@@ -17,6 +17,13 @@ def test_shipped_default_config_is_valid() -> None:
     assert config.strategies[0].class_ == "strategies.threshold:ThresholdTaker"
 
 
+def test_embedded_default_is_the_shipped_file() -> None:
+    from trading_engine.config import default_config_text, load_default_config
+
+    assert default_config_text() == (ROOT / "config" / "engine.toml").read_text(encoding="utf-8")
+    assert load_default_config(environ={}).feed.port == 7001
+
+
 def test_defaults_match_the_specification() -> None:
     config = parse_config({}, environ={})
     assert (config.feed.host, config.feed.port, config.feed.max_frame_bytes) == (

@@ -37,7 +37,9 @@ __all__ = [
     "InstrumentConfig",
     "RiskConfig",
     "StrategyConfig",
+    "default_config_text",
     "load_config",
+    "load_default_config",
     "parse_config",
 ]
 
@@ -267,6 +269,18 @@ def parse_config(
         raise ConfigError(f"{source}: {len(problems)} invalid setting(s)", problems)
     assert config is not None
     return config
+
+
+def default_config_text() -> str:
+    """The embedded default configuration (the same as ``config/engine.toml``)."""
+    from importlib.resources import files
+
+    return files("trading_engine").joinpath("data/engine.toml").read_text(encoding="utf-8")
+
+
+def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The embedded default configuration, with environment overrides."""
+    return parse_config(tomllib.loads(default_config_text()), environ, "<default config>")
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

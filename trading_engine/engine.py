@@ -228,6 +228,9 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        start_sink = getattr(self.sink, "start", None)
+        if start_sink is not None:
+            start_sink()
         self.start_strategies()
         if serve_feed:
             if self.config.feed.capture_path:
@@ -240,14 +243,24 @@ class Engine:
             )
             await self.feed.start()
 
-    async def stop(self) -> None:
-        """Graceful shutdown: stop the feed, stop strategies, cancel orders."""
+    async def stop(self, shutdown_drain_s: float = 10.0) -> None:
+        """Graceful shutdown: stop the feed, stop strategies, cancel orders.
+
+        With a gateway, waits up to ``shutdown_drain_s`` for the cancels and
+        any order still being settled, then closes it.
+        """
         if not self._started:
             return
         self._started = False
         if self.feed is not None:
             await self.feed.stop()
         self.stop_strategies()
+        drain = getattr(self.sink, "drain", None)
+        if drain is not None and not await drain(shutdown_drain_s):
+            log.error("some order requests were still in flight at shutdown")
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            await close()
         if self.capture is not None:
             self.capture.close()
         await asyncio.sleep(0)

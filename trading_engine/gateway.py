@@ -130,7 +130,7 @@ class HttpGateway:
         return True
 
     async def close(self) -> None:
-        """Stop polling, cancel what is still in flight, close the client."""
+        """Stop polling, read the last fills, cancel what is in flight, close."""
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +140,11 @@ class HttpGateway:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+        if self._known and not self.client.is_closed:
+            try:
+                await self.poll_fills()
+            except Exception:
+                log.exception("reading the last fills failed")
         await self.client.aclose()
 
     def _spawn(self, coro: Any, name: str) -> None:

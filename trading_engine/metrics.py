@@ -13,7 +13,9 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram"]
+from prometheus_client.metrics_core import HistogramMetricFamily
+
+__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram", "add_histogram", "histogram_family"]
 
 #: Upper bounds in seconds: 1 us to 1 s, resolving microseconds.
 LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
@@ -60,3 +62,23 @@ class LatencyHistogram:
         self.counts = [0] * (len(self.bounds_s) + 1)
         self.sum_ns = 0
         self.count = 0
+
+
+def histogram_family(
+    name: str, documentation: str, labels: Sequence[str] = ()
+) -> HistogramMetricFamily:
+    """An empty histogram family to fill with :func:`add_histogram`."""
+    return HistogramMetricFamily(name, documentation, labels=list(labels))
+
+
+def add_histogram(
+    family: HistogramMetricFamily, histogram: LatencyHistogram, labels: Sequence[str] = ()
+) -> None:
+    """Add one LatencyHistogram to a family as cumulative buckets in seconds."""
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip(histogram.bounds_s, histogram.counts, strict=False):
+        running += count
+        buckets.append((repr(float(bound)), running))
+    buckets.append(("+Inf", histogram.count))
+    family.add_metric(list(labels), buckets, histogram.sum_ns / 1e9)

@@ -73,7 +73,6 @@ async def run_engine(engine: Engine, sim: ExchangeSimulator, seconds: float) -> 
     gateway = engine.sink
     assert isinstance(gateway, HttpGateway)
     await engine.start()
-    gateway.start()
     assert engine.feed is not None
     sim.publish_to("127.0.0.1", engine.feed.port)
     await asyncio.sleep(seconds)
@@ -83,12 +82,9 @@ async def run_engine(engine: Engine, sim: ExchangeSimulator, seconds: float) -> 
 async def shut_down(engine: Engine, sim: ExchangeSimulator, gateway: HttpGateway) -> None:
     sim.faults = Faults()  # let the settling finish
     engine.set_trading_state(TradingState.HALTED)  # cancel_on_halt
-    await engine.stop()
-    assert await gateway.drain(20)
-    await wait_until(lambda: all(not o.is_open for o in engine.orders.values()), 20, "settled")
-    for _ in range(3):
-        await gateway.poll_fills()
-    await gateway.close()
+    await engine.stop(shutdown_drain_s=30)  # drains, reads the last fills, closes
+    assert gateway.client.is_closed
+    assert all(not o.is_open for o in engine.orders.values())
 
 
 def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> None:

@@ -1,0 +1,141 @@
+"""The admin HTTP API: metrics, health, status and the trading-state switches.
+
+Served with aiohttp.web on the engine's own event loop (a few handlers,
+each short and synchronous inside), bound to ``[admin] host``/``port``:
+
+================  =====  ================================================
+``GET /metrics``  none   Prometheus text exposition
+``GET /healthz``  none   200 ``ok`` while the event loop turns
+``GET /readyz``   none   200 when the feed listens and the gateway is set
+``GET /status``   none   the engine's state as JSON
+``POST /halt``    token  trading state -> halted (cancels open orders if
+                         ``[risk] cancel_on_halt``)
+``POST /reduce``  token  trading state -> reducing
+``POST /resume``  token  trading state -> active
+================  =====  ================================================
+
+"token": ``Authorization: Bearer <token>`` must equal the environment
+variable named by ``[admin] token_env``; a wrong or missing token gets
+401, and with no token configured the mutating endpoints answer 403. The
+token is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .engine import Engine
+from .risk import TradingState
+from .telemetry import LoopMonitor, registry_for
+
+__all__ = ["AdminServer"]
+
+log = logging.getLogger("trading_engine.admin")
+
+
+class AdminServer:
+    """The admin API of one engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        monitor: LoopMonitor | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.monitor = monitor
+        config = engine.config.admin
+        self.host = config.host
+        self.port = config.port
+        env = os.environ if environ is None else environ
+        self._token = env.get(config.token_env) or None
+        self.registry = registry_for(engine, monitor)
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status)
+        app.router.add_post("/halt", self._halt)
+        app.router.add_post("/reduce", self._reduce)
+        app.router.add_post("/resume", self._resume)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("admin API on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers ------------------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        monitor = self.monitor
+        if monitor is not None and time.monotonic() - monitor.last_beat > 5.0:
+            return web.Response(status=503, text="event loop lagging\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        feed = self.engine.feed
+        if feed is None or not feed.listening:
+            return _json({"ready": False, "reason": "the feed server is not listening"}, 503)
+        if self.engine.sink is None:
+            return _json({"ready": False, "reason": "no order gateway"}, 503)
+        return _json({"ready": True}, 200)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return _json(self.engine.status(), 200)
+
+    def _authorize(self, request: web.Request) -> web.Response | None:
+        if self._token is None:
+            return _json({"error": "no admin token is configured"}, 403)
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme != "Bearer" or not hmac.compare_digest(given.encode(), self._token.encode()):
+            return _json({"error": "missing or wrong bearer token"}, 401)
+        return None
+
+    async def _switch(self, request: web.Request, state: TradingState) -> web.Response:
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
+        self.engine.set_trading_state(state)
+        log.warning("trading state set to %s through the admin API", state.value)
+        return _json({"trading_state": state.value}, 200)
+
+    async def _halt(self, request: web.Request) -> web.Response:
+        return await self._switch(request, TradingState.HALTED)
+
+    async def _reduce(self, request: web.Request) -> web.Response:
+        return await self._switch(request, TradingState.REDUCING)
+
+    async def _resume(self, request: web.Request) -> web.Response:
+        return await self._switch(request, TradingState.ACTIVE)
+
+
+def _json(body: object, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -1,0 +1,98 @@
+"""Running the service: build the engine from a config and serve until told to stop.
+
+``trading-engine run`` and ``trading-engine demo`` both go through
+:func:`build_engine` and :class:`Service`, so the demo runs exactly what
+production runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+from .admin import AdminServer
+from .breaker import CircuitBreaker
+from .config import Config
+from .engine import Engine
+from .errors import ConfigError
+from .gateway import HttpGateway
+from .orders import OrderSink
+from .telemetry import LoopMonitor
+
+__all__ = ["Service", "build_engine"]
+
+log = logging.getLogger("trading_engine.runner")
+
+
+def build_engine(config: Config, environ: Mapping[str, str] | None = None) -> Engine:
+    """The engine with the order path ``[gateway] mode`` chooses.
+
+    Raises :class:`ConfigError` when the gateway's API key variable is unset.
+    """
+    env = os.environ if environ is None else environ
+    if config.gateway.mode == "simulated":
+        return Engine(config)
+    name = config.gateway.api_key_env
+    api_key = env.get(name)
+    if not api_key:
+        message = f"gateway.api_key_env: the environment variable {name} is not set"
+        raise ConfigError(message, [message])
+
+    def gateway(engine: Engine) -> OrderSink:
+        return HttpGateway(
+            engine.config.gateway,
+            engine,
+            engine.instruments,
+            CircuitBreaker(engine.config.breaker, engine.clock.monotonic_ns),
+            api_key=api_key,
+        )
+
+    return Engine(config, sink_factory=gateway)
+
+
+class Service:
+    """The engine plus its admin API, stopped by SIGINT/SIGTERM or :meth:`stop`."""
+
+    def __init__(self, engine: Engine, environ: Mapping[str, str] | None = None) -> None:
+        self.engine = engine
+        self.monitor = LoopMonitor()
+        self.admin = AdminServer(engine, self.monitor, environ)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def start(self) -> None:
+        self.monitor.start()
+        await self.admin.start()
+        await self.engine.start()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Start, serve until stopped (or ``duration_s``), then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await self.start()
+        log.info("engine running")
+        try:
+            if duration_s is None:
+                await self._stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), duration_s)
+        finally:
+            log.info("engine stopping")
+            await self.shutdown()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def shutdown(self) -> None:
+        await self.engine.stop()
+        await self.admin.stop()
+        await self.monitor.stop()
