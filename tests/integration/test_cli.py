@@ -1,0 +1,103 @@
+"""The commands as a user runs them: real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, within_s: float = 20.0) -> httpx.Response:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return httpx.get(url, timeout=1.0)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trading_engine", *args]
+
+
+def test_run_against_the_exchange_simulator_and_stop_on_sigterm(tmp_path: Path) -> None:
+    feed, api, admin = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "EXCHANGE_API_KEY": "cli-key",
+        "TRADING_ENGINE_ADMIN_TOKEN": "cli-token",
+        "TRADING_ENGINE__FEED__PORT": str(feed),
+        "TRADING_ENGINE__ADMIN__PORT": str(admin),
+        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
+        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+    }
+    engine_log = tmp_path / "engine.log"
+    with (tmp_path / "sim.log").open("wb") as sim_log, engine_log.open("wb") as log:
+        sim = subprocess.Popen(
+            command("exchange-sim", "--port", str(api), "--feed", f"127.0.0.1:{feed}",
+                    "--rate", "400", "--duration", "60"),
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sim_log,
+        )  # fmt: skip
+        engine = subprocess.Popen(command("run", "--duration", "60"), cwd=ROOT, env=env, stderr=log)
+    try:
+        assert wait_for(f"http://127.0.0.1:{admin}/healthz").text == "ok\n"
+        deadline = time.monotonic() + 30
+        while True:
+            status = httpx.get(f"http://127.0.0.1:{admin}/status").json()
+            if status["strategies"]["maker"]["orders"] >= 2:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["books"]["ETH-USD"]["state"] == "live"
+        metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+        assert "trading_engine_order_roundtrip_seconds_count" in metrics
+        halt = httpx.post(
+            f"http://127.0.0.1:{admin}/halt", headers={"Authorization": "Bearer cli-token"}
+        )
+        assert halt.status_code == 200
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(30) == 0
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(30) == 0
+    finally:
+        for process in (engine, sim):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert b"cli-key" not in engine_log.read_bytes()  # the API key is never logged
+
+
+def test_run_without_the_api_key_is_a_configuration_error() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_API_KEY"}
+    done = subprocess.run(
+        command("run", "--duration", "1"), cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "EXCHANGE_API_KEY" in done.stderr
+
+
+def test_exchange_sim_rejects_bad_flags() -> None:
+    done = subprocess.run(
+        command("exchange-sim", "--fail-before", "2"), cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "between 0 and 1" in done.stderr
