@@ -1,0 +1,116 @@
+"""A real Prometheus scrapes a running engine; every dashboard query returns data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes import config
+from tests.helpers import wait_until
+from trading_engine import Instrument
+from trading_engine.exchange_sim import ExchangeSimulator
+from trading_engine.runner import Service, build_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is not installed (.ci/run installs it)")
+        pytest.skip("prometheus is not installed")
+    return binary
+
+
+@pytest.mark.asyncio
+async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
+    binary = prometheus_binary()
+    simulator = ExchangeSimulator(
+        [Instrument("BTC-USD", "0.01", "0.001"), Instrument("ETH-USD", "0.01", "0.001")],
+        api_key="k", port=0, rate=300, seed=5,
+    )  # fmt: skip
+    await simulator.start()
+    cfg = config(
+        [
+            {"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
+             "params": {"side": "buy", "trigger_price": "1000", "quantity": "0.01",
+                        "cooldown_s": 0.05}},
+            {"name": "maker", "class": "market_maker", "symbols": ["ETH-USD"],
+             "params": {"quantity": "0.01", "max_inventory": "5"}},
+        ],
+        feed={"port": 0},
+        admin={"port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{simulator.port}", "max_requests_per_s": 200},
+        risk={"max_orders_per_s": 100},
+    )  # fmt: skip
+    service = Service(build_engine(cfg, environ={"EXCHANGE_API_KEY": "k"}), environ={})
+    await service.start()
+    assert service.engine.feed is not None
+    simulator.publish_to("127.0.0.1", service.engine.feed.port)
+
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: trading-engine\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{service.admin.port}']\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    dashboard = json.loads((ROOT / "config/grafana/dashboards/trading-engine.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def query(expr: str) -> list[object]:
+                try:
+                    response = await client.get("/api/v1/query", params={"query": expr})
+                except httpx.TransportError:
+                    return []
+                if response.status_code != 200:
+                    return []  # still starting
+                body = response.json()
+                assert body["status"] == "success", (expr, body)
+                result: list[object] = body["data"]["result"]
+                return result
+
+            async def scraped() -> bool:
+                return bool(await query('up{job="trading-engine"} == 1'))
+
+            deadline = time.monotonic() + 60
+            while not await scraped():
+                assert time.monotonic() < deadline, "Prometheus never scraped the engine"
+                await asyncio.sleep(0.5)
+            await wait_until(lambda: service.engine.tick_to_trade.count > 0, 30, "an order")
+            missing: list[str] = queries
+            deadline = time.monotonic() + 60
+            while missing and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+                missing = [expr for expr in queries if not await query(expr)]
+            assert not missing, f"dashboard queries without data: {missing}"
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        log.close()
+        await service.shutdown()
+        await simulator.stop()

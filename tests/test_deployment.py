@@ -1,0 +1,109 @@
+"""The deployment files: structure checked here, since no Docker engine runs in CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from trading_engine.cli import build_parser
+from trading_engine.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_compose_has_the_four_services() -> None:
+    services = compose()["services"]
+    assert set(services) == {"engine", "exchange-sim", "prometheus", "grafana"}
+    assert "9100:9100" in services["engine"]["ports"]
+    assert "3000:3000" in services["grafana"]["ports"]
+    assert "9090:9090" in services["prometheus"]["ports"]
+
+
+@pytest.mark.parametrize("service", ["engine", "exchange-sim"])
+def test_compose_commands_exist_in_the_cli(service: str) -> None:
+    command = compose()["services"][service]["command"]
+    assert command[0] == "trading-engine"
+    args = build_parser().parse_args([str(part) for part in command[1:]])
+    assert args.handler is not None
+
+
+def test_compose_engine_environment_is_a_valid_configuration() -> None:
+    engine = compose()["services"]["engine"]
+    environment = {
+        key: str(value).replace("${EXCHANGE_API_KEY:-demo-key}", "demo-key")
+        for key, value in engine["environment"].items()
+    }
+    config = load_config(ROOT / "config" / "engine.toml", environ=environment)
+    assert config.feed.host == "0.0.0.0"
+    assert config.admin.host == "0.0.0.0"
+    assert config.gateway.base_url == "http://exchange-sim:8080"
+    sim = compose()["services"]["exchange-sim"]["command"]
+    feed_target = sim[sim.index("--feed") + 1]
+    assert feed_target == f"engine:{config.feed.port}"
+    prometheus = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"engine:{config.admin.port}"]
+
+
+def test_compose_volumes_point_at_files_in_the_repository() -> None:
+    for service in compose()["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (ROOT / source).exists(), source
+
+
+def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.startswith("#")
+    assert "FROM python:3.11-slim" in text
+    assert "\nUSER trader\n" in text
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
+    for copied in ("trading_engine", "strategies", "config", "pyproject.toml"):
+        assert (ROOT / copied).exists()
+
+
+def test_grafana_provisioning_and_dashboard() -> None:
+    datasource = yaml.safe_load(
+        (ROOT / "config/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    assert datasource["datasources"][0]["uid"] == "prometheus"
+    provider = yaml.safe_load(
+        (ROOT / "config/grafana/provisioning/dashboards/dashboards.yml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboard = json.loads((ROOT / "config/grafana/dashboards/trading-engine.json").read_text())
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for needed in ("tick-to-trade", "heatmap", "per-stage", "feed messages", "rejections",
+                   "book states", "orders by status", "risk denials", "breaker", "loop lag",
+                   "positions", "pnl"):  # fmt: skip
+        assert needed in titles, needed
+    assert all(
+        panel["targets"] and all(t["expr"] for t in panel["targets"])
+        for panel in dashboard["panels"]
+    )
+
+
+def test_promtool_accepts_prometheus_yml() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed (.ci/run installs prometheus)")
+        pytest.skip("promtool is not installed")
+    done = subprocess.run(
+        [promtool, "check", "config", str(ROOT / "config" / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
