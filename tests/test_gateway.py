@@ -28,6 +28,9 @@ class Listener:
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
 
+    def on_written(self, order: Order) -> None:
+        self.events.append(("written", order.client_order_id))
+
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 

@@ -178,6 +178,54 @@ def _exchange_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- demo and replay ------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from .demo import run_demo
+    from .logs import configure
+
+    config = _config(args)
+    # The status screen is the output; logs only for problems, to stderr.
+    configure("warning")
+    logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
+    result = asyncio.run(run_demo(config, args.duration))
+    print("summary:", json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from .replay import replay_file
+
+    config = _config(args)
+    try:
+        result = replay_file(config, args.file)
+    except FileNotFoundError:
+        raise UsageError(f"{args.file}: no such file") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({**summary, "order_log": result.order_log}, indent=2))
+    else:
+        print(
+            f"replayed {result.frames:,} frames in {result.seconds:.2f} s "
+            f"({result.frames_per_s:,.0f} frames/s)"
+        )
+        print(f"orders: {summary['orders']}   fills: {result.fills}")
+        for symbol, position in result.positions.items():
+            print(
+                f"  {symbol}: quantity {position['quantity']}  avg {position['avg_price']}  "
+                f"realized {position['realized_pnl']}  unrealized {position['unrealized_pnl']}"
+            )
+    return EXIT_OK
+
+
 # -- the parser ---------------------------------------------------------------------------
 
 
@@ -202,6 +250,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--capture", metavar="FILE", help="record every frame received to FILE")
     run.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
     run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="everything on this machine: engine, exchange simulator, live status",
+        description="Start the engine with the default configuration (or --config) and the "
+        "exchange simulator on loopback, show a live status, print a summary at the end.",
+    )
+    demo.add_argument("--config", metavar="FILE", help="configuration (default: the built-in one)")
+    demo.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    demo.set_defaults(handler=_demo)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run a captured feed through books, strategies and risk, as fast as possible",
+        description="Replay a capture file (from `run --capture`) through the same books, "
+        "strategies, risk and order state machine with the in-process simulated venue. "
+        "Deterministic: the same file and config give the same orders and PnL.",
+    )
+    replay.add_argument("file", metavar="FILE", help="the capture file")
+    replay.add_argument(
+        "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.set_defaults(handler=_replay)
 
     sim = commands.add_parser(
         "exchange-sim",

@@ -318,10 +318,8 @@ class Engine:
         exposure[0 if side == _BUY else 1] += lots
         runner.orders += 1
         self.order_counts["submitted"] += 1
+        order.recv_ns = self.dispatcher.recv_ns
         self.sink.submit(order)
-        recv_ns = self.dispatcher.recv_ns
-        if recv_ns:
-            self.tick_to_trade.observe_ns(self.clock.monotonic_ns() - recv_ns)
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -353,6 +351,10 @@ class Engine:
             self.cancel_all()
 
     # -- ExecutionListener --------------------------------------------------------
+
+    def on_written(self, order: Order) -> None:
+        if order.recv_ns:
+            self.tick_to_trade.observe_ns(self.clock.monotonic_ns() - order.recv_ns)
 
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         order = self.orders.get(client_order_id)

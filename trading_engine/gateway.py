@@ -173,15 +173,20 @@ class HttpGateway:
         return orjson.dumps(body)
 
     async def _request(
-        self, method: str, url: str, content: bytes | None = None
+        self, method: str, url: str, content: bytes | None = None, written: Order | None = None
     ) -> httpx.Response | None:
         """One call through the rate limiter, timed and recorded in the breaker.
 
         Returns None when the outcome is unknown (timeout, connection error).
+        ``written``: the order whose tick-to-trade ends as its request is
+        handed to httpx (which does not expose the moment the bytes reach
+        the socket; nothing else runs in between).
         """
         # The bucket refills with time, not on an event, so sleeping is right.
         while not self._bucket.take():  # noqa: ASYNC110
             await asyncio.sleep(self._bucket.wait_s())
+        if written is not None:
+            self._listener.on_written(written)
         start = self._clock()
         try:
             response = await self.client.request(method, url, content=content)
@@ -201,8 +206,10 @@ class HttpGateway:
 
     async def _place(self, order: Order) -> None:
         body = self.order_body(order)
+        first: Order | None = order
         while True:
-            response = await self._request("POST", "/orders", body)
+            response = await self._request("POST", "/orders", body, written=first)
+            first = None
             if response is None or response.status_code >= 500:
                 self._count("unknown")
                 self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, "no answer")

@@ -129,6 +129,7 @@ class Order:
         "price",
         "quantity",
         "reason",
+        "recv_ns",
         "side",
         "status",
         "strategy",
@@ -166,6 +167,8 @@ class Order:
         self.reason: str | None = None
         self.avg_price_text: str | None = None
         self.cancel_requested = False
+        #: Receive time of the feed bytes that led to this order (0: none).
+        self.recv_ns = 0
 
     def __repr__(self) -> str:
         return (
@@ -216,6 +219,9 @@ class Order:
 
 class ExecutionListener(Protocol):
     """What an order sink reports back (the engine implements it)."""
+
+    def on_written(self, order: Order) -> None:
+        """The order's request was written toward the venue (tick-to-trade ends)."""
 
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         """The venue acknowledged the order (it is at least ``new``)."""

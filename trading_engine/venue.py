@@ -45,6 +45,7 @@ class SimulatedVenue:
         self.orders += 1
         self._next_id += 1
         listener = self._listener
+        listener.on_written(order)
         listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:

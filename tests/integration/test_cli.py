@@ -101,3 +101,22 @@ def test_exchange_sim_rejects_bad_flags() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "between 0 and 1" in done.stderr
+
+
+def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TRADING_ENGINE__FEED__PORT": str(free_port()),
+        "TRADING_ENGINE__ADMIN__PORT": str(free_port()),
+    }
+    # From an empty directory: no config/engine.toml, so the built-in default.
+    done = subprocess.run(
+        command("demo", "--duration", "4"), cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "trading-engine demo" in done.stdout  # the status screen
+    assert "BTC-USD" in done.stdout
+    summary = done.stdout.split("summary:", 1)[1]
+    assert '"frames"' in summary
+    assert '"submitted"' in summary  # the default strategies traded
