@@ -82,7 +82,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .logs import configure
-    from .runner import Service, build_engine
+    from .runner import Service, build_engine, run_on_loop
 
     config = _config(args)
     if args.capture:
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"feed": feed})
     configure(config.engine.log_level)
     engine = build_engine(config)
-    asyncio.run(Service(engine).run(args.duration))
+    run_on_loop(config, Service(engine).run(args.duration))
     return EXIT_OK
 
 
@@ -187,12 +187,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     from .demo import run_demo
     from .logs import configure
+    from .runner import run_on_loop
 
     config = _config(args)
     # The status screen is the output; logs only for problems, to stderr.
     configure("warning")
     logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
-    result = asyncio.run(run_demo(config, args.duration))
+    result = run_on_loop(config, run_demo(config, args.duration))
     print("summary:", json.dumps(result, indent=2, default=str))
     return EXIT_OK
 

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from .admin import AdminServer
 from .breaker import CircuitBreaker
@@ -23,9 +24,37 @@ from .gateway import HttpGateway
 from .orders import OrderSink
 from .telemetry import LoopMonitor
 
-__all__ = ["Service", "build_engine"]
+__all__ = ["Service", "build_engine", "run_on_loop"]
 
 log = logging.getLogger("trading_engine.runner")
+
+T = TypeVar("T")
+
+
+def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on the event loop ``[engine] loop`` names.
+
+    ``uvloop`` needs the ``uvloop`` extra. The ``priority`` loop is not part
+    of this version: the stock asyncio loop runs instead, and a warning
+    says so.
+    """
+    choice = config.engine.loop
+    if choice == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            main.close()
+            message = (
+                "engine.loop: 'uvloop' is not installed (pip install 'trading-engine[uvloop]')"
+            )
+            raise ConfigError(message, [message]) from None
+        return uvloop.run(main)
+    if choice == "priority":
+        log.warning(
+            "engine.loop = 'priority': the priority event loop is not available in this "
+            "version; running on the stock asyncio loop"
+        )
+    return asyncio.run(main)
 
 
 def build_engine(config: Config, environ: Mapping[str, str] | None = None) -> Engine:
