@@ -110,9 +110,12 @@ class GatewayConfig(_Section):
     base_url: str = "http://127.0.0.1:8080"
     api_key_env: str = "EXCHANGE_API_KEY"
     timeout_s: float = Field(0.5, gt=0)
-    mode: Literal["simulated", "httpx"] = Field(
-        "httpx", description="where orders go: the exchange API, or the in-process venue"
+    mode: Literal["simulated", "httpx", "fast"] = Field(
+        "httpx",
+        description="where orders go: the exchange API over httpx, the same API with "
+        "POST /orders on the pre-warmed fast path, or the in-process venue",
     )
+    fast_connections: int = Field(2, ge=1, le=64, description="fast-path connections kept warm")
     max_requests_per_s: float = Field(
         20.0, gt=0, description="local token bucket that keeps under the venue's rate limit"
     )

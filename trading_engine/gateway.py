@@ -44,16 +44,20 @@ import orjson
 from .breaker import CircuitBreaker
 from .config import GatewayConfig
 from .errors import InvalidValue
+from .fastpath import Answer, FastOrderChannel, FastPathError
 from .instruments import Instrument
 from .metrics import LatencyHistogram
 from .orders import ExecutionListener, Order, OrderStatus, OrderType
 from .risk import TokenBucket
 
-__all__ = ["HttpGateway"]
+__all__ = ["HttpGateway", "Reply"]
 
 log = logging.getLogger("trading_engine.gateway")
 
 _STATUSES = {status.value: status for status in OrderStatus}
+
+#: An exchange answer from either path (httpx.Response or fastpath.Answer).
+Reply = httpx.Response | Answer
 
 
 class HttpGateway:
@@ -70,9 +74,11 @@ class HttpGateway:
         clock: Callable[[], int] = time.monotonic_ns,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        fast: FastOrderChannel | None = None,
     ) -> None:
         self.config = config
         self.breaker = breaker
+        self.fast = fast
         self._listener = listener
         self._instruments = instruments
         self._clock = clock
@@ -105,6 +111,19 @@ class HttpGateway:
 
     def submit(self, order: Order) -> None:
         self._known[order.client_order_id] = order
+        fast = self.fast
+        if fast is not None and self._bucket.take():
+            body = self.order_body(order)
+            start = self._clock()
+            waiter = fast.try_send(body)
+            if waiter is not None:
+                # The request is on the socket: tick-to-trade ends here, exactly.
+                self._listener.on_written(order)
+                self._spawn(
+                    self._place(order, body, (waiter, start)), f"place:{order.client_order_id}"
+                )
+                return
+            self._bucket.give_back()
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
@@ -113,11 +132,12 @@ class HttpGateway:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start polling fills (needs a running loop)."""
+        """Start polling fills and warming the fast path (needs a running loop)."""
         if self._poller is None:
-            self._poller = asyncio.get_running_loop().create_task(
-                self._poll_fills_forever(), name="gateway-fills"
-            )
+            loop = asyncio.get_running_loop()
+            self._poller = loop.create_task(self._poll_fills_forever(), name="gateway-fills")
+            if self.fast is not None:
+                self._spawn(self.fast.start(), "fast-path-connect")
 
     async def drain(self, within_s: float = 5.0) -> bool:
         """Wait for every in-flight request to finish; False if some did not."""
@@ -140,6 +160,8 @@ class HttpGateway:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+        if self.fast is not None:
+            await self.fast.close()
         if self._known and not self.client.is_closed:
             try:
                 await self.poll_fills()
@@ -204,11 +226,43 @@ class HttpGateway:
         self.breaker.record(elapsed, failed=response.status_code >= 500)
         return response
 
-    async def _place(self, order: Order) -> None:
-        body = self.order_body(order)
-        first: Order | None = order
+    async def _fast_answer(self, waiter: asyncio.Future[Answer], start_ns: int) -> Answer | None:
+        """The fast path's answer, timed and recorded like an httpx call."""
+        assert self.fast is not None
+        try:
+            answer = await asyncio.wait_for(waiter, self.config.timeout_s)
+        except TimeoutError:
+            self.fast.abandon(waiter)
+            self.breaker.record(self._clock() - start_ns, failed=True)
+            self._count("timeout")
+            return None
+        except FastPathError as exc:
+            self.breaker.record(self._clock() - start_ns, failed=True)
+            self._count("connection_error")
+            log.warning("fast path POST /orders: %s", exc)
+            return None
+        elapsed = self._clock() - start_ns
+        self.roundtrip.observe_ns(elapsed)
+        self.breaker.record(elapsed, failed=answer.status_code >= 500)
+        return answer
+
+    async def _place(
+        self,
+        order: Order,
+        body: bytes | None = None,
+        sent: tuple[asyncio.Future[Answer], int] | None = None,
+    ) -> None:
+        """Place an order (its first request already sent when ``sent`` is given)."""
+        if body is None:
+            body = self.order_body(order)
+        first: Order | None = order if sent is None else None
         while True:
-            response = await self._request("POST", "/orders", body, written=first)
+            response: Reply | None
+            if sent is not None:
+                response = await self._fast_answer(*sent)
+                sent = None
+            else:
+                response = await self._request("POST", "/orders", body, written=first)
             first = None
             if response is None or response.status_code >= 500:
                 self._count("unknown")
@@ -275,7 +329,7 @@ class HttpGateway:
             await asyncio.sleep(self.config.settle_backoff_s)
         log.error("cancel of %s did not get through", order.client_order_id)
 
-    def _apply(self, order: Order, response: httpx.Response) -> None:
+    def _apply(self, order: Order, response: Reply) -> None:
         try:
             body = orjson.loads(response.content)
             status = _STATUSES[body["status"]]
@@ -341,7 +395,7 @@ class HttpGateway:
         return result
 
 
-def _retry_after_s(response: httpx.Response) -> float:
+def _retry_after_s(response: Reply) -> float:
     value = response.headers.get("Retry-After", "1")
     try:
         return max(0.0, float(int(value)))
@@ -349,7 +403,7 @@ def _retry_after_s(response: httpx.Response) -> float:
         return 1.0
 
 
-def _error(response: httpx.Response) -> str:
+def _error(response: Reply) -> str:
     try:
         body = orjson.loads(response.content)
         return f"{response.status_code}: {body.get('error', '')}"[:200]

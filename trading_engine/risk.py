@@ -107,6 +107,10 @@ class TokenBucket:
         self.tokens_ns -= self.ns_per_token
         return True
 
+    def give_back(self) -> None:
+        """Return a token taken for a call that was not made."""
+        self.tokens_ns = min(self.burst * self.ns_per_token, self.tokens_ns + self.ns_per_token)
+
     def wait_s(self) -> float:
         """Seconds until one token is available."""
         self._refill()

@@ -20,6 +20,7 @@ from .breaker import CircuitBreaker
 from .config import Config
 from .engine import Engine
 from .errors import ConfigError
+from .fastpath import FastOrderChannel
 from .gateway import HttpGateway
 from .orders import OrderSink
 from .telemetry import LoopMonitor
@@ -72,12 +73,17 @@ def build_engine(config: Config, environ: Mapping[str, str] | None = None) -> En
         raise ConfigError(message, [message])
 
     def gateway(engine: Engine) -> OrderSink:
+        settings = engine.config.gateway
+        fast = None
+        if settings.mode == "fast":
+            fast = FastOrderChannel(settings.base_url, api_key, settings.fast_connections)
         return HttpGateway(
-            engine.config.gateway,
+            settings,
             engine,
             engine.instruments,
             CircuitBreaker(engine.config.breaker, engine.clock.monotonic_ns),
             api_key=api_key,
+            fast=fast,
         )
 
     return Engine(config, sink_factory=gateway)

@@ -15,6 +15,7 @@ from tests.helpers import wait_until
 from trading_engine.breaker import BreakerState, CircuitBreaker
 from trading_engine.engine import Engine
 from trading_engine.exchange_sim import ExchangeSimulator, Faults
+from trading_engine.fastpath import FastOrderChannel
 from trading_engine.gateway import HttpGateway
 from trading_engine.orders import OrderStatus
 from trading_engine.risk import TradingState
@@ -23,24 +24,27 @@ KEY = "test-key"
 
 
 def build_engine(
-    sim: ExchangeSimulator, strategies: list[dict[str, Any]], **breaker: Any
+    sim: ExchangeSimulator, strategies: list[dict[str, Any]], mode: str = "httpx", **breaker: Any
 ) -> Engine:
     cfg = config(
         strategies,
         feed={"host": "127.0.0.1", "port": 0},
-        gateway={"base_url": f"http://127.0.0.1:{sim.port}", "timeout_s": 0.2,
+        gateway={"base_url": f"http://127.0.0.1:{sim.port}", "timeout_s": 0.2, "mode": mode,
                  "settle_backoff_s": 0.01, "fills_poll_s": 0.05, "max_requests_per_s": 500},
         breaker={"window_size": 20, "minimum_calls": 10, "open_s": 0.3, **breaker},
         risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
     )  # fmt: skip
 
     def gateway(engine: Engine) -> HttpGateway:
+        settings = engine.config.gateway
+        fast = FastOrderChannel(settings.base_url, KEY) if settings.mode == "fast" else None
         return HttpGateway(
-            engine.config.gateway,
+            settings,
             engine,
             engine.instruments,
             CircuitBreaker(engine.config.breaker, engine.clock.monotonic_ns),
             api_key=KEY,
+            fast=fast,
         )
 
     return Engine(cfg, sink_factory=gateway)
@@ -111,24 +115,34 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         assert engine.positions.quantity(symbol) == expected[symbol], symbol
 
 
+MODES = pytest.mark.parametrize("mode", ["httpx", "fast"])
+
+
 @pytest.mark.asyncio
-async def test_clean_run_matches_the_exchange(simulator: ExchangeSimulator) -> None:
-    engine = build_engine(simulator, TRADERS)
+@MODES
+async def test_clean_run_matches_the_exchange(simulator: ExchangeSimulator, mode: str) -> None:
+    engine = build_engine(simulator, TRADERS, mode)
     gateway = await run_engine(engine, simulator, 1.5)
     await shut_down(engine, simulator, gateway)
     assert len(engine.orders) > 20
     assert len(simulator.fills) > 5
     assert_engine_equals_exchange(engine, simulator)
+    gateway = engine.sink
+    assert isinstance(gateway, HttpGateway)
+    if mode == "fast":
+        assert gateway.fast is not None
+        assert gateway.fast.sent > len(engine.orders) // 2  # most orders took the fast path
 
 
 @pytest.mark.asyncio
-async def test_faults_lose_and_duplicate_nothing(simulator: ExchangeSimulator) -> None:
+@MODES
+async def test_faults_lose_and_duplicate_nothing(simulator: ExchangeSimulator, mode: str) -> None:
     simulator.faults = Faults(
         fail_before=0.05, fail_after=0.05, hang=0.03, hang_s=0.4, rate_limit=0.05,
         retry_after_s=0, reset=0.03, feed_gap=0.01, feed_duplicate=0.02, feed_cross=0.01,
     )  # fmt: skip
     # A tolerant breaker: this test is about outcomes, the next about the breaker.
-    engine = build_engine(simulator, TRADERS, failure_rate_threshold=1.0)
+    engine = build_engine(simulator, TRADERS, mode, failure_rate_threshold=1.0)
     gateway = await run_engine(engine, simulator, 3.0)
     await shut_down(engine, simulator, gateway)
     counts = simulator.counts
@@ -143,9 +157,12 @@ async def test_faults_lose_and_duplicate_nothing(simulator: ExchangeSimulator) -
 
 
 @pytest.mark.asyncio
-async def test_breaker_opens_on_failures_and_recovers(simulator: ExchangeSimulator) -> None:
+@MODES
+async def test_breaker_opens_on_failures_and_recovers(
+    simulator: ExchangeSimulator, mode: str
+) -> None:
     simulator.faults = Faults(fail_before=1.0)
-    engine = build_engine(simulator, TRADERS[:1])
+    engine = build_engine(simulator, TRADERS[:1], mode)
     gateway = await run_engine(engine, simulator, 0.0)
     await wait_until(lambda: gateway.breaker.state is BreakerState.OPEN, 10, "breaker open")
     assert engine.status()["breaker"] == "open"

@@ -1,0 +1,143 @@
+"""The fast path's encoder and strict answer parser against a scripted server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from tests.helpers import wait_until
+from trading_engine.fastpath import FastOrderChannel, FastPathError
+
+Script = Callable[[bytes], bytes | None]
+
+
+class Server:
+    """Answers each request with what ``script`` returns for it (None: hang up)."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.script: Script = lambda _: ok(b'{"status":"new"}')
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                reply = self.script(request)
+                if reply is None:
+                    break
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+@pytest_asyncio.fixture
+async def served() -> AsyncIterator[tuple[Server, FastOrderChannel]]:
+    server = Server()
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    channel = FastOrderChannel(f"http://127.0.0.1:{port}", "key-1", connections=2)
+    await channel.start()
+    yield server, channel
+    await channel.close()
+    listener.close()
+    await listener.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_request_bytes_and_keep_alive(served: tuple[Server, FastOrderChannel]) -> None:
+    server, channel = served
+    for _ in range(5):
+        waiter = channel.try_send(b'{"a":1}')
+        assert waiter is not None
+        answer = await waiter
+        assert answer.status_code == 200
+        assert answer.content == b'{"status":"new"}'
+    assert server.requests[0] == (
+        b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-API-Key: key-1\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}' % channel.port
+    )
+    assert server.connections == 2  # the warm pool, reused
+
+
+@pytest.mark.asyncio
+async def test_no_idle_connection_means_fallback(served: tuple[Server, FastOrderChannel]) -> None:
+    server, channel = served
+    server.script = lambda _: None if False else ok(b"{}")
+    first = channel.try_send(b"{}")
+    second = channel.try_send(b"{}")
+    assert first is not None
+    assert second is not None
+    assert channel.try_send(b"{}") is None  # both busy
+    assert channel.fallbacks == 1
+    await first
+    await second
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n bad header\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+async def test_anything_unexpected_fails_the_request_and_the_connection(
+    served: tuple[Server, FastOrderChannel], reply: bytes
+) -> None:
+    server, channel = served
+    server.script = lambda _: reply
+    waiter = channel.try_send(b"{}")
+    assert waiter is not None
+    with pytest.raises(FastPathError):
+        await waiter
+    await wait_until(lambda: len(list(channel.connections())) == 2)  # replaced
+    server.script = lambda _: ok(b"{}")
+    again = channel.try_send(b"{}")
+    assert again is not None
+    assert (await again).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_hang_up_mid_answer_fails_the_request(
+    served: tuple[Server, FastOrderChannel],
+) -> None:
+    server, channel = served
+    server.script = lambda _: None
+    waiter = channel.try_send(b"{}")
+    assert waiter is not None
+    with pytest.raises(FastPathError, match="connection lost"):
+        await waiter
+
+
+@pytest.mark.asyncio
+async def test_connection_close_header_is_honoured(served: tuple[Server, FastOrderChannel]) -> None:
+    server, channel = served
+    server.script = lambda _: ok(b"{}", b"Connection: close\r\n")
+    waiter = channel.try_send(b"{}")
+    assert waiter is not None
+    assert (await waiter).status_code == 200
+    await wait_until(lambda: server.connections == 3)  # a replacement was opened
+
+
+def test_only_plain_http_base_urls() -> None:
+    with pytest.raises(ValueError, match="http://"):
+        FastOrderChannel("https://exchange.example", "k")
