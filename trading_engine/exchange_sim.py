@@ -119,7 +119,7 @@ class ExchangeSimulator:
         rate: float = 200.0,
         seed: int = 0,
         faults: Faults | None = None,
-        snapshot_every: int = 500,
+        snapshot_every: int = 200,
     ) -> None:
         self.instruments = {inst.symbol: inst for inst in instruments}
         self.api_key = api_key
@@ -138,6 +138,7 @@ class ExchangeSimulator:
         self.fills: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
         self._next_order = 0
+        self._since_snapshot: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._publisher_task: asyncio.Task[None] | None = None
         self.published = 0
@@ -380,8 +381,12 @@ class ExchangeSimulator:
                     )
                 )  # fmt: skip
                 self._count("feed_cross")
-            if walk.seq % self.snapshot_every == 0:
+            since = self._since_snapshot.get(symbol, 0) + 1
+            if since >= self.snapshot_every:
+                # Periodic snapshots let a book that went stale recover.
                 frames.append(walk.snapshot_frame())
+                since = 0
+            self._since_snapshot[symbol] = since
             for order in [o for o in self.orders.values() if o.is_open and o.symbol == symbol]:
                 self._match(order, sweep=False)
         return frames

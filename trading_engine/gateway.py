@@ -95,6 +95,7 @@ class HttpGateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._known: dict[str, Order] = {}
+        self._placing: set[str] = set()
         self._fills_cursor = 0
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
@@ -255,6 +256,18 @@ class HttpGateway:
         """Place an order (its first request already sent when ``sent`` is given)."""
         if body is None:
             body = self.order_body(order)
+        self._placing.add(order.client_order_id)
+        try:
+            await self._place_until_answered(order, body, sent)
+        finally:
+            self._placing.discard(order.client_order_id)
+        if order.cancel_requested and order.is_open:
+            # A cancel asked for while the placement was unsettled.
+            await self._cancel(order)
+
+    async def _place_until_answered(
+        self, order: Order, body: bytes, sent: tuple[asyncio.Future[Answer], int] | None
+    ) -> None:
         first: Order | None = order if sent is None else None
         while True:
             response: Reply | None
@@ -314,20 +327,29 @@ class HttpGateway:
             return
 
     async def _cancel(self, order: Order) -> None:
-        for _ in range(20):
+        """DELETE until the exchange answers with the order's final state.
+
+        A 404 while the order's placement is still being settled means the
+        exchange has not taken it yet: the placement sends the cancel again
+        once it has an answer (see :meth:`_place`).
+        """
+        delay = self.config.settle_backoff_s
+        while order.is_open:
             response = await self._request("DELETE", f"/orders/{order.client_order_id}")
             if response is not None and response.status_code == 200:
                 self._apply(order, response)
                 return
             if response is not None and response.status_code == 404:
-                # Not at the exchange yet: the placement task settles it.
-                await asyncio.sleep(self.config.settle_backoff_s)
-                continue
-            if response is not None and response.status_code == 429:
+                if order.client_order_id in self._placing:
+                    return  # the placement will cancel it when it is settled
+            elif response is not None and response.status_code == 429:
                 await asyncio.sleep(_retry_after_s(response))
                 continue
-            await asyncio.sleep(self.config.settle_backoff_s)
-        log.error("cancel of %s did not get through", order.client_order_id)
+            elif response is not None and 400 <= response.status_code < 500:
+                log.error("cancel of %s refused: %s", order.client_order_id, _error(response))
+                return
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, 1.0)
 
     def _apply(self, order: Order, response: Reply) -> None:
         try:

@@ -88,7 +88,10 @@ async def shut_down(engine: Engine, sim: ExchangeSimulator, gateway: HttpGateway
     engine.set_trading_state(TradingState.HALTED)  # cancel_on_halt
     await engine.stop(shutdown_drain_s=30)  # drains, reads the last fills, closes
     assert gateway.client.is_closed
-    assert all(not o.is_open for o in engine.orders.values())
+    still_open = [
+        (o, sim.orders.get(o.client_order_id)) for o in engine.orders.values() if o.is_open
+    ]
+    assert not still_open, still_open
 
 
 def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> None:
@@ -143,7 +146,10 @@ async def test_faults_lose_and_duplicate_nothing(simulator: ExchangeSimulator, m
     )  # fmt: skip
     # A tolerant breaker: this test is about outcomes, the next about the breaker.
     engine = build_engine(simulator, TRADERS, mode, failure_rate_threshold=1.0)
-    gateway = await run_engine(engine, simulator, 3.0)
+    gateway = await run_engine(engine, simulator, 1.0)
+    kinds = ("fail_before", "fail_after", "hang", "reset", "rate_limited")
+    # Run until every kind of fault has happened at least once (bounded).
+    await wait_until(lambda: all(simulator.counts.get(k) for k in kinds), 20, "every fault")
     await shut_down(engine, simulator, gateway)
     counts = simulator.counts
     assert counts.get("fail_before", 0)
