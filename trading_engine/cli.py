@@ -172,7 +172,8 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         async with simulator:
             print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
+                async with asyncio.timeout(args.duration):
+                    await stop.wait()
 
     asyncio.run(serve())
     return EXIT_OK

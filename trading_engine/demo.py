@@ -130,7 +130,8 @@ async def run_demo(
                 else max(0.0, min(refresh_s, deadline - time.monotonic()))
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await stop.wait()
             now = time.monotonic()
             screen = render(service, started, frames_before, now - last)
             frames_before = sum(service.engine.builder.accepted.values())

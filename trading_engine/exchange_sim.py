@@ -26,7 +26,6 @@ one uncrosses it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
@@ -41,6 +40,7 @@ from .errors import InvalidValue
 from .instruments import Instrument
 from .marketsim import RandomWalkBook
 from .publisher import Publisher
+from .tasks import cancel_and_wait
 
 __all__ = ["ExchangeSimulator", "Faults"]
 
@@ -180,10 +180,7 @@ class ExchangeSimulator:
         )
 
     async def stop(self) -> None:
-        if self._publisher_task is not None:
-            self._publisher_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher_task
+        await cancel_and_wait(self._publisher_task)
         if self._runner is not None:
             await self._runner.cleanup()
 

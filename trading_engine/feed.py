@@ -28,7 +28,6 @@ is counted once and skipped to the next newline without being buffered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from .builder import BookBuilder, BookEntry
 from .capture import CaptureWriter
 from .config import FeedConfig
 from .protocol import BAD_INPUT, Reason
+from .tasks import cancel_and_wait
 
 __all__ = ["FeedServer", "FeedSession", "FeedStats"]
 
@@ -245,11 +245,8 @@ class FeedServer:
 
     async def stop(self) -> None:
         """Stop listening, close every connection, flush the capture."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         if self._server is not None:
             self._server.close()
             for session in list(self.sessions):

@@ -49,6 +49,7 @@ from .instruments import Instrument
 from .metrics import LatencyHistogram
 from .orders import ExecutionListener, Order, OrderStatus, OrderType
 from .risk import TokenBucket
+from .tasks import cancel_and_wait
 
 __all__ = ["HttpGateway", "Reply"]
 
@@ -146,17 +147,19 @@ class HttpGateway:
         while self._tasks:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                log.error(
+                    "still in flight after %.1f s: %s",
+                    within_s,
+                    ", ".join(sorted(task.get_name() for task in self._tasks)),
+                )
                 return False
             await asyncio.wait(set(self._tasks), timeout=remaining)
         return True
 
     async def close(self) -> None:
         """Stop polling, read the last fills, cancel what is in flight, close."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await cancel_and_wait(self._poller)
+        self._poller = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -231,7 +234,8 @@ class HttpGateway:
         """The fast path's answer, timed and recorded like an httpx call."""
         assert self.fast is not None
         try:
-            answer = await asyncio.wait_for(waiter, self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                answer = await waiter
         except TimeoutError:
             self.fast.abandon(waiter)
             self.breaker.record(self._clock() - start_ns, failed=True)
@@ -278,6 +282,9 @@ class HttpGateway:
                 response = await self._request("POST", "/orders", body, written=first)
             first = None
             if response is None or response.status_code >= 500:
+                if order.status is not OrderStatus.PENDING_NEW:
+                    # Its state was learned meanwhile (a cancel's answer): settled.
+                    return
                 self._count("unknown")
                 self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, "no answer")
                 await self._settle(order, body)
@@ -400,8 +407,11 @@ class HttpGateway:
 
     async def _poll_fills_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races its timeout, and the poller never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fills_wanted.wait(), self.config.fills_poll_s)
+                async with asyncio.timeout(self.config.fills_poll_s):
+                    await self._fills_wanted.wait()
             self._fills_wanted.clear()
             try:
                 await self.poll_fills()

@@ -119,7 +119,8 @@ class Service:
                 await self._stop.wait()
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), duration_s)
+                    async with asyncio.timeout(duration_s):
+                        await self._stop.wait()
         finally:
             log.info("engine stopping")
             await self.shutdown()

@@ -9,7 +9,6 @@ call. Metric names follow the admin API specification.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ from .metrics import LatencyHistogram, add_histogram, histogram_family
 from .orders import OrderStatus
 from .protocol import MessageType, Reason
 from .risk import Denial
+from .tasks import cancel_and_wait
 
 __all__ = ["EngineCollector", "LoopMonitor", "registry_for"]
 
@@ -45,11 +45,8 @@ class LoopMonitor:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         interval_ns = round(self.interval_s * 1e9)

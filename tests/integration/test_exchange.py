@@ -84,6 +84,15 @@ async def run_engine(engine: Engine, sim: ExchangeSimulator, seconds: float) -> 
 
 
 async def shut_down(engine: Engine, sim: ExchangeSimulator, gateway: HttpGateway) -> None:
+    try:
+        await asyncio.wait_for(_shut_down(engine, sim, gateway), 45)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack()
+        raise
+
+
+async def _shut_down(engine: Engine, sim: ExchangeSimulator, gateway: HttpGateway) -> None:
     sim.faults = Faults()  # let the settling finish
     engine.set_trading_state(TradingState.HALTED)  # cancel_on_halt
     await engine.stop(shutdown_drain_s=30)  # drains, reads the last fills, closes
