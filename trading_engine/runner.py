@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .admin import AdminServer
@@ -49,7 +49,9 @@ def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
                 "engine.loop: 'uvloop' is not installed (pip install 'trading-engine[uvloop]')"
             )
             raise ConfigError(message, [message]) from None
-        return uvloop.run(main)
+        run: Callable[[Coroutine[Any, Any, T]], Any] = uvloop.run
+        result: T = run(main)
+        return result
     if choice == "priority":
         log.warning(
             "engine.loop = 'priority': the priority event loop is not available in this "
