@@ -4,11 +4,13 @@ The exchange simulator (aiohttp.web, no faults) runs in a separate
 process; this process places IOC orders one at a time through:
 
 * ``httpx``: the gateway's httpx client, one long-lived AsyncClient;
-* ``fast``: the fast path (pre-warmed keep-alive connection, request
-  written synchronously);
+* ``gateway, fast mode``: the production path: ``HttpGateway.submit`` of
+  an Order (rate limiter, breaker, JSON encoding, the fast channel's
+  synchronous write), timed to ``on_written`` and to the order's status;
+* ``fast channel``: the fast channel alone with a pre-encoded body;
 * ``aiohttp``: a reused aiohttp ClientSession (reference);
-* ``raw``: a hand-written keep-alive asyncio Protocol client with nothing
-  else (the floor).
+* ``raw``: a bare asyncio Protocol writing pre-built request bytes and
+  reading the answer (the floor).
 
 For each it records the time from the decision (the call) to the request
 being handed to the socket ("written"; for httpx and aiohttp the moment
@@ -36,7 +38,13 @@ import httpx
 import orjson
 
 from benchmarks._common import machine, percentile
+from trading_engine import Instrument
+from trading_engine.breaker import CircuitBreaker
+from trading_engine.config import BreakerConfig, GatewayConfig
 from trading_engine.fastpath import FastOrderChannel
+from trading_engine.gateway import HttpGateway
+from trading_engine.orders import Order, OrderStatus, OrderType, TimeInForce
+from trading_engine.protocol import Side
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
@@ -77,9 +85,53 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     session = aiohttp.ClientSession(headers={"X-API-Key": KEY})
     fast = FastOrderChannel(base, KEY, connections=1)
     await fast.start()
-    raw = FastOrderChannel(base, KEY, connections=1)  # the same wire code, no gateway around it
-    await raw.start()
     clock = time.perf_counter_ns
+    loop = asyncio.get_running_loop()
+
+    class Bare(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.done: asyncio.Future[None] | None = None
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if sep:
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(rest) >= length and self.done is not None:
+                    self.buffer = b""
+                    self.done.set_result(None)
+
+    transport, bare = await loop.create_connection(Bare, "127.0.0.1", port)
+    prefix = fast.request_bytes(b"")[: -len(b"0\r\n\r\n")]
+
+    class Listener:
+        def __init__(self) -> None:
+            self.written_ns = 0
+            self.done: asyncio.Future[None] | None = None
+
+        def on_written(self, order: Order) -> None:
+            self.written_ns = clock()
+
+        def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
+            pass
+
+        def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+            pass
+
+        def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
+            if self.done is not None and not self.done.done():
+                self.done.set_result(None)
+
+    listener = Listener()
+    instrument = Instrument("BTC-USD", "0.01", "0.001")
+    settings = GatewayConfig(base_url=base, mode="fast", max_requests_per_s=1e6)
+    gateway_fast = FastOrderChannel(base, KEY, connections=1)
+    gateway = HttpGateway(
+        settings, listener, {"BTC-USD": instrument},
+        CircuitBreaker(BreakerConfig(), clock), api_key=KEY, fast=gateway_fast,
+    )  # fmt: skip
+    await gateway_fast.start()
 
     async def via_httpx(data: bytes) -> tuple[int, int]:
         start = clock()
@@ -95,6 +147,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             orjson.loads(await response.read())
         return written - start, clock() - start
 
+    async def via_gateway(data: bytes) -> tuple[int, int]:
+        order = Order(
+            orjson.loads(data)["client_order_id"], "bench", "BTC-USD", Side.BUY,
+            OrderType.LIMIT, 1, 9000, TimeInForce.IOC,
+        )  # fmt: skip
+        listener.done = loop.create_future()
+        start = clock()
+        gateway.submit(order)
+        written = listener.written_ns
+        await listener.done
+        return written - start, clock() - start
+
     async def via_fast(data: bytes) -> tuple[int, int]:
         start = clock()
         waiter = fast.try_send(data)
@@ -105,16 +169,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         return written - start, clock() - start
 
     async def via_raw(data: bytes) -> tuple[int, int]:
+        request = b"%s%d\r\n\r\n%s" % (prefix, len(data), data)
+        bare.done = loop.create_future()
         start = clock()
-        waiter = raw.try_send(data)
+        transport.write(request)
         written = clock()
-        assert waiter is not None
-        await waiter
+        await bare.done
         return written - start, clock() - start
 
     paths: dict[str, Placer] = {
         "httpx (AsyncClient)": via_httpx,
-        "fast path": via_fast,
+        "gateway, fast mode": via_gateway,
+        "fast channel alone": via_fast,
         "aiohttp (reference)": via_aiohttp,
         "raw protocol (floor)": via_raw,
     }
@@ -131,7 +197,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     await session.close()
     await client.aclose()
     await fast.close()
-    await raw.close()
+    await gateway.close()
+    transport.close()
     sim.terminate()
     await sim.wait()
     report: dict[str, object] = {"benchmark": "gateway", "orders": args.orders, "runs": args.runs}
