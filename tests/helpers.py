@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 
@@ -14,3 +15,11 @@ async def wait_until(predicate: Callable[[], bool], within_s: float = 5.0, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s} s waiting for {what or predicate}")
         await asyncio.sleep(0.005)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

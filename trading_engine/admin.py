@@ -35,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .engine import Engine
 from .risk import TradingState
 from .telemetry import LoopMonitor, registry_for
+from .webserver import serve
 
 __all__ = ["AdminServer"]
 
@@ -72,14 +73,7 @@ class AdminServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await serve(self.app(), self.host, self.port)
         log.info("admin API on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:

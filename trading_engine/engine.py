@@ -100,8 +100,7 @@ class _Context:
         price: int | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
     ) -> Order | None:
-        order_type = OrderType.MARKET if price is None else OrderType.LIMIT
-        return self.submit(symbol, Side.BUY, lots, price, order_type, time_in_force)
+        return self._simple(Side.BUY, symbol, lots, price, time_in_force)
 
     def sell(
         self,
@@ -110,8 +109,14 @@ class _Context:
         price: int | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
     ) -> Order | None:
+        return self._simple(Side.SELL, symbol, lots, price, time_in_force)
+
+    def _simple(
+        self, side: Side, symbol: str, lots: int, price: int | None, time_in_force: TimeInForce
+    ) -> Order | None:
+        """A limit order, or a market order when ``price`` is None."""
         order_type = OrderType.MARKET if price is None else OrderType.LIMIT
-        return self.submit(symbol, Side.SELL, lots, price, order_type, time_in_force)
+        return self.submit(symbol, side, lots, price, order_type, time_in_force)
 
     def cancel(self, order: Order) -> bool:
         return self._engine.cancel(order, self.name)

@@ -41,6 +41,7 @@ from .instruments import Instrument
 from .marketsim import RandomWalkBook
 from .publisher import Publisher
 from .tasks import cancel_and_wait
+from .webserver import serve
 
 __all__ = ["ExchangeSimulator", "Faults"]
 
@@ -155,15 +156,7 @@ class ExchangeSimulator:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None)
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await serve(self.app(), self.host, self.port)
         if self.feed is not None:
             self._publisher_task = asyncio.get_running_loop().create_task(
                 self._publish_forever(), name="exchange-sim-publisher"

@@ -12,13 +12,13 @@ import pytest_asyncio
 
 from tests.fakes import config
 from tests.helpers import wait_until
-from trading_engine.breaker import BreakerState, CircuitBreaker
+from trading_engine.breaker import BreakerState
 from trading_engine.engine import Engine
 from trading_engine.exchange_sim import ExchangeSimulator, Faults
-from trading_engine.fastpath import FastOrderChannel
 from trading_engine.gateway import HttpGateway
 from trading_engine.orders import OrderStatus
 from trading_engine.risk import TradingState
+from trading_engine.runner import build_engine as runner_build_engine
 
 KEY = "test-key"
 
@@ -35,19 +35,7 @@ def build_engine(
         risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
     )  # fmt: skip
 
-    def gateway(engine: Engine) -> HttpGateway:
-        settings = engine.config.gateway
-        fast = FastOrderChannel(settings.base_url, KEY) if settings.mode == "fast" else None
-        return HttpGateway(
-            settings,
-            engine,
-            engine.instruments,
-            CircuitBreaker(engine.config.breaker, engine.clock.monotonic_ns),
-            api_key=KEY,
-            fast=fast,
-        )
-
-    return Engine(cfg, sink_factory=gateway)
+    return runner_build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
 
 
 TRADERS = [

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,19 +14,12 @@ import httpx
 import pytest
 
 from tests.fakes import config
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from trading_engine import Instrument
 from trading_engine.exchange_sim import ExchangeSimulator
 from trading_engine.runner import Service, build_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def prometheus_binary() -> str:
