@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Any
 
 from .builder import BookBuilder
@@ -164,6 +165,8 @@ class Engine:
         self.order_counts: Counter[str] = Counter()
         self.ids = ClientOrderIds(run_id)
         self.tick_to_trade = LatencyHistogram()
+        #: One pre-trade risk check.
+        self.risk_latency = LatencyHistogram()
         self.contexts: dict[str, _Context] = {}
         runners = self._load_strategies()
         self.runners = {runner.name: runner for runner, _ in runners}
@@ -291,6 +294,7 @@ class Engine:
         if entry is None:
             return None, risk.deny(Denial.BOOK_NOT_LIVE)
         exposure = self.exposure[symbol]
+        started = perf_counter_ns()
         denial = risk.check(
             runner.name,
             entry,
@@ -302,6 +306,7 @@ class Engine:
             exposure[0],
             exposure[1],
         )
+        self.risk_latency.observe_ns(perf_counter_ns() - started)
         if denial is not None:
             return None, denial
         if not self.sink.allow():

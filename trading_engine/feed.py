@@ -31,11 +31,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Final, cast
 
 from .builder import BookBuilder, BookEntry
 from .capture import CaptureWriter
 from .config import FeedConfig
+from .metrics import LatencyHistogram
 from .protocol import BAD_INPUT, Reason
 from .tasks import cancel_and_wait
 
@@ -44,6 +46,7 @@ __all__ = ["FeedServer", "FeedSession", "FeedStats"]
 log = logging.getLogger("trading_engine.feed")
 
 _NEWLINE: Final = 10
+_SAMPLE_MASK: Final = 15  # time one frame in 16
 _OVERSIZED: Final = Reason.OVERSIZED
 
 
@@ -126,6 +129,7 @@ class FeedSession(asyncio.BufferedProtocol):
         find = buffer.find
         handle = self._handle
         capture = self._capture
+        stage = self._server.handle_latency
         while True:
             newline = find(_NEWLINE, start, end)
             if newline < 0:
@@ -139,8 +143,15 @@ class FeedSession(asyncio.BufferedProtocol):
                 frame = view[start:newline]
                 if capture is not None:
                     capture.write(recv_ns, frame)
-                result = handle(frame, recv_ns)
                 self.frames += 1
+                if self.frames & _SAMPLE_MASK:
+                    result = handle(frame, recv_ns)
+                else:
+                    # One frame in 16 is timed: the stage histogram costs two
+                    # clock reads per 16 frames instead of per frame.
+                    started = perf_counter_ns()
+                    result = handle(frame, recv_ns)
+                    stage.observe_ns(perf_counter_ns() - started)
                 if type(result) is BookEntry:
                     self._bad_streak = 0
                     fed = self.fed
@@ -214,6 +225,8 @@ class FeedServer:
         self.clock = clock
         self.capture = capture
         self.stats = FeedStats()
+        #: Decode + validate + apply of one frame, sampled one frame in 16.
+        self.handle_latency = LatencyHistogram()
         self.sessions: set[FeedSession] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

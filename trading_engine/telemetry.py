@@ -76,6 +76,21 @@ class EngineCollector(Collector):
         add_histogram(tick, engine.tick_to_trade)
         yield tick
 
+        stages = histogram_family(
+            P + "stage_seconds",
+            "Latency of one pipeline stage: feed_handle (decode + validate + apply, "
+            "sampled 1 frame in 16) and risk (one pre-trade check).",
+            ["stage"],
+        )
+        feed_server = engine.feed
+        add_histogram(
+            stages,
+            feed_server.handle_latency if feed_server else LatencyHistogram(),
+            ["feed_handle"],
+        )
+        add_histogram(stages, engine.risk_latency, ["risk"])
+        yield stages
+
         messages = CounterMetricFamily(
             P + "feed_messages", "Frames accepted, by message type.", labels=["type"]
         )

@@ -25,6 +25,7 @@ REQUIRED = [
     "trading_engine_circuit_breaker_state",
     "trading_engine_strategy_seconds_bucket",
     "trading_engine_loop_lag_seconds_bucket",
+    "trading_engine_stage_seconds_bucket",
 ]
 
 
@@ -90,6 +91,7 @@ async def test_health_readiness_status_and_metrics(
     assert 'trading_engine_orders_total{status="filled"} 1.0' in metrics
     assert 'trading_engine_strategy_seconds_count{strategy="taker"} 1.0' in metrics
     assert 'le="1e-06"' in metrics  # microsecond buckets
+    assert 'trading_engine_stage_seconds_count{stage="risk"} 1.0' in metrics
 
 
 @pytest.mark.asyncio
