@@ -206,6 +206,12 @@ class EngineCollector(Collector):
         open_orders.add_metric([], sum(len(orders) for orders in engine.open_orders.values()))
         yield open_orders
 
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped with no running loop (tests)
+            tasks = 0
+        yield GaugeMetricFamily(P + "tasks", "Tasks alive on the event loop.", value=tasks)
+
         connections = GaugeMetricFamily(P + "feed_connections", "Publisher connections open.")
         connections.add_metric([], len(feed.sessions) if feed else 0)
         yield connections

@@ -26,6 +26,7 @@ REQUIRED = [
     "trading_engine_strategy_seconds_bucket",
     "trading_engine_loop_lag_seconds_bucket",
     "trading_engine_stage_seconds_bucket",
+    "trading_engine_tasks",
 ]
 
 
