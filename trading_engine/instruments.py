@@ -239,14 +239,3 @@ class Instrument:
     def size_decimal(self, lots: int) -> Decimal:
         """The size of ``lots`` as an exact Decimal (not for the hot path)."""
         return Decimal(self.format_size(lots))
-
-    def price_fraction_to_ticks(self, price: Fraction, rounding: str = "nearest") -> int:
-        """Round an exact price in ticks (such as a mid) onto the grid.
-
-        ``rounding`` is ``nearest`` (half to even), ``down`` or ``up``.
-        """
-        if rounding == "down":
-            return math.floor(price)
-        if rounding == "up":
-            return math.ceil(price)
-        return round(price)
