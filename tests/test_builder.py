@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import snapshot, update
 from trading_engine import BookBuilder, BookEntry, BookState, Instrument, Reason, Trade
 from trading_engine.protocol import MessageType
 
@@ -33,22 +34,6 @@ class Recorder:
 
     def on_state(self, entry: BookEntry, previous: BookState) -> None:
         self.states.append((entry.symbol, previous, entry.state))
-
-
-def snapshot(
-    seq: int, bids: list[list[str]], asks: list[list[str]], symbol: str = "BTC-USD"
-) -> bytes:
-    return orjson.dumps(
-        {"type": "snapshot", "symbol": symbol, "seq": seq, "bids": bids, "asks": asks}
-    )
-
-
-def update(
-    seq: int, bids: list[list[str]], asks: list[list[str]], symbol: str = "BTC-USD"
-) -> bytes:
-    return orjson.dumps(
-        {"type": "update", "symbol": symbol, "seq": seq, "bids": bids, "asks": asks}
-    )
 
 
 def trade(seq: int, price: str = "100.01", size: str = "0.5", symbol: str = "BTC-USD") -> bytes:
