@@ -34,10 +34,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .engine import Engine
 from .risk import TradingState
-from .telemetry import LoopMonitor, registry_for
+from .telemetry import GcMonitor, LoopMonitor, registry_for
 from .webserver import serve
 
-__all__ = ["AdminServer"]
+__all__ = ["AdminServer", "authorize"]
 
 log = logging.getLogger("trading_engine.admin")
 
@@ -50,6 +50,7 @@ class AdminServer:
         engine: Engine,
         monitor: LoopMonitor | None = None,
         environ: Mapping[str, str] | None = None,
+        gc_monitor: GcMonitor | None = None,
     ) -> None:
         self.engine = engine
         self.monitor = monitor
@@ -58,7 +59,7 @@ class AdminServer:
         self.port = config.port
         env = os.environ if environ is None else environ
         self._token = env.get(config.token_env) or None
-        self.registry = registry_for(engine, monitor)
+        self.registry = registry_for(engine, monitor, gc_monitor)
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -104,17 +105,8 @@ class AdminServer:
     async def _status(self, request: web.Request) -> web.Response:
         return _json(self.engine.status(), 200)
 
-    def _authorize(self, request: web.Request) -> web.Response | None:
-        if self._token is None:
-            return _json({"error": "no admin token is configured"}, 403)
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme != "Bearer" or not hmac.compare_digest(given.encode(), self._token.encode()):
-            return _json({"error": "missing or wrong bearer token"}, 401)
-        return None
-
     async def _switch(self, request: web.Request, state: TradingState) -> web.Response:
-        refused = self._authorize(request)
+        refused = authorize(request, self._token)
         if refused is not None:
             return refused
         self.engine.set_trading_state(state)
@@ -129,6 +121,17 @@ class AdminServer:
 
     async def _resume(self, request: web.Request) -> web.Response:
         return await self._switch(request, TradingState.ACTIVE)
+
+
+def authorize(request: web.Request, token: str | None) -> web.Response | None:
+    """The refusal for a mutating request without the right bearer token, else None."""
+    if token is None:
+        return _json({"error": "no admin token is configured"}, 403)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        return _json({"error": "missing or wrong bearer token"}, 401)
+    return None
 
 
 def _json(body: object, status: int) -> web.Response:

@@ -89,6 +89,12 @@ def _run(args: argparse.Namespace) -> int:
         feed = config.feed.model_copy(update={"capture_path": args.capture})
         config = config.model_copy(update={"feed": feed})
     configure(config.engine.log_level)
+    if args.workers > 1:
+        from .supervisor import Supervisor
+
+        supervisor = Supervisor(config, args.workers, config_path=args.config)
+        asyncio.run(supervisor.run(args.duration))
+        return EXIT_OK
     engine = build_engine(config)
     run_on_loop(config, Service(engine).run(args.duration))
     return EXIT_OK
@@ -102,6 +108,12 @@ def _host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _probability(text: str) -> float:
@@ -157,6 +169,7 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         feed=args.feed,
+        feed_shards=args.feed_shards,
         rate=args.rate,
         seed=args.seed,
         faults=faults,
@@ -251,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--capture", metavar="FILE", help="record every frame received to FILE")
     run.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N worker processes, one shard of the symbols each: worker i listens on "
+        "feed.port + i; one admin API for all on admin.port (default 1)",
+    )
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser(
@@ -288,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8080, metavar="P")
     sim.add_argument(
         "--feed", type=_host_port, metavar="HOST:PORT", help="publish market data here"
+    )
+    sim.add_argument(
+        "--feed-shards",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="the engine runs N workers: publish each symbol to the feed port plus its shard",
     )
     sim.add_argument("--rate", type=float, default=200.0, help="market-data messages per second")
     sim.add_argument("--seed", type=int, default=0)

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .errors import ConfigError
 from .instruments import Instrument
+from .sharding import shard_of, shards_of
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -71,6 +72,14 @@ class EngineConfig(_Section):
         "priority", description="event loop implementation"
     )
     slow_callback_s: float = Field(0.001, gt=0, description="a callback slower than this is slow")
+    gc_freeze: bool = Field(
+        True, description="gc.freeze() once started: start-up objects leave the collector's sight"
+    )
+    gc_threshold: int | None = Field(
+        None, ge=1, description="generation-0 collection threshold (None: Python's default)"
+    )
+    shard: int = Field(0, ge=0, description="which shard of the symbol universe this process owns")
+    shards: int = Field(1, ge=1, le=256, description="how many shards the universe is split into")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     strategy_budget_s: float = Field(
         0.005, gt=0, description="time a suspended strategy hook may take before it is dropped"
@@ -189,6 +198,27 @@ class Config(_Section):
         """The configured instruments by symbol."""
         return {item.symbol: item.to_instrument() for item in self.instruments}
 
+    def for_shard(self) -> Config:
+        """This configuration cut to the instruments and strategies of ``engine.shard``.
+
+        With one shard it is the configuration itself.
+        """
+        shards, shard = self.engine.shards, self.engine.shard
+        if shards == 1:
+            return self
+        return self.model_copy(
+            update={
+                "instruments": [
+                    item for item in self.instruments if shard_of(item.symbol, shards) == shard
+                ],
+                "strategies": [
+                    item
+                    for item in self.strategies
+                    if item.symbols and shard_of(item.symbols[0], shards) == shard
+                ],
+            }
+        )
+
 
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
@@ -207,6 +237,19 @@ def _cross_checks(config: Config) -> list[str]:
             for symbol in strategy.symbols
             if symbol not in symbols
         )
+    engine = config.engine
+    if engine.shard >= engine.shards:
+        problems.append(
+            f"engine.shard: {engine.shard} is not below engine.shards ({engine.shards})"
+        )
+    elif engine.shards > 1:
+        for i, strategy in enumerate(config.strategies):
+            spans = shards_of(strategy.symbols, engine.shards)
+            if len(spans) > 1:
+                problems.append(
+                    f"strategies[{i}].symbols: {strategy.name!r} trades symbols of shards "
+                    f"{sorted(spans)} of {engine.shards}; a strategy must live in one shard"
+                )
     if config.breaker.minimum_calls > config.breaker.window_size:
         problems.append(
             f"breaker.minimum_calls: {config.breaker.minimum_calls} exceeds "

@@ -30,6 +30,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from .errors import InvalidValue
 from .instruments import Instrument
 from .marketsim import RandomWalkBook
 from .publisher import Publisher
+from .sharding import shard_of
 from .tasks import cancel_and_wait
 from .webserver import serve
 
@@ -121,12 +123,14 @@ class ExchangeSimulator:
         seed: int = 0,
         faults: Faults | None = None,
         snapshot_every: int = 200,
+        feed_shards: int = 1,
     ) -> None:
         self.instruments = {inst.symbol: inst for inst in instruments}
         self.api_key = api_key
         self.host = host
         self.port = port
         self.feed = feed
+        self.feed_shards = feed_shards
         self.rate = rate
         self.faults = faults or Faults()
         self.snapshot_every = snapshot_every
@@ -141,7 +145,7 @@ class ExchangeSimulator:
         self._next_order = 0
         self._since_snapshot: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
-        self._publisher_task: asyncio.Task[None] | None = None
+        self._publisher_tasks: list[asyncio.Task[None]] = []
         self.published = 0
 
     # -- lifecycle --------------------------------------------------------------
@@ -158,22 +162,36 @@ class ExchangeSimulator:
     async def start(self) -> None:
         self._runner, self.port = await serve(self.app(), self.host, self.port)
         if self.feed is not None:
-            self._publisher_task = asyncio.get_running_loop().create_task(
-                self._publish_forever(), name="exchange-sim-publisher"
-            )
+            self.publish_to(*self.feed, shards=self.feed_shards)
         log.info("exchange simulator on %s:%d", self.host, self.port)
 
-    def publish_to(self, host: str, port: int) -> None:
-        """Start (or move) publishing the books to an engine's feed port."""
-        if self._publisher_task is not None:
-            self._publisher_task.cancel()
+    def publish_to(self, host: str, port: int, shards: int = 1) -> None:
+        """Start (or move) publishing the books to an engine's feed port.
+
+        With ``shards`` > 1, each symbol goes to ``port + shard_of(symbol, shards)``:
+        the feed port of the worker that owns it (``run --workers N``).
+        """
+        for task in self._publisher_tasks:
+            task.cancel()
+        self._publisher_tasks.clear()
         self.feed = (host, port)
-        self._publisher_task = asyncio.get_running_loop().create_task(
-            self._publish_forever(), name="exchange-sim-publisher"
-        )
+        self.feed_shards = shards
+        groups: dict[int, list[str]] = {}
+        for symbol in self.walks:
+            groups.setdefault(shard_of(symbol, shards), []).append(symbol)
+        loop = asyncio.get_running_loop()
+        for shard, symbols in sorted(groups.items()):
+            self._publisher_tasks.append(
+                loop.create_task(
+                    self._publish_forever(host, port + shard, symbols),
+                    name=f"exchange-sim-publisher-{shard}",
+                )
+            )
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._publisher_task)
+        for task in self._publisher_tasks:
+            await cancel_and_wait(task)
+        self._publisher_tasks.clear()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -339,11 +357,16 @@ class ExchangeSimulator:
 
     # -- the book walk and the feed ------------------------------------------------
 
-    def step(self) -> list[bytes]:
-        """Move every book once; fill resting orders; the frames to publish."""
+    def step(self, symbols: Iterable[str] | None = None) -> list[bytes]:
+        """Move every book (or those of ``symbols``) once; fill resting orders.
+
+        Returns the frames to publish.
+        """
         frames = []
         faults = self.faults
-        for symbol, walk in self.walks.items():
+        walks = self.walks
+        for symbol in walks if symbols is None else symbols:
+            walk = walks[symbol]
             if self._roll(faults.feed_gap):
                 walk.seq += 1  # a sequence number the engine will never see
                 self._count("feed_gap")
@@ -381,18 +404,17 @@ class ExchangeSimulator:
                 self._match(order, sweep=False)
         return frames
 
-    async def _publish_forever(self) -> None:
-        assert self.feed is not None
-        host, port = self.feed
+    async def _publish_forever(self, host: str, port: int, symbols: list[str]) -> None:
         delay = 0.2
         while True:
             try:
                 async with Publisher(host, port) as publisher:
                     delay = 0.2
-                    await publisher.send(b"".join(w.snapshot_frame() for w in self.walks.values()))
-                    interval = len(self.walks) / self.rate
+                    await publisher.send(b"".join(self.walks[s].snapshot_frame() for s in symbols))
+                    # Each shard publishes its share of the total rate.
+                    interval = len(symbols) / self.rate
                     while True:
-                        frames = self.step()
+                        frames = self.step(symbols)
                         await publisher.send(b"".join(frames))
                         self.published += len(frames)
                         await asyncio.sleep(interval)

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
+from .loop import mark_critical, unmark_critical
+
 __all__ = ["Answer", "FastOrderChannel", "FastPathError"]
 
 log = logging.getLogger("trading_engine.fastpath")
@@ -70,6 +72,8 @@ class _Connection(asyncio.Protocol):
 
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Order acknowledgements are read ahead of background work.
+        mark_critical(transport)
 
     def send(self, data: bytes, waiter: asyncio.Future[Answer]) -> None:
         assert self.transport is not None
@@ -145,6 +149,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.transport is not None:
+            unmark_critical(self.transport)
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(FastPathError(f"connection lost: {exc}"))

@@ -37,6 +37,7 @@ from typing import Final, cast
 from .builder import BookBuilder, BookEntry
 from .capture import CaptureWriter
 from .config import FeedConfig
+from .loop import mark_critical, unmark_critical
 from .metrics import LatencyHistogram
 from .protocol import BAD_INPUT, Reason
 from .tasks import cancel_and_wait
@@ -109,6 +110,8 @@ class FeedSession(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.last_rx_ns = self._clock()
+        # On the priority loop, this connection's reads run ahead of background work.
+        mark_critical(transport)
         self._server._opened(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -186,6 +189,8 @@ class FeedSession(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.transport is not None:
+            unmark_critical(self.transport)
         self._server._closed(self, exc)
 
     # -- internals ------------------------------------------------------

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .admin import AdminServer
@@ -22,8 +22,9 @@ from .engine import Engine
 from .errors import ConfigError
 from .fastpath import FastOrderChannel
 from .gateway import HttpGateway
+from .loop import new_event_loop
 from .orders import OrderSink
-from .telemetry import LoopMonitor
+from .telemetry import GcMonitor, LoopMonitor
 
 __all__ = ["Service", "build_engine", "run_on_loop"]
 
@@ -33,31 +34,19 @@ T = TypeVar("T")
 
 
 def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on the event loop ``[engine] loop`` names.
+    """Run ``main`` on a new event loop of the kind ``[engine] loop`` names.
 
-    ``uvloop`` needs the ``uvloop`` extra. The ``priority`` loop is not part
-    of this version: the stock asyncio loop runs instead, and a warning
-    says so.
+    Raises :class:`ConfigError` when the loop cannot be made (uvloop not
+    installed, the priority loop on an unsupported Python).
     """
-    choice = config.engine.loop
-    if choice == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            main.close()
-            message = (
-                "engine.loop: 'uvloop' is not installed (pip install 'trading-engine[uvloop]')"
-            )
-            raise ConfigError(message, [message]) from None
-        run: Callable[[Coroutine[Any, Any, T]], Any] = uvloop.run
-        result: T = run(main)
-        return result
-    if choice == "priority":
-        log.warning(
-            "engine.loop = 'priority': the priority event loop is not available in this "
-            "version; running on the stock asyncio loop"
-        )
-    return asyncio.run(main)
+    settings = config.engine
+    try:
+        loop = new_event_loop(settings.loop, slow_callback_s=settings.slow_callback_s)
+    except ConfigError:
+        main.close()
+        raise
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
+        return runner.run(main)
 
 
 def build_engine(config: Config, environ: Mapping[str, str] | None = None) -> Engine:
@@ -66,6 +55,14 @@ def build_engine(config: Config, environ: Mapping[str, str] | None = None) -> En
     Raises :class:`ConfigError` when the gateway's API key variable is unset.
     """
     env = os.environ if environ is None else environ
+    config = config.for_shard()
+    if config.engine.shards > 1:
+        log.info(
+            "shard %d of %d: instruments %s",
+            config.engine.shard,
+            config.engine.shards,
+            ", ".join(item.symbol for item in config.instruments) or "none",
+        )
     if config.gateway.mode == "simulated":
         return Engine(config)
     name = config.gateway.api_key_env
@@ -96,8 +93,10 @@ class Service:
 
     def __init__(self, engine: Engine, environ: Mapping[str, str] | None = None) -> None:
         self.engine = engine
-        self.monitor = LoopMonitor()
-        self.admin = AdminServer(engine, self.monitor, environ)
+        settings = engine.config.engine
+        self.monitor = LoopMonitor(slow_callback_s=settings.slow_callback_s)
+        self.gc_monitor = GcMonitor()
+        self.admin = AdminServer(engine, self.monitor, environ, self.gc_monitor)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -105,8 +104,12 @@ class Service:
 
     async def start(self) -> None:
         self.monitor.start()
+        self.gc_monitor.install()
         await self.admin.start()
         await self.engine.start()
+        settings = self.engine.config.engine
+        # Start-up objects (modules, config, books) never need collecting again.
+        GcMonitor.tune(settings.gc_freeze, settings.gc_threshold)
 
     async def run(self, duration_s: float | None = None) -> None:
         """Start, serve until stopped (or ``duration_s``), then shut down cleanly."""
@@ -134,3 +137,4 @@ class Service:
         await self.engine.stop()
         await self.admin.stop()
         await self.monitor.stop()
+        self.gc_monitor.uninstall()

@@ -9,6 +9,7 @@ call. Metric names follow the admin API specification.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
 
@@ -17,13 +18,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .builder import BookState
 from .engine import Engine
+from .loop import PriorityEventLoop
 from .metrics import LatencyHistogram, add_histogram, histogram_family
 from .orders import OrderStatus
 from .protocol import MessageType, Reason
 from .risk import Denial
 from .tasks import cancel_and_wait
 
-__all__ = ["EngineCollector", "LoopMonitor", "registry_for"]
+__all__ = ["EngineCollector", "GcMonitor", "LoopMonitor", "registry_for"]
 
 P = "trading_engine_"
 
@@ -32,17 +34,32 @@ class LoopMonitor:
     """Measures how late the event loop runs a periodic timer.
 
     Every ``interval_s`` it sleeps and records how much later than asked it
-    woke up: the time a tick would have waited behind other work.
+    woke up: the time a tick would have waited behind other work. A wake-up
+    later than ``slow_callback_s`` counts as a stall: on loops that cannot
+    time each callback (asyncio without debug mode, uvloop) that is how slow
+    callbacks are counted. The priority loop counts them one by one
+    (:attr:`slow_callbacks` then reads its own counter).
     """
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.05, slow_callback_s: float = 0.001) -> None:
         self.interval_s = interval_s
+        self.slow_callback_s = slow_callback_s
         self.lag = LatencyHistogram()
+        self.stalls = 0
         self.last_beat = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def slow_callbacks(self) -> int:
+        """Callbacks slower than ``slow_callback_s`` (priority loop), else stalls seen."""
+        if isinstance(self.loop, PriorityEventLoop):
+            return self.loop.stats.slow_callbacks
+        return self.stalls
+
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-monitor")
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._run(), name="loop-monitor")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -50,20 +67,69 @@ class LoopMonitor:
 
     async def _run(self) -> None:
         interval_ns = round(self.interval_s * 1e9)
+        slow_ns = self.slow_callback_s * 1e9
         while True:
             start = time.perf_counter_ns()
             await asyncio.sleep(self.interval_s)
             late = time.perf_counter_ns() - start - interval_ns
+            if late > slow_ns:
+                self.stalls += 1
             self.lag.observe_ns(max(0, late))
             self.last_beat = time.monotonic()
+
+
+class GcMonitor:
+    """Times every garbage collection through ``gc.callbacks``.
+
+    Costs nothing between collections. :meth:`tune` applies the settings
+    ``[engine] gc_freeze`` and ``gc_threshold`` name (see docs/design.md).
+    """
+
+    def __init__(self) -> None:
+        self.pauses = [LatencyHistogram() for _ in range(3)]
+        self._started = 0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._callback)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            gc.callbacks.remove(self._callback)
+            self._installed = False
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        elif self._started:
+            self.pauses[info["generation"]].observe_ns(time.perf_counter_ns() - self._started)
+            self._started = 0
+
+    @staticmethod
+    def tune(freeze: bool, threshold: int | None) -> None:
+        """Move start-up objects out of the collector's sight; set the gen-0 threshold."""
+        if threshold is not None:
+            _, second, third = gc.get_threshold()
+            gc.set_threshold(threshold, second, third)
+        if freeze:
+            gc.collect()
+            gc.freeze()
 
 
 class EngineCollector(Collector):
     """Renders the engine's counters and histograms for Prometheus."""
 
-    def __init__(self, engine: Engine, monitor: LoopMonitor | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        monitor: LoopMonitor | None = None,
+        gc_monitor: GcMonitor | None = None,
+    ) -> None:
         self.engine = engine
         self.monitor = monitor
+        self.gc_monitor = gc_monitor
 
     def collect(self) -> Iterator[Metric]:
         engine = self.engine
@@ -162,8 +228,41 @@ class EngineCollector(Collector):
         yield enabled
 
         lag = histogram_family(P + "loop_lag_seconds", "How late the event loop runs a timer.")
-        add_histogram(lag, self.monitor.lag if self.monitor else LatencyHistogram())
+        monitor = self.monitor
+        add_histogram(lag, monitor.lag if monitor else LatencyHistogram())
         yield lag
+        yield CounterMetricFamily(
+            P + "loop_slow_callbacks",
+            "Callbacks slower than engine.slow_callback_s (priority loop: each one timed; "
+            "asyncio and uvloop: loop-lag samples later than that).",
+            value=monitor.slow_callbacks if monitor else 0,
+        )
+        loop = monitor.loop if monitor else None
+        if isinstance(loop, PriorityEventLoop):
+            loop_stats = loop.stats
+            callbacks = CounterMetricFamily(
+                P + "loop_callbacks", "Callbacks run, by priority.", labels=["priority"]
+            )
+            callbacks.add_metric(["critical"], loop_stats.critical_callbacks)
+            callbacks.add_metric(["normal"], loop_stats.normal_callbacks)
+            yield callbacks
+            yield CounterMetricFamily(
+                P + "loop_critical_polls",
+                "Polls of the critical sockets between background callbacks.",
+                value=loop_stats.critical_polls,
+            )
+            yield CounterMetricFamily(
+                P + "loop_share_deferrals",
+                "Critical drains put off so background work kept its share.",
+                value=loop_stats.share_deferrals,
+            )
+        if self.gc_monitor is not None:
+            pauses = histogram_family(
+                P + "gc_pause_seconds", "Garbage collector pauses, by generation.", ["generation"]
+            )
+            for generation, histogram in enumerate(self.gc_monitor.pauses):
+                add_histogram(pauses, histogram, [str(generation)])
+            yield pauses
 
         states = GaugeMetricFamily(
             P + "book_state", "1 for the state each book is in.", labels=["symbol", "state"]
@@ -217,8 +316,10 @@ class EngineCollector(Collector):
         yield connections
 
 
-def registry_for(engine: Engine, monitor: LoopMonitor | None = None) -> CollectorRegistry:
+def registry_for(
+    engine: Engine, monitor: LoopMonitor | None = None, gc_monitor: GcMonitor | None = None
+) -> CollectorRegistry:
     """A fresh registry holding the engine's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(engine, monitor))
+    registry.register(EngineCollector(engine, monitor, gc_monitor))
     return registry
