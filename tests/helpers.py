@@ -23,3 +23,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for offset in range(count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports found")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from trading_engine import ConfigError, load_config, parse_config
+from trading_engine.config import load_default_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,3 +105,42 @@ def test_config_is_frozen() -> None:
     config = parse_config({}, environ={})
     with pytest.raises(ValidationError):
         config.feed.port = 1  # type: ignore[misc]
+
+
+def test_shards_split_the_config_by_stable_hash() -> None:
+    from trading_engine.sharding import shard_of
+
+    base = load_default_config(environ={})
+    assert shard_of("BTC-USD", 2) == 0  # crc32: the same on every host and run
+    assert shard_of("ETH-USD", 2) == 1
+    for shard in (0, 1):
+        config = load_default_config(
+            environ={
+                "TRADING_ENGINE__ENGINE__SHARD": str(shard),
+                "TRADING_ENGINE__ENGINE__SHARDS": "2",
+            }
+        ).for_shard()
+        symbols = [item.symbol for item in config.instruments]
+        assert symbols == [s.symbol for s in base.instruments if shard_of(s.symbol, 2) == shard]
+        for strategy in config.strategies:
+            assert all(shard_of(symbol, 2) == shard for symbol in strategy.symbols)
+    assert base.for_shard() is base
+
+
+def test_shard_settings_are_checked() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_default_config(
+            environ={"TRADING_ENGINE__ENGINE__SHARD": "2", "TRADING_ENGINE__ENGINE__SHARDS": "2"}
+        )
+    assert "engine.shard: 2 is not below engine.shards (2)" in caught.value.problems
+    data = {
+        "engine": {"shards": 2},
+        "instruments": [
+            {"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"},
+            {"symbol": "ETH-USD", "tick_size": "0.01", "lot_size": "0.001"},
+        ],
+        "strategies": [{"name": "pair", "class": "threshold", "symbols": ["BTC-USD", "ETH-USD"]}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ={})
+    assert any("a strategy must live in one shard" in p for p in caught.value.problems)

@@ -76,7 +76,7 @@ class EngineConfig(_Section):
         True, description="gc.freeze() once started: start-up objects leave the collector's sight"
     )
     gc_threshold: int | None = Field(
-        None, ge=1, description="generation-0 collection threshold (None: Python's default)"
+        10_000, ge=1, description="generation-0 collection threshold (None: Python's default)"
     )
     shard: int = Field(0, ge=0, description="which shard of the symbol universe this process owns")
     shards: int = Field(1, ge=1, le=256, description="how many shards the universe is split into")

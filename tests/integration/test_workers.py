@@ -1,0 +1,117 @@
+"""``run --workers N``: sharding, one admin API, restart, clean stop (real processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.helpers import free_port, free_port_range
+from tests.integration.test_cli import ROOT, command, wait_for
+from trading_engine.sharding import shard_of
+
+
+def _status(admin: int) -> Any:
+    return httpx.get(f"http://127.0.0.1:{admin}/status", timeout=5).json()
+
+
+def _wait(admin: int, predicate: Any, within_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + within_s
+    while True:
+        status = _status(admin)
+        if predicate(status):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
+    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    env = {
+        **os.environ,
+        "EXCHANGE_API_KEY": "workers-key",
+        "TRADING_ENGINE_ADMIN_TOKEN": "workers-token",
+        "TRADING_ENGINE__FEED__PORT": str(feed),
+        "TRADING_ENGINE__ADMIN__PORT": str(admin),
+        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
+        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+    }
+    # The default config's two symbols fall in different shards of 2.
+    assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}
+    with (tmp_path / "sim.log").open("wb") as sim_log, (tmp_path / "run.log").open("wb") as log:
+        sim = subprocess.Popen(
+            command("exchange-sim", "--port", str(api), "--feed", f"127.0.0.1:{feed}",
+                    "--feed-shards", "2", "--rate", "400", "--duration", "90"),
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sim_log,
+        )  # fmt: skip
+        supervisor = subprocess.Popen(
+            command("run", "--workers", "2", "--duration", "90"), cwd=ROOT, env=env, stderr=log
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{admin}/healthz")
+        status = _wait(
+            admin,
+            lambda s: (
+                len(s["books"]) == 2
+                and all(book["state"] == "live" for book in s["books"].values())
+            ),
+        )
+        workers = {w["worker"]: w for w in status["workers"]}
+        assert {w["feed_port"] for w in workers.values()} == {feed, feed + 1}
+        # Each worker owns exactly its shard's symbol.
+        for worker in workers.values():
+            own = httpx.get(f"http://127.0.0.1:{worker['admin_port']}/status").json()
+            assert [shard_of(s, 2) for s in own["books"]] == [worker["worker"]]
+        metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+        assert 'trading_engine_worker_up{worker="0"} 1.0' in metrics
+        assert 'trading_engine_worker_up{worker="1"} 1.0' in metrics
+        assert 'trading_engine_feed_messages_total{type="update",worker="1"}' in metrics
+        assert httpx.get(f"http://127.0.0.1:{admin}/readyz").status_code == 200
+
+        # A crashed worker is restarted and its shard comes back.
+        victim = workers[1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        status = _wait(
+            admin,
+            lambda s: (
+                s["workers"][1]["restarts"] == 1
+                and s["workers"][1]["alive"]
+                and len(s["books"]) == 2
+                and all(book["state"] == "live" for book in s["books"].values())
+            ),
+        )
+        assert status["workers"][1]["pid"] != victim
+
+        # The switches reach every worker; the token is checked first.
+        url = f"http://127.0.0.1:{admin}/halt"
+        assert httpx.post(url).status_code == 401
+        halt = httpx.post(url, headers={"Authorization": "Bearer workers-token"})
+        assert halt.status_code == 200, halt.text
+        for worker in status["workers"]:
+            own = httpx.get(f"http://127.0.0.1:{worker['admin_port']}/status").json()
+            assert own["trading_state"] == "halted"
+        assert _status(admin)["trading_state"] == "halted"
+
+        pids = [w["pid"] for w in status["workers"]]
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        for process in (supervisor, sim):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        sim.wait()
