@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine, percentile  # noqa: E402
+from _common import machine, percentile
 
 SETTINGS: dict[str, tuple[bool, int | None]] = {
     "python default (700, no freeze)": (False, None),

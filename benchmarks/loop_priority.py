@@ -26,18 +26,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine, percentile  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from _common import machine, percentile
+from pydantic import BaseModel
 
-from trading_engine.config import parse_config  # noqa: E402
-from trading_engine.engine import Engine  # noqa: E402
-from trading_engine.loop import new_event_loop  # noqa: E402
-from trading_engine.strategy import BookView, NoParams, Strategy, StrategyContext  # noqa: E402
+from trading_engine.config import parse_config
+from trading_engine.engine import Engine
+from trading_engine.loop import new_event_loop
+from trading_engine.strategy import BookView, NoParams, Strategy, StrategyContext
 
 LOOPS = ("priority", "asyncio", "uvloop")
 LOADS = (0, 1000, 10000)
@@ -70,7 +70,7 @@ class Recorder(Strategy):
     """Stamps every decision with CLOCK_MONOTONIC, keyed by the book's seq."""
 
     Params = NoParams
-    decisions: dict[int, int] = {}
+    decisions: ClassVar[dict[int, int]] = {}
 
     def __init__(
         self, name: str, params: BaseModel, context: StrategyContext, symbols: Sequence[str]
@@ -131,9 +131,8 @@ async def _one(config: Any, background: int, ticks: int, interval_ms: float) -> 
     await asyncio.gather(*tasks)
     await engine.stop()
     sent = {int(seq): ns for seq, ns in json.loads(out).items()}
-    latencies = sorted(
-        (Recorder.decisions[seq] - ns) / 1000 for seq, ns in sent.items() if seq in Recorder.decisions
-    )
+    decided = Recorder.decisions
+    latencies = sorted((decided[seq] - ns) / 1000 for seq, ns in sent.items() if seq in decided)
     return {
         "ticks": len(sent),
         "decided": len(latencies),

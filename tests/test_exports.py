@@ -19,12 +19,16 @@ EXPECTED = {
     "Level",
     "MessageType",
     "OrderBook",
+    "Priority",
+    "PriorityEventLoop",
     "Reason",
     "Rejected",
     "Side",
     "Trade",
     "__version__",
+    "critical",
     "load_config",
+    "mark_critical",
     "parse_config",
 }
 

@@ -15,6 +15,7 @@ from .errors import (
     InvariantError,
 )
 from .instruments import Instrument
+from .loop import Priority, PriorityEventLoop, critical, mark_critical
 from .protocol import (
     BookMessage,
     Decoder,
@@ -47,11 +48,15 @@ __all__ = [
     "Level",
     "MessageType",
     "OrderBook",
+    "Priority",
+    "PriorityEventLoop",
     "Reason",
     "Rejected",
     "Side",
     "Trade",
     "__version__",
+    "critical",
     "load_config",
+    "mark_critical",
     "parse_config",
 ]
