@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .bench import add_arguments as add_bench_arguments
 from .config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from .errors import ConfigError, EngineError, StrategyError
 
@@ -170,6 +171,7 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         port=args.port,
         feed=args.feed,
         feed_shards=args.feed_shards,
+        stamp_arrivals=args.stamp_arrivals,
         rate=args.rate,
         seed=args.seed,
         faults=faults,
@@ -190,6 +192,17 @@ def _exchange_sim(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return EXIT_OK
+
+
+# -- bench -------------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    if args.ticks < 10 or args.rounds < 1 or args.interval_ms <= 0 or args.burst < 0:
+        raise UsageError("bench: --ticks >= 10, --rounds >= 1, --interval-ms > 0, --burst >= 0")
+    return bench_main(args)
 
 
 # -- demo and replay ------------------------------------------------------------------------
@@ -318,12 +331,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="the engine runs N workers: publish each symbol to the feed port plus its shard",
     )
     sim.add_argument("--rate", type=float, default=200.0, help="market-data messages per second")
+    sim.add_argument(
+        "--stamp-arrivals",
+        action="store_true",
+        help="note when each order's first bytes arrive; GET /bench/arrivals lists them "
+        "(used by `trading-engine bench`)",
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--api-key-env", default="EXCHANGE_API_KEY", metavar="NAME")
     sim.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
     for name, (kind, text) in FAULT_FLAGS.items():
         sim.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
     sim.set_defaults(handler=_exchange_sim)
+
+    bench = commands.add_parser(
+        "bench",
+        help="wire-to-wire tick-to-trade on loopback, with a report",
+        description="Publisher process -> this engine (ThresholdTaker) -> exchange simulator "
+        "process, on one clock: wire-to-wire p50/p90/p99/p99.9/max, the engine's own stages, "
+        "throughput, Python and machine. --baseline compares the naive engine in "
+        "benchmarks/naive_engine.py; --compare-metrics runs with latency metrics off too.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
 
     check = commands.add_parser(
         "check-config",

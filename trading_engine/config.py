@@ -72,6 +72,13 @@ class EngineConfig(_Section):
         "priority", description="event loop implementation"
     )
     slow_callback_s: float = Field(0.001, gt=0, description="a callback slower than this is slow")
+    busy_poll_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="priority loop: poll without sleeping for this long after activity "
+        "(keeps the core hot; burns it)",
+    )
     gc_freeze: bool = Field(
         True, description="gc.freeze() once started: start-up objects leave the collector's sight"
     )

@@ -84,6 +84,8 @@ class SimOrder:
     cost: int = 0
     reason: str | None = None
     instrument: Instrument = field(repr=False, default=None)  # type: ignore[assignment]
+    #: CLOCK_MONOTONIC ns when the request's first bytes arrived (stamping on).
+    arrival_ns: int = 0
 
     def body(self) -> dict[str, Any]:
         inst = self.instrument
@@ -124,6 +126,7 @@ class ExchangeSimulator:
         faults: Faults | None = None,
         snapshot_every: int = 200,
         feed_shards: int = 1,
+        stamp_arrivals: bool = False,
     ) -> None:
         self.instruments = {inst.symbol: inst for inst in instruments}
         self.api_key = api_key
@@ -131,6 +134,9 @@ class ExchangeSimulator:
         self.port = port
         self.feed = feed
         self.feed_shards = feed_shards
+        self.stamp_arrivals = stamp_arrivals
+        self._first_bytes: dict[asyncio.BaseTransport, int] = {}
+        self._stamped_server: asyncio.Server | None = None
         self.rate = rate
         self.faults = faults or Faults()
         self.snapshot_every = snapshot_every
@@ -157,10 +163,15 @@ class ExchangeSimulator:
         app.router.add_get("/orders/{client_order_id}", self._get_order)
         app.router.add_delete("/orders/{client_order_id}", self._delete_order)
         app.router.add_get("/fills", self._get_fills)
+        if self.stamp_arrivals:
+            app.router.add_get("/bench/arrivals", self._get_arrivals)
         return app
 
     async def start(self) -> None:
-        self._runner, self.port = await serve(self.app(), self.host, self.port)
+        if self.stamp_arrivals:
+            await self._serve_stamped()
+        else:
+            self._runner, self.port = await serve(self.app(), self.host, self.port)
         if self.feed is not None:
             self.publish_to(*self.feed, shards=self.feed_shards)
         log.info("exchange simulator on %s:%d", self.host, self.port)
@@ -188,10 +199,33 @@ class ExchangeSimulator:
                 )
             )
 
+    async def _serve_stamped(self) -> None:
+        """Serve the app through :class:`_Stamping`, which notes when each request's bytes arrive.
+
+        For the latency benchmark: an order's arrival is the moment its first
+        bytes reach this process, before any HTTP parsing.
+        """
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        self._runner = runner
+        handler_factory = runner.server
+        assert handler_factory is not None
+        first_bytes = self._first_bytes
+
+        def factory() -> asyncio.Protocol:
+            return _Stamping(handler_factory(), first_bytes)
+
+        loop = asyncio.get_running_loop()
+        self._stamped_server = await loop.create_server(factory, self.host, self.port)
+        self.port = self._stamped_server.sockets[0].getsockname()[1]
+
     async def stop(self) -> None:
         for task in self._publisher_tasks:
             await cancel_and_wait(task)
         self._publisher_tasks.clear()
+        if self._stamped_server is not None:
+            self._stamped_server.close()
+            await self._stamped_server.wait_closed()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -209,6 +243,10 @@ class ExchangeSimulator:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.stamp_arrivals and request.transport is not None:
+            # Every request consumes its connection's stamp, so the next
+            # request on the connection gets its own.
+            request["arrival_ns"] = self._first_bytes.pop(request.transport, 0)
         if request.headers.get("X-API-Key") != self.api_key:
             self._count("unauthorized")
             return _json({"error": "bad or missing API key"}, 401)
@@ -244,6 +282,7 @@ class ExchangeSimulator:
         order = self._new_order(body, client_order_id)
         if isinstance(order, str):
             return _json({"error": order}, 400)
+        order.arrival_ns = request.get("arrival_ns", 0)
         self.orders[client_order_id] = order
         self._count("orders")
         self._match(order, sweep=True)
@@ -327,6 +366,21 @@ class ExchangeSimulator:
             order.status = "filled"
         elif order.filled:
             order.status = "partially_filled"
+
+    async def _get_arrivals(self, request: web.Request) -> web.StreamResponse:
+        return _json(
+            [
+                {
+                    "client_order_id": order.client_order_id,
+                    "price": order.instrument.format_price(order.price)
+                    if order.price is not None
+                    else None,
+                    "arrival_ns": order.arrival_ns,
+                }
+                for order in self.orders.values()
+            ],
+            200,
+        )
 
     async def _get_order(self, request: web.Request) -> web.StreamResponse:
         order = self.orders.get(request.match_info["client_order_id"])
@@ -422,6 +476,43 @@ class ExchangeSimulator:
                 log.info("feed %s:%d unavailable (%s); retrying in %.1f s", host, port, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _Stamping(asyncio.Protocol):
+    """Forwards to aiohttp's request handler; stamps the first bytes of each request.
+
+    Clients of the order API send one request at a time per connection, so
+    the first bytes after the previous request was taken belong to the next.
+    """
+
+    def __init__(self, inner: Any, first_bytes: dict[asyncio.BaseTransport, int]) -> None:
+        self.inner = inner
+        self.first_bytes = first_bytes
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and transport not in self.first_bytes:
+            self.first_bytes[transport] = time.monotonic_ns()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self.inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.first_bytes.pop(self.transport, None)  # type: ignore[arg-type]
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:

@@ -180,7 +180,10 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
     ``critical_poll_s``: how often, at most, the critical sockets are polled
     while normal callbacks run. ``critical_share``: the share of an
     iteration's time critical work may take before mid-batch drains wait
-    for the next iteration. ``slow_callback_s``: callbacks slower than this
+    for the next iteration. ``busy_poll_s``: after any activity, poll
+    without blocking for this long before sleeping in the selector (0: never
+    spin); it keeps the core and its caches hot between ticks at the price
+    of burning that core. ``slow_callback_s``: callbacks slower than this
     are counted in :attr:`stats`.
     """
 
@@ -191,6 +194,7 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         critical_poll_s: float = 50e-6,
         critical_share: float = 0.9,
         slow_callback_s: float = 0.001,
+        busy_poll_s: float = 0.0,
     ) -> None:
         if sys.version_info[:2] not in SUPPORTED_PYTHONS:
             raise ConfigError(
@@ -212,6 +216,8 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         self.critical_poll_s = critical_poll_s
         self.critical_share = critical_share
         self.slow_callback_s = slow_callback_s
+        self.busy_poll_s = busy_poll_s
+        self._busy_until = 0.0
         self.stats = LoopStats()
         self._last_slow_log = 0.0
 
@@ -421,8 +427,13 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
             timeout = 0
         elif scheduled:
             timeout = min(max(0.0, scheduled[0].when() - self.time()), _MAXIMUM_SELECT_TIMEOUT)
+        busy = self.busy_poll_s
+        if busy and timeout != 0 and self.time() < self._busy_until:
+            timeout = 0  # keep polling: the core and its caches stay hot
 
         event_list = self._base._selector.select(timeout)
+        if busy and (event_list or ready):
+            self._busy_until = self.time() + busy
         self._process_events(event_list)
         del event_list  # break cycles on error
 
@@ -476,14 +487,16 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         del handle  # break cycles on error
 
 
-def new_event_loop(choice: str, *, slow_callback_s: float = 0.001) -> asyncio.AbstractEventLoop:
+def new_event_loop(
+    choice: str, *, slow_callback_s: float = 0.001, busy_poll_s: float = 0.0
+) -> asyncio.AbstractEventLoop:
     """A new loop of the kind ``[engine] loop`` names: priority, asyncio or uvloop.
 
     Raises :class:`ConfigError` when uvloop is asked for and not installed,
     or the priority loop on an unsupported Python.
     """
     if choice == "priority":
-        return PriorityEventLoop(slow_callback_s=slow_callback_s)
+        return PriorityEventLoop(slow_callback_s=slow_callback_s, busy_poll_s=busy_poll_s)
     if choice == "uvloop":
         try:
             import uvloop

@@ -41,7 +41,11 @@ def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
     """
     settings = config.engine
     try:
-        loop = new_event_loop(settings.loop, slow_callback_s=settings.slow_callback_s)
+        loop = new_event_loop(
+            settings.loop,
+            slow_callback_s=settings.slow_callback_s,
+            busy_poll_s=settings.busy_poll_s,
+        )
     except ConfigError:
         main.close()
         raise
