@@ -1,0 +1,66 @@
+"""``trading-engine bench``: the report, the baseline and the plot, on a short run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import ROOT, command
+from trading_engine.bench import percentiles, wire_to_wire
+
+
+def test_wire_to_wire_pairs_each_order_with_its_tick() -> None:
+    ticks = [[2, "1000.01", 1_000], [3, "1000.02", 3_000], [4001, "1000.01", 9_000]]
+    arrivals = [
+        {"price": "1000.01", "arrival_ns": 1_500},  # the first tick of that price
+        {"price": "1000.02", "arrival_ns": 3_250},
+        {"price": "1000.01", "arrival_ns": 9_100},  # the later tick of the same price
+        {"price": "1000.03", "arrival_ns": 9_500},  # no such tick: ignored
+        {"price": "1000.02", "arrival_ns": 2_000},  # before its tick was sent: ignored
+    ]
+    assert wire_to_wire(ticks, arrivals) == [0.5, 0.25, 0.1]
+
+
+def test_percentiles_use_the_nearest_rank() -> None:
+    result = percentiles([float(x) for x in range(1, 1001)])
+    assert (result["p50"], result["p90"], result["p99"], result["p99.9"]) == (500, 900, 990, 999)
+    assert result["max"] == 1000
+    assert result["n"] == 1000
+
+
+def test_bench_reports_engine_baseline_and_metrics_cost(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run(
+        command("bench", "--ticks", "60", "--rounds", "1", "--burst", "3000",
+                "--background-rate", "1000", "--baseline", "--baseline-ticks", "5",
+                "--baseline-interval-ms", "100", "--compare-metrics",
+                "--json", str(report_path), "--plot", str(plot_path)),
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "wire to wire" in done.stdout
+    assert "baseline / engine" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["machine"]["python"]
+    engine = report["engine"]
+    # One order per tick (and one for the snapshot), each paired with its tick.
+    assert engine["orders_per_round"] == [61]
+    assert 0 < engine["wire_to_wire_us"]["p50"] <= engine["wire_to_wire_us"]["p99"]
+    assert set(engine["stages_us"]) >= {"tick_to_trade", "risk", "strategy", "roundtrip"}
+    assert engine["stages_us"]["tick_to_trade"]["p50"] < engine["wire_to_wire_us"]["p50"]
+    assert engine["throughput_msg_per_s"] > 0
+    assert report["baseline"]["ratio_p50"] > 1
+    assert "cost_pct_internal_p50" in report["metrics_off"]
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_refuses_nonsense() -> None:
+    done = subprocess.run(
+        command("bench", "--ticks", "1"), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "--ticks >= 10" in done.stderr
