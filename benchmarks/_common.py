@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from time import perf_counter_ns
-from typing import Any
 
+from trading_engine.bench import machine
 
-def machine() -> dict[str, Any]:
-    """Python version and machine description for the record."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu": model,
-        "cores": os.cpu_count(),
-    }
+__all__ = ["machine", "percentile", "summarize", "time_per_item_ns"]
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from .config import Config, parse_config
 from .errors import ConfigError
 from .metrics import LatencyHistogram
 
-__all__ = ["machine", "main", "percentiles", "run_bench"]
+__all__ = ["EngineCase", "machine", "main", "percentiles", "run_bench"]
 
 SYMBOL = "BTC-USD"
 OTHER = "ETH-USD"  # background market data nobody trades
@@ -320,23 +321,28 @@ def bench_config(loop: str, gateway: str, exchange_port: int, busy_poll_s: float
     )
 
 
-async def _engine_run(
-    loop_name: str,
-    gateway: str,
-    ticks: int,
-    interval_s: float,
-    burst: int,
-    metrics: bool,
-    background_rate: float,
-    busy_poll_s: float,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EngineCase:
+    """One run of the engine under the benchmark."""
+
+    loop: str
+    gateway: str
+    ticks: int
+    interval_s: float
+    burst: int
+    metrics: bool = True
+    background_rate: float = 0.0
+    busy_poll_s: float = 0.0
+
+
+async def _engine_run(case: EngineCase) -> dict[str, Any]:
     from .runner import build_engine
     from .telemetry import GcMonitor
 
     exchange_port = _free_port()
     exchange = await _start_exchange(exchange_port)
     try:
-        config = bench_config(loop_name, gateway, exchange_port, busy_poll_s)
+        config = bench_config(case.loop, case.gateway, exchange_port, case.busy_poll_s)
         engine = build_engine(config, environ={"TRADING_ENGINE_BENCH_KEY": API_KEY})
         await engine.start()
         assert engine.feed is not None
@@ -349,8 +355,8 @@ async def _engine_run(
             await asyncio.sleep(0.01)
         # The engine's own stages, sample by sample (metrics on) or off.
         stages: dict[str, LatencyHistogram] = {}
-        stages["tick_to_trade"] = engine.tick_to_trade = _Recording(metrics)
-        if metrics:
+        stages["tick_to_trade"] = engine.tick_to_trade = _Recording(case.metrics)
+        if case.metrics:
             stages["feed_handle"] = engine.feed.handle_latency = _Recording()
             stages["risk"] = engine.risk_latency = _Recording()
             for runner in engine.runners.values():
@@ -364,8 +370,8 @@ async def _engine_run(
             if hasattr(engine.sink, "roundtrip"):
                 engine.sink.roundtrip = _Null()
         entry = engine.builder.books[SYMBOL]
-        first_burst = ticks + 3
-        last_burst = ticks + 2 + burst
+        first_burst = case.ticks + 3
+        last_burst = case.ticks + 2 + case.burst
         marks: dict[str, int] = {}
 
         async def watch() -> None:
@@ -380,8 +386,10 @@ async def _engine_run(
                     return
                 await asyncio.sleep(0.0005)
 
-        watcher = asyncio.create_task(watch()) if burst else None
-        published = await _publish(engine.feed.port, ticks, interval_s, burst, background_rate)
+        watcher = asyncio.create_task(watch()) if case.burst else None
+        published = await _publish(
+            engine.feed.port, case.ticks, case.interval_s, case.burst, case.background_rate
+        )
         if watcher is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
@@ -406,25 +414,12 @@ async def _engine_run(
     }
 
 
-def _engine_case(
-    loop_name: str,
-    gateway: str,
-    ticks: int,
-    interval_s: float,
-    burst: int,
-    metrics: bool,
-    background_rate: float = 0.0,
-    busy_poll_s: float = 0.0,
-) -> dict[str, Any]:
+def _engine_case(case: EngineCase) -> dict[str, Any]:
     from .loop import new_event_loop
 
-    loop = new_event_loop(loop_name, busy_poll_s=busy_poll_s)
+    loop = new_event_loop(case.loop, busy_poll_s=case.busy_poll_s)
     with asyncio.Runner(loop_factory=lambda: loop) as runner:
-        result: dict[str, Any] = runner.run(
-            _engine_run(
-                loop_name, gateway, ticks, interval_s, burst, metrics, background_rate, busy_poll_s
-            )
-        )
+        result: dict[str, Any] = runner.run(_engine_run(case))
         return result
 
 
@@ -488,18 +483,27 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for number in range(args.rounds):
         current: dict[str, Any] = {}
-        rate, busy = args.background_rate, args.busy_poll_s
-        current["engine"] = _engine_case(
-            args.loop, args.gateway, args.ticks, interval_s, args.burst, True, rate, busy
+        rate = args.background_rate
+        case = EngineCase(
+            args.loop,
+            args.gateway,
+            args.ticks,
+            interval_s,
+            args.burst,
+            True,
+            rate,
+            args.busy_poll_s,
         )
+        current["engine"] = _engine_case(case)
         if args.compare_metrics:
-            current["engine_metrics_off"] = _engine_case(
-                args.loop, args.gateway, args.ticks, interval_s, 0, False, rate, busy
-            )
+            current["engine_metrics_off"] = _engine_case(replace(case, burst=0, metrics=False))
         if baseline_script is not None:
             current["baseline"] = asyncio.run(
                 _baseline_run(
-                    baseline_script, args.baseline_ticks, args.baseline_interval_ms / 1000, rate
+                    baseline_script,
+                    args.baseline_ticks,
+                    args.baseline_interval_ms / 1000,
+                    args.background_rate,
                 )
             )
         rounds.append(current)

@@ -462,6 +462,8 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         polling = bool(self._critical_fds)
         critical_ns = first_ns
         start = last = last_poll = clock()
+        # The callback loop is written out here and in _run_critical rather
+        # than shared: a function call per callback is what it must not cost.
         for _ in range(ntodo):
             handle = ready.popleft()
             if handle._cancelled:
