@@ -26,7 +26,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -37,7 +37,7 @@ from .risk import TradingState
 from .telemetry import GcMonitor, LoopMonitor, registry_for
 from .webserver import serve
 
-__all__ = ["AdminServer", "authorize"]
+__all__ = ["AdminServer", "admin_app", "authorize"]
 
 log = logging.getLogger("trading_engine.admin")
 
@@ -63,15 +63,13 @@ class AdminServer:
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/status", self._status)
-        app.router.add_post("/halt", self._halt)
-        app.router.add_post("/reduce", self._reduce)
-        app.router.add_post("/resume", self._resume)
-        return app
+        return admin_app(
+            self._metrics,
+            self._healthz,
+            self._readyz,
+            self._status,
+            {"/halt": self._halt, "/reduce": self._reduce, "/resume": self._resume},
+        )
 
     async def start(self) -> None:
         self._runner, self.port = await serve(self.app(), self.host, self.port)
@@ -121,6 +119,27 @@ class AdminServer:
 
     async def _resume(self, request: web.Request) -> web.Response:
         return await self._switch(request, TradingState.ACTIVE)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def admin_app(
+    metrics: Handler,
+    healthz: Handler,
+    readyz: Handler,
+    status: Handler,
+    switches: Mapping[str, Handler],
+) -> web.Application:
+    """The admin API's route table, shared by an engine and the workers' supervisor."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)
+    for path in ("/halt", "/reduce", "/resume"):
+        app.router.add_post(path, switches[path])
+    return app
 
 
 def authorize(request: web.Request, token: str | None) -> web.Response | None:

@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
-from .admin import authorize
+from .admin import admin_app, authorize
 from .config import ENV_PREFIX, Config
 from .errors import ConfigError
 from .tasks import cancel_and_wait
@@ -240,14 +240,14 @@ class Supervisor:
     # -- the combined admin API -----------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/status", self._status)
-        for path in ("/halt", "/reduce", "/resume"):
-            app.router.add_post(path, self._forward)
-        return app
+        forward = self._forward
+        return admin_app(
+            self._metrics,
+            self._healthz,
+            self._readyz,
+            self._status,
+            {"/halt": forward, "/reduce": forward, "/resume": forward},
+        )
 
     async def _ask(self, worker: Worker, path: str, **kwargs: Any) -> httpx.Response | None:
         if not worker.alive or self._client is None:
