@@ -47,7 +47,8 @@ from .errors import InvalidValue
 from .fastpath import Answer, FastOrderChannel, FastPathError
 from .instruments import Instrument
 from .metrics import LatencyHistogram
-from .orders import ExecutionListener, Order, OrderStatus, OrderType
+from .orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
+from .protocol import Side
 from .risk import TokenBucket
 from .tasks import cancel_and_wait
 
@@ -82,6 +83,7 @@ class HttpGateway:
         self.fast = fast
         self._listener = listener
         self._instruments = instruments
+        self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce], bytes] = {}
         self._clock = clock
         self._rng = rng or random.Random()
         self.client = httpx.AsyncClient(
@@ -184,19 +186,34 @@ class HttpGateway:
     # -- requests -------------------------------------------------------------------
 
     def order_body(self, order: Order) -> bytes:
+        """The ``POST /orders`` JSON body.
+
+        The fields an order shares with others of its symbol, side, type and
+        time in force are encoded once; the client order id (restricted to
+        ``[A-Za-z0-9._:-]``) and the decimal strings need no escaping. Half
+        the cost of building a dict for ``orjson.dumps``, on the hot path.
+        """
+        key = (order.symbol, order.side, order.type, order.time_in_force)
+        fixed = self._body_fields.get(key)
+        if fixed is None:
+            fixed = self._body_fields[key] = orjson.dumps(
+                {
+                    "symbol": order.symbol,
+                    "side": order.side.value,
+                    "type": order.type.value,
+                    "time_in_force": order.time_in_force.value,
+                }
+            )[1:-1]
         inst = self._instruments[order.symbol]
-        body: dict[str, Any] = {
-            "client_order_id": order.client_order_id,
-            "symbol": order.symbol,
-            "side": order.side.value,
-            "type": order.type.value,
-            "quantity": inst.format_size(order.quantity),
-            "time_in_force": order.time_in_force.value,
-        }
+        body = b'{"client_order_id":"%s",%s,"quantity":"%s"' % (
+            order.client_order_id.encode(),
+            fixed,
+            inst.format_size(order.quantity).encode(),
+        )
         if order.type is OrderType.LIMIT:
             assert order.price is not None
-            body["price"] = inst.format_price(order.price)
-        return orjson.dumps(body)
+            body += b',"price":"%s"' % inst.format_price(order.price).encode()
+        return body + b"}"
 
     async def _request(
         self, method: str, url: str, content: bytes | None = None, written: Order | None = None
