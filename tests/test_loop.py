@@ -373,3 +373,19 @@ def test_new_event_loop_choices() -> None:
     stock.close()
     with pytest.raises(ConfigError):
         new_event_loop("nonsense")
+
+
+def test_priority_falls_back_to_asyncio_on_an_unpinned_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import trading_engine.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "SUPPORTED_PYTHONS", ((3, 0),))
+    loop = new_event_loop("priority")
+    try:
+        assert type(loop) is asyncio.SelectorEventLoop
+    finally:
+        loop.close()
+    assert "running the stock asyncio loop" in caplog.text
+    with pytest.raises(ConfigError):
+        PriorityEventLoop()

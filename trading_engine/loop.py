@@ -52,7 +52,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 from .errors import ConfigError
 
@@ -187,6 +187,17 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
     are counted in :attr:`stats`.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Refused before an instance exists: a half-built loop would fail in __del__.
+        if sys.version_info[:2] not in SUPPORTED_PYTHONS:
+            raise ConfigError(
+                f"engine.loop: 'priority' supports Python "
+                f"{', '.join('.'.join(map(str, v)) for v in SUPPORTED_PYTHONS)}, "
+                f"not {sys.version_info[0]}.{sys.version_info[1]}; use 'asyncio' or 'uvloop'",
+                [],
+            )
+        return super().__new__(cls)
+
     def __init__(
         self,
         selector: selectors.BaseSelector | None = None,
@@ -196,13 +207,6 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         slow_callback_s: float = 0.001,
         busy_poll_s: float = 0.0,
     ) -> None:
-        if sys.version_info[:2] not in SUPPORTED_PYTHONS:
-            raise ConfigError(
-                f"engine.loop: 'priority' supports Python "
-                f"{', '.join('.'.join(map(str, v)) for v in SUPPORTED_PYTHONS)}, "
-                f"not {sys.version_info[0]}.{sys.version_info[1]}; use 'asyncio' or 'uvloop'",
-                [],
-            )
         if not 0 < critical_share < 1:
             raise ValueError("critical_share must be between 0 and 1")
         # asyncio's private attributes are untyped: reach them through an Any view.
@@ -494,10 +498,19 @@ def new_event_loop(
 ) -> asyncio.AbstractEventLoop:
     """A new loop of the kind ``[engine] loop`` names: priority, asyncio or uvloop.
 
-    Raises :class:`ConfigError` when uvloop is asked for and not installed,
-    or the priority loop on an unsupported Python.
+    On a Python the priority loop is not pinned to (see
+    :data:`SUPPORTED_PYTHONS`), ``priority`` gives the stock asyncio loop and
+    a warning, so the default configuration runs everywhere. Raises
+    :class:`ConfigError` when uvloop is asked for and not installed.
     """
     if choice == "priority":
+        if sys.version_info[:2] not in SUPPORTED_PYTHONS:
+            log.warning(
+                "engine.loop = 'priority' is built on asyncio internals checked for Python "
+                "3.11-3.13 only; running the stock asyncio loop on Python %d.%d",
+                *sys.version_info[:2],
+            )
+            return asyncio.SelectorEventLoop()
         return PriorityEventLoop(slow_callback_s=slow_callback_s, busy_poll_s=busy_poll_s)
     if choice == "uvloop":
         try:
