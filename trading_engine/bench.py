@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 import orjson
 
+from .builder import BookEntry
 from .config import Config, parse_config
 from .errors import ConfigError
 from .metrics import LatencyHistogram
@@ -369,39 +370,41 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
                 runner.latency = _Null()
             if hasattr(engine.sink, "roundtrip"):
                 engine.sink.roundtrip = _Null()
-        entry = engine.builder.books[SYMBOL]
         first_burst = case.ticks + 3
         last_burst = case.ticks + 2 + case.burst
         marks: dict[str, int] = {}
+        burst_done = asyncio.Event()
+        if case.burst:
+            # Throughput: from the read that carried the burst's first update to
+            # the end of applying its last one. Runs after each fan-out, so it
+            # adds nothing between a tick and its order.
+            previous = engine.dispatcher.after_book
 
-        async def watch() -> None:
-            while True:
-                seq = entry.seq or 0
-                if "start" not in marks and seq >= first_burst:
-                    marks["start"] = time.perf_counter_ns()
-                    marks["start_seq"] = seq
-                if seq >= last_burst:
-                    marks["end"] = time.perf_counter_ns()
-                    marks["end_seq"] = seq
-                    return
-                await asyncio.sleep(0.0005)
+            def mark(entry: BookEntry, recv_ns: int) -> None:
+                if previous is not None:
+                    previous(entry, recv_ns)
+                if entry.symbol == SYMBOL:
+                    if entry.seq == first_burst:
+                        marks["start"] = recv_ns
+                    elif entry.seq == last_burst:
+                        marks["end"] = time.monotonic_ns()
+                        burst_done.set()
 
-        watcher = asyncio.create_task(watch()) if case.burst else None
+            engine.dispatcher.after_book = mark
         published = await _publish(
             engine.feed.port, case.ticks, case.interval_s, case.burst, case.background_rate
         )
-        if watcher is not None:
+        if case.burst:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
-                    await watcher
+                    await burst_done.wait()
         arrivals = await _arrivals(exchange_port, quiet_s=0.3)
         await engine.stop()
     finally:
         await _stop(exchange)
     throughput = None
-    if "end" in marks and marks["end"] > marks["start"]:
-        frames = marks["end_seq"] - marks["start_seq"]
-        throughput = frames / ((marks["end"] - marks["start"]) / 1e9)
+    if "start" in marks and "end" in marks and marks["end"] > marks["start"]:
+        throughput = (case.burst - 1) / ((marks["end"] - marks["start"]) / 1e9)
     return {
         "wire_to_wire_us": wire_to_wire(published["ticks"], arrivals),
         "ticks": len(published["ticks"]),
