@@ -389,3 +389,23 @@ def test_priority_falls_back_to_asyncio_on_an_unpinned_python(
     assert "running the stock asyncio loop" in caplog.text
     with pytest.raises(ConfigError):
         PriorityEventLoop()
+
+
+def test_create_task_helper_works_on_every_loop() -> None:
+    from trading_engine.loop import create_task
+
+    async def read() -> Priority:
+        return PRIORITY.get()
+
+    @critical
+    async def from_critical() -> tuple[Priority, Priority]:
+        inherited = await create_task(read())
+        background = await create_task(read(), priority=Priority.NORMAL)
+        return inherited, background
+
+    async def main() -> tuple[Priority, Priority]:
+        return await asyncio.create_task(from_critical())
+
+    assert run(main) == (Priority.CRITICAL, Priority.NORMAL)
+    # Stock asyncio: the priority is ignored, the task runs.
+    assert asyncio.run(main()) == (Priority.NORMAL, Priority.NORMAL)

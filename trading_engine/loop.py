@@ -62,6 +62,7 @@ __all__ = [
     "LoopStats",
     "Priority",
     "PriorityEventLoop",
+    "create_task",
     "critical",
     "critical_context",
     "mark_critical",
@@ -108,6 +109,21 @@ def critical(function: CoroutineFunction) -> CoroutineFunction:
     """
     _CRITICAL_CODE.add(function.__code__)
     return function
+
+
+def create_task(
+    coro: Coroutine[Any, Any, T], *, priority: Priority | None = None, name: str | None = None
+) -> asyncio.Task[T]:
+    """``asyncio.create_task`` with a priority, on any loop.
+
+    On a :class:`PriorityEventLoop` the task gets ``priority`` (None: the
+    current context's); other loops have one priority and ignore it, so
+    strategy code can say what it means and run anywhere.
+    """
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, PriorityEventLoop):
+        return loop.create_task(coro, name=name, priority=priority)
+    return loop.create_task(coro, name=name)
 
 
 def critical_context(context: contextvars.Context | None = None) -> contextvars.Context:
