@@ -16,7 +16,9 @@ One loop iteration (compare ``BaseEventLoop._run_once``)::
 
     select(timeout)            I/O of critical sockets -> critical queue
     due timers                 each to its queue by its context
-    run the critical queue     the handles present when the drain starts
+    run the critical queue     in rounds, each of the handles present when it
+                               starts, until empty (at most 8 rounds, or
+                               critical_drain_s)
     run the normal queue       the handles present when the batch starts;
                                every ``critical_poll_s``: poll the critical
                                sockets alone (select(0)) and drain the
@@ -79,6 +81,7 @@ _MIN_SCHEDULED_TIMER_HANDLES: Final = 100
 _MIN_CANCELLED_TIMER_HANDLES_FRACTION: Final = 0.5
 _MAXIMUM_SELECT_TIMEOUT: Final = 24 * 3600
 _SLOW_LOG_EVERY_S: Final = 10.0
+_CRITICAL_ROUNDS: Final = 8
 
 T = TypeVar("T")
 CoroutineFunction = TypeVar("CoroutineFunction", bound=Callable[..., Coroutine[Any, Any, Any]])
@@ -196,7 +199,9 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
     ``critical_poll_s``: how often, at most, the critical sockets are polled
     while normal callbacks run. ``critical_share``: the share of an
     iteration's time critical work may take before mid-batch drains wait
-    for the next iteration. ``busy_poll_s``: after any activity, poll
+    for the next iteration. ``critical_drain_s``: how long the drain at the
+    start of an iteration may go on, round after round, while critical work
+    queues more critical work (at most 8 rounds). ``busy_poll_s``: after any activity, poll
     without blocking for this long before sleeping in the selector (0: never
     spin); it keeps the core and its caches hot between ticks at the price
     of burning that core. ``slow_callback_s``: callbacks slower than this
@@ -220,6 +225,7 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         *,
         critical_poll_s: float = 50e-6,
         critical_share: float = 0.9,
+        critical_drain_s: float = 0.0005,
         slow_callback_s: float = 0.001,
         busy_poll_s: float = 0.0,
     ) -> None:
@@ -235,6 +241,7 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         self.critical_poll_s = critical_poll_s
         self.critical_share = critical_share
+        self.critical_drain_s = critical_drain_s
         self.slow_callback_s = slow_callback_s
         self.busy_poll_s = busy_poll_s
         self._busy_until = 0.0
@@ -470,7 +477,17 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
             else:
                 ready.append(timer)
 
-        first_ns = self._run_critical() if critical else 0
+        # Drain in rounds, so that a chain of critical steps (a tick, then the
+        # strategy task it wakes) completes before background work; each
+        # round runs only what was queued when it started, and the rounds
+        # stop after critical_drain_s, so a task that reschedules itself
+        # forever cannot hold the loop.
+        first_ns = 0
+        rounds = 0
+        drain_ns = self.critical_drain_s * 1e9
+        while critical and rounds < _CRITICAL_ROUNDS and first_ns <= drain_ns:
+            first_ns += self._run_critical()
+            rounds += 1
 
         ntodo = len(ready)
         if not ntodo:
