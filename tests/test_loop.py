@@ -409,3 +409,26 @@ def test_create_task_helper_works_on_every_loop() -> None:
     assert run(main) == (Priority.CRITICAL, Priority.NORMAL)
     # Stock asyncio: the priority is ignored, the task runs.
     assert asyncio.run(main()) == (Priority.NORMAL, Priority.NORMAL)
+
+
+def test_critical_drain_runs_chains_in_rounds_but_at_most_eight() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, PriorityEventLoop)
+        steps = [0]
+        seen_at: list[int] = []
+
+        def again() -> None:  # critical work that reschedules itself forever
+            steps[0] += 1
+            if steps[0] < 1000:
+                loop.call_critical(again)
+
+        loop.call_critical(again)
+        loop.call_soon(lambda: seen_at.append(steps[0]))
+        await asyncio.sleep(0.01)
+        return seen_at[0]
+
+    # The chain ran several rounds before the normal callback: at most 8 at
+    # the iteration's start, plus one mid-batch round if main's own step
+    # took longer than critical_poll_s.
+    assert 2 <= run(main) <= 9
