@@ -6,17 +6,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from time import perf_counter_ns
 
-from trading_engine.bench import machine
+from trading_engine.bench import machine, percentile
 
 __all__ = ["machine", "percentile", "summarize", "time_per_item_ns"]
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 def summarize(per_run: Sequence[float]) -> dict[str, float]:

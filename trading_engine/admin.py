@@ -28,14 +28,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .engine import Engine
 from .risk import TradingState
 from .telemetry import GcMonitor, LoopMonitor, registry_for
-from .webserver import serve
+from .webserver import json_response, serve
 
 __all__ = ["AdminServer", "admin_app", "authorize"]
 
@@ -95,13 +94,15 @@ class AdminServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         feed = self.engine.feed
         if feed is None or not feed.listening:
-            return _json({"ready": False, "reason": "the feed server is not listening"}, 503)
+            return json_response(
+                {"ready": False, "reason": "the feed server is not listening"}, 503
+            )
         if self.engine.sink is None:
-            return _json({"ready": False, "reason": "no order gateway"}, 503)
-        return _json({"ready": True}, 200)
+            return json_response({"ready": False, "reason": "no order gateway"}, 503)
+        return json_response({"ready": True}, 200)
 
     async def _status(self, request: web.Request) -> web.Response:
-        return _json(self.engine.status(), 200)
+        return json_response(self.engine.status(), 200)
 
     async def _switch(self, request: web.Request, state: TradingState) -> web.Response:
         refused = authorize(request, self._token)
@@ -109,7 +110,7 @@ class AdminServer:
             return refused
         self.engine.set_trading_state(state)
         log.warning("trading state set to %s through the admin API", state.value)
-        return _json({"trading_state": state.value}, 200)
+        return json_response({"trading_state": state.value}, 200)
 
     async def _halt(self, request: web.Request) -> web.Response:
         return await self._switch(request, TradingState.HALTED)
@@ -145,13 +146,9 @@ def admin_app(
 def authorize(request: web.Request, token: str | None) -> web.Response | None:
     """The refusal for a mutating request without the right bearer token, else None."""
     if token is None:
-        return _json({"error": "no admin token is configured"}, 403)
+        return json_response({"error": "no admin token is configured"}, 403)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        return _json({"error": "missing or wrong bearer token"}, 401)
+        return json_response({"error": "missing or wrong bearer token"}, 401)
     return None
-
-
-def _json(body: object, status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -54,7 +54,7 @@ from .config import Config, parse_config
 from .errors import ConfigError
 from .metrics import LatencyHistogram
 
-__all__ = ["EngineCase", "machine", "main", "percentiles", "run_bench"]
+__all__ = ["EngineCase", "machine", "main", "percentile", "percentiles", "run_bench"]
 
 SYMBOL = "BTC-USD"
 OTHER = "ETH-USD"  # background market data nobody trades
@@ -134,6 +134,14 @@ def publish(
 # -- statistics ---------------------------------------------------------------------------
 
 
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
 def percentiles(samples_us: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99/p99.9/max (nearest rank) of microsecond samples."""
     ordered = sorted(samples_us)
@@ -141,8 +149,7 @@ def percentiles(samples_us: Sequence[float]) -> dict[str, float]:
         return {name: float("nan") for name, _ in _QUANTILES} | {"max": float("nan"), "n": 0}
     result: dict[str, float] = {}
     for name, fraction in _QUANTILES:
-        index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-        result[name] = ordered[index]
+        result[name] = percentile(ordered, fraction)
     result["max"] = ordered[-1]
     result["n"] = len(ordered)
     return result
@@ -355,21 +362,16 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
                 raise RuntimeError("the fast path did not connect to the exchange")
             await asyncio.sleep(0.01)
         # The engine's own stages, sample by sample (metrics on) or off.
+        # tick_to_trade keeps its samples either way: it is what is compared.
+        stage = _Recording if case.metrics else _Null
         stages: dict[str, LatencyHistogram] = {}
         stages["tick_to_trade"] = engine.tick_to_trade = _Recording(case.metrics)
-        if case.metrics:
-            stages["feed_handle"] = engine.feed.handle_latency = _Recording()
-            stages["risk"] = engine.risk_latency = _Recording()
-            for runner in engine.runners.values():
-                stages["strategy"] = runner.latency = _Recording()
-            if hasattr(engine.sink, "roundtrip"):
-                stages["roundtrip"] = engine.sink.roundtrip = _Recording()
-        else:
-            engine.feed.handle_latency = engine.risk_latency = _Null()
-            for runner in engine.runners.values():
-                runner.latency = _Null()
-            if hasattr(engine.sink, "roundtrip"):
-                engine.sink.roundtrip = _Null()
+        stages["feed_handle"] = engine.feed.handle_latency = stage()
+        stages["risk"] = engine.risk_latency = stage()
+        for runner in engine.runners.values():
+            stages["strategy"] = runner.latency = stage()
+        if hasattr(engine.sink, "roundtrip"):
+            stages["roundtrip"] = engine.sink.roundtrip = stage()
         first_burst = case.ticks + 3
         last_burst = case.ticks + 2 + case.burst
         marks: dict[str, int] = {}
@@ -653,7 +655,7 @@ def plot(report: dict[str, Any], path: str) -> None:
         ordered = sorted(samples)
         if not ordered:
             continue
-        values = [ordered[min(len(ordered) - 1, round(f * len(ordered)) - 1)] for f in fractions]
+        values = [percentile(ordered, f) for f in fractions]
         axes.plot(fractions, values, marker="o", label=name)
     axes.set_xscale("logit")
     axes.set_yscale("log")

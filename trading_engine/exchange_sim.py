@@ -43,7 +43,7 @@ from .marketsim import RandomWalkBook
 from .publisher import Publisher
 from .sharding import shard_of
 from .tasks import cancel_and_wait
-from .webserver import serve
+from .webserver import json_response, serve
 
 __all__ = ["ExchangeSimulator", "Faults"]
 
@@ -249,7 +249,7 @@ class ExchangeSimulator:
             request["arrival_ns"] = self._first_bytes.pop(request.transport, 0)
         if request.headers.get("X-API-Key") != self.api_key:
             self._count("unauthorized")
-            return _json({"error": "bad or missing API key"}, 401)
+            return json_response({"error": "bad or missing API key"}, 401)
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
         response: web.StreamResponse = await handler(request)
@@ -262,26 +262,28 @@ class ExchangeSimulator:
         faults = self.faults
         if self._roll(faults.rate_limit):
             self._count("rate_limited")
-            return _json({"error": "rate limited"}, 429, {"Retry-After": str(faults.retry_after_s)})
+            return json_response(
+                {"error": "rate limited"}, 429, {"Retry-After": str(faults.retry_after_s)}
+            )
         if self._roll(faults.fail_before):
             self._count("fail_before")
-            return _json({"error": "unavailable"}, 503)
+            return json_response({"error": "unavailable"}, 503)
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _json({"error": "body is not JSON"}, 400)
+            return json_response({"error": "body is not JSON"}, 400)
         if not isinstance(body, dict):
-            return _json({"error": "body is not an object"}, 400)
+            return json_response({"error": "body is not an object"}, 400)
         client_order_id = body.get("client_order_id")
         if not isinstance(client_order_id, str) or not _CLIENT_ID.fullmatch(client_order_id):
-            return _json({"error": "client_order_id must be 1-64 of [A-Za-z0-9._:-]"}, 400)
+            return json_response({"error": "client_order_id must be 1-64 of [A-Za-z0-9._:-]"}, 400)
         existing = self.orders.get(client_order_id)
         if existing is not None:
             self._count("idempotent_replay")
-            return _json(existing.body(), 200)
+            return json_response(existing.body(), 200)
         order = self._new_order(body, client_order_id)
         if isinstance(order, str):
-            return _json({"error": order}, 400)
+            return json_response({"error": order}, 400)
         order.arrival_ns = request.get("arrival_ns", 0)
         self.orders[client_order_id] = order
         self._count("orders")
@@ -290,7 +292,7 @@ class ExchangeSimulator:
             order.status = "canceled"
         if self._roll(faults.fail_after):
             self._count("fail_after")
-            return _json({"error": "internal error"}, 500)
+            return json_response({"error": "internal error"}, 500)
         if self._roll(faults.reset):
             self._count("reset")
             transport = request.transport
@@ -300,7 +302,7 @@ class ExchangeSimulator:
         if self._roll(faults.hang):
             self._count("hang")
             await asyncio.sleep(faults.hang_s)
-        return _json(order.body(), 200)
+        return json_response(order.body(), 200)
 
     def _new_order(self, body: dict[str, Any], client_order_id: str) -> SimOrder | str:
         symbol = body.get("symbol")
@@ -368,7 +370,7 @@ class ExchangeSimulator:
             order.status = "partially_filled"
 
     async def _get_arrivals(self, request: web.Request) -> web.StreamResponse:
-        return _json(
+        return json_response(
             [
                 {
                     "client_order_id": order.client_order_id,
@@ -385,29 +387,29 @@ class ExchangeSimulator:
     async def _get_order(self, request: web.Request) -> web.StreamResponse:
         order = self.orders.get(request.match_info["client_order_id"])
         if order is None:
-            return _json({"error": "unknown order"}, 404)
-        return _json(order.body(), 200)
+            return json_response({"error": "unknown order"}, 404)
+        return json_response(order.body(), 200)
 
     async def _delete_order(self, request: web.Request) -> web.StreamResponse:
         order = self.orders.get(request.match_info["client_order_id"])
         if order is None:
-            return _json({"error": "unknown order"}, 404)
+            return json_response({"error": "unknown order"}, 404)
         if order.is_open:
             order.status = "canceled"
             self._count("canceled")
-        return _json(order.body(), 200)
+        return json_response(order.body(), 200)
 
     async def _list_orders(self, request: web.Request) -> web.StreamResponse:
         wanted = request.query.get("status")
         orders = [o for o in self.orders.values() if wanted != "open" or o.is_open]
-        return _json([o.body() for o in orders], 200)
+        return json_response([o.body() for o in orders], 200)
 
     async def _get_fills(self, request: web.Request) -> web.StreamResponse:
         try:
             since = int(request.query.get("since", "0"))
         except ValueError:
-            return _json({"error": "since must be an integer"}, 400)
-        return _json(self.fills[max(0, since) :], 200)
+            return json_response({"error": "since must be an integer"}, 400)
+        return json_response(self.fills[max(0, since) :], 200)
 
     # -- the book walk and the feed ------------------------------------------------
 
@@ -430,23 +432,13 @@ class ExchangeSimulator:
                 frames.append(frame)
                 self._count("feed_duplicate")
             if self._roll(faults.feed_cross):
-                crossing = walk.best_ask + 1
-                walk.seq += 1
-                frames.append(
-                    orjson.dumps(
-                        {"type": "update", "symbol": symbol, "seq": walk.seq,
-                         "bids": [[walk.instrument.format_price(crossing), "1"]], "asks": []},
-                        option=orjson.OPT_APPEND_NEWLINE,
-                    )
-                )  # fmt: skip
-                walk.seq += 1
-                frames.append(
-                    orjson.dumps(
-                        {"type": "update", "symbol": symbol, "seq": walk.seq,
-                         "bids": [[walk.instrument.format_price(crossing), "0"]], "asks": []},
-                        option=orjson.OPT_APPEND_NEWLINE,
-                    )
-                )  # fmt: skip
+                # A bid above the best ask, then its removal.
+                crossing = walk.instrument.format_price(walk.best_ask + 1)
+                for size in ("1", "0"):
+                    walk.seq += 1
+                    update = {"type": "update", "symbol": symbol, "seq": walk.seq,
+                              "bids": [[crossing, size]], "asks": []}  # fmt: skip
+                    frames.append(orjson.dumps(update, option=orjson.OPT_APPEND_NEWLINE))
                 self._count("feed_cross")
             since = self._since_snapshot.get(symbol, 0) + 1
             if since >= self.snapshot_every:
@@ -513,9 +505,3 @@ class _Stamping(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.inner.resume_writing()
-
-
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )

@@ -289,12 +289,10 @@ class PriorityEventLoop(asyncio.SelectorEventLoop):
             key = self._base._selector.get_key(fd)
         except KeyError:
             return  # the transport registers its reader later: _add_reader sees the mark
-        reader, writer = key.data
+        reader = key.data[0]
         if reader is not None:
-            # Re-register the reader so that what it schedules inherits the priority.
-            handle = asyncio.Handle(reader._callback, reader._args, self, self._critical_context)
-            self._base._selector.modify(fd, key.events, (handle, writer))
-            self._critical_selector.register(fd, selectors.EVENT_READ)
+            # Register the reader again, now critical: what it schedules inherits that.
+            self._add_reader(fd, reader._callback, *reader._args)
 
     def remove_critical_fd(self, fd: int) -> None:
         self._critical_fds.discard(fd)

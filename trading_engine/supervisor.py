@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import generate_latest
@@ -49,7 +48,7 @@ from .admin import admin_app, authorize
 from .config import ENV_PREFIX, Config
 from .errors import ConfigError
 from .tasks import cancel_and_wait
-from .webserver import serve
+from .webserver import json_response, serve
 
 __all__ = ["Supervisor", "Worker", "worker_environment"]
 
@@ -287,8 +286,8 @@ class Supervisor:
             if answer is None or answer.status_code != 200
         ]
         if failing:
-            return _json({"ok": False, "failing_workers": failing}, 503)
-        return _json({"ok": True, "workers": len(self.workers)}, 200)
+            return json_response({"ok": False, "failing_workers": failing}, 503)
+        return json_response({"ok": True, "workers": len(self.workers)}, 200)
 
     async def _status(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("/status")
@@ -296,7 +295,7 @@ class Supervisor:
             answer.json() if answer is not None and answer.status_code == 200 else None
             for answer in answers
         ]
-        return _json(merge_status(documents, [w.describe() for w in self.workers]), 200)
+        return json_response(merge_status(documents, [w.describe() for w in self.workers]), 200)
 
     async def _forward(self, request: web.Request) -> web.Response:
         refused = authorize(request, self.token)
@@ -313,7 +312,7 @@ class Supervisor:
         }
         ok = all(answer is not None and answer.status_code == 200 for answer in answers)
         log.warning("%s forwarded to %d workers (all applied: %s)", request.path, len(answers), ok)
-        return _json({"workers": results}, 200 if ok else 502)
+        return json_response({"workers": results}, 200 if ok else 502)
 
 
 def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str, Any]]) -> Any:
@@ -379,7 +378,3 @@ class _MergedMetrics(Collector):
                     for sample in family.samples
                 )
         return [up, restarts, *families.values()]
-
-
-def _json(body: object, status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
-__all__ = ["serve"]
+__all__ = ["json_response", "serve"]
+
+
+def json_response(body: object, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """``body`` as a JSON response (orjson)."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
