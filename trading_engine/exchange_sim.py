@@ -135,7 +135,7 @@ class ExchangeSimulator:
         self.feed = feed
         self.feed_shards = feed_shards
         self.stamp_arrivals = stamp_arrivals
-        self._first_bytes: dict[asyncio.BaseTransport, int] = {}
+        self._stampers: dict[asyncio.BaseTransport, _Stamping] = {}
         self._stamped_server: asyncio.Server | None = None
         self.rate = rate
         self.faults = faults or Faults()
@@ -210,10 +210,10 @@ class ExchangeSimulator:
         self._runner = runner
         handler_factory = runner.server
         assert handler_factory is not None
-        first_bytes = self._first_bytes
+        stampers = self._stampers
 
         def factory() -> asyncio.Protocol:
-            return _Stamping(handler_factory(), first_bytes)
+            return _Stamping(handler_factory(), stampers)
 
         loop = asyncio.get_running_loop()
         self._stamped_server = await loop.create_server(factory, self.host, self.port)
@@ -243,10 +243,16 @@ class ExchangeSimulator:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.stamp_arrivals and request.transport is not None:
-            # Every request consumes its connection's stamp, so the next
-            # request on the connection gets its own.
-            request["arrival_ns"] = self._first_bytes.pop(request.transport, 0)
+        stamper = self._stampers.get(request.transport) if request.transport else None
+        if stamper is None:
+            return await self._handle(request, handler)
+        stamper.begin()
+        try:
+            return await self._handle(request, handler)
+        finally:
+            stamper.end()
+
+    async def _handle(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != self.api_key:
             self._count("unauthorized")
             return json_response({"error": "bad or missing API key"}, 401)
@@ -284,7 +290,8 @@ class ExchangeSimulator:
         order = self._new_order(body, client_order_id)
         if isinstance(order, str):
             return json_response({"error": order}, 400)
-        order.arrival_ns = request.get("arrival_ns", 0)
+        stamper = self._stampers.get(request.transport) if request.transport else None
+        order.arrival_ns = stamper.request_ns if stamper is not None else 0
         self.orders[client_order_id] = order
         self._count("orders")
         self._match(order, sweep=True)
@@ -473,23 +480,36 @@ class ExchangeSimulator:
 class _Stamping(asyncio.Protocol):
     """Forwards to aiohttp's request handler; stamps the first bytes of each request.
 
-    Clients of the order API send one request at a time per connection, so
-    the first bytes after the previous request was taken belong to the next.
+    Clients of the order API send one request at a time per connection: the
+    first bytes that arrive while no request is being handled start the
+    next one. Bytes that arrive while one is handled (a body sent after its
+    head) are part of it and are not stamped.
     """
 
-    def __init__(self, inner: Any, first_bytes: dict[asyncio.BaseTransport, int]) -> None:
+    def __init__(self, inner: Any, stampers: dict[asyncio.BaseTransport, _Stamping]) -> None:
         self.inner = inner
-        self.first_bytes = first_bytes
+        self.stampers = stampers
         self.transport: asyncio.BaseTransport | None = None
+        self.arrival_ns = 0  # the next request's first bytes
+        self.request_ns = 0  # the request being handled
+        self.handling = False
+
+    def begin(self) -> None:
+        """A request is being handled: its stamp moves to ``request_ns``."""
+        self.handling = True
+        self.request_ns, self.arrival_ns = self.arrival_ns, 0
+
+    def end(self) -> None:
+        self.handling = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.stampers[transport] = self
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None and transport not in self.first_bytes:
-            self.first_bytes[transport] = time.monotonic_ns()
+        if not self.handling and not self.arrival_ns:
+            self.arrival_ns = time.monotonic_ns()
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -497,7 +517,8 @@ class _Stamping(asyncio.Protocol):
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.first_bytes.pop(self.transport, None)  # type: ignore[arg-type]
+        if self.transport is not None:
+            self.stampers.pop(self.transport, None)
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:

@@ -64,3 +64,55 @@ def test_bench_refuses_nonsense() -> None:
     )
     assert done.returncode == 2
     assert "--ticks >= 10" in done.stderr
+
+
+@pytest.mark.asyncio
+async def test_simulator_stamps_each_request_at_its_first_bytes() -> None:
+    import asyncio
+    import time
+
+    from trading_engine.exchange_sim import ExchangeSimulator
+    from trading_engine.instruments import Instrument
+
+    sim = ExchangeSimulator(
+        [Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, stamp_arrivals=True
+    )
+    await sim.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+
+        def request(client_order_id: str) -> tuple[bytes, bytes]:
+            body = json.dumps(
+                {"client_order_id": client_order_id, "symbol": "BTC-USD", "side": "buy",
+                 "type": "limit", "price": "1.00", "quantity": "0.001",
+                 "time_in_force": "IOC"}
+            ).encode()  # fmt: skip
+            head = (
+                f"POST /orders HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            return head, body
+
+        async def answer() -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readuntil(b"}")
+
+        # The head first, the body 50 ms later: stamped at the head.
+        head, body = request("a-1")
+        first_sent = time.monotonic_ns()
+        writer.write(head)
+        await asyncio.sleep(0.05)
+        writer.write(body)
+        await answer()
+        # The next request on the connection gets its own stamp, not the body's.
+        await asyncio.sleep(0.05)
+        head, body = request("a-2")
+        second_sent = time.monotonic_ns()
+        writer.write(head + body)
+        await answer()
+        writer.close()
+        stamps = {o.client_order_id: o.arrival_ns for o in sim.orders.values()}
+        assert first_sent <= stamps["a-1"] < first_sent + 40_000_000
+        assert second_sent <= stamps["a-2"] < second_sent + 40_000_000
+    finally:
+        await sim.stop()
