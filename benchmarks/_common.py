@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from time import perf_counter_ns
 
-from trading_engine.bench import machine, percentile
+from trading_engine.commands.bench import machine, percentile
 
 __all__ = ["machine", "percentile", "summarize", "time_per_item_ns"]
 

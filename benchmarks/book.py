@@ -28,7 +28,7 @@ from sortedcontainers import SortedDict
 
 from benchmarks._common import machine, summarize, time_per_item_ns
 from trading_engine import BookBuilder, BookMessage, Decoder, Instrument, OrderBook
-from trading_engine.marketsim import RandomWalkBook
+from trading_engine.sim.marketsim import RandomWalkBook
 
 INSTRUMENT = Instrument("BTC-USD", "0.01", "0.001")
 Levels = list[tuple[int, int]]

@@ -30,11 +30,11 @@ from typing import Any
 
 from benchmarks._common import machine, summarize
 from trading_engine import BookEntry, parse_config
-from trading_engine.dispatch import Dispatcher, StrategyRunner
-from trading_engine.orders import OrderType
-from trading_engine.protocol import Side
-from trading_engine.risk import RiskEngine
-from trading_engine.strategy import BookView, NoParams, Strategy
+from trading_engine.core.orders import OrderType
+from trading_engine.core.protocol import Side
+from trading_engine.core.risk import RiskEngine
+from trading_engine.core.strategy import BookView, NoParams, Strategy
+from trading_engine.engine.dispatch import Dispatcher, StrategyRunner
 
 _risk: RiskEngine | None = None
 _entry: BookEntry | None = None
@@ -78,7 +78,7 @@ def setup() -> tuple[BookEntry, RiskEngine]:
         b'"asks":[["100.01","1"]]}'
     )
     entry = builder.books["BTC-USD"]
-    risk = RiskEngine(config.risk, config.instrument_map().values(), time.monotonic_ns)
+    risk = RiskEngine(config.risk.limits(), config.instrument_map().values(), time.monotonic_ns)
     return entry, risk
 
 

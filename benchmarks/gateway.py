@@ -39,12 +39,12 @@ import orjson
 
 from benchmarks._common import machine, percentile
 from trading_engine import Instrument
-from trading_engine.breaker import CircuitBreaker
 from trading_engine.config import BreakerConfig, GatewayConfig
-from trading_engine.fastpath import FastOrderChannel
-from trading_engine.gateway import HttpGateway
-from trading_engine.orders import Order, OrderStatus, OrderType, TimeInForce
-from trading_engine.protocol import Side
+from trading_engine.core.breaker import CircuitBreaker
+from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
+from trading_engine.core.protocol import Side
+from trading_engine.io.fastpath import FastOrderChannel
+from trading_engine.io.gateway import HttpGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
@@ -129,7 +129,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     gateway_fast = FastOrderChannel(base, KEY, connections=1)
     gateway = HttpGateway(
         settings, listener, {"BTC-USD": instrument},
-        CircuitBreaker(BreakerConfig(), clock), api_key=KEY, fast=gateway_fast,
+        CircuitBreaker(BreakerConfig().settings(), clock), api_key=KEY, fast=gateway_fast,
     )  # fmt: skip
     await gateway_fast.start()
 

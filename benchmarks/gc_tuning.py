@@ -5,7 +5,7 @@ Each setting runs in a fresh process that imports what the service imports
 builds the engine from the default configuration with the in-process
 venue, and feeds it ``--frames`` random-walk frames one by one, timing each
 ``handle`` call. The garbage collector's pauses are timed through
-``gc.callbacks`` (:class:`trading_engine.telemetry.GcMonitor`).
+``gc.callbacks`` (:class:`trading_engine.engine.telemetry.GcMonitor`).
 
     python benchmarks/gc_tuning.py [--rounds 3] [--frames 200000]
 """
@@ -36,14 +36,12 @@ SETTINGS: dict[str, tuple[bool, int | None]] = {
 
 
 def run_case(name: str, frames: int) -> dict[str, Any]:
-    import trading_engine.admin
-    import trading_engine.exchange_sim
-    import trading_engine.gateway  # noqa: F401  (the service's heap)
-    from trading_engine.clock import ManualClock
     from trading_engine.config import load_default_config
-    from trading_engine.engine import Engine
-    from trading_engine.publisher import random_walk_stream
-    from trading_engine.telemetry import GcMonitor
+    from trading_engine.core.clock import ManualClock
+    from trading_engine.engine.engine import Engine
+    from trading_engine.engine.telemetry import GcMonitor
+    from trading_engine.sim.publisher import random_walk_stream
+    from trading_engine.sim.venue import simulated_venue
 
     config = load_default_config(environ={})
     config = config.model_copy(
@@ -52,7 +50,7 @@ def run_case(name: str, frames: int) -> dict[str, Any]:
     stream = random_walk_stream(list(config.instrument_map().values()), seed=1)
     data = [frame.rstrip(b"\n") for frame in itertools.islice(stream, frames)]
     clock = ManualClock(start_ns=0)
-    engine = Engine(config, clock=clock, run_id="gc")
+    engine = Engine(config, clock=clock, run_id="gc", sink_factory=simulated_venue)
     engine.start_strategies()
     freeze, threshold = SETTINGS[name]
     monitor = GcMonitor()

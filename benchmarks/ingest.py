@@ -1,6 +1,6 @@
 """Ingest benchmark: frames over loopback into the feed server, applied to books.
 
-A publisher process (``python -m trading_engine.publisher --pregenerate``)
+A publisher process (``python -m trading_engine.sim.publisher --pregenerate``)
 builds a seeded random-walk stream for several symbols, then blasts it at
 the feed port as fast as TCP allows. The engine side (this process) runs
 the real FeedServer and BookBuilder on one event loop; messages per second
@@ -27,8 +27,8 @@ from pathlib import Path
 from benchmarks._common import machine, summarize
 from trading_engine import BookBuilder, BookEntry, Reason
 from trading_engine.config import FeedConfig
-from trading_engine.feed import FeedServer
-from trading_engine.publisher import symbols_for
+from trading_engine.io.feed import FeedServer
+from trading_engine.sim.publisher import symbols_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ async def one_run(count: int, symbols: int, builder_class: type[BookBuilder]) ->
     server = FeedServer(FeedConfig(host="127.0.0.1", port=0), builder)
     await server.start()
     publisher = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "trading_engine.publisher", "--port", str(server.port),
+        sys.executable, "-m", "trading_engine.sim.publisher", "--port", str(server.port),
         "--symbols", str(symbols), "--count", str(count), "--pregenerate",
         cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -35,9 +35,10 @@ from _common import machine, percentile
 from pydantic import BaseModel
 
 from trading_engine.config import parse_config
-from trading_engine.engine import Engine
-from trading_engine.loop import new_event_loop
-from trading_engine.strategy import BookView, NoParams, Strategy, StrategyContext
+from trading_engine.core.strategy import BookView, NoParams, Strategy, StrategyContext
+from trading_engine.engine.engine import Engine
+from trading_engine.lowlevel.loop import new_event_loop
+from trading_engine.sim.venue import simulated_venue
 
 LOOPS = ("priority", "asyncio", "uvloop")
 LOADS = (0, 1000, 10000)
@@ -99,7 +100,7 @@ def _config(loop: str) -> Any:
 
 
 async def _one(config: Any, background: int, ticks: int, interval_ms: float) -> dict[str, Any]:
-    engine = Engine(config)
+    engine = Engine(config, sink_factory=simulated_venue)
     await engine.start()
     assert engine.feed is not None
     stop = False

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from trading_engine.errors import InvalidValue, StrategyError
-from trading_engine.instruments import Instrument
+from trading_engine import Instrument, InvalidValue, StrategyError
 
 
 def ticks(strategy: str, key: str, instrument: Instrument, value: str) -> int:

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies._params import lots
-from trading_engine.orders import OrderType, TimeInForce
-from trading_engine.protocol import Side
-from trading_engine.strategy import BookView, Strategy, StrategyContext
+from trading_engine import BookView, OrderType, Side, Strategy, StrategyContext, TimeInForce
 
 
 class ImbalanceParams(BaseModel):

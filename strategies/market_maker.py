@@ -23,9 +23,7 @@ from fractions import Fraction
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies._params import lots
-from trading_engine.orders import Order, OrderType, TimeInForce
-from trading_engine.protocol import Side
-from trading_engine.strategy import BookView, Strategy, StrategyContext
+from trading_engine import BookView, Order, OrderType, Side, Strategy, StrategyContext, TimeInForce
 
 
 class MarketMakerParams(BaseModel):

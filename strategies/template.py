@@ -16,9 +16,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies._params import lots
-from trading_engine.orders import Order, TimeInForce
-from trading_engine.protocol import Trade
-from trading_engine.strategy import BookView, Fill, Strategy, StrategyContext
+from trading_engine import BookView, Fill, Order, Strategy, StrategyContext, TimeInForce, Trade
 
 
 class TemplateParams(BaseModel):

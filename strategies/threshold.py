@@ -18,9 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies._params import lots, ticks
-from trading_engine.orders import OrderType, TimeInForce
-from trading_engine.protocol import Side
-from trading_engine.strategy import BookView, Strategy, StrategyContext
+from trading_engine import BookView, OrderType, Side, Strategy, StrategyContext, TimeInForce
 
 
 class ThresholdParams(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from trading_engine import Config, parse_config
-from trading_engine.strategy import (
+from trading_engine.core.strategy import (
     BookView,
     Strategy,
 )

@@ -108,7 +108,7 @@ def test_config_is_frozen() -> None:
 
 
 def test_shards_split_the_config_by_stable_hash() -> None:
-    from trading_engine.sharding import shard_of
+    from trading_engine.core.sharding import shard_of
 
     base = load_default_config(environ={})
     assert shard_of("BTC-USD", 2) == 0  # crc32: the same on every host and run

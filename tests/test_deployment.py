@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from trading_engine.cli import build_parser
+from trading_engine.commands.cli import build_parser
 from trading_engine.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

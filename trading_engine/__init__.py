@@ -1,22 +1,34 @@
 """trading-engine: market data in, safe orders out, in microseconds.
 
 The public API is what ``__all__`` lists; everything else may change.
+A strategy needs only these names: :class:`Strategy`, its
+:class:`StrategyContext`, :class:`BookView`, :class:`Fill`,
+:class:`Order` and the enums :class:`Side`, :class:`OrderType`,
+:class:`TimeInForce` and :class:`OrderStatus`.
+
+The package tree is the architecture (``docs/design.md``), imports
+running one way, bottom to top: ``core`` (pure, synchronous),
+``lowlevel`` (the event loop, task helpers, latency histograms, logs),
+``config``, ``io`` (the asyncio edges), ``engine`` (the runtime that
+wires them), ``sim`` (simulators and replay), ``commands`` (the CLI).
 """
 
-from .book import Level, OrderBook
-from .builder import BookBuilder, BookEntry, BookListener, BookState
 from .config import Config, load_config, parse_config
-from .errors import (
+from .core.book import Level, OrderBook
+from .core.builder import BookBuilder, BookEntry, BookListener, BookState
+from .core.errors import (
     BookError,
     ConfigError,
     EngineError,
     FeedProtocolError,
     InvalidValue,
     InvariantError,
+    StrategyError,
 )
-from .instruments import Instrument
-from .loop import Priority, PriorityEventLoop, critical, mark_critical
-from .protocol import (
+from .core.instruments import Instrument
+from .core.orders import Order, OrderStatus, OrderType, TimeInForce
+from .core.positions import Position
+from .core.protocol import (
     BookMessage,
     Decoder,
     Heartbeat,
@@ -26,6 +38,8 @@ from .protocol import (
     Side,
     Trade,
 )
+from .core.strategy import BookView, Fill, Strategy, StrategyContext
+from .lowlevel.loop import Priority, PriorityEventLoop, create_task, critical, mark_critical
 
 __version__ = "0.1.0"
 
@@ -36,25 +50,36 @@ __all__ = [
     "BookListener",
     "BookMessage",
     "BookState",
+    "BookView",
     "Config",
     "ConfigError",
     "Decoder",
     "EngineError",
     "FeedProtocolError",
+    "Fill",
     "Heartbeat",
     "Instrument",
     "InvalidValue",
     "InvariantError",
     "Level",
     "MessageType",
+    "Order",
     "OrderBook",
+    "OrderStatus",
+    "OrderType",
+    "Position",
     "Priority",
     "PriorityEventLoop",
     "Reason",
     "Rejected",
     "Side",
+    "Strategy",
+    "StrategyContext",
+    "StrategyError",
+    "TimeInForce",
     "Trade",
     "__version__",
+    "create_task",
     "critical",
     "load_config",
     "mark_critical",

@@ -22,9 +22,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError
-from .instruments import Instrument
-from .sharding import shard_of, shards_of
+from .core.breaker import BreakerSettings
+from .core.errors import ConfigError
+from .core.instruments import Instrument
+from .core.risk import RiskLimits
+from .core.sharding import shard_of, shards_of
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -152,6 +154,10 @@ class BreakerConfig(_Section):
     open_s: float = Field(5.0, gt=0)
     half_open_calls: int = Field(3, ge=1)
 
+    def settings(self) -> BreakerSettings:
+        """These thresholds as the breaker's own settings type."""
+        return BreakerSettings(**self.model_dump())
+
 
 class RiskConfig(_Section):
     """``[risk]``: pre-trade limits."""
@@ -165,6 +171,17 @@ class RiskConfig(_Section):
         None, ge=1, description="per-strategy order rate; default: max_orders_per_s"
     )
     cancel_on_halt: bool = True
+
+    def limits(self) -> RiskLimits:
+        """These limits as the risk engine's own settings type."""
+        return RiskLimits(
+            max_order_quantity=Decimal(self.max_order_quantity),
+            max_order_notional=Decimal(self.max_order_notional),
+            max_position=Decimal(self.max_position),
+            price_band=self.price_band,
+            max_orders_per_s=self.max_orders_per_s,
+            strategy_max_orders_per_s=self.strategy_max_orders_per_s,
+        )
 
 
 class InstrumentConfig(_Section):

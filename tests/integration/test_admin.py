@@ -11,9 +11,10 @@ import pytest_asyncio
 
 from tests.fakes import config
 from tests.helpers import wait_until
-from trading_engine.engine import Engine
-from trading_engine.publisher import Publisher
-from trading_engine.runner import Service
+from trading_engine.engine.engine import Engine
+from trading_engine.engine.runner import Service
+from trading_engine.sim.publisher import Publisher
+from trading_engine.sim.venue import simulated_venue
 
 REQUIRED = [
     "trading_engine_tick_to_trade_seconds_bucket",
@@ -44,7 +45,10 @@ async def make_service(token: str | None) -> Service:
         admin={"port": 0, "token_env": "TEST_ADMIN_TOKEN"},
         gateway={"mode": "simulated"},
     )
-    service = Service(Engine(cfg), environ={"TEST_ADMIN_TOKEN": token} if token else {})
+    service = Service(
+        Engine(cfg, sink_factory=simulated_venue),
+        environ={"TEST_ADMIN_TOKEN": token} if token else {},
+    )
     await service.start()
     return service
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_cli import ROOT, command
-from trading_engine.bench import percentiles, wire_to_wire
+from trading_engine.commands.bench import percentiles, wire_to_wire
 
 
 def test_wire_to_wire_pairs_each_order_with_its_tick() -> None:
@@ -71,8 +71,8 @@ async def test_simulator_stamps_each_request_at_its_first_bytes() -> None:
     import asyncio
     import time
 
-    from trading_engine.exchange_sim import ExchangeSimulator
-    from trading_engine.instruments import Instrument
+    from trading_engine.core.instruments import Instrument
+    from trading_engine.sim.exchange_sim import ExchangeSimulator
 
     sim = ExchangeSimulator(
         [Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, stamp_arrivals=True

@@ -7,9 +7,10 @@ import pytest
 
 from tests.fakes import config
 from tests.helpers import wait_until
-from trading_engine.engine import Engine
-from trading_engine.orders import OrderStatus
-from trading_engine.publisher import Publisher
+from trading_engine.core.orders import OrderStatus
+from trading_engine.engine.engine import Engine
+from trading_engine.sim.publisher import Publisher
+from trading_engine.sim.venue import simulated_venue
 
 
 def frame(obj: dict[str, object]) -> bytes:
@@ -35,7 +36,7 @@ async def test_feed_to_fill_and_clean_shutdown() -> None:
         ],
         feed={"host": "127.0.0.1", "port": 0},
     )
-    engine = Engine(cfg)
+    engine = Engine(cfg, sink_factory=simulated_venue)
     await engine.start()
     assert engine.feed is not None
     async with Publisher("127.0.0.1", engine.feed.port) as pub:

@@ -12,13 +12,13 @@ import pytest_asyncio
 
 from tests.fakes import config
 from tests.helpers import wait_until
-from trading_engine.breaker import BreakerState
-from trading_engine.engine import Engine
-from trading_engine.exchange_sim import ExchangeSimulator, Faults
-from trading_engine.gateway import HttpGateway
-from trading_engine.orders import OrderStatus
-from trading_engine.risk import TradingState
-from trading_engine.runner import build_engine as runner_build_engine
+from trading_engine.core.breaker import BreakerState
+from trading_engine.core.orders import OrderStatus
+from trading_engine.core.risk import TradingState
+from trading_engine.engine.engine import Engine
+from trading_engine.engine.runner import build_engine as runner_build_engine
+from trading_engine.io.gateway import HttpGateway
+from trading_engine.sim.exchange_sim import ExchangeSimulator, Faults
 
 KEY = "test-key"
 

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from tests.helpers import wait_until
-from trading_engine.fastpath import FastOrderChannel, FastPathError
+from trading_engine.io.fastpath import FastOrderChannel, FastPathError
 
 Script = Callable[[bytes], bytes | None]
 

@@ -15,10 +15,10 @@ import pytest_asyncio
 
 from tests.helpers import wait_until
 from trading_engine import BookBuilder, BookEntry, BookState, Instrument, Reason, Trade
-from trading_engine.capture import CaptureWriter, read_capture
 from trading_engine.config import FeedConfig
-from trading_engine.feed import FeedServer
-from trading_engine.publisher import Publisher, random_walk_stream
+from trading_engine.io.capture import CaptureWriter, read_capture
+from trading_engine.io.feed import FeedServer
+from trading_engine.sim.publisher import Publisher, random_walk_stream
 
 BTC = Instrument("BTC-USD", "0.01", "0.001")
 ETH = Instrument("ETH-USD", "0.01", "0.001")
@@ -285,7 +285,7 @@ async def test_flow_control_keeps_memory_flat_under_a_fast_publisher() -> None:
     server.builder = builder
     async with server:
         publisher = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "trading_engine.publisher", "--port", str(server.port),
+            sys.executable, "-m", "trading_engine.sim.publisher", "--port", str(server.port),
             "--symbols", str(symbols), "--duration", "4",
             cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -16,8 +16,8 @@ import pytest
 from tests.fakes import config
 from tests.helpers import free_port, wait_until
 from trading_engine import Instrument
-from trading_engine.exchange_sim import ExchangeSimulator
-from trading_engine.runner import Service, build_engine
+from trading_engine.engine.runner import Service, build_engine
+from trading_engine.sim.exchange_sim import ExchangeSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
 

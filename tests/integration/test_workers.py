@@ -13,7 +13,7 @@ import httpx
 
 from tests.helpers import free_port, free_port_range
 from tests.integration.test_cli import ROOT, command, wait_for
-from trading_engine.sharding import shard_of
+from trading_engine.core.sharding import shard_of
 
 
 def _status(admin: int) -> Any:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trading_engine.commands.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "check-config" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+
+
+def test_check_config_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "config" / "engine.toml")]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_check_config_invalid_prints_each_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "engine.toml"
+    bad.write_text('[feed]\nport = -1\n[engine]\nloop = "x"\n')
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "feed.port" in err
+    assert "engine.loop" in err
+
+
+def test_console_script_runs_as_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "trading_engine", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert "trading-engine" in done.stdout

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trading_engine import Instrument, InvalidValue
+from trading_engine.core.instruments import MAX_UNITS, parse_decimal
+
+BTC = Instrument("BTC-USD", "0.01", "0.001")
+
+
+@pytest.mark.parametrize(
+    ("value", "ticks"),
+    [
+        ("100.01", 10001),
+        ("100.010", 10001),
+        ("100", 10000),
+        ("0.01", 1),
+        (100.01, 10001),
+        (100, 10000),
+        (0.07, 7),
+        (1e-2, 1),
+        (123456.78, 12345678),
+        (1e6, 100000000),
+    ],
+)
+def test_price_to_ticks_is_exact(value: object, ticks: int) -> None:
+    assert BTC.price_to_ticks(value) == ticks
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("100.001", "off_tick"),
+        (100.001, "off_tick"),
+        ("0", "zero"),
+        ("0.00", "zero"),
+        ("-1", "negative"),
+        (-0.5, "negative"),
+        ("NaN", "not_finite"),
+        ("Infinity", "not_finite"),
+        ("-inf", "not_finite"),
+        (float("nan"), "not_finite"),
+        (float("inf"), "not_finite"),
+        ("1e5", "malformed"),
+        ("+1", "malformed"),
+        (" 1", "malformed"),
+        ("1_000", "malformed"),
+        ("١٢", "malformed"),  # Arabic-Indic digits: int() would take them
+        ("1.", "malformed"),
+        (".5", "malformed"),
+        ("", "malformed"),
+        (True, "malformed"),
+        (None, "malformed"),
+        ([1], "malformed"),
+        ("9" * 60, "too_large"),
+        ("1" + "0" * 20, "too_large"),
+        (1e300, "too_large"),
+    ],
+)
+def test_price_rejections_carry_a_reason(value: object, reason: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        BTC.price_to_ticks(value)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "lots"),
+    [("0", 0), ("-0", 0), ("1.5", 1500), ("0.001", 1), (2, 2000), (0.5, 500), (0.0, 0)],
+)
+def test_size_to_lots(value: object, lots: int) -> None:
+    assert BTC.size_to_lots(value) == lots
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0.0001", "off_lot"),
+        ("-1", "negative"),
+        ("abc", "malformed"),
+        (float("-inf"), "not_finite"),
+    ],
+)
+def test_size_rejections(value: object, reason: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        BTC.size_to_lots(value)
+    assert info.value.reason == reason
+
+
+def test_coarse_and_odd_grids() -> None:
+    half = Instrument("X", "0.5", "25")
+    assert half.price_to_ticks("10.5") == 21
+    assert half.format_price(21) == "10.5"
+    with pytest.raises(InvalidValue):
+        half.price_to_ticks("10.25")
+    assert half.size_to_lots("50") == 2
+    with pytest.raises(InvalidValue):
+        half.size_to_lots("30")
+    assert half.format_size(3) == "75"
+    five = Instrument("Y", "0.05", "1")
+    assert five.price_to_ticks("1.15") == 23
+    with pytest.raises(InvalidValue):
+        five.price_to_ticks("1.12")
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.01", "abc", "NaN", "Infinity", ""])
+def test_instrument_rejects_bad_grids(bad: str) -> None:
+    with pytest.raises(ValueError, match="tick_size"):
+        Instrument("X", bad, "1")
+
+
+def test_formatting_uses_the_instrument_precision() -> None:
+    assert BTC.format_price(10001) == "100.01"
+    assert BTC.format_price(1) == "0.01"
+    assert BTC.format_size(1500) == "1.500"
+    assert BTC.format_size(-1500) == "-1.500"
+    assert BTC.price_decimal(10001) == Decimal("100.01")
+
+
+def test_money_rendering_is_exact() -> None:
+    # 1.5 BTC at 100.01 = 150.015 (ticks*lots = 10001 * 1500), rendered at 0.01.
+    assert BTC.format_money(10001 * 1500, scale=3) == "150.015"
+    assert BTC.format_money(10001 * 1500) == "150.02"  # half to even at 0.01
+    assert BTC.format_money(Fraction(1, 2), scale=6) == "0.000005"  # half of 0.01*0.001
+    assert BTC.format_money(-3) == "0.00"  # no negative zero
+
+
+@given(ticks=st.integers(min_value=1, max_value=MAX_UNITS))
+def test_price_round_trip(ticks: int) -> None:
+    assert BTC.price_to_ticks(BTC.format_price(ticks)) == ticks
+
+
+@given(lots=st.integers(min_value=0, max_value=MAX_UNITS))
+def test_size_round_trip(lots: int) -> None:
+    assert BTC.size_to_lots(BTC.format_size(lots)) == lots
+
+
+@given(ticks=st.integers(min_value=1, max_value=10**13))
+def test_json_float_with_a_short_decimal_form_converts_exactly(ticks: int) -> None:
+    text = BTC.format_price(ticks)
+    as_float = float(text)
+    if len(text.replace(".", "").lstrip("0")) <= 15:
+        assert BTC.price_to_ticks(as_float) == ticks
+
+
+@given(value=st.one_of(st.text(max_size=30), st.floats(), st.integers(), st.none()))
+def test_parse_decimal_never_raises_anything_but_invalid_value(value: object) -> None:
+    reason = None
+    units = 0
+    try:
+        units = parse_decimal(value, 4)
+    except InvalidValue as exc:
+        reason = exc.reason
+    assert reason in {None, "malformed", "not_finite", "too_large", "negative", "off_grid"}
+    assert isinstance(units, int)
+    assert units >= 0

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from trading_engine.core.errors import OrderStateError
+from trading_engine.core.orders import (
+    TRANSITIONS,
+    ClientOrderIds,
+    Order,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from trading_engine.core.protocol import Side
+
+S = OrderStatus
+
+
+def make_order() -> Order:
+    return Order("s-1", "s", "BTC-USD", Side.BUY, OrderType.LIMIT, 10, 100, TimeInForce.GTC)
+
+
+ALLOWED = {
+    (S.PENDING_NEW, S.NEW),
+    (S.PENDING_NEW, S.PARTIALLY_FILLED),
+    (S.PENDING_NEW, S.FILLED),
+    (S.PENDING_NEW, S.CANCELED),
+    (S.PENDING_NEW, S.REJECTED),
+    (S.PENDING_NEW, S.UNKNOWN),
+    (S.UNKNOWN, S.NEW),
+    (S.UNKNOWN, S.PARTIALLY_FILLED),
+    (S.UNKNOWN, S.FILLED),
+    (S.UNKNOWN, S.CANCELED),
+    (S.UNKNOWN, S.REJECTED),
+    (S.NEW, S.PARTIALLY_FILLED),
+    (S.NEW, S.FILLED),
+    (S.NEW, S.CANCELED),
+    (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED),
+    (S.PARTIALLY_FILLED, S.FILLED),
+    (S.PARTIALLY_FILLED, S.CANCELED),
+}
+
+
+@pytest.mark.parametrize(("start", "end"), list(itertools.product(S, S)))
+def test_every_transition(start: OrderStatus, end: OrderStatus) -> None:
+    order = make_order()
+    order.status = start
+    if (start, end) in ALLOWED:
+        assert order.transition(end) is True
+        assert order.status is end
+    elif start is end:
+        assert order.transition(end) is False  # already there: no change
+    else:
+        with pytest.raises(OrderStateError, match=f"{start.value} -> {end.value}"):
+            order.transition(end)
+        assert order.status is start
+
+
+def test_transition_table_matches_the_documented_set() -> None:
+    table = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
+    assert table == ALLOWED
+
+
+def test_open_and_remaining() -> None:
+    order = make_order()
+    assert order.is_open
+    order.add_fill(100, 4)
+    assert order.remaining == 6
+    order.transition(S.PARTIALLY_FILLED)
+    order.transition(S.CANCELED)
+    assert not order.is_open
+    assert order.remaining == 0
+
+
+def test_fills_cannot_exceed_quantity() -> None:
+    order = make_order()
+    order.add_fill(100, 10)
+    with pytest.raises(OrderStateError):
+        order.add_fill(100, 1)
+    with pytest.raises(OrderStateError):
+        make_order().add_fill(100, 0)
+
+
+def test_client_order_ids_are_unique_and_valid() -> None:
+    first = ClientOrderIds()
+    second = ClientOrderIds()
+    assert first.run_id != second.run_id  # random part differs even in the same second
+    ids = {first.next("taker") for _ in range(1000)} | {second.next("taker") for _ in range(1000)}
+    assert len(ids) == 2000
+    pattern = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+    assert all(pattern.fullmatch(i) for i in ids)
+    longest = ClientOrderIds("z" * 16).next("n" * 32)
+    assert len(longest) <= 64
+    with pytest.raises(ValueError, match="run id"):
+        ClientOrderIds("bad id")
+    with pytest.raises(ValueError, match="strategy name"):
+        ClientOrderIds("r").next("sp ace")

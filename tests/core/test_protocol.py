@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trading_engine import BookMessage, Decoder, Heartbeat, Instrument, Reason, Rejected, Trade
+from trading_engine.core.protocol import MessageType, Side
+
+DECODER = Decoder({"BTC-USD": Instrument("BTC-USD", "0.01", "0.001")})
+
+
+def decode(obj: object) -> object:
+    return DECODER.decode(orjson.dumps(obj))
+
+
+def test_decodes_the_specification_example() -> None:
+    msg = DECODER.decode(
+        b'{"type":"snapshot","symbol":"BTC-USD","seq":1,"bids":[["100.00","2"],'
+        b'["99.99","1.5"]],"asks":[["100.01","1"]],"ts":1732862400000000000}'
+    )
+    assert isinstance(msg, BookMessage)
+    assert msg.type is MessageType.SNAPSHOT
+    assert (msg.symbol, msg.seq, msg.ts) == ("BTC-USD", 1, 1732862400000000000)
+    assert msg.bids == [(10000, 2000), (9999, 1500)]
+    assert msg.asks == [(10001, 1000)]
+    trade = DECODER.decode(
+        b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"0.5","side":"buy"}'
+    )
+    assert isinstance(trade, Trade)
+    assert (trade.price, trade.size, trade.side) == (10001, 500, Side.BUY)
+    heartbeat = DECODER.decode(b'{"type":"heartbeat"}')
+    assert isinstance(heartbeat, Heartbeat)
+
+
+def test_json_numbers_are_accepted_exactly() -> None:
+    msg = decode(
+        {"type": "update", "symbol": "BTC-USD", "seq": 2, "bids": [[100.01, 0.5]], "asks": []}
+    )
+    assert isinstance(msg, BookMessage)
+    assert msg.bids == [(10001, 500)]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"{not json", Reason.MALFORMED_JSON),
+        (b"", Reason.MALFORMED_JSON),
+        (b'{"type":"update","bids":[[NaN,1]]}', Reason.MALFORMED_JSON),
+        (b'{"type":"update","x":Infinity}', Reason.MALFORMED_JSON),
+        (b'{"type":"heartbeat"}{"type":"heartbeat"}', Reason.MALFORMED_JSON),
+        (b'{"type":"heartbeat","x":"\xff"}', Reason.INVALID_UTF8),
+        (b"\xc3\x28", Reason.INVALID_UTF8),
+        (b"[1,2]", Reason.BAD_FIELD),
+        (b'"string"', Reason.BAD_FIELD),
+        (b"{}", Reason.BAD_FIELD),
+        (b'{"type":7}', Reason.BAD_FIELD),
+        (b'{"type":"quote","symbol":"BTC-USD","seq":1}', Reason.UNKNOWN_TYPE),
+        (b'{"type":"heartbeat","ts":"now"}', Reason.BAD_FIELD),
+    ],
+)
+def test_bad_frames(frame: bytes, reason: Reason) -> None:
+    msg = DECODER.decode(frame)
+    assert isinstance(msg, Rejected)
+    assert msg.reason is reason
+
+
+def update(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "type": "update",
+        "symbol": "BTC-USD",
+        "seq": 5,
+        "bids": [["100.00", "1"]],
+        "asks": [],
+    }
+    base.update(fields)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"symbol": None}, Reason.BAD_FIELD),
+        ({"symbol": 12}, Reason.BAD_FIELD),
+        ({"seq": None}, Reason.BAD_FIELD),
+        ({"seq": -1}, Reason.BAD_FIELD),
+        ({"seq": 1.0}, Reason.BAD_FIELD),
+        ({"seq": "5"}, Reason.BAD_FIELD),
+        ({"seq": True}, Reason.BAD_FIELD),
+        ({"ts": 1.5}, Reason.BAD_FIELD),
+        ({"bids": None}, Reason.BAD_FIELD),
+        ({"bids": {"100": 1}}, Reason.BAD_FIELD),
+        ({"asks": "none"}, Reason.BAD_FIELD),
+        ({"bids": [["100.00"]]}, Reason.BAD_FIELD),
+        ({"bids": [["100.00", "1", "2"]]}, Reason.BAD_FIELD),
+        ({"bids": ["100.00"]}, Reason.BAD_FIELD),
+        ({"bids": [["NaN", "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [["Infinity", "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [["abc", "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [["1" * 60, "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [[1e300, "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [[True, "1"]]}, Reason.BAD_NUMBER),
+        ({"bids": [["100.001", "1"]]}, Reason.OFF_TICK),
+        ({"bids": [["0", "1"]]}, Reason.OFF_TICK),
+        ({"bids": [["-100.00", "1"]]}, Reason.OFF_TICK),
+        ({"asks": [["100.00", "-1"]]}, Reason.BAD_SIZE),
+        ({"asks": [["100.00", "0.0001"]]}, Reason.BAD_SIZE),
+        ({"symbol": "DOGE-USD"}, Reason.UNKNOWN_SYMBOL),
+    ],
+)
+def test_bad_fields_keep_symbol_and_seq_when_readable(
+    fields: dict[str, object], reason: Reason
+) -> None:
+    msg = decode(update(**fields))
+    assert isinstance(msg, Rejected)
+    assert msg.reason is reason, msg
+    if reason not in (Reason.BAD_FIELD,) or "bids" in fields or "asks" in fields or "ts" in fields:
+        assert msg.symbol == fields.get("symbol", "BTC-USD")
+        assert msg.seq == 5
+
+
+def test_snapshot_specific_rules() -> None:
+    zero = decode({**update(type="snapshot"), "bids": [["100.00", "0"]]})
+    assert isinstance(zero, Rejected)
+    assert zero.reason is Reason.BAD_SIZE
+    assert zero.kind == "snapshot"
+    twice = decode({**update(type="snapshot"), "bids": [["100.00", "1"], ["100.00", "2"]]})
+    assert isinstance(twice, Rejected)
+    assert twice.reason is Reason.BAD_FIELD
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"side": "long"}, Reason.BAD_FIELD),
+        ({"side": None}, Reason.BAD_FIELD),
+        ({"price": None}, Reason.BAD_FIELD),
+        ({"price": "100.005"}, Reason.OFF_TICK),
+        ({"size": "0"}, Reason.BAD_SIZE),
+        ({"size": "-1"}, Reason.BAD_SIZE),
+        ({"size": "nan"}, Reason.BAD_NUMBER),
+    ],
+)
+def test_bad_trades(fields: dict[str, object], reason: Reason) -> None:
+    trade: dict[str, object] = {
+        "type": "trade",
+        "symbol": "BTC-USD",
+        "seq": 9,
+        "price": "100.01",
+        "size": "1",
+        "side": "sell",
+    }
+    trade.update(fields)
+    msg = decode(trade)
+    assert isinstance(msg, Rejected)
+    assert msg.reason is reason
+    assert (msg.symbol, msg.seq) == ("BTC-USD", 9)
+
+
+def test_decoder_reads_memoryview_and_bytearray() -> None:
+    data = bytearray(b'xx{"type":"heartbeat","ts":5}yy')
+    msg = DECODER.decode(memoryview(data)[2:-2])
+    assert isinstance(msg, Heartbeat)
+    assert msg.ts == 5
+    assert isinstance(DECODER.decode(bytearray(b'{"type":"heartbeat"}')), Heartbeat)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    result = DECODER.decode(data)
+    assert isinstance(result, BookMessage | Trade | Heartbeat | Rejected)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "symbol", "seq", "bids", "asks", "price", "size", "side", "ts"]),
+        json_values,
+    )
+)
+def test_arbitrary_json_objects_never_raise(obj: dict[str, object]) -> None:
+    try:
+        frame = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return  # integers beyond 64 bits cannot be encoded; nothing to test
+    result = DECODER.decode(frame)
+    assert isinstance(result, BookMessage | Trade | Heartbeat | Rejected)

@@ -1,0 +1,154 @@
+"""The shipped strategies on scripted books, and strategy loading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fakes import config, snapshot, update
+from trading_engine.core.clock import ManualClock
+from trading_engine.core.errors import StrategyError
+from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
+from trading_engine.core.protocol import Side
+from trading_engine.core.strategy import load_strategy_class
+from trading_engine.engine.engine import Engine
+from trading_engine.sim.venue import simulated_venue
+
+
+def make(cls: str, params: dict[str, Any], **risk: Any) -> tuple[Engine, ManualClock]:
+    clock = ManualClock(start_ns=10**12)
+    cfg = config(
+        [{"name": "s", "class": cls, "symbols": ["BTC-USD"], "params": params}],
+        risk={"max_orders_per_s": 1000, **risk},
+    )
+    engine = Engine(cfg, clock=clock, run_id="t", sink_factory=simulated_venue)
+    engine.start_strategies()
+    return engine, clock
+
+
+def orders(engine: Engine) -> list[Order]:
+    return list(engine.orders.values())
+
+
+THRESHOLD = "strategies.threshold:ThresholdTaker"
+
+
+def test_threshold_buy_taker() -> None:
+    engine, _ = make(THRESHOLD, {"side": "buy", "trigger_price": "99.00", "quantity": "1"})
+    engine.builder.handle(snapshot(1, [["98.90", "1"]], [["99.10", "5"]]))
+    assert orders(engine) == []  # ask above the trigger
+    engine.builder.handle(update(2, [], [["99.00", "2"]]))
+    (order,) = orders(engine)
+    assert (order.side, order.price, order.quantity) == (Side.BUY, 9900, 1000)
+    assert (order.type, order.time_in_force) == (OrderType.LIMIT, TimeInForce.IOC)
+    assert order.status is OrderStatus.FILLED
+    engine.builder.handle(update(3, [["98.91", "1"]], []))
+    assert len(orders(engine)) == 2  # one per update while the trigger holds
+
+
+def test_threshold_sell_taker_with_cooldown() -> None:
+    params = {"side": "sell", "trigger_price": "101.00", "quantity": "0.5", "cooldown_s": 1}
+    engine, clock = make(THRESHOLD, params)
+    engine.builder.handle(snapshot(1, [["101.00", "1"]], [["101.10", "1"]]))
+    engine.builder.handle(update(2, [["101.01", "1"]], []))
+    (order,) = orders(engine)
+    assert (order.side, order.price, order.quantity) == (Side.SELL, 10100, 500)
+    clock.advance(0.5)
+    engine.builder.handle(update(3, [["101.02", "1"]], []))
+    assert len(orders(engine)) == 1  # cooling down
+    clock.advance(0.6)
+    engine.builder.handle(update(4, [["101.03", "1"]], []))
+    assert len(orders(engine)) == 2
+    assert orders(engine)[1].price == 10103
+
+
+def test_threshold_params_are_validated() -> None:
+    with pytest.raises(StrategyError, match=r"'s'.*params.side"):
+        make(THRESHOLD, {"side": "long", "trigger_price": "1", "quantity": "1"})
+    with pytest.raises(StrategyError, match=r"'s'.*params.trigger_price"):
+        make(THRESHOLD, {"side": "buy", "trigger_price": "99.001", "quantity": "1"})
+    with pytest.raises(StrategyError, match=r"params.quantity"):
+        make(THRESHOLD, {"side": "buy", "trigger_price": "99", "quantity": "0"})
+    with pytest.raises(StrategyError, match=r"params.bogus"):
+        make(THRESHOLD, {"side": "buy", "trigger_price": "99", "quantity": "1", "bogus": 1})
+
+
+MM = "strategies.market_maker:MarketMaker"
+
+
+def test_market_maker_quotes_around_microprice_and_requotes() -> None:
+    params = {"quantity": "1", "max_inventory": "2", "half_spread_ticks": 2, "skew_ticks": 4}
+    engine, _ = make(MM, params)
+    # bid 100.00 x 1, ask 100.10 x 1: microprice 100.05.
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    bid, ask = orders(engine)
+    assert (bid.side, bid.price, ask.side, ask.price) == (Side.BUY, 10003, Side.SELL, 10007)
+    assert bid.time_in_force is TimeInForce.GTC
+    # The ask size grows: microprice moves down to 100.00 + 0.10 * 1/4 = 100.025.
+    engine.builder.handle(update(2, [], [["100.10", "3"]]))
+    assert bid.status is OrderStatus.CANCELED
+    assert ask.status is OrderStatus.CANCELED
+    live = [o for o in orders(engine) if o.is_open]
+    prices = sorted((o.side.value, o.price) for o in live)
+    assert prices == [("buy", 10000), ("sell", 10005)]
+
+
+def test_market_maker_skews_with_inventory_and_stops_at_the_limit() -> None:
+    params = {"quantity": "1", "max_inventory": "2", "half_spread_ticks": 2, "skew_ticks": 4}
+    engine, _ = make(MM, params)
+    engine.positions.fill("s", "BTC-USD", Side.BUY, 10000, 1000)  # long 1 of max 2
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    quotes = sorted((o.side.value, o.price) for o in orders(engine))
+    # Fair 100.05 skewed down by 4 * 1/2 = 2 ticks: 100.03 -> bid 100.01, ask 100.05.
+    assert quotes == [("buy", 10001), ("sell", 10005)]
+    engine.positions.fill("s", "BTC-USD", Side.BUY, 10000, 1000)  # at the limit
+    engine.builder.handle(update(2, [["99.99", "1"]], []))
+    open_sides = {o.side for o in orders(engine) if o.is_open}
+    assert open_sides == {Side.SELL}  # no more bids
+
+
+IMB = "strategies.imbalance:ImbalanceTaker"
+
+
+def test_imbalance_taker_follows_the_heavier_side() -> None:
+    params = {"quantity": "1", "max_position": "1", "threshold": 0.5, "levels": 2}
+    engine, _ = make(IMB, params)
+    engine.builder.handle(snapshot(1, [["100.00", "9"], ["99.99", "9"]], [["100.01", "1"]]))
+    (buy,) = orders(engine)
+    assert (buy.side, buy.price, buy.time_in_force) == (Side.BUY, 10001, TimeInForce.IOC)
+    assert buy.status is OrderStatus.FILLED
+    engine.builder.handle(update(2, [["100.00", "8"]], []))
+    assert len(orders(engine)) == 1  # at max_position
+    engine.builder.handle(update(3, [["100.00", "1"], ["99.99", "1"]], [["100.01", "20"]]))
+    sell = orders(engine)[-1]
+    assert (sell.side, sell.price) == (Side.SELL, 10000)
+
+
+def test_template_loads_by_entry_point_and_by_path() -> None:
+    by_name = load_strategy_class("t", "template")
+    by_path = load_strategy_class("t", "strategies.template:TemplateStrategy")
+    assert by_name is by_path
+    engine, _ = make("template", {"quantity": "0.002", "max_spread_ticks": 3})
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.02", "1"]]))
+    (order,) = orders(engine)
+    assert (order.quantity, order.price) == (2, 10002)
+    assert order.status is OrderStatus.FILLED
+    strategy = engine.runners["s"].strategy
+    assert strategy.fills == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nope.module:Thing", "cannot import"),
+        ("strategies.template:Missing", "has no 'Missing'"),
+        ("not-an-entry-point", "neither module:Class nor an entry point"),
+        ("trading_engine.core.book:OrderBook", "not a Strategy subclass"),
+        ("trading_engine.core.strategy:Strategy", "does not implement on_book"),
+    ],
+)
+def test_loading_errors_name_the_strategy(spec: str, message: str) -> None:
+    with pytest.raises(StrategyError, match=message) as info:
+        load_strategy_class("mine", spec)
+    assert "'mine'" in str(info.value)

@@ -1,0 +1,53 @@
+"""The workers' supervisor with stand-in worker commands: restart back-off and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from tests.fakes import config
+from tests.helpers import free_port_range, wait_until
+from trading_engine.core.errors import ConfigError
+from trading_engine.engine.supervisor import Supervisor
+
+
+def _supervisor(command: list[str], workers: int = 2, **options: float) -> Supervisor:
+    cfg = config(feed={"port": free_port_range(workers)}, admin={"port": free_port_range(3)})
+    return Supervisor(cfg, workers, environ={}, command=command, **options)
+
+
+@pytest.mark.asyncio
+async def test_a_crashing_worker_is_restarted_with_growing_back_off() -> None:
+    supervisor = _supervisor([sys.executable, "-c", "import sys; sys.exit(3)"], workers=1)
+    await supervisor.start()
+    try:
+        worker = supervisor.workers[0]
+        await wait_until(lambda: worker.restarts >= 2, 10.0, "two restarts")
+        # 0.5 s before the first restart, 1 s before the second.
+        assert worker.backoff_s >= 2.0
+    finally:
+        await supervisor.shutdown()
+    assert not worker.alive
+
+
+@pytest.mark.asyncio
+async def test_stop_escalates_to_kill_for_a_worker_that_ignores_sigterm() -> None:
+    ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    supervisor = _supervisor([sys.executable, "-c", ignore], stop_timeout_s=0.5)
+    await supervisor.start()
+    await asyncio.sleep(0.3)  # let the workers install their handler
+    assert all(worker.alive for worker in supervisor.workers)
+    started = time.monotonic()
+    await supervisor.shutdown()
+    assert time.monotonic() - started < 5
+    assert not any(worker.alive for worker in supervisor.workers)
+    assert all(worker.restarts == 0 for worker in supervisor.workers)
+
+
+def test_workers_need_fixed_ports() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Supervisor(config(feed={"port": 0}, admin={"port": 0}), 2, environ={})
+    assert len(caught.value.problems) == 2

@@ -1,0 +1,115 @@
+"""``trading-engine bench``: wire-to-wire tick-to-trade on loopback.
+
+Three processes, one clock (CLOCK_MONOTONIC, which every process on a
+Linux host shares)::
+
+    publisher process ──ticks──► engine (this process) ──orders──► exchange process
+    stamps each tick when        the default pipeline with          (the exchange simulator)
+    it is sent                   ThresholdTaker, fast path          stamps each order when
+                                                                    its first bytes arrive
+
+Each tick moves the best ask to a price no other tick of the run has
+within 4,000 ticks, and ThresholdTaker buys at the best ask on every
+tick, so each order names the tick that caused it by its price. The
+wire-to-wire latency of an order is its arrival stamp minus its tick's
+send stamp. The engine's own stages (feed handling, strategy, risk, tick
+to order written, order round trip) are recorded sample by sample.
+
+After the latency ticks the publisher moves the ask above the trigger and
+sends a burst of updates as fast as it can: the engine's throughput is
+that burst's size over the time the engine took to apply it.
+
+``--baseline`` runs, in the same rounds, the naive engine in
+``benchmarks/naive_engine.py`` (stdlib json, a SortedDict book, an
+``asyncio.gather`` of tasks per update, a new ``httpx.AsyncClient`` per
+order) against the same publisher and exchange, and reports the ratio.
+``--compare-metrics`` also runs the engine with its latency histograms
+replaced by no-ops, to show what metrics cost.
+
+The package: ``ticks`` (the publisher process), ``orchestration`` (the
+processes of a round), ``stats`` (percentiles), ``report`` and ``plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ...core.errors import ConfigError
+from .orchestration import EngineCase, run_bench
+from .plot import plot
+from .report import machine, print_report
+from .stats import percentile, percentiles, wire_to_wire
+
+__all__ = [
+    "EngineCase",
+    "add_arguments",
+    "machine",
+    "main",
+    "percentile",
+    "percentiles",
+    "run_bench",
+    "wire_to_wire",
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ticks", type=int, default=1000, help="latency ticks per round")
+    parser.add_argument("--interval-ms", type=float, default=2.0, help="time between ticks")
+    parser.add_argument("--burst", type=int, default=50000, help="updates in the throughput burst")
+    parser.add_argument(
+        "--background-rate",
+        type=float,
+        default=5000.0,
+        help="updates per second of a second, untraded symbol between the ticks (0: none)",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop", choices=("priority", "asyncio", "uvloop"), default="priority")
+    parser.add_argument("--gateway", choices=("fast", "httpx"), default="fast")
+    parser.add_argument(
+        "--busy-poll-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="engine.busy_poll_s for the engine (priority loop; default 0: sleep when idle)",
+    )
+    parser.add_argument("--baseline", action="store_true", help="also run the naive engine")
+    parser.add_argument(
+        "--baseline-ticks", type=int, default=100, help="ticks per round for the baseline"
+    )
+    parser.add_argument(
+        "--baseline-interval-ms",
+        type=float,
+        default=100.0,
+        help="time between the baseline's ticks: it needs tens of ms per order, and a "
+        "shorter interval measures its queue instead of its latency",
+    )
+    parser.add_argument("--baseline-script", metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compare-metrics", action="store_true", help="also run with latency metrics off"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG percentile plot (matplotlib)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ...lowlevel.logs import configure
+
+    configure("error")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--plot needs matplotlib: pip install 'trading-engine[plot]'", []
+            ) from None
+    report = run_bench(args)
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({k: v for k, v in report.items() if k != "_samples"}, indent=2)
+        )
+    if args.plot:
+        plot(report, args.plot)
+    return 0

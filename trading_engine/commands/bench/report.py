@@ -1,0 +1,153 @@
+"""The bench report: per-round percentiles summarized by their median, and its text form."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import sys
+from typing import Any
+
+from .stats import percentiles
+
+__all__ = ["build_report", "machine", "print_report"]
+
+
+def machine() -> dict[str, Any]:
+    """Python version and machine description for the record."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+    }
+
+
+def _median_of(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def per_round(kind: str, key: str = "wire_to_wire_us") -> list[dict[str, float]]:
+        return [percentiles(r[kind][key]) for r in rounds if kind in r]
+
+    def summary(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {name: _median_of(runs, name) for name in ("p50", "p90", "p99", "p99.9", "max")}
+
+    engine_w2w = per_round("engine")
+    stage_names = sorted({name for r in rounds for name in r["engine"]["stages_us"]})
+    stages = {
+        name: summary([percentiles(r["engine"]["stages_us"][name]) for r in rounds])
+        for name in stage_names
+        if all(r["engine"]["stages_us"].get(name) for r in rounds)
+    }
+    throughputs = [
+        r["engine"]["throughput_msg_per_s"] for r in rounds if r["engine"]["throughput_msg_per_s"]
+    ]
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "settings": {
+            "loop": args.loop,
+            "gateway": args.gateway,
+            "busy_poll_s": args.busy_poll_s,
+            "background_rate": args.background_rate,
+            "ticks": args.ticks,
+            "interval_ms": args.interval_ms,
+            "burst": args.burst,
+            "rounds": args.rounds,
+            "baseline_ticks": args.baseline_ticks if args.baseline else None,
+            "baseline_interval_ms": args.baseline_interval_ms if args.baseline else None,
+        },
+        "engine": {
+            "wire_to_wire_us": summary(engine_w2w),
+            "orders_per_round": [r["engine"]["orders"] for r in rounds],
+            "stages_us": stages,
+            "throughput_msg_per_s": statistics.median(throughputs) if throughputs else None,
+        },
+        "note": "medians over rounds of each round's percentile; microseconds",
+    }
+    samples = {"engine": [x for r in rounds for x in r["engine"]["wire_to_wire_us"]]}
+    if any("engine_metrics_off" in r for r in rounds):
+        off = per_round("engine_metrics_off")
+        internal_on = summary(
+            [percentiles(r["engine"]["stages_us"]["tick_to_trade"]) for r in rounds]
+        )
+        internal_off = summary(
+            [percentiles(r["engine_metrics_off"]["stages_us"]["tick_to_trade"]) for r in rounds]
+        )
+        report["metrics_off"] = {
+            "wire_to_wire_us": summary(off),
+            "tick_to_trade_us": internal_off,
+            "cost_pct_internal_p50": 100 * (internal_on["p50"] / internal_off["p50"] - 1),
+            "cost_pct_internal_p99": 100 * (internal_on["p99"] / internal_off["p99"] - 1),
+            "cost_pct_wire_p50": 100
+            * (report["engine"]["wire_to_wire_us"]["p50"] / summary(off)["p50"] - 1),
+        }
+    if any("baseline" in r for r in rounds):
+        base = summary(per_round("baseline"))
+        ours = report["engine"]["wire_to_wire_us"]
+        report["baseline"] = {
+            "wire_to_wire_us": base,
+            "orders_per_round": [r["baseline"]["orders"] for r in rounds],
+            "ratio_p50": base["p50"] / ours["p50"],
+            "ratio_p99": base["p99"] / ours["p99"],
+        }
+        samples["baseline"] = [x for r in rounds for x in r["baseline"]["wire_to_wire_us"]]
+    report["_samples"] = samples
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    s = report["settings"]
+    print(
+        f"trading-engine bench: Python {m['python']} ({m['implementation']}), {m['cpu']}, "
+        f"{m['cores']} cores\nloop {s['loop']} (busy_poll_s {s['busy_poll_s']}), gateway "
+        f"{s['gateway']}, {s['ticks']} ticks every {s['interval_ms']} ms with "
+        f"{s['background_rate']:g} background updates/s, {s['rounds']} rounds\n"
+        f"({report['note']})\n"
+    )
+    header = f"{'':34s}{'p50':>10s}{'p90':>10s}{'p99':>10s}{'p99.9':>10s}{'max':>10s}"
+    print(header)
+
+    def row(name: str, values: dict[str, float]) -> None:
+        cells = "".join(f"{values[k]:10.1f}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+        print(f"{name:34s}{cells}")
+
+    engine = report["engine"]
+    row("wire to wire (tick sent -> order in)", engine["wire_to_wire_us"])
+    labels = {
+        "feed_handle": "  feed: decode+apply (1 in 16)",
+        "strategy": "  strategy evaluation",
+        "risk": "  risk check",
+        "tick_to_trade": "  engine: bytes in -> order written",
+        "roundtrip": "  order round trip",
+    }
+    for name, values in engine["stages_us"].items():
+        row(labels.get(name, name), values)
+    if "metrics_off" in report:
+        off = report["metrics_off"]
+        row("metrics off: wire to wire", off["wire_to_wire_us"])
+        row("metrics off: bytes in -> written", off["tick_to_trade_us"])
+        print(
+            f"metrics cost: {off['cost_pct_internal_p50']:+.1f}% at p50, "
+            f"{off['cost_pct_internal_p99']:+.1f}% at p99 of the engine's tick-to-trade"
+        )
+    if "baseline" in report:
+        base = report["baseline"]
+        row(f"naive baseline (1 tick/{s['baseline_interval_ms']:g} ms)", base["wire_to_wire_us"])
+        print(
+            f"baseline / engine: {base['ratio_p50']:.1f}x at p50, {base['ratio_p99']:.1f}x at p99"
+        )
+    if engine["throughput_msg_per_s"]:
+        print(f"throughput: {engine['throughput_msg_per_s']:,.0f} updates/s applied (burst)")
+    print(f"orders per round: {engine['orders_per_round']} of {s['ticks']} ticks")

@@ -1,0 +1,395 @@
+"""The ``trading-engine`` command line.
+
+Exit codes: 0 success, 2 usage or configuration error, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import __version__
+from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
+from ..core.errors import ConfigError, EngineError, StrategyError
+from .bench import add_arguments as add_bench_arguments
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A command-line value that makes no sense (exit code 2)."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The --config file, else config/engine.toml if present, else the embedded default."""
+    path = getattr(args, "config", None)
+    if path is not None:
+        return load_config(path)
+    if DEFAULT_CONFIG_PATH.exists():
+        return load_config(DEFAULT_CONFIG_PATH)
+    return load_default_config()
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"trading-engine: invalid configuration: {exc}", file=sys.stderr)
+    for problem in exc.problems:
+        if problem != str(exc):
+            print(f"  {problem}", file=sys.stderr)
+
+
+# -- check-config ------------------------------------------------------------------
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: invalid", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from ..core.strategy import load_strategy_class, validate_params
+
+    problems = []
+    for item in config.strategies:
+        try:
+            validate_params(item.name, load_strategy_class(item.name, item.class_), item.params)
+        except EngineError as exc:
+            problems.append(str(exc))
+    if problems:
+        print(f"{args.file}: invalid", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    count = len(config.strategies)
+    print(
+        f"{args.file}: valid ({len(config.instruments)} instrument(s), "
+        f"{count} strateg{'y' if count == 1 else 'ies'})"
+    )
+    return EXIT_OK
+
+
+# -- run -------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..engine.runner import Service, build_engine, run_on_loop
+    from ..lowlevel.logs import configure
+    from ..sim.venue import simulated_venue
+
+    config = _config(args)
+    if args.capture:
+        feed = config.feed.model_copy(update={"capture_path": args.capture})
+        config = config.model_copy(update={"feed": feed})
+    configure(config.engine.log_level)
+    if args.workers > 1:
+        from ..engine.supervisor import Supervisor
+
+        supervisor = Supervisor(config, args.workers, config_path=args.config)
+        asyncio.run(supervisor.run(args.duration))
+        return EXIT_OK
+    engine = build_engine(config, venue=simulated_venue)
+    run_on_loop(config, Service(engine).run(args.duration))
+    return EXIT_OK
+
+
+# -- exchange-sim ------------------------------------------------------------------------
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    return value
+
+
+FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "fail_before": (_probability, "probability of a 503 before an order is taken"),
+    "fail_after": (_probability, "probability of a 500 after an order was taken"),
+    "hang": (_probability, "probability of holding the answer past the client timeout"),
+    "hang_s": (_non_negative, "how long a held answer is held (seconds)"),
+    "rate_limit": (_probability, "probability of a 429 with Retry-After"),
+    "retry_after_s": (lambda t: int(_non_negative(t)), "the Retry-After of a 429 (seconds)"),
+    "reset": (_probability, "probability of dropping the connection after taking an order"),
+    "latency_s": (_non_negative, "latency added to every answer (seconds)"),
+    "feed_gap": (_probability, "probability of skipping a sequence number on the feed"),
+    "feed_duplicate": (_probability, "probability of sending a feed frame twice"),
+    "feed_cross": (_probability, "probability of a crossing update on the feed"),
+}
+
+
+def _exchange_sim(args: argparse.Namespace) -> int:
+    from ..lowlevel.logs import configure
+    from ..sim.exchange_sim import ExchangeSimulator, Faults
+
+    config = _config(args)
+    configure(config.engine.log_level)
+    api_key = os.environ.get(args.api_key_env)
+    if not api_key:
+        raise UsageError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
+    faults = Faults(
+        **{name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
+    )
+    simulator = ExchangeSimulator(
+        [item.to_instrument() for item in config.instruments],
+        api_key=api_key,
+        host=args.host,
+        port=args.port,
+        feed=args.feed,
+        feed_shards=args.feed_shards,
+        stamp_arrivals=args.stamp_arrivals,
+        rate=args.rate,
+        seed=args.seed,
+        faults=faults,
+    )
+
+    async def serve() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with simulator:
+            print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.duration):
+                    await stop.wait()
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+# -- bench -------------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    if args.ticks < 10 or args.rounds < 1 or args.interval_ms <= 0 or args.burst < 0:
+        raise UsageError("bench: --ticks >= 10, --rounds >= 1, --interval-ms > 0, --burst >= 0")
+    return bench_main(args)
+
+
+# -- demo and replay ------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from ..engine.runner import run_on_loop
+    from ..lowlevel.logs import configure
+    from .demo import run_demo
+
+    config = _config(args)
+    # The status screen is the output; logs only for problems, to stderr.
+    configure("warning")
+    logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
+    result = run_on_loop(config, run_demo(config, args.duration))
+    print("summary:", json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from ..sim.replay import replay_file
+
+    config = _config(args)
+    try:
+        result = replay_file(config, args.file)
+    except FileNotFoundError:
+        raise UsageError(f"{args.file}: no such file") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({**summary, "order_log": result.order_log}, indent=2))
+    else:
+        print(
+            f"replayed {result.frames:,} frames in {result.seconds:.2f} s "
+            f"({result.frames_per_s:,.0f} frames/s)"
+        )
+        print(f"orders: {summary['orders']}   fills: {result.fills}")
+        for symbol, position in result.positions.items():
+            print(
+                f"  {symbol}: quantity {position['quantity']}  avg {position['avg_price']}  "
+                f"realized {position['realized_pnl']}  unrealized {position['unrealized_pnl']}"
+            )
+    return EXIT_OK
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command."""
+    parser = argparse.ArgumentParser(
+        prog="trading-engine",
+        description="A low-latency trading engine: market data in, safe orders out.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="the service: feed server, books, strategies, risk, gateway, admin API",
+        description="Run the engine until SIGINT or SIGTERM, then stop cleanly "
+        "(open orders are canceled).",
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help=f"configuration file (default {DEFAULT_CONFIG_PATH})"
+    )
+    run.add_argument("--capture", metavar="FILE", help="record every frame received to FILE")
+    run.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N worker processes, one shard of the symbols each: worker i listens on "
+        "feed.port + i; one admin API for all on admin.port (default 1)",
+    )
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="everything on this machine: engine, exchange simulator, live status",
+        description="Start the engine with the default configuration (or --config) and the "
+        "exchange simulator on loopback, show a live status, print a summary at the end.",
+    )
+    demo.add_argument("--config", metavar="FILE", help="configuration (default: the built-in one)")
+    demo.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    demo.set_defaults(handler=_demo)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run a captured feed through books, strategies and risk, as fast as possible",
+        description="Replay a capture file (from `run --capture`) through the same books, "
+        "strategies, risk and order state machine with the in-process simulated venue. "
+        "Deterministic: the same file and config give the same orders and PnL.",
+    )
+    replay.add_argument("file", metavar="FILE", help="the capture file")
+    replay.add_argument(
+        "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.set_defaults(handler=_replay)
+
+    sim = commands.add_parser(
+        "exchange-sim",
+        help="the exchange simulator: order API, market data, fault injection",
+        description="Serve the exchange order API and publish market data to an engine's "
+        "feed port. The API key is read from the environment variable --api-key-env names.",
+    )
+    sim.add_argument("--config", metavar="FILE", help="take the instruments from this file")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8080, metavar="P")
+    sim.add_argument(
+        "--feed", type=_host_port, metavar="HOST:PORT", help="publish market data here"
+    )
+    sim.add_argument(
+        "--feed-shards",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="the engine runs N workers: publish each symbol to the feed port plus its shard",
+    )
+    sim.add_argument("--rate", type=float, default=200.0, help="market-data messages per second")
+    sim.add_argument(
+        "--stamp-arrivals",
+        action="store_true",
+        help="note when each order's first bytes arrive; GET /bench/arrivals lists them "
+        "(used by `trading-engine bench`)",
+    )
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--api-key-env", default="EXCHANGE_API_KEY", metavar="NAME")
+    sim.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    for name, (kind, text) in FAULT_FLAGS.items():
+        sim.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    sim.set_defaults(handler=_exchange_sim)
+
+    bench = commands.add_parser(
+        "bench",
+        help="wire-to-wire tick-to-trade on loopback, with a report",
+        description="Publisher process -> this engine (ThresholdTaker) -> exchange simulator "
+        "process, on one clock: wire-to-wire p50/p90/p99/p99.9/max, the engine's own stages, "
+        "throughput, Python and machine. --baseline compares the naive engine in "
+        "benchmarks/naive_engine.py; --compare-metrics runs with latency metrics off too.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration file and print each error",
+        description="Validate a configuration file (with TRADING_ENGINE__* overrides), "
+        "including each strategy's class and params. Exit 0 when valid, 2 when not.",
+    )
+    check.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"trading-engine: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StrategyError as exc:
+        # A strategy that cannot be loaded or configured is a configuration error.
+        print(f"trading-engine: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as exc:
+        print(f"trading-engine: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

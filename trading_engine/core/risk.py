@@ -1,0 +1,290 @@
+"""Pre-trade risk: pure, synchronous checks of every order before it leaves.
+
+:class:`RiskEngine.check` answers ``None`` (the order may go) or a
+:class:`Denial` (it may not), and counts every denial by reason. It reads
+nothing by itself: the caller passes the order, the book entry, the
+current position and the open-order exposure, and the clock is injected.
+Cancels are never checked: they always pass.
+
+Checks, in order (the first failure is the reason):
+
+============================  ==================================================
+``halted``                    trading state is ``halted``
+``book_not_live``             the symbol's book is not live (stale, crossed, ...)
+``invalid_order``             quantity <= 0, or a limit order without a price
+``max_quantity``              quantity > ``max_order_quantity``
+``no_price``                  a market order with no opposite level to price it
+``max_notional``              price * quantity > ``max_order_notional``
+``price_band``                limit price further than ``price_band`` from mid
+``reducing``                  state ``reducing`` and the order would not shrink
+                              the position (counting open orders on that side)
+``max_position``              position + open orders + this order > ``max_position``
+``rate_limit``                more than ``max_orders_per_s`` in any 1 s window
+``strategy_rate_limit``       more than ``strategy_max_orders_per_s`` for the strategy
+============================  ==================================================
+
+Limits are converted once per instrument to lots and tick*lot units, so
+each check is integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from .builder import BookEntry, BookState
+from .instruments import Instrument
+from .orders import OrderType
+from .protocol import Side
+
+__all__ = [
+    "Denial",
+    "RiskEngine",
+    "RiskLimits",
+    "SlidingWindowLimit",
+    "TokenBucket",
+    "TradingState",
+]
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class Denial(StrEnum):
+    """Why an order was stopped (a metric label)."""
+
+    HALTED = "halted"
+    BOOK_NOT_LIVE = "book_not_live"
+    INVALID_ORDER = "invalid_order"
+    MAX_QUANTITY = "max_quantity"
+    NO_PRICE = "no_price"
+    MAX_NOTIONAL = "max_notional"
+    PRICE_BAND = "price_band"
+    REDUCING = "reducing"
+    MAX_POSITION = "max_position"
+    RATE_LIMIT = "rate_limit"
+    STRATEGY_RATE_LIMIT = "strategy_rate_limit"
+    #: Not a risk check: the gateway's circuit breaker is open.
+    CIRCUIT_OPEN = "circuit_open"
+    #: Not a risk check: the strategy answered after its time budget.
+    LATE = "late"
+
+
+class TokenBucket:
+    """``rate`` tokens per second, holding at most ``burst``. Injected clock."""
+
+    __slots__ = ("_clock", "_last_ns", "burst", "ns_per_token", "tokens_ns")
+
+    def __init__(self, rate: float, clock: Callable[[], int], burst: int | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._clock = clock
+        self.ns_per_token = round(1e9 / rate)
+        self.burst = burst if burst is not None else max(1, int(rate))
+        # Tokens are kept as nanoseconds of credit: integer arithmetic only.
+        self.tokens_ns = self.burst * self.ns_per_token
+        self._last_ns = clock()
+
+    def refill(self, now_ns: int) -> None:
+        """Credit the time since the last refill, up to ``burst`` tokens."""
+        cap = self.burst * self.ns_per_token
+        tokens = self.tokens_ns + (now_ns - self._last_ns)
+        self.tokens_ns = cap if tokens > cap else tokens
+        self._last_ns = now_ns
+
+    def _refill(self) -> None:
+        self.refill(self._clock())
+
+    def available(self) -> bool:
+        self._refill()
+        return self.tokens_ns >= self.ns_per_token
+
+    def take(self) -> bool:
+        """Take one token; False (and nothing taken) when empty."""
+        self._refill()
+        if self.tokens_ns < self.ns_per_token:
+            return False
+        self.tokens_ns -= self.ns_per_token
+        return True
+
+    def give_back(self) -> None:
+        """Return a token taken for a call that was not made."""
+        self.tokens_ns = min(self.burst * self.ns_per_token, self.tokens_ns + self.ns_per_token)
+
+    def wait_s(self) -> float:
+        """Seconds until one token is available."""
+        self._refill()
+        missing = self.ns_per_token - self.tokens_ns
+        return max(0, missing) / 1e9
+
+
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
+_LIVE = BookState.LIVE
+_MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_BUY = Side.BUY
+
+
+class SlidingWindowLimit:
+    """At most ``count`` events in any window of ``window_ns``. Injected clock.
+
+    Stricter than a token bucket, which lets a full burst plus its refill
+    through within one window: here no window of ``window_ns`` ever holds
+    more than ``count`` accepted events. ``O(1)``.
+    """
+
+    __slots__ = ("_times", "count", "window_ns")
+
+    def __init__(self, count: int, window_ns: int = 10**9) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.count = count
+        self.window_ns = window_ns
+        self._times: deque[int] = deque(maxlen=count)
+
+    def allows(self, now_ns: int) -> bool:
+        times = self._times
+        return len(times) < self.count or now_ns - times[0] >= self.window_ns
+
+    def record(self, now_ns: int) -> None:
+        self._times.append(now_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """The pre-trade limits (``[risk]`` in the configuration file).
+
+    Quantities are in the instrument's units (lots are derived per
+    instrument, rounded down), ``max_order_notional`` in quote currency;
+    ``price_band`` is a fraction of the reference price in (0, 1);
+    rates are orders per rolling second.
+    """
+
+    max_order_quantity: Decimal = Decimal("10")
+    max_order_notional: Decimal = Decimal("1000000")
+    max_position: Decimal = Decimal("100")
+    price_band: float = 0.05
+    max_orders_per_s: int = 50
+    strategy_max_orders_per_s: int | None = None
+
+
+class _Limits:
+    __slots__ = ("max_lots", "max_notional", "max_position")
+
+    def __init__(self, config: RiskLimits, instrument: Instrument) -> None:
+        self.max_lots = _floor_units(config.max_order_quantity, Decimal(instrument.lot_size))
+        self.max_position = _floor_units(config.max_position, Decimal(instrument.lot_size))
+        unit = Decimal(instrument.tick_size) * Decimal(instrument.lot_size)
+        self.max_notional = _floor_units(config.max_order_notional, unit)
+
+
+def _floor_units(amount: Decimal, unit: Decimal) -> int:
+    return int(amount // unit)
+
+
+class RiskEngine:
+    """The pre-trade checks. Pure: no I/O, no clock but the injected one."""
+
+    def __init__(
+        self,
+        config: RiskLimits,
+        instruments: Iterable[Instrument],
+        clock: Callable[[], int],
+        strategies: Iterable[str] = (),
+        strategy_max_orders_per_s: int | None = None,
+    ) -> None:
+        self.config = config
+        self.state = TradingState.ACTIVE
+        self._limits = {inst.symbol: _Limits(config, inst) for inst in instruments}
+        band = Fraction(str(config.price_band))
+        self._band_num = band.numerator
+        self._band_den = band.denominator
+        self._clock = clock
+        self._global = SlidingWindowLimit(config.max_orders_per_s)
+        per_strategy = strategy_max_orders_per_s or config.max_orders_per_s
+        self._per_strategy_rate = per_strategy
+        self._strategy_limits = {name: SlidingWindowLimit(per_strategy) for name in strategies}
+        self.denied: dict[Denial, int] = dict.fromkeys(Denial, 0)
+        self.passed = 0
+
+    def set_state(self, state: TradingState) -> None:
+        self.state = state
+
+    def deny(self, denial: Denial) -> Denial:
+        """Count a denial decided outside the checks (breaker, lateness)."""
+        self.denied[denial] += 1
+        return denial
+
+    def check(
+        self,
+        strategy: str,
+        entry: BookEntry,
+        side: Side,
+        order_type: OrderType,
+        lots: int,
+        price: int | None,
+        position: int,
+        open_buy: int,
+        open_sell: int,
+    ) -> Denial | None:
+        """Check one new order; ``None`` means it may go (and uses a rate token).
+
+        Every denial is counted under its reason. ``O(1)``.
+        """
+        state = self.state
+        if state is _HALTED:
+            return self.deny(Denial.HALTED)
+        if entry.state is not _LIVE:
+            return self.deny(Denial.BOOK_NOT_LIVE)
+        if lots <= 0 or (order_type is _LIMIT and (price is None or price <= 0)):
+            return self.deny(Denial.INVALID_ORDER)
+        limits = self._limits[entry.symbol]
+        if lots > limits.max_lots:
+            return self.deny(Denial.MAX_QUANTITY)
+        book = entry.book
+        bid = book.best_bid
+        ask = book.best_ask
+        if order_type is _MARKET:
+            price = ask if side is _BUY else bid
+            if price is None:
+                return self.deny(Denial.NO_PRICE)
+        assert price is not None
+        if price * lots > limits.max_notional:
+            return self.deny(Denial.MAX_NOTIONAL)
+        if bid is not None and ask is not None:
+            mid_x2 = bid + ask
+            if abs(2 * price - mid_x2) * self._band_den > self._band_num * mid_x2:
+                return self.deny(Denial.PRICE_BAND)
+        else:
+            return self.deny(Denial.NO_PRICE)
+        if side is _BUY:
+            if state is _REDUCING and not (position < 0 and open_buy + lots <= -position):
+                return self.deny(Denial.REDUCING)
+            if position + open_buy + lots > limits.max_position:
+                return self.deny(Denial.MAX_POSITION)
+        else:
+            if state is _REDUCING and not (position > 0 and open_sell + lots <= position):
+                return self.deny(Denial.REDUCING)
+            if position - open_sell - lots < -limits.max_position:
+                return self.deny(Denial.MAX_POSITION)
+        limit = self._strategy_limits.get(strategy)
+        if limit is None:
+            limit = self._strategy_limits[strategy] = SlidingWindowLimit(self._per_strategy_rate)
+        now = self._clock()
+        shared = self._global
+        if not shared.allows(now):
+            return self.deny(Denial.RATE_LIMIT)
+        if not limit.allows(now):
+            return self.deny(Denial.STRATEGY_RATE_LIMIT)
+        shared.record(now)
+        limit.record(now)
+        self.passed += 1
+        return None

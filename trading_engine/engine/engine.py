@@ -1,0 +1,466 @@
+"""The Engine: feed -> book builder -> dispatch -> risk -> order sink.
+
+:class:`Engine` wires the parts together and owns the order and position
+bookkeeping. Its core is synchronous: ``replay`` and the tests drive it
+frame by frame through ``engine.builder.handle``; ``start``/``stop`` add
+the feed server and the strategies' lifecycle on a running loop.
+
+The order path (all synchronous, on the hot path)::
+
+    strategy hook -> ctx.submit -> late? -> RiskEngine.check -> Order
+                  -> OrderSink.submit (the simulated venue or the gateway)
+
+Order outcomes come back through the :class:`ExecutionListener` methods
+(``on_accepted``, ``on_fill``, ``on_status``), which update the order's
+state machine, the open-order exposure and the positions, then queue the
+strategy's ``on_fill``/``on_order_update`` callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+from ..config import Config
+from ..core.builder import BookBuilder
+from ..core.clock import Clock, SystemClock
+from ..core.errors import OrderStateError, StrategyError
+from ..core.instruments import Instrument
+from ..core.orders import ClientOrderIds, Order, OrderSink, OrderStatus, OrderType, TimeInForce
+from ..core.positions import Position, Positions
+from ..core.protocol import Side
+from ..core.risk import Denial, RiskEngine, TradingState
+from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
+from ..io.capture import CaptureWriter
+from ..io.feed import FeedServer
+from ..lowlevel.metrics import LatencyHistogram
+from .dispatch import Dispatcher, StrategyRunner
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("trading_engine.engine")
+
+_BUY = Side.BUY
+
+
+class _Context:
+    """A strategy's :class:`~trading_engine.strategy.StrategyContext`."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
+        self.name = name
+        self.log = logging.getLogger(f"trading_engine.strategy.{name}")
+        self.runner: StrategyRunner | None = None
+        self._last_denial: str | None = None
+
+    def book(self, symbol: str) -> BookView:
+        return self._engine.dispatcher.view(self._engine.builder.books[symbol])
+
+    def instrument(self, symbol: str) -> Instrument:
+        return self._engine.instruments[symbol]
+
+    def position(self, symbol: str) -> Position:
+        return self._engine.positions.of_strategy(self.name, symbol)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        orders = self._engine.open_orders.get(self.name, {}).values()
+        return [o for o in orders if symbol is None or o.symbol == symbol]
+
+    def now_ns(self) -> int:
+        return self._engine.clock.monotonic_ns()
+
+    @property
+    def last_denial(self) -> str | None:
+        return self._last_denial
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        lots: int,
+        price: int | None = None,
+        order_type: OrderType = OrderType.LIMIT,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> Order | None:
+        assert self.runner is not None
+        order, denial = self._engine.submit(
+            self.runner, symbol, side, lots, price, order_type, time_in_force
+        )
+        self._last_denial = None if denial is None else denial.value
+        return order
+
+    def buy(
+        self,
+        symbol: str,
+        lots: int,
+        price: int | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> Order | None:
+        return self._simple(Side.BUY, symbol, lots, price, time_in_force)
+
+    def sell(
+        self,
+        symbol: str,
+        lots: int,
+        price: int | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> Order | None:
+        return self._simple(Side.SELL, symbol, lots, price, time_in_force)
+
+    def _simple(
+        self, side: Side, symbol: str, lots: int, price: int | None, time_in_force: TimeInForce
+    ) -> Order | None:
+        """A limit order, or a market order when ``price`` is None."""
+        order_type = OrderType.MARKET if price is None else OrderType.LIMIT
+        return self.submit(symbol, side, lots, price, order_type, time_in_force)
+
+    def cancel(self, order: Order) -> bool:
+        return self._engine.cancel(order, self.name)
+
+    def replace(
+        self, order: Order, lots: int | None = None, price: int | None = None
+    ) -> Order | None:
+        if not self.cancel(order):
+            return None
+        return self.submit(
+            order.symbol,
+            order.side,
+            order.quantity - order.filled if lots is None else lots,
+            order.price if price is None else price,
+            order.type,
+            order.time_in_force,
+        )
+
+
+class Engine:
+    """The whole engine for one configuration.
+
+    ``clock`` is injected (monotonic and wall time); the order sink is
+    ``sink`` or what ``sink_factory(engine)`` returns (the gateway, or the
+    in-process venue of ``trading_engine.sim.venue``), and one of them is
+    required (``TypeError`` otherwise); ``run_id`` fixes the client order
+    id prefix (replay uses a fixed one for determinism).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        sink: OrderSink | None = None,
+        sink_factory: Callable[[Engine], OrderSink] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.instruments = config.instrument_map()
+        self.positions = Positions()
+        self.orders: dict[str, Order] = {}
+        self.open_orders: dict[str, dict[str, Order]] = {}
+        #: Open lots per symbol: [buy, sell].
+        self.exposure: dict[str, list[int]] = {symbol: [0, 0] for symbol in self.instruments}
+        self.order_counts: Counter[str] = Counter()
+        self.ids = ClientOrderIds(run_id)
+        self.tick_to_trade = LatencyHistogram()
+        #: One pre-trade risk check.
+        self.risk_latency = LatencyHistogram()
+        self.contexts: dict[str, _Context] = {}
+        runners = self._load_strategies()
+        self.runners = {runner.name: runner for runner, _ in runners}
+        self.dispatcher = Dispatcher(runners)
+        self.builder = BookBuilder(self.instruments.values(), self.dispatcher)
+        self.risk = RiskEngine(
+            config.risk.limits(),
+            self.instruments.values(),
+            self.clock.monotonic_ns,
+            strategies=self.runners,
+            strategy_max_orders_per_s=config.risk.strategy_max_orders_per_s,
+        )
+        if sink is None and sink_factory is not None:
+            sink = sink_factory(self)
+        if sink is None:
+            raise TypeError("Engine needs an order sink: pass sink or sink_factory")
+        self.sink: OrderSink = sink
+        self.feed: FeedServer | None = None
+        self.capture: CaptureWriter | None = None
+        self._started = False
+
+    # -- strategies -----------------------------------------------------------
+
+    def _load_strategies(self) -> list[tuple[StrategyRunner, tuple[str, ...]]]:
+        runners = []
+        engine_config = self.config.engine
+        for item in self.config.strategies:
+            cls = load_strategy_class(item.name, item.class_)
+            params = validate_params(item.name, cls, item.params)
+            context = _Context(self, item.name)
+            try:
+                strategy = cls(item.name, params, context, item.symbols)
+            except StrategyError:
+                raise
+            except Exception as exc:
+                raise StrategyError(f"strategy {item.name!r}: could not be created: {exc}") from exc
+            runner = StrategyRunner(
+                strategy,
+                budget_s=engine_config.strategy_budget_s,
+                error_limit=engine_config.strategy_error_limit,
+            )
+            context.runner = runner
+            self.contexts[item.name] = context
+            self.open_orders[item.name] = {}
+            runners.append((runner, tuple(item.symbols)))
+        return runners
+
+    def start_strategies(self) -> None:
+        """Call every strategy's ``on_start`` (in configuration order)."""
+        for runner in self.runners.values():
+            runner.call("on_start")
+
+    def stop_strategies(self) -> None:
+        """Call ``on_stop``, cancel suspended hooks, then every open order."""
+        for runner in self.runners.values():
+            runner.call("on_stop")
+            runner.cancel_in_flight()
+        self.cancel_all()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self, *, serve_feed: bool = True) -> None:
+        """Start the strategies and (by default) the feed server."""
+        if self._started:
+            raise RuntimeError("engine already started")
+        self._started = True
+        start_sink = getattr(self.sink, "start", None)
+        if start_sink is not None:
+            start_sink()
+        self.start_strategies()
+        if serve_feed:
+            if self.config.feed.capture_path:
+                self.capture = CaptureWriter(self.config.feed.capture_path)
+            self.feed = FeedServer(
+                self.config.feed,
+                self.builder,
+                clock=self.clock.monotonic_ns,
+                capture=self.capture,
+            )
+            await self.feed.start()
+
+    async def stop(self, shutdown_drain_s: float = 10.0) -> None:
+        """Graceful shutdown: stop the feed, stop strategies, cancel orders.
+
+        With a gateway, waits up to ``shutdown_drain_s`` for the cancels and
+        any order still being settled, then closes it.
+        """
+        if not self._started:
+            return
+        self._started = False
+        if self.feed is not None:
+            await self.feed.stop()
+        self.stop_strategies()
+        drain = getattr(self.sink, "drain", None)
+        if drain is not None and not await drain(shutdown_drain_s):
+            log.error("some order requests were still in flight at shutdown")
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            await close()
+        if self.capture is not None:
+            self.capture.close()
+        await asyncio.sleep(0)
+
+    # -- orders -----------------------------------------------------------------
+
+    def submit(
+        self,
+        runner: StrategyRunner,
+        symbol: str,
+        side: Side,
+        lots: int,
+        price: int | None,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+    ) -> tuple[Order | None, Denial | None]:
+        """Risk-check and send one order for a strategy."""
+        risk = self.risk
+        if runner.expired:
+            runner.late_orders += 1
+            return None, risk.deny(Denial.LATE)
+        entry = self.builder.books.get(symbol)
+        if entry is None:
+            return None, risk.deny(Denial.BOOK_NOT_LIVE)
+        exposure = self.exposure[symbol]
+        started = perf_counter_ns()
+        denial = risk.check(
+            runner.name,
+            entry,
+            side,
+            order_type,
+            lots,
+            price,
+            self.positions.quantity(symbol),
+            exposure[0],
+            exposure[1],
+        )
+        self.risk_latency.observe_ns(perf_counter_ns() - started)
+        if denial is not None:
+            return None, denial
+        if not self.sink.allow():
+            return None, risk.deny(Denial.CIRCUIT_OPEN)
+        now = self.clock.monotonic_ns()
+        order = Order(
+            self.ids.next(runner.name),
+            runner.name,
+            symbol,
+            side,
+            order_type,
+            lots,
+            price if order_type is OrderType.LIMIT else None,
+            time_in_force,
+            now,
+        )
+        self.orders[order.client_order_id] = order
+        self.open_orders[runner.name][order.client_order_id] = order
+        exposure[0 if side == _BUY else 1] += lots
+        runner.orders += 1
+        self.order_counts["submitted"] += 1
+        order.recv_ns = self.dispatcher.recv_ns
+        self.sink.submit(order)
+        return order, None
+
+    def cancel(self, order: Order, strategy: str | None = None) -> bool:
+        """Ask the sink to cancel an open order. Cancels always pass risk."""
+        if strategy is not None and order.strategy != strategy:
+            return False
+        if not order.is_open or order.cancel_requested:
+            return False
+        order.cancel_requested = True
+        self.order_counts["cancel_requested"] += 1
+        self.sink.cancel(order)
+        return True
+
+    def cancel_all(self) -> int:
+        """Cancel every open order; returns how many cancels were sent."""
+        count = 0
+        for orders in self.open_orders.values():
+            for order in list(orders.values()):
+                count += self.cancel(order)
+        return count
+
+    def set_trading_state(self, state: TradingState) -> None:
+        """active | reducing | halted; halting cancels open orders if configured."""
+        previous = self.risk.state
+        self.risk.set_state(state)
+        if previous is not state:
+            log.warning("trading state %s -> %s", previous.value, state.value)
+        if state is TradingState.HALTED and self.config.risk.cancel_on_halt:
+            self.cancel_all()
+
+    # -- ExecutionListener --------------------------------------------------------
+
+    def on_written(self, order: Order) -> None:
+        if order.recv_ns:
+            self.tick_to_trade.observe_ns(self.clock.monotonic_ns() - order.recv_ns)
+
+    def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            log.error("acknowledgement for unknown order %s", client_order_id)
+            return
+        order.exchange_order_id = exchange_order_id
+
+    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            log.error("fill for unknown order %s", client_order_id)
+            return
+        try:
+            order.add_fill(price, lots)
+        except OrderStateError:
+            log.exception("fill rejected for order %s", client_order_id)
+            return
+        if order.is_open:
+            # Once an order is closed its whole remainder left the exposure.
+            self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
+        self.positions.fill(order.strategy, order.symbol, order.side, price, lots)
+        self.order_counts["fills"] += 1
+        runner = self.runners.get(order.strategy)
+        if runner is not None:
+            self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
+
+    def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            log.error("status for unknown order %s", client_order_id)
+            return
+        was_open = order.is_open
+        try:
+            changed = order.transition(status, reason)
+        except OrderStateError:
+            log.exception("invalid order transition")
+            return
+        if not changed:
+            return
+        if was_open and not order.is_open:
+            leftover = order.quantity - order.filled
+            self.exposure[order.symbol][0 if order.side == _BUY else 1] -= leftover
+            self.open_orders.get(order.strategy, {}).pop(client_order_id, None)
+            self.order_counts[status.value] += 1
+        runner = self.runners.get(order.strategy)
+        if runner is not None:
+            self.dispatcher.post(runner, "on_order_update", order)
+
+    # -- introspection ------------------------------------------------------------
+
+    def breaker_state(self) -> str:
+        """``closed``, ``half_open`` or ``open`` (always closed without a breaker)."""
+        breaker = getattr(self.sink, "breaker", None)
+        return "closed" if breaker is None else str(breaker.state.label)
+
+    def not_ready(self) -> str | None:
+        """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
+        if self.feed is None or not self.feed.listening:
+            return "the feed server is not listening"
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document of the admin API."""
+        books: dict[str, Any] = {}
+        for symbol, entry in self.builder.books.items():
+            inst = entry.instrument
+            bid = entry.book.best_bid_level()
+            ask = entry.book.best_ask_level()
+            books[symbol] = {
+                "state": entry.state.value,
+                "seq": entry.seq,
+                "best_bid": None
+                if bid is None
+                else [inst.format_price(bid[0]), inst.format_size(bid[1])],
+                "best_ask": None
+                if ask is None
+                else [inst.format_price(ask[0]), inst.format_size(ask[1])],
+            }
+        positions: dict[str, Any] = {}
+        for symbol, position in self.positions.by_symbol.items():
+            inst = self.instruments[symbol]
+            entry = self.builder.books[symbol]
+            avg = position.avg_price
+            positions[symbol] = {
+                "quantity": inst.format_size(position.quantity),
+                "avg_price": None if avg is None else inst.format_price_fraction(avg),
+                "realized_pnl": inst.format_money(position.realized),
+                "unrealized_pnl": inst.format_money(position.unrealized(entry.book.mid())),
+            }
+        return {
+            "trading_state": self.risk.state.value,
+            "breaker": self.breaker_state(),
+            "books": books,
+            "positions": positions,
+            "open_orders": sum(len(orders) for orders in self.open_orders.values()),
+            "strategies": {
+                name: {"enabled": runner.enabled, "errors": runner.errors, "orders": runner.orders}
+                for name, runner in self.runners.items()
+            },
+        }

@@ -1,0 +1,380 @@
+"""Per-core workers: ``trading-engine run --workers N``.
+
+The supervisor starts N worker processes, each a plain ``trading-engine
+run`` with its own event loop and these settings overridden through the
+environment (the same mechanism docker-compose uses)::
+
+    worker i:  engine.shard = i, engine.shards = N
+               feed.port    = feed.port + i        (market data for its shard)
+               admin.host   = 127.0.0.1
+               admin.port   = admin.port + 1 + i   (scraped by the supervisor)
+               feed.capture_path = <path>.<i>      (when capturing)
+
+and serves the admin API on ``admin.host:admin.port`` for all of them:
+``/metrics`` merges every worker's exposition with a ``worker`` label and
+adds ``trading_engine_worker_up`` and ``trading_engine_worker_restarts_total``;
+``/status`` merges books, positions and strategies (shards own disjoint
+symbols) and lists the workers; ``/halt``, ``/reduce`` and ``/resume`` check
+the token and are forwarded to every worker.
+
+A worker that exits while the supervisor is running is restarted after a
+back-off that doubles on each quick failure (up to 10 s). SIGTERM or SIGINT
+stop the supervisor, which sends SIGTERM to every worker and waits for them
+(SIGKILL after ``stop_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+
+from ..config import ENV_PREFIX, Config
+from ..core.errors import ConfigError
+from ..io.admin import admin_app, authorize
+from ..io.webserver import json_response, serve
+from ..lowlevel.tasks import cancel_and_wait
+
+__all__ = ["Supervisor", "Worker", "worker_environment"]
+
+log = logging.getLogger("trading_engine.supervisor")
+
+_MAX_BACKOFF_S = 10.0
+_STABLE_AFTER_S = 30.0  # a worker up this long resets its back-off
+_TRADING_ORDER = {"active": 0, "reducing": 1, "halted": 2}
+_BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def worker_environment(config: Config, index: int, count: int) -> dict[str, str]:
+    """The environment overrides that make a ``run`` process worker ``index`` of ``count``."""
+    env = {
+        f"{ENV_PREFIX}ENGINE__SHARD": str(index),
+        f"{ENV_PREFIX}ENGINE__SHARDS": str(count),
+        f"{ENV_PREFIX}FEED__PORT": str(config.feed.port + index),
+        f"{ENV_PREFIX}ADMIN__HOST": "127.0.0.1",
+        f"{ENV_PREFIX}ADMIN__PORT": str(config.admin.port + 1 + index),
+    }
+    if config.feed.capture_path:
+        env[f"{ENV_PREFIX}FEED__CAPTURE_PATH"] = f"{config.feed.capture_path}.{index}"
+    return env
+
+
+class Worker:
+    """One worker process and its restart history."""
+
+    def __init__(self, index: int, config: Config, count: int) -> None:
+        self.index = index
+        self.env = worker_environment(config, index, count)
+        self.feed_port = config.feed.port + index
+        self.admin_port = config.admin.port + 1 + index
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.backoff_s = 0.5
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "worker": self.index,
+            "pid": self.process.pid if self.process else None,
+            "alive": self.alive,
+            "restarts": self.restarts,
+            "feed_port": self.feed_port,
+            "admin_port": self.admin_port,
+        }
+
+
+class Supervisor:
+    """Runs and watches the workers; serves the combined admin API."""
+
+    def __init__(
+        self,
+        config: Config,
+        workers: int,
+        *,
+        config_path: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        stop_timeout_s: float = 10.0,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ConfigError("--workers must be at least 1", ["--workers must be at least 1"])
+        problems = []
+        if config.feed.port == 0:
+            problems.append("feed.port: workers need a fixed port (worker i listens on port + i)")
+        if config.admin.port == 0:
+            problems.append("admin.port: workers need a fixed port (worker i uses port + 1 + i)")
+        if config.feed.port + workers - 1 > 65535 or config.admin.port + workers > 65535:
+            problems.append("feed.port/admin.port: too high for this many workers")
+        if problems:
+            raise ConfigError(f"cannot run {workers} workers", problems)
+        self.config = config
+        self.environ = dict(os.environ if environ is None else environ)
+        self.workers = [Worker(i, config, workers) for i in range(workers)]
+        self.stop_timeout_s = stop_timeout_s
+        base = [sys.executable, "-m", "trading_engine", "run"]
+        if config_path is not None:
+            base += ["--config", config_path]
+        self.command = list(command) if command is not None else base
+        self.token = self.environ.get(config.admin.token_env) or None
+        self.port = config.admin.port
+        self._stop = asyncio.Event()
+        self._watchers: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self.start()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    await self._stop.wait()
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=2.0)
+        self._runner, self.port = await serve(self.app(), self.config.admin.host, self.port)
+        for worker in self.workers:
+            await self._spawn(worker)
+            self._watchers.append(
+                asyncio.create_task(self._watch(worker), name=f"watch-worker-{worker.index}")
+            )
+        log.info(
+            "supervising %d workers; combined admin API on http://%s:%d",
+            len(self.workers),
+            self.config.admin.host,
+            self.port,
+        )
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        for task in self._watchers:
+            await cancel_and_wait(task)
+        self._watchers.clear()
+        await asyncio.gather(*(self._terminate(worker) for worker in self.workers))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _spawn(self, worker: Worker) -> None:
+        env = {**self.environ, **worker.env}
+        worker.process = await asyncio.create_subprocess_exec(*self.command, env=env)
+        worker.started_at = time.monotonic()
+        log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
+
+    async def _watch(self, worker: Worker) -> None:
+        while not self._stop.is_set():
+            assert worker.process is not None
+            code = await worker.process.wait()
+            if self._stop.is_set():
+                return
+            uptime = time.monotonic() - worker.started_at
+            if uptime >= _STABLE_AFTER_S:
+                worker.backoff_s = 0.5
+            log.error(
+                "worker %d exited with code %s after %.1f s; restarting in %.1f s",
+                worker.index,
+                code,
+                uptime,
+                worker.backoff_s,
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(worker.backoff_s):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
+            worker.backoff_s = min(worker.backoff_s * 2, _MAX_BACKOFF_S)
+            worker.restarts += 1
+            await self._spawn(worker)
+
+    async def _terminate(self, worker: Worker) -> None:
+        process = worker.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.stop_timeout_s):
+                await process.wait()
+        except TimeoutError:
+            log.error("worker %d did not stop in time; killing it", worker.index)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    # -- the combined admin API -----------------------------------------------------------
+
+    def app(self) -> web.Application:
+        forward = self._forward
+        return admin_app(
+            self._metrics,
+            self._healthz,
+            self._readyz,
+            self._status,
+            {"/halt": forward, "/reduce": forward, "/resume": forward},
+        )
+
+    async def _ask(self, worker: Worker, path: str, **kwargs: Any) -> httpx.Response | None:
+        if not worker.alive or self._client is None:
+            return None
+        method = kwargs.pop("method", "GET")
+        try:
+            return await self._client.request(
+                method, f"http://127.0.0.1:{worker.admin_port}{path}", **kwargs
+            )
+        except httpx.HTTPError:
+            return None
+
+    async def _ask_all(self, path: str, **kwargs: Any) -> list[httpx.Response | None]:
+        return list(
+            await asyncio.gather(*(self._ask(worker, path, **kwargs) for worker in self.workers))
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        answers = await self._ask_all("/metrics")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_MergedMetrics(self.workers, answers))
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return await self._all_ok("/healthz")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return await self._all_ok("/readyz")
+
+    async def _all_ok(self, path: str) -> web.Response:
+        answers = await self._ask_all(path)
+        failing = [
+            worker.index
+            for worker, answer in zip(self.workers, answers, strict=True)
+            if answer is None or answer.status_code != 200
+        ]
+        if failing:
+            return json_response({"ok": False, "failing_workers": failing}, 503)
+        return json_response({"ok": True, "workers": len(self.workers)}, 200)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        answers = await self._ask_all("/status")
+        documents = [
+            answer.json() if answer is not None and answer.status_code == 200 else None
+            for answer in answers
+        ]
+        return json_response(merge_status(documents, [w.describe() for w in self.workers]), 200)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        refused = authorize(request, self.token)
+        if refused is not None:
+            return refused
+        answers = await self._ask_all(
+            request.path,
+            method="POST",
+            headers={"Authorization": request.headers["Authorization"]},
+        )
+        results = {
+            str(worker.index): (answer.json() if answer is not None else {"error": "unreachable"})
+            for worker, answer in zip(self.workers, answers, strict=True)
+        }
+        ok = all(answer is not None and answer.status_code == 200 for answer in answers)
+        log.warning("%s forwarded to %d workers (all applied: %s)", request.path, len(answers), ok)
+        return json_response({"workers": results}, 200 if ok else 502)
+
+
+def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str, Any]]) -> Any:
+    """One ``/status`` document from the workers' (None for a worker that did not answer).
+
+    Shards own disjoint symbols, so books, positions and strategies merge
+    by key; the trading state and the breaker report the most restrictive
+    of the workers'.
+    """
+    merged: dict[str, Any] = {
+        "trading_state": "active",
+        "breaker": "closed",
+        "books": {},
+        "positions": {},
+        "open_orders": 0,
+        "strategies": {},
+        "workers": workers,
+    }
+    for document in documents:
+        if document is None:
+            continue
+        if _TRADING_ORDER[document["trading_state"]] > _TRADING_ORDER[merged["trading_state"]]:
+            merged["trading_state"] = document["trading_state"]
+        if _BREAKER_ORDER[document["breaker"]] > _BREAKER_ORDER[merged["breaker"]]:
+            merged["breaker"] = document["breaker"]
+        for key in ("books", "positions", "strategies"):
+            merged[key].update(document[key])
+        merged["open_orders"] += document["open_orders"]
+    return merged
+
+
+class _MergedMetrics(Collector):
+    """The workers' expositions, each sample labelled with its worker."""
+
+    def __init__(self, workers: list[Worker], answers: list[httpx.Response | None]) -> None:
+        self.workers = workers
+        self.answers = answers
+
+    def collect(self) -> list[Metric]:
+        families: dict[str, Metric] = {}
+        up = Metric("trading_engine_worker_up", "1 while a worker answers its scrape.", "gauge")
+        restarts = Metric(
+            "trading_engine_worker_restarts", "Times the supervisor restarted a worker.", "counter"
+        )
+        for worker, answer in zip(self.workers, self.answers, strict=True):
+            label = str(worker.index)
+            answered = answer is not None and answer.status_code == 200
+            up.samples.append(Sample(up.name, {"worker": label}, 1.0 if answered else 0.0))
+            restarts.samples.append(
+                Sample(restarts.name + "_total", {"worker": label}, float(worker.restarts))
+            )
+            if not answered:
+                continue
+            assert answer is not None
+            for family in text_string_to_metric_families(answer.text):
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                merged.samples.extend(
+                    sample._replace(labels={**sample.labels, "worker": label})
+                    for sample in family.samples
+                )
+        return [up, restarts, *families.values()]

@@ -1,0 +1,325 @@
+"""The engine's Prometheus metrics and the event-loop lag monitor.
+
+The hot path keeps plain ints and :class:`LatencyHistogram` objects;
+:class:`EngineCollector` turns them into the exposition when Prometheus
+scrapes, so observing costs a ``bisect`` instead of a prometheus_client
+call. Metric names follow the admin API specification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..core.builder import BookState
+from ..core.orders import OrderStatus
+from ..core.protocol import MessageType, Reason
+from ..core.risk import Denial
+from ..lowlevel.loop import PriorityEventLoop
+from ..lowlevel.metrics import LatencyHistogram, add_histogram, histogram_family
+from ..lowlevel.tasks import cancel_and_wait
+from .engine import Engine
+
+__all__ = ["EngineCollector", "GcMonitor", "LoopMonitor", "registry_for"]
+
+P = "trading_engine_"
+
+
+class LoopMonitor:
+    """Measures how late the event loop runs a periodic timer.
+
+    Every ``interval_s`` it sleeps and records how much later than asked it
+    woke up: the time a tick would have waited behind other work. A wake-up
+    later than ``slow_callback_s`` counts as a stall: on loops that cannot
+    time each callback (asyncio without debug mode, uvloop) that is how slow
+    callbacks are counted. The priority loop counts them one by one
+    (:attr:`slow_callbacks` then reads its own counter).
+    """
+
+    def __init__(self, interval_s: float = 0.05, slow_callback_s: float = 0.001) -> None:
+        self.interval_s = interval_s
+        self.slow_callback_s = slow_callback_s
+        self.lag = LatencyHistogram()
+        self.stalls = 0
+        self.last_beat = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def slow_callbacks(self) -> int:
+        """Callbacks slower than ``slow_callback_s`` (priority loop), else stalls seen."""
+        if isinstance(self.loop, PriorityEventLoop):
+            return self.loop.stats.slow_callbacks
+        return self.stalls
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._run(), name="loop-monitor")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        interval_ns = round(self.interval_s * 1e9)
+        slow_ns = self.slow_callback_s * 1e9
+        while True:
+            start = time.perf_counter_ns()
+            await asyncio.sleep(self.interval_s)
+            late = time.perf_counter_ns() - start - interval_ns
+            if late > slow_ns:
+                self.stalls += 1
+            self.lag.observe_ns(max(0, late))
+            self.last_beat = time.monotonic()
+
+
+class GcMonitor:
+    """Times every garbage collection through ``gc.callbacks``.
+
+    Costs nothing between collections. :meth:`tune` applies the settings
+    ``[engine] gc_freeze`` and ``gc_threshold`` name (see docs/design.md).
+    """
+
+    def __init__(self) -> None:
+        self.pauses = [LatencyHistogram() for _ in range(3)]
+        self._started = 0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._callback)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            gc.callbacks.remove(self._callback)
+            self._installed = False
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        elif self._started:
+            self.pauses[info["generation"]].observe_ns(time.perf_counter_ns() - self._started)
+            self._started = 0
+
+    @staticmethod
+    def tune(freeze: bool, threshold: int | None) -> None:
+        """Move start-up objects out of the collector's sight; set the gen-0 threshold."""
+        if threshold is not None:
+            _, second, third = gc.get_threshold()
+            gc.set_threshold(threshold, second, third)
+        if freeze:
+            gc.collect()
+            gc.freeze()
+
+
+class EngineCollector(Collector):
+    """Renders the engine's counters and histograms for Prometheus."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        monitor: LoopMonitor | None = None,
+        gc_monitor: GcMonitor | None = None,
+    ) -> None:
+        self.engine = engine
+        self.monitor = monitor
+        self.gc_monitor = gc_monitor
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        builder = engine.builder
+
+        tick = histogram_family(
+            P + "tick_to_trade_seconds",
+            "Feed bytes received to order request written to the exchange socket.",
+        )
+        add_histogram(tick, engine.tick_to_trade)
+        yield tick
+
+        stages = histogram_family(
+            P + "stage_seconds",
+            "Latency of one pipeline stage: feed_handle (decode + validate + apply, "
+            "sampled 1 frame in 16) and risk (one pre-trade check).",
+            ["stage"],
+        )
+        feed_server = engine.feed
+        add_histogram(
+            stages,
+            feed_server.handle_latency if feed_server else LatencyHistogram(),
+            ["feed_handle"],
+        )
+        add_histogram(stages, engine.risk_latency, ["risk"])
+        yield stages
+
+        messages = CounterMetricFamily(
+            P + "feed_messages", "Frames accepted, by message type.", labels=["type"]
+        )
+        for kind in MessageType:
+            messages.add_metric([kind.value], builder.accepted[kind])
+        yield messages
+
+        rejected = CounterMetricFamily(
+            P + "feed_rejected", "Frames ignored or rejected, by reason.", labels=["reason"]
+        )
+        for reason in Reason:
+            rejected.add_metric([reason.value], builder.rejected[reason])
+        feed = engine.feed
+        rejected.add_metric(["bad_peer_closed"], feed.stats.bad_peer_closed if feed else 0)
+        yield rejected
+
+        orders = CounterMetricFamily(
+            P + "orders", "Orders by final or current outcome.", labels=["status"]
+        )
+        orders.add_metric(["submitted"], engine.order_counts["submitted"])
+        for status in OrderStatus:
+            if status is not OrderStatus.PENDING_NEW:
+                orders.add_metric([status.value], engine.order_counts[status.value])
+        yield orders
+
+        roundtrip = histogram_family(
+            P + "order_roundtrip_seconds", "Order request written to exchange answer read."
+        )
+        gateway_histogram = getattr(engine.sink, "roundtrip", None)
+        add_histogram(
+            roundtrip,
+            gateway_histogram
+            if isinstance(gateway_histogram, LatencyHistogram)
+            else LatencyHistogram(),
+        )
+        yield roundtrip
+
+        denied = CounterMetricFamily(
+            P + "risk_denied", "Orders stopped by pre-trade risk.", labels=["reason"]
+        )
+        for denial in Denial:
+            denied.add_metric([denial.value], engine.risk.denied[denial])
+        yield denied
+
+        breaker = getattr(engine.sink, "breaker", None)
+        yield GaugeMetricFamily(
+            P + "circuit_breaker_state",
+            "Order gateway circuit breaker: 0 closed, 1 half open, 2 open.",
+            value=0 if breaker is None else int(breaker.state),
+        )
+
+        strategy = histogram_family(
+            P + "strategy_seconds", "One strategy's evaluation of one update.", ["strategy"]
+        )
+        for name, runner in engine.runners.items():
+            add_histogram(strategy, runner.latency, [name])
+        yield strategy
+
+        errors = CounterMetricFamily(
+            P + "strategy_errors", "Exceptions raised by strategy hooks.", labels=["strategy"]
+        )
+        enabled = GaugeMetricFamily(
+            P + "strategy_enabled", "1 while a strategy is enabled.", labels=["strategy"]
+        )
+        for name, runner in engine.runners.items():
+            errors.add_metric([name], runner.errors)
+            enabled.add_metric([name], 1 if runner.enabled else 0)
+        yield errors
+        yield enabled
+
+        lag = histogram_family(P + "loop_lag_seconds", "How late the event loop runs a timer.")
+        monitor = self.monitor
+        add_histogram(lag, monitor.lag if monitor else LatencyHistogram())
+        yield lag
+        yield CounterMetricFamily(
+            P + "loop_slow_callbacks",
+            "Callbacks slower than engine.slow_callback_s (priority loop: each one timed; "
+            "asyncio and uvloop: loop-lag samples later than that).",
+            value=monitor.slow_callbacks if monitor else 0,
+        )
+        loop = monitor.loop if monitor else None
+        if isinstance(loop, PriorityEventLoop):
+            loop_stats = loop.stats
+            callbacks = CounterMetricFamily(
+                P + "loop_callbacks", "Callbacks run, by priority.", labels=["priority"]
+            )
+            callbacks.add_metric(["critical"], loop_stats.critical_callbacks)
+            callbacks.add_metric(["normal"], loop_stats.normal_callbacks)
+            yield callbacks
+            yield CounterMetricFamily(
+                P + "loop_critical_polls",
+                "Polls of the critical sockets between background callbacks.",
+                value=loop_stats.critical_polls,
+            )
+            yield CounterMetricFamily(
+                P + "loop_share_deferrals",
+                "Critical drains put off so background work kept its share.",
+                value=loop_stats.share_deferrals,
+            )
+        if self.gc_monitor is not None:
+            pauses = histogram_family(
+                P + "gc_pause_seconds", "Garbage collector pauses, by generation.", ["generation"]
+            )
+            for generation, histogram in enumerate(self.gc_monitor.pauses):
+                add_histogram(pauses, histogram, [str(generation)])
+            yield pauses
+
+        states = GaugeMetricFamily(
+            P + "book_state", "1 for the state each book is in.", labels=["symbol", "state"]
+        )
+        for symbol, entry in builder.books.items():
+            for state in BookState:
+                states.add_metric([symbol, state.value], 1 if entry.state is state else 0)
+        yield states
+
+        trading = GaugeMetricFamily(
+            P + "trading_state", "1 for the current trading state.", labels=["state"]
+        )
+        for value in ("active", "reducing", "halted"):
+            trading.add_metric([value], 1 if engine.risk.state.value == value else 0)
+        yield trading
+
+        position = GaugeMetricFamily(
+            P + "position", "Position per symbol, in units of the instrument.", labels=["symbol"]
+        )
+        realized = GaugeMetricFamily(
+            P + "realized_pnl", "Realized PnL per symbol, in quote currency.", labels=["symbol"]
+        )
+        unrealized = GaugeMetricFamily(
+            P + "unrealized_pnl", "Unrealized PnL at mid per symbol.", labels=["symbol"]
+        )
+        for symbol, inst in engine.instruments.items():
+            held = engine.positions.by_symbol.get(symbol)
+            quantity = held.quantity if held else 0
+            # Gauges are floats by nature; the exact values are in /status.
+            position.add_metric([symbol], float(inst.format_size(quantity)))
+            realized.add_metric([symbol], float(inst.format_money(held.realized if held else 0, 8)))
+            mid = builder.books[symbol].book.mid()
+            open_pnl = held.unrealized(mid) if held else 0
+            unrealized.add_metric([symbol], float(inst.format_money(open_pnl, 8)))
+        yield position
+        yield realized
+        yield unrealized
+
+        open_orders = GaugeMetricFamily(P + "open_orders", "Orders currently open.")
+        open_orders.add_metric([], sum(len(orders) for orders in engine.open_orders.values()))
+        yield open_orders
+
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped with no running loop (tests)
+            tasks = 0
+        yield GaugeMetricFamily(P + "tasks", "Tasks alive on the event loop.", value=tasks)
+
+        connections = GaugeMetricFamily(P + "feed_connections", "Publisher connections open.")
+        connections.add_metric([], len(feed.sessions) if feed else 0)
+        yield connections
+
+
+def registry_for(
+    engine: Engine, monitor: LoopMonitor | None = None, gc_monitor: GcMonitor | None = None
+) -> CollectorRegistry:
+    """A fresh registry holding the engine's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(engine, monitor, gc_monitor))
+    return registry

@@ -1,0 +1,270 @@
+"""The order fast path: pre-warmed keep-alive HTTP/1.1 connections for POST /orders.
+
+httpx's client layer costs about 200 us per request before anything is
+written (URL parsing, request and response models), far above the
+engine's tick-to-trade budget. Order placement therefore has its own
+channel: a few connections opened at start-up and kept alive, a request
+encoder that only appends the body to pre-built bytes, and a strict
+response parser. ``try_send`` writes the request synchronously, inside
+the strategy's call to ``submit``, so the bytes are on the socket before
+the hot path returns.
+
+Everything else (reads, cancels, fills, settlement, retries) stays on
+httpx. The parser accepts exactly what the exchange API sends: an
+``HTTP/1.1`` status line, headers, and a ``Content-Length`` body; anything
+else (chunked encoding, a malformed line, bytes nobody asked for) closes
+the connection and makes that request's outcome unknown, which the
+gateway settles like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Final
+from urllib.parse import urlsplit
+
+from ..lowlevel.loop import mark_critical, unmark_critical
+
+__all__ = ["Answer", "FastOrderChannel", "FastPathError"]
+
+log = logging.getLogger("trading_engine.fastpath")
+
+_MAX_HEAD: Final = 16 * 1024
+_MAX_BODY: Final = 1024 * 1024
+
+
+class FastPathError(ConnectionError):
+    """The connection failed or the answer was not one we accept."""
+
+
+class Answer:
+    """A parsed HTTP answer: status code, headers (lower-case names), body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status_code}, {self.content[:60]!r})"
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request in flight at a time."""
+
+    def __init__(self, channel: FastOrderChannel) -> None:
+        self._channel = channel
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Answer] | None = None
+        self._buffer = bytearray()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Order acknowledgements are read ahead of background work.
+        mark_critical(transport)
+
+    def send(self, data: bytes, waiter: asyncio.Future[Answer]) -> None:
+        assert self.transport is not None
+        self.waiter = waiter
+        self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            self._fail(FastPathError("bytes arrived with no request in flight"))
+            return
+        self._buffer += data
+        try:
+            answer = self._parse()
+        except FastPathError as exc:
+            self._fail(exc)
+            return
+        if answer is None:
+            return
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result(answer)
+        if answer.headers.get("connection", "").lower() == "close":
+            self.close()
+        else:
+            self._channel._idle(self)
+
+    def _parse(self) -> Answer | None:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > _MAX_HEAD:
+                raise FastPathError("answer head too long")
+            return None
+        lines = bytes(buffer[:end]).split(b"\r\n")
+        status = lines[0].split(b" ", 2)
+        if len(status) < 2 or status[0] != b"HTTP/1.1" or not status[1].isdigit():
+            raise FastPathError(f"bad status line {lines[0][:60]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip():
+                raise FastPathError(f"bad header line {line[:60]!r}")
+            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+        if "transfer-encoding" in headers:
+            raise FastPathError("transfer-encoding is not accepted on the fast path")
+        length_text = headers.get("content-length")
+        if length_text is None or not length_text.isdigit():
+            raise FastPathError("answer without a valid Content-Length")
+        length = int(length_text)
+        if length > _MAX_BODY:
+            raise FastPathError("answer body too large")
+        total = end + 4 + length
+        if len(buffer) < total:
+            return None
+        if len(buffer) > total:
+            raise FastPathError("bytes beyond the answer")
+        content = bytes(buffer[end + 4 : total])
+        buffer.clear()
+        return Answer(int(status[1]), headers, content)
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            self._channel._gone(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.transport is not None:
+            unmark_critical(self.transport)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(FastPathError(f"connection lost: {exc}"))
+        self._channel._gone(self)
+
+
+class FastOrderChannel:
+    """A small pool of warm connections to the exchange for POST /orders."""
+
+    def __init__(self, base_url: str, api_key: str, connections: int = 2) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the fast path needs an http:// base URL, got {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.size = connections
+        prefix = parts.path.rstrip("/")
+        self._head = (
+            f"POST {prefix}/orders HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\n"
+            f"X-API-Key: {api_key}\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: "
+        ).encode("latin-1")
+        self._idle_connections: list[_Connection] = []
+        self._all: set[_Connection] = set()
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent = 0
+        self.fallbacks = 0
+
+    def request_bytes(self, body: bytes) -> bytes:
+        """The whole request for an order body (the encoder)."""
+        return b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+
+    async def start(self, within_s: float = 5.0) -> None:
+        """Open the pool's connections; failures keep retrying in the background."""
+        self._refill()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within_s)
+
+    def try_send(self, body: bytes) -> asyncio.Future[Answer] | None:
+        """Write a POST /orders now on an idle connection; None if none is idle."""
+        idle = self._idle_connections
+        while idle:
+            connection = idle.pop()
+            if connection.closed:
+                continue
+            waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            connection.send(self.request_bytes(body), waiter)
+            self.sent += 1
+            return waiter
+        self.fallbacks += 1
+        self._refill()
+        return None
+
+    def abandon(self, waiter: asyncio.Future[Answer]) -> None:
+        """Give up on a request (timeout): its connection cannot be trusted."""
+        for connection in list(self._all):
+            if connection.waiter is waiter:
+                connection.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for connection in list(self._all):
+            connection.close()
+        await asyncio.sleep(0)
+
+    # -- pool -----------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            lambda: _Connection(self), self.host, self.port
+        )
+        if self._closed:
+            connection.close()
+            return
+        self._all.add(connection)
+        self._idle_connections.append(connection)
+
+    def _idle(self, connection: _Connection) -> None:
+        if not connection.closed and not self._closed:
+            self._idle_connections.append(connection)
+
+    def _gone(self, connection: _Connection) -> None:
+        self._all.discard(connection)
+        with contextlib.suppress(ValueError):
+            self._idle_connections.remove(connection)
+        self._refill()
+
+    def _refill(self) -> None:
+        """Start one connecting task per missing connection (each retries until it connects)."""
+        if self._closed:
+            return
+        missing = self.size - len(self._all) - len(self._tasks)
+        loop = asyncio.get_running_loop()
+        for _ in range(max(0, missing)):
+            task = loop.create_task(self._keep_connecting())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _keep_connecting(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            try:
+                await self._connect()
+                return
+            except OSError as exc:
+                log.warning("fast path connection to %s:%d failed: %s", self.host, self.port, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def connections(self) -> Iterable[_Connection]:
+        return tuple(self._all)
