@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -34,8 +35,18 @@ class Listener:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         self.events.append(("fill", client_order_id, str(price), str(lots)))
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        self.events.append(("report", client_order_id, str(filled_lots), str(avg_price)))
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        self.events.append(("fault", client_order_id, kind))
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         self.events.append(("status", client_order_id, status.value))
