@@ -190,8 +190,8 @@ class EngineCollector(Collector):
             "(an overfill halts trading).",
             labels=["kind"],
         )
-        for kind, count in sorted(engine.order_faults.items()):
-            faults.add_metric([kind], count)
+        for fault, count in sorted(engine.order_faults.items()):
+            faults.add_metric([fault], count)
         yield faults
 
         ignored = CounterMetricFamily(
@@ -200,8 +200,8 @@ class EngineCollector(Collector):
             "counted), unknown_order (an order the engine does not hold).",
             labels=["reason"],
         )
-        for reason, count in sorted(engine.ignored.items()):
-            ignored.add_metric([reason], count)
+        for cause, count in sorted(engine.ignored.items()):
+            ignored.add_metric([cause], count)
         yield ignored
 
         roundtrip = histogram_family(
