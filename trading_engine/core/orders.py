@@ -271,9 +271,7 @@ class Order:
             self.reason = reason
         return True
 
-    def credit_report(
-        self, filled_lots: int, avg_price: Fraction | None
-    ) -> tuple[Price, int] | None:
+    def credit_report(self, filled_lots: int, avg_price: Price | None) -> tuple[Price, int] | None:
         """Apply an order answer's cumulative fill; returns ``(price, lots)`` to credit now.
 
         ``filled_lots`` is the answer's cumulative ``filled_quantity`` in
@@ -294,7 +292,13 @@ class Order:
             return None
         lots = filled_lots - self.filled
         total = avg_price * filled_lots
-        price = _exact((total - self.filled_cost) / lots)
+        added = total - self.filled_cost
+        price: Price
+        if isinstance(added, int):
+            whole, rest = divmod(added, lots)
+            price = whole if not rest else Fraction(added, lots)
+        else:
+            price = _exact(Fraction(added) / lots)
         if price <= 0:
             raise OrderStateError(
                 f"order {self.client_order_id}: average {avg_price} over {filled_lots} lots "
@@ -303,7 +307,7 @@ class Order:
         if filled_lots > self.reported:
             self.reported = filled_lots
         self.filled = filled_lots
-        self.filled_cost = _exact(total)
+        self.filled_cost = total if isinstance(total, int) else _exact(total)
         return price, lots
 
     def credit_fill(

@@ -26,7 +26,8 @@ __all__ = ["Position", "Positions"]
 
 
 def _exact(value: Price) -> Price:
-    if isinstance(value, Fraction) and value.denominator == 1:
+    # type(), not isinstance(): Fraction's ABC metaclass makes isinstance slow.
+    if type(value) is Fraction and value.denominator == 1:
         return value.numerator
     return value
 
@@ -84,6 +85,9 @@ class Position:
             open_lots.append([price, remaining, tag])
             self.cost += price * remaining
             self.quantity += sign * remaining
+        if type(price) is int and type(self.cost) is int and type(self.realized) is int:
+            self.realized += realized
+            return realized
         self.cost = _exact(self.cost)
         self.realized = _exact(self.realized + realized)
         return _exact(realized)

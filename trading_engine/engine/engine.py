@@ -41,7 +41,7 @@ from typing import Any
 from ..config import Config
 from ..core.builder import BookBuilder
 from ..core.clock import Clock, SystemClock
-from ..core.errors import DuplicateFill, OrderStateError, StrategyError
+from ..core.errors import DuplicateFill, InvalidValue, OrderStateError, StrategyError
 from ..core.instruments import Instrument
 from ..core.orders import (
     FAULT_KINDS,
@@ -426,7 +426,13 @@ class Engine:
         if order is None:
             self._ignore("unknown_order", "order answer", client_order_id)
             return
-        average = None if avg_price is None else Fraction(avg_price) / self._ticks[order.symbol]
+        average: Price | None = None
+        if avg_price is not None:
+            try:
+                # On the tick grid (the common case): integer arithmetic only.
+                average = self.instruments[order.symbol].price_to_ticks(str(avg_price))
+            except InvalidValue:
+                average = Fraction(avg_price) / self._ticks[order.symbol]
         before = order.reported
         try:
             credit = order.credit_report(filled_lots, average)
@@ -546,6 +552,8 @@ class Engine:
             now_ns = self.clock.monotonic_ns()
         closed = self._closed
         cutoff = now_ns - self._retention_ns
+        if not closed or closed[0].closed_ns > cutoff:
+            return 0
         forget = getattr(self.sink, "forget", None)
         evicted = 0
         kept: list[Order] = []
