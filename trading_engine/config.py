@@ -96,6 +96,12 @@ class EngineConfig(_Section):
     strategy_error_limit: int = Field(
         5, ge=1, description="consecutive errors before a strategy is disabled"
     )
+    closed_order_retention_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="how long a closed order stays in memory for late fills and answers",
+    )
 
 
 class FeedConfig(_Section):

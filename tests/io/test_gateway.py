@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -34,8 +35,18 @@ class Listener:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         self.events.append(("fill", client_order_id, str(price), str(lots)))
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        self.events.append(("report", client_order_id, str(filled_lots), str(avg_price)))
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        self.events.append(("fault", client_order_id, kind))
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         self.events.append(("status", client_order_id, status.value))
@@ -199,3 +210,66 @@ async def test_cancel_applies_the_final_state(
     assert await gw.drain()
     assert listener.statuses() == ["canceled"]
     await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_an_answer_is_reported_before_its_status_and_fills_carry_their_id(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    body = {"order_id": "X-1", "client_order_id": "s-r-1", "status": "filled",
+            "filled_quantity": "0.500", "avg_price": "100.015", "reason": None}  # fmt: skip
+    respx_mock.post("/orders").mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    fills = [{"fill_id": 4, "client_order_id": "s-r-1", "symbol": "BTC-USD", "side": "buy",
+              "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    seen: list[int | None] = []
+    record = listener.on_fill
+
+    def on_fill(cid: str, price: int, lots: int, fill_id: int | None = None) -> None:
+        seen.append(fill_id)
+        record(cid, price, lots, fill_id)
+
+    listener.on_fill = on_fill  # type: ignore[method-assign]
+    gw.start()
+    gw.submit(make_order())
+    await wait_until(lambda: bool(seen))
+    kinds = [event[0] for event in listener.events]
+    assert kinds.index("report") < kinds.index("status")
+    assert ("report", "s-r-1", "500", "100.015") in listener.events
+    assert seen == [4]
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_an_unreadable_average_is_an_order_fault(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    body = {"order_id": "X-1", "client_order_id": "s-r-1", "status": "filled",
+            "filled_quantity": "0.500", "avg_price": "NaN", "reason": None}  # fmt: skip
+    respx_mock.post("/orders").mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert ("fault", "s-r-1", "unreadable_answer") in listener.events
+    assert not [e for e in listener.events if e[0] == "report"]
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_a_forgotten_order_leaves_the_known_orders(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, _ = gateway
+    respx_mock.post("/orders").mock(return_value=answer("canceled"))
+    for i in range(50):
+        gw.submit(make_order(f"s-r-{i}"))
+    assert await gw.drain()
+    for i in range(50):
+        gw.forget(f"s-r-{i}")
+    assert not gw._known
+    fills = [{"fill_id": 1, "client_order_id": "s-r-3", "symbol": "BTC-USD", "side": "buy",
+              "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    assert await gw.poll_fills() == 0  # a late fill of a forgotten order is not applied

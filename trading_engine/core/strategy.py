@@ -47,7 +47,7 @@ from .book import Level
 from .builder import BookEntry, BookState
 from .errors import StrategyError
 from .instruments import Instrument
-from .orders import Order, OrderType, TimeInForce
+from .orders import Order, OrderType, Price, TimeInForce
 from .protocol import Side, Trade
 
 if TYPE_CHECKING:
@@ -74,11 +74,16 @@ class NoParams(BaseModel):
 
 
 class Fill:
-    """One fill of one of the strategy's orders."""
+    """Lots of one of the strategy's orders now in its position.
+
+    ``price`` in ticks: a fill's price, or (an ``int`` or an exact
+    ``Fraction``) the average of several fills an order answer reported at
+    once, before the fills feed listed them one by one.
+    """
 
     __slots__ = ("lots", "order", "price")
 
-    def __init__(self, order: Order, price: int, lots: int) -> None:
+    def __init__(self, order: Order, price: Price, lots: int) -> None:
         self.order = order
         self.price = price
         self.lots = lots

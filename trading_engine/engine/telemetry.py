@@ -174,13 +174,35 @@ class EngineCollector(Collector):
         yield rejected
 
         orders = CounterMetricFamily(
-            P + "orders", "Orders by final or current outcome.", labels=["status"]
+            P + "orders",
+            "Orders that reached each status (submitted: sent to the order sink).",
+            labels=["status"],
         )
         orders.add_metric(["submitted"], engine.order_counts["submitted"])
         for status in OrderStatus:
             if status is not OrderStatus.PENDING_NEW:
                 orders.add_metric([status.value], engine.order_counts[status.value])
         yield orders
+
+        faults = CounterMetricFamily(
+            P + "order_faults",
+            "Order faults the order sink could not resolve alone, by kind "
+            "(an overfill halts trading).",
+            labels=["kind"],
+        )
+        for fault, count in sorted(engine.order_faults.items()):
+            faults.add_metric([fault], count)
+        yield faults
+
+        ignored = CounterMetricFamily(
+            P + "execution_reports_ignored",
+            "Fills, answers and statuses not applied: duplicate_fill (a fill id already "
+            "counted), unknown_order (an order the engine does not hold).",
+            labels=["reason"],
+        )
+        for cause, count in sorted(engine.ignored.items()):
+            ignored.add_metric([cause], count)
+        yield ignored
 
         roundtrip = histogram_family(
             P + "order_roundtrip_seconds", "Order request written to exchange answer read."

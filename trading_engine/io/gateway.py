@@ -36,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -132,6 +133,10 @@ class HttpGateway:
 
     def cancel(self, order: Order) -> None:
         self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+
+    def forget(self, client_order_id: str) -> None:
+        """Drop a closed, settled order the engine no longer keeps (its late fills are ignored)."""
+        self._known.pop(client_order_id, None)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -380,15 +385,18 @@ class HttpGateway:
             body = orjson.loads(response.content)
             status = _STATUSES[body["status"]]
             filled = self._instruments[order.symbol].size_to_lots(body["filled_quantity"])
+            average = _avg_price(body.get("avg_price"))
         except (orjson.JSONDecodeError, KeyError, TypeError, InvalidValue):
             log.error(
                 "unreadable order answer for %s: %r", order.client_order_id, response.content[:200]
             )
             self._count("bad_answer")
+            self._listener.on_order_fault(order.client_order_id, "unreadable_answer")
             return
         self._listener.on_accepted(order.client_order_id, body.get("order_id"))
-        if filled > order.filled:
+        if filled > order.feed_filled:
             self._fills_wanted.set()
+        self._listener.on_order_report(order.client_order_id, filled, average)
         if status is OrderStatus.PENDING_NEW or status is OrderStatus.UNKNOWN:
             return
         if status is order.status and status is not OrderStatus.PARTIALLY_FILLED:
@@ -417,8 +425,9 @@ class HttpGateway:
                 lots = inst.size_to_lots(fill["quantity"])
             except InvalidValue:
                 log.error("unreadable fill %r", fill)
+                self._listener.on_order_fault(order.client_order_id, "unreadable_fill")
                 continue
-            self._listener.on_fill(order.client_order_id, price, lots)
+            self._listener.on_fill(order.client_order_id, price, lots, fill_id)
             applied += 1
         return applied
 
@@ -442,6 +451,25 @@ class HttpGateway:
             raise ConnectionError("could not read open orders")
         result: list[dict[str, Any]] = orjson.loads(response.content)
         return result
+
+
+def _avg_price(value: object) -> Decimal | None:
+    """An answer's ``avg_price``: the exact decimal, None when null; InvalidValue otherwise."""
+    if value is None:
+        return None
+    if type(value) is str:
+        text = value
+    elif type(value) is int or type(value) is float:
+        text = repr(value)  # a float's shortest round-tripping form
+    else:
+        raise InvalidValue("malformed", value)
+    try:
+        price = Decimal(text)
+    except InvalidOperation:
+        raise InvalidValue("malformed", value) from None
+    if not price.is_finite() or price <= 0:
+        raise InvalidValue("malformed", value)
+    return price
 
 
 def _retry_after_s(response: Reply) -> float:

@@ -14,14 +14,22 @@ Matching rules:
   fills against asks at or below its price (a sell against bids at or
   above), at most the size shown at the best level per update;
 * cancels of resting orders succeed at once.
+
+It reports the way the gateway does: each fill through ``on_fill``
+(without a fill id), then, before every status, the order's cumulative
+filled lots and average price through ``on_order_report``, as an order
+answer would carry them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
+from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 
@@ -34,10 +42,20 @@ __all__ = ["SimulatedVenue", "simulated_venue"]
 class SimulatedVenue:
     """An :class:`~trading_engine.orders.OrderSink` that fills in process."""
 
-    def __init__(self, books: Mapping[str, BookEntry], listener: ExecutionListener) -> None:
+    def __init__(
+        self,
+        books: Mapping[str, BookEntry],
+        listener: ExecutionListener,
+        instruments: Mapping[str, Instrument] | None = None,
+    ) -> None:
         self._books = books
         self._listener = listener
+        self._instruments: Mapping[str, Instrument] = instruments or {
+            symbol: entry.instrument for symbol, entry in books.items()
+        }
         self.resting: dict[str, Order] = {}
+        #: Lots and cost (ticks * lots) filled per resting order, as the venue counts them.
+        self._filled: dict[str, list[int]] = {}
         self.orders = 0
         self.fills = 0
         self._next_id = 0
@@ -51,40 +69,66 @@ class SimulatedVenue:
         listener = self._listener
         listener.on_written(order)
         listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
+        cid = order.client_order_id
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
-            listener.on_status(order.client_order_id, OrderStatus.REJECTED, "book_not_live")
+            self._report(order, OrderStatus.REJECTED, "book_not_live", [0, 0])
             return
-        filled = self._match(order, entry, sweep=True)
-        remaining = order.quantity - filled
-        if not remaining:
-            listener.on_status(order.client_order_id, OrderStatus.FILLED, None)
+        done = [0, 0]
+        self._match(order, entry, done, sweep=True)
+        if done[0] >= order.quantity:
+            self._report(order, OrderStatus.FILLED, None, done)
         elif order.type is OrderType.MARKET or order.time_in_force is TimeInForce.IOC:
-            listener.on_status(order.client_order_id, OrderStatus.CANCELED, "ioc_remainder")
+            self._report(order, OrderStatus.CANCELED, "ioc_remainder", done)
         else:
-            self.resting[order.client_order_id] = order
-            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
-            listener.on_status(order.client_order_id, status, None)
+            self.resting[cid] = order
+            self._filled[cid] = done
+            status = OrderStatus.PARTIALLY_FILLED if done[0] else OrderStatus.NEW
+            self._report(order, status, None, done)
 
     def cancel(self, order: Order) -> None:
-        if self.resting.pop(order.client_order_id, None) is not None:
-            self._listener.on_status(order.client_order_id, OrderStatus.CANCELED, "canceled")
+        cid = order.client_order_id
+        if self.resting.pop(cid, None) is not None:
+            self._report(order, OrderStatus.CANCELED, "canceled", self._filled.pop(cid))
 
     def on_book(self, entry: BookEntry, recv_ns: int = 0) -> None:
         """Fill resting orders the new book crosses."""
         if not self.resting:
             return
         for order in [o for o in self.resting.values() if o.symbol == entry.symbol]:
-            if self._match(order, entry, sweep=False) and order.filled >= order.quantity:
-                del self.resting[order.client_order_id]
-                self._listener.on_status(order.client_order_id, OrderStatus.FILLED, None)
-            elif order.filled:
-                self._listener.on_status(order.client_order_id, OrderStatus.PARTIALLY_FILLED, None)
+            cid = order.client_order_id
+            done = self._filled[cid]
+            if not self._match(order, entry, done, sweep=False):
+                continue
+            if done[0] >= order.quantity:
+                del self.resting[cid]
+                del self._filled[cid]
+                self._report(order, OrderStatus.FILLED, None, done)
+            else:
+                self._report(order, OrderStatus.PARTIALLY_FILLED, None, done)
 
-    def _match(self, order: Order, entry: BookEntry, sweep: bool) -> int:
-        """Fill ``order`` against the book; returns the lots filled now."""
+    def _report(
+        self, order: Order, status: OrderStatus, reason: str | None, done: list[int]
+    ) -> None:
+        """The order answer: cumulative lots and average price, then the status."""
+        listener = self._listener
+        cid = order.client_order_id
+        average = None
+        if done[0]:
+            inst: Instrument | None = self._instruments.get(order.symbol)
+            ticks = Fraction(done[1], done[0])
+            if inst is not None:
+                average = Decimal(inst.format_price_fraction(ticks))
+        listener.on_order_report(cid, done[0], average)
+        listener.on_status(cid, status, reason)
+
+    def _match(self, order: Order, entry: BookEntry, done: list[int], sweep: bool) -> int:
+        """Fill ``order`` against the book; returns the lots filled now.
+
+        ``done`` is the venue's ``[lots, cost]`` filled so far for the order.
+        """
         book = entry.book
-        remaining = order.quantity - order.filled
+        remaining = order.quantity - done[0]
         limit = order.price
         levels = book.asks() if order.side is Side.BUY else book.bids()
         filled = 0
@@ -93,6 +137,8 @@ class SimulatedVenue:
                 break
             take = min(remaining - filled, size)
             self.fills += 1
+            done[0] += take
+            done[1] += price * take
             self._listener.on_fill(order.client_order_id, price, take)
             filled += take
             if filled >= remaining or not sweep:
@@ -105,6 +151,6 @@ def simulated_venue(engine: Engine) -> SimulatedVenue:
 
     Pass it as ``Engine(config, sink_factory=simulated_venue)``.
     """
-    venue = SimulatedVenue(engine.builder.books, engine)
+    venue = SimulatedVenue(engine.builder.books, engine, engine.instruments)
     engine.dispatcher.after_book = venue.on_book
     return venue
