@@ -23,7 +23,7 @@ hands the book whole, validated changes.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Final
 
@@ -83,7 +83,7 @@ class OrderBook:
         self.best_bid = None
         self.best_ask = None
 
-    def replace(self, bids: list[Level], asks: list[Level]) -> None:
+    def replace(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Replace the whole book (a snapshot). ``O(n log n)``.
 
         Sizes must be positive; the caller validates them.
@@ -129,6 +129,8 @@ class OrderBook:
         """Apply changed levels (an update), in order. ``O(k log n)``.
 
         The same as calling :meth:`set_bid` and :meth:`set_ask` per level.
+        Takes lists (what the decoder makes): the compiled build iterates
+        them directly.
         """
         levels = self._bids
         for price, size in bids:
