@@ -1,6 +1,7 @@
 import trading_engine
 
 EXPECTED = {
+    "BUILD",
     "BookBuilder",
     "BookEntry",
     "BookError",
@@ -8,6 +9,7 @@ EXPECTED = {
     "BookMessage",
     "BookState",
     "BookView",
+    "BuildInfo",
     "Config",
     "ConfigError",
     "Decoder",
@@ -36,6 +38,7 @@ EXPECTED = {
     "TimeInForce",
     "Trade",
     "__version__",
+    "compiled",
     "create_task",
     "critical",
     "load_config",

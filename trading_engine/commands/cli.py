@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from ..core.errors import ConfigError, EngineError, StrategyError
+from ..lowlevel.build import BUILD
 from .bench import add_arguments as add_bench_arguments
 
 __all__ = ["build_parser", "main"]
@@ -369,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    if BUILD.fallback:
+        # pip hides the build's own warning unless run with -v.
+        print(f"trading-engine: WARNING: {BUILD.note}", file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -59,6 +59,7 @@ from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
+from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from .dispatch import Dispatcher, StrategyRunner
 
@@ -623,4 +624,6 @@ class Engine:
                 name: {"enabled": runner.enabled, "errors": runner.errors, "orders": runner.orders}
                 for name, runner in self.runners.items()
             },
+            # Which build runs: the compiled core or the pure-Python one.
+            "build": BUILD.as_dict(),
         }
