@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import string
 import time
+from decimal import Decimal
 from enum import StrEnum
 from typing import Final, Protocol
 
@@ -226,11 +227,37 @@ class ExecutionListener(Protocol):
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         """The venue acknowledged the order (it is at least ``new``)."""
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
-        """A fill of ``lots`` at ``price`` ticks."""
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
+        """A fill of ``lots`` at ``price`` ticks.
+
+        ``fill_id`` is the venue's fill id (``GET /fills``), None from the
+        in-process venue.
+        """
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        """An order answer reported the order's cumulative fills.
+
+        ``filled_lots`` is the answer's ``filled_quantity`` in lots;
+        ``avg_price`` the exact decimal ``avg_price`` (None when absent or
+        null). Called for every readable 200 order body, before the
+        ``on_status`` of that same answer.
+        """
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         """The order reached ``status`` (after any fills that led to it)."""
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        """The sink met something about the order it cannot resolve alone.
+
+        ``kind``: ``overfill``, ``unreadable_answer``, ``unreadable_fill``,
+        ``cancel_refused`` or ``not_found``. The sink still settles the
+        order by reading it back where that applies; an ``overfill`` halts
+        trading.
+        """
 
 
 class OrderSink(Protocol):

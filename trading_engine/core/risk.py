@@ -75,6 +75,9 @@ class Denial(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     #: Not a risk check: the strategy answered after its time budget.
     LATE = "late"
+    #: Not a risk check: the venue's request budget had no slot for the order
+    #: (or a 429 pause is in force); the gateway refused it locally.
+    RATE_LIMITED = "rate_limited"
 
 
 class TokenBucket:
@@ -156,6 +159,11 @@ class SlidingWindowLimit:
 
     def record(self, now_ns: int) -> None:
         self._times.append(now_ns)
+
+    def next_free_ns(self) -> int:
+        """When the next event will be allowed (now or earlier if it already is)."""
+        times = self._times
+        return times[0] + self.window_ns if len(times) >= self.count else 0
 
 
 @dataclass(frozen=True, slots=True)

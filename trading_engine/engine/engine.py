@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from time import perf_counter_ns
 from typing import Any
 
@@ -164,6 +165,8 @@ class Engine:
         #: Open lots per symbol: [buy, sell].
         self.exposure: dict[str, list[int]] = {symbol: [0, 0] for symbol in self.instruments}
         self.order_counts: Counter[str] = Counter()
+        #: Order faults the sink reported (``on_order_fault``), by kind.
+        self.order_faults: Counter[str] = Counter()
         self.ids = ClientOrderIds(run_id)
         self.tick_to_trade = LatencyHistogram()
         #: One pre-trade risk check.
@@ -258,6 +261,9 @@ class Engine:
         if not self._started:
             return
         self._started = False
+        stop_orders = getattr(self.sink, "stop_orders", None)
+        if stop_orders is not None:
+            stop_orders()
         if self.feed is not None:
             await self.feed.stop()
         self.stop_strategies()
@@ -328,6 +334,10 @@ class Engine:
         self.order_counts["submitted"] += 1
         order.recv_ns = self.dispatcher.recv_ns
         self.sink.submit(order)
+        if order.status is OrderStatus.REJECTED and order.reason == Denial.RATE_LIMITED:
+            # Refused by the sink at once: no slot in the venue's request budget.
+            # Counted (in on_status) and reported to the strategy like a risk denial.
+            return None, Denial.RATE_LIMITED
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -355,8 +365,17 @@ class Engine:
         self.risk.set_state(state)
         if previous is not state:
             log.warning("trading state %s -> %s", previous.value, state.value)
-        if state is TradingState.HALTED and self.config.risk.cancel_on_halt:
-            self.cancel_all()
+        if state is TradingState.HALTED:
+            # Before the cancels: from now on no new order leaves the sink.
+            stop_orders = getattr(self.sink, "stop_orders", None)
+            if stop_orders is not None:
+                stop_orders()
+            if self.config.risk.cancel_on_halt:
+                self.cancel_all()
+        else:
+            resume_orders = getattr(self.sink, "resume_orders", None)
+            if resume_orders is not None:
+                resume_orders()
 
     # -- ExecutionListener --------------------------------------------------------
 
@@ -371,7 +390,9 @@ class Engine:
             return
         order.exchange_order_id = exchange_order_id
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         order = self.orders.get(client_order_id)
         if order is None:
             log.error("fill for unknown order %s", client_order_id)
@@ -403,6 +424,8 @@ class Engine:
             return
         if not changed:
             return
+        if status is OrderStatus.REJECTED and reason == Denial.RATE_LIMITED:
+            self.risk.deny(Denial.RATE_LIMITED)
         if was_open and not order.is_open:
             leftover = order.quantity - order.filled
             self.exposure[order.symbol][0 if order.side == _BUY else 1] -= leftover
@@ -411,6 +434,26 @@ class Engine:
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_order_update", order)
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        """An answer's cumulative fills; the position moves with the fills feed."""
+        if client_order_id not in self.orders:
+            log.error("report for unknown order %s", client_order_id)
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        """Count a fault the sink met; an overfill halts trading."""
+        self.order_faults[kind] += 1
+        if kind == "overfill":
+            log.error(
+                "order %s filled beyond its quantity at the venue: the engine and the venue "
+                "disagree; halting trading",
+                client_order_id,
+            )
+            self.set_trading_state(TradingState.HALTED)
+        else:
+            log.warning("order %s: %s", client_order_id, kind)
 
     # -- introspection ------------------------------------------------------------
 
