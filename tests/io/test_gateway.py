@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -27,6 +28,7 @@ BTC = Instrument("BTC-USD", "0.01", "0.001")
 class Listener:
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
+        self.reasons: dict[str, str | None] = {}
 
     def on_written(self, order: Order) -> None:
         self.events.append(("written", order.client_order_id))
@@ -34,11 +36,22 @@ class Listener:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         self.events.append(("fill", client_order_id, str(price), str(lots)))
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        self.events.append(("report", client_order_id, str(filled_lots), str(avg_price)))
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         self.events.append(("status", client_order_id, status.value))
+        self.reasons[client_order_id] = reason
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        self.events.append(("fault", client_order_id, kind))
 
     def statuses(self) -> list[str]:
         return [e[2] for e in self.events if e[0] == "status"]
