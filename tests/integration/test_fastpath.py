@@ -138,6 +138,12 @@ async def test_connection_close_header_is_honoured(served: tuple[Server, FastOrd
     await wait_until(lambda: server.connections == 3)  # a replacement was opened
 
 
-def test_only_plain_http_base_urls() -> None:
-    with pytest.raises(ValueError, match="http://"):
-        FastOrderChannel("https://exchange.example", "k")
+@pytest.mark.parametrize("url", ["ftp://exchange.example", "exchange.example:80", "http://"])
+def test_only_http_and_https_base_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="https://"):
+        FastOrderChannel(url, "k")
+
+
+def test_https_defaults_to_port_443_and_tls() -> None:
+    channel = FastOrderChannel("https://exchange.example", "k")
+    assert (channel.port, channel.tls is not None) == (443, True)
