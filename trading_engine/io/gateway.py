@@ -615,8 +615,11 @@ class HttpGateway:
             status = _STATUSES[body["status"]]
             if status not in _VENUE_STATUSES:
                 raise KeyError(status)
-            filled = self._instruments[order.symbol].size_to_lots(body["filled_quantity"])
+            filled_text = body["filled_quantity"]
             avg_text = body.get("avg_price")
+            if not isinstance(filled_text, str) or not isinstance(avg_text, str | None):
+                raise TypeError("quantities and prices are decimal strings")
+            filled = self._instruments[order.symbol].size_to_lots(filled_text)
             avg = None if avg_text is None else Decimal(avg_text)
             if avg is not None and not avg.is_finite():
                 raise InvalidOperation(avg_text)
@@ -681,6 +684,8 @@ class HttpGateway:
                 continue  # another client's order
             inst = self._instruments[order.symbol]
             try:
+                if not isinstance(fill["price"], str) or not isinstance(fill["quantity"], str):
+                    raise TypeError("prices and quantities are decimal strings")
                 price = inst.price_to_ticks(fill["price"])
                 lots = inst.size_to_lots(fill["quantity"])
                 if lots <= 0:

@@ -15,9 +15,16 @@ of the book that crosses its price.
 Faults are injected by probability, drawn from a seeded generator:
 ``fail_before`` (503 before the order is taken), ``fail_after`` (500 after
 it was taken and matched), ``hang`` (the answer is held past the client's
-timeout, after the order was taken), ``rate_limit`` (429 with a
-Retry-After), ``reset`` (the connection is dropped after the order was
-taken), and ``latency_s`` added to every answer. On the feed side:
+timeout, after the order was taken), ``late_answer`` (the answer is held
+``late_answer_s`` after the order was taken and filled: its fills are in
+``/fills`` before the answer arrives), ``rate_limit`` (429 with a
+Retry-After on ``POST /orders``), ``read_rate_limit`` (429 on reads:
+``GET /orders/{id}`` and ``GET /fills``), ``forget`` (a resting order is
+lost: ``GET`` and ``DELETE`` answer 404 for it and it never fills),
+``reset`` (the connection is dropped after the order was taken),
+``accept_close`` (a new connection is closed at once, before any request),
+and ``latency_s`` added to every answer. Tests may change ``faults`` while
+the simulator runs. On the feed side:
 ``feed_gap`` (a sequence number is skipped), ``feed_duplicate`` (a frame
 is sent twice) and ``feed_cross`` (an update crosses the book, the next
 one uncrosses it).
@@ -62,6 +69,11 @@ class Faults:
     hang_s: float = 2.0
     rate_limit: float = 0.0
     retry_after_s: int = 1
+    read_rate_limit: float = 0.0
+    forget: float = 0.0
+    late_answer: float = 0.0
+    late_answer_s: float = 0.05
+    accept_close: float = 0.0
     reset: float = 0.0
     latency_s: float = 0.0
     feed_gap: float = 0.0
@@ -86,6 +98,8 @@ class SimOrder:
     instrument: Instrument = field(repr=False, default=None)  # type: ignore[assignment]
     #: CLOCK_MONOTONIC ns when the request's first bytes arrived (stamping on).
     arrival_ns: int = 0
+    #: Lost by the venue (the ``forget`` fault): reads and cancels answer 404.
+    forgotten: bool = False
 
     def body(self) -> dict[str, Any]:
         inst = self.instrument
@@ -107,7 +121,7 @@ class SimOrder:
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("new", "partially_filled")
+        return self.status in ("new", "partially_filled") and not self.forgotten
 
 
 class ExchangeSimulator:
@@ -168,7 +182,7 @@ class ExchangeSimulator:
         return app
 
     async def start(self) -> None:
-        if self.stamp_arrivals:
+        if self.stamp_arrivals or self.faults.accept_close:
             await self._serve_stamped()
         else:
             self._runner, self.port = await serve(self.app(), self.host, self.port)
@@ -213,6 +227,9 @@ class ExchangeSimulator:
         stampers = self._stampers
 
         def factory() -> asyncio.Protocol:
+            if self._roll(self.faults.accept_close):
+                self._count("accept_close")
+                return _Closing()
             return _Stamping(handler_factory(), stampers)
 
         loop = asyncio.get_running_loop()
@@ -306,9 +323,15 @@ class ExchangeSimulator:
             if transport is not None:
                 transport.abort()
             raise web.HTTPInternalServerError()
+        if order.is_open and order.type == "limit" and self._roll(faults.forget):
+            self._count("forget")
+            order.forgotten = True
         if self._roll(faults.hang):
             self._count("hang")
             await asyncio.sleep(faults.hang_s)
+        elif self._roll(faults.late_answer):
+            self._count("late_answer")
+            await asyncio.sleep(faults.late_answer_s)
         return json_response(order.body(), 200)
 
     def _new_order(self, body: dict[str, Any], client_order_id: str) -> SimOrder | str:
@@ -391,15 +414,26 @@ class ExchangeSimulator:
             200,
         )
 
+    def _read_limited(self) -> web.StreamResponse | None:
+        if self._roll(self.faults.read_rate_limit):
+            self._count("read_rate_limited")
+            return json_response(
+                {"error": "rate limited"}, 429, {"Retry-After": str(self.faults.retry_after_s)}
+            )
+        return None
+
     async def _get_order(self, request: web.Request) -> web.StreamResponse:
+        limited = self._read_limited()
+        if limited is not None:
+            return limited
         order = self.orders.get(request.match_info["client_order_id"])
-        if order is None:
+        if order is None or order.forgotten:
             return json_response({"error": "unknown order"}, 404)
         return json_response(order.body(), 200)
 
     async def _delete_order(self, request: web.Request) -> web.StreamResponse:
         order = self.orders.get(request.match_info["client_order_id"])
-        if order is None:
+        if order is None or order.forgotten:
             return json_response({"error": "unknown order"}, 404)
         if order.is_open:
             order.status = "canceled"
@@ -412,6 +446,9 @@ class ExchangeSimulator:
         return json_response([o.body() for o in orders], 200)
 
     async def _get_fills(self, request: web.Request) -> web.StreamResponse:
+        limited = self._read_limited()
+        if limited is not None:
+            return limited
         try:
             since = int(request.query.get("since", "0"))
         except ValueError:
@@ -475,6 +512,13 @@ class ExchangeSimulator:
                 log.info("feed %s:%d unavailable (%s); retrying in %.1f s", host, port, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _Closing(asyncio.Protocol):
+    """The ``accept_close`` fault: a connection closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
 
 
 class _Stamping(asyncio.Protocol):
