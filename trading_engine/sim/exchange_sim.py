@@ -518,6 +518,7 @@ class _Closing(asyncio.Protocol):
     """The ``accept_close`` fault: a connection closed as soon as it is accepted."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         transport.abort()
 
 
