@@ -142,3 +142,15 @@ NOW = 1_800_000_000.0
 )
 def test_retry_after_delay_seconds_and_http_dates(value: str | None, expected: float) -> None:
     assert retry_after_s(value, NOW, default_s=1.0, cap_s=30.0) == pytest.approx(expected)
+
+
+def test_reads_leave_half_the_window_to_cancels_and_orders() -> None:
+    clock = ManualClock(start_ns=10**12)
+    scheduler = RequestScheduler(10, clock.monotonic_ns)
+    polls = sum(scheduler.try_now(Priority.POLL) for _ in range(10))
+    settles = sum(scheduler.try_now(Priority.SETTLE) for _ in range(10))
+    orders = sum(scheduler.try_now(Priority.ORDER) for _ in range(10))
+    assert (polls, settles, orders) == (5, 0, 5)
+    assert scheduler.in_window == 10
+    clock.advance(1.0)
+    assert scheduler.in_window == 0

@@ -160,11 +160,6 @@ class SlidingWindowLimit:
     def record(self, now_ns: int) -> None:
         self._times.append(now_ns)
 
-    def next_free_ns(self) -> int:
-        """When the next event will be allowed (now or earlier if it already is)."""
-        times = self._times
-        return times[0] + self.window_ns if len(times) >= self.count else 0
-
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:

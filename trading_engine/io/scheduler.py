@@ -3,11 +3,17 @@
 The exchange allows so many requests per second, whatever they are. One
 :class:`RequestScheduler` owns that budget for the whole gateway: no more
 than ``limit`` requests start in any window of one second (a sliding
-window, as :class:`~trading_engine.core.risk.SlidingWindowLimit` keeps;
-a token bucket would let a full bucket plus its refill through within one
-second). When requests wait for a slot they are served by priority::
+window, as risk's order-rate limit keeps; a token bucket would let a full
+bucket plus its refill through within one second). When requests wait for
+a slot they are served by priority::
 
     cancel  >  order  >  settle  >  poll
+
+A slot once used cannot be taken back, so priority also needs headroom:
+reads (``SETTLE`` and ``POLL``) may hold at most half the window
+(``read_share``), and the rest is always there for cancels and new
+orders. With the shipped budget of 50/s, fill polls at 10/s and
+settlement reads never make a new order wait.
 
 * ``CANCEL``: a cancel takes risk off; it goes first.
 * ``ORDER``: a new order, a re-send of an unsettled order, the retry of
@@ -37,8 +43,6 @@ from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 
-from ..core.risk import SlidingWindowLimit
-
 __all__ = ["Dropped", "Priority", "RequestScheduler", "retry_after_s"]
 
 
@@ -67,11 +71,28 @@ class RequestScheduler:
     on the event loop's thread.
     """
 
-    def __init__(self, limit: int, clock: Callable[[], int], *, window_ns: int = 10**9) -> None:
+    def __init__(
+        self,
+        limit: int,
+        clock: Callable[[], int],
+        *,
+        window_ns: int = 10**9,
+        read_share: float = 0.5,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         self.limit = limit
         self._clock = clock
-        self._window = SlidingWindowLimit(limit, window_ns)
         self._window_ns = window_ns
+        #: Start times of the requests in the current window, oldest first.
+        self._starts: deque[int] = deque()
+        reads = max(1, round(limit * read_share))
+        self._caps = {
+            Priority.CANCEL: limit,
+            Priority.ORDER: limit,
+            Priority.SETTLE: reads,
+            Priority.POLL: reads,
+        }
         self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self._exempt: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -106,12 +127,30 @@ class RequestScheduler:
         for queue in self._queues[: priority + 1]:
             if queue:
                 return False
-        window = self._window
-        if not window.allows(now):
+        if not self._room(priority, now):
             return False
-        window.record(now)
+        self._starts.append(now)
         self.granted[priority] += 1
         return True
+
+    def _room(self, priority: Priority, now_ns: int) -> bool:
+        """May a request of ``priority`` start now? ``O(1)`` amortized."""
+        starts = self._starts
+        oldest = now_ns - self._window_ns
+        while starts and starts[0] <= oldest:
+            starts.popleft()
+        return len(starts) < self._caps[priority]
+
+    def _free_at(self, priority: Priority) -> int:
+        """When a request of ``priority`` will have room (call after ``_room`` said no)."""
+        starts = self._starts
+        return starts[len(starts) - self._caps[priority]] + self._window_ns
+
+    @property
+    def in_window(self) -> int:
+        """Requests started in the last window."""
+        self._room(Priority.CANCEL, self._clock())
+        return len(self._starts)
 
     async def acquire(self, priority: Priority, *, exempt: bool = False) -> None:
         """Wait for a slot. ``exempt``: ignore a 429 pause (the 429'd order's own retry).
@@ -125,8 +164,8 @@ class RequestScheduler:
             raise Dropped("orders are stopped")
         if exempt:
             now = self._clock()
-            if not self._exempt and self._window.allows(now):
-                self._window.record(now)
+            if not self._exempt and self._room(priority, now):
+                self._starts.append(now)
                 self.granted[priority] += 1
                 return
             queue = self._exempt
@@ -197,7 +236,6 @@ class RequestScheduler:
 
     def _grant(self) -> int | None:
         """Grant slots, exempt waiters first, then by priority; returns when to look again."""
-        window = self._window
         queues = (self._exempt, *self._queues)
         while True:
             now = self._clock()
@@ -213,10 +251,11 @@ class RequestScheduler:
                 if paused and any(self._queues):
                     return self.paused_until_ns
                 return None
-            if not window.allows(now):
-                return window.next_free_ns()
-            future, priority = chosen.popleft()
-            window.record(now)
+            priority = chosen[0][1]
+            if not self._room(priority, now):
+                return self._free_at(priority)
+            future, _ = chosen.popleft()
+            self._starts.append(now)
             self.granted[priority] += 1
             future.set_result(None)
 

@@ -37,6 +37,7 @@ import logging
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,6 +163,8 @@ class ExchangeSimulator:
         self.orders: dict[str, SimOrder] = {}
         self.fills: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
+        #: (CLOCK_MONOTONIC ns, method, path) of the latest requests, oldest first.
+        self.request_log: deque[tuple[int, str, str]] = deque(maxlen=100_000)
         self._next_order = 0
         self._since_snapshot: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
@@ -270,6 +273,7 @@ class ExchangeSimulator:
             stamper.end()
 
     async def _handle(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.request_log.append((time.monotonic_ns(), request.method, request.path))
         if request.headers.get("X-API-Key") != self.api_key:
             self._count("unauthorized")
             return json_response({"error": "bad or missing API key"}, 401)
