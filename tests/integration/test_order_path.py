@@ -166,6 +166,21 @@ async def test_a_filled_order_answered_500_then_read_429_ends_filled(
     assert gateway.counts["settled"] == 1
     assert gateway.counts["venue_rate_limited"] >= 1
     await wait_until(lambda: engine.positions.quantity("BTC-USD") == 1, 5, "position")
+    metrics = registry_for(engine)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.get_sample_value("trading_engine_" + name, labels)
+
+    assert sample("gateway_events_total", event="unknown") == 1
+    assert sample("gateway_events_total", event="settled") == 1
+    assert sample("gateway_events_total", event="venue_rate_limited") == float(
+        gateway.counts["venue_rate_limited"]
+    )
+    assert sample("gateway_read_failures_total", request="order") == float(
+        gateway.read_failures["order"]
+    )
+    assert (sample("gateway_paused_seconds_total") or 0) >= 1.0
+    assert (sample("gateway_requests_total", priority="settle") or 0) >= 2
     await engine.stop(2)
 
 
@@ -241,5 +256,10 @@ async def test_failing_placements_open_the_breaker_whatever_the_reads_do(
     assert engine.risk.denied[Denial.CIRCUIT_OPEN] == 0
     assert ctx.buy("BTC-USD", 1, resting_buy_price(engine)) is None
     assert ctx.last_denial == "circuit_open"
+    metrics = registry_for(engine)
+    assert metrics.get_sample_value(
+        "trading_engine_circuit_breaker_transitions_total", {"from": "closed", "to": "open"}
+    ) == float(gateway.breaker.transitions[("closed", "open")])
+    assert (metrics.get_sample_value("trading_engine_circuit_breaker_denied_total") or 0) >= 1
     simulator.faults = Faults()
     await engine.stop(5)
