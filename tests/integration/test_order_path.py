@@ -263,3 +263,45 @@ async def test_failing_placements_open_the_breaker_whatever_the_reads_do(
     assert (metrics.get_sample_value("trading_engine_circuit_breaker_denied_total") or 0) >= 1
     simulator.faults = Faults()
     await engine.stop(5)
+
+
+@pytest.mark.asyncio
+async def test_httpx_tick_to_trade_ends_at_the_real_write(simulator: ExchangeSimulator) -> None:
+    engine = make_engine(simulator, "httpx")
+    await started(engine, simulator)
+    written: list[int] = []
+    inner = engine.on_written
+
+    def on_written(order: Order) -> None:
+        written.append(sum(1 for entry in simulator.request_log if entry[1] == "POST"))
+        inner(order)
+
+    engine.on_written = on_written  # type: ignore[method-assign]
+    order = engine.contexts["probe"].buy("BTC-USD", 1, resting_buy_price(engine))
+    assert order is not None
+    assert written == []  # handed to httpx is not written
+    await wait_until(lambda: order.status is OrderStatus.NEW, 5, "acknowledged")
+    assert written == [0]  # written once, before the venue had it
+    assert engine.tick_to_trade.count == (1 if order.recv_ns else 0)
+    await engine.stop(2)
+
+
+@pytest.mark.asyncio
+async def test_httpx_never_reports_a_write_that_did_not_happen() -> None:
+    from tests.helpers import free_port
+    from tests.io.test_gateway import Listener, make_order
+
+    listener = Listener()
+    cfg = config(gateway={"base_url": f"http://127.0.0.1:{free_port()}", "mode": "httpx",
+                          "timeout_s": 0.2, "settle_backoff_s": 0.01})  # fmt: skip
+    gateway = build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY}).sink
+    assert isinstance(gateway, HttpGateway)
+    gateway = HttpGateway(
+        gateway.config, listener, {"BTC-USD": Instrument("BTC-USD", "0.01", "0.001")},
+        gateway.breaker, api_key=KEY,
+    )  # fmt: skip
+    gateway.submit(make_order())
+    await wait_until(lambda: gateway.counts["connection_error"] >= 2, 5, "refused connects")
+    assert [e for e in listener.events if e[0] == "written"] == []
+    assert listener.statuses() == ["unknown"]
+    await gateway.close()

@@ -36,6 +36,7 @@ import asyncio
 import logging
 import random
 import re
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -142,6 +143,7 @@ class ExchangeSimulator:
         snapshot_every: int = 200,
         feed_shards: int = 1,
         stamp_arrivals: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.instruments = {inst.symbol: inst for inst in instruments}
         self.api_key = api_key
@@ -150,6 +152,8 @@ class ExchangeSimulator:
         self.feed = feed
         self.feed_shards = feed_shards
         self.stamp_arrivals = stamp_arrivals
+        #: Serve the order API over TLS (https://) with this context.
+        self.ssl_context = ssl_context
         self._stampers: dict[asyncio.BaseTransport, _Stamping] = {}
         self._stamped_server: asyncio.Server | None = None
         self.rate = rate
@@ -188,10 +192,13 @@ class ExchangeSimulator:
         if self.stamp_arrivals or self.faults.accept_close:
             await self._serve_stamped()
         else:
-            self._runner, self.port = await serve(self.app(), self.host, self.port)
+            self._runner, self.port = await serve(
+                self.app(), self.host, self.port, self.ssl_context
+            )
         if self.feed is not None:
             self.publish_to(*self.feed, shards=self.feed_shards)
-        log.info("exchange simulator on %s:%d", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("exchange simulator on %s://%s:%d", scheme, self.host, self.port)
 
     def publish_to(self, host: str, port: int, shards: int = 1) -> None:
         """Start (or move) publishing the books to an engine's feed port.
@@ -236,7 +243,9 @@ class ExchangeSimulator:
             return _Stamping(handler_factory(), stampers)
 
         loop = asyncio.get_running_loop()
-        self._stamped_server = await loop.create_server(factory, self.host, self.port)
+        self._stamped_server = await loop.create_server(
+            factory, self.host, self.port, ssl=self.ssl_context
+        )
         self.port = self._stamped_server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
