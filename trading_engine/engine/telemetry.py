@@ -370,6 +370,11 @@ class EngineCollector(Collector):
         attempts.add_metric(["attempted"], tried)
         attempts.add_metric(["failed"], failed)
         yield attempts
+        yield CounterMetricFamily(
+            P + "gateway_fast_fallbacks",
+            "New orders sent over httpx because no fast-path connection was idle.",
+            value=fast.fallbacks if fast else 0,
+        )
 
         breaker = gateway.breaker if gateway else None
         transitions = CounterMetricFamily(

@@ -562,6 +562,8 @@ class HttpGateway:
         while order.is_open:
             await self.scheduler.acquire(Priority.CANCEL)
             reply = await self._http("DELETE", f"/orders/{cid}")
+            if not order.is_open:
+                return  # settled meanwhile (its placement's answer, a read)
             code = 0 if reply is None else reply.status_code
             if reply is not None and code == 200:
                 if self._apply(order, reply):
@@ -571,6 +573,8 @@ class HttpGateway:
                 if cid in self._placing:
                     return  # the placement cancels it when it is settled
                 back = await self._read(f"/orders/{cid}", Priority.CANCEL, "order")
+                if not order.is_open:
+                    return
                 if back is not None and back.status_code == 404:
                     self.counts["not_found"] += 1
                     self._listener.on_order_fault(cid, "not_found")
