@@ -146,6 +146,11 @@ FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "hang_s": (_non_negative, "how long a held answer is held (seconds)"),
     "rate_limit": (_probability, "probability of a 429 with Retry-After"),
     "retry_after_s": (lambda t: int(_non_negative(t)), "the Retry-After of a 429 (seconds)"),
+    "read_rate_limit": (_probability, "probability of a 429 on GET /orders/{id} and GET /fills"),
+    "forget": (_probability, "probability that a resting order is lost (GET/DELETE answer 404)"),
+    "late_answer": (_probability, "probability of answering an order after its fills"),
+    "late_answer_s": (_non_negative, "how late such an answer is (seconds)"),
+    "accept_close": (_probability, "probability of closing a new connection at once"),
     "reset": (_probability, "probability of dropping the connection after taking an order"),
     "latency_s": (_non_negative, "latency added to every answer (seconds)"),
     "feed_gap": (_probability, "probability of skipping a sequence number on the feed"),
@@ -166,6 +171,17 @@ def _exchange_sim(args: argparse.Namespace) -> int:
     faults = Faults(
         **{name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
     )
+    tls = None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key: give both or neither")
+    if args.tls_cert is not None:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-cert/--tls-key: cannot load: {exc}") from exc
     simulator = ExchangeSimulator(
         [item.to_instrument() for item in config.instruments],
         api_key=api_key,
@@ -177,6 +193,7 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         rate=args.rate,
         seed=args.seed,
         faults=faults,
+        ssl_context=tls,
     )
 
     async def serve() -> None:
@@ -187,7 +204,8 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with simulator:
-            print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
+            scheme = "https" if tls is not None else "http"
+            print(f"exchange simulator on {scheme}://{args.host}:{simulator.port}", flush=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(args.duration):
                     await stop.wait()
@@ -340,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(used by `trading-engine bench`)",
     )
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--tls-cert", metavar="FILE", help="serve https with this PEM certificate")
+    sim.add_argument("--tls-key", metavar="FILE", help="...and this PEM private key")
     sim.add_argument("--api-key-env", default="EXCHANGE_API_KEY", metavar="NAME")
     sim.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
     for name, (kind, text) in FAULT_FLAGS.items():

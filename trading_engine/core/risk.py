@@ -82,6 +82,9 @@ class Denial(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     #: Not a risk check: the strategy answered after its time budget.
     LATE = "late"
+    #: Not a risk check: the venue's request budget had no slot for the order
+    #: (or a 429 pause is in force); the gateway refused it locally.
+    RATE_LIMITED = "rate_limited"
 
 
 class TokenBucket:

@@ -293,6 +293,9 @@ class Engine:
         if not self._started:
             return
         self._started = False
+        stop_orders = getattr(self.sink, "stop_orders", None)
+        if stop_orders is not None:
+            stop_orders()
         if self.feed is not None:
             await self.feed.stop()
         self.stop_strategies()
@@ -372,6 +375,10 @@ class Engine:
         self.order_counts["submitted"] += 1
         order.recv_ns = self.dispatcher.recv_ns
         self.sink.submit(order)
+        if order.status is OrderStatus.REJECTED and order.reason == Denial.RATE_LIMITED:
+            # Refused by the sink at once: no slot in the venue's request budget.
+            # Counted (in on_status) and reported to the strategy like a risk denial.
+            return None, Denial.RATE_LIMITED
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -403,8 +410,17 @@ class Engine:
         self.risk.set_state(state)
         if previous is not state:
             log.warning("trading state %s -> %s (by %s)", previous.value, state.value, who)
-        if state is TradingState.HALTED and self.config.risk.cancel_on_halt:
-            self.cancel_all()
+        if state is TradingState.HALTED:
+            # Before the cancels: from now on no new order leaves the sink.
+            stop_orders = getattr(self.sink, "stop_orders", None)
+            if stop_orders is not None:
+                stop_orders()
+            if self.config.risk.cancel_on_halt:
+                self.cancel_all()
+        else:
+            resume_orders = getattr(self.sink, "resume_orders", None)
+            if resume_orders is not None:
+                resume_orders()
 
     # -- ExecutionListener --------------------------------------------------------
 
@@ -495,6 +511,8 @@ class Engine:
             return
         if not changed:
             return
+        if status is OrderStatus.REJECTED and reason == Denial.RATE_LIMITED:
+            self.risk.deny(Denial.RATE_LIMITED)
         if previous is not status:
             self.order_counts[status.value] += 1
         if was_open and not order.is_open:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import orjson
 from aiohttp import web
 
@@ -15,14 +17,17 @@ def json_response(body: object, status: int, headers: dict[str, str] | None = No
     )
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port``; returns the runner and the bound port.
 
-    Port 0 binds a free port; the port returned is the one bound.
+    Port 0 binds a free port; the port returned is the one bound. With
+    ``ssl_context`` the app is served over TLS (https).
     """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     sockets = getattr(site._server, "sockets", None)
     bound: int = sockets[0].getsockname()[1] if sockets else port
