@@ -15,8 +15,16 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies._params import lots
-from trading_engine import BookView, Fill, Order, Strategy, StrategyContext, TimeInForce, Trade
+from trading_engine import (
+    BookView,
+    Fill,
+    Order,
+    Strategy,
+    StrategyContext,
+    TimeInForce,
+    Trade,
+    size_param,
+)
 
 
 class TemplateParams(BaseModel):
@@ -41,7 +49,7 @@ class TemplateStrategy(Strategy):
         self.max_spread = params.max_spread_ticks
         # Convert decimal params to lots once per symbol (raises StrategyError).
         self.size = {
-            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+            s: size_param(context.instrument(s), "quantity", params.quantity) for s in symbols
         }
         self.fills = 0
 

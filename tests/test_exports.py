@@ -41,6 +41,8 @@ EXPECTED = {
     "load_config",
     "mark_critical",
     "parse_config",
+    "price_param",
+    "size_param",
 }
 
 

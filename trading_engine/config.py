@@ -57,6 +57,8 @@ def _positive_decimal(value: str) -> str:
         raise ValueError(f"expected a decimal string such as '0.01', got {value!r}") from None
     if not number.is_finite() or number <= 0:
         raise ValueError(f"expected a positive decimal string, got {value!r}")
+    if number.adjusted() >= 40 or number.adjusted() < -40:
+        raise ValueError(f"expected a decimal between 1e-40 and 1e40, got {value!r}")
     return value
 
 

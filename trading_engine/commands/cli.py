@@ -31,12 +31,20 @@ class UsageError(Exception):
 
 def _config(args: argparse.Namespace) -> Config:
     """The --config file, else config/engine.toml if present, else the embedded default."""
+    return _config_and_source(args)[0]
+
+
+def _config_and_source(args: argparse.Namespace) -> tuple[Config, str]:
+    """The configuration and a phrase saying where it came from (for the log)."""
     path = getattr(args, "config", None)
     if path is not None:
-        return load_config(path)
+        return load_config(path), f"configuration {path}"
     if DEFAULT_CONFIG_PATH.exists():
-        return load_config(DEFAULT_CONFIG_PATH)
-    return load_default_config()
+        return load_config(DEFAULT_CONFIG_PATH), f"configuration {DEFAULT_CONFIG_PATH}"
+    return load_default_config(), (
+        f"the built-in default configuration (no --config and no {DEFAULT_CONFIG_PATH} "
+        "here); it trades: its strategies send orders to gateway.base_url"
+    )
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -46,30 +54,35 @@ def _print_config_error(exc: ConfigError) -> None:
             print(f"  {problem}", file=sys.stderr)
 
 
+def _import_path_has_cwd() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` and uvicorn do.
+
+    A console script's ``sys.path`` starts with its own bin directory, so a
+    strategy in the user's own package (``class = "mypkg.mod:Class"``)
+    would not import from the directory the command runs in.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 # -- check-config ------------------------------------------------------------------
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from ..engine.runner import missing_secrets, prepare_engine
+    from ..sim.venue import simulated_venue
+
     try:
         config = load_config(args.file)
+        prepare_engine(config, venue=simulated_venue, require_secrets=False)
     except ConfigError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from ..core.strategy import load_strategy_class, validate_params
-
-    problems = []
-    for item in config.strategies:
-        try:
-            validate_params(item.name, load_strategy_class(item.name, item.class_), item.params)
-        except EngineError as exc:
-            problems.append(str(exc))
-    if problems:
-        print(f"{args.file}: invalid", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+    for line in missing_secrets(config):
+        print(f"{args.file}: note: {line}; run refuses to start until it is", file=sys.stderr)
     count = len(config.strategies)
     print(
         f"{args.file}: valid ({len(config.instruments)} instrument(s), "
@@ -82,22 +95,35 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..engine.runner import Service, build_engine, run_on_loop
+    import logging
+
+    from ..engine.runner import Service, prepare_engine, run_on_loop
     from ..lowlevel.logs import configure
     from ..sim.venue import simulated_venue
 
-    config = _config(args)
+    config, source = _config_and_source(args)
     if args.capture:
         feed = config.feed.model_copy(update={"capture_path": args.capture})
         config = config.model_copy(update={"feed": feed})
     configure(config.engine.log_level)
+    log = logging.getLogger("trading_engine.cli")
+    engine = prepare_engine(config, venue=simulated_venue)
+    log.info(
+        "loaded %s: %d instrument(s), %d strateg%s, orders to %s",
+        source,
+        len(config.instruments),
+        len(config.strategies),
+        "y" if len(config.strategies) == 1 else "ies",
+        "the in-process simulated venue"
+        if config.gateway.mode == "simulated"
+        else config.gateway.base_url,
+    )
     if args.workers > 1:
         from ..engine.supervisor import Supervisor
 
         supervisor = Supervisor(config, args.workers, config_path=args.config)
         asyncio.run(supervisor.run(args.duration))
         return EXIT_OK
-    engine = build_engine(config, venue=simulated_venue)
     run_on_loop(config, Service(engine).run(args.duration))
     return EXIT_OK
 
@@ -371,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _import_path_has_cwd()
     try:
         code: int = args.handler(args)
     except ConfigError as exc:

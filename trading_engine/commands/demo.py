@@ -21,7 +21,7 @@ import time
 from typing import Any, TextIO
 
 from ..config import Config
-from ..engine.runner import Service, build_engine
+from ..engine.runner import Service, prepare_engine
 from ..sim.exchange_sim import ExchangeSimulator
 
 __all__ = ["run_demo"]
@@ -108,7 +108,7 @@ async def run_demo(
         update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": "httpx"}
     )
     config = config.model_copy(update={"gateway": gateway})
-    service = Service(build_engine(config, environ={config.gateway.api_key_env: api_key}))
+    service = Service(prepare_engine(config, environ={config.gateway.api_key_env: api_key}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,8 +77,15 @@ class InvariantError(EngineError):
 class StrategyError(EngineError):
     """A strategy could not be loaded, or its params are invalid.
 
-    The message names the strategy and, for a bad param, the key.
+    ``problems`` lists one line per problem, each starting with its key
+    path inside the strategy's ``[[strategies]]`` entry (``class: ...``,
+    ``params.quantity: ...``); the engine prefixes ``strategies[i].``.
+    The message names the strategy when the raiser knows it.
     """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
 
 
 class OrderStateError(EngineError):

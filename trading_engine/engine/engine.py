@@ -28,7 +28,7 @@ from typing import Any
 from ..config import Config
 from ..core.builder import BookBuilder
 from ..core.clock import Clock, SystemClock
-from ..core.errors import OrderStateError, StrategyError
+from ..core.errors import ConfigError, OrderStateError, StrategyError
 from ..core.instruments import Instrument
 from ..core.orders import ClientOrderIds, Order, OrderSink, OrderStatus, OrderType, TimeInForce
 from ..core.positions import Position, Positions
@@ -192,18 +192,34 @@ class Engine:
     # -- strategies -----------------------------------------------------------
 
     def _load_strategies(self) -> list[tuple[StrategyRunner, tuple[str, ...]]]:
+        """Resolve, validate and construct every configured strategy.
+
+        Raises :class:`ConfigError` listing every problem of every strategy,
+        each line naming its key path (``strategies[0].class: ...``,
+        ``strategies[1].params.quantity: ...``).
+        """
         runners = []
+        problems: list[str] = []
         engine_config = self.config.engine
-        for item in self.config.strategies:
-            cls = load_strategy_class(item.name, item.class_)
-            params = validate_params(item.name, cls, item.params)
+        for i, item in enumerate(self.config.strategies):
+            try:
+                cls = load_strategy_class(item.name, item.class_)
+                params = validate_params(item.name, cls, item.params)
+            except StrategyError as exc:
+                problems.extend(f"strategies[{i}].{problem}" for problem in exc.problems)
+                continue
             context = _Context(self, item.name)
             try:
                 strategy = cls(item.name, params, context, item.symbols)
-            except StrategyError:
-                raise
+            except StrategyError as exc:
+                problems.extend(f"strategies[{i}].{problem}" for problem in exc.problems)
+                continue
             except Exception as exc:
-                raise StrategyError(f"strategy {item.name!r}: could not be created: {exc}") from exc
+                problems.append(
+                    f"strategies[{i}]: {item.class_} could not be created: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                continue
             runner = StrategyRunner(
                 strategy,
                 budget_s=engine_config.strategy_budget_s,
@@ -213,6 +229,8 @@ class Engine:
             self.contexts[item.name] = context
             self.open_orders[item.name] = {}
             runners.append((runner, tuple(item.symbols)))
+        if problems:
+            raise ConfigError(f"{len(problems)} invalid strategy setting(s)", problems)
         return runners
 
     def start_strategies(self) -> None:

@@ -1,0 +1,124 @@
+"""``check-config`` and ``run`` agree: the installed console script, as a user runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = (ROOT / "config" / "engine.toml").read_text(encoding="utf-8")
+
+
+def console_script() -> str:
+    """The ``trading-engine`` console script of the interpreter running the tests."""
+    script = Path(sys.executable).parent / "trading-engine"
+    if script.exists():
+        return str(script)
+    found = shutil.which("trading-engine")
+    assert found is not None, "the trading-engine console script is not installed"
+    return found
+
+
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [console_script(), *args], cwd=cwd, env=env if env is not None else dict(os.environ),
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    """The environment with free ports for the engine and an API key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
+    env.update(
+        EXCHANGE_API_KEY="k",
+        TRADING_ENGINE__FEED__PORT=str(free_port()),
+        TRADING_ENGINE__ADMIN__PORT=str(free_port()),
+        TRADING_ENGINE__GATEWAY__MODE="simulated",
+    )
+    env.update(extra)
+    return env
+
+
+BAD = [
+    pytest.param(
+        DEFAULT.replace('trigger_price = "100.00"', 'trigger_price = "100.005"'),
+        "strategies[0].params.trigger_price: '100.005' is not a valid price for BTC-USD",
+        id="trigger-off-tick",
+    ),
+    pytest.param(
+        DEFAULT.replace('quantity = "0.05"', 'quantity = "0.0505"'),
+        "strategies[1].params.quantity: '0.0505' is not a valid size for ETH-USD",
+        id="quantity-off-lot",
+    ),
+    pytest.param(
+        DEFAULT.replace("strategies.market_maker:MarketMaker", "x.y:Maker"),
+        "strategies[1].class: cannot import 'x.y': No module named 'x'",
+        id="class-not-importable",
+    ),
+    pytest.param("", "instruments: no [[instruments]] entry", id="empty-file"),
+    pytest.param(
+        DEFAULT.replace('max_order_notional = "1000000"', 'max_order_notional = "1e50"'),
+        "risk.max_order_notional: Value error, expected a decimal between 1e-40 and 1e40",
+        id="notional-out-of-range",
+    ),
+]
+if importlib.util.find_spec("uvloop") is None:
+    BAD.append(
+        pytest.param(
+            DEFAULT.replace('loop = "priority"', 'loop = "uvloop"'),
+            "engine.loop: 'uvloop' is not installed",
+            id="uvloop-missing",
+        )
+    )
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD)
+def test_check_config_and_run_refuse_the_same_file(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(text, encoding="utf-8")
+    checked = cli("check-config", str(path), cwd=tmp_path, env=quiet_env())
+    assert checked.returncode == 2, checked
+    assert f"  {problem}" in checked.stderr
+    ran = cli("run", "--config", str(path), "--duration", "0", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 2, ran
+    assert problem in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_a_huge_notional_limit_checks_valid_and_runs(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        DEFAULT.replace('max_order_notional = "1000000"', 'max_order_notional = "1e30"'),
+        encoding="utf-8",
+    )
+    checked = cli("check-config", str(path), cwd=tmp_path, env=quiet_env())
+    assert checked.returncode == 0, checked
+    assert "valid (2 instrument(s), 2 strategies)" in checked.stdout
+    ran = cli("run", "--config", str(path), "--duration", "0.2", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_check_config_notes_an_unset_api_key_that_run_requires(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(DEFAULT, encoding="utf-8")
+    env = {k: v for k, v in quiet_env().items() if k not in ("EXCHANGE_API_KEY",)}
+    del env["TRADING_ENGINE__GATEWAY__MODE"]
+    checked = cli("check-config", str(path), cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked
+    assert "EXCHANGE_API_KEY is not set; run refuses to start until it is" in checked.stderr
+    ran = cli("run", "--config", str(path), "--duration", "0", cwd=tmp_path, env=env)
+    assert ran.returncode == 2
+    assert "gateway.api_key_env: the environment variable EXCHANGE_API_KEY is not set" in (
+        ran.stderr
+    )
