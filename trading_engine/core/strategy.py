@@ -87,7 +87,13 @@ class Fill:
         self.lots = lots
 
     def __repr__(self) -> str:
-        return f"Fill({self.order.client_order_id!r}, {self.lots} @ {self.price})"
+        inst = self.order.instrument
+        if inst is None:
+            return f"Fill({self.order.client_order_id!r}, {self.lots} lots @ {self.price} ticks)"
+        return (
+            f"Fill({self.order.client_order_id!r}, "
+            f"{inst.format_size(self.lots)} @ {inst.format_price(self.price)})"
+        )
 
 
 class BookView:

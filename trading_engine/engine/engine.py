@@ -338,6 +338,7 @@ class Engine:
             price if order_type is OrderType.LIMIT else None,
             time_in_force,
             now,
+            self.instruments[symbol],
         )
         self.orders[order.client_order_id] = order
         self.open_orders[runner.name][order.client_order_id] = order
