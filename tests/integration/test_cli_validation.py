@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,40 @@ def test_check_config_notes_an_unset_api_key_that_run_requires(tmp_path: Path) -
     assert "gateway.api_key_env: the environment variable EXCHANGE_API_KEY is not set" in (
         ran.stderr
     )
+
+
+def listening_socket() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port: int = sock.getsockname()[1]
+    return sock, port
+
+
+@pytest.mark.parametrize("section", ["feed", "admin"])
+def test_run_on_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, section: str) -> None:
+    sock, port = listening_socket()
+    with sock:
+        env = quiet_env(**{f"TRADING_ENGINE__{section.upper()}__PORT": str(port)})
+        ran = cli("run", "--duration", "5", cwd=tmp_path, env=env)
+    assert ran.returncode == 2, ran
+    assert "Traceback" not in ran.stderr
+    errors = [line for line in ran.stderr.splitlines() if not line.startswith("{")]
+    assert errors == [
+        f"trading-engine: invalid configuration: {section}.port {port} is already in use "
+        "(on 127.0.0.1)"
+    ]
+
+
+def test_exchange_sim_on_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    sock, port = listening_socket()
+    with sock:
+        ran = cli(
+            "exchange-sim", "--port", str(port), "--duration", "5", cwd=tmp_path,
+            env=quiet_env(TRADING_ENGINE__ENGINE__LOG_LEVEL="warning"),
+        )  # fmt: skip
+    assert ran.returncode == 2, ran
+    assert ran.stderr.strip().splitlines()[-1] == (
+        f"trading-engine: --port {port} is already in use (on 127.0.0.1)"
+    )
+    assert "Traceback" not in ran.stderr

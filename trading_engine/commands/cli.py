@@ -43,7 +43,7 @@ def _config_and_source(args: argparse.Namespace) -> tuple[Config, str]:
         return load_config(DEFAULT_CONFIG_PATH), f"configuration {DEFAULT_CONFIG_PATH}"
     return load_default_config(), (
         f"the built-in default configuration (no --config and no {DEFAULT_CONFIG_PATH} "
-        "here); it trades: its strategies send orders to gateway.base_url"
+        "here), whose strategies trade"
     )
 
 
@@ -180,6 +180,7 @@ FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 
 def _exchange_sim(args: argparse.Namespace) -> int:
+    from ..io.webserver import listen_error
     from ..lowlevel.logs import configure
     from ..sim.exchange_sim import ExchangeSimulator, Faults
 
@@ -211,11 +212,18 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with simulator:
+        try:
+            await simulator.start()
+        except OSError as exc:
+            await simulator.stop()
+            raise UsageError(str(listen_error("--port", args.host, args.port, exc))) from exc
+        try:
             print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(args.duration):
                     await stop.wait()
+        finally:
+            await simulator.stop()
 
     asyncio.run(serve())
     return EXIT_OK

@@ -37,6 +37,7 @@ from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
+from ..io.webserver import listen_error
 from ..lowlevel.metrics import LatencyHistogram
 from .dispatch import Dispatcher, StrategyRunner
 
@@ -248,7 +249,13 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, *, serve_feed: bool = True) -> None:
-        """Start the strategies and (by default) the feed server."""
+        """Start the strategies and (by default) the feed server.
+
+        If the feed server cannot listen, the start is undone (every
+        strategy whose ``on_start`` ran gets its ``on_stop``, the order sink
+        is closed) and :class:`ConfigError` names the key: ``feed.port 7001
+        is already in use``.
+        """
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
@@ -256,16 +263,27 @@ class Engine:
         if start_sink is not None:
             start_sink()
         self.start_strategies()
-        if serve_feed:
-            if self.config.feed.capture_path:
-                self.capture = CaptureWriter(self.config.feed.capture_path)
+        if not serve_feed:
+            return
+        settings = self.config.feed
+        try:
+            if settings.capture_path:
+                self.capture = CaptureWriter(settings.capture_path)
             self.feed = FeedServer(
-                self.config.feed,
-                self.builder,
-                clock=self.clock.monotonic_ns,
-                capture=self.capture,
+                settings, self.builder, clock=self.clock.monotonic_ns, capture=self.capture
             )
             await self.feed.start()
+        except OSError as exc:
+            await self._undo_start()
+            raise listen_error("feed", settings.host, settings.port, exc) from exc
+        except BaseException:
+            await self._undo_start()
+            raise
+
+    async def _undo_start(self) -> None:
+        """A start that failed half-way: stop what started, in reverse order."""
+        self.feed = None
+        await self.stop(shutdown_drain_s=1.0)
 
     async def stop(self, shutdown_drain_s: float = 10.0) -> None:
         """Graceful shutdown: stop the feed, stop strategies, cancel orders.
@@ -278,6 +296,7 @@ class Engine:
         self._started = False
         if self.feed is not None:
             await self.feed.stop()
+            self.feed = None
         self.stop_strategies()
         drain = getattr(self.sink, "drain", None)
         if drain is not None and not await drain(shutdown_drain_s):

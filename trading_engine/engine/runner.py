@@ -22,6 +22,7 @@ from ..core.orders import OrderSink
 from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
 from ..io.gateway import HttpGateway
+from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from .engine import Engine
 from .telemetry import GcMonitor, LoopMonitor, registry_for
@@ -187,10 +188,28 @@ class Service:
         self._stop.set()
 
     async def start(self) -> None:
+        """Start the loop monitor, the admin API and the engine.
+
+        A part that cannot start undoes the parts started before it and
+        raises (:class:`ConfigError` for a port that cannot be listened on).
+        """
         self.monitor.start()
         self.gc_monitor.install()
-        await self.admin.start()
-        await self.engine.start()
+        try:
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                admin = self.engine.config.admin
+                raise listen_error("admin", admin.host, admin.port, exc) from exc
+            try:
+                await self.engine.start()
+            except BaseException:
+                await self.admin.stop()
+                raise
+        except BaseException:
+            await self.monitor.stop()
+            self.gc_monitor.uninstall()
+            raise
         settings = self.engine.config.engine
         # Start-up objects (modules, config, books) never need collecting again.
         GcMonitor.tune(settings.gc_freeze, settings.gc_threshold)
@@ -201,7 +220,13 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            raise
         log.info("engine running")
         try:
             if duration_s is None:
