@@ -157,3 +157,23 @@ def test_loading_errors_name_the_strategy(spec: str, message: str) -> None:
     assert "'mine'" in str(info.value)
     (problem,) = info.value.problems
     assert problem.startswith("class: ")
+
+
+def test_the_template_imports_only_public_names() -> None:
+    import ast
+    from pathlib import Path
+
+    import trading_engine
+
+    source = Path(__file__).resolve().parents[2] / "strategies" / "template.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            assert not any(name.startswith(("trading_engine.", "strategies")) for name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.module is not None
+            assert not node.module.startswith(("trading_engine.", "strategies")), node.module
+            if node.module == "trading_engine":
+                for alias in node.names:
+                    assert alias.name in trading_engine.__all__, alias.name

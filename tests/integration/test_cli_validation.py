@@ -160,3 +160,36 @@ def test_exchange_sim_on_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) ->
         f"trading-engine: --port {port} is already in use (on 127.0.0.1)"
     )
     assert "Traceback" not in ran.stderr
+
+
+def test_a_strategy_in_the_users_own_package_loads_from_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "mystrategies"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    template = (ROOT / "strategies" / "template.py").read_text(encoding="utf-8")
+    (package / "spread.py").write_text(template, encoding="utf-8")
+    config = DEFAULT.split("[[strategies]]", 1)[0] + (
+        "[[strategies]]\n"
+        'name = "mine"\n'
+        'class = "mystrategies.spread:TemplateStrategy"\n'
+        'symbols = ["BTC-USD"]\n'
+        'params = { quantity = "0.001", max_spread_ticks = 3 }\n'
+    )
+    (tmp_path / "my.toml").write_text(config, encoding="utf-8")
+    checked = cli("check-config", "my.toml", cwd=tmp_path, env=quiet_env())
+    assert checked.returncode == 0, checked
+    assert "valid (2 instrument(s), 1 strategy)" in checked.stdout
+    ran = cli("run", "--config", "my.toml", "--duration", "0.3", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert "template strategy starting on BTC-USD" in ran.stderr  # its on_start ran
+    # From another directory the same module is not found, and the error says where.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    checked = cli("check-config", str(tmp_path / "my.toml"), cwd=elsewhere, env=quiet_env())
+    assert checked.returncode == 2
+    assert (
+        "strategies[0].class: cannot import 'mystrategies.spread': "
+        "No module named 'mystrategies'" in checked.stderr
+    )
