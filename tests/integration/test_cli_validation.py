@@ -193,3 +193,44 @@ def test_a_strategy_in_the_users_own_package_loads_from_the_current_directory(
         "strategies[0].class: cannot import 'mystrategies.spread': "
         "No module named 'mystrategies'" in checked.stderr
     )
+
+
+def test_run_logs_which_configuration_it_loaded(tmp_path: Path) -> None:
+    ran = cli("run", "--duration", "0.2", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "loaded the built-in default configuration (no --config and no config/engine.toml "
+        "here), whose strategies trade: 2 instrument(s), 2 strategies" in ran.stderr
+    )
+    (tmp_path / "mine.toml").write_text(DEFAULT, encoding="utf-8")
+    ran = cli("run", "--config", "mine.toml", "--duration", "0.2", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert "loaded configuration mine.toml: 2 instrument(s), 2 strategies" in ran.stderr
+
+
+def test_exchange_sim_without_feed_warns_that_it_publishes_nothing(tmp_path: Path) -> None:
+    ran = cli(
+        "exchange-sim", "--port", str(free_port()), "--duration", "0.2", cwd=tmp_path,
+        env=quiet_env(TRADING_ENGINE__ENGINE__LOG_LEVEL="warning"),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "warning: no --feed HOST:PORT: the simulator publishes no market data" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "demo", "replay", "exchange-sim", "check-config", "bench"]
+)
+def test_every_option_of_every_command_shows_its_default(tmp_path: Path, command: str) -> None:
+    shown = cli(command, "--help", cwd=tmp_path, env=quiet_env(COLUMNS="200"))
+    assert shown.returncode == 0, shown.stderr
+    options = shown.stdout.split("options:", 1)[1]
+    blocks: list[str] = []
+    for line in options.splitlines():
+        if line.startswith("  -"):
+            blocks.append(line)
+        elif blocks:
+            blocks[-1] += " " + line.strip()
+    others = [block for block in blocks if not block.startswith("  -h, --help")]
+    assert others or command == "check-config", shown.stdout
+    for block in others:
+        assert "default" in block, block

@@ -200,7 +200,7 @@ async def test_a_partial_frame_at_close_is_counted_as_truncated(feed: Feed, how:
     import struct
 
     server, builder, _ = feed
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(snapshot() + b"\n" + update(2)[:30])
     await writer.drain()
     await wait_until(lambda: builder.books["BTC-USD"].state is BookState.LIVE)

@@ -29,6 +29,27 @@ class UsageError(Exception):
     """A command-line value that makes no sense (exit code 2)."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default.
+
+    Options whose default is None or a switch's False say in their own
+    words what happens without them ("default: run until Ctrl-C").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default" in text
+            or not action.option_strings
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _config(args: argparse.Namespace) -> Config:
     """The --config file, else config/engine.toml if present, else the embedded default."""
     return _config_and_source(args)[0]
@@ -219,6 +240,13 @@ def _exchange_sim(args: argparse.Namespace) -> int:
             raise UsageError(str(listen_error("--port", args.host, args.port, exc))) from exc
         try:
             print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
+            if args.feed is None:
+                print(
+                    "trading-engine: warning: no --feed HOST:PORT: the simulator publishes no "
+                    "market data, so an engine gets no books and sends no orders",
+                    file=sys.stderr,
+                    flush=True,
+                )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(args.duration):
                     await stop.wait()
@@ -296,10 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="trading-engine",
+        formatter_class=HelpFormatter,
         description="A low-latency trading engine: market data in, safe orders out.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    class Commands:
+        """``add_parser`` with the formatter that shows defaults."""
+
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            parser: argparse.ArgumentParser = subparsers.add_parser(
+                name, formatter_class=HelpFormatter, **kwargs
+            )
+            return parser
+
+    commands = Commands()
 
     run = commands.add_parser(
         "run",
@@ -310,8 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", metavar="FILE", help=f"configuration file (default {DEFAULT_CONFIG_PATH})"
     )
-    run.add_argument("--capture", metavar="FILE", help="record every frame received to FILE")
-    run.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="record every complete frame received to FILE (default: feed.capture_path, "
+        "which is unset in the default configuration)",
+    )
+    run.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT or SIGTERM)",
+    )
     run.add_argument(
         "--workers",
         type=_positive_int,
@@ -328,8 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the engine with the default configuration (or --config) and the "
         "exchange simulator on loopback, show a live status, print a summary at the end.",
     )
-    demo.add_argument("--config", metavar="FILE", help="configuration (default: the built-in one)")
-    demo.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    demo.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"configuration (default: {DEFAULT_CONFIG_PATH} if present, else the built-in one)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser(
@@ -343,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
     )
-    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.add_argument(
+        "--json", action="store_true", help="print the result as JSON (default: a text summary)"
+    )
     replay.set_defaults(handler=_replay)
 
     sim = commands.add_parser(
@@ -352,11 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the exchange order API and publish market data to an engine's "
         "feed port. The API key is read from the environment variable --api-key-env names.",
     )
-    sim.add_argument("--config", metavar="FILE", help="take the instruments from this file")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8080, metavar="P")
     sim.add_argument(
-        "--feed", type=_host_port, metavar="HOST:PORT", help="publish market data here"
+        "--config",
+        metavar="FILE",
+        help=f"take the instruments from this file (default: {DEFAULT_CONFIG_PATH} if "
+        "present, else the built-in configuration)",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address of the order API")
+    sim.add_argument("--port", type=int, default=8080, metavar="P", help="port of the order API")
+    sim.add_argument(
+        "--feed",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="publish market data to this engine feed port (default: none; without it the "
+        "simulator publishes nothing and only serves the order API)",
     )
     sim.add_argument(
         "--feed-shards",
@@ -365,18 +436,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the engine runs N workers: publish each symbol to the feed port plus its shard",
     )
-    sim.add_argument("--rate", type=float, default=200.0, help="market-data messages per second")
+    sim.add_argument(
+        "--rate", type=float, default=200.0, help="market-data messages per second, in total"
+    )
     sim.add_argument(
         "--stamp-arrivals",
         action="store_true",
         help="note when each order's first bytes arrive; GET /bench/arrivals lists them "
-        "(used by `trading-engine bench`)",
+        "(used by `trading-engine bench`; default: off)",
     )
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--api-key-env", default="EXCHANGE_API_KEY", metavar="NAME")
-    sim.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the books' random walks")
+    sim.add_argument(
+        "--api-key-env",
+        default="EXCHANGE_API_KEY",
+        metavar="NAME",
+        help="the environment variable that holds the API key clients must send",
+    )
+    sim.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT or SIGTERM)",
+    )
+    from ..sim.exchange_sim import Faults
+
+    defaults = Faults()
     for name, (kind, text) in FAULT_FLAGS.items():
-        sim.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+        sim.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{text} (default: {getattr(defaults, name)})",
+        )
     sim.set_defaults(handler=_exchange_sim)
 
     bench = commands.add_parser(
@@ -393,8 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config",
         help="validate a configuration file and print each error",
-        description="Validate a configuration file (with TRADING_ENGINE__* overrides), "
-        "including each strategy's class and params. Exit 0 when valid, 2 when not.",
+        description="Validate a configuration file (with TRADING_ENGINE__* overrides) the way "
+        "`run` does, building everything it builds short of opening sockets: each strategy "
+        "(its class, its params against its instruments' grids), the risk limits, the event "
+        "loop. Exit 0 when valid, 2 when not.",
     )
     check.add_argument("file", metavar="FILE", help="the TOML configuration file")
     check.set_defaults(handler=_check_config)

@@ -461,6 +461,8 @@ class Engine:
         """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
         if self.feed is None or not self.feed.listening:
             return "the feed server is not listening"
+        if not getattr(self.sink, "reached", True):
+            return f"the gateway has not reached the exchange at {self.config.gateway.base_url} yet"
         return None
 
     def status(self) -> dict[str, Any]:

@@ -104,6 +104,9 @@ class HttpGateway:
         self._poller: asyncio.Task[None] | None = None
         self.roundtrip = LatencyHistogram()
         self.counts: dict[str, int] = {}
+        #: True once the exchange answered a request (``GET /fills``) with 200:
+        #: the address and the API key work (``/readyz``).
+        self.reached = False
 
     def __repr__(self) -> str:
         return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
@@ -402,6 +405,7 @@ class HttpGateway:
         response = await self._request("GET", f"/fills?since={self._fills_cursor}")
         if response is None or response.status_code != 200:
             return 0
+        self.reached = True
         applied = 0
         for fill in orjson.loads(response.content):
             fill_id = int(fill["fill_id"])
