@@ -273,18 +273,33 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import json
-    import logging
+    import tempfile
+    from pathlib import Path
 
     from ..engine.runner import run_on_loop
     from ..lowlevel.logs import configure
-    from .demo import run_demo
+    from .demo import free_ports, run_demo
 
     config = _config(args)
-    # The status screen is the output; logs only for problems, to stderr.
-    configure("warning")
-    logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
-    result = run_on_loop(config, run_demo(config, args.duration))
-    print("summary:", json.dumps(result, indent=2, default=str))
+    config, notes = free_ports(config)
+    for note in notes:
+        print(note, flush=True)
+    if args.log is not None:
+        log_path = Path(args.log)
+    else:
+        log_path = Path(tempfile.gettempdir()) / f"trading-engine-demo-{os.getpid()}.log"
+    try:
+        log_file = log_path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--log: cannot write {log_path}: {exc.strerror}") from None
+    # The status screen is the terminal's; log lines go to the file.
+    print(f"logs: {log_path}", flush=True)
+    with log_file:
+        configure(config.engine.log_level, log_file)
+        result = run_on_loop(config, run_demo(config, args.duration))
+        configure(config.engine.log_level)
+    print("summary:", json.dumps(result, indent=2, allow_nan=False))
+    print(f"logs: {log_path}")
     return EXIT_OK
 
 
@@ -389,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         metavar="S",
         help="stop after S seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--log",
+        metavar="FILE",
+        help="append log lines to FILE (default: a new trading-engine-demo-<pid>.log in the "
+        "temporary directory; its path is printed)",
     )
     demo.set_defaults(handler=_demo)
 

@@ -219,7 +219,13 @@ class HttpGateway:
         return body + b"}"
 
     async def _request(
-        self, method: str, url: str, content: bytes | None = None, written: Order | None = None
+        self,
+        method: str,
+        url: str,
+        content: bytes | None = None,
+        written: Order | None = None,
+        *,
+        wait_for_token: bool = True,
     ) -> httpx.Response | None:
         """One call through the rate limiter, timed and recorded in the breaker.
 
@@ -228,9 +234,15 @@ class HttpGateway:
         handed to httpx (which does not expose the moment the bytes reach
         the socket; nothing else runs in between).
         """
-        # The bucket refills with time, not on an event, so sleeping is right.
-        while not self._bucket.take():  # noqa: ASYNC110
-            await asyncio.sleep(self._bucket.wait_s())
+        if not wait_for_token:
+            # The fills poll: at most one per fills_poll_s, never held behind
+            # orders (positions must follow the exchange within a poll); it
+            # uses a token when one is free.
+            self._bucket.take()
+        else:
+            # The bucket refills with time, not on an event, so sleeping is right.
+            while not self._bucket.take():  # noqa: ASYNC110
+                await asyncio.sleep(self._bucket.wait_s())
         if written is not None:
             self._listener.on_written(written)
         start = self._clock()
@@ -402,7 +414,9 @@ class HttpGateway:
 
     async def poll_fills(self) -> int:
         """Read new fills once; returns how many were applied."""
-        response = await self._request("GET", f"/fills?since={self._fills_cursor}")
+        response = await self._request(
+            "GET", f"/fills?since={self._fills_cursor}", wait_for_token=False
+        )
         if response is None or response.status_code != 200:
             return 0
         self.reached = True
