@@ -3,7 +3,6 @@ import trading_engine
 EXPECTED = {
     "BookBuilder",
     "BookEntry",
-    "BookError",
     "BookListener",
     "BookMessage",
     "BookState",
@@ -13,7 +12,6 @@ EXPECTED = {
     "Decoder",
     "Fill",
     "EngineError",
-    "FeedProtocolError",
     "Heartbeat",
     "Instrument",
     "InvalidValue",

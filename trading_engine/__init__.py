@@ -18,10 +18,8 @@ from .config import Config, load_config, parse_config
 from .core.book import Level, OrderBook
 from .core.builder import BookBuilder, BookEntry, BookListener, BookState
 from .core.errors import (
-    BookError,
     ConfigError,
     EngineError,
-    FeedProtocolError,
     InvalidValue,
     InvariantError,
     StrategyError,
@@ -47,7 +45,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BookBuilder",
     "BookEntry",
-    "BookError",
     "BookListener",
     "BookMessage",
     "BookState",
@@ -56,7 +53,6 @@ __all__ = [
     "ConfigError",
     "Decoder",
     "EngineError",
-    "FeedProtocolError",
     "Fill",
     "Heartbeat",
     "Instrument",

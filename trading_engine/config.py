@@ -113,7 +113,11 @@ class FeedConfig(_Section):
     bad_frame_limit: int = Field(
         100, ge=1, description="consecutive bad frames before a connection is closed"
     )
-    capture_path: str | None = Field(None, description="file to record accepted frames to")
+    capture_path: str | None = Field(
+        None,
+        description="file to record every complete frame received to, rejected ones "
+        "included (oversized and truncated frames are never held whole, so never recorded)",
+    )
 
 
 class AdminConfig(_Section):

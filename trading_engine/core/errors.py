@@ -7,25 +7,22 @@ with ``raise X(...) from exc``::
     EngineError
     ├── ConfigError              invalid configuration file, value or override
     ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
-    ├── FeedProtocolError        a frame or peer broke the market-data protocol
-    ├── BookError                an order book was asked to do something impossible
     ├── StrategyError            a strategy could not be loaded or configured
     ├── OrderStateError          an order was moved along a transition that does not exist
     └── InvariantError           an internal consistency check failed (a bug)
 
 Hot paths never build an exception for an expected event: the decoder and
-the book builder return reason codes instead, and only the instrument
-conversions raise :class:`InvalidValue`, which the decoder turns into a
-reason.
+the book builder return reason codes instead (a bad frame or a bad peer is
+a :class:`~trading_engine.core.protocol.Reason`, counted, never raised),
+and only the instrument conversions raise :class:`InvalidValue`, which the
+decoder turns into a reason.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BookError",
     "ConfigError",
     "EngineError",
-    "FeedProtocolError",
     "InvalidValue",
     "InvariantError",
     "OrderStateError",
@@ -60,14 +57,6 @@ class InvalidValue(EngineError):
         super().__init__(f"{reason}: {value!r}")
         self.reason = reason
         self.value = value
-
-
-class FeedProtocolError(EngineError):
-    """A publisher broke the market-data protocol badly enough to be dropped."""
-
-
-class BookError(EngineError):
-    """An order book operation that cannot be done (for example no best level)."""
 
 
 class InvariantError(EngineError):
