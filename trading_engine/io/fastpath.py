@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -192,15 +192,26 @@ class FastOrderChannel:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=within_s)
 
-    def try_send(self, body: bytes) -> asyncio.Future[Answer] | None:
-        """Write a POST /orders now on an idle connection; None if none is idle."""
+    def try_send(
+        self, body: bytes, before_write: Callable[[], None] | None = None
+    ) -> asyncio.Future[Answer] | None:
+        """Write a POST /orders now on an idle connection; None if none is idle.
+
+        ``before_write`` runs just before the bytes are handed to the kernel:
+        the moment an order leaves. (After the write returns is too late on
+        loopback: the send system call can run the receiver, which then
+        stamps the bytes' arrival before the sender's clock is read again.)
+        """
         idle = self._idle_connections
         while idle:
             connection = idle.pop()
             if connection.closed:
                 continue
             waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-            connection.send(self.request_bytes(body), waiter)
+            request = self.request_bytes(body)
+            if before_write is not None:
+                before_write()
+            connection.send(request, waiter)
             self.sent += 1
             return waiter
         self.fallbacks += 1

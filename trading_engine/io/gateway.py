@@ -122,10 +122,10 @@ class HttpGateway:
         if fast is not None and self._bucket.take():
             body = self.order_body(order)
             start = self._clock()
-            waiter = fast.try_send(body)
+            listener = self._listener
+            # Tick-to-trade ends as the request is handed to the kernel.
+            waiter = fast.try_send(body, lambda: listener.on_written(order))
             if waiter is not None:
-                # The request is on the socket: tick-to-trade ends here, exactly.
-                self._listener.on_written(order)
                 self._spawn(
                     self._place(order, body, (waiter, start)), f"place:{order.client_order_id}"
                 )

@@ -108,7 +108,7 @@ async def _publish(
     port: int, ticks: int, interval_s: float, burst: int, background_rate: float
 ) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "trading_engine.commands.bench.ticks", str(port), str(ticks),
+        sys.executable, "-m", "trading_engine.commands.bench", str(port), str(ticks),
         str(interval_s), str(burst), str(background_rate), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await process.communicate()

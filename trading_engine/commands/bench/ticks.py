@@ -2,19 +2,14 @@
 
 Each tick moves the best ask of ``SYMBOL`` to a price no other tick has
 within ``PRICE_CYCLE`` ticks, so an order names the tick that caused it
-by its price. Run as a separate process so that its sending does not
-share the engine's interpreter::
-
-    python -m trading_engine.commands.bench.ticks PORT TICKS INTERVAL_S BURST BACKGROUND_RATE
-
-It prints the send stamps (``time.monotonic_ns``) as one JSON object.
+by its price. It runs as a separate process (``python -m
+trading_engine.commands.bench``, see ``__main__``) so that its sending
+does not share the engine's interpreter.
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import sys
 import time
 from typing import Any
 
@@ -90,13 +85,3 @@ def publish(
     time.sleep(0.2)
     sock.close()
     return {"ticks": sent, "burst_first_seq": burst_first, "last_seq": seq}
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 6:
-        _, port, ticks, interval, burst, rate = sys.argv
-        print(json.dumps(publish(int(port), int(ticks), float(interval), int(burst), float(rate))))
-    else:
-        sys.exit(
-            "usage: python -m trading_engine.commands.bench.ticks PORT TICKS INTERVAL_S BURST RATE"
-        )
