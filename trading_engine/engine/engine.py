@@ -296,7 +296,6 @@ class Engine:
         self._started = False
         if self.feed is not None:
             await self.feed.stop()
-            self.feed = None
         self.stop_strategies()
         drain = getattr(self.sink, "drain", None)
         if drain is not None and not await drain(shutdown_drain_s):
