@@ -17,6 +17,7 @@ hook                   required  called
 ``on_fill(fill)``      no        for each fill of one of the strategy's orders
 ``on_order_update(o)`` no        when one of its orders changes status
 ``on_stop()``          no        once, at shutdown, before open orders are canceled
+                                 (also when start-up fails after ``on_start``)
 =====================  ========  ===============================================
 
 Strategies never see a stale, crossed or not-ready book: ``on_book`` and
@@ -24,10 +25,12 @@ Strategies never see a stale, crossed or not-ready book: ``on_book`` and
 (after an ``await``) answers ``None`` for a book that is no longer live.
 
 Parameters are validated by the strategy's own pydantic model, its
-``Params`` class attribute; a bad value stops start-up with an error
-naming the strategy and the key. Prices are ``int`` ticks and sizes
-``int`` lots; convert decimal params once, in ``on_start`` or
-``__init__``, with ``self.ctx.instrument(symbol)``.
+``Params`` class attribute; a bad value stops start-up (and fails
+``check-config``) with an error naming the key path
+(``strategies[0].params.quantity: ...``). Prices are ``int`` ticks and
+sizes ``int`` lots; convert decimal params once, in ``__init__``, with
+:func:`price_param` and :func:`size_param` and
+``self.ctx.instrument(symbol)``.
 
 See ``strategies/template.py`` and ``docs/strategies.md``.
 """
