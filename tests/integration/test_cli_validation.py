@@ -133,12 +133,14 @@ def listening_socket() -> tuple[socket.socket, int]:
     return sock, port
 
 
-@pytest.mark.parametrize("section", ["feed", "admin"])
-def test_run_on_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, section: str) -> None:
+@pytest.mark.parametrize(("section", "workers"), [("feed", "1"), ("admin", "1"), ("admin", "2")])
+def test_run_on_a_port_in_use_is_one_line_and_exit_2(
+    tmp_path: Path, section: str, workers: str
+) -> None:
     sock, port = listening_socket()
     with sock:
         env = quiet_env(**{f"TRADING_ENGINE__{section.upper()}__PORT": str(port)})
-        ran = cli("run", "--duration", "5", cwd=tmp_path, env=env)
+        ran = cli("run", "--duration", "5", "--workers", workers, cwd=tmp_path, env=env)
     assert ran.returncode == 2, ran
     assert "Traceback" not in ran.stderr
     errors = [line for line in ran.stderr.splitlines() if not line.startswith("{")]
