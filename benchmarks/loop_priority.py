@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -152,6 +153,18 @@ def run_case(loop_name: str, background: int, ticks: int, interval_ms: float) ->
         return result
 
 
+def available_loops(wanted: Sequence[str]) -> list[str]:
+    """``wanted`` without uvloop when it is not installed (with a note on stderr)."""
+    loops = list(wanted)
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        loops.remove("uvloop")
+        print(
+            "uvloop not installed: skipping it (pip install -e '.[uvloop]' to compare it)",
+            file=sys.stderr,
+        )
+    return loops
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.ticks, args.interval_ms)))
         return
     loads = [int(x) for x in args.loads.split(",")]
-    loops = args.loops.split(",")
+    loops = available_loops(args.loops.split(","))
     results: dict[str, dict[int, list[dict[str, Any]]]] = {
         name: {load: [] for load in loads} for name in loops
     }

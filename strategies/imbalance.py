@@ -16,8 +16,15 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies._params import lots
-from trading_engine import BookView, OrderType, Side, Strategy, StrategyContext, TimeInForce
+from trading_engine import (
+    BookView,
+    OrderType,
+    Side,
+    Strategy,
+    StrategyContext,
+    TimeInForce,
+    size_param,
+)
 
 
 class ImbalanceParams(BaseModel):
@@ -41,10 +48,10 @@ class ImbalanceTaker(Strategy):
         self.p = params
         self.cooldown_ns = round(params.cooldown_s * 1e9)
         self._lots = {
-            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+            s: size_param(context.instrument(s), "quantity", params.quantity) for s in symbols
         }
         self._max = {
-            s: lots(name, "max_position", context.instrument(s), params.max_position)
+            s: size_param(context.instrument(s), "max_position", params.max_position)
             for s in symbols
         }
         self._last_ns: int | None = None

@@ -22,8 +22,16 @@ from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies._params import lots
-from trading_engine import BookView, Order, OrderType, Side, Strategy, StrategyContext, TimeInForce
+from trading_engine import (
+    BookView,
+    Order,
+    OrderType,
+    Side,
+    Strategy,
+    StrategyContext,
+    TimeInForce,
+    size_param,
+)
 
 
 class MarketMakerParams(BaseModel):
@@ -46,10 +54,10 @@ class MarketMaker(Strategy):
         assert isinstance(params, MarketMakerParams)
         self.p = params
         self._lots = {
-            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+            s: size_param(context.instrument(s), "quantity", params.quantity) for s in symbols
         }
         self._max = {
-            s: lots(name, "max_inventory", context.instrument(s), params.max_inventory)
+            s: size_param(context.instrument(s), "max_inventory", params.max_inventory)
             for s in symbols
         }
 

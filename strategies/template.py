@@ -1,8 +1,10 @@
-"""A template strategy: copy this file to start your own.
+"""A template strategy: copy this file into your own package to start yours.
 
-Load it with ``class = "strategies.template:TemplateStrategy"`` in a
-``[[strategies]]`` entry, or register it as an entry point in the group
-``trading_engine.strategies`` of your own package.
+It imports only public names of ``trading_engine``. Copied to
+``mystrategies/spread.py`` in the directory you run ``trading-engine``
+from, load it with ``class = "mystrategies.spread:TemplateStrategy"`` in a
+``[[strategies]]`` entry (see docs/strategies.md), or register it as an
+entry point in the group ``trading_engine.strategies`` of your package.
 
 Everything the strategy needs comes through ``self.ctx`` (its
 StrategyContext) and the BookView handed to the hooks. Prices are int
@@ -15,8 +17,16 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies._params import lots
-from trading_engine import BookView, Fill, Order, Strategy, StrategyContext, TimeInForce, Trade
+from trading_engine import (
+    BookView,
+    Fill,
+    Order,
+    Strategy,
+    StrategyContext,
+    TimeInForce,
+    Trade,
+    size_param,
+)
 
 
 class TemplateParams(BaseModel):
@@ -39,9 +49,10 @@ class TemplateStrategy(Strategy):
         super().__init__(name, params, context, symbols)
         assert isinstance(params, TemplateParams)
         self.max_spread = params.max_spread_ticks
-        # Convert decimal params to lots once per symbol (raises StrategyError).
+        # Convert decimal params to lots once per symbol; a size off the lot
+        # grid stops start-up naming strategies[i].params.quantity.
         self.size = {
-            s: lots(name, "quantity", context.instrument(s), params.quantity) for s in symbols
+            s: size_param(context.instrument(s), "quantity", params.quantity) for s in symbols
         }
         self.fills = 0
 

@@ -17,8 +17,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies._params import lots, ticks
-from trading_engine import BookView, OrderType, Side, Strategy, StrategyContext, TimeInForce
+from trading_engine import (
+    BookView,
+    OrderType,
+    Side,
+    Strategy,
+    StrategyContext,
+    TimeInForce,
+    price_param,
+    size_param,
+)
 
 
 class ThresholdParams(BaseModel):
@@ -44,8 +52,8 @@ class ThresholdTaker(Strategy):
         self._lots: dict[str, int] = {}
         for symbol in symbols:
             instrument = context.instrument(symbol)
-            self._trigger[symbol] = ticks(name, "trigger_price", instrument, params.trigger_price)
-            self._lots[symbol] = lots(name, "quantity", instrument, params.quantity)
+            self._trigger[symbol] = price_param(instrument, "trigger_price", params.trigger_price)
+            self._lots[symbol] = size_param(instrument, "quantity", params.quantity)
         self._last_ns: int | None = None
 
     def on_book(self, book: BookView) -> None:

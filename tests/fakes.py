@@ -9,6 +9,7 @@ import orjson
 from trading_engine import Config, parse_config
 from trading_engine.core.strategy import (
     BookView,
+    Fill,
     Strategy,
 )
 
@@ -65,6 +66,9 @@ class Recorder(Strategy):
 
     def on_stop(self) -> None:
         self.calls.append("stop")
+
+    def on_fill(self, fill: Fill) -> None:
+        self.calls.append(repr(fill))
 
 
 class Raiser(Strategy):

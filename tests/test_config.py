@@ -144,3 +144,14 @@ def test_shard_settings_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, environ={})
     assert any("a strategy must live in one shard" in p for p in caught.value.problems)
+
+
+def test_capture_path_says_what_it_records() -> None:
+    # As the feed does (tests/integration/test_feed.py, capture tests):
+    # every complete frame, rejected ones included.
+    from trading_engine.config import FeedConfig
+
+    description = FeedConfig.model_fields["capture_path"].description
+    assert description is not None
+    assert "every complete frame" in description
+    assert "rejected ones included" in description

@@ -26,9 +26,52 @@ def compose() -> dict[str, Any]:
 def test_compose_has_the_four_services() -> None:
     services = compose()["services"]
     assert set(services) == {"engine", "exchange-sim", "prometheus", "grafana"}
-    assert "9100:9100" in services["engine"]["ports"]
-    assert "3000:3000" in services["grafana"]["ports"]
-    assert "9090:9090" in services["prometheus"]["ports"]
+    assert "127.0.0.1:9100:9100" in services["engine"]["ports"]
+    assert "127.0.0.1:7001:7001" in services["engine"]["ports"]
+    assert "127.0.0.1:3000:3000" in services["grafana"]["ports"]
+    assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
+
+
+def test_compose_publishes_every_port_on_loopback_only() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str), (name, port)
+            assert port.startswith("127.0.0.1:"), (name, port)
+            assert len(port.split(":")) == 3, (name, port)
+
+
+def test_compose_secrets_have_no_defaults() -> None:
+    import re
+
+    secrets = {"EXCHANGE_API_KEY", "TRADING_ENGINE_ADMIN_TOKEN"}
+    seen = set()
+    for service in compose()["services"].values():
+        for key, value in service.get("environment", {}).items():
+            if key in secrets:
+                # ${NAME:?message}: compose refuses to start when NAME is unset or empty.
+                assert re.fullmatch(rf"\$\{{{key}:\?[^}}]+\}}", str(value)), (key, value)
+                seen.add(key)
+    assert seen == secrets
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert ":-" not in text  # no variable has a default
+
+
+def test_every_service_using_the_image_can_build_it() -> None:
+    services = compose()["services"]
+    users = [s for s in services.values() if s.get("image") == "trading-engine:latest"]
+    assert len(users) == 2
+    for service in users:
+        assert service.get("build") == "."
+
+
+def test_readme_speaks_compose_v2_and_one_python_command() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose up" in readme
+    assert not re.search(r"docker-compose (up|down|run|build)", readme)
+    assert re.search(r"\bpython3 -m", readme)
+    assert not re.search(r"(?<![\w.])python -", readme)  # only python3, never bare python
 
 
 @pytest.mark.parametrize("service", ["engine", "exchange-sim"])
@@ -42,7 +85,7 @@ def test_compose_commands_exist_in_the_cli(service: str) -> None:
 def test_compose_engine_environment_is_a_valid_configuration() -> None:
     engine = compose()["services"]["engine"]
     environment = {
-        key: str(value).replace("${EXCHANGE_API_KEY:-demo-key}", "demo-key")
+        key: "set" if str(value).startswith("${") else str(value)
         for key, value in engine["environment"].items()
     }
     config = load_config(ROOT / "config" / "engine.toml", environ=environment)

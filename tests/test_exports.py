@@ -4,7 +4,6 @@ EXPECTED = {
     "BUILD",
     "BookBuilder",
     "BookEntry",
-    "BookError",
     "BookListener",
     "BookMessage",
     "BookState",
@@ -15,7 +14,6 @@ EXPECTED = {
     "Decoder",
     "Fill",
     "EngineError",
-    "FeedProtocolError",
     "Heartbeat",
     "Instrument",
     "InvalidValue",
@@ -44,6 +42,8 @@ EXPECTED = {
     "load_config",
     "mark_critical",
     "parse_config",
+    "price_param",
+    "size_param",
 }
 
 

@@ -4,7 +4,8 @@ The public API is what ``__all__`` lists; everything else may change.
 A strategy needs only these names: :class:`Strategy`, its
 :class:`StrategyContext`, :class:`BookView`, :class:`Fill`,
 :class:`Order` and the enums :class:`Side`, :class:`OrderType`,
-:class:`TimeInForce` and :class:`OrderStatus`.
+:class:`TimeInForce` and :class:`OrderStatus`, and :func:`price_param` and
+:func:`size_param`, which turn decimal params into ticks and lots.
 
 The package tree is the architecture (``docs/design.md``), imports
 running one way, bottom to top: ``core`` (pure, synchronous),
@@ -26,10 +27,8 @@ from .config import Config, load_config, parse_config
 from .core.book import Level, OrderBook
 from .core.builder import BookBuilder, BookEntry, BookListener, BookState
 from .core.errors import (
-    BookError,
     ConfigError,
     EngineError,
-    FeedProtocolError,
     InvalidValue,
     InvariantError,
     StrategyError,
@@ -47,7 +46,7 @@ from .core.protocol import (
     Side,
     Trade,
 )
-from .core.strategy import BookView, Fill, Strategy, StrategyContext
+from .core.strategy import BookView, Fill, Strategy, StrategyContext, price_param, size_param
 from .lowlevel.loop import Priority, PriorityEventLoop, create_task, critical, mark_critical
 
 __version__ = "0.1.0"
@@ -59,7 +58,6 @@ __all__ = [
     "BUILD",
     "BookBuilder",
     "BookEntry",
-    "BookError",
     "BookListener",
     "BookMessage",
     "BookState",
@@ -69,7 +67,6 @@ __all__ = [
     "ConfigError",
     "Decoder",
     "EngineError",
-    "FeedProtocolError",
     "Fill",
     "Heartbeat",
     "Instrument",
@@ -99,4 +96,6 @@ __all__ = [
     "load_config",
     "mark_critical",
     "parse_config",
+    "price_param",
+    "size_param",
 ]

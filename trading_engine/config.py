@@ -58,6 +58,8 @@ def _positive_decimal(value: str) -> str:
         raise ValueError(f"expected a decimal string such as '0.01', got {value!r}") from None
     if not number.is_finite() or number <= 0:
         raise ValueError(f"expected a positive decimal string, got {value!r}")
+    if number.adjusted() >= 40 or number.adjusted() < -40:
+        raise ValueError(f"expected a decimal between 1e-40 and 1e40, got {value!r}")
     return value
 
 
@@ -118,7 +120,11 @@ class FeedConfig(_Section):
     bad_frame_limit: int = Field(
         100, ge=1, description="consecutive bad frames before a connection is closed"
     )
-    capture_path: str | None = Field(None, description="file to record accepted frames to")
+    capture_path: str | None = Field(
+        None,
+        description="file to record every complete frame received to, rejected ones "
+        "included (oversized and truncated frames are never held whole, so never recorded)",
+    )
 
 
 class AdminConfig(_Section):

@@ -146,6 +146,25 @@ def test_rule6_crossed_until_uncrossed(builder: BookBuilder, recorder: Recorder)
     assert builder.transitions[(BookState.LIVE, BookState.CROSSED)] == 1
 
 
+def test_rule6_a_locked_book_is_crossed(builder: BookBuilder, recorder: Recorder) -> None:
+    # Rule 6 says best bid >= best ask: a bid equal to the ask (a locked
+    # book) is crossed, not live, by an update and by a snapshot alike.
+    entry = live(builder)
+    recorder.books.clear()
+    assert builder.handle(update(11, [["100.01", "1"]], [])) is entry  # bid == ask
+    assert entry.book.best_bid == entry.book.best_ask
+    assert entry.state is BookState.CROSSED
+    assert recorder.books == []
+    assert builder.transitions[(BookState.LIVE, BookState.CROSSED)] == 1
+    assert builder.handle(update(12, [["100.01", "0"]], [])) is entry
+    assert entry.state is BookState.LIVE
+    assert recorder.books == [("BTC-USD", 12)]
+    locked = builder.handle(snapshot(20, [["100.00", "1"]], [["100.00", "1"]]))
+    assert locked is entry
+    assert entry.state is BookState.CROSSED
+    builder.check()
+
+
 def test_rule6_crossed_snapshot_and_recovery_by_snapshot(builder: BookBuilder) -> None:
     result = builder.handle(snapshot(1, [["101.00", "1"]], [["100.00", "1"]]))
     assert isinstance(result, BookEntry)

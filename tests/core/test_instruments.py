@@ -124,9 +124,12 @@ def test_formatting_uses_the_instrument_precision() -> None:
 def test_money_rendering_is_exact() -> None:
     # 1.5 BTC at 100.01 = 150.015 (ticks*lots = 10001 * 1500), rendered at 0.01.
     assert BTC.format_money(10001 * 1500, scale=3) == "150.015"
-    assert BTC.format_money(10001 * 1500) == "150.02"  # half to even at 0.01
+    assert BTC.format_money(10001 * 1500) == "150.01500"  # price and size decimals
+    assert BTC.money_scale == 5
+    assert BTC.format_money(10001 * 1500, scale=2) == "150.02"  # half to even at 0.01
     assert BTC.format_money(Fraction(1, 2), scale=6) == "0.000005"  # half of 0.01*0.001
-    assert BTC.format_money(-3) == "0.00"  # no negative zero
+    assert BTC.format_money(Fraction(1, 2)) == "0.00000"  # half to even at 0.00001
+    assert BTC.format_money(-3, scale=2) == "0.00"  # no negative zero
 
 
 @given(ticks=st.integers(min_value=1, max_value=MAX_UNITS))

@@ -23,7 +23,7 @@ def test_long_then_close_with_profit() -> None:
     assert position.avg_price == 10000
     assert position.fill(Side.SELL, 10150, 1000) == 150 * 1000
     assert position.quantity == 0
-    assert BTC.format_money(position.realized) == "1.50"
+    assert BTC.format_money(position.realized) == "1.50000"
     assert position.avg_price is None
 
 
@@ -34,10 +34,10 @@ def test_fifo_across_two_entries() -> None:
     position.fill(Side.BUY, 10200, 1000)
     assert position.avg_price == 10100
     position.fill(Side.SELL, 10300, 1000)
-    assert BTC.format_money(position.realized) == "3.00"
+    assert BTC.format_money(position.realized) == "3.00000"
     assert position.avg_price == 10200
     # Unrealized of the remaining 1 at mid 102.50: +0.50.
-    assert BTC.format_money(position.unrealized(Fraction(10250))) == "0.50"
+    assert BTC.format_money(position.unrealized(Fraction(10250))) == "0.50000"
 
 
 def test_short_and_flip() -> None:
@@ -47,18 +47,18 @@ def test_short_and_flip() -> None:
     assert position.quantity == -2000
     # Short unrealized at mid 99.995 (half tick): 2 * 0.005 = +0.01.
     assert position.unrealized(Fraction(19999, 2)) == Fraction(2 * 1000, 2) * 1
-    assert BTC.format_money(position.unrealized(Fraction(19999, 2))) == "0.01"
+    assert BTC.format_money(position.unrealized(Fraction(19999, 2))) == "0.01000"
     position.fill(Side.BUY, 9900, 3000)
     assert position.quantity == 1000
-    assert BTC.format_money(position.realized) == "2.00"
+    assert BTC.format_money(position.realized) == "2.00000"
     assert position.avg_price == 9900
 
 
 def test_loss_and_unrealized_at_mid() -> None:
     position = Position("X")
     position.fill(Side.BUY, 10001, 1500)  # 1.5 at 100.01
-    assert BTC.format_money(position.unrealized(Fraction(10000))) == "-0.02"  # -0.015 -> half even
-    assert BTC.format_money(position.unrealized(Fraction(10000)), scale=3) == "-0.015"
+    assert BTC.format_money(position.unrealized(Fraction(10000))) == "-0.01500"
+    assert BTC.format_money(position.unrealized(Fraction(10000)), scale=2) == "-0.02"  # half even
     position.fill(Side.SELL, 9990, 500)  # 0.5 at 99.90: -0.055
     assert BTC.format_money(position.realized, scale=4) == "-0.0550"
 

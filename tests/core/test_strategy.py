@@ -8,7 +8,7 @@ import pytest
 
 from tests.fakes import config, snapshot, update
 from trading_engine.core.clock import ManualClock
-from trading_engine.core.errors import StrategyError
+from trading_engine.core.errors import ConfigError, StrategyError
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
 from trading_engine.core.strategy import load_strategy_class
@@ -64,14 +64,17 @@ def test_threshold_sell_taker_with_cooldown() -> None:
 
 
 def test_threshold_params_are_validated() -> None:
-    with pytest.raises(StrategyError, match=r"'s'.*params.side"):
-        make(THRESHOLD, {"side": "long", "trigger_price": "1", "quantity": "1"})
-    with pytest.raises(StrategyError, match=r"'s'.*params.trigger_price"):
-        make(THRESHOLD, {"side": "buy", "trigger_price": "99.001", "quantity": "1"})
-    with pytest.raises(StrategyError, match=r"params.quantity"):
-        make(THRESHOLD, {"side": "buy", "trigger_price": "99", "quantity": "0"})
-    with pytest.raises(StrategyError, match=r"params.bogus"):
-        make(THRESHOLD, {"side": "buy", "trigger_price": "99", "quantity": "1", "bogus": 1})
+    cases = [
+        ({"side": "long", "trigger_price": "1", "quantity": "1"}, "params.side"),
+        ({"side": "buy", "trigger_price": "99.001", "quantity": "1"}, "params.trigger_price"),
+        ({"side": "buy", "trigger_price": "99", "quantity": "0"}, "params.quantity"),
+        ({"side": "buy", "trigger_price": "99", "quantity": "1", "bogus": 1}, "params.bogus"),
+    ]
+    for params, key in cases:
+        with pytest.raises(ConfigError) as info:
+            make(THRESHOLD, params)
+        (problem,) = info.value.problems
+        assert problem.startswith(f"strategies[0].{key}: "), problem
 
 
 MM = "strategies.market_maker:MarketMaker"
@@ -152,3 +155,25 @@ def test_loading_errors_name_the_strategy(spec: str, message: str) -> None:
     with pytest.raises(StrategyError, match=message) as info:
         load_strategy_class("mine", spec)
     assert "'mine'" in str(info.value)
+    (problem,) = info.value.problems
+    assert problem.startswith("class: ")
+
+
+def test_the_template_imports_only_public_names() -> None:
+    import ast
+    from pathlib import Path
+
+    import trading_engine
+
+    source = Path(__file__).resolve().parents[2] / "strategies" / "template.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            assert not any(name.startswith(("trading_engine.", "strategies")) for name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.module is not None
+            assert not node.module.startswith(("trading_engine.", "strategies")), node.module
+            if node.module == "trading_engine":
+                for alias in node.names:
+                    assert alias.name in trading_engine.__all__, alias.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -139,3 +140,39 @@ async def test_readyz_is_503_without_a_feed() -> None:
             assert "feed" in response.json()["reason"]
     finally:
         await service.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_readyz_is_503_until_the_gateway_reaches_the_exchange() -> None:
+    from tests.helpers import free_port
+    from trading_engine import Instrument
+    from trading_engine.engine.runner import build_engine
+    from trading_engine.sim.exchange_sim import ExchangeSimulator
+
+    api = free_port()
+    cfg = config(
+        feed={"port": 0},
+        admin={"port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{api}", "fills_poll_s": 0.02},
+    )
+    service = Service(build_engine(cfg, environ={"EXCHANGE_API_KEY": "k"}), environ={})
+    await service.start()
+    simulator = ExchangeSimulator([Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=api)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.admin.port}") as client:
+            response = await client.get("/readyz")
+            assert response.status_code == 503  # the feed listens, nothing answers at api
+            assert "has not reached the exchange" in response.json()["reason"]
+            await simulator.start()
+
+            async def ready() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            deadline = 100
+            while not await ready():
+                deadline -= 1
+                assert deadline > 0, "never ready"
+                await asyncio.sleep(0.05)
+    finally:
+        await service.shutdown()
+        await simulator.stop()

@@ -98,19 +98,55 @@ def test_exchange_sim_rejects_bad_flags() -> None:
 
 
 def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None:
+    import json
+    import re
+    import socket
+
+    from tests.integration.test_cli_validation import console_script
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
     env = {
         **os.environ,
-        "TRADING_ENGINE__FEED__PORT": str(free_port()),
+        "TRADING_ENGINE__FEED__PORT": str(busy),  # taken: the demo moves to a free one
         "TRADING_ENGINE__ADMIN__PORT": str(free_port()),
     }
+    log = tmp_path / "demo.log"
     # From an empty directory: no config/engine.toml, so the built-in default.
-    done = subprocess.run(
-        command("demo", "--duration", "4"), cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=120, check=False,
-    )  # fmt: skip
+    with taken:
+        done = subprocess.run(
+            [console_script(), "demo", "--duration", "4", "--log", str(log)], cwd=tmp_path,
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "trading-engine demo" in done.stdout  # the status screen
-    assert "BTC-USD" in done.stdout
-    summary = done.stdout.split("summary:", 1)[1]
-    assert '"frames"' in summary
-    assert '"submitted"' in summary  # the default strategies traded
+    out = done.stdout
+    assert re.search(rf"^feed.port {busy} is in use; the demo uses \d+$", out, re.MULTILINE)
+    assert f"logs: {log}" in out
+    assert "trading-engine demo" in out  # the status screen
+    assert "BTC-USD" in out
+    # Log lines went to the file, none over the screen.
+    assert not [line for line in out.splitlines() + done.stderr.splitlines() if '"ts"' in line]
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines
+    assert all(json.loads(line)["ts"] for line in lines)
+    # Measured latencies, never a bucket bound or infinity.
+    for line in out.splitlines():
+        if line.startswith("tick-to-trade"):
+            assert "(measured)" in line
+            assert "<=" not in line
+            assert "inf" not in line
+    text = out.split("summary:", 1)[1].rsplit("logs:", 1)[0]
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the summary")
+
+    summary = json.loads(text, parse_constant=refuse)
+    assert summary["orders"]["submitted"] > 0  # the default strategies traded
+    assert summary["frames"] > 0
+    # What the engine knows of fills is what the exchange did.
+    assert summary["orders"].get("fills", 0) == summary["exchange_fills"]
+    latency = summary["tick_to_trade"]
+    assert latency["n"] > 0
+    assert 0 < latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]

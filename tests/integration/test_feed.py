@@ -189,7 +189,43 @@ async def test_disconnect_mid_frame_applies_nothing_and_makes_fed_books_stale(
         await wait_until(lambda: builder.books["BTC-USD"].state is BookState.STALE)
         assert builder.books["BTC-USD"].seq == 1
         assert builder.books["ETH-USD"].state is BookState.LIVE  # fed by the other one
-        assert sum(builder.rejected.values()) == 0  # the partial frame was never a frame
+        # The partial frame is dropped and counted under its own reason.
+        assert {k: v for k, v in builder.rejected.items() if v} == {Reason.TRUNCATED: 1}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["fin", "reset"])
+async def test_a_partial_frame_at_close_is_counted_as_truncated(feed: Feed, how: str) -> None:
+    import socket
+    import struct
+
+    server, builder, _ = feed
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(snapshot() + b"\n" + update(2)[:30])
+    await writer.drain()
+    await wait_until(lambda: builder.books["BTC-USD"].state is BookState.LIVE)
+    if how == "reset":
+        sock = writer.get_extra_info("socket")
+        # SO_LINGER on with a zero timeout: close() sends RST, not FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+    else:
+        writer.close()
+        await writer.wait_closed()
+    await wait_until(lambda: builder.rejected[Reason.TRUNCATED] == 1, what="the count")
+    assert sum(builder.rejected.values()) == 1
+    assert builder.books["BTC-USD"].seq == 1  # nothing of the partial frame applied
+    assert server.stats.connections_closed == 1
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_tail_at_close_is_counted_once(feed: Feed) -> None:
+    server, builder, _ = feed
+    async with Publisher("127.0.0.1", server.port) as pub:
+        await pub.send(b"x" * (server.config.max_frame_bytes + 10))
+        await wait_until(lambda: builder.rejected[Reason.OVERSIZED] == 1)
+    await wait_until(lambda: server.stats.connections_closed == 1)
+    assert {k: v for k, v in builder.rejected.items() if v} == {Reason.OVERSIZED: 1}
 
 
 @pytest.mark.asyncio

@@ -30,14 +30,43 @@ class UsageError(Exception):
     """A command-line value that makes no sense (exit code 2)."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default.
+
+    Options whose default is None or a switch's False say in their own
+    words what happens without them ("default: run until Ctrl-C").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default" in text
+            or not action.option_strings
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _config(args: argparse.Namespace) -> Config:
     """The --config file, else config/engine.toml if present, else the embedded default."""
+    return _config_and_source(args)[0]
+
+
+def _config_and_source(args: argparse.Namespace) -> tuple[Config, str]:
+    """The configuration and a phrase saying where it came from (for the log)."""
     path = getattr(args, "config", None)
     if path is not None:
-        return load_config(path)
+        return load_config(path), f"configuration {path}"
     if DEFAULT_CONFIG_PATH.exists():
-        return load_config(DEFAULT_CONFIG_PATH)
-    return load_default_config()
+        return load_config(DEFAULT_CONFIG_PATH), f"configuration {DEFAULT_CONFIG_PATH}"
+    return load_default_config(), (
+        f"the built-in default configuration (no --config and no {DEFAULT_CONFIG_PATH} "
+        "here), whose strategies trade"
+    )
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -47,30 +76,35 @@ def _print_config_error(exc: ConfigError) -> None:
             print(f"  {problem}", file=sys.stderr)
 
 
+def _import_path_has_cwd() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` and uvicorn do.
+
+    A console script's ``sys.path`` starts with its own bin directory, so a
+    strategy in the user's own package (``class = "mypkg.mod:Class"``)
+    would not import from the directory the command runs in.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 # -- check-config ------------------------------------------------------------------
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from ..engine.runner import missing_secrets, prepare_engine
+    from ..sim.venue import simulated_venue
+
     try:
         config = load_config(args.file)
+        prepare_engine(config, venue=simulated_venue, require_secrets=False)
     except ConfigError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from ..core.strategy import load_strategy_class, validate_params
-
-    problems = []
-    for item in config.strategies:
-        try:
-            validate_params(item.name, load_strategy_class(item.name, item.class_), item.params)
-        except EngineError as exc:
-            problems.append(str(exc))
-    if problems:
-        print(f"{args.file}: invalid", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+    for line in missing_secrets(config):
+        print(f"{args.file}: note: {line}; run refuses to start until it is", file=sys.stderr)
     count = len(config.strategies)
     print(
         f"{args.file}: valid ({len(config.instruments)} instrument(s), "
@@ -83,22 +117,35 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..engine.runner import Service, build_engine, run_on_loop
+    import logging
+
+    from ..engine.runner import Service, prepare_engine, run_on_loop
     from ..lowlevel.logs import configure
     from ..sim.venue import simulated_venue
 
-    config = _config(args)
+    config, source = _config_and_source(args)
     if args.capture:
         feed = config.feed.model_copy(update={"capture_path": args.capture})
         config = config.model_copy(update={"feed": feed})
     configure(config.engine.log_level)
+    log = logging.getLogger("trading_engine.cli")
+    engine = prepare_engine(config, venue=simulated_venue)
+    log.info(
+        "loaded %s: %d instrument(s), %d strateg%s, orders to %s",
+        source,
+        len(config.instruments),
+        len(config.strategies),
+        "y" if len(config.strategies) == 1 else "ies",
+        "the in-process simulated venue"
+        if config.gateway.mode == "simulated"
+        else config.gateway.base_url,
+    )
     if args.workers > 1:
         from ..engine.supervisor import Supervisor
 
         supervisor = Supervisor(config, args.workers, config_path=args.config)
         asyncio.run(supervisor.run(args.duration))
         return EXIT_OK
-    engine = build_engine(config, venue=simulated_venue)
     run_on_loop(config, Service(engine).run(args.duration))
     return EXIT_OK
 
@@ -160,6 +207,7 @@ FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 
 def _exchange_sim(args: argparse.Namespace) -> int:
+    from ..io.webserver import listen_error
     from ..lowlevel.logs import configure
     from ..sim.exchange_sim import ExchangeSimulator, Faults
 
@@ -203,12 +251,26 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with simulator:
+        try:
+            await simulator.start()
+        except OSError as exc:
+            await simulator.stop()
+            raise UsageError(str(listen_error("--port", args.host, args.port, exc))) from exc
+        try:
             scheme = "https" if tls is not None else "http"
             print(f"exchange simulator on {scheme}://{args.host}:{simulator.port}", flush=True)
+            if args.feed is None:
+                print(
+                    "trading-engine: warning: no --feed HOST:PORT: the simulator publishes no "
+                    "market data, so an engine gets no books and sends no orders",
+                    file=sys.stderr,
+                    flush=True,
+                )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(args.duration):
                     await stop.wait()
+        finally:
+            await simulator.stop()
 
     asyncio.run(serve())
     return EXIT_OK
@@ -230,18 +292,33 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import json
-    import logging
+    import tempfile
+    from pathlib import Path
 
     from ..engine.runner import run_on_loop
     from ..lowlevel.logs import configure
-    from .demo import run_demo
+    from .demo import free_ports, run_demo
 
     config = _config(args)
-    # The status screen is the output; logs only for problems, to stderr.
-    configure("warning")
-    logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
-    result = run_on_loop(config, run_demo(config, args.duration))
-    print("summary:", json.dumps(result, indent=2, default=str))
+    config, notes = free_ports(config)
+    for note in notes:
+        print(note, flush=True)
+    if args.log is not None:
+        log_path = Path(args.log)
+    else:
+        log_path = Path(tempfile.gettempdir()) / f"trading-engine-demo-{os.getpid()}.log"
+    try:
+        log_file = log_path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--log: cannot write {log_path}: {exc.strerror}") from None
+    # The status screen is the terminal's; log lines go to the file.
+    print(f"logs: {log_path}", flush=True)
+    with log_file:
+        configure(config.engine.log_level, log_file)
+        result = run_on_loop(config, run_demo(config, args.duration))
+        configure(config.engine.log_level)
+    print("summary:", json.dumps(result, indent=2, allow_nan=False))
+    print(f"logs: {log_path}")
     return EXIT_OK
 
 
@@ -281,10 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="trading-engine",
+        formatter_class=HelpFormatter,
         description="A low-latency trading engine: market data in, safe orders out.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    class Commands:
+        """``add_parser`` with the formatter that shows defaults."""
+
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            parser: argparse.ArgumentParser = subparsers.add_parser(
+                name, formatter_class=HelpFormatter, **kwargs
+            )
+            return parser
+
+    commands = Commands()
 
     run = commands.add_parser(
         "run",
@@ -295,8 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", metavar="FILE", help=f"configuration file (default {DEFAULT_CONFIG_PATH})"
     )
-    run.add_argument("--capture", metavar="FILE", help="record every frame received to FILE")
-    run.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="record every complete frame received to FILE (default: feed.capture_path, "
+        "which is unset in the default configuration)",
+    )
+    run.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT or SIGTERM)",
+    )
     run.add_argument(
         "--workers",
         type=_positive_int,
@@ -313,8 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the engine with the default configuration (or --config) and the "
         "exchange simulator on loopback, show a live status, print a summary at the end.",
     )
-    demo.add_argument("--config", metavar="FILE", help="configuration (default: the built-in one)")
-    demo.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    demo.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"configuration (default: {DEFAULT_CONFIG_PATH} if present, else the built-in one)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--log",
+        metavar="FILE",
+        help="append log lines to FILE (default: a new trading-engine-demo-<pid>.log in the "
+        "temporary directory; its path is printed)",
+    )
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser(
@@ -328,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
     )
-    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.add_argument(
+        "--json", action="store_true", help="print the result as JSON (default: a text summary)"
+    )
     replay.set_defaults(handler=_replay)
 
     sim = commands.add_parser(
@@ -337,11 +454,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the exchange order API and publish market data to an engine's "
         "feed port. The API key is read from the environment variable --api-key-env names.",
     )
-    sim.add_argument("--config", metavar="FILE", help="take the instruments from this file")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8080, metavar="P")
     sim.add_argument(
-        "--feed", type=_host_port, metavar="HOST:PORT", help="publish market data here"
+        "--config",
+        metavar="FILE",
+        help=f"take the instruments from this file (default: {DEFAULT_CONFIG_PATH} if "
+        "present, else the built-in configuration)",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address of the order API")
+    sim.add_argument("--port", type=int, default=8080, metavar="P", help="port of the order API")
+    sim.add_argument(
+        "--feed",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="publish market data to this engine feed port (default: none; without it the "
+        "simulator publishes nothing and only serves the order API)",
     )
     sim.add_argument(
         "--feed-shards",
@@ -350,20 +476,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the engine runs N workers: publish each symbol to the feed port plus its shard",
     )
-    sim.add_argument("--rate", type=float, default=200.0, help="market-data messages per second")
+    sim.add_argument(
+        "--rate", type=float, default=200.0, help="market-data messages per second, in total"
+    )
     sim.add_argument(
         "--stamp-arrivals",
         action="store_true",
         help="note when each order's first bytes arrive; GET /bench/arrivals lists them "
-        "(used by `trading-engine bench`)",
+        "(used by `trading-engine bench`; default: off)",
     )
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--tls-cert", metavar="FILE", help="serve https with this PEM certificate")
-    sim.add_argument("--tls-key", metavar="FILE", help="...and this PEM private key")
-    sim.add_argument("--api-key-env", default="EXCHANGE_API_KEY", metavar="NAME")
-    sim.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the books' random walks")
+    sim.add_argument(
+        "--tls-cert", metavar="FILE", help="serve https with this PEM certificate (default: http)"
+    )
+    sim.add_argument(
+        "--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (default: none)"
+    )
+    sim.add_argument(
+        "--api-key-env",
+        default="EXCHANGE_API_KEY",
+        metavar="NAME",
+        help="the environment variable that holds the API key clients must send",
+    )
+    sim.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT or SIGTERM)",
+    )
+    from ..sim.exchange_sim import Faults
+
+    defaults = Faults()
     for name, (kind, text) in FAULT_FLAGS.items():
-        sim.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+        sim.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{text} (default: {getattr(defaults, name)})",
+        )
     sim.set_defaults(handler=_exchange_sim)
 
     bench = commands.add_parser(
@@ -380,8 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config",
         help="validate a configuration file and print each error",
-        description="Validate a configuration file (with TRADING_ENGINE__* overrides), "
-        "including each strategy's class and params. Exit 0 when valid, 2 when not.",
+        description="Validate a configuration file (with TRADING_ENGINE__* overrides) the way "
+        "`run` does, building everything it builds short of opening sockets: each strategy "
+        "(its class, its params against its instruments' grids), the risk limits, the event "
+        "loop. Exit 0 when valid, 2 when not.",
     )
     check.add_argument("file", metavar="FILE", help="the TOML configuration file")
     check.set_defaults(handler=_check_config)
@@ -395,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trading-engine: WARNING: {BUILD.note}", file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _import_path_has_cwd()
     try:
         code: int = args.handler(args)
     except ConfigError as exc:

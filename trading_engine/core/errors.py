@@ -7,27 +7,24 @@ with ``raise X(...) from exc``::
     EngineError
     ├── ConfigError              invalid configuration file, value or override
     ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
-    ├── FeedProtocolError        a frame or peer broke the market-data protocol
-    ├── BookError                an order book was asked to do something impossible
     ├── StrategyError            a strategy could not be loaded or configured
     ├── OrderStateError          an order was moved along a transition that does not exist
     │   └── DuplicateFill        a fill id already counted for the order came again
     └── InvariantError           an internal consistency check failed (a bug)
 
 Hot paths never build an exception for an expected event: the decoder and
-the book builder return reason codes instead, and only the instrument
-conversions raise :class:`InvalidValue`, which the decoder turns into a
-reason.
+the book builder return reason codes instead (a bad frame or a bad peer is
+a :class:`~trading_engine.core.protocol.Reason`, counted, never raised),
+and only the instrument conversions raise :class:`InvalidValue`, which the
+decoder turns into a reason.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BookError",
     "ConfigError",
     "DuplicateFill",
     "EngineError",
-    "FeedProtocolError",
     "InvalidValue",
     "InvariantError",
     "OrderStateError",
@@ -64,14 +61,6 @@ class InvalidValue(EngineError):
         self.value = value
 
 
-class FeedProtocolError(EngineError):
-    """A publisher broke the market-data protocol badly enough to be dropped."""
-
-
-class BookError(EngineError):
-    """An order book operation that cannot be done (for example no best level)."""
-
-
 class InvariantError(EngineError):
     """An internal invariant does not hold. Always a bug in the engine."""
 
@@ -79,8 +68,15 @@ class InvariantError(EngineError):
 class StrategyError(EngineError):
     """A strategy could not be loaded, or its params are invalid.
 
-    The message names the strategy and, for a bad param, the key.
+    ``problems`` lists one line per problem, each starting with its key
+    path inside the strategy's ``[[strategies]]`` entry (``class: ...``,
+    ``params.quantity: ...``); the engine prefixes ``strategies[i].``.
+    The message names the strategy when the raiser knows it.
     """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
 
 
 class OrderStateError(EngineError):

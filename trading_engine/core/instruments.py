@@ -234,14 +234,23 @@ class Instrument:
     def format_money(self, value: Fraction | int, scale: int | None = None) -> str:
         """Render an amount in price units times lots (``ticks * lots``).
 
-        ``ticks * lots`` is money in units of ``tick_size * lot_size``; this
-        renders it as a decimal string at the tick size's precision,
-        rounding half to even only when the amount is finer than that.
+        ``ticks * lots`` is money in units of ``tick_size * lot_size``. By
+        default it is rendered with the price's and the size's decimals
+        together (tick 0.01 and lot 0.001 give 5 places), which is exact for
+        any whole number of ticks times lots (a fill's cost, realized PnL);
+        an amount finer than that (unrealized PnL at a mid between two
+        ticks) is rounded half to even. ``scale`` sets another number of
+        decimals.
         """
-        digits = self._price_scale if scale is None else scale
+        digits = self._price_scale + self._size_scale if scale is None else scale
         exact = Fraction(value) * self._tick_step * self._lot_step
         exact /= _POW10[self._price_scale + self._size_scale]
         return _render(round(exact * _POW10[digits]), digits)
+
+    @property
+    def money_scale(self) -> int:
+        """The decimals of a money amount: the price's plus the size's."""
+        return self._price_scale + self._size_scale
 
     def format_price_fraction(self, ticks: Fraction, digits: int | None = None) -> str:
         """Render an exact price in ticks (an average, a mid) as a decimal string.

@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Final, Protocol, TypeAlias
 
 from .errors import DuplicateFill, OrderStateError
+from .instruments import Instrument
 from .protocol import Side
 
 __all__ = [
@@ -161,6 +162,7 @@ class Order:
         "filled",
         "filled_cost",
         "held",
+        "instrument",
         "price",
         "quantity",
         "reason",
@@ -185,8 +187,11 @@ class Order:
         price: int | None,
         time_in_force: TimeInForce,
         created_ns: int = 0,
+        instrument: Instrument | None = None,
     ) -> None:
         self.client_order_id = client_order_id
+        #: The symbol's grids, for rendering prices and sizes as decimals.
+        self.instrument = instrument
         self.strategy = strategy
         self.symbol = symbol
         self.side = side
@@ -222,10 +227,24 @@ class Order:
         self.closed_ns = 0
 
     def __repr__(self) -> str:
+        size, filled, price = self.render()
         return (
-            f"Order({self.client_order_id!r}, {self.side.value} {self.quantity} "
-            f"{self.symbol} @ {self.price}, {self.status.value}, filled={self.filled})"
+            f"Order({self.client_order_id!r}, {self.side.value} {size} {self.symbol} @ {price}, "
+            f"{self.status.value}, filled={filled})"
         )
+
+    def render(self) -> tuple[str, str, str]:
+        """(quantity, filled, price) as decimal strings, for logs.
+
+        Without an instrument they read ``<n> lots`` and ``<n> ticks``, never
+        bare integers that look like prices.
+        """
+        inst = self.instrument
+        if inst is None:
+            price = "market" if self.price is None else f"{self.price} ticks"
+            return f"{self.quantity} lots", f"{self.filled} lots", price
+        price = "market" if self.price is None else inst.format_price(self.price)
+        return inst.format_size(self.quantity), inst.format_size(self.filled), price
 
     @property
     def is_open(self) -> bool:

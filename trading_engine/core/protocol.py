@@ -99,6 +99,9 @@ class Reason(StrEnum):
     BEFORE_SNAPSHOT = "before_snapshot"
     #: An update or trade for a stale book, ignored until a snapshot.
     STALE = "stale"
+    #: The connection closed (FIN or reset) in the middle of a frame: the
+    #: partial frame is dropped.
+    TRUNCATED = "truncated"
 
 
 #: Reasons that are the publisher's fault (they count toward closing a bad

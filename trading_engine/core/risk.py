@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from enum import StrEnum
 from fractions import Fraction
 
@@ -196,8 +196,14 @@ class _Limits:
         self.max_notional = _floor_units(config.max_order_notional, unit)
 
 
+#: Enough digits for any limit the configuration accepts (below 1e40) in
+#: units as fine as 1e-40: the default context's 28 digits are not.
+_EXACT = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow])
+
+
 def _floor_units(amount: Decimal, unit: Decimal) -> int:
-    return int(amount // unit)
+    """``floor(amount / unit)`` exactly, however large ``amount`` is."""
+    return int(_EXACT.divide_int(amount, unit))
 
 
 class RiskEngine:

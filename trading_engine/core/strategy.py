@@ -17,6 +17,7 @@ hook                   required  called
 ``on_fill(fill)``      no        for each fill of one of the strategy's orders
 ``on_order_update(o)`` no        when one of its orders changes status
 ``on_stop()``          no        once, at shutdown, before open orders are canceled
+                                 (also when start-up fails after ``on_start``)
 =====================  ========  ===============================================
 
 Strategies never see a stale, crossed or not-ready book: ``on_book`` and
@@ -24,10 +25,12 @@ Strategies never see a stale, crossed or not-ready book: ``on_book`` and
 (after an ``await``) answers ``None`` for a book that is no longer live.
 
 Parameters are validated by the strategy's own pydantic model, its
-``Params`` class attribute; a bad value stops start-up with an error
-naming the strategy and the key. Prices are ``int`` ticks and sizes
-``int`` lots; convert decimal params once, in ``on_start`` or
-``__init__``, with ``self.ctx.instrument(symbol)``.
+``Params`` class attribute; a bad value stops start-up (and fails
+``check-config``) with an error naming the key path
+(``strategies[0].params.quantity: ...``). Prices are ``int`` ticks and
+sizes ``int`` lots; convert decimal params once, in ``__init__``, with
+:func:`price_param` and :func:`size_param` and
+``self.ctx.instrument(symbol)``.
 
 See ``strategies/template.py`` and ``docs/strategies.md``.
 """
@@ -45,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .book import Level
 from .builder import BookEntry, BookState
-from .errors import StrategyError
+from .errors import InvalidValue, StrategyError
 from .instruments import Instrument
 from .orders import Order, OrderType, Price, TimeInForce
 from .protocol import Side, Trade
@@ -61,6 +64,9 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "load_strategy_class",
+    "price_param",
+    "size_param",
+    "validate_params",
 ]
 
 ENTRY_POINT_GROUP = "trading_engine.strategies"
@@ -89,7 +95,16 @@ class Fill:
         self.lots = lots
 
     def __repr__(self) -> str:
-        return f"Fill({self.order.client_order_id!r}, {self.lots} @ {self.price})"
+        inst = self.order.instrument
+        if inst is None:
+            return f"Fill({self.order.client_order_id!r}, {self.lots} lots @ {self.price} ticks)"
+        ticks = self.price
+        price = (
+            inst.format_price(ticks)
+            if isinstance(ticks, int)
+            else inst.format_price_fraction(ticks)
+        )
+        return f"Fill({self.order.client_order_id!r}, {inst.format_size(self.lots)} @ {price})"
 
 
 class BookView:
@@ -262,46 +277,95 @@ class Strategy:
 def load_strategy_class(name: str, spec: str) -> type[Strategy]:
     """Resolve ``module:Class`` or an entry-point name to a Strategy subclass.
 
-    Raises :class:`StrategyError` naming the strategy.
+    ``module`` is imported from ``sys.path`` as it stands (the command line
+    puts the current directory on it first, as ``python -m`` does). Raises
+    :class:`StrategyError` naming the strategy, whose one problem reads
+    ``class: ...``.
     """
+
+    def error(text: str) -> StrategyError:
+        return StrategyError(f"strategy {name!r}: {text}", [f"class: {text}"])
+
     target: object
     if ":" in spec:
         module_name, _, attribute = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise StrategyError(f"strategy {name!r}: cannot import {module_name!r}: {exc}") from exc
+            raise error(f"cannot import {module_name!r}: {exc}") from exc
+        except Exception as exc:
+            raise error(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
         try:
             target = getattr(module, attribute)
         except AttributeError:
-            raise StrategyError(
-                f"strategy {name!r}: module {module_name!r} has no {attribute!r}"
-            ) from None
+            raise error(f"module {module_name!r} has no {attribute!r}") from None
     else:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
         if not found:
-            raise StrategyError(
-                f"strategy {name!r}: {spec!r} is neither module:Class nor an entry point "
+            raise error(
+                f"{spec!r} is neither module:Class nor an entry point "
                 f"in the group {ENTRY_POINT_GROUP!r}"
             )
         try:
             target = found[0].load()
         except Exception as exc:
-            raise StrategyError(f"strategy {name!r}: entry point {spec!r} failed: {exc}") from exc
+            raise error(f"entry point {spec!r} failed: {exc}") from exc
     if not (isinstance(target, type) and issubclass(target, Strategy)):
-        raise StrategyError(f"strategy {name!r}: {spec!r} is not a Strategy subclass")
+        raise error(f"{spec!r} is not a Strategy subclass")
     if target.on_book is Strategy.on_book:
-        raise StrategyError(f"strategy {name!r}: {spec!r} does not implement on_book")
+        raise error(f"{spec!r} does not implement on_book")
     return target
 
 
 def validate_params(name: str, cls: type[Strategy], raw: dict[str, Any]) -> BaseModel:
-    """Validate params with the strategy's model; errors name strategy and key."""
+    """Validate params with the strategy's model.
+
+    Raises :class:`StrategyError` naming the strategy, one problem per
+    invalid key (``params.quantity: ...``).
+    """
     try:
         return cls.Params.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "params"
-            problems.append(f"params.{key}: {error['msg']} (value {error.get('input')!r})")
-        raise StrategyError(f"strategy {name!r}: " + "; ".join(problems)) from exc
+            key = ".".join(str(part) for part in error["loc"])
+            path = f"params.{key}" if key else "params"
+            problems.append(f"{path}: {error['msg']} (value {error.get('input')!r})")
+        raise StrategyError(f"strategy {name!r}: " + "; ".join(problems), problems) from exc
+
+
+def price_param(instrument: Instrument, key: str, value: object) -> int:
+    """A positive price param (a decimal string) on ``instrument``'s tick grid, in ticks.
+
+    For a strategy's ``__init__``. Raises :class:`StrategyError` whose one
+    problem reads ``params.<key>: ...``, naming the value and the tick.
+    """
+    try:
+        return instrument.price_to_ticks(value)
+    except InvalidValue as exc:
+        text = (
+            f"params.{key}: {value!r} is not a valid price for {instrument.symbol} "
+            f"(tick {instrument.tick_size}): {exc.reason}"
+        )
+        raise StrategyError(text, [text]) from None
+
+
+def size_param(instrument: Instrument, key: str, value: object) -> int:
+    """A positive size param (a decimal string) on ``instrument``'s lot grid, in lots.
+
+    For a strategy's ``__init__``. Raises :class:`StrategyError` whose one
+    problem reads ``params.<key>: ...``, naming the value and the lot.
+    """
+    try:
+        lots = instrument.size_to_lots(value)
+    except InvalidValue as exc:
+        reason = exc.reason
+    else:
+        if lots > 0:
+            return lots
+        reason = "zero"
+    text = (
+        f"params.{key}: {value!r} is not a valid size for {instrument.symbol} "
+        f"(lot {instrument.lot_size}): {reason}"
+    )
+    raise StrategyError(text, [text])

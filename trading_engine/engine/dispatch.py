@@ -274,6 +274,11 @@ class Dispatcher:
         #: Called after each fan-out with (entry, recv_ns); the engine uses
         #: it for tick-to-trade bookkeeping and the simulated venue.
         self.after_book: Callable[[BookEntry, int], None] | None = None
+        #: Called after each trade's fan-out with (entry, recv_ns) (the simulated venue).
+        self.after_trade: Callable[[BookEntry, int], None] | None = None
+        #: Called with the entry before each update's or trade's fan-out
+        #: (the simulated venue matches its resting orders there).
+        self.before_fan_out: Callable[[BookEntry], None] | None = None
         self.updates = 0
         #: Receive time of the update being fanned out (0 outside a fan-out).
         self.recv_ns = 0
@@ -288,6 +293,8 @@ class Dispatcher:
 
     def on_book(self, entry: BookEntry, recv_ns: int) -> None:
         self.updates += 1
+        if self.before_fan_out is not None:
+            self.before_fan_out(entry)
         runners = self.watchers.get(entry.symbol)
         if runners:
             view = self.views.get(entry.symbol) or self.view(entry)
@@ -305,6 +312,8 @@ class Dispatcher:
             self.flush()
 
     def on_trade(self, entry: BookEntry, trade: Trade, recv_ns: int) -> None:
+        if self.before_fan_out is not None:
+            self.before_fan_out(entry)
         runners = self.watchers.get(entry.symbol)
         if runners:
             view = self.views.get(entry.symbol) or self.view(entry)
@@ -316,6 +325,8 @@ class Dispatcher:
             finally:
                 self._dispatching = False
                 self.recv_ns = 0
+        if self.after_trade is not None:
+            self.after_trade(entry, recv_ns)
         if self._pending:
             self.flush()
 

@@ -41,7 +41,7 @@ from typing import Any
 from ..config import Config
 from ..core.builder import BookBuilder
 from ..core.clock import Clock, SystemClock
-from ..core.errors import DuplicateFill, InvalidValue, OrderStateError, StrategyError
+from ..core.errors import ConfigError, DuplicateFill, InvalidValue, OrderStateError, StrategyError
 from ..core.instruments import Instrument
 from ..core.orders import (
     FAULT_KINDS,
@@ -59,6 +59,7 @@ from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
+from ..io.webserver import listen_error
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from .dispatch import Dispatcher, StrategyRunner
@@ -227,18 +228,34 @@ class Engine:
     # -- strategies -----------------------------------------------------------
 
     def _load_strategies(self) -> list[tuple[StrategyRunner, tuple[str, ...]]]:
+        """Resolve, validate and construct every configured strategy.
+
+        Raises :class:`ConfigError` listing every problem of every strategy,
+        each line naming its key path (``strategies[0].class: ...``,
+        ``strategies[1].params.quantity: ...``).
+        """
         runners = []
+        problems: list[str] = []
         engine_config = self.config.engine
-        for item in self.config.strategies:
-            cls = load_strategy_class(item.name, item.class_)
-            params = validate_params(item.name, cls, item.params)
+        for i, item in enumerate(self.config.strategies):
+            try:
+                cls = load_strategy_class(item.name, item.class_)
+                params = validate_params(item.name, cls, item.params)
+            except StrategyError as exc:
+                problems.extend(f"strategies[{i}].{problem}" for problem in exc.problems)
+                continue
             context = _Context(self, item.name)
             try:
                 strategy = cls(item.name, params, context, item.symbols)
-            except StrategyError:
-                raise
+            except StrategyError as exc:
+                problems.extend(f"strategies[{i}].{problem}" for problem in exc.problems)
+                continue
             except Exception as exc:
-                raise StrategyError(f"strategy {item.name!r}: could not be created: {exc}") from exc
+                problems.append(
+                    f"strategies[{i}]: {item.class_} could not be created: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                continue
             runner = StrategyRunner(
                 strategy,
                 budget_s=engine_config.strategy_budget_s,
@@ -248,6 +265,8 @@ class Engine:
             self.contexts[item.name] = context
             self.open_orders[item.name] = {}
             runners.append((runner, tuple(item.symbols)))
+        if problems:
+            raise ConfigError(f"{len(problems)} invalid strategy setting(s)", problems)
         return runners
 
     def start_strategies(self) -> None:
@@ -265,7 +284,13 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, *, serve_feed: bool = True) -> None:
-        """Start the strategies and (by default) the feed server."""
+        """Start the strategies and (by default) the feed server.
+
+        If the feed server cannot listen, the start is undone (every
+        strategy whose ``on_start`` ran gets its ``on_stop``, the order sink
+        is closed) and :class:`ConfigError` names the key: ``feed.port 7001
+        is already in use``.
+        """
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
@@ -273,16 +298,27 @@ class Engine:
         if start_sink is not None:
             start_sink()
         self.start_strategies()
-        if serve_feed:
-            if self.config.feed.capture_path:
-                self.capture = CaptureWriter(self.config.feed.capture_path)
+        if not serve_feed:
+            return
+        settings = self.config.feed
+        try:
+            if settings.capture_path:
+                self.capture = CaptureWriter(settings.capture_path)
             self.feed = FeedServer(
-                self.config.feed,
-                self.builder,
-                clock=self.clock.monotonic_ns,
-                capture=self.capture,
+                settings, self.builder, clock=self.clock.monotonic_ns, capture=self.capture
             )
             await self.feed.start()
+        except OSError as exc:
+            await self._undo_start()
+            raise listen_error("feed", settings.host, settings.port, exc) from exc
+        except BaseException:
+            await self._undo_start()
+            raise
+
+    async def _undo_start(self) -> None:
+        """A start that failed half-way: stop what started, in reverse order."""
+        self.feed = None
+        await self.stop(shutdown_drain_s=1.0)
 
     async def stop(self, shutdown_drain_s: float = 10.0) -> None:
         """Graceful shutdown: stop the feed, stop strategies, cancel orders.
@@ -366,6 +402,7 @@ class Engine:
             price,
             time_in_force,
             now,
+            self.instruments[symbol],
         )
         self.orders[order.client_order_id] = order
         self.open_orders[runner.name][order.client_order_id] = order
@@ -602,6 +639,8 @@ class Engine:
         """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
         if self.feed is None or not self.feed.listening:
             return "the feed server is not listening"
+        if not getattr(self.sink, "reached", True):
+            return f"the gateway has not reached the exchange at {self.config.gateway.base_url} yet"
         return None
 
     def status(self) -> dict[str, Any]:

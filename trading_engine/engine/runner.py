@@ -22,11 +22,12 @@ from ..core.orders import OrderSink
 from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
 from ..io.gateway import HttpGateway, ssl_context
+from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from .engine import Engine
 from .telemetry import GcMonitor, LoopMonitor, registry_for
 
-__all__ = ["Service", "build_engine", "run_on_loop"]
+__all__ = ["Service", "build_engine", "missing_secrets", "prepare_engine", "run_on_loop"]
 
 log = logging.getLogger("trading_engine.runner")
 
@@ -39,13 +40,8 @@ def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
     Raises :class:`ConfigError` when the loop cannot be made (uvloop not
     installed, the priority loop on an unsupported Python).
     """
-    settings = config.engine
     try:
-        loop = new_event_loop(
-            settings.loop,
-            slow_callback_s=settings.slow_callback_s,
-            busy_poll_s=settings.busy_poll_s,
-        )
+        loop = _new_loop(config)
     except ConfigError:
         main.close()
         raise
@@ -53,18 +49,84 @@ def run_on_loop(config: Config, main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+def _new_loop(config: Config) -> asyncio.AbstractEventLoop:
+    settings = config.engine
+    return new_event_loop(
+        settings.loop, slow_callback_s=settings.slow_callback_s, busy_poll_s=settings.busy_poll_s
+    )
+
+
+def missing_secrets(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per secret the configuration names that the environment lacks.
+
+    Only the gateway's API key is needed to start (the admin token is
+    optional: without it the mutating admin endpoints answer 403).
+    """
+    env = os.environ if environ is None else environ
+    name = config.gateway.api_key_env
+    if config.gateway.mode != "simulated" and not env.get(name):
+        return [f"gateway.api_key_env: the environment variable {name} is not set"]
+    return []
+
+
+def prepare_engine(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    *,
+    venue: Callable[[Engine], OrderSink] | None = None,
+    require_secrets: bool = True,
+) -> Engine:
+    """Validate ``config`` by building everything ``run`` builds, short of opening sockets.
+
+    ``trading-engine run`` and ``trading-engine check-config`` both call
+    this, so a file that checks valid starts. It checks that the file
+    configures at least one instrument, that ``[engine] loop`` can be made,
+    that every strategy's class resolves, its params validate and it
+    constructs against its instruments (prices on the tick grid, sizes on
+    the lot grid), that the risk limits convert for every instrument, and
+    (with ``require_secrets``) that the API key variable is set.
+
+    Returns the engine, not started. Raises :class:`ConfigError` listing
+    every problem found, each line naming its key path.
+    """
+    problems: list[str] = []
+    if not config.instruments:
+        problems.append(
+            "instruments: no [[instruments]] entry; the engine needs at least one to trade"
+        )
+    try:
+        _new_loop(config).close()
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    secrets = missing_secrets(config, environ)
+    if require_secrets:
+        problems.extend(secrets)
+    engine: Engine | None = None
+    try:
+        engine = build_engine(config, environ, venue=venue, api_key="" if secrets else None)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(f"{len(problems)} invalid setting(s)", problems)
+    assert engine is not None
+    return engine
+
+
 def build_engine(
     config: Config,
     environ: Mapping[str, str] | None = None,
     *,
     venue: Callable[[Engine], OrderSink] | None = None,
+    api_key: str | None = None,
 ) -> Engine:
     """The engine with the order path ``[gateway] mode`` chooses.
 
     ``venue`` builds the in-process order sink of ``mode = "simulated"``
     (the commands pass ``trading_engine.sim.venue.simulated_venue``).
-    Raises :class:`ConfigError` when the gateway's API key variable is
-    unset, or when the mode is ``simulated`` and no ``venue`` is given.
+    ``api_key`` overrides the environment variable (``prepare_engine``
+    passes ``""`` to build without one). Raises :class:`ConfigError` when
+    the gateway's API key variable is unset, when the mode is
+    ``simulated`` and no ``venue`` is given, or when a strategy is invalid.
     """
     env = os.environ if environ is None else environ
     config = config.for_shard()
@@ -89,11 +151,13 @@ def build_engine(
         except (OSError, ValueError) as exc:
             message = f"gateway.ca_file: cannot load {ca_file!r}: {exc}"
             raise ConfigError(message, [message]) from exc
-    name = config.gateway.api_key_env
-    api_key = env.get(name)
-    if not api_key:
-        message = f"gateway.api_key_env: the environment variable {name} is not set"
-        raise ConfigError(message, [message])
+    if api_key is None:
+        name = config.gateway.api_key_env
+        api_key = env.get(name)
+        if not api_key:
+            message = f"gateway.api_key_env: the environment variable {name} is not set"
+            raise ConfigError(message, [message])
+    key = api_key
 
     def gateway(engine: Engine) -> OrderSink:
         settings = engine.config.gateway
@@ -101,7 +165,7 @@ def build_engine(
         if settings.mode == "fast":
             fast = FastOrderChannel(
                 settings.base_url,
-                api_key,
+                key,
                 settings.fast_connections,
                 ssl_context=ssl_context(settings.ca_file)
                 if settings.base_url.startswith("https://")
@@ -114,7 +178,7 @@ def build_engine(
             engine,
             engine.instruments,
             CircuitBreaker(engine.config.breaker.settings(), engine.clock.monotonic_ns),
-            api_key=api_key,
+            api_key=key,
             fast=fast,
         )
 
@@ -142,10 +206,28 @@ class Service:
         self._stop.set()
 
     async def start(self) -> None:
+        """Start the loop monitor, the admin API and the engine.
+
+        A part that cannot start undoes the parts started before it and
+        raises (:class:`ConfigError` for a port that cannot be listened on).
+        """
         self.monitor.start()
         self.gc_monitor.install()
-        await self.admin.start()
-        await self.engine.start()
+        try:
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                admin = self.engine.config.admin
+                raise listen_error("admin", admin.host, admin.port, exc) from exc
+            try:
+                await self.engine.start()
+            except BaseException:
+                await self.admin.stop()
+                raise
+        except BaseException:
+            await self.monitor.stop()
+            self.gc_monitor.uninstall()
+            raise
         settings = self.engine.config.engine
         # Start-up objects (modules, config, books) never need collecting again.
         GcMonitor.tune(settings.gc_freeze, settings.gc_threshold)
@@ -156,7 +238,13 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            raise
         log.info("engine running")
         try:
             if duration_s is None:

@@ -47,7 +47,7 @@ from prometheus_client.samples import Sample
 from ..config import ENV_PREFIX, Config
 from ..core.errors import ConfigError
 from ..io.admin import admin_app, authorize
-from ..io.webserver import json_response, serve
+from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
 from ..lowlevel.tasks import cancel_and_wait
 
@@ -165,7 +165,10 @@ class Supervisor:
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=2.0)
-        self._runner, self.port = await serve(self.app(), self.config.admin.host, self.port)
+        try:
+            self._runner, self.port = await serve(self.app(), self.config.admin.host, self.port)
+        except OSError as exc:
+            raise listen_error("admin", self.config.admin.host, self.port, exc) from exc
         for worker in self.workers:
             await self._spawn(worker)
             self._watchers.append(

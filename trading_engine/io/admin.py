@@ -6,7 +6,8 @@ each short and synchronous inside), bound to ``[admin] host``/``port``:
 ================  =====  ================================================
 ``GET /metrics``  none   Prometheus text exposition
 ``GET /healthz``  none   200 ``ok`` while the event loop turns
-``GET /readyz``   none   200 when the feed listens and the gateway is set
+``GET /readyz``   none   200 when the feed listens and the gateway has had
+                         a 200 from the exchange; 503 with the reason before
 ``GET /status``   none   the engine's state as JSON
 ``POST /halt``    token  trading state -> halted (cancels open orders if
                          ``[risk] cancel_on_halt``)

@@ -23,6 +23,8 @@ Session lifecycle (see ``docs/design.md``)::
 
 An oversized frame (longer than ``max_frame_bytes`` before its newline)
 is counted once and skipped to the next newline without being buffered.
+A frame cut short by the connection closing (FIN or reset) is dropped and
+counted as ``truncated``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ log = logging.getLogger("trading_engine.feed")
 _NEWLINE: Final = 10
 _SAMPLE_MASK: Final = 15  # time one frame in 16
 _OVERSIZED: Final = Reason.OVERSIZED
+_TRUNCATED: Final = Reason.TRUNCATED
 
 
 class FeedStats:
@@ -188,6 +191,11 @@ class FeedSession(asyncio.BufferedProtocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._end and not self._discarding:
+            # The peer closed (FIN) or reset mid-frame: those bytes are no
+            # frame; count the loss (an oversized tail was counted already).
+            self._end = 0
+            self._server.builder.reject(_TRUNCATED)
         self.closed = True
         if self.transport is not None:
             unmark_critical(self.transport)

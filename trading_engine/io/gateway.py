@@ -171,6 +171,9 @@ class HttpGateway:
         self.counts: Counter[str] = Counter()
         #: Failed reads by what was read (``order``, ``fills``, ``open_orders``).
         self.read_failures: Counter[str] = Counter()
+        #: True once the exchange answered a request (``GET /fills``) with 200:
+        #: the address and the API key work (``/readyz``).
+        self.reached = False
 
     def __repr__(self) -> str:
         return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
@@ -668,6 +671,7 @@ class HttpGateway:
                 self.counts["read_failed"] += 1
                 self.read_failures["fills"] += 1
             return -1
+        self.reached = True
         try:
             fills = orjson.loads(reply.content)
             if not isinstance(fills, list):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import ssl
 
 import orjson
 from aiohttp import web
 
-__all__ = ["json_response", "serve"]
+from ..core.errors import ConfigError
+
+__all__ = ["json_response", "listen_error", "serve"]
 
 
 def json_response(body: object, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -22,13 +25,32 @@ async def serve(
 ) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port``; returns the runner and the bound port.
 
-    Port 0 binds a free port; the port returned is the one bound. With
+    Port 0 binds a free port; the port returned is the one bound. Raises
+    OSError when it cannot listen (see :func:`listen_error`). With
     ``ssl_context`` the app is served over TLS (https).
     """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     sockets = getattr(site._server, "sockets", None)
     bound: int = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
+
+
+def listen_error(key: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """A server that could not listen, as a configuration error naming its key.
+
+    ``key`` is the configuration section (``feed``, ``admin``) or the flag
+    (``--port``): ``feed.port 7001 is already in use``.
+    """
+    name = f"{key}.port" if not key.startswith("-") else key
+    if exc.errno == errno.EADDRINUSE:
+        message = f"{name} {port} is already in use (on {host})"
+    else:
+        message = f"{name} {port}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return ConfigError(message, [message])

@@ -9,13 +9,21 @@ scraped.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
 from prometheus_client.metrics_core import HistogramMetricFamily
 
-__all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram", "add_histogram", "histogram_family"]
+__all__ = [
+    "LATENCY_BUCKETS_S",
+    "LatencyHistogram",
+    "SampledHistogram",
+    "add_histogram",
+    "histogram_family",
+]
 
 #: Upper bounds in seconds: 1 us to 10 s, resolving microseconds, and
 #: reaching far enough that a backlog of seconds shows as one.
@@ -49,7 +57,10 @@ class LatencyHistogram:
         self.count += 1
 
     def quantile_s(self, fraction: float) -> float | None:
-        """Upper bound of the bucket holding the ``fraction`` quantile."""
+        """Upper bound of the bucket holding the ``fraction`` quantile (``inf`` past the last).
+
+        A bound, not a measurement: use :class:`SampledHistogram` to show one.
+        """
         if not self.count:
             return None
         rank = fraction * self.count
@@ -64,6 +75,37 @@ class LatencyHistogram:
         self.counts = [0] * (len(self.bounds_s) + 1)
         self.sum_ns = 0
         self.count = 0
+
+
+class SampledHistogram(LatencyHistogram):
+    """A :class:`LatencyHistogram` that also keeps the last ``keep`` observations.
+
+    For measured percentiles where a bucket bound would mislead (the demo's
+    status screen). ``observe_ns`` adds one deque append; ``percentile_s``
+    sorts the kept samples, O(n log n).
+    """
+
+    __slots__ = ("samples_ns",)
+
+    def __init__(self, keep: int = 100_000, bounds_s: Sequence[float] = LATENCY_BUCKETS_S) -> None:
+        super().__init__(bounds_s)
+        self.samples_ns: deque[int] = deque(maxlen=keep)
+
+    def observe_ns(self, value_ns: int) -> None:
+        super().observe_ns(value_ns)
+        self.samples_ns.append(value_ns)
+
+    def percentile_s(self, fraction: float) -> float | None:
+        """The nearest-rank ``fraction`` percentile of the kept samples, or None."""
+        ordered = sorted(self.samples_ns)
+        if not ordered:
+            return None
+        index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
+        return ordered[index] / 1e9
+
+    def reset(self) -> None:
+        super().reset()
+        self.samples_ns.clear()
 
 
 def histogram_family(

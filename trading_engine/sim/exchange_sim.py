@@ -7,10 +7,10 @@ log), with a matching engine against its own seeded random-walk book per
 symbol. The same books are published to an engine's feed port through the
 publisher library (snapshots, updates, trades, sequence numbers).
 
-Matching does not consume the displayed liquidity (the simulator models
-no market impact): an order fills against the levels shown at that moment,
-and a resting GTC order fills, up to the size at the touch, on each step
-of the book that crosses its price.
+Matching follows :mod:`trading_engine.sim.matching` (the rules the replay
+venue uses too): an order fills against the levels shown at that moment,
+without consuming them, and a resting GTC order fills, up to the size at
+the touch, on each step of the book that crosses its price.
 
 Faults are injected by probability, drawn from a seeded generator:
 ``fail_before`` (503 before the order is taken), ``fail_after`` (500 after
@@ -52,6 +52,7 @@ from ..core.sharding import shard_of
 from ..io.webserver import json_response, serve
 from ..lowlevel.tasks import cancel_and_wait
 from .marketsim import RandomWalkBook
+from .matching import MatchFill, MatchingEngine, MatchOrder, SortedLevels
 from .publisher import Publisher
 
 __all__ = ["ExchangeSimulator", "Faults"]
@@ -83,19 +84,11 @@ class Faults:
     feed_cross: float = 0.0
 
 
-@dataclass
-class SimOrder:
-    order_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    price: int | None
-    quantity: int
-    time_in_force: str
-    status: str = "new"
-    filled: int = 0
-    cost: int = 0
+@dataclass(eq=False)
+class SimOrder(MatchOrder):
+    """An order the simulator took: the matching state plus the API's view of it."""
+
+    order_id: str = ""
     reason: str | None = None
     instrument: Instrument = field(repr=False, default=None)  # type: ignore[assignment]
     #: CLOCK_MONOTONIC ns when the request's first bytes arrived (stamping on).
@@ -165,6 +158,7 @@ class ExchangeSimulator:
             for i, inst in enumerate(instruments)
         }
         self.orders: dict[str, SimOrder] = {}
+        self.matching = MatchingEngine()
         self.fills: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
         #: (CLOCK_MONOTONIC ns, method, path) of the latest requests, oldest first.
@@ -324,9 +318,7 @@ class ExchangeSimulator:
         order.arrival_ns = stamper.request_ns if stamper is not None else 0
         self.orders[client_order_id] = order
         self._count("orders")
-        self._match(order, sweep=True)
-        if order.is_open and (order.type == "market" or order.time_in_force == "IOC"):
-            order.status = "canceled"
+        self._record(self.matching.submit(order, self._levels(order.symbol)))
         if self._roll(faults.fail_after):
             self._count("fail_after")
             return json_response({"error": "internal error"}, 500)
@@ -376,41 +368,30 @@ class ExchangeSimulator:
             return "quantity must be positive"
         self._next_order += 1
         return SimOrder(
-            f"X-{self._next_order}", client_order_id, inst.symbol, side, kind, price,
-            quantity, tif, instrument=inst,
+            client_order_id, inst.symbol, side, kind, price, quantity, tif,
+            order_id=f"X-{self._next_order}", instrument=inst,
         )  # fmt: skip
 
-    def _match(self, order: SimOrder, sweep: bool) -> None:
-        walk = self.walks[order.symbol]
-        if order.side == "buy":
-            levels = sorted(walk.asks.items())
-            crosses = (lambda p: p <= order.price) if order.price is not None else (lambda p: True)
-        else:
-            levels = sorted(walk.bids.items(), reverse=True)
-            crosses = (lambda p: p >= order.price) if order.price is not None else (lambda p: True)
-        for price, size in levels:
-            if not crosses(price):
-                break
-            take = min(order.quantity - order.filled, size)
-            order.filled += take
-            order.cost += price * take
+    def _levels(self, symbol: str) -> SortedLevels:
+        walk = self.walks[symbol]
+        return SortedLevels(walk.bids, walk.asks)
+
+    def _record(self, fills: list[MatchFill]) -> None:
+        """Append fills to the fills log (``GET /fills``)."""
+        for fill in fills:
+            order = fill.order
+            assert isinstance(order, SimOrder)
             self.fills.append(
                 {
                     "fill_id": len(self.fills) + 1,
                     "client_order_id": order.client_order_id,
                     "symbol": order.symbol,
                     "side": order.side,
-                    "price": order.instrument.format_price(price),
-                    "quantity": order.instrument.format_size(take),
+                    "price": order.instrument.format_price(fill.price),
+                    "quantity": order.instrument.format_size(fill.lots),
                     "ts": time.time_ns(),
                 }
             )
-            if order.filled >= order.quantity or not sweep:
-                break
-        if order.filled >= order.quantity:
-            order.status = "filled"
-        elif order.filled:
-            order.status = "partially_filled"
 
     async def _get_arrivals(self, request: web.Request) -> web.StreamResponse:
         return json_response(
@@ -503,8 +484,7 @@ class ExchangeSimulator:
                 frames.append(walk.snapshot_frame())
                 since = 0
             self._since_snapshot[symbol] = since
-            for order in [o for o in self.orders.values() if o.is_open and o.symbol == symbol]:
-                self._match(order, sweep=False)
+            self._record(self.matching.on_book(symbol, self._levels(symbol)))
         return frames
 
     async def _publish_forever(self, host: str, port: int, symbols: list[str]) -> None:

@@ -1,19 +1,29 @@
 """The simulated venue: an in-process order sink that fills against the books.
 
-Used by ``replay`` and by tests, and by the engine until a gateway is
-configured. Deterministic: the same books and orders give the same fills.
+Used by ``replay`` and by tests, and by the engine when ``[gateway] mode =
+"simulated"``. Deterministic: the same books and orders give the same fills.
 
-Matching rules:
+It matches with the exchange simulator's own matching engine
+(:mod:`trading_engine.sim.matching`, whose docstring states the rules),
+against the engine's books as received, and in the simulator's order of
+events:
 
-* a marketable order (IOC, market, or the marketable part of a GTC) fills
-  against the opposite side of the engine's own book, level by level, up
-  to its limit price; the book is not changed (the simulated venue does not
-  model its own market impact);
-* IOC and market orders cancel what did not fill at once;
-* a GTC remainder rests; on each later update of the symbol, a resting buy
-  fills against asks at or below its price (a sell against bids at or
-  above), at most the size shown at the best level per update;
-* cancels of resting orders succeed at once.
+* when an update or trade of a live book arrives, the venue's book has
+  already moved: resting orders of that symbol match first, once per
+  sequence number (the simulator matches once per step of its book; a
+  snapshot restating the book at the same ``seq`` is not a step);
+* then the strategies see the message; a new order matches at once
+  against that same book, and a cancel finds the order as the venue has
+  it (an order filled by this move is no longer cancelable);
+* what the venue did while the strategies ran (fills, statuses) reaches
+  the engine after they return, as an exchange's answers arrive after the
+  request: a strategy never learns of a fill within the fan-out that
+  caused it.
+
+A replay of a capture taken against ``exchange-sim`` therefore fills as
+the live session did, except where a live order reached the simulator
+after its book had moved on (see ``docs/replay.md``). An order for a
+book that is not live is rejected (``book_not_live``).
 
 It reports the way the gateway does: each fill through ``on_fill``
 (without a fill id), then, before every status, the order's cumulative
@@ -30,17 +40,31 @@ from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
 from ..core.instruments import Instrument
-from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
-from ..core.protocol import Side
+from ..core.orders import ExecutionListener, Order, OrderStatus
+from .matching import MatchFill, MatchingEngine, MatchOrder
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
 
 __all__ = ["SimulatedVenue", "simulated_venue"]
 
+_STATUSES = {status.value: status for status in OrderStatus}
+_FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
+
+#: A report to the engine: a fill (client order id, price, lots) or a
+#: status (client order id, status, reason, the order's filled lots and cost
+#: in ticks * lots so far).
+_Report = tuple[str, int, int] | tuple[str, OrderStatus, str | None, int, int]
+
 
 class SimulatedVenue:
-    """An :class:`~trading_engine.orders.OrderSink` that fills in process."""
+    """An :class:`~trading_engine.core.orders.OrderSink` that fills in process.
+
+    Wire :meth:`before_fan_out` and :meth:`after_fan_out` to the
+    dispatcher's hooks (as :func:`simulated_venue` does); without them it
+    reports at once and matches resting orders only when
+    :meth:`before_fan_out` is called.
+    """
 
     def __init__(
         self,
@@ -53,12 +77,21 @@ class SimulatedVenue:
         self._instruments: Mapping[str, Instrument] = instruments or {
             symbol: entry.instrument for symbol, entry in books.items()
         }
-        self.resting: dict[str, Order] = {}
-        #: Lots and cost (ticks * lots) filled per resting order, as the venue counts them.
-        self._filled: dict[str, list[int]] = {}
+        self.matching = MatchingEngine()
         self.orders = 0
         self.fills = 0
         self._next_id = 0
+        #: Symbol of each order the venue still reports on.
+        self._symbols: dict[str, str] = {}
+        #: The sequence of the last book move matched, per symbol.
+        self._matched_seq: dict[str, int | None] = {}
+        #: Reports held while the strategies see a message (None: report at once).
+        self._held: list[_Report] | None = None
+
+    @property
+    def resting(self) -> dict[str, MatchOrder]:
+        """The resting orders by client order id."""
+        return self.matching.resting
 
     def allow(self) -> bool:
         return True
@@ -69,88 +102,98 @@ class SimulatedVenue:
         listener = self._listener
         listener.on_written(order)
         listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
-        cid = order.client_order_id
+        self._symbols[order.client_order_id] = order.symbol
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
-            self._report(order, OrderStatus.REJECTED, "book_not_live", [0, 0])
+            self._report((order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0))
             return
-        done = [0, 0]
-        self._match(order, entry, done, sweep=True)
-        if done[0] >= order.quantity:
-            self._report(order, OrderStatus.FILLED, None, done)
-        elif order.type is OrderType.MARKET or order.time_in_force is TimeInForce.IOC:
-            self._report(order, OrderStatus.CANCELED, "ioc_remainder", done)
-        else:
-            self.resting[cid] = order
-            self._filled[cid] = done
-            status = OrderStatus.PARTIALLY_FILLED if done[0] else OrderStatus.NEW
-            self._report(order, status, None, done)
+        match = MatchOrder(
+            order.client_order_id,
+            order.symbol,
+            order.side,
+            order.type,
+            order.price,
+            order.quantity,
+            order.time_in_force,
+        )
+        self._fills(self.matching.submit(match, entry.book))
+        reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
+        self._report(
+            (order.client_order_id, _STATUSES[match.status], reason, match.filled, match.cost)
+        )
 
     def cancel(self, order: Order) -> None:
-        cid = order.client_order_id
-        if self.resting.pop(cid, None) is not None:
-            self._report(order, OrderStatus.CANCELED, "canceled", self._filled.pop(cid))
+        match = self.matching.cancel(order.client_order_id)
+        if match is not None:
+            self._report(
+                (order.client_order_id, OrderStatus.CANCELED, "canceled", match.filled, match.cost)
+            )
 
-    def on_book(self, entry: BookEntry, recv_ns: int = 0) -> None:
-        """Fill resting orders the new book crosses."""
-        if not self.resting:
+    def before_fan_out(self, entry: BookEntry) -> None:
+        """An update or trade of a live book: match resting orders, then hold reports."""
+        self._held = []
+        symbol = entry.symbol
+        if self._matched_seq.get(symbol, -1) == entry.seq:
             return
-        for order in [o for o in self.resting.values() if o.symbol == entry.symbol]:
-            cid = order.client_order_id
-            done = self._filled[cid]
-            if not self._match(order, entry, done, sweep=False):
-                continue
-            if done[0] >= order.quantity:
-                del self.resting[cid]
-                del self._filled[cid]
-                self._report(order, OrderStatus.FILLED, None, done)
-            else:
-                self._report(order, OrderStatus.PARTIALLY_FILLED, None, done)
+        self._matched_seq[symbol] = entry.seq
+        if not self.matching.resting:
+            return
+        fills = self.matching.on_book(symbol, entry.book)
+        self._fills(fills)
+        done = {fill.order.client_order_id: fill.order for fill in fills}
+        for client_order_id, match in done.items():
+            self._report((client_order_id, _STATUSES[match.status], None, match.filled, match.cost))
 
-    def _report(
-        self, order: Order, status: OrderStatus, reason: str | None, done: list[int]
-    ) -> None:
-        """The order answer: cumulative lots and average price, then the status."""
+    def after_fan_out(self, entry: BookEntry, recv_ns: int = 0) -> None:
+        """The strategies returned: deliver what the venue did meanwhile, in order."""
+        held, self._held = self._held, None
+        if not held:
+            return
         listener = self._listener
-        cid = order.client_order_id
-        average = None
-        if done[0]:
-            inst: Instrument | None = self._instruments.get(order.symbol)
-            ticks = Fraction(done[1], done[0])
-            if inst is not None:
-                average = Decimal(inst.format_price_fraction(ticks))
-        listener.on_order_report(cid, done[0], average)
-        listener.on_status(cid, status, reason)
+        for report in held:
+            self._deliver(listener, report)
 
-    def _match(self, order: Order, entry: BookEntry, done: list[int], sweep: bool) -> int:
-        """Fill ``order`` against the book; returns the lots filled now.
+    def _average(self, symbol: str | None, lots: int, cost: int) -> Decimal | None:
+        """The exact average price of ``lots`` that cost ``cost`` ticks * lots, as on the wire."""
+        if not lots or symbol is None:
+            return None
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            return None
+        return Decimal(inst.format_price_fraction(Fraction(cost, lots)))
 
-        ``done`` is the venue's ``[lots, cost]`` filled so far for the order.
-        """
-        book = entry.book
-        remaining = order.quantity - done[0]
-        limit = order.price
-        levels = book.asks() if order.side is Side.BUY else book.bids()
-        filled = 0
-        for price, size in levels:
-            if limit is not None and (price > limit if order.side is Side.BUY else price < limit):
-                break
-            take = min(remaining - filled, size)
+    def _fills(self, fills: list[MatchFill]) -> None:
+        for fill in fills:
             self.fills += 1
-            done[0] += take
-            done[1] += price * take
-            self._listener.on_fill(order.client_order_id, price, take)
-            filled += take
-            if filled >= remaining or not sweep:
-                break
-        return filled
+            self._report((fill.order.client_order_id, fill.price, fill.lots))
+
+    def _report(self, report: _Report) -> None:
+        if self._held is not None:
+            self._held.append(report)
+        else:
+            self._deliver(self._listener, report)
+
+    def _deliver(self, listener: ExecutionListener, report: _Report) -> None:
+        if isinstance(report[1], OrderStatus):
+            client_order_id, status, reason, lots, cost = report
+            symbol = self._symbols.get(client_order_id)
+            listener.on_order_report(client_order_id, lots, self._average(symbol, lots, cost))
+            listener.on_status(client_order_id, status, reason)
+            if status in _FINAL:
+                self._symbols.pop(client_order_id, None)
+        else:
+            client_order_id, price, lots = report
+            listener.on_fill(client_order_id, price, lots)
 
 
 def simulated_venue(engine: Engine) -> SimulatedVenue:
-    """A :class:`SimulatedVenue` as ``engine``'s order sink, matched after each book update.
+    """A :class:`SimulatedVenue` as ``engine``'s order sink, wired to its dispatcher.
 
     Pass it as ``Engine(config, sink_factory=simulated_venue)``.
     """
     venue = SimulatedVenue(engine.builder.books, engine, engine.instruments)
-    engine.dispatcher.after_book = venue.on_book
+    dispatcher = engine.dispatcher
+    dispatcher.before_fan_out = venue.before_fan_out
+    dispatcher.after_book = venue.after_fan_out
+    dispatcher.after_trade = venue.after_fan_out
     return venue

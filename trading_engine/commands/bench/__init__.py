@@ -64,9 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5000.0,
         help="updates per second of a second, untraded symbol between the ticks (0: none)",
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--loop", choices=("priority", "asyncio", "uvloop"), default="priority")
-    parser.add_argument("--gateway", choices=("fast", "httpx"), default="fast")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of ticks and bursts")
+    parser.add_argument(
+        "--loop",
+        choices=("priority", "asyncio", "uvloop"),
+        default="priority",
+        help="the engine's event loop",
+    )
+    parser.add_argument(
+        "--gateway", choices=("fast", "httpx"), default="fast", help="the engine's order path"
+    )
     parser.add_argument(
         "--busy-poll-s",
         type=float,
@@ -74,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="engine.busy_poll_s for the engine (priority loop; default 0: sleep when idle)",
     )
-    parser.add_argument("--baseline", action="store_true", help="also run the naive engine")
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run the naive engine (default: off)"
+    )
     parser.add_argument(
         "--baseline-ticks", type=int, default=100, help="ticks per round for the baseline"
     )
@@ -87,10 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline-script", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--compare-metrics", action="store_true", help="also run with latency metrics off"
+        "--compare-metrics",
+        action="store_true",
+        help="also run with latency metrics off (default: off)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--plot", metavar="FILE", help="write a PNG percentile plot (matplotlib)")
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON (default: none)")
+    parser.add_argument(
+        "--plot", metavar="FILE", help="write a PNG percentile plot (matplotlib; default: none)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,0 +1,52 @@
+"""Starting the service: a failure half-way undoes what started."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.fakes import Recorder, config
+from trading_engine.core.errors import ConfigError
+from trading_engine.engine.engine import Engine
+from trading_engine.engine.runner import Service
+from trading_engine.sim.venue import simulated_venue
+
+STRATEGIES = [
+    {"name": "a", "class": "tests.fakes:Recorder", "symbols": ["BTC-USD"]},
+    {"name": "b", "class": "tests.fakes:Recorder", "symbols": ["ETH-USD"]},
+]
+
+
+@pytest.mark.asyncio
+async def test_strategies_that_started_are_stopped_when_the_feed_cannot_listen() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = config(STRATEGIES, feed={"port": port}, admin={"port": 0})
+        engine = Engine(cfg, run_id="t", sink_factory=simulated_venue)
+        service = Service(engine, environ={})
+        with pytest.raises(ConfigError, match=rf"^feed.port {port} is already in use"):
+            await service.start()
+    for name in ("a", "b"):
+        recorder = engine.runners[name].strategy
+        assert isinstance(recorder, Recorder)
+        assert recorder.calls == ["start", "stop"]
+    assert engine.feed is None
+    assert service.admin._runner is None  # the admin API was stopped too
+
+
+@pytest.mark.asyncio
+async def test_nothing_starts_when_the_admin_port_is_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = config(STRATEGIES, feed={"port": 0}, admin={"port": port})
+        engine = Engine(cfg, run_id="t", sink_factory=simulated_venue)
+        with pytest.raises(ConfigError, match=rf"^admin.port {port} is already in use"):
+            await Service(engine, environ={}).start()
+    recorder = engine.runners["a"].strategy
+    assert isinstance(recorder, Recorder)
+    assert recorder.calls == []

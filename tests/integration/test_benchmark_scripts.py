@@ -1,0 +1,25 @@
+"""The benchmark scripts run where an optional loop is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is not None, reason="uvloop installed")
+def test_loop_priority_skips_uvloop_with_a_note_when_it_is_missing() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "loop_priority.py"), "--rounds", "1",
+         "--ticks", "20", "--interval-ms", "1", "--loads", "0", "--loops", "asyncio,uvloop"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "uvloop not installed: skipping it" in done.stderr
+    assert "asyncio" in done.stdout
+    assert "uvloop" not in done.stdout

@@ -1,0 +1,65 @@
+"""The matching engine the exchange simulator and the replay venue share."""
+
+from __future__ import annotations
+
+from trading_engine.sim.matching import MatchingEngine, MatchOrder, SortedLevels
+
+BOOK = SortedLevels({99: 3, 98: 5}, {101: 2, 102: 4, 104: 10})
+
+
+def order(side: str, kind: str, price: int | None, quantity: int, tif: str) -> MatchOrder:
+    return MatchOrder(f"{side}-{price}-{quantity}", "X", side, kind, price, quantity, tif)
+
+
+def test_a_limit_ioc_sweeps_crossing_levels_and_cancels_the_rest() -> None:
+    engine = MatchingEngine()
+    buy = order("buy", "limit", 102, 10, "IOC")
+    fills = engine.submit(buy, BOOK)
+    assert [(f.price, f.lots) for f in fills] == [(101, 2), (102, 4)]
+    assert (buy.status, buy.filled, buy.cost) == ("canceled", 6, 101 * 2 + 102 * 4)
+    assert engine.resting == {}
+
+
+def test_a_market_order_crosses_every_level() -> None:
+    engine = MatchingEngine()
+    sell = order("sell", "market", None, 7, "IOC")
+    fills = engine.submit(sell, BOOK)
+    assert [(f.price, f.lots) for f in fills] == [(99, 3), (98, 4)]
+    assert sell.status == "filled"
+
+
+def test_a_gtc_remainder_rests_and_fills_as_the_book_moves_through_it() -> None:
+    engine = MatchingEngine()
+    buy = order("buy", "limit", 100, 5, "GTC")
+    assert engine.submit(buy, BOOK) == []
+    assert buy.status == "new"
+    assert engine.resting == {buy.client_order_id: buy}
+    # Another symbol's move does nothing to it.
+    assert engine.on_book("Y", SortedLevels({}, {100: 9})) == []
+    # The ask comes down to 100: one level per move, without consuming it.
+    moved = SortedLevels({99: 1}, {100: 3, 101: 9})
+    assert [(f.price, f.lots) for f in engine.on_book("X", moved)] == [(100, 3)]
+    assert buy.status == "partially_filled"
+    assert [(f.price, f.lots) for f in engine.on_book("X", moved)] == [(100, 2)]
+    assert buy.status == "filled"
+    assert engine.resting == {}
+
+
+def test_a_partly_filled_gtc_rests_and_a_cancel_takes_it_off() -> None:
+    engine = MatchingEngine()
+    sell = order("sell", "limit", 99, 5, "GTC")
+    engine.submit(sell, BOOK)
+    assert (sell.status, sell.filled) == ("partially_filled", 3)
+    assert engine.cancel(sell.client_order_id) is sell
+    assert sell.status == "canceled"
+    assert engine.cancel(sell.client_order_id) is None
+    assert engine.on_book("X", BOOK) == []
+
+
+def test_an_order_canceled_outside_the_engine_leaves_the_resting_set() -> None:
+    engine = MatchingEngine()
+    buy = order("buy", "limit", 100, 5, "GTC")
+    engine.submit(buy, BOOK)
+    buy.status = "canceled"  # the simulator's DELETE handler
+    assert engine.on_book("X", SortedLevels({}, {100: 5})) == []
+    assert engine.resting == {}

@@ -1,0 +1,176 @@
+"""The matching engine shared by the exchange simulator and the replay venue.
+
+Pure and synchronous: no clock, no I/O. The exchange simulator
+(:mod:`trading_engine.sim.exchange_sim`) matches against its own
+random-walk books; the in-process venue of ``replay``
+(:mod:`trading_engine.sim.venue`) matches against the engine's books,
+which are the same books as received. One set of rules for both is what
+makes a replay a rerun of the live session.
+
+Rules (prices in ticks, sizes in lots):
+
+* a new order matches at once against the opposite side, best level first,
+  taking ``min(remaining, level size)`` from each level it crosses (a buy
+  crosses an ask at or below its limit, a sell a bid at or above it; a
+  market order crosses every level), until it is filled or no level crosses;
+* a market or IOC order's unfilled remainder is canceled; a GTC remainder
+  rests (``new``, or ``partially_filled`` when part filled at once);
+* after each move of a symbol's book, every resting order of that symbol
+  matches again, against the best crossing level only (at most the size
+  shown there per move);
+* matching does not consume the displayed liquidity: the venue models no
+  market impact of its own orders, so a level can fill several orders, and
+  the same order again on the next move;
+* a cancel of a resting order succeeds at once; an order that is no longer
+  resting stays as it is.
+
+Statuses use the exchange API's words (``new``, ``partially_filled``,
+``filled``, ``canceled``), as :class:`~trading_engine.core.orders.OrderStatus`
+values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.orders import OrderStatus, OrderType, TimeInForce
+from ..core.protocol import Side
+
+__all__ = ["BookLevels", "MatchFill", "MatchOrder", "MatchingEngine", "SortedLevels"]
+
+_OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+
+
+class BookLevels(Protocol):
+    """Both sides of a book as ``(price ticks, size lots)`` levels, best first."""
+
+    def bids(self) -> Iterable[tuple[int, int]]: ...
+
+    def asks(self) -> Iterable[tuple[int, int]]: ...
+
+
+class SortedLevels:
+    """:class:`BookLevels` over two ``{price: size}`` mappings (sorted on each read, O(n log n))."""
+
+    __slots__ = ("_asks", "_bids")
+
+    def __init__(self, bids: Mapping[int, int], asks: Mapping[int, int]) -> None:
+        self._bids = bids
+        self._asks = asks
+
+    def bids(self) -> Iterable[tuple[int, int]]:
+        return sorted(self._bids.items(), reverse=True)
+
+    def asks(self) -> Iterable[tuple[int, int]]:
+        return sorted(self._asks.items())
+
+
+@dataclass(eq=False)
+class MatchOrder:
+    """An order as the matching engine sees it.
+
+    ``side``, ``type``, ``time_in_force`` and ``status`` hold the exchange
+    API's words (:class:`Side`, :class:`OrderType`, :class:`TimeInForce`,
+    :class:`OrderStatus` values); ``price`` is ticks (None for a market
+    order); ``quantity`` and ``filled`` are lots; ``cost`` is the sum of
+    price * lots over the fills (ticks * lots), so the average fill price is
+    ``cost / filled``.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    price: int | None
+    quantity: int
+    time_in_force: str = TimeInForce.GTC
+    status: str = OrderStatus.NEW
+    filled: int = 0
+    cost: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in _OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class MatchFill:
+    """One fill: ``lots`` of ``order`` at ``price`` ticks."""
+
+    order: MatchOrder
+    price: int
+    lots: int
+
+
+class MatchingEngine:
+    """Matches orders against books it is shown; keeps the resting orders.
+
+    ``resting`` maps client order id to the resting (open) orders in arrival
+    order. Every method returns the fills it made, in order; order statuses
+    change in place.
+    """
+
+    def __init__(self) -> None:
+        self.resting: dict[str, MatchOrder] = {}
+
+    def submit(self, order: MatchOrder, book: BookLevels) -> list[MatchFill]:
+        """Match a new order at once; rest a GTC remainder, cancel any other."""
+        fills = self._match(order, book, sweep=True)
+        if order.filled >= order.quantity:
+            order.status = OrderStatus.FILLED
+        elif order.type == OrderType.MARKET or order.time_in_force == TimeInForce.IOC:
+            order.status = OrderStatus.CANCELED
+        else:
+            order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.NEW
+            self.resting[order.client_order_id] = order
+        return fills
+
+    def on_book(self, symbol: str, book: BookLevels) -> list[MatchFill]:
+        """``symbol``'s book moved: fill its resting orders that the book now crosses.
+
+        O(resting orders).
+        """
+        fills: list[MatchFill] = []
+        if not self.resting:
+            return fills
+        for order in [o for o in self.resting.values() if o.symbol == symbol]:
+            if not order.is_open:  # canceled outside the engine
+                del self.resting[order.client_order_id]
+                continue
+            made = self._match(order, book, sweep=False)
+            if not made:
+                continue
+            fills.extend(made)
+            if order.filled >= order.quantity:
+                order.status = OrderStatus.FILLED
+                del self.resting[order.client_order_id]
+            else:
+                order.status = OrderStatus.PARTIALLY_FILLED
+        return fills
+
+    def cancel(self, client_order_id: str) -> MatchOrder | None:
+        """Cancel a resting order; returns it, or None if it was not resting."""
+        order = self.resting.pop(client_order_id, None)
+        if order is not None and order.is_open:
+            order.status = OrderStatus.CANCELED
+        return order
+
+    @staticmethod
+    def _match(order: MatchOrder, book: BookLevels, sweep: bool) -> list[MatchFill]:
+        fills: list[MatchFill] = []
+        limit = order.price if order.type == OrderType.LIMIT else None
+        buy = order.side == Side.BUY
+        for price, size in book.asks() if buy else book.bids():
+            if limit is not None and (price > limit if buy else price < limit):
+                break
+            take = min(order.quantity - order.filled, size)
+            if take <= 0:
+                break
+            order.filled += take
+            order.cost += price * take
+            fills.append(MatchFill(order, price, take))
+            if order.filled >= order.quantity or not sweep:
+                break
+        return fills
