@@ -48,6 +48,7 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         "TRADING_ENGINE__ADMIN__PORT": str(admin),
         "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
         "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
     }
     # The default config's two symbols fall in different shards of 2.
     assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}

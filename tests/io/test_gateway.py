@@ -34,7 +34,9 @@ class Listener:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         self.events.append(("fill", client_order_id, str(price), str(lots)))
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:

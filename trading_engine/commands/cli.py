@@ -98,8 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(supervisor.run(args.duration))
         return EXIT_OK
     engine = build_engine(config, venue=simulated_venue)
-    run_on_loop(config, Service(engine).run(args.duration))
-    return EXIT_OK
+    return run_on_loop(config, Service(engine).run(args.duration))
 
 
 # -- exchange-sim ------------------------------------------------------------------------

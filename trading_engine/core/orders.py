@@ -226,8 +226,10 @@ class ExecutionListener(Protocol):
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         """The venue acknowledged the order (it is at least ``new``)."""
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
-        """A fill of ``lots`` at ``price`` ticks."""
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
+        """A fill of ``lots`` at ``price`` ticks (``fill_id``: from the venue's fills log)."""
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         """The order reached ``status`` (after any fills that led to it)."""

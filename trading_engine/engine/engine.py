@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from time import perf_counter_ns
@@ -37,6 +38,7 @@ from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
+from ..io.journal import Journal
 from ..lowlevel.metrics import LatencyHistogram
 from .dispatch import Dispatcher, StrategyRunner
 
@@ -188,6 +190,15 @@ class Engine:
         self.feed: FeedServer | None = None
         self.capture: CaptureWriter | None = None
         self._started = False
+        self._strategies_started = False
+        #: The order journal (None: nothing is recorded); see :meth:`attach_journal`.
+        self.journal: Journal | None = None
+        #: Start-up reconciliation's report (None until it ran).
+        self.reconciliation: dict[str, Any] | None = None
+        #: Why the engine is not ready beyond the feed (reconciling, refused), or None.
+        self.blocked: str | None = "start-up reconciliation has not run"
+        #: Who set the trading state last, and why (``/status``).
+        self.state_by: tuple[str, str | None] = ("start-up", None)
 
     # -- strategies -----------------------------------------------------------
 
@@ -230,13 +241,26 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, *, serve_feed: bool = True) -> None:
-        """Start the strategies and (by default) the feed server."""
+        """Reconcile, then start the strategies and (by default) the feed server.
+
+        Start-up reconciliation (:func:`~trading_engine.engine.reconcile.reconcile`)
+        runs first, with the journal and the venue; while it runs, and when it
+        refuses (``[journal] unknown_orders = "refuse"``), the engine is not
+        ready and neither strategies nor the feed start. A venue that cannot
+        be read is retried (with back-off) until it answers or the engine is
+        stopped.
+        """
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        if not await self._reconcile():
+            return
+        if self.journal is not None:
+            self.journal.start()
         start_sink = getattr(self.sink, "start", None)
         if start_sink is not None:
             start_sink()
+        self._strategies_started = True
         self.start_strategies()
         if serve_feed:
             if self.config.feed.capture_path:
@@ -249,27 +273,91 @@ class Engine:
             )
             await self.feed.start()
 
-    async def stop(self, shutdown_drain_s: float = 10.0) -> None:
-        """Graceful shutdown: stop the feed, stop strategies, cancel orders.
+    async def _reconcile(self) -> bool:
+        """Run start-up reconciliation; False when it refused (the engine stays not ready)."""
+        from .reconcile import ReconciliationRefused, VenueReader, reconcile
 
-        With a gateway, waits up to ``shutdown_drain_s`` for the cancels and
-        any order still being settled, then closes it.
+        reader = self.sink if isinstance(self.sink, VenueReader) else None
+        delay = 0.2
+        attempt = 0
+        while True:
+            attempt += 1
+            self.blocked = "start-up reconciliation is running"
+            try:
+                self.reconciliation = await reconcile(self, reader)
+            except ReconciliationRefused as exc:
+                self.blocked = f"start-up reconciliation refused: {exc}"
+                self.reconciliation = {"refused": str(exc)}
+                self.order_counts["reconciliation_refused"] += 1
+                log.error("%s", self.blocked)
+                return False
+            except (ConnectionError, OSError) as exc:
+                self.order_counts["reconciliation_failed"] += 1
+                self.blocked = (
+                    f"start-up reconciliation: the venue could not be read "
+                    f"(attempt {attempt}: {exc}); retrying"
+                )
+                log.error("%s", self.blocked)
+                self._forget_orders_and_positions()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.blocked = None
+            return True
+
+    async def stop(self, shutdown_drain_s: float | None = None) -> list[Order]:
+        """Shutdown that keeps its promise; returns the orders still open at the end.
+
+        No new order leaves from the moment it begins (the trading state
+        becomes ``halted`` for this process, not journaled: the next start
+        keeps the journaled state). Then it stops the feed and the
+        strategies, cancels every open order and waits up to
+        ``shutdown_drain_s`` (default ``[engine] shutdown_s``) for each to
+        reach a final state. Orders still open then are logged, one line
+        naming them all, and returned (the next start's reconciliation
+        settles them).
         """
         if not self._started:
-            return
+            return []
         self._started = False
+        bound = self.config.engine.shutdown_s if shutdown_drain_s is None else shutdown_drain_s
+        deadline = time.monotonic() + bound
+        self.risk.set_state(TradingState.HALTED)
         if self.feed is not None:
             await self.feed.stop()
-        self.stop_strategies()
+        if self._strategies_started:
+            self.stop_strategies()
+        else:
+            self.cancel_all()
+        # Final states arrive through the listener methods, which set no event: poll.
+        while any(self.open_orders.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        still_open = [order for orders in self.open_orders.values() for order in orders.values()]
+        if still_open:
+            self.order_counts["open_at_shutdown"] += len(still_open)
+            log.error(
+                "shutdown: %d order(s) still open after %.1f s: %s",
+                len(still_open),
+                bound,
+                ", ".join(
+                    f"{o.client_order_id} ({o.status.value}, {o.symbol} {o.side.value} "
+                    f"{o.quantity - o.filled} lots left)"
+                    for o in still_open
+                ),
+            )
         drain = getattr(self.sink, "drain", None)
-        if drain is not None and not await drain(shutdown_drain_s):
+        if drain is not None and not await drain(max(0.1, deadline - time.monotonic())):
             log.error("some order requests were still in flight at shutdown")
         close = getattr(self.sink, "close", None)
         if close is not None:
             await close()
         if self.capture is not None:
             self.capture.close()
+        if self.journal is not None:
+            await self.journal.stop()
+            self.journal.close()
         await asyncio.sleep(0)
+        return still_open
 
     # -- orders -----------------------------------------------------------------
 
@@ -328,6 +416,10 @@ class Engine:
         self.order_counts["submitted"] += 1
         order.recv_ns = self.dispatcher.recv_ns
         self.sink.submit(order)
+        # The order's bytes have left (or are queued); the journal row follows, batched.
+        journal = self.journal
+        if journal is not None:
+            journal.order_submitted(order)
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -349,12 +441,27 @@ class Engine:
                 count += self.cancel(order)
         return count
 
-    def set_trading_state(self, state: TradingState) -> None:
-        """active | reducing | halted; halting cancels open orders if configured."""
+    def set_trading_state(
+        self, state: TradingState, who: str = "admin", reason: str | None = None
+    ) -> None:
+        """active | reducing | halted; halting cancels open orders if configured.
+
+        ``who`` (``admin``, ``risk``, ``journal``, ``supervisor``) and
+        ``reason`` are journaled with the change and shown in ``/status``.
+        """
         previous = self.risk.state
         self.risk.set_state(state)
+        self.state_by = (who, reason)
         if previous is not state:
-            log.warning("trading state %s -> %s", previous.value, state.value)
+            log.warning(
+                "trading state %s -> %s (by %s%s)",
+                previous.value,
+                state.value,
+                who,
+                f": {reason}" if reason else "",
+            )
+        if self.journal is not None:
+            self.journal.trading_state(state.value, who, reason)
         if state is TradingState.HALTED and self.config.risk.cancel_on_halt:
             self.cancel_all()
 
@@ -370,8 +477,12 @@ class Engine:
             log.error("acknowledgement for unknown order %s", client_order_id)
             return
         order.exchange_order_id = exchange_order_id
+        if self.journal is not None:
+            self.journal.order_accepted(order)
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         order = self.orders.get(client_order_id)
         if order is None:
             log.error("fill for unknown order %s", client_order_id)
@@ -386,6 +497,16 @@ class Engine:
             self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
         self.positions.fill(order.strategy, order.symbol, order.side, price, lots)
         self.order_counts["fills"] += 1
+        if self.journal is not None:
+            self.journal.fill(
+                client_order_id,
+                order.strategy,
+                order.symbol,
+                order.side.value,
+                price,
+                lots,
+                fill_id,
+            )
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
@@ -403,6 +524,7 @@ class Engine:
             return
         if not changed:
             return
+        self._journal_order(order)
         if was_open and not order.is_open:
             leftover = order.quantity - order.filled
             self.exposure[order.symbol][0 if order.side == _BUY else 1] -= leftover
@@ -411,6 +533,50 @@ class Engine:
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_order_update", order)
+
+    def _journal_order(self, order: Order) -> None:
+        """Record ``order``'s status and cumulative fill in the journal.
+
+        The one place where order answers reach the journal: every
+        listener method that changes an order's state or cumulative
+        quantity calls it.
+        """
+        if self.journal is not None:
+            self.journal.order_status(order)
+
+    # -- journal and reconciliation ----------------------------------------------------
+
+    def attach_journal(self, journal: Journal) -> None:
+        """Record this engine's orders, fills and trading states in ``journal``.
+
+        Writes this run's id and the instruments at once (raises
+        :class:`~trading_engine.io.journal.JournalError` if it cannot); a
+        write failing later halts trading with the reason (who ``journal``).
+        """
+        journal.begin_run(self.ids.run_id, self.instruments.values())
+        journal.on_failure = self._journal_failed
+        self.journal = journal
+
+    def _journal_failed(self, reason: str) -> None:
+        self.set_trading_state(TradingState.HALTED, "journal", reason)
+
+    def _forget_orders_and_positions(self) -> None:
+        """Back to no orders and flat positions (a reconciliation attempt failed midway)."""
+        self.positions = Positions()
+        self.orders.clear()
+        for orders in self.open_orders.values():
+            orders.clear()
+        for exposure in self.exposure.values():
+            exposure[0] = exposure[1] = 0
+
+    def restore_order(self, order: Order) -> None:
+        """Track an order that is open on the venue (start-up reconciliation).
+
+        Its remaining quantity joins the open exposure of its symbol.
+        """
+        self.orders[order.client_order_id] = order
+        self.open_orders.setdefault(order.strategy, {})[order.client_order_id] = order
+        self.exposure[order.symbol][0 if order.side == _BUY else 1] += order.quantity - order.filled
 
     # -- introspection ------------------------------------------------------------
 
@@ -421,6 +587,8 @@ class Engine:
 
     def not_ready(self) -> str | None:
         """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
+        if self.blocked is not None:
+            return self.blocked
         if self.feed is None or not self.feed.listening:
             return "the feed server is not listening"
         return None
@@ -453,8 +621,20 @@ class Engine:
                 "realized_pnl": inst.format_money(position.realized),
                 "unrealized_pnl": inst.format_money(position.unrealized(entry.book.mid())),
             }
+        journal = self.journal
         return {
             "trading_state": self.risk.state.value,
+            "trading_state_by": {"who": self.state_by[0], "reason": self.state_by[1]},
+            "reconciliation": self.reconciliation,
+            "journal": None
+            if journal is None
+            else {
+                "path": journal.path,
+                "pending_rows": journal.pending,
+                "rows_written": journal.rows_written,
+                "write_errors": journal.write_errors,
+                "failed": journal.failed,
+            },
             "breaker": self.breaker_state(),
             "books": books,
             "positions": positions,

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -418,7 +418,7 @@ class HttpGateway:
             except InvalidValue:
                 log.error("unreadable fill %r", fill)
                 continue
-            self._listener.on_fill(order.client_order_id, price, lots)
+            self._listener.on_fill(order.client_order_id, price, lots, fill_id)
             applied += 1
         return applied
 
@@ -435,13 +435,55 @@ class HttpGateway:
             except Exception:
                 log.exception("polling fills failed")
 
+    # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
+
     async def open_orders(self) -> list[dict[str, Any]]:
         """The exchange's open orders (for reconciliation)."""
-        response = await self._request("GET", "/orders?status=open")
-        if response is None or response.status_code != 200:
-            raise ConnectionError("could not read open orders")
-        result: list[dict[str, Any]] = orjson.loads(response.content)
+        result: list[dict[str, Any]] = await self._read_json("GET", "/orders?status=open")
         return result
+
+    async def fills(self, since: int) -> list[dict[str, Any]]:
+        """``GET /fills?since=N``: the fills after ``since`` (for reconciliation)."""
+        result: list[dict[str, Any]] = await self._read_json("GET", f"/fills?since={since}")
+        return result
+
+    async def read_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """``GET /orders/{id}``: the order's body, None when the exchange never saw it."""
+        result: dict[str, Any] | None = await self._read_json(
+            "GET", f"/orders/{client_order_id}", missing_ok=True
+        )
+        return result
+
+    async def cancel_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """``DELETE /orders/{id}``: the order's body after the cancel, None when unknown."""
+        result: dict[str, Any] | None = await self._read_json(
+            "DELETE", f"/orders/{client_order_id}", missing_ok=True
+        )
+        return result
+
+    def resume(self, fills_cursor: int, orders: Iterable[Order]) -> None:
+        """Read fills after ``fills_cursor`` from now on, and track ``orders`` (still open)."""
+        self._fills_cursor = max(self._fills_cursor, fills_cursor)
+        for order in orders:
+            self._known[order.client_order_id] = order
+
+    async def _read_json(self, method: str, url: str, *, missing_ok: bool = False) -> Any:
+        """One reconciliation request; retried on 429, ``ConnectionError`` when unanswered."""
+        for _ in range(5):
+            response = await self._request(method, url)
+            if response is not None and response.status_code == 429:
+                await asyncio.sleep(_retry_after_s(response))
+                continue
+            if response is not None and response.status_code == 404 and missing_ok:
+                return None
+            if response is None or response.status_code != 200:
+                code = "no answer" if response is None else response.status_code
+                raise ConnectionError(f"{method} {url}: {code}")
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise ConnectionError(f"{method} {url}: unreadable answer") from exc
+        raise ConnectionError(f"{method} {url}: still rate limited")
 
 
 def _retry_after_s(response: Reply) -> float:

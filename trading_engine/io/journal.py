@@ -20,9 +20,11 @@ table holds each symbol's tick and lot size so the file is readable
 without the configuration.
 
 Writes stay off the hot path: the recording methods only append a row to
-a list (one tuple, no I/O); :meth:`Journal.flush` writes everything
-pending in one transaction, every ``[journal] flush_ms`` milliseconds
-from :meth:`Journal.run`. A trading-state change is written at once.
+a list (one tuple, no I/O); every ``[journal] flush_ms`` milliseconds
+:meth:`Journal.run` hands what is pending to the journal's own thread,
+which writes it in one transaction (SQLite releases the GIL while it
+writes, so the event loop runs on). A trading-state change is written at
+once, on the caller's thread.
 
 Errors: :class:`JournalError` when the file cannot be opened or created,
 is not a database, fails ``PRAGMA integrity_check``, has a schema newer
@@ -38,8 +40,10 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -224,9 +228,13 @@ class JournalState:
 def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only and path != ":memory:":
         uri = Path(path).resolve().as_uri() + "?mode=ro"
-        connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
+        connection = sqlite3.connect(
+            uri, uri=True, isolation_level=None, timeout=5.0, check_same_thread=False
+        )
     else:
-        connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        connection = sqlite3.connect(
+            path, isolation_level=None, timeout=5.0, check_same_thread=False
+        )
     return connection
 
 
@@ -254,6 +262,12 @@ class Journal:
         self.flush_latency = LatencyHistogram()
         self.run_id: str | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Transactions run on this thread while the engine trades.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._lock = threading.Lock()
+        self._inflight: (
+            tuple[list[tuple[str, tuple[Any, ...]]], asyncio.Future[sqlite3.Error | None]] | None
+        ) = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -396,61 +410,91 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
 
     def flush(self, *, raise_errors: bool = False) -> bool:
-        """Write every pending row in one transaction; False when it failed.
+        """Write every pending row now, in one transaction; False when it failed.
 
-        A failure keeps the rows for the next attempt, counts
+        Runs on the calling thread (start-up, a trading-state change,
+        shutdown). A failure keeps the rows for the next attempt, counts
         ``write_errors`` and calls ``on_failure`` (once per run of
         failures); with ``raise_errors`` it raises :class:`JournalError`.
         """
-        batch = self._pending
+        batch = self._take()
         if not batch:
             return True
+        return self._settle(batch, self._write(batch), raise_errors)
+
+    def _take(self) -> list[tuple[str, tuple[Any, ...]]]:
+        batch = self._pending
         self._pending = []
-        db = self._db
-        started = time.perf_counter_ns()
-        try:
-            db.execute("BEGIN")
+        return batch
+
+    def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> sqlite3.Error | None:
+        """One transaction (on any thread; one at a time); the error, or None."""
+        with self._lock:
+            db = self._db
+            started = time.perf_counter_ns()
             try:
+                db.execute("BEGIN")
                 for sql, params in batch:
                     db.execute(sql, params)
                 db.execute("COMMIT")
-            except BaseException:
+            except sqlite3.Error as exc:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self._pending = batch + self._pending
-            self.write_errors += 1
-            reason = f"journal {self.path}: write failed: {exc}"
-            if raise_errors:
-                raise JournalError(reason) from exc
-            if self.failed is None:
-                self.failed = reason
-                log.error("%s", reason)
-                if self.on_failure is not None:
-                    self.on_failure(reason)
-            return False
-        self.flush_latency.observe_ns(time.perf_counter_ns() - started)
-        self.rows_written += len(batch)
-        if self.failed is not None:
-            log.warning("journal writes succeed again")
-            self.failed = None
-        return True
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                return exc
+            self.flush_latency.observe_ns(time.perf_counter_ns() - started)
+            return None
+
+    def _settle(
+        self,
+        batch: list[tuple[str, tuple[Any, ...]]],
+        error: sqlite3.Error | None,
+        raise_errors: bool,
+    ) -> bool:
+        """Account for a written batch (on the loop's thread)."""
+        if error is None:
+            self.rows_written += len(batch)
+            if self.failed is not None:
+                log.warning("journal %s: writes succeed again", self.path)
+                self.failed = None
+            return True
+        self._pending = batch + self._pending
+        self.write_errors += 1
+        reason = f"journal {self.path}: write failed: {error}"
+        if raise_errors:
+            raise JournalError(reason) from error
+        if self.failed is None:
+            self.failed = reason
+            log.error("%s", reason)
+            if self.on_failure is not None:
+                self.on_failure(reason)
+        return False
 
     def start(self) -> None:
-        """Start flushing every ``flush_s`` seconds (needs a running loop)."""
+        """Start writing every ``flush_s`` seconds (needs a running loop)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.run(), name="journal")
 
     async def run(self) -> None:
-        """Flush pending rows every ``flush_s`` seconds until cancelled."""
+        """Every ``flush_s`` seconds, write the pending rows on the journal's thread.
+
+        SQLite releases the GIL while it writes and syncs, so the event
+        loop keeps running while a transaction (or a WAL checkpoint) takes
+        its time; one transaction is in flight at a time, in order.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.flush_s)
-            if self._pending:
-                self.flush()
+            batch = self._take()
+            if not batch:
+                continue
+            self._inflight = (batch, loop.run_in_executor(self._writer, self._write, batch))
+            error = await asyncio.shield(self._inflight[1])
+            self._inflight = None
+            self._settle(batch, error, False)
 
     async def stop(self) -> None:
-        """Stop the periodic flush and write what is pending."""
+        """Stop the periodic writes, then write what is pending."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -459,13 +503,19 @@ class Journal:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+        if self._inflight is not None:
+            batch, future = self._inflight
+            self._inflight = None
+            self._settle(batch, await future, False)
         self.flush()
 
     def close(self) -> None:
         """Write what is pending and close the file."""
         if self._pending:
             self.flush()
-        self._db.close()
+        self._writer.shutdown(wait=True)
+        with self._lock:
+            self._db.close()
 
     # -- reading ---------------------------------------------------------------------------
 
