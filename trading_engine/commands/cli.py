@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from ..core.errors import ConfigError, EngineError, StrategyError
+from ..io.journal import JournalError
 from .bench import add_arguments as add_bench_arguments
 
 __all__ = ["build_parser", "main"]
@@ -380,6 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StrategyError as exc:
         # A strategy that cannot be loaded or configured is a configuration error.
+        print(f"trading-engine: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JournalError as exc:
+        # Bad state is an error, never a blank slate: nothing starts.
         print(f"trading-engine: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except EngineError as exc:

@@ -260,6 +260,9 @@ class Engine:
         start_sink = getattr(self.sink, "start", None)
         if start_sink is not None:
             start_sink()
+        if self.risk.state is TradingState.HALTED and self.config.risk.cancel_on_halt:
+            # Started halted: orders the venue still holds are canceled, as a halt does.
+            self.cancel_all()
         self._strategies_started = True
         self.start_strategies()
         if serve_feed:
