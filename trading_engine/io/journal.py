@@ -279,11 +279,13 @@ class Journal:
         flush_s: float = 0.005,
         synchronous: str = "normal",
         read_only: bool = False,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> Journal:
         """Open (creating it and its folder if needed) and check the journal at ``path``.
 
         ``read_only`` opens an existing file for reading only (the
-        ``journal`` command), never creating or migrating it.
+        ``journal`` command), never creating or migrating it. ``clock_ns``
+        gives the wall-clock ns the rows are stamped with.
         Raises :class:`JournalError` naming the file and the problem.
         """
         if path == ":memory:":
@@ -307,7 +309,7 @@ class Journal:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, flush_s=flush_s)
+        return cls(connection, path, flush_s=flush_s, clock_ns=clock_ns)
 
     # -- recording (hot path: appends only) -----------------------------------------------
 
