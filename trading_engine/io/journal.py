@@ -294,12 +294,20 @@ class Journal:
             if not Path(path).is_file():
                 raise JournalError(f"journal {path}: no such file")
         else:
+            target = Path(path)
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise JournalError(
                     f"journal {path}: cannot create its folder: {exc.strerror or exc}"
                 ) from exc
+            if (target.exists() and not os.access(target, os.W_OK)) or not os.access(
+                target.parent, os.W_OK
+            ):
+                raise JournalError(
+                    f"journal {path}: read-only (the file or its folder cannot be written; "
+                    "the engine records every order there before it trades)"
+                )
         try:
             connection = _connect(path, read_only=read_only)
         except sqlite3.Error as exc:
@@ -600,6 +608,8 @@ def _check(connection: sqlite3.Connection, path: str, *, read_only: bool, synchr
     try:
         rows = connection.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_CANTOPEN":
+            raise JournalError(f"journal {path}: cannot be opened: {exc}") from exc
         raise JournalError(f"journal {path}: corrupt or not an SQLite database: {exc}") from exc
     if rows != [("ok",)]:
         detail = "; ".join(str(row[0]) for row in rows[:3])
