@@ -505,7 +505,7 @@ class Engine:
                 client_order_id,
                 order.strategy,
                 order.symbol,
-                order.side.value,
+                order.side,
                 price,
                 lots,
                 fill_id,

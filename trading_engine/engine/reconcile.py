@@ -252,7 +252,8 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                 )
                 continue
             assert order is not None
-            _apply_body(order, body, filled_by_order[client_order_id])
+            if not _apply_body(order, body, filled_by_order[client_order_id], engine):
+                counts["filled_differs_from_fills"] += 1
             if order.is_open:
                 restored.append(order)
                 engine.restore_order(order)
@@ -271,7 +272,8 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                 order.reason = "never reached the venue"
                 counts["never_reached"] += 1
             else:
-                _apply_body(order, answer, filled_by_order[client_order_id])
+                if not _apply_body(order, answer, filled_by_order[client_order_id], engine):
+                    counts["filled_differs_from_fills"] += 1
                 if order.is_open:  # opened since the list was read
                     restored.append(order)
                     engine.restore_order(order)
@@ -311,21 +313,36 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
     return report
 
 
-def _apply_body(order: Order, body: dict[str, Any], filled_from_fills: int) -> None:
+def _apply_body(order: Order, body: dict[str, Any], filled_from_fills: int, engine: Engine) -> bool:
     """Set ``order``'s status and filled lots from the venue's body.
 
     The filled lots are those the fills log credited (the position's
-    source of truth); the body's ``filled_quantity`` is logged when it differs.
+    source of truth). Returns False, and logs both, when the body's
+    ``filled_quantity`` says otherwise.
     """
     status = _STATUSES.get(str(body.get("status")))
     order.filled = min(filled_from_fills, order.quantity)
+    agrees = True
+    try:
+        reported = engine.instruments[order.symbol].size_to_lots(body.get("filled_quantity"))
+    except (InvalidValue, KeyError):
+        reported = None
+    if reported is not None and reported != order.filled:
+        agrees = False
+        log.error(
+            "order %s: the venue reports %d lots filled, its fills log %d",
+            order.client_order_id,
+            reported,
+            order.filled,
+        )
     order.exchange_order_id = body.get("order_id", order.exchange_order_id)
     if status is None or status in (OrderStatus.PENDING_NEW, OrderStatus.UNKNOWN):
         order.status = OrderStatus.UNKNOWN
-        return
+        return agrees
     order.status = status
     if body.get("reason") is not None:
         order.reason = str(body["reason"])
+    return agrees
 
 
 def _order_from_body(body: dict[str, Any], strategy: str, engine: Engine) -> Order | None:
