@@ -11,8 +11,10 @@ COPY pyproject.toml README.md ./
 COPY trading_engine ./trading_engine
 COPY strategies ./strategies
 COPY config ./config
+# /app/state holds the order journal (a volume in docker-compose).
 RUN pip install . \
     && useradd --create-home --uid 10001 trader \
+    && mkdir -p /app/state \
     && chown -R trader /app
 USER trader
 
