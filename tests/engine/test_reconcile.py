@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import pytest_asyncio
+from prometheus_client import generate_latest
 
 from tests.fakes import config
 from tests.helpers import wait_until
@@ -19,6 +20,7 @@ from trading_engine.core.protocol import Side
 from trading_engine.core.risk import TradingState
 from trading_engine.engine.engine import Engine
 from trading_engine.engine.runner import build_engine
+from trading_engine.engine.telemetry import registry_for
 from trading_engine.io.journal import Journal
 from trading_engine.sim.exchange_sim import ExchangeSimulator
 
@@ -231,6 +233,9 @@ async def test_a_journal_write_failing_at_run_time_halts_trading(
         assert status["trading_state_by"]["who"] == "journal"
         assert "write failed" in status["trading_state_by"]["reason"]
         assert status["journal"]["write_errors"] >= 1
+        exposition = generate_latest(registry_for(engine)).decode()
+        assert "trading_engine_journal_write_errors_total" in exposition
+        assert 'trading_engine_trading_state{state="halted"} 1.0' in exposition
         journal._db.execute("PRAGMA max_page_count = 1073741823")
     finally:
         await engine.stop()
