@@ -510,6 +510,7 @@ class Engine:
                 lots,
                 fill_id,
             )
+            self._journal_order(order)  # its cumulative fill
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
