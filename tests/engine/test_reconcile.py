@@ -154,6 +154,10 @@ async def test_restart_rebuilds_positions_and_open_orders_from_journal_and_venue
     assert rows["maker-runA-3"] == "rejected"
     # The clean stop canceled what was open.
     assert rows["maker-runA-1"] == rows["maker-runA-4"] == "canceled"
+    runs = dict(
+        sqlite3.connect(path).execute("SELECT client_order_id, run_id FROM orders").fetchall()
+    )
+    assert runs["maker-runA-4"] == "runA"  # journaled by reconciliation, under its own run
     assert not any(o.is_open for o in sim.orders.values())
 
 

@@ -231,7 +231,7 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                     continue
                 counts["restored_unjournaled"] += 1
                 if journal is not None:
-                    journal.order_submitted(order)
+                    journal.order_submitted(order, _run_of(client_order_id))
             elif client_order_id in adopted:
                 order = _order_from_body(body, ADOPTED, engine)
                 if order is None:
@@ -241,7 +241,7 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                     )
                 counts["adopted"] += 1
                 if journal is not None:
-                    journal.order_submitted(order)
+                    journal.order_submitted(order, ADOPTED)
             else:
                 counts["canceled_unknown"] += 1
                 canceled = await reader.cancel_order(client_order_id)

@@ -338,15 +338,18 @@ class Journal:
         )
         self.flush(raise_errors=True)
 
-    def order_submitted(self, order: Order) -> None:
-        """The order as submitted (its bytes have already left)."""
+    def order_submitted(self, order: Order, run_id: str | None = None) -> None:
+        """The order as submitted (its bytes have already left).
+
+        ``run_id``: the run that sent it, when not this one (reconciliation).
+        """
         now = self._clock_ns()
         self._pending.append(
             (
                 _INSERT_ORDER,
                 (
                     order.client_order_id,
-                    self.run_id,
+                    self.run_id if run_id is None else run_id,
                     order.strategy,
                     order.symbol,
                     # StrEnum members are str: bound as text, without the
