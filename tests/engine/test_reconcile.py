@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest_asyncio
 from prometheus_client import generate_latest
 
 from tests.fakes import config
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from trading_engine import BookView, Instrument, Strategy
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
@@ -263,3 +264,34 @@ async def test_shutdown_with_a_hung_exchange_names_the_orders_still_open(
     assert [o.client_order_id for o in still_open] == ["maker-runA-1"]
     assert engine.order_counts["open_at_shutdown"] == 1
     sim.faults.latency_s = 0.0
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_venue_keeps_the_engine_not_ready_until_it_answers(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    cfg = config(
+        [{"name": "maker", "class": "tests.engine.test_reconcile:StartProbe",
+          "symbols": ["BTC-USD"]}],
+        feed={"port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{port}", "timeout_s": 0.3},
+        journal={"path": str(tmp_path / "j.db")},
+    )  # fmt: skip
+    engine = build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+    StartProbe.seen.clear()
+    starting = asyncio.get_running_loop().create_task(engine.start())
+    await wait_until(lambda: engine.order_counts["reconciliation_failed"] >= 1, 5, "a failure")
+    reason = engine.not_ready()
+    assert reason is not None
+    assert "could not be read" in reason
+    assert StartProbe.seen == {}
+    simulator = ExchangeSimulator([BTC, ETH], api_key=KEY, port=port, seed=5)
+    await simulator.start()
+    try:
+        await asyncio.wait_for(starting, 10)
+        assert engine.not_ready() is None
+        assert "maker" in StartProbe.seen
+    finally:
+        await engine.stop()
+        await simulator.stop()
