@@ -490,6 +490,12 @@ class Engine:
         if order is None:
             log.error("fill for unknown order %s", client_order_id)
             return
+        if self.journal is not None:
+            # Every fill the venue reports, before deciding what it adds here:
+            # start-up rebuilds positions from these rows.
+            self.journal.fill(
+                client_order_id, order.strategy, order.symbol, order.side, price, lots, fill_id
+            )
         try:
             order.add_fill(price, lots)
         except OrderStateError:
@@ -500,17 +506,7 @@ class Engine:
             self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
         self.positions.fill(order.strategy, order.symbol, order.side, price, lots)
         self.order_counts["fills"] += 1
-        if self.journal is not None:
-            self.journal.fill(
-                client_order_id,
-                order.strategy,
-                order.symbol,
-                order.side,
-                price,
-                lots,
-                fill_id,
-            )
-            self._journal_order(order)  # its cumulative fill
+        self._journal_order(order)  # its cumulative fill
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
