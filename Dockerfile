@@ -11,6 +11,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY trading_engine ./trading_engine
 COPY strategies ./strategies
 COPY config ./config
+# /app/state holds the order journal (a volume in docker-compose).
 # The core compiles to C (mypyc) at install: a compiler and the Python
 # headers for the build only, removed in the same layer. The build fails
 # rather than fall back to the pure build: the image must run compiled.
@@ -21,6 +22,7 @@ RUN apt-get update \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 trader \
+    && mkdir -p /app/state \
     && chown -R trader /app
 USER trader
 

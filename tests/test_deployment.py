@@ -101,10 +101,21 @@ def test_compose_engine_environment_is_a_valid_configuration() -> None:
 
 
 def test_compose_volumes_point_at_files_in_the_repository() -> None:
+    named = set(compose().get("volumes") or {})
     for service in compose()["services"].values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert (ROOT / source).exists(), source
+            assert source in named or (ROOT / source).exists(), source
+
+
+def test_compose_keeps_the_engine_journal_on_a_named_volume() -> None:
+    data = compose()
+    engine = data["services"]["engine"]
+    assert "engine-state:/app/state" in engine["volumes"]
+    assert "engine-state" in data["volumes"]
+    config = load_config(ROOT / "config" / "engine.toml", environ={})
+    assert config.journal.path == "state/journal.db"  # relative to WORKDIR /app
+    assert "WORKDIR /app" in (ROOT / "Dockerfile").read_text()
 
 
 def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "FeedConfig",
     "GatewayConfig",
     "InstrumentConfig",
+    "JournalConfig",
     "RiskConfig",
     "StrategyConfig",
     "budget_problems",
@@ -104,6 +105,17 @@ class EngineConfig(_Section):
         ge=0,
         le=86_400,
         description="how long a closed order stays in memory for late fills and answers",
+    )
+    initial_trading_state: Literal["active", "reducing", "halted"] | None = Field(
+        None,
+        description="start in this trading state whatever the journal says "
+        "(the supervisor sets it for a worker it restarts)",
+    )
+    shutdown_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="on SIGTERM/SIGINT, how long to wait for every open order's final state",
     )
 
 
@@ -227,6 +239,30 @@ class RiskConfig(_Section):
         )
 
 
+class JournalConfig(_Section):
+    """``[journal]``: the order journal (SQLite) and start-up reconciliation."""
+
+    path: str = Field(
+        "state/journal.db",
+        min_length=1,
+        description="journal file, relative to the working directory; ':memory:' keeps "
+        "nothing across restarts",
+    )
+    flush_ms: float = Field(
+        5.0, gt=0, le=1000, description="journal rows are written in one transaction this often"
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite synchronous mode: 'normal' survives a killed process, "
+        "'full' also a power loss (slower commits)",
+    )
+    unknown_orders: Literal["cancel", "adopt", "refuse"] = Field(
+        "cancel",
+        description="open orders on the venue that the journal does not know: cancel them, "
+        "adopt them, or refuse to become ready",
+    )
+
+
 class InstrumentConfig(_Section):
     """One ``[[instruments]]`` entry."""
 
@@ -258,6 +294,7 @@ class Config(_Section):
     gateway: GatewayConfig = GatewayConfig()
     breaker: BreakerConfig = BreakerConfig()
     risk: RiskConfig = RiskConfig()
+    journal: JournalConfig = JournalConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     strategies: list[StrategyConfig] = Field(default_factory=list)
 

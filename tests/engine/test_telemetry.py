@@ -95,7 +95,10 @@ def test_worker_environment_maps_shard_and_ports() -> None:
         "TRADING_ENGINE__ADMIN__HOST": "127.0.0.1",
         "TRADING_ENGINE__ADMIN__PORT": "9103",
         "TRADING_ENGINE__FEED__CAPTURE_PATH": "feed.cap.2",
+        "TRADING_ENGINE__JOURNAL__PATH": "state/journal.2.db",
     }
+    memory = config(feed={"port": 7001}, admin={"port": 9100}, journal={"path": ":memory:"})
+    assert "TRADING_ENGINE__JOURNAL__PATH" not in worker_environment(memory, 0, 2)
 
 
 def test_merged_status_reports_the_most_restrictive_state() -> None:

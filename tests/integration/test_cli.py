@@ -41,6 +41,7 @@ def test_run_against_the_exchange_simulator_and_stop_on_sigterm(tmp_path: Path) 
         "TRADING_ENGINE__ADMIN__PORT": str(admin),
         "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
         "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
     }
     engine_log = tmp_path / "engine.log"
     with (tmp_path / "sim.log").open("wb") as sim_log, engine_log.open("wb") as log:

@@ -33,6 +33,7 @@ def build_engine(
                  "settle_backoff_s": 0.01, "fills_poll_s": 0.05, "max_requests_per_s": 500},
         breaker={"window_size": 20, "minimum_calls": 10, "open_s": 0.3, **breaker},
         risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
+        journal={"path": ":memory:"},
     )  # fmt: skip
 
     return runner_build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})

@@ -51,6 +51,7 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         admin={"port": 0},
         gateway={"base_url": f"http://127.0.0.1:{simulator.port}", "max_requests_per_s": 200},
         risk={"max_orders_per_s": 100},
+        journal={"path": ":memory:"},
     )  # fmt: skip
     service = Service(build_engine(cfg, environ={"EXCHANGE_API_KEY": "k"}), environ={})
     await service.start()

@@ -48,6 +48,7 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         "TRADING_ENGINE__ADMIN__PORT": str(admin),
         "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
         "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
     }
     # The default config's two symbols fall in different shards of 2.
     assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}
@@ -104,6 +105,25 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
             own = httpx.get(f"http://127.0.0.1:{worker['admin_port']}/status").json()
             assert own["trading_state"] == "halted"
         assert _status(admin)["trading_state"] == "halted"
+
+        # A worker restarted after the halt comes back halted, not active.
+        victim = status["workers"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        status = _wait(
+            admin,
+            lambda s: (
+                s["workers"][0]["restarts"] == 1
+                and s["workers"][0]["pid"] != victim
+                and s["workers"][0]["trading_state"] is not None
+            ),
+        )
+        assert [w["trading_state"] for w in status["workers"]] == ["halted", "halted"]
+        own = httpx.get(f"http://127.0.0.1:{status['workers'][0]['admin_port']}/status").json()
+        assert own["trading_state"] == "halted"
+        assert own["trading_state_by"]["who"] == "supervisor"
+        # Each worker keeps its own journal.
+        assert (tmp_path / "journal.0.db").is_file()
+        assert (tmp_path / "journal.1.db").is_file()
 
         pids = [w["pid"] for w in status["workers"]]
         supervisor.send_signal(signal.SIGTERM)

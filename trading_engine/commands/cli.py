@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from ..core.errors import ConfigError, EngineError, StrategyError
+from ..io.journal import JournalError
 from ..lowlevel.build import BUILD
 from .bench import add_arguments as add_bench_arguments
 
@@ -146,8 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         supervisor = Supervisor(config, args.workers, config_path=args.config)
         asyncio.run(supervisor.run(args.duration))
         return EXIT_OK
-    run_on_loop(config, Service(engine).run(args.duration))
-    return EXIT_OK
+    return run_on_loop(config, Service(engine).run(args.duration))
 
 
 # -- exchange-sim ------------------------------------------------------------------------
@@ -351,6 +351,25 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _journal(args: argparse.Namespace) -> int:
+    from .journal import JournalUsageError, run_journal_command
+
+    config = _config(args)
+    try:
+        run_journal_command(
+            config.journal.path,
+            args.what,
+            config_instruments=config.instrument_map(),
+            since=args.since,
+            strategy=args.strategy,
+            as_csv=args.csv,
+            plot_path=getattr(args, "plot", None),
+        )
+    except JournalUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 # -- the parser ---------------------------------------------------------------------------
 
 
@@ -527,6 +546,39 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
 
+    journal = commands.add_parser(
+        "journal",
+        help="the order journal: orders, fills, realized PnL",
+        description="Read the order journal named by [journal] path (read-only: works while "
+        "the engine runs). Prices, sizes and money are exact decimals; times are UTC.",
+    )
+    journal.add_argument(
+        "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    views = journal.add_subparsers(dest="what", metavar="VIEW", required=True)
+    for name, text in (
+        ("orders", "every order as submitted, with its current status and filled quantity"),
+        ("fills", "every fill"),
+        ("pnl", "realized PnL by strategy and symbol (FIFO)"),
+    ):
+        view = views.add_parser(name, help=text, description=text)
+        view.add_argument(
+            "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration"
+        )
+        view.add_argument(
+            "--since",
+            metavar="TIME",
+            help="from this time on: ISO 8601 (UTC unless it says otherwise) or an age "
+            "such as 90s, 15m, 2h, 3d",
+        )
+        view.add_argument("--strategy", metavar="NAME", help="only this strategy's rows")
+        view.add_argument("--csv", action="store_true", help="CSV instead of a table")
+        if name == "pnl":
+            view.add_argument(
+                "--plot", metavar="FILE", help="draw the cumulative PnL over time to a PNG"
+            )
+    journal.set_defaults(handler=_journal)
+
     check = commands.add_parser(
         "check-config",
         help="validate a configuration file and print each error",
@@ -558,6 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StrategyError as exc:
         # A strategy that cannot be loaded or configured is a configuration error.
+        print(f"trading-engine: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JournalError as exc:
+        # Bad state is an error, never a blank slate: nothing starts.
         print(f"trading-engine: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except EngineError as exc:

@@ -157,7 +157,9 @@ async def run_demo(
     gateway = config.gateway.model_copy(
         update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": "httpx"}
     )
-    config = config.model_copy(update={"gateway": gateway})
+    # Each demo has a fresh simulator: a journal kept across demos would not match it.
+    journal = config.journal.model_copy(update={"path": ":memory:"})
+    config = config.model_copy(update={"gateway": gateway, "journal": journal})
     engine = prepare_engine(config, environ={config.gateway.api_key_env: api_key})
     engine.tick_to_trade = SampledHistogram()
     service = Service(engine)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -59,6 +60,7 @@ from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
+from ..io.journal import Journal
 from ..io.webserver import listen_error
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
@@ -224,6 +226,15 @@ class Engine:
         self.feed: FeedServer | None = None
         self.capture: CaptureWriter | None = None
         self._started = False
+        self._strategies_started = False
+        #: The order journal (None: nothing is recorded); see :meth:`attach_journal`.
+        self.journal: Journal | None = None
+        #: Start-up reconciliation's report (None until it ran).
+        self.reconciliation: dict[str, Any] | None = None
+        #: Why the engine is not ready beyond the feed (reconciling, refused), or None.
+        self.blocked: str | None = "start-up reconciliation has not run"
+        #: Who set the trading state last, and why (``/status``).
+        self.state_by: tuple[str, str | None] = ("start-up", None)
 
     # -- strategies -----------------------------------------------------------
 
@@ -284,7 +295,15 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, *, serve_feed: bool = True) -> None:
-        """Start the strategies and (by default) the feed server.
+        """Reconcile, then start the strategies and (by default) the feed server.
+
+        Start-up reconciliation (:func:`~trading_engine.engine.reconcile.reconcile`)
+        runs first, with the journal and the venue; while it runs, and when it
+        refuses (``[journal] unknown_orders = "refuse"``), the engine is not
+        ready and neither strategies nor the feed start. A venue that cannot
+        be read is retried (with back-off) until it answers or the engine is
+        stopped.
+
 
         If the feed server cannot listen, the start is undone (every
         strategy whose ``on_start`` ran gets its ``on_stop``, the order sink
@@ -294,9 +313,17 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        if not await self._reconcile():
+            return
+        if self.journal is not None:
+            self.journal.start()
         start_sink = getattr(self.sink, "start", None)
         if start_sink is not None:
             start_sink()
+        if self.risk.state is TradingState.HALTED and self.config.risk.cancel_on_halt:
+            # Started halted: orders the venue still holds are canceled, as a halt does.
+            self.cancel_all()
+        self._strategies_started = True
         self.start_strategies()
         if not serve_feed:
             return
@@ -320,30 +347,94 @@ class Engine:
         self.feed = None
         await self.stop(shutdown_drain_s=1.0)
 
-    async def stop(self, shutdown_drain_s: float = 10.0) -> None:
-        """Graceful shutdown: stop the feed, stop strategies, cancel orders.
+    async def _reconcile(self) -> bool:
+        """Run start-up reconciliation; False when it refused (the engine stays not ready)."""
+        from .reconcile import ReconciliationRefused, VenueReader, reconcile
 
-        With a gateway, waits up to ``shutdown_drain_s`` for the cancels and
-        any order still being settled, then closes it.
+        reader = self.sink if isinstance(self.sink, VenueReader) else None
+        delay = 0.2
+        attempt = 0
+        while True:
+            attempt += 1
+            self.blocked = "start-up reconciliation is running"
+            try:
+                self.reconciliation = await reconcile(self, reader)
+            except ReconciliationRefused as exc:
+                self.blocked = f"start-up reconciliation refused: {exc}"
+                self.reconciliation = {"refused": str(exc)}
+                self.order_counts["reconciliation_refused"] += 1
+                log.error("%s", self.blocked)
+                return False
+            except (ConnectionError, OSError) as exc:
+                self.order_counts["reconciliation_failed"] += 1
+                self.blocked = (
+                    f"start-up reconciliation: the venue could not be read "
+                    f"(attempt {attempt}: {exc}); retrying"
+                )
+                log.error("%s", self.blocked)
+                self._forget_orders_and_positions()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.blocked = None
+            return True
+
+    async def stop(self, shutdown_drain_s: float | None = None) -> list[Order]:
+        """Shutdown that keeps its promise; returns the orders still open at the end.
+
+        No new order leaves from the moment it begins (the trading state
+        becomes ``halted`` for this process, not journaled: the next start
+        keeps the journaled state). Then it stops the feed and the
+        strategies, cancels every open order and waits up to
+        ``shutdown_drain_s`` (default ``[engine] shutdown_s``) for each to
+        reach a final state. Orders still open then are logged, one line
+        naming them all, and returned (the next start's reconciliation
+        settles them).
         """
         if not self._started:
-            return
+            return []
         self._started = False
+        bound = self.config.engine.shutdown_s if shutdown_drain_s is None else shutdown_drain_s
+        deadline = time.monotonic() + bound
+        self.risk.set_state(TradingState.HALTED)
         stop_orders = getattr(self.sink, "stop_orders", None)
         if stop_orders is not None:
             stop_orders()
         if self.feed is not None:
             await self.feed.stop()
-        self.stop_strategies()
+        if self._strategies_started:
+            self.stop_strategies()
+        else:
+            self.cancel_all()
+        # Final states arrive through the listener methods, which set no event: poll.
+        while any(self.open_orders.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        still_open = [order for orders in self.open_orders.values() for order in orders.values()]
+        if still_open:
+            self.order_counts["open_at_shutdown"] += len(still_open)
+            log.error(
+                "shutdown: %d order(s) still open after %.1f s: %s",
+                len(still_open),
+                bound,
+                ", ".join(
+                    f"{o.client_order_id} ({o.status.value}, {o.symbol} {o.side.value} "
+                    f"{o.quantity - o.filled} lots left)"
+                    for o in still_open
+                ),
+            )
         drain = getattr(self.sink, "drain", None)
-        if drain is not None and not await drain(shutdown_drain_s):
+        if drain is not None and not await drain(max(0.1, deadline - time.monotonic())):
             log.error("some order requests were still in flight at shutdown")
         close = getattr(self.sink, "close", None)
         if close is not None:
             await close()
         if self.capture is not None:
             self.capture.close()
+        if self.journal is not None:
+            await self.journal.stop()
+            self.journal.close()
         await asyncio.sleep(0)
+        return still_open
 
     # -- orders -----------------------------------------------------------------
 
@@ -416,6 +507,10 @@ class Engine:
             # Refused by the sink at once: no slot in the venue's request budget.
             # Counted (in on_status) and reported to the strategy like a risk denial.
             return None, Denial.RATE_LIMITED
+        # The order's bytes have left (or are queued); the journal row follows, batched.
+        journal = self.journal
+        if journal is not None:
+            journal.order_submitted(order)
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -437,16 +532,27 @@ class Engine:
                 count += self.cancel(order)
         return count
 
-    def set_trading_state(self, state: TradingState, who: str = "operator") -> None:
+    def set_trading_state(
+        self, state: TradingState, who: str = "admin", reason: str | None = None
+    ) -> None:
         """active | reducing | halted; halting cancels open orders if configured.
 
-        ``who`` names what asked (``operator``, or ``risk`` for a halt the
-        engine decided itself), for the log.
+        ``who`` (``admin``, ``risk``, ``journal``, ``supervisor``) and
+        ``reason`` are journaled with the change and shown in ``/status``.
         """
         previous = self.risk.state
         self.risk.set_state(state)
+        self.state_by = (who, reason)
         if previous is not state:
-            log.warning("trading state %s -> %s (by %s)", previous.value, state.value, who)
+            log.warning(
+                "trading state %s -> %s (by %s%s)",
+                previous.value,
+                state.value,
+                who,
+                f": {reason}" if reason else "",
+            )
+        if self.journal is not None:
+            self.journal.trading_state(state.value, who, reason)
         if state is TradingState.HALTED:
             # Before the cancels: from now on no new order leaves the sink.
             stop_orders = getattr(self.sink, "stop_orders", None)
@@ -471,6 +577,8 @@ class Engine:
             self._ignore("unknown_order", "acknowledgement", client_order_id)
             return
         order.exchange_order_id = exchange_order_id
+        if self.journal is not None:
+            self.journal.order_accepted(order)
 
     def on_order_report(
         self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
@@ -498,6 +606,7 @@ class Engine:
         if credit is not None:
             self._credit(order, credit[0], credit[1])
         self._hold(order)
+        self._journal_order(order)
         if order.reported > order.quantity >= before:
             self.on_order_fault(client_order_id, "overfill")
 
@@ -509,6 +618,12 @@ class Engine:
         if order is None:
             self._ignore("unknown_order", "fill", client_order_id)
             return
+        if self.journal is not None:
+            # Every fill the venue reports, before deciding what it adds here:
+            # start-up rebuilds positions from these rows.
+            self.journal.fill(
+                client_order_id, order.strategy, order.symbol, order.side, price, lots, fill_id
+            )
         before = order.reported
         try:
             credit, provisional = order.credit_fill(price, lots, fill_id)
@@ -531,6 +646,7 @@ class Engine:
                 order.feed_fills,
             )
         self._hold(order)
+        self._journal_order(order)
         if order.reported > order.quantity >= before:
             self.on_order_fault(client_order_id, "overfill")
 
@@ -548,6 +664,7 @@ class Engine:
             return
         if not changed:
             return
+        self._journal_order(order)
         if status is OrderStatus.REJECTED and reason == Denial.RATE_LIMITED:
             self.risk.deny(Denial.RATE_LIMITED)
         if previous is not status:
@@ -628,6 +745,53 @@ class Engine:
         closed.extend(kept)
         return evicted
 
+    def _journal_order(self, order: Order) -> None:
+        """Record ``order``'s status and cumulative fill in the journal.
+
+        The one place where order answers reach the journal: every
+        listener method that changes an order's state or cumulative
+        quantity calls it.
+        """
+        if self.journal is not None:
+            self.journal.order_status(order)
+
+    # -- journal and reconciliation ----------------------------------------------------
+
+    def attach_journal(self, journal: Journal) -> None:
+        """Record this engine's orders, fills and trading states in ``journal``.
+
+        Writes this run's id and the instruments at once (raises
+        :class:`~trading_engine.io.journal.JournalError` if it cannot); a
+        write failing later halts trading with the reason (who ``journal``).
+        """
+        journal.begin_run(self.ids.run_id, self.instruments.values())
+        journal.on_failure = self._journal_failed
+        self.journal = journal
+
+    def _journal_failed(self, reason: str) -> None:
+        self.set_trading_state(TradingState.HALTED, "journal", reason)
+
+    def _forget_orders_and_positions(self) -> None:
+        """Back to no orders and flat positions (a reconciliation attempt failed midway)."""
+        self.positions = Positions()
+        self.orders.clear()
+        for orders in self.open_orders.values():
+            orders.clear()
+        self._closed.clear()
+        for exposure in self.exposure.values():
+            exposure[0] = exposure[1] = 0
+
+    def restore_order(self, order: Order) -> None:
+        """Track an order that is open on the venue (start-up reconciliation).
+
+        Its remaining quantity joins the open exposure of its symbol.
+        """
+        self.orders[order.client_order_id] = order
+        self.open_orders.setdefault(order.strategy, {})[order.client_order_id] = order
+        if order.reported < order.filled:
+            order.reported = order.filled
+        self._hold(order)
+
     # -- introspection ------------------------------------------------------------
 
     def breaker_state(self) -> str:
@@ -637,6 +801,8 @@ class Engine:
 
     def not_ready(self) -> str | None:
         """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
+        if self.blocked is not None:
+            return self.blocked
         if self.feed is None or not self.feed.listening:
             return "the feed server is not listening"
         if not getattr(self.sink, "reached", True):
@@ -671,8 +837,20 @@ class Engine:
                 "realized_pnl": inst.format_money(position.realized),
                 "unrealized_pnl": inst.format_money(position.unrealized(entry.book.mid())),
             }
+        journal = self.journal
         return {
             "trading_state": self.risk.state.value,
+            "trading_state_by": {"who": self.state_by[0], "reason": self.state_by[1]},
+            "reconciliation": self.reconciliation,
+            "journal": None
+            if journal is None
+            else {
+                "path": journal.path,
+                "pending_rows": journal.pending,
+                "rows_written": journal.rows_written,
+                "write_errors": journal.write_errors,
+                "failed": journal.failed,
+            },
             "breaker": self.breaker_state(),
             "books": books,
             "positions": positions,

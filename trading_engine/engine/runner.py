@@ -12,16 +12,18 @@ import contextlib
 import logging
 import os
 import signal
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from ..config import Config, budget_problems
 from ..core.breaker import CircuitBreaker
 from ..core.errors import ConfigError
-from ..core.orders import OrderSink
+from ..core.orders import Order, OrderSink
 from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
 from ..io.gateway import HttpGateway, ssl_context
+from ..io.journal import Journal
 from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from .engine import Engine
@@ -118,15 +120,20 @@ def build_engine(
     *,
     venue: Callable[[Engine], OrderSink] | None = None,
     api_key: str | None = None,
+    journal: bool = True,
 ) -> Engine:
     """The engine with the order path ``[gateway] mode`` chooses.
 
     ``venue`` builds the in-process order sink of ``mode = "simulated"``
     (the commands pass ``trading_engine.sim.venue.simulated_venue``).
-    ``api_key`` overrides the environment variable (``prepare_engine``
-    passes ``""`` to build without one). Raises :class:`ConfigError` when
+    The engine records to the journal at ``[journal] path`` (``journal=False``:
+    no journal, for benchmarks that measure what it costs). ``api_key``
+    overrides the environment variable (``prepare_engine`` passes ``""``
+    to build without one). Raises :class:`ConfigError` when
     the gateway's API key variable is unset, when the mode is
-    ``simulated`` and no ``venue`` is given, or when a strategy is invalid.
+    ``simulated`` and no ``venue`` is given, or when a strategy is invalid;
+    :class:`~trading_engine.io.journal.JournalError` when the journal
+    cannot be opened, is corrupt, newer, or cannot be written.
     """
     env = os.environ if environ is None else environ
     config = config.for_shard()
@@ -141,7 +148,7 @@ def build_engine(
         if venue is None:
             message = "gateway.mode: 'simulated' needs an in-process venue here"
             raise ConfigError(message, [message])
-        return Engine(config, sink_factory=venue)
+        return _with_journal(Engine(config, sink_factory=venue), journal)
     for problem in budget_problems(config):
         log.warning("%s: new orders beyond it are refused rate_limited", problem)
     ca_file = config.gateway.ca_file
@@ -182,7 +189,22 @@ def build_engine(
             fast=fast,
         )
 
-    return Engine(config, sink_factory=gateway)
+    return _with_journal(Engine(config, sink_factory=gateway), journal)
+
+
+def _with_journal(engine: Engine, wanted: bool) -> Engine:
+    if not wanted:
+        return engine
+    settings = engine.config.journal
+    journal = Journal.open(
+        settings.path, flush_s=settings.flush_ms / 1000, synchronous=settings.synchronous
+    )
+    try:
+        engine.attach_journal(journal)
+    except BaseException:
+        journal.close()
+        raise
+    return engine
 
 
 class Service:
@@ -201,6 +223,8 @@ class Service:
             environ=environ,
         )
         self._stop = asyncio.Event()
+        #: Orders still open when the last shutdown gave up waiting.
+        self.still_open: list[Order] = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -232,26 +256,36 @@ class Service:
         # Start-up objects (modules, config, books) never need collecting again.
         GcMonitor.tune(settings.gc_freeze, settings.gc_threshold)
 
-    async def run(self, duration_s: float | None = None) -> None:
-        """Start, serve until stopped (or ``duration_s``), then shut down cleanly."""
+    async def run(self, duration_s: float | None = None) -> int:
+        """Start, serve until stopped (or ``duration_s``), then shut down.
+
+        Returns the exit code: 0, or 1 when orders were still open when the
+        shutdown bound passed (they are logged).
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        deadline = None if duration_s is None else loop.time() + duration_s
         try:
-            await self.start()
-        except BaseException:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
-            raise
-        log.info("engine running")
-        try:
-            if duration_s is None:
-                await self._stop.wait()
-            else:
+            # Start-up (reconciliation) may wait on the venue: a stop interrupts it.
+            starting = loop.create_task(self.start(), name="service-start")
+            stopping = loop.create_task(self._stop.wait(), name="service-stop")
+            try:
+                await asyncio.wait(
+                    {starting, stopping}, timeout=duration_s, return_when=FIRST_COMPLETED
+                )
+            finally:
+                for task in (starting, stopping):
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.wait({task})
+            if not starting.cancelled():
+                starting.result()  # a start-up error propagates
+                log.info("engine running")
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(duration_s):
+                    async with asyncio.timeout(remaining):
                         await self._stop.wait()
         finally:
             log.info("engine stopping")
@@ -260,8 +294,10 @@ class Service:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
 
+        return 1 if self.still_open else 0
+
     async def shutdown(self) -> None:
-        await self.engine.stop()
+        self.still_open = await self.engine.stop()
         await self.admin.stop()
         await self.monitor.stop()
         self.gc_monitor.uninstall()

@@ -18,7 +18,11 @@ symbols) and lists the workers; ``/halt``, ``/reduce`` and ``/resume`` check
 the token and are forwarded to every worker.
 
 A worker that exits while the supervisor is running is restarted after a
-back-off that doubles on each quick failure (up to 10 s). SIGTERM or SIGINT
+back-off that doubles on each quick failure (up to 10 s), in the trading
+state last set through the supervisor (``[engine] initial_trading_state``
+in its environment; with none set, its own journal's). Each worker keeps
+its own journal: ``journal.path`` with the worker's index before the
+suffix (``state/journal.0.db``). SIGTERM or SIGINT
 stop the supervisor, which sends SIGTERM to every worker and waits for them
 (SIGKILL after ``stop_timeout_s``).
 """
@@ -33,6 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 import httpx
@@ -59,6 +64,7 @@ _MAX_BACKOFF_S = 10.0
 _STABLE_AFTER_S = 30.0  # a worker up this long resets its back-off
 _TRADING_ORDER = {"active": 0, "reducing": 1, "halted": 2}
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
+_SWITCHED_TO = {"/halt": "halted", "/reduce": "reducing", "/resume": "active"}
 
 
 def worker_environment(config: Config, index: int, count: int) -> dict[str, str]:
@@ -72,6 +78,10 @@ def worker_environment(config: Config, index: int, count: int) -> dict[str, str]
     }
     if config.feed.capture_path:
         env[f"{ENV_PREFIX}FEED__CAPTURE_PATH"] = f"{config.feed.capture_path}.{index}"
+    if config.journal.path != ":memory:":
+        # One journal per process: state/journal.db -> state/journal.0.db, ...
+        path = PurePath(config.journal.path)
+        env[f"{ENV_PREFIX}JOURNAL__PATH"] = str(path.with_name(f"{path.stem}.{index}{path.suffix}"))
     return env
 
 
@@ -141,6 +151,9 @@ class Supervisor:
         self._watchers: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._client: httpx.AsyncClient | None = None
+        #: The trading state last set through this supervisor (None: never).
+        #: A worker it restarts starts in it, whatever that worker's journal says.
+        self.trading_state: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,6 +209,8 @@ class Supervisor:
 
     async def _spawn(self, worker: Worker) -> None:
         env = {**self.environ, **worker.env}
+        if self.trading_state is not None:
+            env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
         worker.process = await asyncio.create_subprocess_exec(*self.command, env=env)
         worker.started_at = time.monotonic()
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
@@ -299,12 +314,16 @@ class Supervisor:
             answer.json() if answer is not None and answer.status_code == 200 else None
             for answer in answers
         ]
-        return json_response(merge_status(documents, [w.describe() for w in self.workers]), 200)
+        workers = [w.describe() for w in self.workers]
+        for described, document in zip(workers, documents, strict=True):
+            described["trading_state"] = None if document is None else document["trading_state"]
+        return json_response(merge_status(documents, workers), 200)
 
     async def _forward(self, request: web.Request) -> web.Response:
         refused = authorize(request, self.token)
         if refused is not None:
             return refused
+        self.trading_state = _SWITCHED_TO[request.path]
         answers = await self._ask_all(
             request.path,
             method="POST",
@@ -324,7 +343,7 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
 
     Shards own disjoint symbols, so books, positions and strategies merge
     by key; the trading state and the breaker report the most restrictive
-    of the workers'.
+    of the workers' (each worker's own state is in ``workers``).
     """
     merged: dict[str, Any] = {
         "trading_state": "active",

@@ -341,6 +341,8 @@ class EngineCollector(Collector):
         connections.add_metric([], len(feed.sessions) if feed else 0)
         yield connections
 
+        yield from _journal_metrics(engine)
+
     def _gateway(self) -> Iterator[Metric]:
         """The gateway's outcome counters, its request budget, breaker and connections."""
         sink = self.engine.sink
@@ -415,6 +417,37 @@ class EngineCollector(Collector):
             "Order placements denied by the circuit breaker (open, or half-open trials taken).",
             value=breaker.denied if breaker else 0,
         )
+
+
+def _journal_metrics(engine: Engine) -> Iterator[Metric]:
+    """The journal's writes and failures, and start-up reconciliation's outcomes."""
+    journal = engine.journal
+    yield CounterMetricFamily(
+        P + "journal_rows_written", "Rows written to the order journal.",
+        value=journal.rows_written if journal else 0,
+    )  # fmt: skip
+    yield CounterMetricFamily(
+        P + "journal_write_errors", "Journal transactions that failed (trading halts).",
+        value=journal.write_errors if journal else 0,
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        P + "journal_pending_rows", "Journal rows waiting for the next transaction.",
+        value=journal.pending if journal else 0,
+    )  # fmt: skip
+    flush = histogram_family(P + "journal_flush_seconds", "One journal transaction.")
+    add_histogram(flush, journal.flush_latency if journal else LatencyHistogram())
+    yield flush
+    outcomes = CounterMetricFamily(
+        P + "reconciliation", "Start-up reconciliation attempts that failed or refused.",
+        labels=["outcome"],
+    )  # fmt: skip
+    for outcome in ("failed", "refused"):
+        outcomes.add_metric([outcome], engine.order_counts[f"reconciliation_{outcome}"])
+    yield outcomes
+    yield CounterMetricFamily(
+        P + "orders_open_at_shutdown", "Orders still open when a shutdown stopped waiting.",
+        value=engine.order_counts["open_at_shutdown"],
+    )  # fmt: skip
 
 
 def registry_for(

@@ -41,7 +41,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -547,6 +547,7 @@ class HttpGateway:
         await self.scheduler.acquire(priority)
         reply = await self._http("GET", url)
         if reply is not None and reply.status_code in (200, 404):
+            self.reached = True
             return reply
         self.counts["read_failed"] += 1
         self.read_failures[what] += 1
@@ -748,6 +749,8 @@ class HttpGateway:
             else:
                 interval = self.config.fills_poll_s
 
+    # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
+
     async def open_orders(self) -> list[dict[str, Any]]:
         """The exchange's open orders (for reconciliation). Raises ``ConnectionError``."""
         try:
@@ -758,6 +761,60 @@ class HttpGateway:
             raise ConnectionError("could not read open orders")
         result: list[dict[str, Any]] = orjson.loads(reply.content)
         return result
+
+    async def fills(self, since: int) -> list[dict[str, Any]]:
+        """``GET /fills?since=N``: the fills after ``since`` (for reconciliation)."""
+        result: list[dict[str, Any]] = await self._read_json("GET", f"/fills?since={since}")
+        return result
+
+    async def read_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """``GET /orders/{id}``: the order's body, None when the exchange never saw it."""
+        result: dict[str, Any] | None = await self._read_json(
+            "GET", f"/orders/{client_order_id}", missing_ok=True
+        )
+        return result
+
+    async def cancel_order(self, client_order_id: str) -> dict[str, Any] | None:
+        """``DELETE /orders/{id}``: the order's body after the cancel, None when unknown."""
+        result: dict[str, Any] | None = await self._read_json(
+            "DELETE", f"/orders/{client_order_id}", missing_ok=True
+        )
+        return result
+
+    def resume(self, fills_cursor: int, orders: Iterable[Order]) -> None:
+        """Read fills after ``fills_cursor`` from now on, and track ``orders`` (still open)."""
+        self._fills_cursor = max(self._fills_cursor, fills_cursor)
+        for order in orders:
+            self._known[order.client_order_id] = order
+
+    async def _read_json(self, method: str, url: str, *, missing_ok: bool = False) -> Any:
+        """One reconciliation request through the venue's budget.
+
+        A 429 pauses the venue (the next slot waits for ``Retry-After``)
+        and the request is tried again, up to 5 times. Raises
+        ``ConnectionError`` when unanswered, refused, unreadable or dropped.
+        """
+        priority = Priority.CANCEL if method == "DELETE" else Priority.POLL
+        for _ in range(5):
+            try:
+                await self.scheduler.acquire(priority)
+            except Dropped:
+                raise ConnectionError(f"{method} {url}: dropped by a halt or stop") from None
+            reply = await self._http(method, url)
+            if reply is not None and reply.status_code == 429:
+                self._venue_paused(reply)
+                continue
+            if reply is not None and reply.status_code == 404 and missing_ok:
+                return None
+            if reply is None or reply.status_code != 200:
+                code = "no answer" if reply is None else reply.status_code
+                raise ConnectionError(f"{method} {url}: {code}")
+            self.reached = True
+            try:
+                return orjson.loads(reply.content)
+            except orjson.JSONDecodeError as exc:
+                raise ConnectionError(f"{method} {url}: unreadable answer") from exc
+        raise ConnectionError(f"{method} {url}: still rate limited")
 
 
 def _error(reply: Reply) -> str:

@@ -112,6 +112,14 @@ class SimOrder(MatchOrder):
             "filled_quantity": inst.format_size(self.filled),
             "avg_price": avg,
             "reason": self.reason,
+            # Beyond the API's minimum: what the order is, so that a client
+            # reconciling open orders it has no record of can adopt them.
+            "symbol": self.symbol,
+            "side": self.side,
+            "type": self.type,
+            "price": None if self.price is None else inst.format_price(self.price),
+            "quantity": inst.format_size(self.quantity),
+            "time_in_force": self.time_in_force,
         }
 
     @property

@@ -24,7 +24,10 @@ that burst's size over the time the engine took to apply it.
 ``asyncio.gather`` of tasks per update, a new ``httpx.AsyncClient`` per
 order) against the same publisher and exchange, and reports the ratio.
 ``--compare-metrics`` also runs the engine with its latency histograms
-replaced by no-ops, to show what metrics cost.
+replaced by no-ops, to show what metrics cost; ``--compare-journal``
+also runs it without the order journal (which the engine otherwise
+writes to an SQLite file in a temporary folder), to show what the
+journal costs in latency and throughput.
 
 The package: ``ticks`` (the publisher process), ``orchestration`` (the
 processes of a round), ``stats`` (percentiles), ``report`` and ``plot``.
@@ -103,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON (default: none)")
     parser.add_argument(
         "--plot", metavar="FILE", help="write a PNG percentile plot (matplotlib; default: none)"
+    )
+    parser.add_argument(
+        "--compare-journal",
+        action="store_true",
+        help="also run without the order journal (default: off; the runs write one to a "
+        "temporary folder)",
     )
 
 

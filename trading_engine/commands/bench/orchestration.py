@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -135,11 +136,18 @@ async def _arrivals(port: int, quiet_s: float = 1.0, limit_s: float = 120.0) -> 
             await asyncio.sleep(quiet_s)
 
 
-def bench_config(loop: str, gateway: str, exchange_port: int, busy_poll_s: float = 0.0) -> Config:
+def bench_config(
+    loop: str,
+    gateway: str,
+    exchange_port: int,
+    busy_poll_s: float = 0.0,
+    journal_path: str = ":memory:",
+) -> Config:
     """The engine's configuration for the benchmark: ThresholdTaker firing on every tick."""
     return parse_config(
         {
             "engine": {"loop": loop, "log_level": "error", "busy_poll_s": busy_poll_s},
+            "journal": {"path": journal_path},
             "feed": {"port": 0},
             "admin": {"port": 0},
             "gateway": {
@@ -185,6 +193,8 @@ class EngineCase:
     metrics: bool = True
     background_rate: float = 0.0
     busy_poll_s: float = 0.0
+    #: Journal every order to an SQLite file in a temporary folder (off: no journal).
+    journal: bool = True
 
 
 async def _engine_run(case: EngineCase) -> dict[str, Any]:
@@ -193,9 +203,18 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
 
     exchange_port = _free_port()
     exchange = await _start_exchange(exchange_port)
+    folder = tempfile.TemporaryDirectory(prefix="trading-engine-bench-")
     try:
-        config = bench_config(case.loop, case.gateway, exchange_port, case.busy_poll_s)
-        engine = build_engine(config, environ={"TRADING_ENGINE_BENCH_KEY": API_KEY})
+        config = bench_config(
+            case.loop,
+            case.gateway,
+            exchange_port,
+            case.busy_poll_s,
+            journal_path=str(Path(folder.name) / "journal.db"),
+        )
+        engine = build_engine(
+            config, environ={"TRADING_ENGINE_BENCH_KEY": API_KEY}, journal=case.journal
+        )
         await engine.start()
         assert engine.feed is not None
         GcMonitor.tune(config.engine.gc_freeze, config.engine.gc_threshold)  # as `run` does
@@ -248,6 +267,7 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
         await engine.stop()
     finally:
         await _stop(exchange)
+        folder.cleanup()
     throughput = None
     if "start" in marks and "end" in marks and marks["end"] > marks["start"]:
         throughput = (case.burst - 1) / ((marks["end"] - marks["start"]) / 1e9)
@@ -339,6 +359,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         current["engine"] = _engine_case(case)
         if args.compare_metrics:
             current["engine_metrics_off"] = _engine_case(replace(case, burst=0, metrics=False))
+        if args.compare_journal:
+            current["engine_journal_off"] = _engine_case(replace(case, journal=False))
         if baseline_script is not None:
             current["baseline"] = asyncio.run(
                 _baseline_run(

@@ -95,6 +95,25 @@ def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict
             "cost_pct_wire_p50": 100
             * (report["engine"]["wire_to_wire_us"]["p50"] / summary(off)["p50"] - 1),
         }
+    if any("engine_journal_off" in r for r in rounds):
+        internal_on = summary(
+            [percentiles(r["engine"]["stages_us"]["tick_to_trade"]) for r in rounds]
+        )
+        internal_off = summary(
+            [percentiles(r["engine_journal_off"]["stages_us"]["tick_to_trade"]) for r in rounds]
+        )
+        off_throughputs = [
+            r["engine_journal_off"]["throughput_msg_per_s"]
+            for r in rounds
+            if r["engine_journal_off"]["throughput_msg_per_s"]
+        ]
+        report["journal_off"] = {
+            "wire_to_wire_us": summary(per_round("engine_journal_off")),
+            "tick_to_trade_us": internal_off,
+            "cost_us_internal_p50": internal_on["p50"] - internal_off["p50"],
+            "cost_us_internal_p99": internal_on["p99"] - internal_off["p99"],
+            "throughput_msg_per_s": statistics.median(off_throughputs) if off_throughputs else None,
+        }
     if any("baseline" in r for r in rounds):
         base = summary(per_round("baseline"))
         ours = report["engine"]["wire_to_wire_us"]
@@ -146,6 +165,16 @@ def print_report(report: dict[str, Any]) -> None:
             f"metrics cost: {off['cost_pct_internal_p50']:+.1f}% at p50, "
             f"{off['cost_pct_internal_p99']:+.1f}% at p99 of the engine's tick-to-trade"
         )
+    if "journal_off" in report:
+        off = report["journal_off"]
+        row("journal off: wire to wire", off["wire_to_wire_us"])
+        row("journal off: bytes in -> written", off["tick_to_trade_us"])
+        print(
+            f"journal cost: {off['cost_us_internal_p50']:+.1f} us at p50, "
+            f"{off['cost_us_internal_p99']:+.1f} us at p99 of the engine's tick-to-trade"
+        )
+        if off["throughput_msg_per_s"]:
+            print(f"throughput without the journal: {off['throughput_msg_per_s']:,.0f} updates/s")
     if "baseline" in report:
         base = report["baseline"]
         row(f"naive baseline (1 tick/{s['baseline_interval_ms']:g} ms)", base["wire_to_wire_us"])
