@@ -31,6 +31,9 @@ def config(strategies: list[dict[str, Any]] | None = None, **sections: dict[str,
         if strategies is not None
         else [{"name": "probe", "class": "tests.fakes:Probe", "symbols": ["BTC-USD"]}],
     }
+    # Tests keep no journal on disk unless they ask for one: a journal left
+    # in the working directory would carry one test's state into the next.
+    data["journal"] = {"path": ":memory:"}
     data.update(sections)
     return parse_config(data, environ={})
 

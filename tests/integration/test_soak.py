@@ -63,6 +63,7 @@ def test_shipped_config_against_a_faulty_venue_for_a_minute(tmp_path: Path) -> N
         "TRADING_ENGINE__ADMIN__PORT": str(admin),
         "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
         "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
     }
     faults = [item for pair in FAULTS.items() for item in pair]
     with (tmp_path / "sim.log").open("wb") as sim_log, (tmp_path / "run.log").open("wb") as log:
