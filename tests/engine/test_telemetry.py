@@ -87,7 +87,11 @@ def test_gc_tune_freezes_and_sets_the_threshold() -> None:
 
 
 def test_worker_environment_maps_shard_and_ports() -> None:
-    cfg = config(feed={"port": 7001, "capture_path": "feed.cap"}, admin={"port": 9100})
+    cfg = config(
+        feed={"port": 7001, "capture_path": "feed.cap"},
+        admin={"port": 9100},
+        journal={"path": "state/journal.db"},
+    )
     assert worker_environment(cfg, 2, 4) == {
         "TRADING_ENGINE__ENGINE__SHARD": "2",
         "TRADING_ENGINE__ENGINE__SHARDS": "4",
