@@ -389,6 +389,9 @@ def test_every_status_reached_is_counted() -> None:
     counts = engine.order_counts
     assert [counts[s.value] for s in (S.UNKNOWN, S.NEW, S.PARTIALLY_FILLED, S.FILLED)] == [1] * 4
     assert counts["submitted"] == 1
+    answer(engine, order, S.NEW, 0)  # a stale answer
+    assert engine.ignored["invalid_transition"] == 1
+    assert order.status is S.FILLED
 
 
 # -- closed orders leave the hot maps -----------------------------------------------

@@ -191,8 +191,11 @@ class Engine:
         self.order_counts: Counter[str] = Counter()
         #: Faults the order sinks reported (``on_order_fault``), by kind.
         self.order_faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
-        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``).
-        self.ignored: Counter[str] = Counter({"duplicate_fill": 0, "unknown_order": 0})
+        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``,
+        #: ``invalid_transition``).
+        self.ignored: Counter[str] = Counter(
+            {"duplicate_fill": 0, "unknown_order": 0, "invalid_transition": 0}
+        )
         self._ticks = {
             symbol: Fraction(Decimal(inst.tick_size)) for symbol, inst in self.instruments.items()
         }
@@ -489,8 +492,10 @@ class Engine:
         previous = order.status
         try:
             changed = order.transition(status, reason)
-        except OrderStateError:
-            log.exception("invalid order transition")
+        except OrderStateError as exc:
+            # A stale answer (new after partially_filled, or after the end).
+            self.ignored["invalid_transition"] += 1
+            log.warning("status not applied: %s", exc)
             return
         if not changed:
             return
