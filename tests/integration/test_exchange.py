@@ -218,3 +218,32 @@ async def test_the_exchange_side_position_never_exceeds_max_position(
     assert peak > 40  # the limit was really approached
     assert engine.positions.quantity("BTC-USD") == peak
     assert_engine_equals_exchange(engine, simulator)
+
+
+@pytest.mark.asyncio
+async def test_closed_orders_leave_the_engine_and_the_gateway(
+    simulator: ExchangeSimulator,
+) -> None:
+    cfg = config(
+        [{"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
+          "params": {"side": "buy", "trigger_price": "100000", "quantity": "0.001",
+                     "cooldown_s": 0.01}}],
+        feed={"host": "127.0.0.1", "port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{simulator.port}", "timeout_s": 1.0,
+                 "fills_poll_s": 0.05, "max_requests_per_s": 500},
+        risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
+        engine={"closed_order_retention_s": 0.1},
+    )  # fmt: skip
+    engine = runner_build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+    gateway = await run_engine(engine, simulator, 0.0)
+    await wait_until(lambda: engine.order_counts["submitted"] >= 60, 20, "60 orders")
+    submitted = engine.order_counts["submitted"]
+    held = set(engine.orders)
+    # The gateway forgets exactly what the engine evicts.
+    assert set(gateway._known) == held
+    await shut_down(engine, simulator, gateway)
+    # About 0.1 s of closed orders stay (one order per 10 ms), not all of them.
+    assert len(held) < submitted // 2, (len(held), submitted)
+    inst = simulator.instruments["BTC-USD"]
+    position = sum(inst.size_to_lots(fill["quantity"]) for fill in simulator.fills)
+    assert engine.positions.quantity("BTC-USD") == position
