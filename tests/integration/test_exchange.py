@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -113,6 +114,17 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         expected[fill["symbol"]] += lots if fill["side"] == "buy" else -lots
     for symbol in sim.instruments:
         assert engine.positions.quantity(symbol) == expected[symbol], symbol
+    # And PnL is exact: what every fill cost at its real price (answers' rounded
+    # averages were repriced by the fills feed), marked at an arbitrary price.
+    cash: dict[str, int] = defaultdict(int)
+    for fill in sim.fills:
+        inst = sim.instruments[fill["symbol"]]
+        value = inst.price_to_ticks(fill["price"]) * inst.size_to_lots(fill["quantity"])
+        cash[fill["symbol"]] += -value if fill["side"] == "buy" else value
+    mark = Fraction(300_001, 3)
+    for symbol, held in engine.positions.by_symbol.items():
+        pnl = held.realized + held.unrealized(mark)
+        assert pnl == cash[symbol] + mark * held.quantity, symbol
 
 
 MODES = pytest.mark.parametrize("mode", ["httpx", "fast"])
@@ -247,3 +259,27 @@ async def test_closed_orders_leave_the_engine_and_the_gateway(
     inst = simulator.instruments["BTC-USD"]
     position = sum(inst.size_to_lots(fill["quantity"]) for fill in simulator.fills)
     assert engine.positions.quantity("BTC-USD") == position
+
+
+@pytest.mark.asyncio
+@MODES
+async def test_orders_filled_at_several_prices_give_exact_pnl(
+    simulator: ExchangeSimulator, mode: str
+) -> None:
+    """Answers report an average rounded to the tick; the fills feed reprices to the cent."""
+    sweeper = [{"name": "sweeper", "class": "tests.fakes:Sweeper", "symbols": ["BTC-USD"]}]
+    engine = build_engine(simulator, sweeper, mode)
+    gateway = await run_engine(engine, simulator, 0.0)
+    prices: dict[str, set[str]] = defaultdict(set)
+
+    def several_prices() -> int:
+        prices.clear()
+        for fill in simulator.fills:
+            prices[fill["client_order_id"]].add(fill["price"])
+        return sum(len(seen) > 1 for seen in prices.values())
+
+    await wait_until(lambda: several_prices() >= 10, 20, "10 orders filled at several prices")
+    await shut_down(engine, simulator, gateway)
+    assert_engine_equals_exchange(engine, simulator)
+    held = engine.positions.get("BTC-USD")
+    assert held.realized != 0  # lots were closed, so the FIFO split was tested
