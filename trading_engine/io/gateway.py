@@ -8,10 +8,12 @@ key read from the environment variable the config names, never logged).
 
 Outcome policy, per the exchange API:
 
-* 200: the answer's status (and ``filled_quantity``) is applied; fills
-  themselves are learned from ``GET /fills`` (polled, and polled at once
-  when an answer reports new fills), so positions always equal the
-  exchange's fills log.
+* 200: the answer's ``filled_quantity`` and ``avg_price`` go to
+  ``on_order_report`` (the engine credits the position at once), then its
+  status to ``on_status``; single fills are learned from ``GET /fills``
+  (polled, and polled at once when an answer reports fills the feed has
+  not listed) and passed with their ``fill_id``, so the engine adds only
+  what answers did not and positions equal the exchange's fills log.
 * 400/401/403 (any 4xx but 429): the order is ``rejected``. Not a breaker
   failure: the venue is healthy.
 * 429: retried after ``Retry-After`` seconds with the same
