@@ -362,6 +362,19 @@ def test_an_overfill_is_counted_and_halts_trading() -> None:
     assert submit(engine, BUY, 1) is None
 
 
+def test_fills_reported_after_the_final_count_are_a_fault() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.CANCELED, 4, "100.00")
+    engine.on_fill(order.client_order_id, 10000, 4, fill_id=1)  # the same 4: fine
+    assert engine.order_faults["fill_after_final"] == 0
+    engine.on_fill(order.client_order_id, 10000, 2, fill_id=2)  # 2 more after the end
+    assert engine.order_faults["fill_after_final"] == 1
+    assert position(engine) == 6  # the venue's word
+    assert engine.risk.state is TradingState.ACTIVE
+
+
 def test_faults_are_counted_by_kind() -> None:
     engine, _, _ = make_engine()
     order = submit(engine, BUY, 10)

@@ -189,8 +189,11 @@ class Engine:
         #: Orders that reached each status, plus ``submitted``, ``fills`` and
         #: ``cancel_requested``.
         self.order_counts: Counter[str] = Counter()
-        #: Faults the order sinks reported (``on_order_fault``), by kind.
-        self.order_faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
+        #: Faults the order sinks reported (``on_order_fault``) and the engine
+        #: found itself (``fill_after_final``), by kind.
+        self.order_faults: Counter[str] = Counter(
+            dict.fromkeys((*FAULT_KINDS, "fill_after_final"), 0)
+        )
         #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``,
         #: ``invalid_transition``).
         self.ignored: Counter[str] = Counter(
@@ -447,8 +450,7 @@ class Engine:
         if credit is not None:
             self._credit(order, credit[0], credit[1])
         self._hold(order)
-        if order.reported > order.quantity >= before:
-            self.on_order_fault(client_order_id, "overfill")
+        self._check_reported(order, before)
 
     def on_fill(
         self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
@@ -480,8 +482,7 @@ class Engine:
                 order.feed_fills,
             )
         self._hold(order)
-        if order.reported > order.quantity >= before:
-            self.on_order_fault(client_order_id, "overfill")
+        self._check_reported(order, before)
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         order = self.orders.get(client_order_id)
@@ -522,6 +523,21 @@ class Engine:
                 client_order_id,
             )
             self.set_trading_state(TradingState.HALTED, who="risk")
+
+    def _check_reported(self, order: Order, before: int) -> None:
+        """Fault what the venue reported beyond the order (``before``: lots reported earlier).
+
+        Beyond its quantity: an ``overfill`` (trading halts). More fills
+        after the order's final status (which carried its final count):
+        ``fill_after_final``, counted and logged; the position holds them.
+        """
+        reported = order.reported
+        if reported <= before:
+            return
+        if reported > order.quantity >= before:
+            self.on_order_fault(order.client_order_id, "overfill")
+        elif not order.is_open:
+            self.on_order_fault(order.client_order_id, "fill_after_final")
 
     def _credit(self, order: Order, price: Price, lots: int) -> None:
         """Add lots to the position (the caller then updates the exposure they held)."""
