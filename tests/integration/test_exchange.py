@@ -106,6 +106,8 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         else:
             assert order.status is OrderStatus.REJECTED, order
     assert set(theirs) <= set(ours)
+    # The exchange never reports fills beyond an order or after its final count.
+    assert engine.order_faults["overfill"] == engine.order_faults["fill_after_final"] == 0
     # Positions equal the exchange's fills.
     expected: dict[str, int] = defaultdict(int)
     for fill in sim.fills:
