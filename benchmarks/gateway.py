@@ -31,6 +31,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -116,7 +117,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
             pass
 
-        def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+        def on_fill(
+            self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+        ) -> None:
+            pass
+
+        def on_order_report(
+            self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+        ) -> None:
+            pass
+
+        def on_order_fault(self, client_order_id: str, kind: str) -> None:
             pass
 
         def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from trading_engine import Config, parse_config
+from trading_engine import Config, OrderType, Side, TimeInForce, parse_config
 from trading_engine.core.strategy import (
     BookView,
     Fill,
@@ -121,3 +121,33 @@ class Stubborn(AsyncSlow):
         except asyncio.CancelledError:
             self.results.append(self.ctx.buy(book.symbol, 1, 10000))
             raise
+
+
+class Sweeper(Strategy):
+    """Takes several levels at once: alternately buys 8 lots of 0.001 x 1000 IOC
+    five ticks through the best ask and sells them five ticks through the
+    best bid, at most one order per 20 ms, so fills come at several prices
+    per order and half of them close the position the other half opened."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.buy_next = True
+        self.last_ns = 0
+
+    def on_book(self, book: BookView) -> None:
+        now = self.ctx.now_ns()
+        if now - self.last_ns < 20_000_000:
+            return
+        if self.buy_next:
+            price = book.best_ask
+            side = Side.BUY
+        else:
+            price = book.best_bid
+            side = Side.SELL
+        if price is None:
+            return
+        price = price + 5 if side is Side.BUY else price - 5
+        order = self.ctx.submit(book.symbol, side, 8000, price, OrderType.LIMIT, TimeInForce.IOC)
+        if order is not None:
+            self.last_ns = now
+            self.buy_next = not self.buy_next

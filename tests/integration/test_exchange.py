@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -106,6 +107,8 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         else:
             assert order.status is OrderStatus.REJECTED, order
     assert set(theirs) <= set(ours)
+    # The exchange never reports fills beyond an order or after its final count.
+    assert engine.order_faults["overfill"] == engine.order_faults["fill_after_final"] == 0
     # Positions equal the exchange's fills.
     expected: dict[str, int] = defaultdict(int)
     for fill in sim.fills:
@@ -114,6 +117,17 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         expected[fill["symbol"]] += lots if fill["side"] == "buy" else -lots
     for symbol in sim.instruments:
         assert engine.positions.quantity(symbol) == expected[symbol], symbol
+    # And PnL is exact: what every fill cost at its real price (answers' rounded
+    # averages were repriced by the fills feed), marked at an arbitrary price.
+    cash: dict[str, int] = defaultdict(int)
+    for fill in sim.fills:
+        inst = sim.instruments[fill["symbol"]]
+        value = inst.price_to_ticks(fill["price"]) * inst.size_to_lots(fill["quantity"])
+        cash[fill["symbol"]] += -value if fill["side"] == "buy" else value
+    mark = Fraction(300_001, 3)
+    for symbol, held in engine.positions.by_symbol.items():
+        pnl = held.realized + held.unrealized(mark)
+        assert pnl == cash[symbol] + mark * held.quantity, symbol
 
 
 MODES = pytest.mark.parametrize("mode", ["httpx", "fast"])
@@ -219,3 +233,56 @@ async def test_the_exchange_side_position_never_exceeds_max_position(
     assert peak > 40  # the limit was really approached
     assert engine.positions.quantity("BTC-USD") == peak
     assert_engine_equals_exchange(engine, simulator)
+
+
+@pytest.mark.asyncio
+async def test_closed_orders_leave_the_engine_and_the_gateway(
+    simulator: ExchangeSimulator,
+) -> None:
+    cfg = config(
+        [{"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
+          "params": {"side": "buy", "trigger_price": "100000", "quantity": "0.001",
+                     "cooldown_s": 0.01}}],
+        feed={"host": "127.0.0.1", "port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{simulator.port}", "timeout_s": 1.0,
+                 "fills_poll_s": 0.05, "max_requests_per_s": 500},
+        risk={"max_orders_per_s": 200, "max_position": "1000", "max_order_notional": "10000000"},
+        engine={"closed_order_retention_s": 0.1},
+    )  # fmt: skip
+    engine = runner_build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+    gateway = await run_engine(engine, simulator, 0.0)
+    await wait_until(lambda: engine.order_counts["submitted"] >= 60, 20, "60 orders")
+    submitted = engine.order_counts["submitted"]
+    held = set(engine.orders)
+    # The gateway forgets exactly what the engine evicts.
+    assert set(gateway._known) == held
+    await shut_down(engine, simulator, gateway)
+    # About 0.1 s of closed orders stay (one order per 10 ms), not all of them.
+    assert len(held) < submitted // 2, (len(held), submitted)
+    inst = simulator.instruments["BTC-USD"]
+    position = sum(inst.size_to_lots(fill["quantity"]) for fill in simulator.fills)
+    assert engine.positions.quantity("BTC-USD") == position
+
+
+@pytest.mark.asyncio
+@MODES
+async def test_orders_filled_at_several_prices_give_exact_pnl(
+    simulator: ExchangeSimulator, mode: str
+) -> None:
+    """Answers report an average rounded to the tick; the fills feed reprices to the cent."""
+    sweeper = [{"name": "sweeper", "class": "tests.fakes:Sweeper", "symbols": ["BTC-USD"]}]
+    engine = build_engine(simulator, sweeper, mode)
+    gateway = await run_engine(engine, simulator, 0.0)
+    prices: dict[str, set[str]] = defaultdict(set)
+
+    def several_prices() -> int:
+        prices.clear()
+        for fill in simulator.fills:
+            prices[fill["client_order_id"]].add(fill["price"])
+        return sum(len(seen) > 1 for seen in prices.values())
+
+    await wait_until(lambda: several_prices() >= 10, 20, "10 orders filled at several prices")
+    await shut_down(engine, simulator, gateway)
+    assert_engine_equals_exchange(engine, simulator)
+    held = engine.positions.get("BTC-USD")
+    assert held.realized != 0  # lots were closed, so the FIFO split was tested

@@ -54,6 +54,22 @@ def test_the_same_capture_gives_the_same_orders_and_pnl(tmp_path: Path) -> None:
     assert all("-replay-" in entry[0] for entry in first.order_log)  # fixed run id
 
 
+def test_the_order_log_lists_orders_the_engine_no_longer_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "feed.capture"
+    write_capture(path, frames=2000)
+    kept = replay_file(config(STRATEGIES, risk={"max_orders_per_s": 1000}), str(path))
+    evicting = replay_file(
+        config(
+            STRATEGIES,
+            risk={"max_orders_per_s": 1000},
+            engine={"closed_order_retention_s": 0.0},
+        ),
+        str(path),
+    )
+    assert len(evicting.order_log) == evicting.orders["submitted"] > 20
+    assert evicting.order_log == kept.order_log
+
+
 def test_replay_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "feed.capture"
     write_capture(path, 2000)

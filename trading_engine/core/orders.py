@@ -174,6 +174,7 @@ class Order:
         "symbol",
         "time_in_force",
         "type",
+        "unconfirmed",
     )
 
     def __init__(
@@ -217,6 +218,8 @@ class Order:
         self.fill_ids: set[int] | None = None
         #: Lots this order counts in its side's open exposure (kept by the engine).
         self.held = 0
+        #: True while lots credited from an answer's average await the feed's prices.
+        self.unconfirmed = False
         self.exchange_order_id: str | None = None
         self.reason: str | None = None
         self.avg_price_text: str | None = None
@@ -327,6 +330,7 @@ class Order:
             self.reported = filled_lots
         self.filled = filled_lots
         self.filled_cost = total if isinstance(total, int) else _exact(total)
+        self.unconfirmed = True
         return price, lots
 
     def credit_fill(
@@ -338,9 +342,9 @@ class Order:
         to add to the position now (the part of the feed's cumulative
         quantity that answers have not credited), or None; ``provisional``
         the cost the position was credited for this order, when this fill
-        completes the feed's view of every credited lot and that cost
-        differs from the feed's exact prices (the position then reprices
-        the order's lots, see ``Position.reprice``), else None. A fill id
+        completes the feed's view of lots an answer credited at an average
+        that is not each lot's own price (the position then reprices the
+        order's lots, see ``Position.reprice``), else None. A fill id
         seen before raises :class:`DuplicateFill`; lots or price <= 0 raise
         :class:`OrderStateError`. ``O(1)``.
         """
@@ -367,9 +371,16 @@ class Order:
             self.filled = self.feed_filled
             self.filled_cost += price * extra
         provisional: Price | None = None
-        if self.feed_filled == self.filled and self.filled_cost != self.feed_cost:
-            provisional = self.filled_cost
-            self.filled_cost = self.feed_cost
+        if self.unconfirmed and self.feed_filled == self.filled:
+            self.unconfirmed = False
+            fills = self.feed_fills
+            # Even at the right total, an average spreads the cost evenly over
+            # lots that filled at different prices: their FIFO split differs.
+            if self.filled_cost != self.feed_cost or (
+                fills is not None and any(p != fills[0][0] for p, _ in fills)
+            ):
+                provisional = self.filled_cost
+                self.filled_cost = self.feed_cost
         return credit, provisional
 
     def add_fill(self, price: int, lots: int) -> None:

@@ -14,7 +14,7 @@ hook                   required  called
                                  watched symbol
 ``on_start()``         no        once, before any market data
 ``on_trade(book, t)``  no        after each trade print on a live book
-``on_fill(fill)``      no        for each fill of one of the strategy's orders
+``on_fill(fill)``      no        when lots of one of its orders enter its position
 ``on_order_update(o)`` no        when one of its orders changes status
 ``on_stop()``          no        once, at shutdown, before open orders are canceled
                                  (also when start-up fails after ``on_start``)
@@ -215,13 +215,13 @@ class StrategyContext(Protocol):
     def buy(
         self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
     ) -> Order | None:
-        """A limit buy (market when ``price`` is None)."""
+        """A limit buy (market when ``price`` is None: an IOC limit at the band edge)."""
         ...
 
     def sell(
         self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
     ) -> Order | None:
-        """A limit sell (market when ``price`` is None)."""
+        """A limit sell (market when ``price`` is None: an IOC limit at the band edge)."""
         ...
 
     def cancel(self, order: Order) -> bool:

@@ -193,10 +193,16 @@ class Engine:
         #: Orders that reached each status, plus ``submitted``, ``fills`` and
         #: ``cancel_requested``.
         self.order_counts: Counter[str] = Counter()
-        #: Faults the order sinks reported (``on_order_fault``), by kind.
-        self.order_faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
-        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``).
-        self.ignored: Counter[str] = Counter({"duplicate_fill": 0, "unknown_order": 0})
+        #: Faults the order sinks reported (``on_order_fault``) and the engine
+        #: found itself (``fill_after_final``), by kind.
+        self.order_faults: Counter[str] = Counter(
+            dict.fromkeys((*FAULT_KINDS, "fill_after_final"), 0)
+        )
+        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``,
+        #: ``invalid_transition``).
+        self.ignored: Counter[str] = Counter(
+            {"duplicate_fill": 0, "unknown_order": 0, "invalid_transition": 0}
+        )
         self._ticks = {
             symbol: Fraction(Decimal(inst.tick_size)) for symbol, inst in self.instruments.items()
         }
@@ -607,8 +613,7 @@ class Engine:
             self._credit(order, credit[0], credit[1])
         self._hold(order)
         self._journal_order(order)
-        if order.reported > order.quantity >= before:
-            self.on_order_fault(client_order_id, "overfill")
+        self._check_reported(order, before)
 
     def on_fill(
         self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
@@ -647,8 +652,7 @@ class Engine:
             )
         self._hold(order)
         self._journal_order(order)
-        if order.reported > order.quantity >= before:
-            self.on_order_fault(client_order_id, "overfill")
+        self._check_reported(order, before)
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         order = self.orders.get(client_order_id)
@@ -659,8 +663,10 @@ class Engine:
         previous = order.status
         try:
             changed = order.transition(status, reason)
-        except OrderStateError:
-            log.exception("invalid order transition")
+        except OrderStateError as exc:
+            # A stale answer (new after partially_filled, or after the end).
+            self.ignored["invalid_transition"] += 1
+            log.warning("status not applied: %s", exc)
             return
         if not changed:
             return
@@ -690,6 +696,21 @@ class Engine:
                 client_order_id,
             )
             self.set_trading_state(TradingState.HALTED, who="risk")
+
+    def _check_reported(self, order: Order, before: int) -> None:
+        """Fault what the venue reported beyond the order (``before``: lots reported earlier).
+
+        Beyond its quantity: an ``overfill`` (trading halts). More fills
+        after the order's final status (which carried its final count):
+        ``fill_after_final``, counted and logged; the position holds them.
+        """
+        reported = order.reported
+        if reported <= before:
+            return
+        if reported > order.quantity >= before:
+            self.on_order_fault(order.client_order_id, "overfill")
+        elif not order.is_open:
+            self.on_order_fault(order.client_order_id, "fill_after_final")
 
     def _credit(self, order: Order, price: Price, lots: int) -> None:
         """Add lots to the position (the caller then updates the exposure they held)."""

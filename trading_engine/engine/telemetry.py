@@ -199,7 +199,8 @@ class EngineCollector(Collector):
         ignored = CounterMetricFamily(
             P + "execution_reports_ignored",
             "Fills, answers and statuses not applied: duplicate_fill (a fill id already "
-            "counted), unknown_order (an order the engine does not hold).",
+            "counted), unknown_order (an order the engine does not hold), "
+            "invalid_transition (a stale status).",
             labels=["reason"],
         )
         for cause, count in sorted(engine.ignored.items()):

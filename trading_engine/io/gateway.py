@@ -23,6 +23,10 @@ and ``poll_fills`` implement that table. The rule under all of it: an
 answer that says nothing about an order leaves the order ``unknown``, and
 an unknown order is settled by reading it back with the same
 ``client_order_id``; a re-send only follows a read that answered 404.
+On a 200 order answer, its ``filled_quantity`` and ``avg_price`` go to
+``on_order_report`` (the engine credits the position at once), then its
+status to ``on_status``; single fills come from ``GET /fills`` with their
+``fill_id``, so the engine adds only what answers did not.
 
 The circuit breaker sees order placements only (first sends and
 re-sends, 429 retries excluded); reads have their own failure counts and

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import Config
 from ..core.clock import ManualClock
+from ..core.orders import Order, OrderSink
 from ..engine.engine import Engine
 from ..io.capture import read_capture
 from .venue import simulated_venue
@@ -59,7 +60,13 @@ def replay(config: Config, frames: Iterable[tuple[int, bytes]]) -> ReplayResult:
         update={"gateway": config.gateway.model_copy(update={"mode": "simulated"})}
     )
     clock = ManualClock(start_ns=0)
-    engine = Engine(simulated, clock=clock, run_id="replay", sink_factory=simulated_venue)
+    # The order log lists every order; the engine keeps closed ones only a while.
+    every_order: list[Order] = []
+
+    def venue(engine: Engine) -> OrderSink:
+        return _Recorded(simulated_venue(engine), every_order)
+
+    engine = Engine(simulated, clock=clock, run_id="replay", sink_factory=venue)
     engine.start_strategies()
     handle = engine.builder.handle
     count = 0
@@ -74,7 +81,7 @@ def replay(config: Config, frames: Iterable[tuple[int, bytes]]) -> ReplayResult:
     status = engine.status()
     order_log = [
         (o.client_order_id, o.symbol, o.side.value, o.quantity, o.price, o.status.value, o.filled)
-        for o in engine.orders.values()
+        for o in every_order
     ]
     orders = {key: value for key, value in sorted(engine.order_counts.items()) if key != "fills"}
     return ReplayResult(
@@ -86,6 +93,24 @@ def replay(config: Config, frames: Iterable[tuple[int, bytes]]) -> ReplayResult:
         order_log=order_log,
         rejected={k.value: v for k, v in engine.builder.rejected.items() if v},
     )
+
+
+class _Recorded:
+    """An order sink that notes every order it is given, then passes it on."""
+
+    def __init__(self, sink: OrderSink, orders: list[Order]) -> None:
+        self._sink = sink
+        self._orders = orders
+
+    def allow(self) -> bool:
+        return self._sink.allow()
+
+    def submit(self, order: Order) -> None:
+        self._orders.append(order)
+        self._sink.submit(order)
+
+    def cancel(self, order: Order) -> None:
+        self._sink.cancel(order)
 
 
 def replay_file(config: Config, path: str) -> ReplayResult:
