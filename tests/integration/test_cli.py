@@ -105,12 +105,14 @@ def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None
     }
     # From an empty directory: no config/engine.toml, so the built-in default.
     done = subprocess.run(
-        command("demo", "--duration", "4"), cwd=tmp_path, env=env, capture_output=True,
+        command("demo", "--duration", "4", "--faults"), cwd=tmp_path, env=env,
+        capture_output=True,
         text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "trading-engine demo" in done.stdout  # the status screen
     assert "BTC-USD" in done.stdout
+    assert "gateway: unknown" in done.stdout  # the faults, and how they were handled
     summary = done.stdout.split("summary:", 1)[1]
     assert '"frames"' in summary
     assert '"submitted"' in summary  # the default strategies traded

@@ -233,13 +233,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     from ..engine.runner import run_on_loop
     from ..lowlevel.logs import configure
-    from .demo import run_demo
+    from .demo import DEMO_FAULTS, run_demo
 
     config = _config(args)
     # The status screen is the output; logs only for problems, to stderr.
     configure("warning")
     logging.getLogger("trading_engine.breaker").setLevel(logging.WARNING)
-    result = run_on_loop(config, run_demo(config, args.duration))
+    faults = DEMO_FAULTS if args.faults else None
+    result = run_on_loop(config, run_demo(config, args.duration, faults=faults))
     print("summary:", json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
@@ -314,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--config", metavar="FILE", help="configuration (default: the built-in one)")
     demo.add_argument("--duration", type=_non_negative, metavar="S", help="stop after S seconds")
+    demo.add_argument(
+        "--faults",
+        action="store_true",
+        help="the simulator injects order-path faults (5xx, 429s, lost orders, dropped "
+        "connections); the gateway line shows how each was handled",
+    )
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser(

@@ -7,6 +7,11 @@ there is no ``config/engine.toml``) with its orders going to the
 simulator over HTTP, exactly as ``trading-engine run`` does; the admin API
 serves ``/metrics`` and ``/status``. The terminal shows a refreshing
 status; Ctrl-C or ``--duration`` stops it and prints a summary.
+
+With ``faults`` (``demo --faults``) the simulator misbehaves the way the
+order path must survive: 5xx before and after taking orders, held and
+late answers, 429s on orders and reads, lost orders, dropped and refused
+connections. The screen's gateway line shows how each was handled.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from typing import Any, TextIO
 
 from ..config import Config
 from ..engine.runner import Service, build_engine
-from ..sim.exchange_sim import ExchangeSimulator
+from ..io.gateway import HttpGateway
+from ..sim.exchange_sim import ExchangeSimulator, Faults
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_FAULTS", "run_demo"]
+
+#: The order-path faults ``demo --faults`` turns on (probabilities per request).
+DEMO_FAULTS = Faults(
+    fail_before=0.02, fail_after=0.02, hang=0.01, hang_s=0.6, late_answer=0.03,
+    rate_limit=0.005, read_rate_limit=0.01, retry_after_s=1, forget=0.02, reset=0.01,
+    accept_close=0.02,
+)  # fmt: skip
 
 
 def _free_port() -> int:
@@ -61,6 +74,18 @@ def render(service: Service, started: float, frames_before: int, elapsed: float)
         f"open {status['open_orders']}   risk denials {sum(engine.risk.denied.values()):,}",
         "tick-to-trade (bucket bound) "
         f"p50 {_us(p50)}   p99 {_us(p99)}   n={engine.tick_to_trade.count:,}",
+    ]
+    gateway = engine.sink
+    if isinstance(gateway, HttpGateway):
+        events = gateway.counts
+        lines.append(
+            f"gateway: unknown {events['unknown']}  settled {events['settled']}  "
+            f"re-sent {events['resent']}  rate_limited {events['rate_limited']}  "
+            f"429s {events['venue_rate_limited']} "
+            f"(paused {gateway.scheduler.paused_ns_total / 1e9:.0f} s)  "
+            f"not_found {events['not_found']}  read failures {events['read_failed']}"
+        )
+    lines += [
         "",
         f"{'position':10} {'quantity':>12} {'avg price':>12} {'realized':>12} {'unrealized':>12}",
     ]
@@ -88,13 +113,23 @@ def summary(service: Service, seconds: float) -> dict[str, Any]:
         "positions": status["positions"],
         "tick_to_trade_p50_s": engine.tick_to_trade.quantile_s(0.5),
         "tick_to_trade_p99_s": engine.tick_to_trade.quantile_s(0.99),
+        "gateway": {k: v for k, v in getattr(engine.sink, "counts", {}).items() if v},
     }
 
 
 async def run_demo(
-    config: Config, duration_s: float | None, out: TextIO = sys.stdout, refresh_s: float = 1.0
+    config: Config,
+    duration_s: float | None,
+    out: TextIO = sys.stdout,
+    refresh_s: float = 1.0,
+    faults: Faults | None = None,
 ) -> dict[str, Any]:
-    """Run the demo until Ctrl-C or ``duration_s``; returns the summary."""
+    """Run the demo until Ctrl-C or ``duration_s``; returns the summary.
+
+    The gateway runs in the configuration's mode (``fast`` or ``httpx``;
+    ``simulated`` becomes ``fast``) against the simulator, which injects
+    ``faults`` when given.
+    """
     api_key = secrets.token_hex(16)
     simulator = ExchangeSimulator(
         [item.to_instrument() for item in config.instruments],
@@ -102,10 +137,12 @@ async def run_demo(
         port=_free_port(),
         rate=200,
         seed=int(time.time()),
+        faults=faults,
     )
     await simulator.start()
+    mode = "fast" if config.gateway.mode == "simulated" else config.gateway.mode
     gateway = config.gateway.model_copy(
-        update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": "httpx"}
+        update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": mode}
     )
     config = config.model_copy(update={"gateway": gateway})
     service = Service(build_engine(config, environ={config.gateway.api_key_env: api_key}))
