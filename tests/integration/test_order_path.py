@@ -214,8 +214,9 @@ async def test_an_order_the_venue_lost_is_closed_locally_on_halt(
 
 @pytest.mark.asyncio
 @MODES
-async def test_no_order_reaches_the_venue_after_a_halt(
-    simulator: ExchangeSimulator, mode: str
+@pytest.mark.parametrize("how", ["halt", "stop"])
+async def test_no_order_reaches_the_venue_after_a_halt_or_stop(
+    simulator: ExchangeSimulator, mode: str, how: str
 ) -> None:
     engine = make_engine(
         simulator, mode, max_requests_per_s=40, max_order_wait_s=0.2, fills_poll_s=0.05
@@ -226,13 +227,20 @@ async def test_no_order_reaches_the_venue_after_a_halt(
     for _ in range(20):
         ctx.buy("BTC-USD", 1, resting_buy_price(engine))
         await asyncio.sleep(0.01)
-    engine.set_trading_state(TradingState.HALTED)
-    halted_ns = time.monotonic_ns()
-    for _ in range(5):
-        assert ctx.buy("BTC-USD", 1, resting_buy_price(engine)) is None
-    assert ctx.last_denial == "halted"
-    simulator.faults = Faults()
-    await engine.stop(5)
+    if how == "halt":
+        engine.set_trading_state(TradingState.HALTED)
+        halted_ns = time.monotonic_ns()
+        for _ in range(5):
+            assert ctx.buy("BTC-USD", 1, resting_buy_price(engine)) is None
+        assert ctx.last_denial == "halted"
+        simulator.faults = Faults()
+        await engine.stop(5)
+    else:
+        halted_ns = time.monotonic_ns()
+        stopping = asyncio.create_task(engine.stop(5))
+        await asyncio.sleep(0)
+        simulator.faults = Faults()
+        await stopping
     posts_after = [e for e in simulator.request_log if e[1] == "POST" and e[0] > halted_ns]
     assert posts_after == []
     assert all(not order.is_open for order in engine.orders.values())

@@ -407,6 +407,7 @@ class HttpGateway:
             await self._placed(order, body, sent, slot_taken)
         finally:
             self._placing.discard(cid)
+            self._last_sent_ns.pop(cid, None)
         if order.cancel_requested and order.is_open:
             # A cancel asked for while the placement was unsettled.
             await self._cancel(order)
