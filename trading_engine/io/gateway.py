@@ -329,15 +329,20 @@ class HttpGateway:
     ) -> Reply | None:
         """One httpx call (its slot already granted); None when nothing was answered.
 
-        ``written``: the order whose tick-to-trade ends when httpcore has
-        written the request's last byte (its ``trace`` extension).
+        ``written``: the order whose tick-to-trade ends as httpcore writes
+        the request's body, its last bytes. httpcore's ``trace`` extension
+        reports ``http11.send_request_body.started`` immediately before
+        that write, with no await in between (the body is framed and handed
+        to the transport synchronously); ``.complete`` only comes after
+        anyio has yielded to the loop once more, so it would add whatever
+        else the loop runs meanwhile.
         """
         extensions: dict[str, Any] = {}
         if written is not None:
             listener = self._listener
 
             async def trace(name: str, info: dict[str, Any]) -> None:
-                if name == "http11.send_request_body.complete":
+                if name == "http11.send_request_body.started":
                     listener.on_written(written)
 
             extensions["trace"] = trace
