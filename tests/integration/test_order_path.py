@@ -313,3 +313,28 @@ async def test_httpx_never_reports_a_write_that_did_not_happen() -> None:
     assert [e for e in listener.events if e[0] == "written"] == []
     assert listener.statuses() == ["unknown"]
     await gateway.close()
+
+
+@pytest.mark.asyncio
+async def test_an_overfill_halts_trading_and_stops_new_orders(
+    simulator: ExchangeSimulator,
+) -> None:
+    engine = make_engine(simulator, "fast")
+    gateway = await started(engine, simulator)
+    order = engine.contexts["probe"].buy("BTC-USD", 2, resting_buy_price(engine))
+    assert order is not None
+    await wait_until(lambda: order.status is OrderStatus.NEW, 5, "acknowledged")
+    # The venue reports more than the order's quantity in its fills log.
+    inst = simulator.instruments["BTC-USD"]
+    for fill_id, lots in ((len(simulator.fills) + 1, 2), (len(simulator.fills) + 2, 1)):
+        simulator.fills.append(
+            {"fill_id": fill_id, "client_order_id": order.client_order_id, "symbol": "BTC-USD",
+             "side": "buy", "price": inst.format_price(order.price or 0),
+             "quantity": inst.format_size(lots), "ts": 0}
+        )  # fmt: skip
+    await wait_until(lambda: engine.risk.state is TradingState.HALTED, 5, "halted")
+    assert gateway.counts["overfill"] == 1
+    assert engine.order_faults["overfill"] == 1
+    assert not gateway.scheduler.accepting_orders
+    assert engine.contexts["probe"].buy("BTC-USD", 1, resting_buy_price(engine)) is None
+    await engine.stop(5)
