@@ -196,7 +196,10 @@ class RiskConfig(_Section):
     max_position: PositiveDecimal = "100"
     price_band: float = Field(0.05, gt=0, lt=1)
     max_orders_per_s: int = Field(
-        20, ge=1, description="orders in any 1 s, all strategies (fits gateway budget 50)"
+        50,
+        ge=1,
+        description="orders in any 1 s, all strategies (the shipped file sets 20: with a "
+        "cancel each and the fill polls that fits the gateway's budget of 50)",
     )
     strategy_max_orders_per_s: int | None = Field(
         None, ge=1, description="per-strategy order rate; default: max_orders_per_s"
