@@ -14,10 +14,10 @@ httpx. The parser accepts exactly what the exchange API sends: an
 ``HTTP/1.1`` status line, headers, and a ``Content-Length`` body; anything
 else (chunked encoding, a malformed line, bytes nobody asked for) closes
 the connection and makes that request's outcome unknown, which the
-gateway settles like any other. It costs about 4 us per answer where h11
-costs about 30 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md):
-a seventh of the whole loopback round trip, spent on the loop's one
-thread, for a grammar this strict parser already covers.
+gateway settles like any other. It costs 3 us per answer at p50 where h11
+costs 24 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md): a
+tenth of the whole loopback round trip, spent on the loop's one thread,
+for a grammar this strict parser already covers.
 
 ``https://`` URLs are spoken over TLS with the context the caller gives
 (the gateway's ``ssl.create_default_context()`` plus ``ca_file``).
