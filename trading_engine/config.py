@@ -158,6 +158,12 @@ class GatewayConfig(_Section):
         30.0, gt=0, description="cap on a 429's Retry-After (the whole venue pauses that long)"
     )
     fills_poll_s: float = Field(0.1, gt=0, description="how often /fills is polled")
+    closed_order_keep_s: float = Field(
+        60.0,
+        ge=0,
+        description="how long a closed order stays known to the gateway (for late fills); "
+        "it stays longer while the fills feed owes it fills an answer reported",
+    )
     settle_backoff_s: float = Field(
         0.05, gt=0, description="first delay before reading back an order of unknown outcome"
     )
