@@ -1,7 +1,7 @@
 """The order path against the exchange simulator: the hostile inputs, end to end.
 
-Each test is one input of the order-path review, run through the real
-engine, gateway and simulator on loopback, with the value it must give.
+Each test is one hostile input, run through the real engine, gateway and
+simulator on loopback, with the value it must give.
 """
 
 from __future__ import annotations

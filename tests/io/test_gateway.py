@@ -260,7 +260,7 @@ def timed(times: list[float], *responses: httpx.Response) -> object:
 async def test_post_500_then_read_429_then_200_ends_filled(
     respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
 ) -> None:
-    # The input: taken and filled, POST answered 500; the first GET 429
+    # Taken and filled, but the POST answered 500; the first GET answers 429
     # Retry-After: 1, later ones 200 filled. It stays unknown, is read again
     # after the delay, and ends filled (never rejected).
     gw, listener = gateway
