@@ -151,6 +151,7 @@ def test_the_shipped_limits_fit_the_venue_budget() -> None:
 
     shipped = load_config(ROOT / "config" / "engine.toml", environ={})
     assert shipped.gateway.mode == "fast"
+    assert parse_config({}, environ={}).gateway.mode == "fast"  # the default path
     assert budget_problems(shipped) == []
     # Without the shipped file's [risk] rate, run warns about the 50 orders/s default.
     assert len(budget_problems(parse_config({}, environ={}))) == 1
