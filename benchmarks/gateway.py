@@ -5,8 +5,11 @@ process; this process places IOC orders one at a time through:
 
 * ``httpx``: the gateway's httpx client, one long-lived AsyncClient;
 * ``gateway, fast mode``: the production path: ``HttpGateway.submit`` of
-  an Order (rate limiter, breaker, JSON encoding, the fast channel's
+  an Order (request budget, JSON encoding, the fast channel's
   synchronous write), timed to ``on_written`` and to the order's status;
+* ``gateway, httpx mode``: ``HttpGateway.submit`` with ``mode = "httpx"``,
+  timed to ``on_written``, which httpcore's ``trace`` extension reports
+  when the request's last byte was written;
 * ``fast channel``: the fast channel alone with a pre-encoded body;
 * ``aiohttp``: a reused aiohttp ClientSession (reference);
 * ``raw``: a bare asyncio Protocol writing pre-built request bytes and
@@ -127,22 +130,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         ) -> None:
             pass
 
-        def on_order_fault(self, client_order_id: str, kind: str) -> None:
-            pass
-
         def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
             if self.done is not None and not self.done.done():
                 self.done.set_result(None)
 
+        def on_order_fault(self, client_order_id: str, kind: str) -> None:
+            pass
+
     listener = Listener()
     instrument = Instrument("BTC-USD", "0.01", "0.001")
-    settings = GatewayConfig(base_url=base, mode="fast", max_requests_per_s=1e6)
+    settings = GatewayConfig(base_url=base, mode="fast", max_requests_per_s=10**6)
     gateway_fast = FastOrderChannel(base, KEY, connections=1)
     gateway = HttpGateway(
         settings, listener, {"BTC-USD": instrument},
         CircuitBreaker(BreakerConfig().settings(), clock), api_key=KEY, fast=gateway_fast,
     )  # fmt: skip
     await gateway_fast.start()
+    httpx_listener = Listener()
+    gateway_httpx = HttpGateway(
+        settings.model_copy(update={"mode": "httpx"}), httpx_listener, {"BTC-USD": instrument},
+        CircuitBreaker(BreakerConfig().settings(), clock), api_key=KEY,
+    )  # fmt: skip
 
     async def via_httpx(data: bytes) -> tuple[int, int]:
         start = clock()
@@ -170,6 +178,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         await listener.done
         return written - start, clock() - start
 
+    async def via_gateway_httpx(data: bytes) -> tuple[int, int]:
+        order = Order(
+            orjson.loads(data)["client_order_id"], "bench", "BTC-USD", Side.BUY,
+            OrderType.LIMIT, 1, 9000, TimeInForce.IOC,
+        )  # fmt: skip
+        httpx_listener.done = loop.create_future()
+        start = clock()
+        gateway_httpx.submit(order)
+        await httpx_listener.done
+        return httpx_listener.written_ns - start, clock() - start
+
     async def via_fast(data: bytes) -> tuple[int, int]:
         start = clock()
         waiter = fast.try_send(data)
@@ -191,6 +210,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     paths: dict[str, Placer] = {
         "httpx (AsyncClient)": via_httpx,
         "gateway, fast mode": via_gateway,
+        "gateway, httpx mode": via_gateway_httpx,
         "fast channel alone": via_fast,
         "aiohttp (reference)": via_aiohttp,
         "raw protocol (floor)": via_raw,
@@ -209,6 +229,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     await client.aclose()
     await fast.close()
     await gateway.close()
+    await gateway_httpx.close()
     transport.close()
     sim.terminate()
     await sim.wait()

@@ -155,3 +155,40 @@ def test_capture_path_says_what_it_records() -> None:
     assert description is not None
     assert "every complete frame" in description
     assert "rejected ones included" in description
+
+
+def test_the_shipped_limits_fit_the_venue_budget() -> None:
+    from trading_engine.config import budget_problems
+
+    shipped = load_config(ROOT / "config" / "engine.toml", environ={})
+    assert shipped.gateway.mode == "fast"
+    assert parse_config({}, environ={}).gateway.mode == "fast"  # the default path
+    assert budget_problems(shipped) == []
+    # Without the shipped file's [risk] rate, run warns about the 50 orders/s default.
+    assert len(budget_problems(parse_config({}, environ={}))) == 1
+    # The old shipped numbers: 50 orders/s against a 20 requests/s budget.
+    old = parse_config(
+        {"gateway": {"max_requests_per_s": 20}, "risk": {"max_orders_per_s": 50}}, environ={}
+    )
+    assert budget_problems(old) == [
+        "gateway.max_requests_per_s: 20 is below what risk.max_orders_per_s 50 needs with a "
+        "cancel per order and fill polls every 0.1 s (110 requests/s)"
+    ]
+    simulated = parse_config({"gateway": {"mode": "simulated"}}, environ={})
+    assert budget_problems(simulated) == []
+
+
+@pytest.mark.parametrize(
+    ("gateway", "key"),
+    [
+        ({"base_url": "ftp://x"}, "gateway.base_url"),
+        ({"max_requests_per_s": 0}, "gateway.max_requests_per_s"),
+        ({"max_order_wait_s": -1}, "gateway.max_order_wait_s"),
+        ({"max_retry_after_s": 0}, "gateway.max_retry_after_s"),
+        ({"settle_backoff_s": 5, "read_backoff_max_s": 1}, "gateway.settle_backoff_s"),
+    ],
+)
+def test_bad_gateway_settings_name_their_key(gateway: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"gateway": gateway}, environ={})
+    assert any(problem.startswith(key) for problem in caught.value.problems), caught.value.problems

@@ -182,6 +182,12 @@ class GatewayConfig(_Section):
         30.0, gt=0, description="cap on a 429's Retry-After (the whole venue pauses that long)"
     )
     fills_poll_s: float = Field(0.1, gt=0, description="how often /fills is polled")
+    closed_order_keep_s: float = Field(
+        60.0,
+        ge=0,
+        description="how long a closed order stays known to the gateway (for late fills); "
+        "it stays longer while the fills feed owes it fills an answer reported",
+    )
     settle_backoff_s: float = Field(
         0.05, gt=0, description="first delay before reading back an order of unknown outcome"
     )
@@ -220,7 +226,10 @@ class RiskConfig(_Section):
     max_position: PositiveDecimal = "100"
     price_band: float = Field(0.05, gt=0, lt=1)
     max_orders_per_s: int = Field(
-        20, ge=1, description="orders in any 1 s, all strategies (fits gateway budget 50)"
+        50,
+        ge=1,
+        description="orders in any 1 s, all strategies (the shipped file sets 20: with a "
+        "cancel each and the fill polls that fits the gateway's budget of 50)",
     )
     strategy_max_orders_per_s: int | None = Field(
         None, ge=1, description="per-strategy order rate; default: max_orders_per_s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +152,20 @@ def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None
     latency = summary["tick_to_trade"]
     assert latency["n"] > 0
     assert 0 < latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]
+
+
+def test_demo_with_faults_shows_how_the_gateway_handled_them(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TRADING_ENGINE__FEED__PORT": str(free_port()),
+        "TRADING_ENGINE__ADMIN__PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        command("demo", "--duration", "4", "--faults", "--log", str(tmp_path / "demo.log")),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "gateway: unknown" in done.stdout  # the faults, and how they were handled
+    summary = json.loads(done.stdout.split("summary:", 1)[1].rsplit("logs:", 1)[0])
+    assert summary["frames"] > 0
+    assert summary["orders"]["submitted"] > 0  # the default strategies traded

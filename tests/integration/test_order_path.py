@@ -1,7 +1,7 @@
 """The order path against the exchange simulator: the hostile inputs, end to end.
 
-Each test is one input of the order-path review, run through the real
-engine, gateway and simulator on loopback, with the value it must give.
+Each test is one hostile input, run through the real engine, gateway and
+simulator on loopback, with the value it must give.
 """
 
 from __future__ import annotations
@@ -214,8 +214,9 @@ async def test_an_order_the_venue_lost_is_closed_locally_on_halt(
 
 @pytest.mark.asyncio
 @MODES
-async def test_no_order_reaches_the_venue_after_a_halt(
-    simulator: ExchangeSimulator, mode: str
+@pytest.mark.parametrize("how", ["halt", "stop"])
+async def test_no_order_reaches_the_venue_after_a_halt_or_stop(
+    simulator: ExchangeSimulator, mode: str, how: str
 ) -> None:
     engine = make_engine(
         simulator, mode, max_requests_per_s=40, max_order_wait_s=0.2, fills_poll_s=0.05
@@ -226,13 +227,20 @@ async def test_no_order_reaches_the_venue_after_a_halt(
     for _ in range(20):
         ctx.buy("BTC-USD", 1, resting_buy_price(engine))
         await asyncio.sleep(0.01)
-    engine.set_trading_state(TradingState.HALTED)
-    halted_ns = time.monotonic_ns()
-    for _ in range(5):
-        assert ctx.buy("BTC-USD", 1, resting_buy_price(engine)) is None
-    assert ctx.last_denial == "halted"
-    simulator.faults = Faults()
-    await engine.stop(5)
+    if how == "halt":
+        engine.set_trading_state(TradingState.HALTED)
+        halted_ns = time.monotonic_ns()
+        for _ in range(5):
+            assert ctx.buy("BTC-USD", 1, resting_buy_price(engine)) is None
+        assert ctx.last_denial == "halted"
+        simulator.faults = Faults()
+        await engine.stop(5)
+    else:
+        halted_ns = time.monotonic_ns()
+        stopping = asyncio.create_task(engine.stop(5))
+        await asyncio.sleep(0)
+        simulator.faults = Faults()
+        await stopping
     posts_after = [e for e in simulator.request_log if e[1] == "POST" and e[0] > halted_ns]
     assert posts_after == []
     assert all(not order.is_open for order in engine.orders.values())
@@ -305,3 +313,28 @@ async def test_httpx_never_reports_a_write_that_did_not_happen() -> None:
     assert [e for e in listener.events if e[0] == "written"] == []
     assert listener.statuses() == ["unknown"]
     await gateway.close()
+
+
+@pytest.mark.asyncio
+async def test_an_overfill_halts_trading_and_stops_new_orders(
+    simulator: ExchangeSimulator,
+) -> None:
+    engine = make_engine(simulator, "fast")
+    gateway = await started(engine, simulator)
+    order = engine.contexts["probe"].buy("BTC-USD", 2, resting_buy_price(engine))
+    assert order is not None
+    await wait_until(lambda: order.status is OrderStatus.NEW, 5, "acknowledged")
+    # The venue reports more than the order's quantity in its fills log.
+    inst = simulator.instruments["BTC-USD"]
+    for fill_id, lots in ((len(simulator.fills) + 1, 2), (len(simulator.fills) + 2, 1)):
+        simulator.fills.append(
+            {"fill_id": fill_id, "client_order_id": order.client_order_id, "symbol": "BTC-USD",
+             "side": "buy", "price": inst.format_price(order.price or 0),
+             "quantity": inst.format_size(lots), "ts": 0}
+        )  # fmt: skip
+    await wait_until(lambda: engine.risk.state is TradingState.HALTED, 5, "halted")
+    assert gateway.counts["overfill"] == 1
+    assert engine.order_faults["overfill"] == 1
+    assert not gateway.scheduler.accepting_orders
+    assert engine.contexts["probe"].buy("BTC-USD", 1, resting_buy_price(engine)) is None
+    await engine.stop(5)

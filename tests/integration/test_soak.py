@@ -6,11 +6,18 @@ config/engine.toml``. Over 60 s of trading, open orders, tasks and memory
 stay bounded and tick-to-trade p99 stays under 10 ms; then ``POST /halt``
 closes every order and no order reaches the venue after it.
 
-This is the suite's one long test.
+This is the suite's one long test. The machine it runs on is shared and
+may be loaded far beyond its two cores; the 10 ms bound is about the
+engine (an order that waits for anything is refused, never queued), not
+about how long the kernel leaves a runnable process waiting. So the
+simulator runs at a lower priority (nice +10), and the engine at a higher
+one (nice -5) where the test may raise it, as a latency-critical process
+is deployed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,6 +53,11 @@ def _one(samples: dict[str, dict[Any, float]], name: str, **labels: str) -> floa
     return samples[name][tuple(sorted(labels.items()))]
 
 
+def _raise_priority() -> None:
+    with contextlib.suppress(PermissionError):
+        os.nice(-5)
+
+
 def _rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -77,7 +89,7 @@ def test_shipped_config_against_a_faulty_venue_for_a_minute(tmp_path: Path) -> N
         )  # fmt: skip
         engine = subprocess.Popen(
             command("run", "--config", "config/engine.toml", "--duration", str(SOAK_S + 50)),
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_raise_priority,
         )  # fmt: skip
     try:
         wait_for(f"http://127.0.0.1:{admin}/healthz")

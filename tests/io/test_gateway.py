@@ -323,7 +323,7 @@ def timed(times: list[float], *responses: httpx.Response) -> object:
 async def test_post_500_then_read_429_then_200_ends_filled(
     respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
 ) -> None:
-    # The input: taken and filled, POST answered 500; the first GET 429
+    # Taken and filled, but the POST answered 500; the first GET answers 429
     # Retry-After: 1, later ones 200 filled. It stays unknown, is read again
     # after the delay, and ends filled (never rejected).
     gw, listener = gateway
@@ -721,4 +721,67 @@ async def test_a_refused_trial_gives_its_permit_back(respx_mock: respx.MockRoute
     gw.submit(make_order())  # refused rate_limited: the trial was not made
     assert listener.reasons["s-r-1"] == "rate_limited"
     assert gw.allow()  # so another placement may be the trial
+    await gw.close()
+
+
+# -- closed orders leave the gateway's maps -------------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_closed_orders_leave_once_their_fills_arrived(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, closed_order_keep_s=0, max_requests_per_s=1000)
+    respx_mock.post("/orders").mock(
+        side_effect=lambda request: answer(
+            "filled", "0.500", orjson.loads(request.content)["client_order_id"]
+        )
+    )
+    feed = [(i + 1, f"s-r-{i}") for i in range(200)]
+    delivered = 0
+
+    def fills_since(request: httpx.Request) -> httpx.Response:
+        since = int(request.url.params["since"])
+        return httpx.Response(
+            200,
+            content=orjson.dumps(
+                [
+                    {"fill_id": fid, "client_order_id": cid, "symbol": "BTC-USD", "side": "buy",
+                     "price": "100.01", "quantity": "0.500", "ts": 1}
+                    for fid, cid in feed[:delivered] if fid > since
+                ]
+            ),
+        )  # fmt: skip
+
+    respx_mock.get("/fills").mock(side_effect=fills_since)
+    for i in range(200):
+        order = make_order(f"s-r-{i}")
+        listener.orders[order.client_order_id] = order
+        gw.submit(order)
+    assert await gw.drain()
+    assert gw.orders_known == 200
+    delivered = 150  # the feed has not caught up with the last 50 answers
+    await gw.poll_fills()
+    assert gw.orders_known == 50  # closed and fully filled: gone; owed fills: kept
+    delivered = 200
+    await gw.poll_fills()
+    await gw.poll_fills()
+    assert gw.orders_known == 0
+    assert len([e for e in listener.events if e[0] == "fill"]) == 200
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_open_orders_stay_known(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, closed_order_keep_s=0)
+    respx_mock.post("/orders").mock(return_value=answer("new"))
+    respx_mock.get("/fills").mock(return_value=fills())
+    order = make_order()
+    listener.orders[order.client_order_id] = order
+    gw.submit(order)
+    assert await gw.drain()
+    await gw.poll_fills()
+    assert gw.orders_known == 1
     await gw.close()

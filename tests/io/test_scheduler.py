@@ -16,7 +16,7 @@ from trading_engine.io.scheduler import Dropped, Priority, RequestScheduler, ret
 
 
 def test_a_burst_gets_exactly_the_limit_in_one_second() -> None:
-    # The input: limit 10, a burst of 50 order decisions on an idle engine.
+    # Limit 10, a burst of 50 order decisions on an idle engine.
     clock = ManualClock(start_ns=10**12)
     scheduler = RequestScheduler(10, clock.monotonic_ns)
     granted = 0

@@ -297,7 +297,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from ..engine.runner import run_on_loop
     from ..lowlevel.logs import configure
-    from .demo import free_ports, run_demo
+    from .demo import DEMO_FAULTS, free_ports, run_demo
 
     config = _config(args)
     config, notes = free_ports(config)
@@ -315,7 +315,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"logs: {log_path}", flush=True)
     with log_file:
         configure(config.engine.log_level, log_file)
-        result = run_on_loop(config, run_demo(config, args.duration))
+        faults = DEMO_FAULTS if args.faults else None
+        result = run_on_loop(config, run_demo(config, args.duration, faults=faults))
         configure(config.engine.log_level)
     print("summary:", json.dumps(result, indent=2, allow_nan=False))
     print(f"logs: {log_path}")
@@ -448,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="append log lines to FILE (default: a new trading-engine-demo-<pid>.log in the "
         "temporary directory; its path is printed)",
+    )
+    demo.add_argument(
+        "--faults",
+        action="store_true",
+        help="the simulator injects order-path faults (5xx, 429s, lost orders, dropped "
+        "connections; default: off); the gateway line shows how each was handled",
     )
     demo.set_defaults(handler=_demo)
 

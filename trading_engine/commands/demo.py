@@ -13,6 +13,12 @@ prints); Ctrl-C or ``--duration`` stops it and prints a JSON summary.
 Tick-to-trade on the screen and in the summary is measured: nearest-rank
 percentiles of the last 100,000 samples (feed bytes received -> order
 request handed to the socket), never a histogram bucket's bound.
+
+
+With ``faults`` (``demo --faults``) the simulator misbehaves the way the
+order path must survive: 5xx before and after taking orders, held and
+late answers, 429s on orders and reads, lost orders, dropped and refused
+connections. The screen's gateway line shows how each was handled.
 """
 
 from __future__ import annotations
@@ -28,10 +34,18 @@ from typing import Any, TextIO
 
 from ..config import Config
 from ..engine.runner import Service, prepare_engine
+from ..io.gateway import HttpGateway
 from ..lowlevel.metrics import SampledHistogram
-from ..sim.exchange_sim import ExchangeSimulator
+from ..sim.exchange_sim import ExchangeSimulator, Faults
 
-__all__ = ["free_ports", "render", "run_demo", "summary"]
+__all__ = ["DEMO_FAULTS", "free_ports", "render", "run_demo", "summary"]
+
+#: The order-path faults ``demo --faults`` turns on (probabilities per request).
+DEMO_FAULTS = Faults(
+    fail_before=0.02, fail_after=0.02, hang=0.01, hang_s=0.6, late_answer=0.03,
+    rate_limit=0.005, read_rate_limit=0.01, retry_after_s=1, forget=0.02, reset=0.01,
+    accept_close=0.02,
+)  # fmt: skip
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -105,6 +119,18 @@ def render(
         f"(exchange: {len(simulator.fills):,})   open {status['open_orders']}   "
         f"risk denials {sum(engine.risk.denied.values()):,}",
         f"tick-to-trade (measured) p50 {_us(p50)}   p99 {_us(p99)}   n={latency.count:,}",
+    ]
+    gateway = engine.sink
+    if isinstance(gateway, HttpGateway):
+        events = gateway.counts
+        lines.append(
+            f"gateway: unknown {events['unknown']}  settled {events['settled']}  "
+            f"re-sent {events['resent']}  rate_limited {events['rate_limited']}  "
+            f"429s {events['venue_rate_limited']} "
+            f"(paused {gateway.scheduler.paused_ns_total / 1e9:.0f} s)  "
+            f"not_found {events['not_found']}  read failures {events['read_failed']}"
+        )
+    lines += [
         "",
         f"{'position':10} {'quantity':>12} {'avg price':>12} {'realized':>14} {'unrealized':>14}",
     ]
@@ -135,15 +161,23 @@ def summary(service: Service, simulator: ExchangeSimulator, seconds: float) -> d
         "risk_denied": {k.value: v for k, v in engine.risk.denied.items() if v},
         "positions": status["positions"],
         "tick_to_trade": measured,
+        "gateway": {k: v for k, v in getattr(engine.sink, "counts", {}).items() if v},
     }
 
 
 async def run_demo(
-    config: Config, duration_s: float | None, out: TextIO = sys.stdout, refresh_s: float = 1.0
+    config: Config,
+    duration_s: float | None,
+    out: TextIO = sys.stdout,
+    refresh_s: float = 1.0,
+    faults: Faults | None = None,
 ) -> dict[str, Any]:
     """Run the demo until Ctrl-C or ``duration_s``; returns the summary.
 
     ``config``'s feed and admin ports are used as given (see :func:`free_ports`).
+    The gateway runs in the configuration's mode (``fast`` or ``httpx``;
+    ``simulated`` becomes ``fast``) against the simulator, which injects
+    ``faults`` when given.
     """
     api_key = secrets.token_hex(16)
     simulator = ExchangeSimulator(
@@ -152,10 +186,12 @@ async def run_demo(
         port=_free_port(),
         rate=200,
         seed=int(time.time()),
+        faults=faults,
     )
     await simulator.start()
+    mode = "fast" if config.gateway.mode == "simulated" else config.gateway.mode
     gateway = config.gateway.model_copy(
-        update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": "httpx"}
+        update={"base_url": f"http://127.0.0.1:{simulator.port}", "mode": mode}
     )
     # Each demo has a fresh simulator: a journal kept across demos would not match it.
     journal = config.journal.model_copy(update={"path": ":memory:"})

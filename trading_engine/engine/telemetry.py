@@ -378,6 +378,17 @@ class EngineCollector(Collector):
             requests.add_metric([priority.name.lower()], granted)
         yield requests
 
+        yield GaugeMetricFamily(
+            P + "gateway_orders_known",
+            "Orders the gateway tracks: open, or closed within gateway.closed_order_keep_s.",
+            value=gateway.orders_known if gateway else 0,
+        )
+        yield GaugeMetricFamily(
+            P + "gateway_requests_in_window",
+            "Requests started in the last second (against gateway.max_requests_per_s).",
+            value=gateway.scheduler.in_window if gateway else 0,
+        )
+
         yield CounterMetricFamily(
             P + "gateway_paused_seconds",
             "Seconds the whole venue was paused by 429 answers (Retry-After).",

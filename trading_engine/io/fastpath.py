@@ -14,16 +14,18 @@ httpx. The parser accepts exactly what the exchange API sends: an
 ``HTTP/1.1`` status line, headers, and a ``Content-Length`` body; anything
 else (chunked encoding, a malformed line, bytes nobody asked for) closes
 the connection and makes that request's outcome unknown, which the
-gateway settles like any other. It costs about 4 us per answer where h11
-costs about 30 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md):
-a seventh of the whole loopback round trip, spent on the loop's one
-thread, for a grammar this strict parser already covers.
+gateway settles like any other. It costs 3 us per answer at p50 where h11
+costs 24 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md): a
+tenth of the whole loopback round trip, spent on the loop's one thread,
+for a grammar this strict parser already covers.
 
 ``https://`` URLs are spoken over TLS with the context the caller gives
 (the gateway's ``ssl.create_default_context()`` plus ``ca_file``).
 
 A connection that closes before it served an answer (refused, reset,
-accepted then closed) is a failed attempt: connections are re-opened
+accepted then closed) or that sends an answer the parser refuses is a
+failed attempt (one closed because its answer was late is not: the peer is
+there, only slow): connections are re-opened
 with capped exponential back-off and jitter (``backoff_s`` doubling up to
 ``backoff_max_s``), never in a tight loop; attempts and failures are
 counted (:attr:`FastOrderChannel.connect_attempts`,
@@ -81,6 +83,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         #: Answers served on this connection.
         self.served = 0
+        #: Closed as a failed attempt: by the peer before any answer, or on a bad answer.
+        self.failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -155,11 +159,17 @@ class _Connection(asyncio.Protocol):
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-        self.close()
+        self.close(failed=True)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close it ourselves. ``failed``: the peer broke the protocol.
+
+        Closing a connection whose answer is late (the request timed out)
+        is not a failed attempt: the peer is there, only slow.
+        """
         if not self.closed:
             self.closed = True
+            self.failed = failed
             if self.transport is not None:
                 self.transport.abort()
             self._channel._gone(self)
@@ -171,7 +181,9 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(FastPathError(f"connection lost before the answer: {exc}"))
         if not self.closed:
+            # Closed by the peer (or reset): a failed attempt if it never answered.
             self.closed = True
+            self.failed = not self.served
             self._channel._gone(self)
 
 
@@ -299,12 +311,12 @@ class FastOrderChannel:
         self._all.discard(connection)
         with contextlib.suppress(ValueError):
             self._idle_connections.remove(connection)
-        if connection.served:
-            self._failures = 0
-        else:
-            # Accepted and closed (or reset) before any answer: a failed attempt.
+        if connection.failed:
+            # Accepted and closed (or reset) before any answer, or a bad answer.
             self._failures += 1
             self.connect_failures += 1
+        elif connection.served:
+            self._failures = 0
         self._refill()
 
     def _refill(self) -> None:

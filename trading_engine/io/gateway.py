@@ -44,7 +44,7 @@ import logging
 import random
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -165,8 +165,13 @@ class HttpGateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._known: dict[str, Order] = {}
         self._placing: set[str] = set()
-        #: Lots learned per order from the fills feed (overfill check).
+        #: Lots learned per order from the fills feed (overfill check), and the
+        #: most any answer reported (an order leaves only once the feed caught up).
         self._fill_lots: dict[str, int] = {}
+        self._reported_lots: dict[str, int] = {}
+        #: Closed orders waiting to leave the maps: (not before, monotonic ns; id).
+        self._retiring: deque[tuple[int, str]] = deque()
+        self._retire_queued: set[str] = set()
         self._last_sent_ns: dict[str, int] = {}
         self._fills_cursor = 0
         self._fills_wanted = asyncio.Event()
@@ -204,7 +209,11 @@ class HttpGateway:
         self._refuse(order, RATE_LIMITED if scheduler.accepting_orders else HALTED)
 
     def cancel(self, order: Order) -> None:
-        self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+        self._spawn(self._cancel_then_retire(order), f"cancel:{order.client_order_id}")
+
+    async def _cancel_then_retire(self, order: Order) -> None:
+        await self._cancel(order)
+        self._retire(order)
 
     def forget(self, client_order_id: str) -> None:
         """Drop a closed, settled order the engine no longer keeps (its late fills are ignored)."""
@@ -342,15 +351,20 @@ class HttpGateway:
     ) -> Reply | None:
         """One httpx call (its slot already granted); None when nothing was answered.
 
-        ``written``: the order whose tick-to-trade ends when httpcore has
-        written the request's last byte (its ``trace`` extension).
+        ``written``: the order whose tick-to-trade ends as httpcore writes
+        the request's body, its last bytes. httpcore's ``trace`` extension
+        reports ``http11.send_request_body.started`` immediately before
+        that write, with no await in between (the body is framed and handed
+        to the transport synchronously); ``.complete`` only comes after
+        anyio has yielded to the loop once more, so it would add whatever
+        else the loop runs meanwhile.
         """
         extensions: dict[str, Any] = {}
         if written is not None:
             listener = self._listener
 
             async def trace(name: str, info: dict[str, Any]) -> None:
-                if name == "http11.send_request_body.complete":
+                if name == "http11.send_request_body.started":
                     listener.on_written(written)
 
             extensions["trace"] = trace
@@ -420,9 +434,11 @@ class HttpGateway:
             await self._placed(order, body, sent, slot_taken)
         finally:
             self._placing.discard(cid)
+            self._last_sent_ns.pop(cid, None)
         if order.cancel_requested and order.is_open:
             # A cancel asked for while the placement was unsettled.
             await self._cancel(order)
+        self._retire(order)
 
     async def _placed(
         self,
@@ -651,6 +667,8 @@ class HttpGateway:
             self._overfill(order, f"answer reports {filled} lots of {order.quantity}")
             filled = order.quantity
         self._listener.on_order_report(cid, filled, avg)
+        if filled > self._reported_lots.get(cid, 0):
+            self._reported_lots[cid] = filled
         if filled > self._fill_lots.get(cid, 0):
             self._fills_wanted.set()
         if status is order.status and status is not OrderStatus.PARTIALLY_FILLED:
@@ -723,7 +741,50 @@ class HttpGateway:
             self._fill_lots[cid] = seen
             self._listener.on_fill(cid, price, lots, fill_id)
             applied += 1
+        self._evict()
         return applied
+
+    # -- closed orders leave ----------------------------------------------------------
+
+    def _retire(self, order: Order) -> None:
+        """A closed order leaves the maps ``closed_order_keep_s`` later (see :meth:`_evict`)."""
+        cid = order.client_order_id
+        if not order.is_open and cid not in self._retire_queued and cid in self._known:
+            self._retire_queued.add(cid)
+            keep_ns = round(self.config.closed_order_keep_s * 1e9)
+            self._retiring.append((self._clock() + keep_ns, cid))
+
+    def _evict(self) -> None:
+        """Forget closed orders whose time is up and whose fills have all arrived.
+
+        An order the answers reported more fills for than the fills feed has
+        delivered stays (for another ``closed_order_keep_s``): its late fills
+        must still find it. ``O(1)`` amortized per order.
+        """
+        retiring = self._retiring
+        now = self._clock()
+        keep_ns = round(self.config.closed_order_keep_s * 1e9)
+        for _ in range(len(retiring)):
+            if retiring[0][0] > now:
+                break
+            _, cid = retiring.popleft()
+            order = self._known.get(cid)
+            if order is None:
+                self._retire_queued.discard(cid)
+                continue
+            fills_owed = self._reported_lots.get(cid, 0) > self._fill_lots.get(cid, 0)
+            if order.is_open or cid in self._placing or fills_owed:
+                retiring.append((now + keep_ns, cid))
+                continue
+            self._retire_queued.discard(cid)
+            del self._known[cid]
+            self._fill_lots.pop(cid, None)
+            self._reported_lots.pop(cid, None)
+
+    @property
+    def orders_known(self) -> int:
+        """Orders the gateway still tracks (open, or closed within the keep time)."""
+        return len(self._known)
 
     async def _poll_fills_forever(self) -> None:
         """Poll ``/fills`` every ``fills_poll_s`` (at once when an answer reports fills).
