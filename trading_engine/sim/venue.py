@@ -65,8 +65,9 @@ class SimulatedVenue:
         self._next_id = 0
         #: The sequence of the last book move matched, per symbol.
         self._matched_seq: dict[str, int | None] = {}
-        #: Reports held while the strategies see a message (None: report at once).
-        self._held: list[_Report] | None = None
+        #: Reports held while the strategies see a message (``_holding``).
+        self._held: list[_Report] = []
+        self._holding = False
 
     @property
     def resting(self) -> dict[str, MatchOrder]:
@@ -105,11 +106,12 @@ class SimulatedVenue:
 
     def before_fan_out(self, entry: BookEntry) -> None:
         """An update or trade of a live book: match resting orders, then hold reports."""
-        self._held = []
+        self._holding = True
         symbol = entry.symbol
-        if self._matched_seq.get(symbol, -1) == entry.seq:
+        matched = self._matched_seq
+        if matched.get(symbol, -1) == entry.seq:
             return
-        self._matched_seq[symbol] = entry.seq
+        matched[symbol] = entry.seq
         if not self.matching.resting:
             return
         fills = self.matching.on_book(symbol, entry.book)
@@ -120,9 +122,11 @@ class SimulatedVenue:
 
     def after_fan_out(self, entry: BookEntry, recv_ns: int = 0) -> None:
         """The strategies returned: deliver what the venue did meanwhile, in order."""
-        held, self._held = self._held, None
+        self._holding = False
+        held = self._held
         if not held:
             return
+        self._held = []
         listener = self._listener
         for report in held:
             self._deliver(listener, report)
@@ -133,7 +137,7 @@ class SimulatedVenue:
             self._report((fill.order.client_order_id, fill.price, fill.lots))
 
     def _report(self, report: _Report) -> None:
-        if self._held is not None:
+        if self._holding:
             self._held.append(report)
         else:
             self._deliver(self._listener, report)
