@@ -7,11 +7,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY trading_engine ./trading_engine
 COPY strategies ./strategies
 COPY config ./config
-RUN pip install . \
+# The core compiles to C (mypyc) at install: a compiler and the Python
+# headers for the build only, removed in the same layer. The build fails
+# rather than fall back to the pure build: the image must run compiled.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && (cd / && python -c "import trading_engine as t; assert t.compiled, t.BUILD") \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 trader \
     && chown -R trader /app
 USER trader

@@ -114,8 +114,11 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
     assert "\nUSER trader\n" in text
     assert "HEALTHCHECK" in text
     assert "/healthz" in text
-    for copied in ("trading_engine", "strategies", "config", "pyproject.toml"):
+    for copied in ("trading_engine", "strategies", "config", "pyproject.toml", "setup.py"):
         assert (ROOT / copied).exists()
+    # The image builds the compiled core and refuses to ship the pure one.
+    assert "COPY pyproject.toml setup.py" in text
+    assert "assert t.compiled" in text
 
 
 def test_grafana_provisioning_and_dashboard() -> None:

@@ -1,12 +1,14 @@
 import trading_engine
 
 EXPECTED = {
+    "BUILD",
     "BookBuilder",
     "BookEntry",
     "BookListener",
     "BookMessage",
     "BookState",
     "BookView",
+    "BuildInfo",
     "Config",
     "ConfigError",
     "Decoder",
@@ -34,6 +36,7 @@ EXPECTED = {
     "TimeInForce",
     "Trade",
     "__version__",
+    "compiled",
     "create_task",
     "critical",
     "load_config",

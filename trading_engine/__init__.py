@@ -12,8 +12,17 @@ running one way, bottom to top: ``core`` (pure, synchronous),
 ``lowlevel`` (the event loop, task helpers, latency histograms, logs),
 ``config``, ``io`` (the asyncio edges), ``engine`` (the runtime that
 wires them), ``sim`` (simulators and replay), ``commands`` (the CLI).
+
+:data:`compiled` is True when the core runs as C extension modules built
+by mypyc at install time, False for the pure-Python build; :data:`BUILD`
+says which modules and why (``trading_engine.lowlevel.build``).
 """
 
+# First: decides between the compiled and the pure core before any core
+# module is imported.
+from .lowlevel.build import BUILD, BuildInfo
+
+# isort: split
 from .config import Config, load_config, parse_config
 from .core.book import Level, OrderBook
 from .core.builder import BookBuilder, BookEntry, BookListener, BookState
@@ -42,13 +51,18 @@ from .lowlevel.loop import Priority, PriorityEventLoop, create_task, critical, m
 
 __version__ = "0.1.0"
 
+#: True when the core runs compiled (mypyc), False for the pure-Python build.
+compiled: bool = BUILD.compiled
+
 __all__ = [
+    "BUILD",
     "BookBuilder",
     "BookEntry",
     "BookListener",
     "BookMessage",
     "BookState",
     "BookView",
+    "BuildInfo",
     "Config",
     "ConfigError",
     "Decoder",
@@ -76,6 +90,7 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "__version__",
+    "compiled",
     "create_task",
     "critical",
     "load_config",

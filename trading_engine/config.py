@@ -40,6 +40,7 @@ __all__ = [
     "InstrumentConfig",
     "RiskConfig",
     "StrategyConfig",
+    "budget_problems",
     "default_config_text",
     "load_config",
     "load_default_config",
@@ -98,6 +99,12 @@ class EngineConfig(_Section):
     strategy_error_limit: int = Field(
         5, ge=1, description="consecutive errors before a strategy is disabled"
     )
+    closed_order_retention_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="how long a closed order stays in memory for late fills and answers",
+    )
 
 
 class FeedConfig(_Section):
@@ -131,21 +138,49 @@ class AdminConfig(_Section):
 class GatewayConfig(_Section):
     """``[gateway]``: the exchange order API client."""
 
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: str = Field(
+        "http://127.0.0.1:8080", pattern=r"^https?://", description="http:// or https://"
+    )
     api_key_env: str = "EXCHANGE_API_KEY"
+    ca_file: str | None = Field(
+        None,
+        description="PEM file of extra certificate authorities trusted for https:// "
+        "(besides the system's)",
+    )
     timeout_s: float = Field(0.5, gt=0)
     mode: Literal["simulated", "httpx", "fast"] = Field(
-        "httpx",
-        description="where orders go: the exchange API over httpx, the same API with "
-        "POST /orders on the pre-warmed fast path, or the in-process venue",
+        "fast",
+        description="where orders go: the exchange API with POST /orders on the pre-warmed "
+        "fast path, the same API all over httpx, or the in-process venue",
     )
     fast_connections: int = Field(2, ge=1, le=64, description="fast-path connections kept warm")
-    max_requests_per_s: float = Field(
-        20.0, gt=0, description="local token bucket that keeps under the venue's rate limit"
+    max_requests_per_s: int = Field(
+        50,
+        ge=1,
+        description="the venue's request budget: requests of any kind started in any 1 s",
+    )
+    max_order_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="how long a new order may wait for a request slot before it is "
+        "refused rate_limited (0: it has one at once or is refused)",
+    )
+    max_retry_after_s: float = Field(
+        30.0, gt=0, description="cap on a 429's Retry-After (the whole venue pauses that long)"
     )
     fills_poll_s: float = Field(0.1, gt=0, description="how often /fills is polled")
     settle_backoff_s: float = Field(
         0.05, gt=0, description="first delay before reading back an order of unknown outcome"
+    )
+    read_backoff_max_s: float = Field(
+        2.0, gt=0, description="cap on the back-off between failed reads and cancels"
+    )
+    reconnect_backoff_s: float = Field(
+        0.05, gt=0, description="fast path: first delay before reconnecting a failed connection"
+    )
+    reconnect_backoff_max_s: float = Field(
+        5.0, gt=0, description="fast path: cap on the reconnect back-off"
     )
 
 
@@ -172,7 +207,9 @@ class RiskConfig(_Section):
     max_order_notional: PositiveDecimal = "1000000"
     max_position: PositiveDecimal = "100"
     price_band: float = Field(0.05, gt=0, lt=1)
-    max_orders_per_s: int = Field(50, ge=1)
+    max_orders_per_s: int = Field(
+        20, ge=1, description="orders in any 1 s, all strategies (fits gateway budget 50)"
+    )
     strategy_max_orders_per_s: int | None = Field(
         None, ge=1, description="per-strategy order rate; default: max_orders_per_s"
     )
@@ -280,12 +317,40 @@ def _cross_checks(config: Config) -> list[str]:
                     f"strategies[{i}].symbols: {strategy.name!r} trades symbols of shards "
                     f"{sorted(spans)} of {engine.shards}; a strategy must live in one shard"
                 )
+    if config.gateway.settle_backoff_s > config.gateway.read_backoff_max_s:
+        problems.append(
+            f"gateway.settle_backoff_s: {config.gateway.settle_backoff_s} exceeds "
+            f"gateway.read_backoff_max_s {config.gateway.read_backoff_max_s}"
+        )
     if config.breaker.minimum_calls > config.breaker.window_size:
         problems.append(
             f"breaker.minimum_calls: {config.breaker.minimum_calls} exceeds "
             f"breaker.window_size {config.breaker.window_size}"
         )
     return problems
+
+
+def budget_problems(config: Config) -> list[str]:
+    """Why the strategies' order rate does not fit the venue's request budget (or nothing).
+
+    Every order may need a cancel, and fills are polled every
+    ``gateway.fills_poll_s``: ``2 * risk.max_orders_per_s + 1 / fills_poll_s``
+    requests per second must fit in ``gateway.max_requests_per_s``, or
+    orders will be refused ``rate_limited`` at full rate. Not an error (the
+    refusals are counted); ``run`` logs these at start-up.
+    """
+    gateway, risk = config.gateway, config.risk
+    if gateway.mode == "simulated":
+        return []
+    polls = 1.0 / gateway.fills_poll_s
+    needed = 2 * risk.max_orders_per_s + polls
+    if needed <= gateway.max_requests_per_s:
+        return []
+    return [
+        f"gateway.max_requests_per_s: {gateway.max_requests_per_s} is below what "
+        f"risk.max_orders_per_s {risk.max_orders_per_s} needs with a cancel per order "
+        f"and fill polls every {gateway.fills_poll_s} s ({needed:g} requests/s)"
+    ]
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:

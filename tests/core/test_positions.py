@@ -94,3 +94,18 @@ def test_pnl_conserves_cash(fills: list[tuple[bool, int, int]]) -> None:
     total = position.realized + position.unrealized(mark)
     assert total == cash + mark * position.quantity
     assert position.quantity == sum(lots if b else -lots for b, _, lots in fills)
+
+
+def test_reprice_puts_a_short_orders_lots_at_their_real_prices() -> None:
+    from fractions import Fraction
+
+    position = Position("BTC-USD")
+    # A sell of 3 credited at an answer's average 100.01 (real: 100.02, 100.01, 100.00).
+    position.fill(Side.SELL, 10001, 3, "s-1")
+    position.fill(Side.BUY, Fraction(20003, 2), 1, "b-1")  # closes the oldest short lot
+    assert position.realized == Fraction(10001) - Fraction(20003, 2)
+    position.reprice(Side.SELL, "s-1", 10001 * 3, [(10002, 1), (10001, 1), (10000, 1)])
+    # The closed lot was the first sold (100.02); the two open ones sold at 100.01, 100.00.
+    assert position.realized == Fraction(10002) - Fraction(20003, 2)
+    assert position.cost == 10001 + 10000
+    assert position.quantity == -2

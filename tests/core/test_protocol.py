@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from trading_engine import BookMessage, Decoder, Heartbeat, Instrument, Reason, Rejected, Trade
 from trading_engine.core.protocol import MessageType, Side
+from trading_engine.core.wire import WIRE_DECODER
 
 DECODER = Decoder({"BTC-USD": Instrument("BTC-USD", "0.01", "0.001")})
 
@@ -198,3 +199,116 @@ def test_arbitrary_json_objects_never_raise(obj: dict[str, object]) -> None:
         return  # integers beyond 64 bits cannot be encoded; nothing to test
     result = DECODER.decode(frame)
     assert isinstance(result, BookMessage | Trade | Heartbeat | Rejected)
+
+
+# -- the fast path (msgspec, typed) against the reference path (orjson) ------
+
+
+def _fields(result: object) -> tuple[object, ...]:
+    """Everything a message or rejection carries, for comparing two decoders."""
+    if isinstance(result, BookMessage):
+        return ("book", result.type, result.symbol, result.seq, result.bids, result.asks, result.ts)
+    if isinstance(result, Trade):
+        return ("trade", result.symbol, result.seq, result.price, result.size, result.side)
+    if isinstance(result, Heartbeat):
+        return ("heartbeat", result.ts)
+    assert isinstance(result, Rejected)
+    return ("rejected", result.reason, result.symbol, result.seq, result.kind)
+
+
+def assert_paths_agree(frame: bytes) -> None:
+    fast = DECODER.decode(frame)
+    reference = DECODER.decode_reference(frame)
+    assert _fields(fast) == _fields(reference), frame
+
+
+VALID_FRAMES = [
+    b'{"type":"snapshot","symbol":"BTC-USD","seq":1,"bids":[["100.00","2"],["99.99","1.5"]],'
+    b'"asks":[["100.01","1"]],"ts":1732862400000000000}',
+    b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[["100.00","0"]],"asks":[["100.02","3"]]}',
+    b'{"type":"update","symbol":"BTC-USD","seq":3,"bids":[[100.0,2]],"asks":[],"ts":null}',
+    b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"0.5","side":"buy"}',
+    b'{"type":"trade","symbol":"BTC-USD","seq":4,"price":100.01,"size":1,"side":"sell","ts":7}',
+    b'{"type":"heartbeat"}',
+    b'{"type":"heartbeat","ts":5}',
+]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        *VALID_FRAMES,
+        # Each of these the fast path refuses; the reference path names why.
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"extra":1}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"type":"trade"}',
+        b'{"type":"update","symbol":"BTC-USD","seq":9223372036854775808,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"ts":9223372036854775808}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"ts":18446744073709551616}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[[18446744073709551616,1]],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[["1e2","1"]],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[[1e400,"1"]],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[["100.001","1"]],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[["100.00","-1"]],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[["100.00"]],"asks":[]}',
+        b'{"type":"snapshot","symbol":"BTC-USD","seq":2,"bids":[["100.00","0"]],"asks":[]}',
+        b'{"type":"snapshot","symbol":"BTC-USD","seq":2,"bids":[["1","1"],["1.00","2"]],"asks":[]}',
+        b'{"type":"update","symbol":"ETH-USD","seq":2,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"\\ud800","seq":2,"bids":[],"asks":[]}',
+        b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"0","side":"buy"}',
+        b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"1","side":"BUY"}',
+        b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":true,"size":"1","side":"buy"}',
+        b'{"type":"heartbeat","ts":1.5}',
+        b'{"type":"heartbeat","symbol":"BTC-USD"}',
+        b'{"type":"nope","symbol":"BTC-USD","seq":4}',
+        b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[]} x',
+        b'\xef\xbb\xbf{"type":"heartbeat"}',
+        b'{"type":"update","symbol":"\xff","seq":2,"bids":[],"asks":[]}',
+        b"[]",
+        b"",
+    ],
+)
+def test_fast_path_agrees_with_reference_path(frame: bytes) -> None:
+    assert_paths_agree(frame)
+
+
+@given(st.binary(max_size=200))
+def test_fast_path_agrees_on_arbitrary_bytes(data: bytes) -> None:
+    assert_paths_agree(data)
+
+
+@given(
+    index=st.integers(min_value=0, max_value=len(VALID_FRAMES) - 1),
+    offset=st.integers(min_value=0, max_value=200),
+    replacement=st.binary(min_size=0, max_size=4),
+    insert=st.booleans(),
+)
+def test_fast_path_agrees_on_mutated_frames(
+    index: int, offset: int, replacement: bytes, insert: bool
+) -> None:
+    frame = VALID_FRAMES[index]
+    cut = offset % (len(frame) + 1)
+    rest = frame[cut:] if insert else frame[cut + len(replacement) :]
+    assert_paths_agree(frame[:cut] + replacement + rest)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "symbol", "seq", "bids", "asks", "price", "size", "side", "ts"]),
+        json_values,
+    ),
+    st.sampled_from(["update", "snapshot", "trade", "heartbeat"]),
+)
+def test_fast_path_agrees_on_arbitrary_json_objects(obj: dict[str, object], kind: str) -> None:
+    obj.setdefault("type", kind)
+    try:
+        frame = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return  # integers beyond 64 bits cannot be encoded; nothing to test
+    assert_paths_agree(frame)
+
+
+@pytest.mark.parametrize("frame", VALID_FRAMES)
+def test_fast_path_takes_every_valid_frame(frame: bytes) -> None:
+    message = DECODER.from_wire(WIRE_DECODER.decode(frame))
+    assert message is not None
+    assert _fields(message) == _fields(DECODER.decode_reference(frame))

@@ -72,9 +72,14 @@ def test_max_notional() -> None:
     assert submit(engine, lots=1501, price=10000) is Denial.MAX_NOTIONAL
 
 
-def test_market_orders_are_priced_at_the_touch() -> None:
+def test_market_orders_are_priced_at_the_band_edge() -> None:
+    # Mid 100.05, band 5%: a market buy may fill up to 105.05, not the touch's 100.10.
     engine, _ = make_engine(max_order_notional="150")
-    assert submit(engine, lots=1500, price=None, order_type=OrderType.MARKET) is Denial.MAX_NOTIONAL
+    assert submit(engine, lots=1450, price=None, order_type=OrderType.MARKET) is Denial.MAX_NOTIONAL
+    assert submit(engine, lots=1420, price=None, order_type=OrderType.MARKET) is None
+    entry = engine.builder.books["BTC-USD"]
+    assert engine.risk.band_edge(entry, Side.BUY) == 10505
+    assert engine.risk.band_edge(entry, Side.SELL) == 9505  # 95.0475 rounded up to a tick
 
 
 def test_max_position_counts_open_orders() -> None:

@@ -1,44 +1,661 @@
-"""The engine's /status document and what it logs: exact decimals, never ticks."""
+"""The engine's order bookkeeping: crediting fills, exposure, faults, eviction.
+
+The engine is driven through its ExecutionListener methods the way the
+gateway drives it (an order answer's report before its status, fills from
+the feed with fill ids), with a small recording sink in place of the
+gateway.
+"""
 
 from __future__ import annotations
 
-from tests.fakes import Recorder, config, snapshot, update
-from trading_engine.core.orders import TimeInForce
+import gc
+import sys
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tests.fakes import config, snapshot
+from trading_engine import Instrument
+from trading_engine.core.clock import ManualClock
+from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.core.risk import Denial, TradingState
 from trading_engine.engine.engine import Engine
 from trading_engine.sim.venue import simulated_venue
 
+BTC = Instrument("BTC-USD", "0.01", "0.001")
+BUY, SELL = Side.BUY, Side.SELL
+S = OrderStatus
+#: 50 lots of 0.001: the position limit of these tests.
+MAX_POSITION = 50
 
-def test_status_pnl_carries_the_price_and_size_decimals() -> None:
-    # tick 0.01, lot 0.001: money has 5 decimals.
-    engine = Engine(config(), run_id="t", sink_factory=simulated_venue)
-    engine.start_strategies()
-    ctx = engine.contexts["probe"]
-    engine.builder.handle(snapshot(1, [["99.99", "1"]], [["100.00", "1"]]))
-    bought = ctx.submit("BTC-USD", Side.BUY, 155, 10000, time_in_force=TimeInForce.IOC)
-    assert bought is not None
-    assert bought.filled == 155
-    engine.builder.handle(update(2, [["100.01", "1"]], [["100.00", "0"], ["100.02", "1"]]))
-    sold = ctx.submit("BTC-USD", Side.SELL, 155, 10001, time_in_force=TimeInForce.IOC)
-    assert sold is not None
-    assert sold.filled == 155
-    position = engine.status()["positions"]["BTC-USD"]
-    # 0.155 bought at 100.00 and sold at 100.01: 0.00155 realized, not "0.00".
-    assert position == {
-        "quantity": "0.000",
-        "avg_price": None,
-        "realized_pnl": "0.00155",
-        "unrealized_pnl": "0.00000",
+
+class RecordingSink:
+    """An order sink that sends nothing: it records what the engine asked."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Order] = []
+        self.canceled: list[Order] = []
+        self.forgotten: list[str] = []
+
+    def allow(self) -> bool:
+        return True
+
+    def submit(self, order: Order) -> None:
+        self.submitted.append(order)
+
+    def cancel(self, order: Order) -> None:
+        self.canceled.append(order)
+
+    def forget(self, client_order_id: str) -> None:
+        self.forgotten.append(client_order_id)
+
+
+def make_engine(
+    retention_s: float = 60.0, **risk: Any
+) -> tuple[Engine, RecordingSink, ManualClock]:
+    clock = ManualClock(start_ns=10**12)
+    sink = RecordingSink()
+    limits = {
+        "max_order_quantity": "0.05",
+        "max_order_notional": "1000000",
+        "max_position": "0.05",
+        "max_orders_per_s": 1_000_000,
+        **risk,
     }
+    engine = Engine(
+        config(risk=limits, engine={"closed_order_retention_s": retention_s}),
+        clock=clock,
+        run_id="test",
+        sink=sink,
+    )
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+    return engine, sink, clock
 
 
-def test_orders_and_fills_render_decimals() -> None:
-    strategies = [{"name": "r", "class": "tests.fakes:Recorder", "symbols": ["BTC-USD"]}]
-    engine = Engine(config(strategies), run_id="t", sink_factory=simulated_venue)
-    engine.start_strategies()
-    engine.builder.handle(snapshot(1, [["99.99", "1"]], [["100.23", "1"]]))
-    order = engine.contexts["r"].buy("BTC-USD", 10, 10023, TimeInForce.IOC)
-    assert repr(order) == "Order('r-t-1', buy 0.010 BTC-USD @ 100.23, filled, filled=0.010)"
-    recorder = engine.runners["r"].strategy
-    assert isinstance(recorder, Recorder)
-    assert recorder.calls[-1] == "Fill('r-t-1', 0.010 @ 100.23)"
+def submit(
+    engine: Engine,
+    side: Side,
+    lots: int,
+    price: int | None = 10000,
+    order_type: OrderType = OrderType.LIMIT,
+) -> Order | None:
+    order, _ = engine.submit(
+        engine.runners["probe"], "BTC-USD", side, lots, price, order_type, TimeInForce.GTC
+    )
+    return order
+
+
+def position(engine: Engine) -> int:
+    return engine.positions.quantity("BTC-USD")
+
+
+def exposure(engine: Engine) -> list[int]:
+    return engine.exposure["BTC-USD"]
+
+
+def answer(
+    engine: Engine, order: Order, status: OrderStatus, filled: int, avg: str | None = None
+) -> None:
+    """An order answer as the gateway delivers it: the report, then the status."""
+    engine.on_order_report(order.client_order_id, filled, None if avg is None else Decimal(avg))
+    engine.on_status(order.client_order_id, status, None)
+
+
+# -- crediting ------------------------------------------------------------------
+
+
+def test_an_answer_credits_the_position_at_once_and_the_feed_adds_nothing_twice() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    assert exposure(engine) == [10, 0]
+    answer(engine, order, S.FILLED, 10, "100.00")
+    assert position(engine) == 10
+    assert exposure(engine) == [0, 0]
+    # The fills feed lists the same 10 lots later: nothing more.
+    engine.on_fill(order.client_order_id, 10000, 6, fill_id=7)
+    engine.on_fill(order.client_order_id, 10000, 4, fill_id=8)
+    engine.on_fill(order.client_order_id, 10000, 4, fill_id=8)  # listed twice
+    assert position(engine) == 10
+    assert exposure(engine) == [0, 0]
+    assert engine.ignored["duplicate_fill"] == 1
+    assert engine.positions.get("BTC-USD").cost == 10000 * 10
+
+
+def test_the_feed_adds_only_what_answers_did_not() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.PARTIALLY_FILLED, 3, "100.00")
+    assert (position(engine), exposure(engine)) == (3, [7, 0])
+    engine.on_fill(order.client_order_id, 10000, 3, fill_id=1)  # those 3
+    assert (position(engine), exposure(engine)) == (3, [7, 0])
+    engine.on_fill(order.client_order_id, 10005, 4, fill_id=2)  # 4 more, before any answer
+    assert (position(engine), exposure(engine)) == (7, [3, 0])
+    answer(engine, order, S.PARTIALLY_FILLED, 7, "100.03")  # says what the feed said
+    assert (position(engine), exposure(engine)) == (7, [3, 0])
+    answer(engine, order, S.CANCELED, 7, "100.03")
+    assert (position(engine), exposure(engine)) == (7, [0, 0])
+    assert engine.positions.get("BTC-USD").cost == 10000 * 3 + 10005 * 4
+
+
+def test_an_average_between_ticks_is_exact_then_repriced_by_the_feed() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 3)
+    assert order is not None
+    # Fills at 100.00, 100.01, 100.01: the exchange rounds the average to 100.01.
+    answer(engine, order, S.FILLED, 3, "100.01")
+    held = engine.positions.get("BTC-USD")
+    assert held.quantity == 3
+    assert held.cost == 10001 * 3  # what the answer said
+    sell = submit(engine, SELL, 1, 10000)
+    assert sell is not None
+    answer(engine, sell, S.FILLED, 1, "100.02")  # closes the oldest lot
+    assert held.realized == 1
+    for fill_id, price in ((1, 10000), (2, 10001), (3, 10001)):
+        engine.on_fill(order.client_order_id, price, 1, fill_id)
+    # The feed's prices replace the average: the closed lot was bought at
+    # 100.00 and the two open ones at 100.01.
+    assert held.quantity == 2
+    assert held.cost == 10001 * 2
+    assert held.realized == 2
+    assert isinstance(held.cost, int)
+    strategy = engine.positions.of_strategy("probe", "BTC-USD")
+    assert (strategy.cost, strategy.realized) == (held.cost, held.realized)
+
+
+def test_an_off_tick_average_is_a_fraction_never_a_float() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 3)
+    assert order is not None
+    answer(engine, order, S.PARTIALLY_FILLED, 2, "100.005")
+    held = engine.positions.get("BTC-USD")
+    assert held.cost == Fraction(200010, 10) * 2 // 2  # 2 lots at 100.005 = 20001 ticks*lots
+    answer(engine, order, S.FILLED, 3, "100.01")
+    # The third lot cost 300.03 - 200.01 = 100.02.
+    assert held.cost == 30003
+    assert engine.status()["positions"]["BTC-USD"]["avg_price"] == "100.01"
+
+
+def test_an_answer_without_an_average_keeps_its_lots_in_exposure_until_priced() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.FILLED, 10, None)
+    # Filled, but at an unknown price: the lots stay counted in exposure.
+    assert (position(engine), exposure(engine)) == (0, [10, 0])
+    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)
+    assert (position(engine), exposure(engine)) == (10, [0, 0])
+
+
+def test_the_in_process_venue_reports_consistently() -> None:
+    clock = ManualClock(start_ns=10**12)
+    engine = Engine(
+        config(risk={"max_order_quantity": "1", "max_position": "1"}),
+        clock=clock,
+        run_id="t",
+        sink_factory=simulated_venue,
+    )
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "0.002"], ["100.20", "5"]]))
+    order = submit(engine, BUY, 5, 10020)
+    assert order is not None
+    assert order.status is S.FILLED
+    assert (position(engine), exposure(engine)) == (5, [0, 0])
+    assert engine.positions.get("BTC-USD").cost == 10010 * 2 + 10020 * 3
+    assert engine.order_counts["fills"] == 2
+
+
+# -- the four ways exposure went wrong --------------------------------------------
+
+
+def test_max_position_counts_open_sells() -> None:
+    engine, _, _ = make_engine()
+    assert submit(engine, SELL, 30) is not None
+    assert submit(engine, SELL, 30) is None  # 30 open + 30 > 50
+    assert engine.risk.denied[Denial.MAX_POSITION] == 1
+    assert submit(engine, SELL, 20) is not None  # exactly 50
+
+
+def test_reducing_counts_open_buys() -> None:
+    engine, _, _ = make_engine()
+    sell = submit(engine, SELL, 10)
+    assert sell is not None
+    answer(engine, sell, S.FILLED, 10, "100.00")
+    assert position(engine) == -10
+    engine.set_trading_state(TradingState.REDUCING)
+    assert submit(engine, BUY, 8) is not None
+    assert submit(engine, BUY, 5) is None  # 8 open + 5 would turn the short long
+    assert engine.risk.denied[Denial.REDUCING] == 1
+    assert submit(engine, BUY, 2) is not None
+
+
+def test_a_final_status_releases_only_the_unfilled_rest() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.CANCELED, 4, "100.00")
+    assert (position(engine), exposure(engine)) == (4, [0, 0])
+    # 4 held + 46 more is the limit; 47 is one too many.
+    assert submit(engine, BUY, 47) is None
+    assert submit(engine, BUY, 46) is not None
+
+
+def test_a_fill_on_a_closed_order_releases_nothing_again() -> None:
+    engine, _, _ = make_engine()
+    first = submit(engine, BUY, 10)
+    second = submit(engine, BUY, 10)
+    assert first is not None
+    assert second is not None
+    answer(engine, first, S.FILLED, 10, "100.00")
+    assert exposure(engine) == [10, 0]
+    engine.on_fill(first.client_order_id, 10000, 10, fill_id=1)  # the feed, late
+    assert (position(engine), exposure(engine)) == (10, [10, 0])
+    # And a fill the in-process venue sends for a closed order adds nothing.
+    engine.on_fill(first.client_order_id, 10000, 10)
+    assert exposure(engine) == [10, 0]
+    assert submit(engine, BUY, 31) is None  # 10 + 10 + 31 > 50
+
+
+def test_threshold_taker_input_answers_before_fills() -> None:
+    """max_position 50 lots, orders answered filled before /fills is read: never above 50."""
+    engine, _, _ = make_engine(max_order_quantity="0.01")
+    sent = []
+    for _ in range(20):
+        order = submit(engine, BUY, 10)
+        if order is not None:
+            sent.append(order)
+            answer(engine, order, S.FILLED, 10, "100.10")  # the feed is not read yet
+        assert position(engine) + exposure(engine)[0] <= MAX_POSITION
+    assert len(sent) == 5
+    assert position(engine) == 50
+    assert engine.risk.denied[Denial.MAX_POSITION] == 15
+
+
+# -- market orders ------------------------------------------------------------------
+
+
+def test_market_orders_are_checked_and_sent_at_the_band_edge() -> None:
+    """Notional limit 250, band 5%, mid 100: a market buy of 3 would cost up to 315."""
+    clock = ManualClock(start_ns=10**12)
+    sink = RecordingSink()
+    engine = Engine(
+        config(
+            risk={
+                "max_order_quantity": "10",
+                "max_order_notional": "250",
+                "max_position": "10",
+                "price_band": 0.05,
+            },
+            instruments=[{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "1"}],
+        ),
+        clock=clock,
+        run_id="t",
+        sink=sink,
+    )
+    engine.builder.handle(snapshot(1, [["99.99", "5"]], [["100.01", "1"], ["200.00", "5"]]))
+    assert submit(engine, BUY, 3, None, OrderType.MARKET) is None
+    assert engine.risk.denied[Denial.MAX_NOTIONAL] == 1
+    order = submit(engine, BUY, 2, None, OrderType.MARKET)  # 2 x 105.00 = 210 <= 250
+    assert order is not None
+    assert (order.type, order.time_in_force, order.price) == (
+        OrderType.LIMIT,
+        TimeInForce.IOC,
+        10500,
+    )
+    sell = submit(engine, SELL, 2, None, OrderType.MARKET)
+    assert sell is not None
+    assert sell.price == 9500
+
+
+def test_a_market_order_cannot_fill_beyond_the_band_at_the_in_process_venue() -> None:
+    clock = ManualClock(start_ns=10**12)
+    engine = Engine(
+        config(
+            risk={"max_order_quantity": "10", "max_order_notional": "250", "max_position": "10"},
+            instruments=[{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "1"}],
+        ),
+        clock=clock,
+        run_id="t",
+        sink_factory=simulated_venue,
+    )
+    engine.builder.handle(snapshot(1, [["99.99", "5"]], [["100.01", "1"], ["200.00", "5"]]))
+    order = submit(engine, BUY, 2, None, OrderType.MARKET)
+    assert order is not None
+    assert order.status is S.CANCELED
+    assert order.filled == 1  # 1 at 100.01; nothing at 200
+    assert engine.positions.get("BTC-USD").cost == 10001
+
+
+# -- faults -------------------------------------------------------------------------
+
+
+def test_an_overfill_is_counted_and_halts_trading() -> None:
+    engine, sink, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    resting = submit(engine, BUY, 5)
+    assert order is not None
+    assert resting is not None
+    engine.on_fill(order.client_order_id, 10000, 8, fill_id=1)
+    engine.on_fill(order.client_order_id, 10000, 4, fill_id=2)
+    assert engine.order_faults["overfill"] == 1
+    assert engine.risk.state is TradingState.HALTED
+    assert position(engine) == 12  # the venue's word: the position is what it filled
+    assert resting in sink.canceled  # cancel_on_halt
+    assert submit(engine, BUY, 1) is None
+
+
+def test_faults_are_counted_by_kind() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    for kind in ("unreadable_answer", "unreadable_fill", "cancel_refused", "not_found"):
+        engine.on_order_fault(order.client_order_id, kind)
+        assert engine.order_faults[kind] == 1
+    assert engine.risk.state is TradingState.ACTIVE
+    engine.on_fill("nobody", 10000, 1, fill_id=9)
+    assert engine.ignored["unknown_order"] == 1
+
+
+# -- metrics --------------------------------------------------------------------------
+
+
+def test_every_status_reached_is_counted() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    engine.on_status(order.client_order_id, S.UNKNOWN, "no answer")
+    answer(engine, order, S.NEW, 0)
+    answer(engine, order, S.PARTIALLY_FILLED, 2, "100.00")
+    answer(engine, order, S.PARTIALLY_FILLED, 4, "100.00")
+    answer(engine, order, S.FILLED, 10, "100.00")
+    counts = engine.order_counts
+    assert [counts[s.value] for s in (S.UNKNOWN, S.NEW, S.PARTIALLY_FILLED, S.FILLED)] == [1] * 4
+    assert counts["submitted"] == 1
+
+
+# -- closed orders leave the hot maps -----------------------------------------------
+
+
+def test_closed_orders_are_kept_for_the_retention_time_then_forgotten() -> None:
+    engine, sink, clock = make_engine(retention_s=5.0)
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.FILLED, 10, "100.00")
+    clock.advance(4.9)
+    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)  # a late fill still finds it
+    assert engine.ignored["unknown_order"] == 0
+    assert engine.evict_closed() == 0
+    clock.advance(0.2)
+    assert engine.evict_closed() == 1
+    assert order.client_order_id not in engine.orders
+    assert sink.forgotten == [order.client_order_id]
+    engine.on_fill(order.client_order_id, 10000, 10, fill_id=2)
+    assert engine.ignored["unknown_order"] == 1
+    assert position(engine) == 10
+
+
+def test_an_order_still_holding_unpriced_lots_is_not_evicted() -> None:
+    engine, _, clock = make_engine(retention_s=1.0)
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.FILLED, 10, None)
+    clock.advance(5)
+    assert engine.evict_closed() == 0
+    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)
+    clock.advance(5)
+    assert engine.evict_closed() == 1
+    assert exposure(engine) == [0, 0]
+
+
+def test_memory_stays_flat_over_100000_orders() -> None:
+    """100,000 orders through the engine and the in-process venue: memory does not grow."""
+    clock = ManualClock(start_ns=10**12)
+    engine = Engine(
+        config(
+            risk={
+                "max_order_quantity": "1",
+                "max_position": "1000000",
+                "max_orders_per_s": 5_000,  # above the 1,000/s sent; its window is bounded
+            },
+            engine={"closed_order_retention_s": 1.0},
+        ),
+        clock=clock,
+        run_id="m",
+        sink_factory=simulated_venue,
+    )
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+    runner = engine.runners["probe"]
+
+    def trade(count: int) -> None:
+        for i in range(count):
+            side = BUY if i % 2 else SELL
+            price = 10010 if side is BUY else 10000  # both fill at once
+            engine.submit(runner, "BTC-USD", side, 1, price, OrderType.LIMIT, TimeInForce.IOC)
+            clock.advance(0.001)
+
+    trade(10_000)  # warm up: the retention window and the rate windows fill
+    gc.collect()
+    before = sys.getallocatedblocks()
+    trade(90_000)
+    gc.collect()
+    after = sys.getallocatedblocks()
+    assert engine.order_counts["submitted"] == 100_000
+    assert engine.order_counts["filled"] == 100_000
+    assert len(engine.orders) <= 1_001
+    # Keeping each closed order would hold at least 5 blocks per order (the
+    # order, its id, its map slot, ...): 450,000 here.
+    assert after - before < 2_000, after - before
+
+
+# -- the property: exposure = position + open remaining, never beyond max_position ---
+
+
+class OrderPath(RuleBasedStateMachine):
+    """Random interleavings of submits, venue fills, answers, feed fills, cancels and faults.
+
+    A reference venue holds the truth (each order's fills with fill ids
+    and prices, its status). The engine learns of it only through what the
+    rules deliver, in any order: answers (report then status, the average
+    rounded to the tick as an exchange renders it, or absent), fills from
+    the feed (in fill-id order, sometimes listed again), cancels, faults.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine, self.sink, self.clock = make_engine()
+        self.orders: list[Order] = []
+        #: Per order: the venue's fills [(fill_id, price, lots)] and its status.
+        self.venue_fills: dict[str, list[tuple[int, int, int]]] = {}
+        self.venue_status: dict[str, OrderStatus] = {}
+        #: What the engine was told: answered lots and status, feed fill ids.
+        self.answered: dict[str, int] = {}
+        self.unpriced: dict[str, int] = {}
+        self.told_status: dict[str, OrderStatus] = {}
+        self.feed: list[tuple[str, int, int, int]] = []  # the venue's fills log
+        self.feed_read = 0
+        self.next_fill_id = 0
+
+    # -- the engine's side ---------------------------------------------------------
+
+    @rule(buy=st.booleans(), lots=st.integers(1, 30))
+    def submit(self, buy: bool, lots: int) -> None:
+        order = submit(self.engine, BUY if buy else SELL, lots)
+        if order is not None:
+            cid = order.client_order_id
+            self.orders.append(order)
+            self.venue_fills[cid] = []
+            self.venue_status[cid] = S.NEW
+            self.answered[cid] = 0
+            self.unpriced[cid] = 0
+            self.told_status[cid] = S.PENDING_NEW
+
+    @precondition(lambda self: self.orders)
+    @rule(index=st.integers(0, 10_000))
+    def engine_cancels(self, index: int) -> None:
+        self.engine.cancel(self.orders[index % len(self.orders)])
+
+    # -- the venue ------------------------------------------------------------------
+
+    @precondition(lambda self: self.orders)
+    @rule(index=st.integers(0, 10_000), lots=st.integers(1, 30), tick=st.integers(0, 5))
+    def venue_fills_order(self, index: int, lots: int, tick: int) -> None:
+        order = self.orders[index % len(self.orders)]
+        cid = order.client_order_id
+        if self.venue_status[cid] not in (S.NEW, S.PARTIALLY_FILLED):
+            return
+        done = sum(f[2] for f in self.venue_fills[cid])
+        take = min(lots, order.quantity - done)
+        self.next_fill_id += 1
+        price = 10000 + tick
+        self.venue_fills[cid].append((self.next_fill_id, price, take))
+        self.feed.append((cid, self.next_fill_id, price, take))
+        full = done + take == order.quantity
+        self.venue_status[cid] = S.FILLED if full else S.PARTIALLY_FILLED
+
+    @precondition(lambda self: self.orders)
+    @rule(index=st.integers(0, 10_000))
+    def venue_cancels(self, index: int) -> None:
+        cid = self.orders[index % len(self.orders)].client_order_id
+        if self.venue_status[cid] in (S.NEW, S.PARTIALLY_FILLED):
+            self.venue_status[cid] = S.CANCELED
+
+    # -- delivery to the engine -----------------------------------------------------
+
+    @precondition(lambda self: self.orders)
+    @rule(index=st.integers(0, 10_000), priced=st.booleans())
+    def answer_arrives(self, index: int, priced: bool) -> None:
+        order = self.orders[index % len(self.orders)]
+        cid = order.client_order_id
+        fills = self.venue_fills[cid]
+        lots = sum(f[2] for f in fills)
+        avg = None
+        if lots and priced:
+            # Rendered at the tick's precision, as an exchange does.
+            avg = Decimal(
+                BTC.format_price_fraction(Fraction(sum(f[1] * f[2] for f in fills), lots))
+            )
+        status = self.venue_status[cid]
+        if status is S.NEW and self.told_status[cid] is S.PARTIALLY_FILLED:
+            return  # an exchange never answers new after partially_filled
+        self.engine.on_order_report(cid, lots, avg)
+        self.engine.on_status(cid, status, None)
+        if avg is None:
+            self.unpriced[cid] = max(self.unpriced[cid], lots)
+        else:
+            self.answered[cid] = max(self.answered[cid], lots)
+        if order.status is status:
+            self.told_status[cid] = status
+
+    @precondition(lambda self: self.feed_read < len(self.feed))
+    @rule(count=st.integers(1, 4))
+    def feed_is_read(self, count: int) -> None:
+        for cid, fill_id, price, lots in self.feed[self.feed_read : self.feed_read + count]:
+            self.engine.on_fill(cid, price, lots, fill_id)
+        self.feed_read = min(len(self.feed), self.feed_read + count)
+
+    @precondition(lambda self: self.feed_read > 0)
+    @rule(back=st.integers(1, 3))
+    def feed_lists_fills_again(self, back: int) -> None:
+        for cid, fill_id, price, lots in self.feed[max(0, self.feed_read - back) : self.feed_read]:
+            self.engine.on_fill(cid, price, lots, fill_id)
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        index=st.integers(0, 10_000),
+        kind=st.sampled_from(["unreadable_answer", "unreadable_fill", "cancel_refused"]),
+    )
+    def sink_reports_a_fault(self, index: int, kind: str) -> None:
+        self.engine.on_order_fault(self.orders[index % len(self.orders)].client_order_id, kind)
+
+    # -- the invariants ---------------------------------------------------------------
+
+    def credited(self, cid: str) -> int:
+        fed = sum(f[3] for f in self.feed[: self.feed_read] if f[0] == cid)
+        return max(self.answered[cid], fed)
+
+    @invariant()
+    def exposure_is_position_plus_open_remaining(self) -> None:
+        engine = self.engine
+        position_ = 0
+        open_lots = [0, 0]
+        for order in self.orders:
+            cid = order.client_order_id
+            credited = self.credited(cid)
+            reported = max(credited, self.unpriced[cid])
+            sign = 1 if order.side is BUY else -1
+            position_ += sign * credited
+            side = 0 if order.side is BUY else 1
+            if order.is_open:
+                open_lots[side] += max(order.quantity, reported) - credited
+            else:
+                open_lots[side] += reported - credited  # filled, not yet priced
+        assert position(engine) == position_
+        assert exposure(engine) == open_lots
+        assert engine.risk.state is TradingState.ACTIVE  # no overfill ever reported
+
+    @invariant()
+    def no_sequence_breaches_max_position(self) -> None:
+        engine = self.engine
+        held = position(engine)
+        buys, sells = exposure(engine)
+        assert held + buys <= MAX_POSITION
+        assert held - sells >= -MAX_POSITION
+        # The venue's own position, fills the engine has not heard of included.
+        truth = sum(
+            (1 if order.side is BUY else -1)
+            * sum(f[2] for f in self.venue_fills[order.client_order_id])
+            for order in self.orders
+        )
+        assert -MAX_POSITION <= truth <= MAX_POSITION
+
+    @invariant()
+    def positions_are_exact_once_the_feed_is_read(self) -> None:
+        if self.feed_read < len(self.feed) or any(self.unpriced.values()):
+            return
+        if any(
+            self.answered[o.client_order_id]
+            > sum(f[2] for f in self.venue_fills[o.client_order_id])
+            for o in self.orders
+        ):
+            return
+        held = self.engine.positions.get("BTC-USD")
+        # Cash: what every fill cost at its real price, whatever the crediting order.
+        cash = sum(
+            (-1 if cid_side is BUY else 1) * price * lots
+            for cid_side, price, lots in self.all_fills()
+        )
+        mid = Fraction(10005)
+        assert held.realized + held.unrealized(mid) == cash + mid * held.quantity
+
+    def all_fills(self) -> list[tuple[Side, int, int]]:
+        sides = {o.client_order_id: o.side for o in self.orders}
+        return [(sides[cid], price, lots) for cid, _, price, lots in self.feed]
+
+
+TestOrderPath = OrderPath.TestCase
+TestOrderPath.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("status", [S.FILLED, S.CANCELED, S.REJECTED])
+def test_a_closed_order_holds_nothing_after_the_feed_catches_up(status: OrderStatus) -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    filled = 10 if status is S.FILLED else (3 if status is S.CANCELED else 0)
+    answer(engine, order, status, filled, "100.00" if filled else None)
+    if filled:
+        engine.on_fill(order.client_order_id, 10000, filled, fill_id=1)
+    assert order.held == 0
+    assert exposure(engine) == [0, 0]
+    assert position(engine) == filled

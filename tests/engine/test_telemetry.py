@@ -117,3 +117,36 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
     assert set(merged["books"]) == {"A", "B"}
     assert merged["open_orders"] == 3
     assert merged["workers"] == ["w"]
+
+
+def test_order_metrics_count_every_status_faults_and_long_latencies() -> None:
+    from decimal import Decimal
+
+    from tests.fakes import snapshot
+    from trading_engine.core.orders import OrderStatus, OrderType, TimeInForce
+    from trading_engine.core.protocol import Side
+
+    engine = Engine(config(), sink_factory=simulated_venue)
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+    order, _ = engine.submit(
+        engine.runners["probe"], "BTC-USD", Side.BUY, 10, 9000 + 990, OrderType.LIMIT,
+        TimeInForce.GTC,
+    )  # fmt: skip
+    assert order is not None
+    assert order.status is OrderStatus.NEW  # resting at the in-process venue
+    engine.on_order_report(order.client_order_id, 4, Decimal("99.90"))
+    engine.on_status(order.client_order_id, OrderStatus.PARTIALLY_FILLED, None)
+    engine.on_fill(order.client_order_id, 9990, 4, fill_id=1)
+    engine.on_fill(order.client_order_id, 9990, 4, fill_id=1)
+    engine.on_order_fault(order.client_order_id, "not_found")
+    engine.tick_to_trade.observe_ns(7 * 10**9)  # a 7 s backlog
+    text = generate_latest(registry_for(engine)).decode()
+    for status, count in (("submitted", 1), ("new", 1), ("partially_filled", 1), ("unknown", 0)):
+        assert _value(text, f'trading_engine_orders_total{{status="{status}"}}') == count
+    assert _value(text, 'trading_engine_order_faults_total{kind="not_found"}') == 1
+    assert _value(text, 'trading_engine_order_faults_total{kind="overfill"}') == 0
+    assert (
+        _value(text, 'trading_engine_execution_reports_ignored_total{reason="duplicate_fill"}') == 1
+    )
+    assert _value(text, 'trading_engine_tick_to_trade_seconds_bucket{le="5.0"}') == 0
+    assert _value(text, 'trading_engine_tick_to_trade_seconds_bucket{le="10.0"}') == 1

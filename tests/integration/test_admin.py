@@ -10,6 +10,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+import trading_engine
 from tests.fakes import config
 from tests.helpers import wait_until
 from trading_engine.engine.engine import Engine
@@ -89,6 +90,7 @@ async def test_health_readiness_status_and_metrics(
     assert status["positions"]["BTC-USD"]["quantity"] == "0.500"
     assert status["open_orders"] == 0
     assert status["strategies"]["taker"]["orders"] == 1
+    assert status["build"]["kind"] == ("compiled" if trading_engine.compiled else "pure")
     metrics = (await client.get("/metrics")).text
     for name in REQUIRED:
         assert name in metrics, name

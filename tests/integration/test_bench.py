@@ -46,6 +46,7 @@ def test_bench_reports_engine_baseline_and_metrics_cost(tmp_path: Path) -> None:
     assert "baseline / engine" in done.stdout
     report = json.loads(report_path.read_text())
     assert report["machine"]["python"]
+    assert report["machine"]["build"] in ("compiled", "pure")
     engine = report["engine"]
     # One order per tick (and one for the snapshot), each paired with its tick.
     assert engine["orders_per_round"] == [61]

@@ -178,3 +178,43 @@ async def test_breaker_opens_on_failures_and_recovers(
     assert transitions[("half_open", "closed")] == 1
     await shut_down(engine, simulator, gateway)
     assert_engine_equals_exchange(engine, simulator)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["httpx", "fast"])
+@pytest.mark.parametrize("latency_s", [0.005, 0.02])
+async def test_the_exchange_side_position_never_exceeds_max_position(
+    simulator: ExchangeSimulator, latency_s: float, mode: str
+) -> None:
+    """A taker firing on every tick, max_position 50 lots, answers 5 ms (then 20 ms) late."""
+    simulator.faults = Faults(latency_s=latency_s)
+    cfg = config(
+        [{"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
+          "params": {"side": "buy", "trigger_price": "100000", "quantity": "0.01"}}],
+        feed={"host": "127.0.0.1", "port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{simulator.port}", "timeout_s": 1.0,
+                 "mode": mode, "fills_poll_s": 0.5, "max_requests_per_s": 500},
+        risk={"max_orders_per_s": 200, "max_position": "0.05", "max_order_quantity": "0.01",
+              "max_order_notional": "10000000"},
+    )  # fmt: skip
+    engine = runner_build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+    gateway = await run_engine(engine, simulator, 0.0)
+    inst = simulator.instruments["BTC-USD"]
+
+    def exchange_position() -> int:
+        return sum(
+            inst.size_to_lots(fill["quantity"]) * (1 if fill["side"] == "buy" else -1)
+            for fill in simulator.fills
+            if fill["symbol"] == "BTC-USD"
+        )
+
+    # Run until risk has stopped orders at the limit for a while (bounded).
+    await wait_until(lambda: engine.risk.denied["max_position"] >= 50, 20, "the limit reached")
+    peak = exchange_position()
+    await shut_down(engine, simulator, gateway)
+    assert all(fill["side"] == "buy" for fill in simulator.fills)  # so the last sum is the peak
+    assert peak == exchange_position()
+    assert peak <= 50
+    assert peak > 40  # the limit was really approached
+    assert engine.positions.quantity("BTC-USD") == peak
+    assert_engine_equals_exchange(engine, simulator)

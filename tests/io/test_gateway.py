@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -16,6 +18,7 @@ from tests.helpers import wait_until
 from trading_engine import Instrument
 from trading_engine.config import BreakerConfig, GatewayConfig
 from trading_engine.core.breaker import BreakerState, CircuitBreaker
+from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
 from trading_engine.io.gateway import HttpGateway
@@ -27,6 +30,9 @@ BTC = Instrument("BTC-USD", "0.01", "0.001")
 class Listener:
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
+        self.reasons: dict[str, str | None] = {}
+        #: Orders whose status follows the reported one.
+        self.orders: dict[str, Order] = {}
 
     def on_written(self, order: Order) -> None:
         self.events.append(("written", order.client_order_id))
@@ -34,11 +40,25 @@ class Listener:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         self.events.append(("accepted", client_order_id, str(exchange_order_id)))
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
         self.events.append(("fill", client_order_id, str(price), str(lots)))
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        self.events.append(("report", client_order_id, str(filled_lots), str(avg_price)))
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         self.events.append(("status", client_order_id, status.value))
+        self.reasons[client_order_id] = reason
+        order = self.orders.get(client_order_id)
+        if order is not None:
+            order.status = status  # as the engine does
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        self.events.append(("fault", client_order_id, kind))
 
     def statuses(self) -> list[str]:
         return [e[2] for e in self.events if e[0] == "status"]
@@ -199,3 +219,506 @@ async def test_cancel_applies_the_final_state(
     assert await gw.drain()
     assert listener.statuses() == ["canceled"]
     await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_an_answer_is_reported_before_its_status_and_fills_carry_their_id(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    body = {"order_id": "X-1", "client_order_id": "s-r-1", "status": "filled",
+            "filled_quantity": "0.500", "avg_price": "100.015", "reason": None}  # fmt: skip
+    respx_mock.post("/orders").mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    fills = [{"fill_id": 4, "client_order_id": "s-r-1", "symbol": "BTC-USD", "side": "buy",
+              "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    seen: list[int | None] = []
+    record = listener.on_fill
+
+    def on_fill(cid: str, price: int, lots: int, fill_id: int | None = None) -> None:
+        seen.append(fill_id)
+        record(cid, price, lots, fill_id)
+
+    listener.on_fill = on_fill  # type: ignore[method-assign]
+    gw.start()
+    gw.submit(make_order())
+    await wait_until(lambda: bool(seen))
+    kinds = [event[0] for event in listener.events]
+    assert kinds.index("report") < kinds.index("status")
+    assert ("report", "s-r-1", "500", "100.015") in listener.events
+    assert seen == [4]
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_an_unreadable_average_is_an_order_fault(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    body = {"order_id": "X-1", "client_order_id": "s-r-1", "status": "filled",
+            "filled_quantity": "0.500", "avg_price": "NaN", "reason": None}  # fmt: skip
+    respx_mock.post("/orders").mock(return_value=httpx.Response(200, content=orjson.dumps(body)))
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert ("fault", "s-r-1", "unreadable_answer") in listener.events
+    assert not [e for e in listener.events if e[0] == "report"]
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_a_forgotten_order_leaves_the_known_orders(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, _ = gateway
+    respx_mock.post("/orders").mock(return_value=answer("canceled"))
+    for i in range(50):
+        gw.submit(make_order(f"s-r-{i}"))
+    assert await gw.drain()
+    for i in range(50):
+        gw.forget(f"s-r-{i}")
+    assert not gw._known
+    fills = [{"fill_id": 1, "client_order_id": "s-r-3", "symbol": "BTC-USD", "side": "buy",
+              "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    assert await gw.poll_fills() == 0  # a late fill of a forgotten order is not applied
+
+
+# -- every answer has an outcome --------------------------------------------------------
+
+
+def make_gateway(
+    listener: Listener, breaker: CircuitBreaker | None = None, **settings: object
+) -> HttpGateway:
+    options: dict[str, object] = {
+        "base_url": BASE, "timeout_s": 0.2, "settle_backoff_s": 0.001, "fills_poll_s": 0.01,
+        "read_backoff_max_s": 0.05, **settings,
+    }  # fmt: skip
+    return HttpGateway(
+        GatewayConfig.model_validate(options),
+        listener,
+        {"BTC-USD": BTC},
+        breaker
+        or CircuitBreaker(
+            BreakerConfig(window_size=4, minimum_calls=2, open_s=60).settings(), clock=lambda: 0
+        ),
+        api_key="secret",
+        rng=random.Random(1),
+    )
+
+
+def timed(times: list[float], *responses: httpx.Response) -> object:
+    """A respx side effect that answers ``responses`` in turn and notes when."""
+    queue = list(responses)
+
+    def effect(request: httpx.Request) -> httpx.Response:
+        times.append(time.monotonic())
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return effect
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_post_500_then_read_429_then_200_ends_filled(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    # The issue's input: taken and filled, POST answered 500; the first GET 429
+    # Retry-After: 1, later ones 200 filled. It stays unknown, is read again
+    # after the delay, and ends filled (never rejected).
+    gw, listener = gateway
+    respx_mock.post("/orders").mock(return_value=httpx.Response(500))
+    reads: list[float] = []
+    get = respx_mock.get("/orders/s-r-1").mock(
+        side_effect=timed(
+            reads,
+            httpx.Response(429, headers={"Retry-After": "1"}),
+            answer("filled", "0.500"),
+        )
+    )
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert listener.statuses() == ["unknown", "filled"]
+    assert get.call_count == 2
+    assert reads[1] - reads[0] >= 0.99  # the whole venue waited for Retry-After
+    assert gw.counts["venue_rate_limited"] == 1
+    assert gw.counts["settled"] == 1
+    assert gw.read_failures["order"] == 1
+    assert gw.scheduler.paused_ns_total == 10**9
+    assert ("report", "s-r-1", "500", "None") in listener.events
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "nothing",
+    [
+        httpx.Response(400, content=b'{"error": "bad"}'),
+        httpx.Response(401),
+        httpx.Response(403),
+        httpx.Response(500),
+        httpx.Response(503),
+        httpx.Response(200, content=b"<html>oops</html>"),
+        httpx.Response(200, content=b'{"status": "weird", "filled_quantity": "0"}'),
+        httpx.Response(429, headers={"Retry-After": "0"}),
+    ],
+)
+@respx.mock(base_url=BASE)
+async def test_a_read_that_says_nothing_leaves_the_order_unknown(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener], nothing: httpx.Response
+) -> None:
+    gw, listener = gateway
+    post = respx_mock.post("/orders").mock(side_effect=httpx.ReadTimeout("slow"))
+    respx_mock.get("/orders/s-r-1").mock(side_effect=[nothing, answer("canceled")])
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert listener.statuses() == ["unknown", "canceled"]
+    assert post.call_count == 1  # never sent again: no read answered 404
+    assert gw.counts["settled"] == 1
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_cancel_404_then_read_404_closes_the_order_locally(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    delete = respx_mock.delete("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    get = respx_mock.get("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    order = make_order()
+    order.status = OrderStatus.NEW
+    gw.cancel(order)
+    assert await gw.drain(2)
+    assert (delete.call_count, get.call_count) == (1, 1)
+    assert listener.statuses() == ["canceled"]
+    assert listener.reasons["s-r-1"] == "not_found"
+    assert ("fault", "s-r-1", "not_found") in listener.events
+    assert gw.counts["not_found"] == 1
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_cancel_404_then_read_200_applies_the_state_read(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    respx_mock.delete("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    respx_mock.get("/orders/s-r-1").mock(return_value=answer("filled", "0.500"))
+    order = make_order()
+    order.status = OrderStatus.NEW
+    listener.orders[order.client_order_id] = order
+    gw.cancel(order)
+    assert await gw.drain(2)
+    assert listener.statuses() == ["filled"]
+    assert gw.counts["not_found"] == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("code", [400, 401, 403, 409])
+@respx.mock(base_url=BASE)
+async def test_a_refused_cancel_is_counted_and_the_order_read_back(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener], code: int
+) -> None:
+    gw, listener = gateway
+    delete = respx_mock.delete("/orders/s-r-1").mock(return_value=httpx.Response(code))
+    get = respx_mock.get("/orders/s-r-1").mock(return_value=answer("new"))
+    order = make_order()
+    order.status = OrderStatus.NEW
+    gw.cancel(order)
+    assert await gw.drain(2)
+    assert (delete.call_count, get.call_count) == (1, 1)
+    assert gw.counts["cancel_refused"] == 1
+    assert ("fault", "s-r-1", "cancel_refused") in listener.events
+    assert ("report", "s-r-1", "0", "None") in listener.events
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_unreadable_order_answer_is_settled_by_reading(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    post = respx_mock.post("/orders").mock(
+        return_value=httpx.Response(200, content=b'{"status": "filled", "filled_quantity": 0.5}')
+    )
+    respx_mock.get("/orders/s-r-1").mock(return_value=answer("filled", "0.500"))
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert post.call_count == 1
+    assert listener.statuses() == ["unknown", "filled"]
+    assert ("fault", "s-r-1", "unreadable_answer") in listener.events
+    assert gw.counts["unreadable_answer"] == 1
+
+
+def fills(*items: tuple[int, str, str]) -> httpx.Response:
+    return httpx.Response(
+        200,
+        content=orjson.dumps(
+            [
+                {"fill_id": fid, "client_order_id": "s-r-1", "symbol": "BTC-USD", "side": "buy",
+                 "price": price, "quantity": quantity, "ts": 1}
+                for fid, price, quantity in items
+            ]
+        ),
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_unreadable_fill_is_counted_and_its_order_read_back(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    respx_mock.post("/orders").mock(return_value=answer("new"))
+    respx_mock.get("/fills").mock(side_effect=[fills((1, "100.01", "0.25x")), fills()])
+    get = respx_mock.get("/orders/s-r-1").mock(return_value=answer("partially_filled", "0.250"))
+    gw.submit(make_order())
+    assert await gw.drain()
+    await gw.poll_fills()
+    assert await gw.drain()
+    assert ("fault", "s-r-1", "unreadable_fill") in listener.events
+    assert get.call_count == 1
+    assert ("report", "s-r-1", "250", "None") in listener.events
+    assert gw.counts["unreadable_fill"] == 1
+    assert not [e for e in listener.events if e[0] == "fill"]
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_overfill_from_the_fills_feed_is_a_fault(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    respx_mock.post("/orders").mock(return_value=answer("new"))
+    respx_mock.get("/fills").mock(
+        return_value=fills((1, "100.01", "0.400"), (2, "100.01", "0.200"))
+    )
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert await gw.poll_fills() == 1
+    assert [e for e in listener.events if e[0] == "fill"] == [("fill", "s-r-1", "10001", "400")]
+    assert ("fault", "s-r-1", "overfill") in listener.events
+    assert gw.counts["overfill"] == 1
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_overfill_in_an_answer_is_a_fault(
+    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
+) -> None:
+    gw, listener = gateway
+    respx_mock.post("/orders").mock(return_value=answer("filled", "0.900"))
+    gw.submit(make_order())
+    assert await gw.drain()
+    assert ("fault", "s-r-1", "overfill") in listener.events
+    assert ("report", "s-r-1", "500", "None") in listener.events  # never beyond quantity
+
+
+# -- admission and pacing ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_order_without_a_slot_is_refused_at_once(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_requests_per_s=3)
+    post = respx_mock.post("/orders").mock(return_value=answer("new"))
+    for i in range(5):
+        gw.submit(make_order(f"s-r-{i}"))
+    # The refusals are synchronous: the strategy knows before submit returns.
+    assert [listener.reasons.get(f"s-r-{i}") for i in (3, 4)] == ["rate_limited"] * 2
+    assert await gw.drain()
+    assert post.call_count == 3
+    assert gw.counts["rate_limited"] == 2
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_order_may_wait_up_to_max_order_wait_s(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_requests_per_s=1, max_order_wait_s=0.5)
+    post = respx_mock.post("/orders").mock(return_value=answer("new"))
+    gw.submit(make_order("s-r-1"))
+    gw.submit(make_order("s-r-2"))  # waits for the window: about 1 s, beyond 0.5 s
+    assert await gw.drain()
+    assert post.call_count == 1
+    assert listener.reasons["s-r-2"] == "rate_limited"
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_429_pauses_the_venue_and_retries_only_that_order(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    posts: list[float] = []
+    post = respx_mock.post("/orders").mock(
+        side_effect=timed(posts, httpx.Response(429, headers={"Retry-After": "1"}), answer("new"))
+    )
+    deletes: list[float] = []
+    respx_mock.delete("/orders/other").mock(side_effect=timed(deletes, answer("canceled")))
+    gw.submit(make_order())
+    await wait_until(lambda: post.call_count == 1)
+    await asyncio.sleep(0.01)
+    gw.submit(make_order("s-r-2"))  # paused: refused at once
+    assert listener.reasons["s-r-2"] == "rate_limited"
+    resting = make_order("other")
+    resting.status = OrderStatus.NEW
+    gw.cancel(resting)
+    assert await gw.drain(3)
+    assert post.call_count == 2  # the retry of the same order, nothing else
+    assert {orjson.loads(c.request.content)["client_order_id"] for c in post.calls} == {"s-r-1"}
+    assert posts[1] - posts[0] >= 0.99
+    assert deletes[0] - posts[0] >= 0.99  # the cancel waited for the pause too
+    assert sorted(listener.statuses()) == ["canceled", "new", "rejected"]
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_retry_after_is_capped_by_config(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_retry_after_s=0.2)
+    post = respx_mock.post("/orders").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "3600"}), answer("new")]
+    )
+    gw.submit(make_order())
+    async with asyncio.timeout(2):
+        assert await gw.drain()
+    assert post.call_count == 2
+    assert gw.scheduler.paused_ns_total == 200_000_000
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_after_a_halt_no_order_leaves(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, timeout_s=0.05)
+    post = respx_mock.post("/orders").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "1"}),  # s-r-1: waits to retry
+            httpx.ReadTimeout("slow"),  # s-r-2: unknown
+        ]
+    )
+    respx_mock.get("/orders/s-r-2").mock(return_value=httpx.Response(404))
+    gw.submit(make_order("s-r-1"))
+    gw.submit(make_order("s-r-2"))
+    await wait_until(lambda: post.call_count == 2 and "s-r-2" in listener.reasons)
+    gw.stop_orders()
+    gw.submit(make_order("s-r-3"))
+    assert await gw.drain(3)
+    assert post.call_count == 2  # no retry, no re-send, no new order
+    assert listener.reasons == {"s-r-1": "halted", "s-r-2": "halted", "s-r-3": "halted"}
+    assert listener.statuses() == ["unknown", "rejected", "rejected", "rejected"]
+    assert gw.counts["halted_unsent"] == 3
+    await gw.close()
+
+
+# -- the breaker's scope ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_reads_never_feed_the_breaker(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    respx_mock.get("/fills").mock(return_value=httpx.Response(503))
+    for _ in range(10):
+        assert await gw.poll_fills() == -1
+    assert gw.breaker.state is BreakerState.CLOSED
+    assert gw.read_failures["fills"] == 10
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_failed_placements_open_the_breaker_among_successful_reads(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    respx_mock.post("/orders").mock(return_value=httpx.Response(503))
+    respx_mock.get("/fills").mock(return_value=fills())
+    respx_mock.get(url__regex=r"/orders/.*").mock(return_value=answer("rejected"))
+    for i in range(2):
+        assert gw.allow()
+        gw.submit(make_order(f"s-r-{i}"))
+        for _ in range(5):
+            await gw.poll_fills()
+    assert await gw.drain()
+    assert gw.breaker.state is BreakerState.OPEN
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_while_open_resends_wait_and_the_order_is_read_instead(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    post = respx_mock.post("/orders").mock(side_effect=[httpx.ConnectError("reset"), answer("new")])
+    get = respx_mock.get("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    gw.breaker._transition(BreakerState.OPEN)  # as if other placements failed
+    gw.submit(make_order())
+    await wait_until(lambda: gw.counts["resend_held"] >= 3)
+    assert post.call_count == 1
+    assert get.call_count >= 3
+    gw.breaker._transition(BreakerState.CLOSED)
+    assert await gw.drain()
+    assert post.call_count == 2
+    assert listener.statuses() == ["unknown", "new"]
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_half_open_trials_are_placements_and_alone_decide(
+    respx_mock: respx.MockRouter,
+) -> None:
+    clock = ManualClock(start_ns=10**12)
+    breaker = CircuitBreaker(
+        BreakerConfig(window_size=4, minimum_calls=2, open_s=1, half_open_calls=2).settings(),
+        clock=clock.monotonic_ns,
+    )
+    listener = Listener()
+    gw = make_gateway(listener, breaker)
+    respx_mock.post("/orders").mock(return_value=answer("new"))
+    respx_mock.get("/fills").mock(return_value=httpx.Response(500))
+    breaker._transition(BreakerState.OPEN)
+    clock.advance(1.0)
+    for i in range(2):
+        assert gw.allow()  # half-open: the two trial placements
+        gw.submit(make_order(f"s-r-{i}"))
+    assert not gw.allow()
+    for _ in range(3):
+        await gw.poll_fills()  # failing reads change nothing
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert await gw.drain()
+    assert breaker.state is BreakerState.CLOSED
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_refused_trial_gives_its_permit_back(respx_mock: respx.MockRouter) -> None:
+    clock = ManualClock(start_ns=10**12)
+    breaker = CircuitBreaker(
+        BreakerConfig(window_size=4, minimum_calls=2, open_s=1, half_open_calls=1).settings(),
+        clock=clock.monotonic_ns,
+    )
+    listener = Listener()
+    gw = make_gateway(listener, breaker, max_requests_per_s=1)
+    assert gw.scheduler.try_now()  # the window is full
+    breaker._transition(BreakerState.OPEN)
+    clock.advance(1.0)
+    assert gw.allow()
+    gw.submit(make_order())  # refused rate_limited: the trial was not made
+    assert listener.reasons["s-r-1"] == "rate_limited"
+    assert gw.allow()  # so another placement may be the trial
+    await gw.close()

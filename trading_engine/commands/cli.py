@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from ..core.errors import ConfigError, EngineError, StrategyError
+from ..lowlevel.build import BUILD
 from .bench import add_arguments as add_bench_arguments
 
 __all__ = ["build_parser", "main"]
@@ -192,6 +193,11 @@ FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "hang_s": (_non_negative, "how long a held answer is held (seconds)"),
     "rate_limit": (_probability, "probability of a 429 with Retry-After"),
     "retry_after_s": (lambda t: int(_non_negative(t)), "the Retry-After of a 429 (seconds)"),
+    "read_rate_limit": (_probability, "probability of a 429 on GET /orders/{id} and GET /fills"),
+    "forget": (_probability, "probability that a resting order is lost (GET/DELETE answer 404)"),
+    "late_answer": (_probability, "probability of answering an order after its fills"),
+    "late_answer_s": (_non_negative, "how late such an answer is (seconds)"),
+    "accept_close": (_probability, "probability of closing a new connection at once"),
     "reset": (_probability, "probability of dropping the connection after taking an order"),
     "latency_s": (_non_negative, "latency added to every answer (seconds)"),
     "feed_gap": (_probability, "probability of skipping a sequence number on the feed"),
@@ -213,6 +219,17 @@ def _exchange_sim(args: argparse.Namespace) -> int:
     faults = Faults(
         **{name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
     )
+    tls = None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key: give both or neither")
+    if args.tls_cert is not None:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-cert/--tls-key: cannot load: {exc}") from exc
     simulator = ExchangeSimulator(
         [item.to_instrument() for item in config.instruments],
         api_key=api_key,
@@ -224,6 +241,7 @@ def _exchange_sim(args: argparse.Namespace) -> int:
         rate=args.rate,
         seed=args.seed,
         faults=faults,
+        ssl_context=tls,
     )
 
     async def serve() -> None:
@@ -239,7 +257,8 @@ def _exchange_sim(args: argparse.Namespace) -> int:
             await simulator.stop()
             raise UsageError(str(listen_error("--port", args.host, args.port, exc))) from exc
         try:
-            print(f"exchange simulator on http://{args.host}:{simulator.port}", flush=True)
+            scheme = "https" if tls is not None else "http"
+            print(f"exchange simulator on {scheme}://{args.host}:{simulator.port}", flush=True)
             if args.feed is None:
                 print(
                     "trading-engine: warning: no --feed HOST:PORT: the simulator publishes no "
@@ -468,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=0, help="seed of the books' random walks")
     sim.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve https with this PEM certificate (default: none, plain http)",
+    )
+    sim.add_argument(
+        "--tls-key", metavar="FILE", help="...and this PEM private key (default: none)"
+    )
+    sim.add_argument(
         "--api-key-env",
         default="EXCHANGE_API_KEY",
         metavar="NAME",
@@ -517,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    if BUILD.fallback:
+        # pip hides the build's own warning unless run with -v.
+        print(f"trading-engine: WARNING: {BUILD.note}", file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     _import_path_has_cwd()

@@ -1,12 +1,19 @@
 """The L2 order book: price levels of one symbol, in ticks and lots.
 
 Design (chosen by ``benchmarks/book.py``): each side keeps a plain ``dict``
-from price to size, a :class:`sortedcontainers.SortedList` of its prices,
-and the cached best price. A size change at an existing level touches only
-the dict (``O(1)``); the sorted list is touched only when a level appears
-or disappears (``O(log n)``), and the best price is re-read from the list
-only when the best level itself disappears. Reading the best bid or ask is
-``O(1)``.
+from price to size, a plain ``list`` of its prices kept sorted with
+:mod:`bisect` so that the side's best price is the list's *last* item
+(bids ascending; asks as negated prices, ascending), and the cached best
+price. A size change at an existing level touches only the dict
+(``O(1)``); the list is touched only when a level appears or disappears,
+by ``bisect`` (``O(log n)`` comparisons) and a ``memmove`` of the prices
+behind it (``O(n)`` words, in C), which near the best price, where most
+changes land, is a few words: a new best is an ``append``, a removed best a
+``pop``. Reading the best bid or ask is ``O(1)``.
+
+Until a book holds tens of thousands of levels the memmove costs less
+than one call into a pure-Python sorted container, and every step here
+is a C call the compiled build makes directly.
 
 The book is pure data: it does not know sequence numbers, staleness or the
 wire. :class:`trading_engine.builder.BookBuilder` owns those rules and only
@@ -15,10 +22,10 @@ hands the book whole, validated changes.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
-
-from sortedcontainers import SortedList
+from typing import Final
 
 from .errors import InvariantError
 
@@ -35,7 +42,7 @@ class OrderBook:
     """
 
     __slots__ = (
-        "_ask_prices",
+        "_ask_keys",
         "_asks",
         "_bid_prices",
         "_bids",
@@ -44,16 +51,26 @@ class OrderBook:
         "symbol",
     )
 
+    symbol: Final[str]
+    _bids: dict[int, int]
+    _asks: dict[int, int]
+    #: Bid prices, ascending: the best bid is the last.
+    _bid_prices: list[int]
+    #: Ask prices negated, ascending: the best ask is minus the last.
+    _ask_keys: list[int]
+    best_bid: int | None
+    best_ask: int | None
+
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self._bids: dict[int, int] = {}
-        self._asks: dict[int, int] = {}
-        self._bid_prices: SortedList = SortedList()
-        self._ask_prices: SortedList = SortedList()
+        self._bids = {}
+        self._asks = {}
+        self._bid_prices = []
+        self._ask_keys = []
         #: Best bid price in ticks, or None. Read directly on hot paths.
-        self.best_bid: int | None = None
+        self.best_bid = None
         #: Best ask price in ticks, or None. Read directly on hot paths.
-        self.best_ask: int | None = None
+        self.best_ask = None
 
     # -- mutation -------------------------------------------------------
 
@@ -62,7 +79,7 @@ class OrderBook:
         self._bids.clear()
         self._asks.clear()
         self._bid_prices.clear()
-        self._ask_prices.clear()
+        self._ask_keys.clear()
         self.best_bid = None
         self.best_ask = None
 
@@ -73,31 +90,26 @@ class OrderBook:
         """
         self._bids = dict(bids)
         self._asks = dict(asks)
-        self._bid_prices = SortedList(self._bids)
-        self._ask_prices = SortedList(self._asks)
-        self.best_bid = self._bid_prices[-1] if self._bids else None
-        self.best_ask = self._ask_prices[0] if self._asks else None
+        self._bid_prices = sorted(self._bids)
+        self._ask_keys = sorted([-price for price in self._asks])
+        self.best_bid = self._bid_prices[-1] if self._bid_prices else None
+        self.best_ask = -self._ask_keys[-1] if self._ask_keys else None
 
     def set_bid(self, price: int, size: int) -> None:
         """Set the bid level at ``price`` to ``size``; size 0 removes it.
 
-        ``O(1)`` when the level exists and stays, ``O(log n)`` when it
-        appears or disappears. Removing a level that is absent does nothing.
+        ``O(1)`` when the level exists and stays, ``O(log n)`` comparisons
+        plus a short memmove when it appears or disappears. Removing a level
+        that is absent does nothing.
         """
         levels = self._bids
         if size:
             if price not in levels:
-                self._bid_prices.add(price)
-                best = self.best_bid
-                if best is None or price > best:
-                    self.best_bid = price
+                self._add_bid(price)
             levels[price] = size
         elif price in levels:
             del levels[price]
-            prices = self._bid_prices
-            prices.remove(price)
-            if price == self.best_bid:
-                self.best_bid = prices[-1] if levels else None
+            self._remove_bid(price)
 
     def set_ask(self, price: int, size: int) -> None:
         """Set the ask level at ``price`` to ``size``; size 0 removes it.
@@ -107,52 +119,69 @@ class OrderBook:
         levels = self._asks
         if size:
             if price not in levels:
-                self._ask_prices.add(price)
-                best = self.best_ask
-                if best is None or price < best:
-                    self.best_ask = price
+                self._add_ask(price)
             levels[price] = size
         elif price in levels:
             del levels[price]
-            prices = self._ask_prices
-            prices.remove(price)
-            if price == self.best_ask:
-                self.best_ask = prices[0] if levels else None
+            self._remove_ask(price)
 
-    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    def apply(self, bids: list[Level], asks: list[Level]) -> None:
         """Apply changed levels (an update), in order. ``O(k log n)``.
 
-        The same as calling :meth:`set_bid` and :meth:`set_ask` per level,
-        inlined: this is the hot path of every update.
+        The same as calling :meth:`set_bid` and :meth:`set_ask` per level.
+        Takes lists (what the decoder makes): the compiled build iterates
+        them directly.
         """
         levels = self._bids
         for price, size in bids:
             if size:
                 if price not in levels:
-                    self._bid_prices.add(price)
-                    best = self.best_bid
-                    if best is None or price > best:
-                        self.best_bid = price
+                    self._add_bid(price)
                 levels[price] = size
             elif price in levels:
                 del levels[price]
-                self._bid_prices.remove(price)
-                if price == self.best_bid:
-                    self.best_bid = self._bid_prices[-1] if levels else None
+                self._remove_bid(price)
         levels = self._asks
         for price, size in asks:
             if size:
                 if price not in levels:
-                    self._ask_prices.add(price)
-                    best = self.best_ask
-                    if best is None or price < best:
-                        self.best_ask = price
+                    self._add_ask(price)
                 levels[price] = size
             elif price in levels:
                 del levels[price]
-                self._ask_prices.remove(price)
-                if price == self.best_ask:
-                    self.best_ask = self._ask_prices[0] if levels else None
+                self._remove_ask(price)
+
+    def _add_bid(self, price: int) -> None:
+        best = self.best_bid
+        if best is None or price > best:
+            self._bid_prices.append(price)
+            self.best_bid = price
+        else:
+            insort(self._bid_prices, price)
+
+    def _remove_bid(self, price: int) -> None:
+        prices = self._bid_prices
+        if price == self.best_bid:
+            prices.pop()
+            self.best_bid = prices[-1] if prices else None
+        else:
+            del prices[bisect_left(prices, price)]
+
+    def _add_ask(self, price: int) -> None:
+        best = self.best_ask
+        if best is None or price < best:
+            self._ask_keys.append(-price)
+            self.best_ask = price
+        else:
+            insort(self._ask_keys, -price)
+
+    def _remove_ask(self, price: int) -> None:
+        keys = self._ask_keys
+        if price == self.best_ask:
+            keys.pop()
+            self.best_ask = -keys[-1] if keys else None
+        else:
+            del keys[bisect_left(keys, -price)]
 
     # -- top of book ----------------------------------------------------
 
@@ -231,19 +260,21 @@ class OrderBook:
         return len(self._asks)
 
     def bids(self, depth: int | None = None) -> Iterator[Level]:
-        """Bid levels from the best (highest) price down. ``O(log n + depth)``."""
+        """Bid levels from the best (highest) price down. ``O(depth)``."""
         levels = self._bids
-        count = len(levels)
-        start = 0 if depth is None else max(0, count - depth)
-        # islice slices [start:count] first, then walks it backwards.
-        for price in self._bid_prices.islice(start, count, reverse=True):
+        prices = self._bid_prices
+        count = len(prices) if depth is None else min(len(prices), max(0, depth))
+        for index in range(len(prices) - 1, len(prices) - 1 - count, -1):
+            price = prices[index]
             yield price, levels[price]
 
     def asks(self, depth: int | None = None) -> Iterator[Level]:
-        """Ask levels from the best (lowest) price up. ``O(log n + depth)``."""
+        """Ask levels from the best (lowest) price up. ``O(depth)``."""
         levels = self._asks
-        stop = None if depth is None else depth
-        for price in self._ask_prices.islice(0, stop):
+        keys = self._ask_keys
+        count = len(keys) if depth is None else min(len(keys), max(0, depth))
+        for index in range(len(keys) - 1, len(keys) - 1 - count, -1):
+            price = -keys[index]
             yield price, levels[price]
 
     def depth(self, levels: int) -> tuple[list[Level], list[Level]]:
@@ -258,28 +289,31 @@ class OrderBook:
         Does not require the book to be uncrossed: a crossed book is a
         state the builder tracks, not a corrupt structure.
         """
-
-        def fail(what: str) -> None:
-            raise InvariantError(f"{self.symbol}: {what}")
-
-        for name, levels, prices in (
+        sides = (
             ("bid", self._bids, self._bid_prices),
-            ("ask", self._asks, self._ask_prices),
-        ):
-            prices._check()
+            ("ask", self._asks, [-key for key in self._ask_keys]),
+        )
+        for name, levels, prices in sides:
+            keys = self._bid_prices if name == "bid" else self._ask_keys
+            for index in range(1, len(keys)):
+                if keys[index - 1] >= keys[index]:
+                    self._fail(f"{name} index is not strictly sorted at {index}")
             if len(prices) != len(levels):
-                fail(f"{name} index has {len(prices)} prices, levels {len(levels)}")
+                self._fail(f"{name} index has {len(prices)} prices, levels {len(levels)}")
             for price in prices:
                 if price not in levels:
-                    fail(f"{name} index price {price} has no level")
+                    self._fail(f"{name} index price {price} has no level")
             for price, size in levels.items():
                 if type(price) is not int or price <= 0:
-                    fail(f"{name} price {price!r} is not a positive int")
+                    self._fail(f"{name} price {price!r} is not a positive int")
                 if type(size) is not int or size <= 0:
-                    fail(f"{name} size {size!r} at {price} is not a positive int")
-        expected_bid = self._bid_prices[-1] if self._bids else None
-        expected_ask = self._ask_prices[0] if self._asks else None
+                    self._fail(f"{name} size {size!r} at {price} is not a positive int")
+        expected_bid = self._bid_prices[-1] if self._bid_prices else None
+        expected_ask = -self._ask_keys[-1] if self._ask_keys else None
         if self.best_bid != expected_bid:
-            fail(f"cached best bid {self.best_bid} != {expected_bid}")
+            self._fail(f"cached best bid {self.best_bid} != {expected_bid}")
         if self.best_ask != expected_ask:
-            fail(f"cached best ask {self.best_ask} != {expected_ask}")
+            self._fail(f"cached best ask {self.best_ask} != {expected_ask}")
+
+    def _fail(self, what: str) -> None:
+        raise InvariantError(f"{self.symbol}: {what}")

@@ -22,9 +22,12 @@ A pure state machine with an injected clock (monotonic nanoseconds)::
   their failure rate and slow-call rate are both below the thresholds, and
   opens again otherwise.
 
-A failure is a 5xx answer, a timeout or a connection error; a 4xx answer
-is a success for the breaker (the venue is healthy, the order was bad). A
-call is slow when it took at least ``slow_call_s``.
+The gateway records order placements only (first sends and re-sends of an
+order; not 429 retries, reads, cancels or fill polls), so the trial calls
+while half-open are placements too. A failure is a 5xx answer, a timeout
+or a connection error; a 4xx answer is a success for the breaker (the
+venue is healthy, the order was bad). A call is slow when it took at
+least ``slow_call_s``.
 """
 
 from __future__ import annotations
@@ -106,6 +109,17 @@ class CircuitBreaker:
             return True
         self.denied += 1
         return False
+
+    def release(self) -> None:
+        """Give back a permission for a call that was not made (refused locally).
+
+        While half-open this returns the trial slot, so the trials that are
+        made still decide between closed and open; otherwise a no-op.
+        """
+        if self.state is BreakerState.HALF_OPEN and self._trials_permitted > len(
+            self._trial_outcomes
+        ):
+            self._trials_permitted -= 1
 
     def record(self, duration_ns: int, failed: bool) -> None:
         """Record the outcome of a permitted call."""

@@ -34,14 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Protocol
-
-import orjson
+from typing import Final, Protocol
 
 from .book import OrderBook
 from .instruments import Instrument
 from .protocol import (
-    MAX_SEQ,
     BookMessage,
     Decoder,
     Grid,
@@ -51,8 +48,9 @@ from .protocol import (
     Reason,
     Rejected,
     Trade,
-    levels,
+    wire_levels,
 )
+from .wire import WIRE_DECODER, WireError, WireUpdate
 
 __all__ = ["BookBuilder", "BookEntry", "BookListener", "BookState"]
 
@@ -66,18 +64,27 @@ class BookState(StrEnum):
     CROSSED = "crossed"
 
 
-_AWAITING = BookState.AWAITING_SNAPSHOT
-_LIVE = BookState.LIVE
-_STALE = BookState.STALE
-_CROSSED = BookState.CROSSED
-_SNAPSHOT = MessageType.SNAPSHOT
-_UPDATE = MessageType.UPDATE
+_AWAITING: Final = BookState.AWAITING_SNAPSHOT
+_LIVE: Final = BookState.LIVE
+_STALE: Final = BookState.STALE
+_CROSSED: Final = BookState.CROSSED
+_SNAPSHOT: Final = MessageType.SNAPSHOT
+_UPDATE: Final = MessageType.UPDATE
+_TRADE: Final = MessageType.TRADE
+_HEARTBEAT: Final = MessageType.HEARTBEAT
 
 
 class BookEntry:
     """One symbol's book, state and sequence. Owned by the builder."""
 
     __slots__ = ("_grid", "book", "instrument", "seq", "state", "symbol")
+
+    _grid: Final[Grid]
+    instrument: Final[Instrument]
+    symbol: Final[str]
+    book: Final[OrderBook]
+    state: BookState
+    seq: int | None
 
     def __init__(self, instrument: Instrument, grid: Grid) -> None:
         self._grid = grid
@@ -86,7 +93,7 @@ class BookEntry:
         self.book = OrderBook(instrument.symbol)
         self.state = _AWAITING
         #: Last applied sequence number; None until the first snapshot.
-        self.seq: int | None = None
+        self.seq = None
 
     def __repr__(self) -> str:
         return f"BookEntry({self.symbol!r}, {self.state.value}, seq={self.seq})"
@@ -122,18 +129,26 @@ class BookBuilder:
         "transitions",
     )
 
+    _decoder: Final[Decoder]
+    _listener: BookListener | None
+    books: Final[dict[str, BookEntry]]
+    rejected: Final[dict[Reason, int]]
+    accepted: Final[dict[MessageType, int]]
+    transitions: Final[dict[tuple[BookState, BookState], int]]
+
     def __init__(
         self, instruments: Iterable[Instrument], listener: BookListener | None = None
     ) -> None:
         by_symbol = {inst.symbol: inst for inst in instruments}
-        self._decoder = decoder = Decoder(by_symbol)
-        self.books: dict[str, BookEntry] = {
+        decoder = Decoder(by_symbol)
+        self._decoder = decoder
+        self.books = {
             symbol: BookEntry(inst, decoder.grid(symbol)) for symbol, inst in by_symbol.items()
         }
         self._listener = listener
-        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
-        self.accepted: dict[MessageType, int] = dict.fromkeys(MessageType, 0)
-        self.transitions: dict[tuple[BookState, BookState], int] = {}
+        self.rejected = dict.fromkeys(Reason, 0)
+        self.accepted = dict.fromkeys(MessageType, 0)
+        self.transitions = {}
 
     @property
     def instruments(self) -> Mapping[str, Instrument]:
@@ -154,53 +169,52 @@ class BookBuilder:
         (already counted).
 
         The common case, a valid in-sequence update of a live or crossed
-        book, is decoded and applied inline. Anything else, or anything the
-        inline path doubts, goes through :meth:`Decoder.decode_object` and
-        :meth:`apply` from the start: the inline path applies a message
-        whole exactly when the general path would, or touches nothing.
+        book, is decoded (msgspec, typed) and applied inline. Anything else,
+        or anything the inline path doubts, goes the general way
+        (:meth:`Decoder.decode` semantics, then :meth:`apply`): the inline
+        path applies a message whole exactly when the general path would,
+        or touches nothing.
         """
+        decoder = self._decoder
         try:
-            obj = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return self._rejected(self._decoder.undecodable(frame))
-        if type(obj) is dict and obj.get("type") == "update":
-            symbol = obj.get("symbol")
-            entry = self.books.get(symbol) if type(symbol) is str else None
+            wire = WIRE_DECODER.decode(frame)
+        except WireError:
+            return self.apply(decoder.decode_reference(frame), recv_ns)
+        if type(wire) is WireUpdate:
+            update: WireUpdate = wire
+            entry = self.books.get(update.symbol)
             if entry is not None:
-                seq = obj.get("seq")
-                ts = obj.get("ts")
                 state = entry.state
-                if (
-                    (state is _LIVE or state is _CROSSED)
-                    and type(seq) is int
-                    and seq == entry.seq + 1  # type: ignore[operator]
-                    and seq < MAX_SEQ
-                    and (ts is None or type(ts) is int)
-                ):
-                    raw_bids = obj.get("bids")
-                    raw_asks = obj.get("asks")
-                    if type(raw_bids) is list and type(raw_asks) is list:
-                        grid = entry._grid
-                        bids = levels(raw_bids, grid, False) if raw_bids else raw_bids
-                        asks = levels(raw_asks, grid, False) if raw_asks else raw_asks
-                        if type(bids) is list and type(asks) is list:
+                last = entry.seq
+                seq: int = update.seq
+                if (state is _LIVE or state is _CROSSED) and last is not None and seq == last + 1:
+                    grid = entry._grid
+                    bids = wire_levels(update.bids, grid, False)
+                    if bids is not None:
+                        asks = wire_levels(update.asks, grid, False)
+                        if asks is not None:
                             entry.book.apply(bids, asks)
                             entry.seq = seq
                             self.accepted[_UPDATE] += 1
                             return self._after_apply(entry, recv_ns)
-        return self.apply(self._decoder.decode_object(obj), recv_ns)
+        try:
+            message = decoder.from_wire(wire)
+        except Exception:  # never raises: the reference path decides
+            message = None
+        if message is None:
+            return self.apply(decoder.decode_reference(frame), recv_ns)
+        return self.apply(message, recv_ns)
 
     def apply(self, msg: Message | Rejected, recv_ns: int = 0) -> BookEntry | Reason | None:
         """Apply one decoded message; see :meth:`handle`."""
-        cls = type(msg)
-        if cls is BookMessage:
-            return self._book_message(msg, recv_ns)  # type: ignore[arg-type]
-        if cls is Trade:
-            return self._trade(msg, recv_ns)  # type: ignore[arg-type]
-        if cls is Heartbeat:
-            self.accepted[MessageType.HEARTBEAT] += 1
+        if isinstance(msg, BookMessage):
+            return self._book_message(msg, recv_ns)
+        if isinstance(msg, Trade):
+            return self._trade(msg, recv_ns)
+        if isinstance(msg, Heartbeat):
+            self.accepted[_HEARTBEAT] += 1
             return None
-        return self._rejected(msg)  # type: ignore[arg-type]
+        return self._rejected(msg)
 
     def reject(self, reason: Reason) -> Reason:
         """Count a frame rejected before decoding (for example oversized)."""
@@ -244,8 +258,8 @@ class BookBuilder:
             return Reason.STALE
         if state is _AWAITING:
             return Reason.BEFORE_SNAPSHOT
-        last: int = entry.seq  # type: ignore[assignment]
-        if seq <= last:
+        last = entry.seq
+        if last is None or seq <= last:
             return Reason.DUPLICATE
         if seq != last + 1:
             self._set_state(entry, _STALE)
@@ -290,7 +304,7 @@ class BookBuilder:
             self.rejected[reason] += 1
             return reason
         entry.seq = trade.seq
-        self.accepted[MessageType.TRADE] += 1
+        self.accepted[_TRADE] += 1
         listener = self._listener
         if listener is not None and entry.state is _LIVE:
             listener.on_trade(entry, trade, recv_ns)
@@ -305,8 +319,8 @@ class BookBuilder:
         entry = self.books.get(symbol)
         if entry is None or entry.state not in (_LIVE, _CROSSED):
             return reason
-        last: int = entry.seq  # type: ignore[assignment]
-        if msg.seq > last or msg.kind == "snapshot":
+        last = entry.seq
+        if last is None or msg.seq > last or msg.kind == "snapshot":
             # Rule 8: the bad frame took a sequence number the book needed.
             self._set_state(entry, _STALE)
         return reason

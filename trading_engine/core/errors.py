@@ -9,6 +9,7 @@ with ``raise X(...) from exc``::
     ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
     ├── StrategyError            a strategy could not be loaded or configured
     ├── OrderStateError          an order was moved along a transition that does not exist
+    │   └── DuplicateFill        a fill id already counted for the order came again
     └── InvariantError           an internal consistency check failed (a bug)
 
 Hot paths never build an exception for an expected event: the decoder and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DuplicateFill",
     "EngineError",
     "InvalidValue",
     "InvariantError",
@@ -79,3 +81,7 @@ class StrategyError(EngineError):
 
 class OrderStateError(EngineError):
     """An order state transition that the state machine does not allow."""
+
+
+class DuplicateFill(OrderStateError):
+    """A fill whose ``fill_id`` the order has already counted (it is ignored)."""

@@ -99,15 +99,18 @@ def parse_decimal(value: object, scale: int) -> int:
         if text.lower() in _NOT_FINITE:
             raise InvalidValue("not_finite", value)
         raise InvalidValue("malformed", value)
-    sign, whole, frac = match.groups()
-    if frac is None:
-        units = int(whole) * _POW10[scale]
+    # Typed one by one: the third group is None when there is no fraction.
+    sign: str = match.group(1)
+    digits: str = match.group(2)
+    fraction: str | None = match.group(3)
+    if fraction is None:
+        units = int(digits) * _POW10[scale]
     else:
-        if len(frac) > scale:
-            if frac[scale:].strip("0"):
+        if len(fraction) > scale:
+            if fraction[scale:].strip("0"):
                 raise InvalidValue("off_grid", value)
-            frac = frac[:scale]
-        units = int(whole + frac) * _POW10[scale - len(frac)]
+            fraction = fraction[:scale]
+        units = int(digits + fraction) * _POW10[scale - len(fraction)]
     if sign and units:
         # "-0" and "-0.0" are zero: the sign alone carries no meaning.
         raise InvalidValue("negative", value)
@@ -117,7 +120,7 @@ def parse_decimal(value: object, scale: int) -> int:
 # "%d.%02d" and so on: %-formatting with a fixed width is several times
 # cheaper than an f-string with a nested width, and rendering is on the
 # order path.
-_FORMATS = ["%d"] + [f"%d.%0{scale}d" for scale in range(1, 40)]
+_FORMATS: Final[tuple[str, ...]] = ("%d", *(f"%d.%0{scale}d" for scale in range(1, 40)))
 
 
 def _render(units: int, scale: int) -> str:
@@ -146,14 +149,26 @@ class Instrument:
         "tick_size",
     )
 
+    symbol: Final[str]
+    tick_size: Final[str]
+    lot_size: Final[str]
+    _price_scale: Final[int]
+    _tick_step: Final[int]
+    _size_scale: Final[int]
+    _lot_step: Final[int]
+
     def __init__(self, symbol: str, tick_size: str, lot_size: str) -> None:
         if not symbol:
             raise ValueError("symbol must not be empty")
         self.symbol = symbol
         self.tick_size = tick_size
         self.lot_size = lot_size
-        self._price_scale, self._tick_step = _grid(tick_size, "tick_size")
-        self._size_scale, self._lot_step = _grid(lot_size, "lot_size")
+        price_scale, tick_step = _grid(tick_size, "tick_size")
+        size_scale, lot_step = _grid(lot_size, "lot_size")
+        self._price_scale = price_scale
+        self._tick_step = tick_step
+        self._size_scale = size_scale
+        self._lot_step = lot_step
 
     def __repr__(self) -> str:
         return (

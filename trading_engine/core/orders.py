@@ -21,14 +21,17 @@ from __future__ import annotations
 import os
 import string
 import time
+from decimal import Decimal
 from enum import StrEnum
-from typing import Final, Protocol
+from fractions import Fraction
+from typing import Final, Protocol, TypeAlias
 
-from .errors import OrderStateError
+from .errors import DuplicateFill, OrderStateError
 from .instruments import Instrument
 from .protocol import Side
 
 __all__ = [
+    "FAULT_KINDS",
     "TRANSITIONS",
     "ClientOrderIds",
     "ExecutionListener",
@@ -36,8 +39,21 @@ __all__ = [
     "OrderSink",
     "OrderStatus",
     "OrderType",
+    "Price",
     "TimeInForce",
 ]
+
+#: A price in ticks: an ``int`` for a fill, a ``Fraction`` for an average
+#: an order answer reported that falls between ticks.
+Price: TypeAlias = int | Fraction
+#: What an order sink may report through ``ExecutionListener.on_order_fault``.
+FAULT_KINDS: Final = (
+    "overfill",
+    "unreadable_answer",
+    "unreadable_fill",
+    "cancel_refused",
+    "not_found",
+)
 
 
 class OrderStatus(StrEnum):
@@ -116,22 +132,42 @@ class ClientOrderIds:
         return client_order_id
 
 
+def _exact(value: Fraction) -> Price:
+    """``value`` as an ``int`` when it is whole (the common case), else the Fraction."""
+    return value.numerator if value.denominator == 1 else value
+
+
 class Order:
-    """One order, in ticks and lots, with its state and fills so far."""
+    """One order, in ticks and lots, with its state and what it has filled.
+
+    Fills reach an order from two sources: the cumulative
+    ``filled_quantity``/``avg_price`` of an order answer
+    (:meth:`credit_report`) and single fills from the venue's fills feed
+    (:meth:`credit_fill`). ``filled`` is what the position holds from this
+    order: the most either source has shown, never their sum. See
+    docs/design.md, "Crediting fills and exposure".
+    """
 
     __slots__ = (
         "avg_price_text",
         "cancel_requested",
         "client_order_id",
+        "closed_ns",
         "created_ns",
         "exchange_order_id",
+        "feed_cost",
+        "feed_filled",
+        "feed_fills",
+        "fill_ids",
         "filled",
         "filled_cost",
+        "held",
         "instrument",
         "price",
         "quantity",
         "reason",
         "recv_ns",
+        "reported",
         "side",
         "status",
         "strategy",
@@ -165,15 +201,30 @@ class Order:
         self.time_in_force = time_in_force
         self.created_ns = created_ns
         self.status = OrderStatus.PENDING_NEW
-        #: Filled lots so far, and the sum of price * lots over the fills.
+        #: Lots credited to the position so far, and their cost (price *
+        #: lots in tick*lot units; a Fraction only while an off-tick average
+        #: from an answer is not yet replaced by the fills feed's prices).
         self.filled = 0
-        self.filled_cost = 0
+        self.filled_cost: Price = 0
+        #: The most lots any source reported filled (>= ``filled``; more
+        #: while an answer reported fills without an average price).
+        self.reported = 0
+        #: Lots and cost over the distinct fills of the fills feed.
+        self.feed_filled = 0
+        self.feed_cost = 0
+        #: The fills feed's ``(price, lots)`` in order, and its fill ids seen.
+        self.feed_fills: list[tuple[int, int]] | None = None
+        self.fill_ids: set[int] | None = None
+        #: Lots this order counts in its side's open exposure (kept by the engine).
+        self.held = 0
         self.exchange_order_id: str | None = None
         self.reason: str | None = None
         self.avg_price_text: str | None = None
         self.cancel_requested = False
         #: Receive time of the feed bytes that led to this order (0: none).
         self.recv_ns = 0
+        #: Monotonic ns when the order reached a final status (0: open).
+        self.closed_ns = 0
 
     def __repr__(self) -> str:
         size, filled, price = self.render()
@@ -203,7 +254,23 @@ class Order:
     @property
     def remaining(self) -> int:
         """Lots not yet filled (0 once the order is closed)."""
-        return self.quantity - self.filled if self.is_open else 0
+        if not self.is_open:
+            return 0
+        left = self.quantity - self.filled
+        return left if left > 0 else 0
+
+    def held_lots(self) -> int:
+        """Lots this order must count in open exposure right now.
+
+        Open: every lot not yet in the position (``quantity - filled``; more
+        if the venue reported more). Closed: only lots the venue reported
+        filled that the position does not hold yet (an answer without an
+        average price); the unfilled rest left with the final status.
+        """
+        top = self.reported
+        if self.status in OPEN_STATES and self.quantity > top:
+            top = self.quantity
+        return top - self.filled if top > self.filled else 0
 
     def transition(self, status: OrderStatus, reason: str | None = None) -> bool:
         """Move to ``status``; returns False when already there.
@@ -223,8 +290,93 @@ class Order:
             self.reason = reason
         return True
 
+    def credit_report(self, filled_lots: int, avg_price: Price | None) -> tuple[Price, int] | None:
+        """Apply an order answer's cumulative fill; returns ``(price, lots)`` to credit now.
+
+        ``filled_lots`` is the answer's cumulative ``filled_quantity`` in
+        lots, ``avg_price`` its average in ticks (exact, possibly between
+        ticks) or None. The lots beyond ``filled`` are credited at the price
+        that makes the order's total cost ``avg_price * filled_lots``. An
+        answer that reports no more than is already credited adds nothing;
+        one without an average adds to ``reported`` only (those lots stay in
+        exposure until the fills feed prices them). Raises
+        :class:`OrderStateError` for a negative count or a cost that would
+        give the new lots a price <= 0. ``O(1)``.
+        """
+        if filled_lots < 0:
+            raise OrderStateError(f"order {self.client_order_id}: {filled_lots} lots filled")
+        if filled_lots <= self.filled or avg_price is None:
+            if filled_lots > self.reported:
+                self.reported = filled_lots
+            return None
+        lots = filled_lots - self.filled
+        total = avg_price * filled_lots
+        added = total - self.filled_cost
+        price: Price
+        if isinstance(added, int):
+            whole, rest = divmod(added, lots)
+            price = whole if not rest else Fraction(added, lots)
+        else:
+            price = _exact(Fraction(added) / lots)
+        if price <= 0:
+            raise OrderStateError(
+                f"order {self.client_order_id}: average {avg_price} over {filled_lots} lots "
+                f"prices the new {lots} lots at {price} ticks"
+            )
+        if filled_lots > self.reported:
+            self.reported = filled_lots
+        self.filled = filled_lots
+        self.filled_cost = total if isinstance(total, int) else _exact(total)
+        return price, lots
+
+    def credit_fill(
+        self, price: int, lots: int, fill_id: int | None
+    ) -> tuple[tuple[Price, int] | None, Price | None]:
+        """Apply one fill of the fills feed (or of the in-process venue, ``fill_id`` None).
+
+        Returns ``(credit, provisional)``: ``credit`` the ``(price, lots)``
+        to add to the position now (the part of the feed's cumulative
+        quantity that answers have not credited), or None; ``provisional``
+        the cost the position was credited for this order, when this fill
+        completes the feed's view of every credited lot and that cost
+        differs from the feed's exact prices (the position then reprices
+        the order's lots, see ``Position.reprice``), else None. A fill id
+        seen before raises :class:`DuplicateFill`; lots or price <= 0 raise
+        :class:`OrderStateError`. ``O(1)``.
+        """
+        if lots <= 0 or price <= 0:
+            raise OrderStateError(f"order {self.client_order_id}: fill of {lots} lots at {price}")
+        if fill_id is not None:
+            ids = self.fill_ids
+            if ids is None:
+                ids = self.fill_ids = set()
+                self.feed_fills = []
+            elif fill_id in ids:
+                raise DuplicateFill(f"order {self.client_order_id}: fill {fill_id} seen before")
+            ids.add(fill_id)
+            assert self.feed_fills is not None
+            self.feed_fills.append((price, lots))
+        self.feed_filled += lots
+        self.feed_cost += price * lots
+        if self.feed_filled > self.reported:
+            self.reported = self.feed_filled
+        credit: tuple[Price, int] | None = None
+        if self.feed_filled > self.filled:
+            extra = self.feed_filled - self.filled
+            credit = (price, extra)
+            self.filled = self.feed_filled
+            self.filled_cost += price * extra
+        provisional: Price | None = None
+        if self.feed_filled == self.filled and self.filled_cost != self.feed_cost:
+            provisional = self.filled_cost
+            self.filled_cost = self.feed_cost
+        return credit, provisional
+
     def add_fill(self, price: int, lots: int) -> None:
-        """Record a fill of ``lots`` at ``price`` ticks (does not change status)."""
+        """Record a fill of ``lots`` at ``price`` ticks that may not exceed the quantity.
+
+        Raises :class:`OrderStateError` for lots <= 0 or an overfill.
+        """
         if lots <= 0:
             raise OrderStateError(f"order {self.client_order_id}: fill of {lots} lots")
         if self.filled + lots > self.quantity:
@@ -232,8 +384,7 @@ class Order:
                 f"order {self.client_order_id}: fills exceed quantity "
                 f"({self.filled} + {lots} > {self.quantity})"
             )
-        self.filled += lots
-        self.filled_cost += price * lots
+        self.credit_fill(price, lots, None)
 
 
 class ExecutionListener(Protocol):
@@ -245,11 +396,35 @@ class ExecutionListener(Protocol):
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         """The venue acknowledged the order (it is at least ``new``)."""
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
-        """A fill of ``lots`` at ``price`` ticks."""
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
+        """One fill of ``lots`` at ``price`` ticks.
+
+        From the venue's fills feed (``GET /fills``, ``fill_id`` set: each
+        id counts at most once) or from the in-process venue (``fill_id``
+        None). Adds to the position only what order answers did not.
+        """
+
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        """An order answer's cumulative ``filled_quantity`` (in lots) and ``avg_price``.
+
+        ``avg_price`` is the exact decimal from the wire, None when absent
+        or null. Called for every readable order answer, before that
+        answer's ``on_status``; the position is credited at once with what
+        it adds beyond what is already counted.
+        """
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
-        """The order reached ``status`` (after any fills that led to it)."""
+        """The order reached ``status``; a final one releases only its unfilled remainder."""
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        """Something about the order the sink cannot resolve alone (see ``FAULT_KINDS``).
+
+        Counted by kind; an ``overfill`` halts trading.
+        """
 
 
 class OrderSink(Protocol):

@@ -7,6 +7,11 @@ a fill against the position closes its oldest open lots first. The
 unrealized PnL at a mid (which may sit on a half tick) is an exact
 :class:`~fractions.Fraction` of the same unit; the instrument renders
 both at its own precision.
+
+An order answer may credit lots at their average price, which can fall
+between ticks: cost and realized PnL are then exact Fractions until the
+fills feed's own prices arrive and :meth:`Position.reprice` puts each
+lot at the price it really filled at.
 """
 
 from __future__ import annotations
@@ -14,9 +19,17 @@ from __future__ import annotations
 from collections import deque
 from fractions import Fraction
 
+from .orders import Price
 from .protocol import Side
 
 __all__ = ["Position", "Positions"]
+
+
+def _exact(value: Price) -> Price:
+    # type(), not isinstance(): Fraction's ABC metaclass makes isinstance slow.
+    if type(value) is Fraction and value.denominator == 1:
+        return value.numerator
+    return value
 
 
 class Position:
@@ -29,40 +42,111 @@ class Position:
         #: Signed lots: > 0 long, < 0 short.
         self.quantity = 0
         #: Sum of price * lots over the open lots (always >= 0).
-        self.cost = 0
+        self.cost: Price = 0
         #: Realized PnL in tick*lot units.
-        self.realized = 0
-        self._lots: deque[list[int]] = deque()  # [price, lots] oldest first
+        self.realized: Price = 0
+        # [price, lots, tag] oldest first; the tag (an order id or None)
+        # names whose lots these are, for reprice.
+        self._lots: deque[list[object]] = deque()
 
     def __repr__(self) -> str:
         return f"Position({self.symbol!r}, quantity={self.quantity}, realized={self.realized})"
 
-    def fill(self, side: Side, price: int, lots: int) -> int:
-        """Apply a fill; returns the PnL it realized (tick*lot units)."""
+    def fill(self, side: Side, price: Price, lots: int, tag: str | None = None) -> Price:
+        """Apply a fill; returns the PnL it realized (tick*lot units).
+
+        ``price`` in ticks (a Fraction for an average between ticks);
+        ``tag`` names the order the lots belong to (for :meth:`reprice`).
+        Raises ValueError for price or lots <= 0. ``O(k)`` for the ``k``
+        open entries it closes.
+        """
         if lots <= 0 or price <= 0:
             raise ValueError(f"a fill needs positive price and lots, got {price} x {lots}")
         sign = 1 if side is Side.BUY else -1
-        realized = 0
+        realized: Price = 0
         remaining = lots
         open_lots = self._lots
         # Close against the opposite side first (FIFO).
         while remaining and self.quantity * sign < 0:
             oldest = open_lots[0]
-            take = min(remaining, oldest[1])
+            entry: Price = oldest[0]  # type: ignore[assignment]
+            held: int = oldest[1]  # type: ignore[assignment]
+            take = min(remaining, held)
             # Closing a long (sell): gain price - entry; closing a short: entry - price.
-            realized += (price - oldest[0]) * take * -sign
-            self.cost -= oldest[0] * take
-            oldest[1] -= take
-            if not oldest[1]:
+            realized += (price - entry) * take * -sign
+            self.cost -= entry * take
+            if take == held:
                 open_lots.popleft()
+            else:
+                oldest[1] = held - take
             self.quantity += sign * take
             remaining -= take
         if remaining:
-            open_lots.append([price, remaining])
+            open_lots.append([price, remaining, tag])
             self.cost += price * remaining
             self.quantity += sign * remaining
-        self.realized += realized
-        return realized
+        if type(price) is int and type(self.cost) is int and type(self.realized) is int:
+            self.realized += realized
+            return realized
+        self.cost = _exact(self.cost)
+        self.realized = _exact(self.realized + realized)
+        return _exact(realized)
+
+    def reprice(
+        self, side: Side, tag: str, provisional: Price, fills: list[tuple[int, int]]
+    ) -> None:
+        """Put an order's credited lots at the prices they really filled at.
+
+        ``fills`` are the order's ``(price ticks, lots)`` in fill order,
+        covering every lot credited under ``tag``; ``provisional`` is the
+        total cost they were credited at (answers' averages). FIFO closes
+        an order's oldest lots first, so its lots still open are the last
+        ones of ``fills``: those entries take the real prices (split where
+        the real prices differ), and the PnL already realized on the
+        others moves by the difference. Exact; ``O(n)`` in the open
+        entries (called only when an average was not the real cost).
+        """
+        open_total = 0
+        open_cost: Price = 0
+        for entry in self._lots:
+            if entry[2] == tag:
+                open_total += entry[1]  # type: ignore[operator]
+                open_cost += entry[0] * entry[1]  # type: ignore[operator]
+        # The real prices of the last ``open_total`` lots, oldest first.
+        suffix: list[tuple[int, int]] = []
+        need = open_total
+        for price, lots in reversed(fills):
+            if not need:
+                break
+            take = min(lots, need)
+            suffix.append((price, take))
+            need -= take
+        suffix.reverse()
+        true_total = sum(price * lots for price, lots in fills)
+        true_open = sum(price * lots for price, lots in suffix)
+        closed_difference = (provisional - open_cost) - (true_total - true_open)
+        # A buy credited too cheap realized too much on its closed lots; a sell the reverse.
+        self.realized = _exact(
+            self.realized + (closed_difference if side is Side.BUY else -closed_difference)
+        )
+        if open_total:
+            rebuilt: deque[list[object]] = deque()
+            pieces = iter(suffix)
+            piece_price, piece_left = 0, 0
+            for entry in self._lots:
+                if entry[2] != tag:
+                    rebuilt.append(entry)
+                    continue
+                left: int = entry[1]  # type: ignore[assignment]
+                while left:
+                    if not piece_left:
+                        piece_price, piece_left = next(pieces)
+                    take = min(left, piece_left)
+                    rebuilt.append([piece_price, take, tag])
+                    left -= take
+                    piece_left -= take
+            self._lots = rebuilt
+            self.cost = _exact(self.cost - open_cost + true_open)
 
     @property
     def avg_price(self) -> Fraction | None:
@@ -104,6 +188,28 @@ class Positions:
         position = self.by_symbol.get(symbol)
         return 0 if position is None else position.quantity
 
-    def fill(self, strategy: str, symbol: str, side: Side, price: int, lots: int) -> None:
-        self.get(symbol).fill(side, price, lots)
-        self.of_strategy(strategy, symbol).fill(side, price, lots)
+    def fill(
+        self,
+        strategy: str,
+        symbol: str,
+        side: Side,
+        price: Price,
+        lots: int,
+        tag: str | None = None,
+    ) -> None:
+        """Apply a fill to the symbol's and the strategy's position (see ``Position.fill``)."""
+        self.get(symbol).fill(side, price, lots, tag)
+        self.of_strategy(strategy, symbol).fill(side, price, lots, tag)
+
+    def reprice(
+        self,
+        strategy: str,
+        symbol: str,
+        side: Side,
+        tag: str,
+        provisional: Price,
+        fills: list[tuple[int, int]],
+    ) -> None:
+        """Reprice an order's lots in both positions (see ``Position.reprice``)."""
+        self.get(symbol).reprice(side, tag, provisional, fills)
+        self.of_strategy(strategy, symbol).reprice(side, tag, provisional, fills)

@@ -6,6 +6,14 @@ every price and size to ticks and lots of the symbol's instrument, or into
 a :class:`Rejected` carrying a :class:`Reason`. It never raises, whatever
 the bytes: bad input is data, not an exception.
 
+Two readers, one result. The fast path decodes a frame with msgspec
+straight into typed Structs (:mod:`trading_engine.core.wire`), which checks
+every field's JSON type in C; it takes only frames it is sure of. Any
+other frame, and any frame whose price or size does not convert, is read
+again by the reference path, orjson plus the full hand-written validation,
+which names the exact :class:`Reason`. The two agree on every frame: the
+property tests feed both arbitrary bytes and mutated frames.
+
 A rejection keeps the symbol and sequence number when they could be read,
 because a bad frame that carries a book's next ``seq`` takes that sequence
 number with it (the book builder then marks the book stale).
@@ -21,6 +29,7 @@ import orjson
 
 from .errors import InvalidValue
 from .instruments import Instrument
+from .wire import WIRE_DECODER, WireError, WireHeartbeat, WireSnapshot, WireTrade, WireUpdate
 
 __all__ = [
     "BookMessage",
@@ -37,6 +46,10 @@ __all__ = [
 ]
 
 MAX_SEQ: Final = 2**63
+#: Integers outside this range orjson reads as floats; the fast path leaves
+#: them to the reference path so that both read the same value.
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
 #: Cache entries per instrument before the wire-string caches are reset.
 _CACHE_LIMIT: Final = 65536
 
@@ -112,6 +125,13 @@ class BookMessage:
 
     __slots__ = ("asks", "bids", "seq", "symbol", "ts", "type")
 
+    type: MessageType
+    symbol: str
+    seq: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+    ts: int | None
+
     def __init__(
         self,
         type: MessageType,
@@ -140,6 +160,13 @@ class Trade:
 
     __slots__ = ("price", "seq", "side", "size", "symbol", "ts")
 
+    symbol: str
+    seq: int
+    price: int
+    size: int
+    side: Side
+    ts: int | None
+
     def __init__(
         self, symbol: str, seq: int, price: int, size: int, side: Side, ts: int | None
     ) -> None:
@@ -162,6 +189,8 @@ class Heartbeat:
 
     __slots__ = ("ts",)
 
+    ts: int | None
+
     def __init__(self, ts: int | None) -> None:
         self.ts = ts
 
@@ -173,6 +202,12 @@ class Rejected:
     """A frame that was not accepted, with why and what could be read of it."""
 
     __slots__ = ("detail", "kind", "reason", "seq", "symbol")
+
+    reason: Reason
+    detail: str
+    symbol: str | None
+    seq: int | None
+    kind: str | None
 
     def __init__(
         self,
@@ -198,12 +233,15 @@ _UPDATE: Final = MessageType.UPDATE
 _SNAPSHOT: Final = MessageType.SNAPSHOT
 _TRADE: Final = MessageType.TRADE
 
-_PRICE_REASON: Final = {
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+
+_PRICE_REASON: Final[dict[str, Reason]] = {
     "malformed": Reason.BAD_NUMBER,
     "not_finite": Reason.BAD_NUMBER,
     "too_large": Reason.BAD_NUMBER,
 }
-_SIZE_REASON: Final = _PRICE_REASON
+_SIZE_REASON: Final[dict[str, Reason]] = _PRICE_REASON
 
 
 class Grid:
@@ -217,36 +255,86 @@ class Grid:
 
     __slots__ = ("instrument", "prices", "sizes")
 
+    instrument: Final[Instrument]
+    prices: Final[dict[str, int]]
+    sizes: Final[dict[str, int]]
+
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
-        self.prices: dict[str, int] = {}
-        self.sizes: dict[str, int] = {}
+        self.prices = {}
+        self.sizes = {}
 
     def price(self, value: object) -> int:
-        ticks = self.instrument.price_to_ticks(value)
+        """Ticks of a wire price; raises :class:`InvalidValue` (see ``price_to_ticks``)."""
         if type(value) is str:
+            cached = self.prices.get(value)
+            if cached is not None:
+                return cached
+            ticks = self.instrument.price_to_ticks(value)
             if len(self.prices) >= _CACHE_LIMIT:
                 self.prices.clear()
             self.prices[value] = ticks
-        return ticks
+            return ticks
+        return self.instrument.price_to_ticks(value)
 
     def size(self, value: object) -> int:
-        lots = self.instrument.size_to_lots(value)
+        """Lots of a wire size; raises :class:`InvalidValue` (see ``size_to_lots``)."""
         if type(value) is str:
+            cached = self.sizes.get(value)
+            if cached is not None:
+                return cached
+            lots = self.instrument.size_to_lots(value)
             if len(self.sizes) >= _CACHE_LIMIT:
                 self.sizes.clear()
             self.sizes[value] = lots
-        return lots
+            return lots
+        return self.instrument.size_to_lots(value)
+
+
+def _plain(value: object) -> bool:
+    """True for a wire number both readers see alike (not an out-of-range int)."""
+    if type(value) is int:
+        number: int = value
+        return _INT_MIN <= number <= _INT_MAX
+    return True
+
+
+def wire_levels(
+    raw: list[tuple[str | int | float, str | int | float]], grid: Grid, snapshot: bool
+) -> list[tuple[int, int]] | None:
+    """Convert the fast path's typed levels whole, or None if any is in doubt.
+
+    None sends the frame to the reference path, which names the reason;
+    a list is exactly what :func:`levels` returns for the same frame.
+    """
+    out: list[tuple[int, int]] = []
+    for price, size in raw:
+        if not (_plain(price) and _plain(size)):
+            return None
+        try:
+            ticks = grid.price(price)
+            lots = grid.size(size)
+        except InvalidValue:
+            return None
+        if snapshot and lots == 0:
+            return None
+        out.append((ticks, lots))
+    if snapshot and len({ticks for ticks, _ in out}) != len(out):
+        return None
+    return out
 
 
 class Decoder:
     """Decode frames for a fixed set of instruments. Never raises.
 
     ``decode`` is ``O(len(frame))``. It copies nothing it does not need:
-    orjson reads ``bytes``, ``bytearray`` and ``memoryview`` directly.
+    msgspec and orjson read ``bytes``, ``bytearray`` and ``memoryview``
+    directly.
     """
 
     __slots__ = ("_grids",)
+
+    _grids: Final[dict[str, Grid]]
 
     def __init__(self, instruments: Mapping[str, Instrument]) -> None:
         self._grids = {symbol: Grid(inst) for symbol, inst in instruments.items()}
@@ -254,10 +342,72 @@ class Decoder:
     def decode(self, frame: bytes | bytearray | memoryview) -> Message | Rejected:
         """Decode one frame (without its newline) to a message or a rejection."""
         try:
+            wire = WIRE_DECODER.decode(frame)
+        except WireError:
+            return self.decode_reference(frame)
+        try:
+            message = self.from_wire(wire)
+        except Exception:  # the decoder must never raise: the reference path decides
+            message = None
+        if message is None:
+            return self.decode_reference(frame)
+        return message
+
+    def decode_reference(self, frame: bytes | bytearray | memoryview) -> Message | Rejected:
+        """Decode with orjson and the full validation: every :class:`Reason`.
+
+        The fast path's fallback, and the reference the property tests
+        hold it to.
+        """
+        try:
             obj = orjson.loads(frame)
         except orjson.JSONDecodeError:
             return self.undecodable(frame)
         return self.decode_object(obj)
+
+    def from_wire(self, wire: object) -> Message | None:
+        """The message of a frame the fast path decoded, or None if in doubt."""
+        cls = type(wire)
+        if cls is WireUpdate or cls is WireSnapshot:
+            book: WireUpdate = wire  # type: ignore[assignment]
+            grid = self._grids.get(book.symbol)
+            if grid is None:
+                return None
+            snapshot = cls is WireSnapshot
+            bids = wire_levels(book.bids, grid, snapshot)
+            if bids is None:
+                return None
+            asks = wire_levels(book.asks, grid, snapshot)
+            if asks is None:
+                return None
+            kind = _SNAPSHOT if snapshot else _UPDATE
+            return BookMessage(kind, book.symbol, book.seq, bids, asks, book.ts)
+        if cls is WireTrade:
+            trade: WireTrade = wire  # type: ignore[assignment]
+            grid = self._grids.get(trade.symbol)
+            if grid is None:
+                return None
+            side = trade.side
+            if side == "buy":
+                aggressor = _BUY
+            elif side == "sell":
+                aggressor = _SELL
+            else:
+                return None
+            if not (_plain(trade.price) and _plain(trade.size)):
+                return None
+            try:
+                price = grid.price(trade.price)
+                size = grid.size(trade.size)
+            except InvalidValue:
+                return None
+            if size <= 0:
+                return None
+            return Trade(trade.symbol, trade.seq, price, size, aggressor, trade.ts)
+        if cls is WireHeartbeat:
+            heartbeat: WireHeartbeat = wire  # type: ignore[assignment]
+            return Heartbeat(heartbeat.ts)
+        return None
 
     def decode_object(self, obj: object) -> Message | Rejected:
         """Validate an already parsed JSON value; see :meth:`decode`."""
@@ -296,55 +446,61 @@ class Decoder:
             return Heartbeat(ts)
         else:
             return self._unknown(obj, kind)
-        symbol = obj.get("symbol")
-        seq = obj.get("seq")
-        if type(symbol) is not str:
-            number = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
+        raw_symbol = obj.get("symbol")
+        raw_seq = obj.get("seq")
+        if type(raw_symbol) is not str:
+            number = raw_seq if type(raw_seq) is int and 0 <= raw_seq < MAX_SEQ else None
             return Rejected(Reason.BAD_FIELD, "symbol is missing or not a string", None, number)
-        if type(seq) is not int or not 0 <= seq < MAX_SEQ:
+        symbol: str = raw_symbol
+        if type(raw_seq) is not int or not 0 <= raw_seq < MAX_SEQ:
             return Rejected(
                 Reason.BAD_FIELD, "seq is missing or not a non-negative integer", symbol, None, kind
             )
+        seq: int = raw_seq
         grid = self._grids.get(symbol)
         if grid is None:
             return Rejected(
                 Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol[:32]!r}", symbol, seq, kind
             )
-        ts = obj.get("ts")
-        if ts is not None and type(ts) is not int:
+        raw_ts = obj.get("ts")
+        if raw_ts is not None and type(raw_ts) is not int:
             return Rejected(Reason.BAD_FIELD, "ts is not an integer", symbol, seq, kind)
+        ts = raw_ts
         if message_type is _TRADE:
             return self._trade(obj, grid, symbol, seq, ts)
         snapshot = message_type is _SNAPSHOT
         raw = obj.get("bids")
         if raw:
-            bids = levels(raw, grid, snapshot)
-            if type(bids) is Rejected:
-                bids.symbol, bids.seq, bids.kind = symbol, seq, kind
-                return bids
+            found = levels(raw, grid, snapshot)
+            if isinstance(found, Rejected):
+                found.symbol, found.seq, found.kind = symbol, seq, kind
+                return found
+            bids = found
         elif raw == []:
             bids = []
         else:
             return Rejected(Reason.BAD_FIELD, "bids is missing or not a list", symbol, seq, kind)
         raw = obj.get("asks")
         if raw:
-            asks = levels(raw, grid, snapshot)
-            if type(asks) is Rejected:
-                asks.symbol, asks.seq, asks.kind = symbol, seq, kind
-                return asks
+            found = levels(raw, grid, snapshot)
+            if isinstance(found, Rejected):
+                found.symbol, found.seq, found.kind = symbol, seq, kind
+                return found
+            asks = found
         elif raw == []:
             asks = []
         else:
             return Rejected(Reason.BAD_FIELD, "asks is missing or not a list", symbol, seq, kind)
-        return BookMessage(message_type, symbol, seq, bids, asks, ts)  # type: ignore[arg-type]
+        return BookMessage(message_type, symbol, seq, bids, asks, ts)
 
     def _unknown(self, obj: dict[str, object], kind: object) -> Rejected:
         symbol = obj.get("symbol")
         seq = obj.get("seq")
-        name = symbol if type(symbol) is str else None
-        number = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
+        name: str | None = symbol if type(symbol) is str else None
+        number: int | None = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
         if type(kind) is str:
-            return Rejected(Reason.UNKNOWN_TYPE, f"unknown type {kind[:32]!r}", name, number)
+            text: str = kind
+            return Rejected(Reason.UNKNOWN_TYPE, f"unknown type {text[:32]!r}", name, number)
         return Rejected(Reason.BAD_FIELD, "type is missing or not a string", name, number)
 
     def _trade(
@@ -352,9 +508,9 @@ class Decoder:
     ) -> Trade | Rejected:
         side = obj.get("side")
         if side == "buy":
-            aggressor = Side.BUY
+            aggressor = _BUY
         elif side == "sell":
-            aggressor = Side.SELL
+            aggressor = _SELL
         else:
             return Rejected(Reason.BAD_FIELD, "side is not 'buy' or 'sell'", symbol, seq, "trade")
         raw_price = obj.get("price")
@@ -378,29 +534,25 @@ def levels(raw: object, grid: Grid, snapshot: bool) -> list[tuple[int, int]] | R
     """Convert ``[[price, size], ...]`` whole, or return the first problem."""
     if type(raw) is not list:
         return Rejected(Reason.BAD_FIELD, "bids/asks is not a list")
-    prices = grid.prices
-    sizes = grid.sizes
+    items: list[object] = raw
     out: list[tuple[int, int]] = []
-    append = out.append
-    for level in raw:
+    for level in items:
         if type(level) is not list or len(level) != 2:
             return Rejected(Reason.BAD_FIELD, "a level is not a [price, size] pair")
-        price, size = level
-        ticks = prices.get(price) if type(price) is str else None
-        if ticks is None:
-            try:
-                ticks = grid.price(price)
-            except InvalidValue as exc:
-                return Rejected(_PRICE_REASON.get(exc.reason, Reason.OFF_TICK), str(exc))
-        lots = sizes.get(size) if type(size) is str else None
-        if lots is None:
-            try:
-                lots = grid.size(size)
-            except InvalidValue as exc:
-                return Rejected(_SIZE_REASON.get(exc.reason, Reason.BAD_SIZE), str(exc))
+        pair: list[object] = level
+        price = pair[0]
+        size = pair[1]
+        try:
+            ticks = grid.price(price)
+        except InvalidValue as exc:
+            return Rejected(_PRICE_REASON.get(exc.reason, Reason.OFF_TICK), str(exc))
+        try:
+            lots = grid.size(size)
+        except InvalidValue as exc:
+            return Rejected(_SIZE_REASON.get(exc.reason, Reason.BAD_SIZE), str(exc))
         if snapshot and not lots:
             return Rejected(Reason.BAD_SIZE, "a snapshot level has size zero")
-        append((ticks, lots))
-    if snapshot and len({price for price, _ in out}) != len(out):
+        out.append((ticks, lots))
+    if snapshot and len({ticks for ticks, _ in out}) != len(out):
         return Rejected(Reason.BAD_FIELD, "a snapshot lists a price twice")
     return out

@@ -13,8 +13,9 @@ Checks, in order (the first failure is the reason):
 ``book_not_live``             the symbol's book is not live (stale, crossed, ...)
 ``invalid_order``             quantity <= 0, or a limit order without a price
 ``max_quantity``              quantity > ``max_order_quantity``
-``no_price``                  a market order with no opposite level to price it
-``max_notional``              price * quantity > ``max_order_notional``
+``no_price``                  no mid to check the price against (a side is empty)
+``max_notional``              price * quantity > ``max_order_notional``; a market
+                              order is priced at its band edge (``band_edge``)
 ``price_band``                limit price further than ``price_band`` from mid
 ``reducing``                  state ``reducing`` and the order would not shrink
                               the position (counting open orders on that side)
@@ -25,6 +26,12 @@ Checks, in order (the first failure is the reason):
 
 Limits are converted once per instrument to lots and tick*lot units, so
 each check is integer arithmetic.
+
+A market order may sweep the book far beyond its best level, so it is
+checked at the worst price the band allows (:meth:`RiskEngine.band_edge`),
+and the engine sends it as an IOC limit order at that price: the venue
+then cannot fill it beyond the band, and the notional checked is the most
+it can cost.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ class Denial(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     #: Not a risk check: the strategy answered after its time budget.
     LATE = "late"
+    #: Not a risk check: the venue's request budget had no slot for the order
+    #: (or a 429 pause is in force); the gateway refused it locally.
+    RATE_LIMITED = "rate_limited"
 
 
 class TokenBucket:
@@ -229,6 +239,25 @@ class RiskEngine:
         self.denied[denial] += 1
         return denial
 
+    def band_edge(self, entry: BookEntry, side: Side) -> int | None:
+        """The worst price in ticks the band allows for ``side``, or None without a mid.
+
+        A buy: the highest tick at most ``mid * (1 + price_band)``; a sell:
+        the lowest tick at least ``mid * (1 - price_band)``. Exact integer
+        arithmetic; ``O(1)``.
+        """
+        book = entry.book
+        bid = book.best_bid
+        ask = book.best_ask
+        if bid is None or ask is None:
+            return None
+        mid_x2 = bid + ask
+        num = self._band_num
+        den = self._band_den
+        if side is _BUY:
+            return (mid_x2 * (den + num)) // (2 * den)
+        return -((-mid_x2 * (den - num)) // (2 * den))
+
     def check(
         self,
         strategy: str,
@@ -259,7 +288,7 @@ class RiskEngine:
         bid = book.best_bid
         ask = book.best_ask
         if order_type is _MARKET:
-            price = ask if side is _BUY else bid
+            price = self.band_edge(entry, side)
             if price is None:
                 return self.deny(Denial.NO_PRICE)
         assert price is not None

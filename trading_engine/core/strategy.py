@@ -50,7 +50,7 @@ from .book import Level
 from .builder import BookEntry, BookState
 from .errors import InvalidValue, StrategyError
 from .instruments import Instrument
-from .orders import Order, OrderType, TimeInForce
+from .orders import Order, OrderType, Price, TimeInForce
 from .protocol import Side, Trade
 
 if TYPE_CHECKING:
@@ -80,11 +80,16 @@ class NoParams(BaseModel):
 
 
 class Fill:
-    """One fill of one of the strategy's orders."""
+    """Lots of one of the strategy's orders now in its position.
+
+    ``price`` in ticks: a fill's price, or (an ``int`` or an exact
+    ``Fraction``) the average of several fills an order answer reported at
+    once, before the fills feed listed them one by one.
+    """
 
     __slots__ = ("lots", "order", "price")
 
-    def __init__(self, order: Order, price: int, lots: int) -> None:
+    def __init__(self, order: Order, price: Price, lots: int) -> None:
         self.order = order
         self.price = price
         self.lots = lots
@@ -93,10 +98,14 @@ class Fill:
         inst = self.order.instrument
         if inst is None:
             return f"Fill({self.order.client_order_id!r}, {self.lots} lots @ {self.price} ticks)"
-        return (
-            f"Fill({self.order.client_order_id!r}, "
-            f"{inst.format_size(self.lots)} @ {inst.format_price(self.price)})"
+        price = self.price
+        # An average between two ticks keeps two more decimals than the tick.
+        shown = (
+            inst.format_price(price)
+            if isinstance(price, int)
+            else inst.format_price_fraction(price, inst.money_scale)
         )
+        return f"Fill({self.order.client_order_id!r}, {inst.format_size(self.lots)} @ {shown})"
 
 
 class BookView:

@@ -11,26 +11,48 @@ The order path (all synchronous, on the hot path)::
                   -> OrderSink.submit (the simulated venue or the gateway)
 
 Order outcomes come back through the :class:`ExecutionListener` methods
-(``on_accepted``, ``on_fill``, ``on_status``), which update the order's
-state machine, the open-order exposure and the positions, then queue the
-strategy's ``on_fill``/``on_order_update`` callbacks.
+(``on_accepted``, ``on_order_report``, ``on_fill``, ``on_status``,
+``on_order_fault``), which update the order's state machine, the
+open-order exposure and the positions, then queue the strategy's
+``on_fill``/``on_order_update`` callbacks.
+
+Exposure and position move together: every lot an order answer or a fill
+adds to the position leaves the order's open exposure in the same
+synchronous call, and a final status releases only the lots that did not
+fill. So at every instant, per symbol and side, the exposure risk checks
+is the position plus every open order's remaining lots (see
+docs/design.md, "Crediting fills and exposure").
+
+Closed orders stay in ``orders`` for ``[engine] closed_order_retention_s``
+(for late fills and answers), then leave it, and the sink forgets them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from time import perf_counter_ns
 from typing import Any
 
 from ..config import Config
 from ..core.builder import BookBuilder
 from ..core.clock import Clock, SystemClock
-from ..core.errors import ConfigError, OrderStateError, StrategyError
+from ..core.errors import ConfigError, DuplicateFill, InvalidValue, OrderStateError, StrategyError
 from ..core.instruments import Instrument
-from ..core.orders import ClientOrderIds, Order, OrderSink, OrderStatus, OrderType, TimeInForce
+from ..core.orders import (
+    FAULT_KINDS,
+    ClientOrderIds,
+    Order,
+    OrderSink,
+    OrderStatus,
+    OrderType,
+    Price,
+    TimeInForce,
+)
 from ..core.positions import Position, Positions
 from ..core.protocol import Side
 from ..core.risk import Denial, RiskEngine, TradingState
@@ -38,6 +60,7 @@ from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
 from ..io.webserver import listen_error
+from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from .dispatch import Dispatcher, StrategyRunner
 
@@ -160,11 +183,23 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.instruments = config.instrument_map()
         self.positions = Positions()
+        #: Open orders and orders closed within the retention time, by client id.
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, dict[str, Order]] = {}
-        #: Open lots per symbol: [buy, sell].
+        #: Lots held by open orders per symbol: [buy, sell] (the sum of ``Order.held``).
         self.exposure: dict[str, list[int]] = {symbol: [0, 0] for symbol in self.instruments}
+        #: Orders that reached each status, plus ``submitted``, ``fills`` and
+        #: ``cancel_requested``.
         self.order_counts: Counter[str] = Counter()
+        #: Faults the order sinks reported (``on_order_fault``), by kind.
+        self.order_faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
+        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``).
+        self.ignored: Counter[str] = Counter({"duplicate_fill": 0, "unknown_order": 0})
+        self._ticks = {
+            symbol: Fraction(Decimal(inst.tick_size)) for symbol, inst in self.instruments.items()
+        }
+        self._retention_ns = round(config.engine.closed_order_retention_s * 1e9)
+        self._closed: deque[Order] = deque()
         self.ids = ClientOrderIds(run_id)
         self.tick_to_trade = LatencyHistogram()
         #: One pre-trade risk check.
@@ -294,6 +329,9 @@ class Engine:
         if not self._started:
             return
         self._started = False
+        stop_orders = getattr(self.sink, "stop_orders", None)
+        if stop_orders is not None:
+            stop_orders()
         if self.feed is not None:
             await self.feed.stop()
         self.stop_strategies()
@@ -327,6 +365,14 @@ class Engine:
         entry = self.builder.books.get(symbol)
         if entry is None:
             return None, risk.deny(Denial.BOOK_NOT_LIVE)
+        if order_type is OrderType.MARKET:
+            # Sent as an IOC limit at the band's edge: the venue cannot
+            # sweep past what risk checked (docs/design.md, "Market orders").
+            price = risk.band_edge(entry, side)
+            if price is None:
+                return None, risk.deny(Denial.NO_PRICE)
+            order_type = OrderType.LIMIT
+            time_in_force = TimeInForce.IOC
         exposure = self.exposure[symbol]
         started = perf_counter_ns()
         denial = risk.check(
@@ -353,7 +399,7 @@ class Engine:
             side,
             order_type,
             lots,
-            price if order_type is OrderType.LIMIT else None,
+            price,
             time_in_force,
             now,
             self.instruments[symbol],
@@ -361,10 +407,15 @@ class Engine:
         self.orders[order.client_order_id] = order
         self.open_orders[runner.name][order.client_order_id] = order
         exposure[0 if side == _BUY else 1] += lots
+        order.held = lots
         runner.orders += 1
         self.order_counts["submitted"] += 1
         order.recv_ns = self.dispatcher.recv_ns
         self.sink.submit(order)
+        if order.status is OrderStatus.REJECTED and order.reason == Denial.RATE_LIMITED:
+            # Refused by the sink at once: no slot in the venue's request budget.
+            # Counted (in on_status) and reported to the strategy like a risk denial.
+            return None, Denial.RATE_LIMITED
         return order, None
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
@@ -386,14 +437,27 @@ class Engine:
                 count += self.cancel(order)
         return count
 
-    def set_trading_state(self, state: TradingState) -> None:
-        """active | reducing | halted; halting cancels open orders if configured."""
+    def set_trading_state(self, state: TradingState, who: str = "operator") -> None:
+        """active | reducing | halted; halting cancels open orders if configured.
+
+        ``who`` names what asked (``operator``, or ``risk`` for a halt the
+        engine decided itself), for the log.
+        """
         previous = self.risk.state
         self.risk.set_state(state)
         if previous is not state:
-            log.warning("trading state %s -> %s", previous.value, state.value)
-        if state is TradingState.HALTED and self.config.risk.cancel_on_halt:
-            self.cancel_all()
+            log.warning("trading state %s -> %s (by %s)", previous.value, state.value, who)
+        if state is TradingState.HALTED:
+            # Before the cancels: from now on no new order leaves the sink.
+            stop_orders = getattr(self.sink, "stop_orders", None)
+            if stop_orders is not None:
+                stop_orders()
+            if self.config.risk.cancel_on_halt:
+                self.cancel_all()
+        else:
+            resume_orders = getattr(self.sink, "resume_orders", None)
+            if resume_orders is not None:
+                resume_orders()
 
     # -- ExecutionListener --------------------------------------------------------
 
@@ -404,35 +468,79 @@ class Engine:
     def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
         order = self.orders.get(client_order_id)
         if order is None:
-            log.error("acknowledgement for unknown order %s", client_order_id)
+            self._ignore("unknown_order", "acknowledgement", client_order_id)
             return
         order.exchange_order_id = exchange_order_id
 
-    def on_fill(self, client_order_id: str, price: int, lots: int) -> None:
+    def on_order_report(
+        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
+    ) -> None:
+        """Credit the position at once with what an order answer adds (see ExecutionListener)."""
         order = self.orders.get(client_order_id)
         if order is None:
-            log.error("fill for unknown order %s", client_order_id)
+            self._ignore("unknown_order", "order answer", client_order_id)
             return
+        average: Price | None = None
+        if avg_price is not None:
+            try:
+                # On the tick grid (the common case): integer arithmetic only.
+                average = self.instruments[order.symbol].price_to_ticks(str(avg_price))
+            except InvalidValue:
+                average = Fraction(avg_price) / self._ticks[order.symbol]
+        before = order.reported
         try:
-            order.add_fill(price, lots)
-        except OrderStateError:
-            log.exception("fill rejected for order %s", client_order_id)
+            credit = order.credit_report(filled_lots, average)
+        except OrderStateError as exc:
+            log.error("order answer not applied: %s", exc)
+            self.on_order_fault(client_order_id, "unreadable_answer")
+            self._hold(order)
             return
-        if order.is_open:
-            # Once an order is closed its whole remainder left the exposure.
-            self.exposure[order.symbol][0 if order.side == _BUY else 1] -= lots
-        self.positions.fill(order.strategy, order.symbol, order.side, price, lots)
-        self.order_counts["fills"] += 1
-        runner = self.runners.get(order.strategy)
-        if runner is not None:
-            self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
+        if credit is not None:
+            self._credit(order, credit[0], credit[1])
+        self._hold(order)
+        if order.reported > order.quantity >= before:
+            self.on_order_fault(client_order_id, "overfill")
+
+    def on_fill(
+        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
+    ) -> None:
+        """Add what a fill adds beyond the answers (see ExecutionListener)."""
+        order = self.orders.get(client_order_id)
+        if order is None:
+            self._ignore("unknown_order", "fill", client_order_id)
+            return
+        before = order.reported
+        try:
+            credit, provisional = order.credit_fill(price, lots, fill_id)
+        except DuplicateFill:
+            self.ignored["duplicate_fill"] += 1
+            return
+        except OrderStateError as exc:
+            log.error("fill not applied: %s", exc)
+            self.on_order_fault(client_order_id, "unreadable_fill")
+            return
+        if credit is not None:
+            self._credit(order, credit[0], credit[1])
+        if provisional is not None and order.feed_fills is not None:
+            self.positions.reprice(
+                order.strategy,
+                order.symbol,
+                order.side,
+                client_order_id,
+                provisional,
+                order.feed_fills,
+            )
+        self._hold(order)
+        if order.reported > order.quantity >= before:
+            self.on_order_fault(client_order_id, "overfill")
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         order = self.orders.get(client_order_id)
         if order is None:
-            log.error("status for unknown order %s", client_order_id)
+            self._ignore("unknown_order", "status", client_order_id)
             return
         was_open = order.is_open
+        previous = order.status
         try:
             changed = order.transition(status, reason)
         except OrderStateError:
@@ -440,14 +548,85 @@ class Engine:
             return
         if not changed:
             return
-        if was_open and not order.is_open:
-            leftover = order.quantity - order.filled
-            self.exposure[order.symbol][0 if order.side == _BUY else 1] -= leftover
-            self.open_orders.get(order.strategy, {}).pop(client_order_id, None)
+        if status is OrderStatus.REJECTED and reason == Denial.RATE_LIMITED:
+            self.risk.deny(Denial.RATE_LIMITED)
+        if previous is not status:
             self.order_counts[status.value] += 1
+        if was_open and not order.is_open:
+            self._hold(order)
+            self.open_orders.get(order.strategy, {}).pop(client_order_id, None)
+            now = self.clock.monotonic_ns()
+            order.closed_ns = now
+            self._closed.append(order)
+            self.evict_closed(now)
         runner = self.runners.get(order.strategy)
         if runner is not None:
             self.dispatcher.post(runner, "on_order_update", order)
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        """Count a fault the sink met; an overfill halts trading (see ExecutionListener)."""
+        self.order_faults[kind] += 1
+        log.error("order %s: %s", client_order_id, kind)
+        if kind == "overfill" and self.risk.state is not TradingState.HALTED:
+            log.error(
+                "order %s filled beyond its quantity: the venue and the engine disagree; halting",
+                client_order_id,
+            )
+            self.set_trading_state(TradingState.HALTED, who="risk")
+
+    def _credit(self, order: Order, price: Price, lots: int) -> None:
+        """Add lots to the position (the caller then updates the exposure they held)."""
+        self.positions.fill(
+            order.strategy, order.symbol, order.side, price, lots, order.client_order_id
+        )
+        self.order_counts["fills"] += 1
+        runner = self.runners.get(order.strategy)
+        if runner is not None:
+            self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
+
+    def _hold(self, order: Order) -> None:
+        """Bring the exposure in line with what ``order`` holds now (``Order.held_lots``)."""
+        held = order.held_lots()
+        change = held - order.held
+        if change:
+            order.held = held
+            self.exposure[order.symbol][0 if order.side is _BUY else 1] += change
+
+    def _ignore(self, reason: str, what: str, client_order_id: str) -> None:
+        self.ignored[reason] += 1
+        log.warning("%s for an order not held: %s", what, client_order_id)
+
+    def evict_closed(self, now_ns: int | None = None) -> int:
+        """Drop orders closed longer than the retention time; returns how many left.
+
+        An order whose reported fills are not all in the position yet (it
+        still holds exposure) stays until they are. The sink's
+        ``forget(client_order_id)``, when it has one, is called for each.
+        Amortized ``O(1)`` per order.
+        """
+        if now_ns is None:
+            now_ns = self.clock.monotonic_ns()
+        closed = self._closed
+        cutoff = now_ns - self._retention_ns
+        if not closed or closed[0].closed_ns > cutoff:
+            return 0
+        forget = getattr(self.sink, "forget", None)
+        evicted = 0
+        kept: list[Order] = []
+        while closed and closed[0].closed_ns <= cutoff:
+            order = closed.popleft()
+            if order.held:
+                order.closed_ns = now_ns  # look again one retention time later
+                kept.append(order)
+                continue
+            cid = order.client_order_id
+            if self.orders.get(cid) is order:
+                del self.orders[cid]
+                if forget is not None:
+                    forget(cid)
+                evicted += 1
+        closed.extend(kept)
+        return evicted
 
     # -- introspection ------------------------------------------------------------
 
@@ -502,4 +681,6 @@ class Engine:
                 name: {"enabled": runner.enabled, "errors": runner.errors, "orders": runner.orders}
                 for name, runner in self.runners.items()
             },
+            # Which build runs: the compiled core or the pure-Python one.
+            "build": BUILD.as_dict(),
         }

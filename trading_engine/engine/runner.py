@@ -15,13 +15,13 @@ import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
-from ..config import Config
+from ..config import Config, budget_problems
 from ..core.breaker import CircuitBreaker
 from ..core.errors import ConfigError
 from ..core.orders import OrderSink
 from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
-from ..io.gateway import HttpGateway
+from ..io.gateway import HttpGateway, ssl_context
 from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from .engine import Engine
@@ -142,6 +142,15 @@ def build_engine(
             message = "gateway.mode: 'simulated' needs an in-process venue here"
             raise ConfigError(message, [message])
         return Engine(config, sink_factory=venue)
+    for problem in budget_problems(config):
+        log.warning("%s: new orders beyond it are refused rate_limited", problem)
+    ca_file = config.gateway.ca_file
+    if ca_file is not None:
+        try:
+            ssl_context(ca_file)
+        except (OSError, ValueError) as exc:
+            message = f"gateway.ca_file: cannot load {ca_file!r}: {exc}"
+            raise ConfigError(message, [message]) from exc
     if api_key is None:
         name = config.gateway.api_key_env
         api_key = env.get(name)
@@ -154,7 +163,16 @@ def build_engine(
         settings = engine.config.gateway
         fast = None
         if settings.mode == "fast":
-            fast = FastOrderChannel(settings.base_url, key, settings.fast_connections)
+            fast = FastOrderChannel(
+                settings.base_url,
+                key,
+                settings.fast_connections,
+                ssl_context=ssl_context(settings.ca_file)
+                if settings.base_url.startswith("https://")
+                else None,
+                backoff_s=settings.reconnect_backoff_s,
+                backoff_max_s=settings.reconnect_backoff_max_s,
+            )
         return HttpGateway(
             settings,
             engine,

@@ -48,6 +48,7 @@ from ..config import ENV_PREFIX, Config
 from ..core.errors import ConfigError
 from ..io.admin import admin_app, authorize
 from ..io.webserver import json_response, listen_error, serve
+from ..lowlevel.build import BUILD
 from ..lowlevel.tasks import cancel_and_wait
 
 __all__ = ["Supervisor", "Worker", "worker_environment"]
@@ -333,6 +334,8 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
         "open_orders": 0,
         "strategies": {},
         "workers": workers,
+        # The workers run this process's install.
+        "build": BUILD.as_dict(),
     }
     for document in documents:
         if document is None:

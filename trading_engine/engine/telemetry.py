@@ -20,6 +20,8 @@ from ..core.builder import BookState
 from ..core.orders import OrderStatus
 from ..core.protocol import MessageType, Reason
 from ..core.risk import Denial
+from ..io.gateway import EVENTS, HttpGateway
+from ..io.scheduler import Priority
 from ..lowlevel.loop import PriorityEventLoop
 from ..lowlevel.metrics import LatencyHistogram, add_histogram, histogram_family
 from ..lowlevel.tasks import cancel_and_wait
@@ -174,13 +176,35 @@ class EngineCollector(Collector):
         yield rejected
 
         orders = CounterMetricFamily(
-            P + "orders", "Orders by final or current outcome.", labels=["status"]
+            P + "orders",
+            "Orders that reached each status (submitted: sent to the order sink).",
+            labels=["status"],
         )
         orders.add_metric(["submitted"], engine.order_counts["submitted"])
         for status in OrderStatus:
             if status is not OrderStatus.PENDING_NEW:
                 orders.add_metric([status.value], engine.order_counts[status.value])
         yield orders
+
+        faults = CounterMetricFamily(
+            P + "order_faults",
+            "Order faults the order sink could not resolve alone, by kind "
+            "(an overfill halts trading).",
+            labels=["kind"],
+        )
+        for fault, count in sorted(engine.order_faults.items()):
+            faults.add_metric([fault], count)
+        yield faults
+
+        ignored = CounterMetricFamily(
+            P + "execution_reports_ignored",
+            "Fills, answers and statuses not applied: duplicate_fill (a fill id already "
+            "counted), unknown_order (an order the engine does not hold).",
+            labels=["reason"],
+        )
+        for cause, count in sorted(engine.ignored.items()):
+            ignored.add_metric([cause], count)
+        yield ignored
 
         roundtrip = histogram_family(
             P + "order_roundtrip_seconds", "Order request written to exchange answer read."
@@ -207,6 +231,8 @@ class EngineCollector(Collector):
             "Order gateway circuit breaker: 0 closed, 1 half open, 2 open.",
             value=0 if breaker is None else int(breaker.state),
         )
+
+        yield from self._gateway()
 
         strategy = histogram_family(
             P + "strategy_seconds", "One strategy's evaluation of one update.", ["strategy"]
@@ -314,6 +340,81 @@ class EngineCollector(Collector):
         connections = GaugeMetricFamily(P + "feed_connections", "Publisher connections open.")
         connections.add_metric([], len(feed.sessions) if feed else 0)
         yield connections
+
+    def _gateway(self) -> Iterator[Metric]:
+        """The gateway's outcome counters, its request budget, breaker and connections."""
+        sink = self.engine.sink
+        gateway = sink if isinstance(sink, HttpGateway) else None
+        events = CounterMetricFamily(
+            P + "gateway_events",
+            "Order-path events of the exchange gateway, by kind (timeouts, unknown outcomes, "
+            "settlements, re-sends, rate_limited refusals, unreadable answers, not-found, ...).",
+            labels=["event"],
+        )
+        for event in EVENTS:
+            events.add_metric([event], gateway.counts[event] if gateway else 0)
+        yield events
+
+        reads = CounterMetricFamily(
+            P + "gateway_read_failures",
+            "Reads that said nothing (no answer, 429, 4xx but 404, 5xx, unreadable), "
+            "by what was read.",
+            labels=["request"],
+        )
+        for what in ("order", "fills", "open_orders"):
+            reads.add_metric([what], gateway.read_failures[what] if gateway else 0)
+        yield reads
+
+        requests = CounterMetricFamily(
+            P + "gateway_requests",
+            "Requests granted a slot in the venue's budget, by priority.",
+            labels=["priority"],
+        )
+        for priority in Priority:
+            granted = gateway.scheduler.granted[priority] if gateway else 0
+            requests.add_metric([priority.name.lower()], granted)
+        yield requests
+
+        yield CounterMetricFamily(
+            P + "gateway_paused_seconds",
+            "Seconds the whole venue was paused by 429 answers (Retry-After).",
+            value=gateway.scheduler.paused_ns_total / 1e9 if gateway else 0.0,
+        )
+
+        fast = gateway.fast if gateway else None
+        attempts = CounterMetricFamily(
+            P + "gateway_connects",
+            "Fast-path connection attempts, and those that failed before serving an answer.",
+            labels=["result"],
+        )
+        tried = fast.connect_attempts if fast else 0
+        failed = fast.connect_failures if fast else 0
+        attempts.add_metric(["attempted"], tried)
+        attempts.add_metric(["failed"], failed)
+        yield attempts
+        yield CounterMetricFamily(
+            P + "gateway_fast_fallbacks",
+            "New orders sent over httpx because no fast-path connection was idle.",
+            value=fast.fallbacks if fast else 0,
+        )
+
+        breaker = gateway.breaker if gateway else None
+        transitions = CounterMetricFamily(
+            P + "circuit_breaker_transitions",
+            "Circuit breaker state changes, by from and to state.",
+            labels=["from", "to"],
+        )
+        for source in ("closed", "open", "half_open"):
+            for target in ("closed", "open", "half_open"):
+                if source != target:
+                    count = breaker.transitions.get((source, target), 0) if breaker else 0
+                    transitions.add_metric([source, target], count)
+        yield transitions
+        yield CounterMetricFamily(
+            P + "circuit_breaker_denied",
+            "Order placements denied by the circuit breaker (open, or half-open trials taken).",
+            value=breaker.denied if breaker else 0,
+        )
 
 
 def registry_for(

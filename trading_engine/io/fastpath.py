@@ -14,7 +14,20 @@ httpx. The parser accepts exactly what the exchange API sends: an
 ``HTTP/1.1`` status line, headers, and a ``Content-Length`` body; anything
 else (chunked encoding, a malformed line, bytes nobody asked for) closes
 the connection and makes that request's outcome unknown, which the
-gateway settles like any other.
+gateway settles like any other. It costs about 4 us per answer where h11
+costs about 30 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md):
+a seventh of the whole loopback round trip, spent on the loop's one
+thread, for a grammar this strict parser already covers.
+
+``https://`` URLs are spoken over TLS with the context the caller gives
+(the gateway's ``ssl.create_default_context()`` plus ``ca_file``).
+
+A connection that closes before it served an answer (refused, reset,
+accepted then closed) is a failed attempt: connections are re-opened
+with capped exponential back-off and jitter (``backoff_s`` doubling up to
+``backoff_max_s``), never in a tight loop; attempts and failures are
+counted (:attr:`FastOrderChannel.connect_attempts`,
+:attr:`FastOrderChannel.connect_failures`).
 """
 
 from __future__ import annotations
@@ -22,6 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import socket
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Final
 from urllib.parse import urlsplit
@@ -63,13 +79,13 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Answer] | None = None
         self._buffer = bytearray()
         self.closed = False
+        #: Answers served on this connection.
+        self.served = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            import socket
-
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Order acknowledgements are read ahead of background work.
@@ -93,6 +109,7 @@ class _Connection(asyncio.Protocol):
         if answer is None:
             return
         waiter, self.waiter = self.waiter, None
+        self.served += 1
         if not waiter.done():
             waiter.set_result(answer)
         if answer.headers.get("connection", "").lower() == "close":
@@ -148,25 +165,47 @@ class _Connection(asyncio.Protocol):
             self._channel._gone(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         if self.transport is not None:
             unmark_critical(self.transport)
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(FastPathError(f"connection lost: {exc}"))
-        self._channel._gone(self)
+            waiter.set_exception(FastPathError(f"connection lost before the answer: {exc}"))
+        if not self.closed:
+            self.closed = True
+            self._channel._gone(self)
 
 
 class FastOrderChannel:
     """A small pool of warm connections to the exchange for POST /orders."""
 
-    def __init__(self, base_url: str, api_key: str, connections: int = 2) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        connections: int = 2,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        backoff_s: float = 0.05,
+        backoff_max_s: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the fast path needs an http:// base URL, got {base_url!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the fast path needs an http:// or https:// URL, got {base_url!r}")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self.tls = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self.port = parts.port or (443 if self.tls is not None else 80)
         self.size = connections
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._rng = rng or random.Random()
+        #: Consecutive failed attempts (reset by a connection that served an answer).
+        self._failures = 0
+        #: Connections tried, and those that failed before serving an answer.
+        self.connect_attempts = 0
+        self.connect_failures = 0
         prefix = parts.path.rstrip("/")
         self._head = (
             f"POST {prefix}/orders HTTP/1.1\r\n"
@@ -236,8 +275,13 @@ class FastOrderChannel:
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        self.connect_attempts += 1
         _, connection = await loop.create_connection(
-            lambda: _Connection(self), self.host, self.port
+            lambda: _Connection(self),
+            self.host,
+            self.port,
+            ssl=self.tls,
+            server_hostname=self.host if self.tls is not None else None,
         )
         if self._closed:
             connection.close()
@@ -250,9 +294,17 @@ class FastOrderChannel:
             self._idle_connections.append(connection)
 
     def _gone(self, connection: _Connection) -> None:
+        if connection not in self._all:
+            return
         self._all.discard(connection)
         with contextlib.suppress(ValueError):
             self._idle_connections.remove(connection)
+        if connection.served:
+            self._failures = 0
+        else:
+            # Accepted and closed (or reset) before any answer: a failed attempt.
+            self._failures += 1
+            self.connect_failures += 1
         self._refill()
 
     def _refill(self) -> None:
@@ -266,16 +318,33 @@ class FastOrderChannel:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def backoff_delay_s(self) -> float:
+        """The wait before the next attempt: 0 after a success, then capped doubling, jittered.
+
+        ``backoff_s * 2**(failures - 1)`` capped at ``backoff_max_s``, times a
+        uniform factor in [0.5, 1) ("equal jitter": never 0, never in step
+        with other clients).
+        """
+        failures = self._failures
+        if not failures:
+            return 0.0
+        delay: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** min(failures - 1, 30))
+        return delay * (0.5 + 0.5 * self._rng.random())
+
     async def _keep_connecting(self) -> None:
-        delay = 0.05
         while not self._closed:
+            delay = self.backoff_delay_s()
+            if delay:
+                await asyncio.sleep(delay)
+            if self._closed:
+                return
             try:
                 await self._connect()
                 return
-            except OSError as exc:
+            except (OSError, ssl.SSLError) as exc:
+                self._failures += 1
+                self.connect_failures += 1
                 log.warning("fast path connection to %s:%d failed: %s", self.host, self.port, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     def connections(self) -> Iterable[_Connection]:
         return tuple(self._all)

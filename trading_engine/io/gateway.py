@@ -1,31 +1,35 @@
-"""The order gateway: the exchange order API over httpx, behind a breaker.
+"""The order gateway: the exchange order API, paced, behind a breaker.
 
-:class:`HttpGateway` is an :class:`~trading_engine.orders.OrderSink`. The
-engine calls ``allow``/``submit``/``cancel`` synchronously on the hot
-path; each request then runs as a task on the loop, over one long-lived
-``httpx.AsyncClient`` (keep-alive pool, ``[gateway] timeout_s``, the API
-key read from the environment variable the config names, never logged).
+:class:`HttpGateway` is an :class:`~trading_engine.core.orders.OrderSink`.
+The engine calls ``allow``/``submit``/``cancel`` synchronously on the hot
+path. ``POST /orders`` goes out on the pre-warmed fast path
+(:mod:`trading_engine.io.fastpath`) when ``[gateway] mode = "fast"`` (the
+default) and a warm connection is idle; everything else (reads, cancels,
+fills, settlement, re-sends) goes over one long-lived
+``httpx.AsyncClient``. Both speak ``https://`` with
+``ssl.create_default_context()`` (plus ``[gateway] ca_file`` if set).
 
-Outcome policy, per the exchange API:
+Pacing: one :class:`~trading_engine.io.scheduler.RequestScheduler` owns
+the venue's request budget (``max_requests_per_s`` in any 1 s) with the
+priorities cancel > order > settle > poll. A new order takes a slot at
+once (or within ``max_order_wait_s``) or is refused locally with the
+reason ``rate_limited``: ``on_status(rejected, "rate_limited")``, which
+the engine counts as a denial. A 429 pauses the whole venue until its
+``Retry-After`` (capped by ``max_retry_after_s``).
 
-* 200: the answer's status (and ``filled_quantity``) is applied; fills
-  themselves are learned from ``GET /fills`` (polled, and polled at once
-  when an answer reports new fills), so positions always equal the
-  exchange's fills log.
-* 400/401/403 (any 4xx but 429): the order is ``rejected``. Not a breaker
-  failure: the venue is healthy.
-* 429: retried after ``Retry-After`` seconds with the same
-  ``client_order_id``; a local token bucket keeps requests under
-  ``[gateway] max_requests_per_s``.
-* timeout, connection error, 5xx: the outcome is unknown. The order is
-  marked ``unknown`` and settled by ``GET /orders/{client_order_id}``
-  with exponential backoff and jitter; a 404 there means the exchange has
-  not seen it, and the order is sent again *with the same id* (the
-  exchange treats the id as an idempotency key), never under a new one.
+Outcomes: every answer to every request has one, listed in
+docs/design.md ("Order outcomes"): ``_placed``, ``_settle``, ``_cancel``
+and ``poll_fills`` implement that table. The rule under all of it: an
+answer that says nothing about an order leaves the order ``unknown``, and
+an unknown order is settled by reading it back with the same
+``client_order_id``; a re-send only follows a read that answered 404.
 
-Every call's outcome feeds the circuit breaker (5xx, timeouts and
-connection errors are failures); while it is open, ``allow`` is False and
-the engine denies orders at once with ``circuit_open``.
+The circuit breaker sees order placements only (first sends and
+re-sends, 429 retries excluded); reads have their own failure counts and
+back-off.
+
+Counters (:attr:`HttpGateway.counts`, exported as
+``trading_engine_gateway_events_total{event}``): see ``EVENTS``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
 import httpx
 import orjson
@@ -47,23 +54,74 @@ from ..core.errors import InvalidValue
 from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
-from ..core.risk import TokenBucket
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import cancel_and_wait
 from .fastpath import Answer, FastOrderChannel, FastPathError
+from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
-__all__ = ["HttpGateway", "Reply"]
+__all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
 
 log = logging.getLogger("trading_engine.gateway")
 
 _STATUSES = {status.value: status for status in OrderStatus}
+_VENUE_STATUSES: Final = frozenset(
+    {
+        OrderStatus.NEW,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.REJECTED,
+    }
+)
+_REJECTED = OrderStatus.REJECTED
 
-#: An exchange answer from either path (httpx.Response or fastpath.Answer).
+#: The reason of an order refused locally for want of a request slot.
+RATE_LIMITED: Final = "rate_limited"
+#: The reason of an order closed locally: a cancel and a read both answered 404.
+NOT_FOUND: Final = "not_found"
+#: The reason of an order closed locally: never taken, and a halt or stop began.
+HALTED: Final = "halted"
+
+#: Every counter the gateway keeps (always exported, 0 until seen).
+EVENTS: Final = (
+    "timeout",  # a request got no answer within timeout_s
+    "connection_error",  # a request's connection failed before an answer
+    "unknown",  # an order's placement outcome became unknown
+    "settled",  # an unknown order was settled by reading it back
+    "resent",  # an order read back as 404 was sent again under its id
+    "resend_held",  # a re-send waited because the breaker was open
+    "rate_limited",  # a new order refused locally: no request slot
+    "venue_rate_limited",  # a 429 answer (any request)
+    "unreadable_answer",  # a 200 order answer that could not be read
+    "unreadable_fill",  # a fill of ours that could not be read
+    "unreadable_fills",  # a fills answer that was not a readable list
+    "not_found",  # an order closed locally after DELETE and GET answered 404
+    "cancel_refused",  # a cancel answered 4xx (not 404/429)
+    "cancel_failed",  # a cancel with no answer or a 5xx (retried)
+    "overfill",  # the venue reported more fills than the order's quantity
+    "rejected",  # an order answered 4xx (not 429)
+    "dropped",  # queued order or poll work dropped by a halt or stop
+    "halted_unsent",  # an order never taken, closed locally after a halt
+    "read_failed",  # a read (GET) that said nothing (not 200/404)
+)
+
+#: Reply from either path: an httpx.Response or a fast-path Answer.
 Reply = httpx.Response | Answer
 
 
+def ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The TLS context of both paths: the system's trust store plus ``ca_file``.
+
+    Raises ``OSError``/``ssl.SSLError`` when ``ca_file`` cannot be read.
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 class HttpGateway:
-    """OrderSink speaking the exchange order API with httpx."""
+    """OrderSink speaking the exchange order API (fast path and httpx)."""
 
     def __init__(
         self,
@@ -74,6 +132,7 @@ class HttpGateway:
         *,
         api_key: str,
         clock: Callable[[], int] = time.monotonic_ns,
+        wall_clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         fast: FastOrderChannel | None = None,
@@ -85,25 +144,33 @@ class HttpGateway:
         self._instruments = instruments
         self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce], bytes] = {}
         self._clock = clock
+        self._wall_clock = wall_clock
         self._rng = rng or random.Random()
+        verify: ssl.SSLContext | bool = True
+        if config.base_url.startswith("https://"):
+            verify = ssl_context(config.ca_file)
         self.client = httpx.AsyncClient(
             base_url=config.base_url,
             headers={"X-API-Key": api_key, "Content-Type": "application/json"},
             timeout=httpx.Timeout(config.timeout_s),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
+            verify=verify,
         )
-        self._bucket = TokenBucket(
-            config.max_requests_per_s, clock, burst=max(1, int(config.max_requests_per_s))
-        )
+        self.scheduler = RequestScheduler(config.max_requests_per_s, clock)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._known: dict[str, Order] = {}
         self._placing: set[str] = set()
+        #: Lots learned per order from the fills feed (overfill check).
+        self._fill_lots: dict[str, int] = {}
+        self._last_sent_ns: dict[str, int] = {}
         self._fills_cursor = 0
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self.roundtrip = LatencyHistogram()
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        #: Failed reads by what was read (``order``, ``fills``, ``open_orders``).
+        self.read_failures: Counter[str] = Counter()
         #: True once the exchange answered a request (``GET /fills``) with 200:
         #: the address and the API key work (``/readyz``).
         self.reached = False
@@ -114,27 +181,40 @@ class HttpGateway:
     # -- OrderSink ----------------------------------------------------------------
 
     def allow(self) -> bool:
+        """The breaker's permission for one placement (a trial while half-open)."""
         return self.breaker.allow()
 
     def submit(self, order: Order) -> None:
-        self._known[order.client_order_id] = order
-        fast = self.fast
-        if fast is not None and self._bucket.take():
-            body = self.order_body(order)
-            start = self._clock()
-            listener = self._listener
-            # Tick-to-trade ends as the request is handed to the kernel.
-            waiter = fast.try_send(body, lambda: listener.on_written(order))
-            if waiter is not None:
-                self._spawn(
-                    self._place(order, body, (waiter, start)), f"place:{order.client_order_id}"
-                )
-                return
-            self._bucket.give_back()
-        self._spawn(self._place(order), f"place:{order.client_order_id}")
+        """Send now, or refuse now (``rate_limited``); never queue without bound."""
+        cid = order.client_order_id
+        scheduler = self.scheduler
+        if scheduler.try_now(Priority.ORDER):
+            self._known[cid] = order
+            self._send_first(order)
+            return
+        wait_s = self.config.max_order_wait_s
+        if wait_s > 0 and scheduler.accepting_orders and not scheduler.paused():
+            self._known[cid] = order
+            self._spawn(self._place_after_wait(order, wait_s), f"place:{cid}")
+            return
+        self._refuse(order, RATE_LIMITED if scheduler.accepting_orders else HALTED)
 
     def cancel(self, order: Order) -> None:
         self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+
+    def forget(self, client_order_id: str) -> None:
+        """Drop a closed, settled order the engine no longer keeps (its late fills are ignored)."""
+        self._known.pop(client_order_id, None)
+        self._fill_lots.pop(client_order_id, None)
+        self._last_sent_ns.pop(client_order_id, None)
+
+    def stop_orders(self) -> None:
+        """A halt or stop began: no new order leaves; queued order and poll work is dropped."""
+        self.counts["dropped"] += self.scheduler.stop_orders()
+
+    def resume_orders(self) -> None:
+        """Trading resumed: new orders may have request slots again."""
+        self.scheduler.resume_orders()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -176,6 +256,7 @@ class HttpGateway:
                 await self.poll_fills()
             except Exception:
                 log.exception("reading the last fills failed")
+        self.scheduler.close()
         await self.client.aclose()
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -183,8 +264,10 @@ class HttpGateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
+    @property
+    def tasks_in_flight(self) -> int:
+        """Request tasks alive (placements, settlements, cancels)."""
+        return len(self._tasks)
 
     # -- requests -------------------------------------------------------------------
 
@@ -218,261 +301,468 @@ class HttpGateway:
             body += b',"price":"%s"' % inst.format_price(order.price).encode()
         return body + b"}"
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None = None,
-        written: Order | None = None,
-        *,
-        wait_for_token: bool = True,
-    ) -> httpx.Response | None:
-        """One call through the rate limiter, timed and recorded in the breaker.
+    def _refuse(self, order: Order, reason: str) -> None:
+        """Refuse an order locally (it never left): the breaker permit is given back."""
+        self.breaker.release()
+        self._known.pop(order.client_order_id, None)
+        self.counts[RATE_LIMITED if reason == RATE_LIMITED else "halted_unsent"] += 1
+        self._listener.on_status(order.client_order_id, _REJECTED, reason)
 
-        Returns None when the outcome is unknown (timeout, connection error).
-        ``written``: the order whose tick-to-trade ends as its request is
-        handed to httpx (which does not expose the moment the bytes reach
-        the socket; nothing else runs in between).
+    def _send_first(self, order: Order) -> None:
+        """The first request of an order whose slot is taken: fast path if a connection is idle."""
+        body = self.order_body(order)
+        fast = self.fast
+        cid = order.client_order_id
+        if fast is not None:
+            start = self._clock()
+            listener = self._listener
+            # Tick-to-trade ends as the request is handed to the kernel.
+            waiter = fast.try_send(body, lambda: listener.on_written(order))
+            if waiter is not None:
+                self._last_sent_ns[cid] = start
+                self._spawn(self._place(order, body, (waiter, start)), f"place:{cid}")
+                return
+        self._spawn(self._place(order, body, slot_taken=True), f"place:{cid}")
+
+    async def _place_after_wait(self, order: Order, wait_s: float) -> None:
+        try:
+            async with asyncio.timeout(wait_s):
+                await self.scheduler.acquire(Priority.ORDER)
+        except (TimeoutError, Dropped):
+            self._refuse(order, RATE_LIMITED if self.scheduler.accepting_orders else HALTED)
+            return
+        self._send_first(order)
+
+    async def _http(
+        self, method: str, url: str, content: bytes | None = None, written: Order | None = None
+    ) -> Reply | None:
+        """One httpx call (its slot already granted); None when nothing was answered.
+
+        ``written``: the order whose tick-to-trade ends when httpcore has
+        written the request's last byte (its ``trace`` extension).
         """
-        if not wait_for_token:
-            # The fills poll: at most one per fills_poll_s, never held behind
-            # orders (positions must follow the exchange within a poll); it
-            # uses a token when one is free.
-            self._bucket.take()
-        else:
-            # The bucket refills with time, not on an event, so sleeping is right.
-            while not self._bucket.take():  # noqa: ASYNC110
-                await asyncio.sleep(self._bucket.wait_s())
+        extensions: dict[str, Any] = {}
         if written is not None:
-            self._listener.on_written(written)
+            listener = self._listener
+
+            async def trace(name: str, info: dict[str, Any]) -> None:
+                if name == "http11.send_request_body.complete":
+                    listener.on_written(written)
+
+            extensions["trace"] = trace
         start = self._clock()
         try:
-            response = await self.client.request(method, url, content=content)
+            response = await self.client.request(
+                method, url, content=content, extensions=extensions
+            )
         except httpx.TimeoutException:
-            self.breaker.record(self._clock() - start, failed=True)
-            self._count("timeout")
+            self.counts["timeout"] += 1
             return None
         except httpx.TransportError as exc:
-            self.breaker.record(self._clock() - start, failed=True)
-            self._count("connection_error")
+            self.counts["connection_error"] += 1
             log.warning("%s %s: %s", method, url, type(exc).__name__)
             return None
-        elapsed = self._clock() - start
-        self.roundtrip.observe_ns(elapsed)
-        self.breaker.record(elapsed, failed=response.status_code >= 500)
+        self.roundtrip.observe_ns(self._clock() - start)
         return response
 
     async def _fast_answer(self, waiter: asyncio.Future[Answer], start_ns: int) -> Answer | None:
-        """The fast path's answer, timed and recorded like an httpx call."""
+        """The fast path's answer; None when nothing was answered."""
         assert self.fast is not None
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 answer = await waiter
         except TimeoutError:
             self.fast.abandon(waiter)
-            self.breaker.record(self._clock() - start_ns, failed=True)
-            self._count("timeout")
+            self.counts["timeout"] += 1
             return None
         except FastPathError as exc:
-            self.breaker.record(self._clock() - start_ns, failed=True)
-            self._count("connection_error")
+            self.counts["connection_error"] += 1
             log.warning("fast path POST /orders: %s", exc)
             return None
-        elapsed = self._clock() - start_ns
-        self.roundtrip.observe_ns(elapsed)
-        self.breaker.record(elapsed, failed=answer.status_code >= 500)
+        self.roundtrip.observe_ns(self._clock() - start_ns)
         return answer
+
+    def _record_placement(self, started_ns: int, reply: Reply | None) -> None:
+        """A placement's outcome for the breaker: no answer or a 5xx is a failure."""
+        failed = reply is None or reply.status_code >= 500
+        self.breaker.record(self._clock() - started_ns, failed=failed)
+
+    def _venue_paused(self, reply: Reply) -> float:
+        """A 429: pause the whole venue for its Retry-After; returns the delay (s)."""
+        delay = retry_after_s(
+            reply.headers.get("retry-after"),
+            self._wall_clock(),
+            default_s=1.0,
+            cap_s=self.config.max_retry_after_s,
+        )
+        self.counts["venue_rate_limited"] += 1
+        self.scheduler.pause(delay)
+        return delay
+
+    # -- placing ----------------------------------------------------------------------
 
     async def _place(
         self,
         order: Order,
-        body: bytes | None = None,
+        body: bytes,
         sent: tuple[asyncio.Future[Answer], int] | None = None,
+        *,
+        slot_taken: bool = False,
     ) -> None:
-        """Place an order (its first request already sent when ``sent`` is given)."""
-        if body is None:
-            body = self.order_body(order)
-        self._placing.add(order.client_order_id)
+        """Place an order until its outcome is known (its first request may be sent)."""
+        cid = order.client_order_id
+        self._placing.add(cid)
         try:
-            await self._place_until_answered(order, body, sent)
+            await self._placed(order, body, sent, slot_taken)
         finally:
-            self._placing.discard(order.client_order_id)
+            self._placing.discard(cid)
         if order.cancel_requested and order.is_open:
             # A cancel asked for while the placement was unsettled.
             await self._cancel(order)
 
-    async def _place_until_answered(
-        self, order: Order, body: bytes, sent: tuple[asyncio.Future[Answer], int] | None
+    async def _placed(
+        self,
+        order: Order,
+        body: bytes,
+        sent: tuple[asyncio.Future[Answer], int] | None,
+        slot_taken: bool,
     ) -> None:
-        first: Order | None = order if sent is None else None
+        cid = order.client_order_id
+        first = True
+        retry_of_429 = False
         while True:
-            response: Reply | None
+            reply: Reply | None
             if sent is not None:
-                response = await self._fast_answer(*sent)
+                started = sent[1]
+                reply = await self._fast_answer(*sent)
                 sent = None
             else:
-                response = await self._request("POST", "/orders", body, written=first)
-            first = None
-            if response is None or response.status_code >= 500:
+                if not slot_taken:
+                    try:
+                        await self.scheduler.acquire(Priority.ORDER, exempt=retry_of_429)
+                    except Dropped:
+                        # Only a 429'd order waits here: the venue never took it.
+                        self._close_unsent(order)
+                        return
+                slot_taken = False
+                started = self._clock()
+                self._last_sent_ns[cid] = started
+                reply = await self._http("POST", "/orders", body, written=order if first else None)
+            first = False
+            if not retry_of_429:
+                self._record_placement(started, reply)
+            if reply is None or reply.status_code >= 500:
                 if order.status is not OrderStatus.PENDING_NEW:
-                    # Its state was learned meanwhile (a cancel's answer): settled.
-                    return
-                self._count("unknown")
-                self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, "no answer")
+                    return  # its state was learned meanwhile (a cancel's answer)
+                self._unknown(order, "no answer" if reply is None else f"{reply.status_code}")
                 await self._settle(order, body)
                 return
-            code = response.status_code
+            code = reply.status_code
             if code == 200:
-                self._apply(order, response)
+                if not self._apply(order, reply):
+                    self._unknown(order, "unreadable answer")
+                    await self._settle(order, body)
                 return
             if code == 429:
-                self._count("rate_limited")
-                await asyncio.sleep(_retry_after_s(response))
+                await asyncio.sleep(self._venue_paused(reply))
+                retry_of_429 = True
                 continue
-            self._count("rejected")
-            self._listener.on_status(order.client_order_id, OrderStatus.REJECTED, _error(response))
+            self.counts["rejected"] += 1
+            self._listener.on_status(cid, _REJECTED, _error(reply))
             return
+
+    def _unknown(self, order: Order, why: str) -> None:
+        if order.status is OrderStatus.PENDING_NEW:
+            self.counts["unknown"] += 1
+            self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, why)
+
+    def _close_unsent(self, order: Order) -> None:
+        """An order the venue never took, after a halt or stop began: closed locally."""
+        self.counts["halted_unsent"] += 1
+        self._listener.on_status(order.client_order_id, _REJECTED, HALTED)
 
     async def _settle(self, order: Order, body: bytes) -> None:
-        """Learn the outcome of an order whose request got no clear answer."""
-        delay = self.config.settle_backoff_s
-        while True:
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, 2.0)
-            response = await self._request("GET", f"/orders/{order.client_order_id}")
-            if response is None or response.status_code >= 500:
-                continue
-            if response.status_code == 200:
-                self._count("settled")
-                self._apply(order, response)
-                return
-            if response.status_code == 404:
-                # Never seen: send it again under the same id (idempotent).
-                self._count("resent")
-                resent = await self._request("POST", "/orders", body)
-                if resent is not None and resent.status_code == 200:
-                    self._apply(order, resent)
-                    return
-                if resent is not None and 400 <= resent.status_code < 500:
-                    if resent.status_code == 429:
-                        await asyncio.sleep(_retry_after_s(resent))
-                        continue
-                    self._listener.on_status(
-                        order.client_order_id, OrderStatus.REJECTED, _error(resent)
-                    )
-                    return
-                continue
-            self._listener.on_status(order.client_order_id, OrderStatus.REJECTED, _error(response))
-            return
+        """Learn the outcome of an order whose request got no clear answer.
 
-    async def _cancel(self, order: Order) -> None:
-        """DELETE until the exchange answers with the order's final state.
-
-        A 404 while the order's placement is still being settled means the
-        exchange has not taken it yet: the placement sends the cancel again
-        once it has an answer (see :meth:`_place`).
+        Reads ``GET /orders/{id}`` with capped exponential back-off and
+        jitter until it answers 200 (applied) or 404. A 404 means the venue
+        has not seen the order: it is sent again under the same id (the
+        idempotency key), with the breaker's permission (while it is open
+        the order is read again later instead). After a halt or stop
+        nothing is sent again: two 404s at least ``timeout_s`` after the
+        last send close it locally (``halted``).
         """
+        cid = order.client_order_id
         delay = self.config.settle_backoff_s
         while order.is_open:
-            response = await self._request("DELETE", f"/orders/{order.client_order_id}")
-            if response is not None and response.status_code == 200:
-                self._apply(order, response)
-                return
-            if response is not None and response.status_code == 404:
-                if order.client_order_id in self._placing:
-                    return  # the placement will cancel it when it is settled
-            elif response is not None and response.status_code == 429:
-                await asyncio.sleep(_retry_after_s(response))
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, self.config.read_backoff_max_s)
+            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
+            if reply is None:
                 continue
-            elif response is not None and 400 <= response.status_code < 500:
-                log.error("cancel of %s refused: %s", order.client_order_id, _error(response))
+            if reply.status_code == 200:
+                if self._apply(order, reply):
+                    self.counts["settled"] += 1
+                    return
+                continue
+            # 404: the venue has not seen it.
+            if not self.scheduler.accepting_orders:
+                quiet_ns = self._clock() - self._last_sent_ns.get(cid, 0)
+                if quiet_ns >= self.config.timeout_s * 1e9:
+                    self._close_unsent(order)
+                    return
+                continue
+            if not self.breaker.allow():
+                self.counts["resend_held"] += 1
+                continue
+            try:
+                await self.scheduler.acquire(Priority.ORDER)
+            except Dropped:
+                self.breaker.release()
+                continue
+            self.counts["resent"] += 1
+            started = self._last_sent_ns[cid] = self._clock()
+            resent = await self._http("POST", "/orders", body)
+            self._record_placement(started, resent)
+            if resent is None or resent.status_code >= 500:
+                continue
+            if resent.status_code == 200:
+                if self._apply(order, resent):
+                    return
+                continue
+            if resent.status_code == 429:
+                self._venue_paused(resent)
+                continue
+            self.counts["rejected"] += 1
+            self._listener.on_status(cid, _REJECTED, _error(resent))
+            return
+
+    async def _read(self, url: str, priority: Priority, what: str) -> Reply | None:
+        """A GET with its slot; the reply when it is 200 or 404, else None (counted).
+
+        Anything else (no answer, 429, 400/401/403, 5xx) says nothing about
+        what was read; a 429 also pauses the venue. Raises
+        :class:`Dropped` for a poll dropped by a halt or stop.
+        """
+        await self.scheduler.acquire(priority)
+        reply = await self._http("GET", url)
+        if reply is not None and reply.status_code in (200, 404):
+            return reply
+        self.counts["read_failed"] += 1
+        self.read_failures[what] += 1
+        if reply is not None and reply.status_code == 429:
+            self._venue_paused(reply)
+        return None
+
+    # -- cancelling ---------------------------------------------------------------------
+
+    async def _cancel(self, order: Order) -> None:
+        """DELETE until the venue answers with the order's final state.
+
+        404 while the order's placement is still being settled: the venue
+        has not taken it yet, and the placement cancels it once it has an
+        answer (see :meth:`_place`). 404 otherwise: the order is read back;
+        a second 404 means the venue does not hold it, and it is closed
+        locally (``canceled``, reason ``not_found``). A 4xx refusal is
+        counted and the order read back once.
+        """
+        cid = order.client_order_id
+        delay = self.config.settle_backoff_s
+        while order.is_open:
+            await self.scheduler.acquire(Priority.CANCEL)
+            reply = await self._http("DELETE", f"/orders/{cid}")
+            if not order.is_open:
+                return  # settled meanwhile (its placement's answer, a read)
+            code = 0 if reply is None else reply.status_code
+            if reply is not None and code == 200:
+                if self._apply(order, reply):
+                    return
+                await self._read_back(order)
+            elif code == 404:
+                if cid in self._placing:
+                    return  # the placement cancels it when it is settled
+                back = await self._read(f"/orders/{cid}", Priority.CANCEL, "order")
+                if not order.is_open:
+                    return
+                if back is not None and back.status_code == 404:
+                    self.counts["not_found"] += 1
+                    self._listener.on_order_fault(cid, "not_found")
+                    self._listener.on_status(cid, OrderStatus.CANCELED, NOT_FOUND)
+                    return
+                if back is not None:
+                    self._apply(order, back)
+            elif reply is not None and code == 429:
+                self._venue_paused(reply)
+                continue
+            elif reply is not None and 400 <= code < 500:
+                self.counts["cancel_refused"] += 1
+                log.error("cancel of %s refused: %s", cid, _error(reply))
+                self._listener.on_order_fault(cid, "cancel_refused")
+                await self._read_back(order)
+                return
+            else:
+                self.counts["cancel_failed"] += 1
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, self.config.read_backoff_max_s)
+
+    async def _read_back(self, order: Order, attempts: int = 8) -> None:
+        """Read an order back until one readable answer (at most ``attempts`` reads)."""
+        cid = order.client_order_id
+        delay = self.config.settle_backoff_s
+        for _ in range(attempts):
+            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
+            if reply is not None and reply.status_code == 200 and self._apply(order, reply):
+                return
+            if reply is not None and reply.status_code == 404:
                 return
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, self.config.read_backoff_max_s)
 
-    def _apply(self, order: Order, response: Reply) -> None:
+    # -- answers ------------------------------------------------------------------------
+
+    def _apply(self, order: Order, reply: Reply) -> bool:
+        """Report a 200 order body to the listener; False (counted) if it is unreadable."""
+        cid = order.client_order_id
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(reply.content)
             status = _STATUSES[body["status"]]
-            filled = self._instruments[order.symbol].size_to_lots(body["filled_quantity"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidValue):
-            log.error(
-                "unreadable order answer for %s: %r", order.client_order_id, response.content[:200]
-            )
-            self._count("bad_answer")
-            return
-        self._listener.on_accepted(order.client_order_id, body.get("order_id"))
-        if filled > order.filled:
+            if status not in _VENUE_STATUSES:
+                raise KeyError(status)
+            filled_text = body["filled_quantity"]
+            avg_text = body.get("avg_price")
+            if not isinstance(filled_text, str) or not isinstance(avg_text, str | None):
+                raise TypeError("quantities and prices are decimal strings")
+            filled = self._instruments[order.symbol].size_to_lots(filled_text)
+            avg = None if avg_text is None else Decimal(avg_text)
+            if avg is not None and not avg.is_finite():
+                raise InvalidOperation(avg_text)
+        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidValue, InvalidOperation):
+            log.error("unreadable order answer for %s: %r", cid, reply.content[:200])
+            self.counts["unreadable_answer"] += 1
+            self._listener.on_order_fault(cid, "unreadable_answer")
+            return False
+        self._listener.on_accepted(cid, body.get("order_id"))
+        if filled > order.quantity:
+            self._overfill(order, f"answer reports {filled} lots of {order.quantity}")
+            filled = order.quantity
+        self._listener.on_order_report(cid, filled, avg)
+        if filled > self._fill_lots.get(cid, 0):
             self._fills_wanted.set()
-        if status is OrderStatus.PENDING_NEW or status is OrderStatus.UNKNOWN:
-            return
         if status is order.status and status is not OrderStatus.PARTIALLY_FILLED:
-            return
-        self._listener.on_status(order.client_order_id, status, body.get("reason"))
+            return True
+        self._listener.on_status(cid, status, body.get("reason"))
+        return True
+
+    def _overfill(self, order: Order, what: str) -> None:
+        self.counts["overfill"] += 1
+        log.error("overfill of %s: %s", order.client_order_id, what)
+        self._listener.on_order_fault(order.client_order_id, "overfill")
 
     # -- fills ------------------------------------------------------------------------
 
     async def poll_fills(self) -> int:
-        """Read new fills once; returns how many were applied."""
-        response = await self._request(
-            "GET", f"/fills?since={self._fills_cursor}", wait_for_token=False
-        )
-        if response is None or response.status_code != 200:
-            return 0
+        """Read new fills once; returns how many were applied, -1 if the read failed.
+
+        Raises :class:`Dropped` when a halt or stop drops the queued poll.
+        """
+        reply = await self._read(f"/fills?since={self._fills_cursor}", Priority.POLL, "fills")
+        if reply is None or reply.status_code != 200:
+            if reply is not None:
+                self.counts["read_failed"] += 1
+                self.read_failures["fills"] += 1
+            return -1
         self.reached = True
+        try:
+            fills = orjson.loads(reply.content)
+            if not isinstance(fills, list):
+                raise TypeError("not a list")
+        except (orjson.JSONDecodeError, TypeError):
+            self.counts["unreadable_fills"] += 1
+            self.read_failures["fills"] += 1
+            log.error("unreadable fills answer: %r", reply.content[:200])
+            return -1
         applied = 0
-        for fill in orjson.loads(response.content):
-            fill_id = int(fill["fill_id"])
+        for fill in fills:
+            try:
+                fill_id = int(fill["fill_id"])
+                cid = fill["client_order_id"]
+            except (KeyError, TypeError, ValueError):
+                self.counts["unreadable_fills"] += 1
+                log.error("unreadable fill %r", fill)
+                continue
             if fill_id <= self._fills_cursor:
                 continue
             self._fills_cursor = fill_id
-            order = self._known.get(fill["client_order_id"])
+            order = self._known.get(cid) if isinstance(cid, str) else None
             if order is None:
                 continue  # another client's order
             inst = self._instruments[order.symbol]
             try:
+                if not isinstance(fill["price"], str) or not isinstance(fill["quantity"], str):
+                    raise TypeError("prices and quantities are decimal strings")
                 price = inst.price_to_ticks(fill["price"])
                 lots = inst.size_to_lots(fill["quantity"])
-            except InvalidValue:
+                if lots <= 0:
+                    raise InvalidValue("zero", fill["quantity"])
+            except (InvalidValue, KeyError, TypeError):
+                self.counts["unreadable_fill"] += 1
                 log.error("unreadable fill %r", fill)
+                self._listener.on_order_fault(cid, "unreadable_fill")
+                # The order's answer carries its cumulative fills: read it back.
+                self._spawn(self._read_back(order), f"read-back:{cid}")
                 continue
-            self._listener.on_fill(order.client_order_id, price, lots)
+            seen = self._fill_lots.get(cid, 0) + lots
+            if seen > order.quantity:
+                self._overfill(order, f"fill {fill_id} brings {seen} lots of {order.quantity}")
+                continue
+            self._fill_lots[cid] = seen
+            self._listener.on_fill(cid, price, lots, fill_id)
             applied += 1
         return applied
 
     async def _poll_fills_forever(self) -> None:
+        """Poll ``/fills`` every ``fills_poll_s`` (at once when an answer reports fills).
+
+        Failed reads back off exponentially (with jitter) up to
+        ``read_backoff_max_s``.
+        """
+        interval = self.config.fills_poll_s
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that races its timeout, and the poller never stops.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.fills_poll_s):
+                async with asyncio.timeout(interval):
                     await self._fills_wanted.wait()
             self._fills_wanted.clear()
             try:
-                await self.poll_fills()
+                applied = await self.poll_fills()
+            except Dropped:
+                continue
             except Exception:
                 log.exception("polling fills failed")
+                applied = -1
+            if applied < 0:
+                interval = min(interval * 2, self.config.read_backoff_max_s) * (
+                    0.75 + 0.5 * self._rng.random()
+                )
+            else:
+                interval = self.config.fills_poll_s
 
     async def open_orders(self) -> list[dict[str, Any]]:
-        """The exchange's open orders (for reconciliation)."""
-        response = await self._request("GET", "/orders?status=open")
-        if response is None or response.status_code != 200:
+        """The exchange's open orders (for reconciliation). Raises ``ConnectionError``."""
+        try:
+            reply = await self._read("/orders?status=open", Priority.POLL, "open_orders")
+        except Dropped:
+            raise ConnectionError("reading open orders was dropped by a halt") from None
+        if reply is None or reply.status_code != 200:
             raise ConnectionError("could not read open orders")
-        result: list[dict[str, Any]] = orjson.loads(response.content)
+        result: list[dict[str, Any]] = orjson.loads(reply.content)
         return result
 
 
-def _retry_after_s(response: Reply) -> float:
-    value = response.headers.get("Retry-After", "1")
+def _error(reply: Reply) -> str:
     try:
-        return max(0.0, float(int(value)))
-    except ValueError:
-        return 1.0
-
-
-def _error(response: Reply) -> str:
-    try:
-        body = orjson.loads(response.content)
-        return f"{response.status_code}: {body.get('error', '')}"[:200]
+        body = orjson.loads(reply.content)
+        return f"{reply.status_code}: {body.get('error', '')}"[:200]
     except (orjson.JSONDecodeError, AttributeError):
-        return f"{response.status_code}"
+        return f"{reply.status_code}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ssl
 
 import orjson
 from aiohttp import web
@@ -19,15 +20,18 @@ def json_response(body: object, status: int, headers: dict[str, str] | None = No
     )
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port``; returns the runner and the bound port.
 
-    Port 0 binds a free port; the port returned is the one bound. Raises
-    OSError when it cannot listen (see :func:`listen_error`).
+    Port 0 binds a free port; the port returned is the one bound. With
+    ``ssl_context`` the app is served over TLS (https). Raises OSError when
+    it cannot listen (see :func:`listen_error`).
     """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

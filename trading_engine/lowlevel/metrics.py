@@ -25,10 +25,12 @@ __all__ = [
     "histogram_family",
 ]
 
-#: Upper bounds in seconds: 1 us to 1 s, resolving microseconds.
+#: Upper bounds in seconds: 1 us to 10 s, resolving microseconds, and
+#: reaching far enough that a backlog of seconds shows as one.
 LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
     1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 30e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6,
     500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,
+    2.5, 5.0, 10.0,
 )  # fmt: skip
 
 

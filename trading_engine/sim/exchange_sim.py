@@ -15,9 +15,16 @@ the touch, on each step of the book that crosses its price.
 Faults are injected by probability, drawn from a seeded generator:
 ``fail_before`` (503 before the order is taken), ``fail_after`` (500 after
 it was taken and matched), ``hang`` (the answer is held past the client's
-timeout, after the order was taken), ``rate_limit`` (429 with a
-Retry-After), ``reset`` (the connection is dropped after the order was
-taken), and ``latency_s`` added to every answer. On the feed side:
+timeout, after the order was taken), ``late_answer`` (the answer is held
+``late_answer_s`` after the order was taken and filled: its fills are in
+``/fills`` before the answer arrives), ``rate_limit`` (429 with a
+Retry-After on ``POST /orders``), ``read_rate_limit`` (429 on reads:
+``GET /orders/{id}`` and ``GET /fills``), ``forget`` (a resting order is
+lost: ``GET`` and ``DELETE`` answer 404 for it and it never fills),
+``reset`` (the connection is dropped after the order was taken),
+``accept_close`` (a new connection is closed at once, before any request),
+and ``latency_s`` added to every answer. Tests may change ``faults`` while
+the simulator runs. On the feed side:
 ``feed_gap`` (a sequence number is skipped), ``feed_duplicate`` (a frame
 is sent twice) and ``feed_cross`` (an update crosses the book, the next
 one uncrosses it).
@@ -29,7 +36,9 @@ import asyncio
 import logging
 import random
 import re
+import ssl
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +72,11 @@ class Faults:
     hang_s: float = 2.0
     rate_limit: float = 0.0
     retry_after_s: int = 1
+    read_rate_limit: float = 0.0
+    forget: float = 0.0
+    late_answer: float = 0.0
+    late_answer_s: float = 0.05
+    accept_close: float = 0.0
     reset: float = 0.0
     latency_s: float = 0.0
     feed_gap: float = 0.0
@@ -79,6 +93,8 @@ class SimOrder(MatchOrder):
     instrument: Instrument = field(repr=False, default=None)  # type: ignore[assignment]
     #: CLOCK_MONOTONIC ns when the request's first bytes arrived (stamping on).
     arrival_ns: int = 0
+    #: Lost by the venue (the ``forget`` fault): reads and cancels answer 404.
+    forgotten: bool = False
 
     def body(self) -> dict[str, Any]:
         inst = self.instrument
@@ -98,6 +114,10 @@ class SimOrder(MatchOrder):
             "reason": self.reason,
         }
 
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("new", "partially_filled") and not self.forgotten
+
 
 class ExchangeSimulator:
     """The simulated exchange: order API on ``port``, books published to ``feed``."""
@@ -116,6 +136,7 @@ class ExchangeSimulator:
         snapshot_every: int = 200,
         feed_shards: int = 1,
         stamp_arrivals: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.instruments = {inst.symbol: inst for inst in instruments}
         self.api_key = api_key
@@ -124,6 +145,8 @@ class ExchangeSimulator:
         self.feed = feed
         self.feed_shards = feed_shards
         self.stamp_arrivals = stamp_arrivals
+        #: Serve the order API over TLS (https://) with this context.
+        self.ssl_context = ssl_context
         self._stampers: dict[asyncio.BaseTransport, _Stamping] = {}
         self._stamped_server: asyncio.Server | None = None
         self.rate = rate
@@ -138,6 +161,8 @@ class ExchangeSimulator:
         self.matching = MatchingEngine()
         self.fills: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
+        #: (CLOCK_MONOTONIC ns, method, path) of the latest requests, oldest first.
+        self.request_log: deque[tuple[int, str, str]] = deque(maxlen=100_000)
         self._next_order = 0
         self._since_snapshot: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
@@ -158,13 +183,16 @@ class ExchangeSimulator:
         return app
 
     async def start(self) -> None:
-        if self.stamp_arrivals:
+        if self.stamp_arrivals or self.faults.accept_close:
             await self._serve_stamped()
         else:
-            self._runner, self.port = await serve(self.app(), self.host, self.port)
+            self._runner, self.port = await serve(
+                self.app(), self.host, self.port, self.ssl_context
+            )
         if self.feed is not None:
             self.publish_to(*self.feed, shards=self.feed_shards)
-        log.info("exchange simulator on %s:%d", self.host, self.port)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("exchange simulator on %s://%s:%d", scheme, self.host, self.port)
 
     def publish_to(self, host: str, port: int, shards: int = 1) -> None:
         """Start (or move) publishing the books to an engine's feed port.
@@ -203,10 +231,15 @@ class ExchangeSimulator:
         stampers = self._stampers
 
         def factory() -> asyncio.Protocol:
+            if self._roll(self.faults.accept_close):
+                self._count("accept_close")
+                return _Closing()
             return _Stamping(handler_factory(), stampers)
 
         loop = asyncio.get_running_loop()
-        self._stamped_server = await loop.create_server(factory, self.host, self.port)
+        self._stamped_server = await loop.create_server(
+            factory, self.host, self.port, ssl=self.ssl_context
+        )
         self.port = self._stamped_server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -243,6 +276,7 @@ class ExchangeSimulator:
             stamper.end()
 
     async def _handle(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.request_log.append((time.monotonic_ns(), request.method, request.path))
         if request.headers.get("X-API-Key") != self.api_key:
             self._count("unauthorized")
             return json_response({"error": "bad or missing API key"}, 401)
@@ -294,9 +328,15 @@ class ExchangeSimulator:
             if transport is not None:
                 transport.abort()
             raise web.HTTPInternalServerError()
+        if order.is_open and order.type == "limit" and self._roll(faults.forget):
+            self._count("forget")
+            order.forgotten = True
         if self._roll(faults.hang):
             self._count("hang")
             await asyncio.sleep(faults.hang_s)
+        elif self._roll(faults.late_answer):
+            self._count("late_answer")
+            await asyncio.sleep(faults.late_answer_s)
         return json_response(order.body(), 200)
 
     def _new_order(self, body: dict[str, Any], client_order_id: str) -> SimOrder | str:
@@ -368,15 +408,26 @@ class ExchangeSimulator:
             200,
         )
 
+    def _read_limited(self) -> web.StreamResponse | None:
+        if self._roll(self.faults.read_rate_limit):
+            self._count("read_rate_limited")
+            return json_response(
+                {"error": "rate limited"}, 429, {"Retry-After": str(self.faults.retry_after_s)}
+            )
+        return None
+
     async def _get_order(self, request: web.Request) -> web.StreamResponse:
+        limited = self._read_limited()
+        if limited is not None:
+            return limited
         order = self.orders.get(request.match_info["client_order_id"])
-        if order is None:
+        if order is None or order.forgotten:
             return json_response({"error": "unknown order"}, 404)
         return json_response(order.body(), 200)
 
     async def _delete_order(self, request: web.Request) -> web.StreamResponse:
         order = self.orders.get(request.match_info["client_order_id"])
-        if order is None:
+        if order is None or order.forgotten:
             return json_response({"error": "unknown order"}, 404)
         if order.is_open:
             order.status = "canceled"
@@ -389,6 +440,9 @@ class ExchangeSimulator:
         return json_response([o.body() for o in orders], 200)
 
     async def _get_fills(self, request: web.Request) -> web.StreamResponse:
+        limited = self._read_limited()
+        if limited is not None:
+            return limited
         try:
             since = int(request.query.get("since", "0"))
         except ValueError:
@@ -451,6 +505,14 @@ class ExchangeSimulator:
                 log.info("feed %s:%d unavailable (%s); retrying in %.1f s", host, port, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _Closing(asyncio.Protocol):
+    """The ``accept_close`` fault: a connection closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
 
 
 class _Stamping(asyncio.Protocol):

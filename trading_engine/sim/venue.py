@@ -24,14 +24,22 @@ A replay of a capture taken against ``exchange-sim`` therefore fills as
 the live session did, except where a live order reached the simulator
 after its book had moved on (see ``docs/replay.md``). An order for a
 book that is not live is rejected (``book_not_live``).
+
+It reports the way the gateway does: each fill through ``on_fill``
+(without a fill id), then, before every status, the order's cumulative
+filled lots and average price through ``on_order_report``, as an order
+answer would carry them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
+from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus
 from .matching import MatchFill, MatchingEngine, MatchOrder
 
@@ -42,9 +50,10 @@ __all__ = ["SimulatedVenue", "simulated_venue"]
 
 _STATUSES = {status.value: status for status in OrderStatus}
 
-#: A report to the engine: a fill (client order id, price, lots) or a
-#: status (client order id, status, reason).
-_Report = tuple[str, int, int] | tuple[str, OrderStatus, str | None]
+#: A report to the engine: a fill (client order id, price, lots), or a
+#: status (client order id, status, reason, filled lots, cost in
+#: ticks * lots, symbol) delivered as an order answer.
+_Report = tuple[str, int, int] | tuple[str, OrderStatus, str | None, int, int, str]
 
 
 class SimulatedVenue:
@@ -56,9 +65,17 @@ class SimulatedVenue:
     :meth:`before_fan_out` is called.
     """
 
-    def __init__(self, books: Mapping[str, BookEntry], listener: ExecutionListener) -> None:
+    def __init__(
+        self,
+        books: Mapping[str, BookEntry],
+        listener: ExecutionListener,
+        instruments: Mapping[str, Instrument] | None = None,
+    ) -> None:
         self._books = books
         self._listener = listener
+        self._instruments: Mapping[str, Instrument] = instruments or {
+            symbol: entry.instrument for symbol, entry in books.items()
+        }
         self.matching = MatchingEngine()
         self.orders = 0
         self.fills = 0
@@ -85,7 +102,9 @@ class SimulatedVenue:
         listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
-            self._report((order.client_order_id, OrderStatus.REJECTED, "book_not_live"))
+            self._report(
+                (order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0, order.symbol)
+            )
             return
         match = MatchOrder(
             order.client_order_id,
@@ -98,11 +117,12 @@ class SimulatedVenue:
         )
         self._fills(self.matching.submit(match, entry.book))
         reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
-        self._report((order.client_order_id, _STATUSES[match.status], reason))
+        self._status(match, reason)
 
     def cancel(self, order: Order) -> None:
-        if self.matching.cancel(order.client_order_id) is not None:
-            self._report((order.client_order_id, OrderStatus.CANCELED, "canceled"))
+        match = self.matching.cancel(order.client_order_id)
+        if match is not None:
+            self._status(match, "canceled")
 
     def before_fan_out(self, entry: BookEntry) -> None:
         """An update or trade of a live book: match resting orders, then hold reports."""
@@ -117,8 +137,8 @@ class SimulatedVenue:
         fills = self.matching.on_book(symbol, entry.book)
         self._fills(fills)
         done = {fill.order.client_order_id: fill.order for fill in fills}
-        for client_order_id, match in done.items():
-            self._report((client_order_id, _STATUSES[match.status], None))
+        for match in done.values():
+            self._status(match, None)
 
     def after_fan_out(self, entry: BookEntry, recv_ns: int = 0) -> None:
         """The strategies returned: deliver what the venue did meanwhile, in order."""
@@ -136,21 +156,35 @@ class SimulatedVenue:
             self.fills += 1
             self._report((fill.order.client_order_id, fill.price, fill.lots))
 
+    def _status(self, match: MatchOrder, reason: str | None) -> None:
+        """An order answer: its status with its cumulative fills as they are now."""
+        status = _STATUSES[match.status]
+        self._report(
+            (match.client_order_id, status, reason, match.filled, match.cost, match.symbol)
+        )
+
     def _report(self, report: _Report) -> None:
         if self._holding:
             self._held.append(report)
         else:
             self._deliver(self._listener, report)
 
-    @staticmethod
-    def _deliver(listener: ExecutionListener, report: _Report) -> None:
-        client_order_id, what, detail = report
-        if isinstance(what, OrderStatus):
-            assert not isinstance(detail, int)
-            listener.on_status(client_order_id, what, detail)
-        else:
-            assert isinstance(detail, int)
-            listener.on_fill(client_order_id, what, detail)
+    def _deliver(self, listener: ExecutionListener, report: _Report) -> None:
+        if len(report) == 3:
+            cid, price, lots = report
+            assert isinstance(price, int)
+            listener.on_fill(cid, price, lots)
+            return
+        cid, status, reason, filled, cost, symbol = report
+        assert isinstance(status, OrderStatus)
+        assert not isinstance(reason, int)
+        average = None
+        if filled:
+            inst = self._instruments.get(symbol)
+            if inst is not None:
+                average = Decimal(inst.format_price_fraction(Fraction(cost, filled)))
+        listener.on_order_report(cid, filled, average)
+        listener.on_status(cid, status, reason)
 
 
 def simulated_venue(engine: Engine) -> SimulatedVenue:
@@ -158,7 +192,7 @@ def simulated_venue(engine: Engine) -> SimulatedVenue:
 
     Pass it as ``Engine(config, sink_factory=simulated_venue)``.
     """
-    venue = SimulatedVenue(engine.builder.books, engine)
+    venue = SimulatedVenue(engine.builder.books, engine, engine.instruments)
     dispatcher = engine.dispatcher
     dispatcher.before_fan_out = venue.before_fan_out
     dispatcher.after_book = venue.after_fan_out

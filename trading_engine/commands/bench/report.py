@@ -10,6 +10,7 @@ import statistics
 import sys
 from typing import Any
 
+from ...lowlevel.build import BUILD
 from .stats import percentiles
 
 __all__ = ["build_report", "machine", "print_report"]
@@ -29,6 +30,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": model,
         "cores": os.cpu_count(),
+        "build": BUILD.kind,
+        "build_note": BUILD.note,
     }
 
 
@@ -111,7 +114,8 @@ def print_report(report: dict[str, Any]) -> None:
     s = report["settings"]
     print(
         f"trading-engine bench: Python {m['python']} ({m['implementation']}), {m['cpu']}, "
-        f"{m['cores']} cores\nloop {s['loop']} (busy_poll_s {s['busy_poll_s']}), gateway "
+        f"{m['cores']} cores, {m['build']} build\n"
+        f"loop {s['loop']} (busy_poll_s {s['busy_poll_s']}), gateway "
         f"{s['gateway']}, {s['ticks']} ticks every {s['interval_ms']} ms with "
         f"{s['background_rate']:g} background updates/s, {s['rounds']} rounds\n"
         f"({report['note']})\n"
