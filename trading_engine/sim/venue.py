@@ -80,7 +80,8 @@ class SimulatedVenue:
         self.orders = 0
         self.fills = 0
         self._next_id = 0
-        #: The sequence of the last book move matched, per symbol.
+        #: The sequence of the last book resting orders were matched against,
+        #: per symbol (by a move, or at submit for the order that rested).
         self._matched_seq: dict[str, int | None] = {}
         #: Reports held while the strategies see a message (``_holding``).
         self._held: list[_Report] = []
@@ -116,6 +117,9 @@ class SimulatedVenue:
             order.time_in_force,
         )
         self._fills(self.matching.submit(match, entry.book))
+        if match.is_open:
+            # It rests, matched against this sequence's book: not again at it.
+            self._matched_seq[order.symbol] = entry.seq
         reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
         self._status(match, reason)
 
@@ -127,13 +131,13 @@ class SimulatedVenue:
     def before_fan_out(self, entry: BookEntry) -> None:
         """An update or trade of a live book: match resting orders, then hold reports."""
         self._holding = True
+        if not self.matching.resting:
+            return
         symbol = entry.symbol
         matched = self._matched_seq
         if matched.get(symbol, -1) == entry.seq:
             return
         matched[symbol] = entry.seq
-        if not self.matching.resting:
-            return
         fills = self.matching.on_book(symbol, entry.book)
         self._fills(fills)
         done = {fill.order.client_order_id: fill.order for fill in fills}
