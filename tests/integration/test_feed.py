@@ -243,14 +243,27 @@ async def test_idle_connection_makes_its_books_stale() -> None:
 
 @pytest.mark.asyncio
 async def test_heartbeats_keep_a_connection_alive() -> None:
-    server, builder, _ = make_server(idle_timeout_s=0.3)
+    # The feed's clock is a hand-moved one: a test process starved by a busy
+    # machine cannot make a heartbeat late.
+    now = [10**9]
+    builder = BookBuilder([BTC, ETH], Dispatch())
+    config = FeedConfig.model_validate({"host": "127.0.0.1", "port": 0, "idle_timeout_s": 0.3})
+    server = FeedServer(config, builder, clock=lambda: now[0])
     async with server, Publisher("127.0.0.1", server.port) as pub:
         await pub.send(snapshot() + b"\n")
-        for _ in range(8):
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: builder.books["BTC-USD"].state is BookState.LIVE)
+        (session,) = server.sessions
+        for _ in range(8):  # 0.8 s of feed time, a heartbeat every 0.1 s
+            now[0] += 100_000_000
             await pub.send(b'{"type":"heartbeat"}\n')
+            await wait_until(lambda: session.last_rx_ns == now[0], what="the heartbeat")
+            server.check_idle()
         assert builder.books["BTC-USD"].state is BookState.LIVE
         assert server.stats.idle_timeouts == 0
+        now[0] += 300_000_000  # then silence for the idle timeout
+        server.check_idle()
+        assert builder.books["BTC-USD"].state is BookState.STALE
+        assert server.stats.idle_timeouts == 1
 
 
 @pytest.mark.asyncio

@@ -513,10 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=0, help="seed of the books' random walks")
     sim.add_argument(
-        "--tls-cert", metavar="FILE", help="serve https with this PEM certificate (default: http)"
+        "--tls-cert",
+        metavar="FILE",
+        help="serve https with this PEM certificate (default: none, plain http)",
     )
     sim.add_argument(
-        "--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (default: none)"
+        "--tls-key", metavar="FILE", help="...and this PEM private key (default: none)"
     )
     sim.add_argument(
         "--api-key-env",

@@ -98,13 +98,14 @@ class Fill:
         inst = self.order.instrument
         if inst is None:
             return f"Fill({self.order.client_order_id!r}, {self.lots} lots @ {self.price} ticks)"
-        ticks = self.price
-        price = (
-            inst.format_price(ticks)
-            if isinstance(ticks, int)
-            else inst.format_price_fraction(ticks)
+        price = self.price
+        # An average between two ticks keeps two more decimals than the tick.
+        shown = (
+            inst.format_price(price)
+            if isinstance(price, int)
+            else inst.format_price_fraction(price, inst.money_scale)
         )
-        return f"Fill({self.order.client_order_id!r}, {inst.format_size(self.lots)} @ {price})"
+        return f"Fill({self.order.client_order_id!r}, {inst.format_size(self.lots)} @ {shown})"
 
 
 class BookView:

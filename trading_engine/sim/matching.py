@@ -114,6 +114,8 @@ class MatchingEngine:
 
     def __init__(self) -> None:
         self.resting: dict[str, MatchOrder] = {}
+        #: The resting orders again, by symbol (a book move looks at its own only).
+        self._by_symbol: dict[str, dict[str, MatchOrder]] = {}
 
     def submit(self, order: MatchOrder, book: BookLevels) -> list[MatchFill]:
         """Match a new order at once; rest a GTC remainder, cancel any other."""
@@ -125,37 +127,73 @@ class MatchingEngine:
         else:
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.NEW
             self.resting[order.client_order_id] = order
+            self._by_symbol.setdefault(order.symbol, {})[order.client_order_id] = order
         return fills
 
     def on_book(self, symbol: str, book: BookLevels) -> list[MatchFill]:
         """``symbol``'s book moved: fill its resting orders that the book now crosses.
 
-        O(resting orders).
+        Each crossing order takes ``min(remaining, size)`` at the best
+        opposite level. O(resting orders of ``symbol``); the book is read
+        once per side.
         """
         fills: list[MatchFill] = []
-        if not self.resting:
+        orders = self._by_symbol.get(symbol)
+        if not orders:
             return fills
-        for order in [o for o in self.resting.values() if o.symbol == symbol]:
+        best_bid: tuple[int, int] | None = None
+        best_ask: tuple[int, int] | None = None
+        read_bid = read_ask = False
+        for order in list(orders.values()):
+            cid = order.client_order_id
             if not order.is_open:  # canceled outside the engine
-                del self.resting[order.client_order_id]
+                self._remove(cid, orders)
                 continue
-            made = self._match(order, book, sweep=False)
-            if not made:
+            buy = order.side == Side.BUY
+            if buy:
+                if not read_ask:
+                    best_ask = next(iter(book.asks()), None)
+                    read_ask = True
+                best = best_ask
+            else:
+                if not read_bid:
+                    best_bid = next(iter(book.bids()), None)
+                    read_bid = True
+                best = best_bid
+            if best is None:
                 continue
-            fills.extend(made)
+            price, size = best
+            if order.type == OrderType.LIMIT:
+                limit = order.price
+                assert limit is not None
+                if price > limit if buy else price < limit:
+                    continue
+            take = min(order.quantity - order.filled, size)
+            if take <= 0:
+                continue
+            order.filled += take
+            order.cost += price * take
+            fills.append(MatchFill(order, price, take))
             if order.filled >= order.quantity:
                 order.status = OrderStatus.FILLED
-                del self.resting[order.client_order_id]
+                self._remove(cid, orders)
             else:
                 order.status = OrderStatus.PARTIALLY_FILLED
         return fills
 
     def cancel(self, client_order_id: str) -> MatchOrder | None:
         """Cancel a resting order; returns it, or None if it was not resting."""
-        order = self.resting.pop(client_order_id, None)
-        if order is not None and order.is_open:
+        order = self.resting.get(client_order_id)
+        if order is None:
+            return None
+        self._remove(client_order_id, self._by_symbol[order.symbol])
+        if order.is_open:
             order.status = OrderStatus.CANCELED
         return order
+
+    def _remove(self, client_order_id: str, of_symbol: dict[str, MatchOrder]) -> None:
+        del self.resting[client_order_id]
+        del of_symbol[client_order_id]
 
     @staticmethod
     def _match(order: MatchOrder, book: BookLevels, sweep: bool) -> list[MatchFill]:

@@ -49,12 +49,11 @@ if TYPE_CHECKING:
 __all__ = ["SimulatedVenue", "simulated_venue"]
 
 _STATUSES = {status.value: status for status in OrderStatus}
-_FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
 
-#: A report to the engine: a fill (client order id, price, lots) or a
-#: status (client order id, status, reason, the order's filled lots and cost
-#: in ticks * lots so far).
-_Report = tuple[str, int, int] | tuple[str, OrderStatus, str | None, int, int]
+#: A report to the engine: a fill (client order id, price, lots), or a
+#: status (client order id, status, reason, filled lots, cost in
+#: ticks * lots, symbol) delivered as an order answer.
+_Report = tuple[str, int, int] | tuple[str, OrderStatus, str | None, int, int, str]
 
 
 class SimulatedVenue:
@@ -81,12 +80,12 @@ class SimulatedVenue:
         self.orders = 0
         self.fills = 0
         self._next_id = 0
-        #: Symbol of each order the venue still reports on.
-        self._symbols: dict[str, str] = {}
-        #: The sequence of the last book move matched, per symbol.
+        #: The sequence of the last book resting orders were matched against,
+        #: per symbol (by a move, or at submit for the order that rested).
         self._matched_seq: dict[str, int | None] = {}
-        #: Reports held while the strategies see a message (None: report at once).
-        self._held: list[_Report] | None = None
+        #: Reports held while the strategies see a message (``_holding``).
+        self._held: list[_Report] = []
+        self._holding = False
 
     @property
     def resting(self) -> dict[str, MatchOrder]:
@@ -102,10 +101,11 @@ class SimulatedVenue:
         listener = self._listener
         listener.on_written(order)
         listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
-        self._symbols[order.client_order_id] = order.symbol
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
-            self._report((order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0))
+            self._report(
+                (order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0, order.symbol)
+            )
             return
         match = MatchOrder(
             order.client_order_id,
@@ -117,73 +117,78 @@ class SimulatedVenue:
             order.time_in_force,
         )
         self._fills(self.matching.submit(match, entry.book))
+        if match.is_open:
+            # It rests, matched against this sequence's book: not again at it.
+            self._matched_seq[order.symbol] = entry.seq
         reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
-        self._report(
-            (order.client_order_id, _STATUSES[match.status], reason, match.filled, match.cost)
-        )
+        self._status(match, reason)
 
     def cancel(self, order: Order) -> None:
         match = self.matching.cancel(order.client_order_id)
         if match is not None:
-            self._report(
-                (order.client_order_id, OrderStatus.CANCELED, "canceled", match.filled, match.cost)
-            )
+            self._status(match, "canceled")
 
     def before_fan_out(self, entry: BookEntry) -> None:
         """An update or trade of a live book: match resting orders, then hold reports."""
-        self._held = []
-        symbol = entry.symbol
-        if self._matched_seq.get(symbol, -1) == entry.seq:
-            return
-        self._matched_seq[symbol] = entry.seq
+        self._holding = True
         if not self.matching.resting:
             return
+        symbol = entry.symbol
+        matched = self._matched_seq
+        if matched.get(symbol, -1) == entry.seq:
+            return
+        matched[symbol] = entry.seq
         fills = self.matching.on_book(symbol, entry.book)
         self._fills(fills)
         done = {fill.order.client_order_id: fill.order for fill in fills}
-        for client_order_id, match in done.items():
-            self._report((client_order_id, _STATUSES[match.status], None, match.filled, match.cost))
+        for match in done.values():
+            self._status(match, None)
 
     def after_fan_out(self, entry: BookEntry, recv_ns: int = 0) -> None:
         """The strategies returned: deliver what the venue did meanwhile, in order."""
-        held, self._held = self._held, None
+        self._holding = False
+        held = self._held
         if not held:
             return
+        self._held = []
         listener = self._listener
         for report in held:
             self._deliver(listener, report)
-
-    def _average(self, symbol: str | None, lots: int, cost: int) -> Decimal | None:
-        """The exact average price of ``lots`` that cost ``cost`` ticks * lots, as on the wire."""
-        if not lots or symbol is None:
-            return None
-        inst = self._instruments.get(symbol)
-        if inst is None:
-            return None
-        return Decimal(inst.format_price_fraction(Fraction(cost, lots)))
 
     def _fills(self, fills: list[MatchFill]) -> None:
         for fill in fills:
             self.fills += 1
             self._report((fill.order.client_order_id, fill.price, fill.lots))
 
+    def _status(self, match: MatchOrder, reason: str | None) -> None:
+        """An order answer: its status with its cumulative fills as they are now."""
+        status = _STATUSES[match.status]
+        self._report(
+            (match.client_order_id, status, reason, match.filled, match.cost, match.symbol)
+        )
+
     def _report(self, report: _Report) -> None:
-        if self._held is not None:
+        if self._holding:
             self._held.append(report)
         else:
             self._deliver(self._listener, report)
 
     def _deliver(self, listener: ExecutionListener, report: _Report) -> None:
-        if isinstance(report[1], OrderStatus):
-            client_order_id, status, reason, lots, cost = report
-            symbol = self._symbols.get(client_order_id)
-            listener.on_order_report(client_order_id, lots, self._average(symbol, lots, cost))
-            listener.on_status(client_order_id, status, reason)
-            if status in _FINAL:
-                self._symbols.pop(client_order_id, None)
-        else:
-            client_order_id, price, lots = report
-            listener.on_fill(client_order_id, price, lots)
+        if len(report) == 3:
+            cid, price, lots = report
+            assert isinstance(price, int)
+            listener.on_fill(cid, price, lots)
+            return
+        cid, status, reason, filled, cost, symbol = report
+        assert isinstance(status, OrderStatus)
+        assert not isinstance(reason, int)
+        average = None
+        if filled:
+            inst = self._instruments.get(symbol)
+            if inst is not None:
+                average = Decimal(inst.format_price_fraction(Fraction(cost, filled)))
+        listener.on_order_report(cid, filled, average)
+        listener.on_status(cid, status, reason)
 
 
 def simulated_venue(engine: Engine) -> SimulatedVenue:
