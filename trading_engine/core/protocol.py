@@ -29,7 +29,14 @@ import orjson
 
 from .errors import InvalidValue
 from .instruments import Instrument
-from .wire import WIRE_DECODER, WireError, WireHeartbeat, WireSnapshot, WireTrade, WireUpdate
+from .wire import (
+    WireError,
+    WireHeartbeat,
+    WireSnapshot,
+    WireTrade,
+    WireUpdate,
+    decode_wire,
+)
 
 __all__ = [
     "BookMessage",
@@ -355,7 +362,7 @@ class Decoder:
     def decode(self, frame: bytes | bytearray | memoryview) -> Message | Rejected:
         """Decode one frame (without its newline) to a message or a rejection."""
         try:
-            wire = WIRE_DECODER.decode(frame)
+            wire = decode_wire(frame)
         except WireError:
             return self.decode_reference(frame)
         try:
