@@ -37,6 +37,8 @@ WORKLOADS = ("handle", "book")
 
 #: The child's program: the build's own ``benchmarks/book.py`` streams.
 _CHILD = """
+import gc
+gc.disable()  # a collection's cost depends on when it falls: keep counts exact
 from benchmarks.book import builder_runner, make_stream, run_engine_book
 snapshot, frames, decoded = make_stream({updates}, 20261129)
 if {name!r} == "handle":
