@@ -74,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="engine.busy_poll_s for the engine (priority loop; default 0: sleep when idle)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the engine to the last CPU and the publisher and exchange to the others",
+    )
     parser.add_argument("--baseline", action="store_true", help="also run the naive engine")
     parser.add_argument(
         "--baseline-ticks", type=int, default=100, help="ticks per round for the baseline"
