@@ -12,7 +12,8 @@ that only makes it is subtracted). Builds as in ``benchmarks/builds.py``: compil
 Workloads (the same streams as ``benchmarks/book.py``):
 ``handle``: ``BookBuilder.handle`` (decode + validate + apply) and a best
 bid/ask read; ``book``: ``OrderBook.apply`` and a best bid/ask read of
-decoded updates.
+decoded updates; ``dispatch``: four sync strategies, each running the full
+pre-trade risk check, per update (``benchmarks/dispatch.py``).
 
 Run: ``python -m benchmarks.instructions [--revision REV]`` (needs valgrind;
 a few minutes).
@@ -32,7 +33,7 @@ from pathlib import Path
 from benchmarks._common import machine
 from benchmarks.builds import ROOT, _export
 
-WORKLOADS = ("handle", "book")
+WORKLOADS = ("handle", "book", "dispatch")
 
 
 #: The child's program: the build's own ``benchmarks/book.py`` streams.
@@ -47,6 +48,17 @@ elif {name!r} == "book":
     run_engine_book(decoded)
 """
 
+#: Four sync strategies, each with a full risk check, per update
+#: (``benchmarks/dispatch.py``); its set-up does not grow with the count.
+_DISPATCH = """
+import gc
+gc.disable()
+import benchmarks.dispatch as bench
+bench._entry, bench._risk = bench.setup()
+dispatcher = bench.make_dispatcher(bench.SyncStrategy, 4)
+bench.time_dispatcher(dispatcher, bench._entry, {updates})
+"""
+
 
 def instructions(name: str, updates: int, build: str, tree: Path | None) -> int:
     """Total instructions (callgrind's Ir) of one child run."""
@@ -58,7 +70,8 @@ def instructions(name: str, updates: int, build: str, tree: Path | None) -> int:
     elif build != "compiled" and tree is not None:
         cwd = tree
         env["PYTHONPATH"] = str(tree)
-    code = _CHILD.format(name=name, updates=updates)
+    child = _DISPATCH if name == "dispatch" else _CHILD
+    code = child.format(name=name, updates=updates)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "callgrind.out")
         result = subprocess.run(
@@ -78,7 +91,9 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=22_000)
     parser.add_argument("--revision", help="also count the project at this git revision")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--workload", choices=WORKLOADS, action="append")
     args = parser.parse_args()
+    workloads = args.workload or list(WORKLOADS)
 
     builds = ["compiled", "pure"]
     report: dict[str, object] = {"benchmark": "instructions", "machine": machine()}
@@ -90,17 +105,21 @@ def main() -> None:
             _export(args.revision, tree)
             builds.append(f"revision {args.revision}")
         span = args.long - args.short
+        streamed = any(name != "dispatch" for name in workloads)
         stream = {
             build: instructions("stream", args.long, build, tree)
             - instructions("stream", args.short, build, tree)
+            if streamed
+            else 0
             for build in builds
         }
-        for name in WORKLOADS:
+        for name in workloads:
             per_update[name] = {}
             for build in builds:
                 short = instructions(name, args.short, build, tree)
                 long = instructions(name, args.long, build, tree)
-                per_update[name][build] = (long - short - stream[build]) / span
+                made = 0 if name == "dispatch" else stream[build]
+                per_update[name][build] = (long - short - made) / span
                 print(f"{name:8s} {build:22s} {per_update[name][build]:12,.0f} instructions/update")
     report["instructions_per_update"] = per_update
     for name, row in per_update.items():
