@@ -73,7 +73,11 @@ def _compiler_problem() -> str | None:
         try:
             compiler.compile([str(source)], output_dir=tmp, include_dirs=[include])
         except Exception as exc:  # any failure to compile means no compiled build
-            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
+            command = getattr(compiler, "compiler_so", None) or ["cc"]
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            if "Command '[" in detail:  # the whole command line: name the compiler only
+                detail = "exit status " + detail.rsplit(" ", 1)[-1].rstrip(".")
+            return f"{command[0]} failed: {detail[:120]}"
     return None
 
 

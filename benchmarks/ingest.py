@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--only", metavar="VARIANT", help="run only this variant (profiling)")
     args = parser.parse_args()
 
     loops = ["asyncio"]
@@ -123,6 +124,8 @@ def main() -> None:
     for loop_name in loops:
         variants[f"{loop_name} + engine decoder"] = (loop_name, BookBuilder)
         variants[f"{loop_name} + stdlib json"] = (loop_name, StdlibJsonBuilder)
+    if args.only:
+        variants = {args.only: variants[args.only]}
     results: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.runs):
         for name, (loop_name, builder_class) in variants.items():
@@ -138,9 +141,9 @@ def main() -> None:
     print(f"{'variant':32} {'median msg/s':>14} {'min':>12} {'max':>12}")
     for name, stats in report["messages_per_s"].items():
         print(f"{name:32} {stats['median']:14,.0f} {stats['min']:12,.0f} {stats['max']:12,.0f}")
-    base = statistics.median(results["asyncio + engine decoder"])
+    base = statistics.median(next(iter(results.values())))
     for name, values in results.items():
-        print(f"  {name}: {statistics.median(values) / base:.2f}x asyncio + engine decoder")
+        print(f"  {name}: {statistics.median(values) / base:.2f}x {next(iter(results))}")
     print(json.dumps(report["machine"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from fractions import Fraction
 
@@ -8,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trading_engine import Instrument, InvalidValue
-from trading_engine.core.instruments import MAX_UNITS, parse_decimal
+from trading_engine.core.instruments import MAX_UNITS, _plain_units, parse_decimal
 
 BTC = Instrument("BTC-USD", "0.01", "0.001")
 
@@ -161,3 +162,17 @@ def test_parse_decimal_never_raises_anything_but_invalid_value(value: object) ->
     assert reason in {None, "malformed", "not_finite", "too_large", "negative", "off_grid"}
     assert isinstance(units, int)
     assert units >= 0
+
+
+@given(
+    text=st.text(alphabet="0123456789.-+e ", max_size=22),
+    scale=st.integers(min_value=0, max_value=8),
+)
+def test_digit_loop_agrees_with_decimal(text: str, scale: int) -> None:
+    """The one-pass digit loop takes only plain decimals, and reads them exactly."""
+    units = _plain_units(text, scale)
+    if units < 0:
+        return  # the full parser decides
+    assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", text)
+    assert units == Decimal(text) * 10**scale
+    assert parse_decimal(text, scale) == units

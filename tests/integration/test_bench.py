@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.integration.test_cli import ROOT, command
 from trading_engine.commands.bench import percentiles, wire_to_wire
+from trading_engine.commands.bench.orchestration import pin_sets
 
 
 def test_wire_to_wire_pairs_each_order_with_its_tick() -> None:
@@ -117,3 +119,30 @@ async def test_simulator_stamps_each_request_at_its_first_bytes() -> None:
         assert second_sent <= stamps["a-2"] < second_sent + 40_000_000
     finally:
         await sim.stop()
+
+
+def test_pin_splits_the_cpus() -> None:
+    pins = pin_sets()
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        assert pins is None
+        return
+    assert pins is not None
+    engine, others = pins
+    assert len(engine) == 1
+    assert engine | others == cpus
+    assert not engine & others
+
+
+def test_bench_pins_the_engine(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        command("bench", "--ticks", "20", "--rounds", "1", "--burst", "0",
+                "--background-rate", "0", "--pin", "--json", str(report_path)),
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["pinned"] is True
+    assert report["engine"]["orders_per_round"] == [21]
+    assert os.sched_getaffinity(0)  # this process was never pinned

@@ -161,7 +161,8 @@ def test_install_builds_pure_on_request_or_without_a_compiler(
     tmp_path: Path, variable: str, value: str, warned: bool
 ) -> None:
     project = _copy_project(tmp_path)
-    env = {**os.environ, variable: value}
+    env = {key: text for key, text in os.environ.items() if key != PURE_ENV}
+    env[variable] = value
     wheel, output = _build_wheel(project, tmp_path, env)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()

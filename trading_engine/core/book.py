@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
-from typing import Final
+from typing import Final, cast
 
 from .errors import InvariantError
 
@@ -132,24 +132,31 @@ class OrderBook:
         Takes lists (what the decoder makes): the compiled build iterates
         them directly.
         """
-        levels = self._bids
-        for price, size in bids:
+        # Prices and sizes stay the int objects the decoder made: typed
+        # ``int``, the compiled build would unbox them and box them again
+        # (an allocation each) for every dict operation.
+        levels = cast("dict[object, object]", self._bids)
+        for level in cast("list[tuple[object, object]]", bids):
+            price = level[0]
+            size = level[1]
             if size:
                 if price not in levels:
-                    self._add_bid(price)
+                    self._add_bid(cast(int, price))
                 levels[price] = size
             elif price in levels:
                 del levels[price]
-                self._remove_bid(price)
-        levels = self._asks
-        for price, size in asks:
+                self._remove_bid(cast(int, price))
+        levels = cast("dict[object, object]", self._asks)
+        for level in cast("list[tuple[object, object]]", asks):
+            price = level[0]
+            size = level[1]
             if size:
                 if price not in levels:
-                    self._add_ask(price)
+                    self._add_ask(cast(int, price))
                 levels[price] = size
             elif price in levels:
                 del levels[price]
-                self._remove_ask(price)
+                self._remove_ask(cast(int, price))
 
     def _add_bid(self, price: int) -> None:
         best = self.best_bid

@@ -50,7 +50,7 @@ from .protocol import (
     Trade,
     wire_levels,
 )
-from .wire import WIRE_DECODER, WireError, WireUpdate
+from .wire import WireError, WireUpdate, decode_wire
 
 __all__ = ["BookBuilder", "BookEntry", "BookListener", "BookState"]
 
@@ -177,7 +177,7 @@ class BookBuilder:
         """
         decoder = self._decoder
         try:
-            wire = WIRE_DECODER.decode(frame)
+            wire = decode_wire(frame)
         except WireError:
             return self.apply(decoder.decode_reference(frame), recv_ns)
         if type(wire) is WireUpdate:

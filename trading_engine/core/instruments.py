@@ -73,6 +73,40 @@ def _text_of(value: object) -> str:
     raise InvalidValue("malformed", value)
 
 
+#: Longest text the digit loop takes: 18 digits always fit in 63 bits.
+_PLAIN_DIGITS: Final = 18
+
+
+def _plain_units(text: str, scale: int) -> int:
+    """Units of an unsigned plain decimal (``"123"``, ``"0.25"``), or -1.
+
+    -1 means "not that simple" (a sign, an exponent, more fraction digits
+    than ``scale``, anything but ASCII digits and one inner dot, or more
+    than 18 characters): :func:`parse_decimal` then takes the full path,
+    which decides. One pass over the characters; no intermediate strings.
+    """
+    length = len(text)
+    if length == 0 or length > _PLAIN_DIGITS:
+        return -1
+    units = 0
+    fraction = -1  # digits after the dot; -1 while no dot was seen
+    for index in range(length):
+        code = ord(text[index])
+        if 48 <= code <= 57:
+            units = units * 10 + (code - 48)
+            if fraction >= 0:
+                fraction += 1
+        elif code == 46 and fraction < 0 and 0 < index < length - 1:
+            fraction = 0
+        else:
+            return -1
+    if fraction < 0:
+        fraction = 0
+    if fraction > scale:
+        return -1
+    return units * _POW10[scale - fraction]
+
+
 def parse_decimal(value: object, scale: int) -> int:
     """Convert a wire number to an integer count of ``10**-scale`` units.
 
@@ -81,16 +115,10 @@ def parse_decimal(value: object, scale: int) -> int:
     exponent notation in strings, signs other than a leading ``-``,
     whitespace, underscores and non-ASCII digits.
     """
-    if type(value) is str and len(value) <= _MAX_TEXT:
-        # Fast path for the common case: an unsigned decimal on the grid's scale.
-        whole, dot, frac = value.partition(".")
-        if (
-            whole.isascii()
-            and whole.isdigit()
-            and (not dot or (frac.isascii() and frac.isdigit()))
-            and len(frac) <= scale
-        ):
-            return int(whole + frac) * _POW10[scale - len(frac)]
+    if type(value) is str:
+        units = _plain_units(value, scale)
+        if units >= 0:
+            return units
     text = _text_of(value)
     if len(text) > _MAX_TEXT:
         raise InvalidValue("too_large", value)
@@ -191,8 +219,9 @@ class Instrument:
             if exc.reason == "off_grid":
                 raise InvalidValue("off_tick", value) from None
             raise
-        ticks, rest = divmod(units, self._tick_step)
-        if rest:
+        step = self._tick_step
+        ticks = units // step
+        if ticks * step != units:
             raise InvalidValue("off_tick", value)
         if ticks <= 0:
             raise InvalidValue("zero", value)
@@ -214,8 +243,9 @@ class Instrument:
             if exc.reason == "off_grid":
                 raise InvalidValue("off_lot", value) from None
             raise
-        lots, rest = divmod(units, self._lot_step)
-        if rest:
+        step = self._lot_step
+        lots = units // step
+        if lots * step != units:
             raise InvalidValue("off_lot", value)
         if lots > MAX_UNITS:
             raise InvalidValue("too_large", value)

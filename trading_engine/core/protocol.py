@@ -23,13 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 import orjson
 
 from .errors import InvalidValue
 from .instruments import Instrument
-from .wire import WIRE_DECODER, WireError, WireHeartbeat, WireSnapshot, WireTrade, WireUpdate
+from .wire import (
+    WireError,
+    WireHeartbeat,
+    WireSnapshot,
+    WireTrade,
+    WireUpdate,
+    decode_wire,
+)
 
 __all__ = [
     "BookMessage",
@@ -307,21 +314,37 @@ def wire_levels(
     None sends the frame to the reference path, which names the reason;
     a list is exactly what :func:`levels` returns for the same frame.
     """
-    out: list[tuple[int, int]] = []
-    for price, size in raw:
-        if not (_plain(price) and _plain(size)):
-            return None
-        try:
-            ticks = grid.price(price)
-            lots = grid.size(size)
-        except InvalidValue:
-            return None
+    # The caches' ints are taken as the objects they are: in the compiled
+    # build a value typed ``int`` is unboxed and boxed again (an allocation
+    # each) on its way from the cache into the level's tuple.
+    prices = cast("dict[object, object]", grid.prices)
+    sizes = cast("dict[object, object]", grid.sizes)
+    out: list[tuple[object, object]] = []
+    for level in cast("list[tuple[object, object]]", raw):
+        price = level[0]
+        size = level[1]
+        ticks = prices.get(price)
+        if ticks is None:
+            if not _plain(price):
+                return None
+            try:
+                ticks = grid.price(price)
+            except InvalidValue:
+                return None
+        lots = sizes.get(size)
+        if lots is None:
+            if not _plain(size):
+                return None
+            try:
+                lots = grid.size(size)
+            except InvalidValue:
+                return None
         if snapshot and lots == 0:
             return None
         out.append((ticks, lots))
-    if snapshot and len({ticks for ticks, _ in out}) != len(out):
+    if snapshot and len({level[0] for level in out}) != len(out):
         return None
-    return out
+    return cast("list[tuple[int, int]]", out)
 
 
 class Decoder:
@@ -342,7 +365,7 @@ class Decoder:
     def decode(self, frame: bytes | bytearray | memoryview) -> Message | Rejected:
         """Decode one frame (without its newline) to a message or a rejection."""
         try:
-            wire = WIRE_DECODER.decode(frame)
+            wire = decode_wire(frame)
         except WireError:
             return self.decode_reference(frame)
         try:

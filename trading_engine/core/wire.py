@@ -32,6 +32,7 @@ __all__ = [
     "WireSnapshot",
     "WireTrade",
     "WireUpdate",
+    "decode_wire",
 ]
 
 #: A price or a size as it came: a decimal string or a JSON number.
@@ -86,3 +87,5 @@ WireMessage = WireUpdate | WireSnapshot | WireTrade | WireHeartbeat
 #: Decodes ``bytes``, ``bytearray`` or ``memoryview`` frames; raises
 #: :data:`WireError` for anything that is not one of the four Structs.
 WIRE_DECODER: Final = msgspec.json.Decoder(WireMessage)
+#: ``WIRE_DECODER.decode``, bound once: the hot path calls it per frame.
+decode_wire: Final = WIRE_DECODER.decode

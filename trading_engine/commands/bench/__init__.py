@@ -85,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="engine.busy_poll_s for the engine (priority loop; default 0: sleep when idle)",
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the engine to the last CPU and the publisher and exchange to the others "
+        "(default: off)",
+    )
+    parser.add_argument(
         "--baseline", action="store_true", help="also run the naive engine (default: off)"
     )
     parser.add_argument(

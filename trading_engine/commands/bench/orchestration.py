@@ -81,7 +81,21 @@ async def _wait_http(url: str, within_s: float = 15.0) -> None:
                 await asyncio.sleep(0.05)
 
 
-async def _start_exchange(port: int) -> asyncio.subprocess.Process:
+def pin_sets() -> tuple[set[int], set[int]] | None:
+    """(the engine's CPUs, everyone else's) for ``--pin``, or None with one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _place(pid: int, cpus: set[int] | None) -> None:
+    if cpus is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(pid, cpus)
+
+
+async def _start_exchange(port: int, cpus: set[int] | None = None) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "trading_engine", "exchange-sim", "--port", str(port),
         "--stamp-arrivals", "--api-key-env", "TRADING_ENGINE_BENCH_KEY",
@@ -89,6 +103,7 @@ async def _start_exchange(port: int) -> asyncio.subprocess.Process:
              "TRADING_ENGINE__ENGINE__LOG_LEVEL": "error"},
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    _place(process.pid, cpus)
     await _wait_http(f"http://127.0.0.1:{port}/orders")
     return process
 
@@ -106,12 +121,18 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 async def _publish(
-    port: int, ticks: int, interval_s: float, burst: int, background_rate: float
+    port: int,
+    ticks: int,
+    interval_s: float,
+    burst: int,
+    background_rate: float,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "trading_engine.commands.bench", str(port), str(ticks),
         str(interval_s), str(burst), str(background_rate), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    _place(process.pid, cpus)
     out, _ = await process.communicate()
     if process.returncode:
         raise RuntimeError(f"the publisher failed with exit code {process.returncode}")
@@ -195,14 +216,17 @@ class EngineCase:
     busy_poll_s: float = 0.0
     #: Journal every order to an SQLite file in a temporary folder (off: no journal).
     journal: bool = True
+    pin: bool = False
 
 
 async def _engine_run(case: EngineCase) -> dict[str, Any]:
     from ...engine.runner import build_engine
     from ...engine.telemetry import GcMonitor
 
+    pins = pin_sets() if case.pin else None
+    others = None if pins is None else pins[1]
     exchange_port = _free_port()
-    exchange = await _start_exchange(exchange_port)
+    exchange = await _start_exchange(exchange_port, others)
     folder = tempfile.TemporaryDirectory(prefix="trading-engine-bench-")
     try:
         config = bench_config(
@@ -257,7 +281,12 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
 
             engine.dispatcher.after_book = mark
         published = await _publish(
-            engine.feed.port, case.ticks, case.interval_s, case.burst, case.background_rate
+            engine.feed.port,
+            case.ticks,
+            case.interval_s,
+            case.burst,
+            case.background_rate,
+            others,
         )
         if case.burst:
             with contextlib.suppress(TimeoutError):
@@ -286,10 +315,17 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
 def _engine_case(case: EngineCase) -> dict[str, Any]:
     from ...lowlevel.loop import new_event_loop
 
-    loop = new_event_loop(case.loop, busy_poll_s=case.busy_poll_s)
-    with asyncio.Runner(loop_factory=lambda: loop) as runner:
-        result: dict[str, Any] = runner.run(_engine_run(case))
-        return result
+    pins = pin_sets() if case.pin else None
+    saved = os.sched_getaffinity(0)
+    if pins is not None:
+        os.sched_setaffinity(0, pins[0])
+    try:
+        loop = new_event_loop(case.loop, busy_poll_s=case.busy_poll_s)
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            result: dict[str, Any] = runner.run(_engine_run(case))
+            return result
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 async def _baseline_run(
@@ -355,6 +391,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             True,
             rate,
             args.busy_poll_s,
+            args.pin,
         )
         current["engine"] = _engine_case(case)
         if args.compare_metrics:

@@ -62,6 +62,7 @@ def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict
             "loop": args.loop,
             "gateway": args.gateway,
             "busy_poll_s": args.busy_poll_s,
+            "pinned": bool(getattr(args, "pin", False)),
             "background_rate": args.background_rate,
             "ticks": args.ticks,
             "interval_ms": args.interval_ms,
@@ -134,7 +135,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"trading-engine bench: Python {m['python']} ({m['implementation']}), {m['cpu']}, "
         f"{m['cores']} cores, {m['build']} build\n"
-        f"loop {s['loop']} (busy_poll_s {s['busy_poll_s']}), gateway "
+        f"loop {s['loop']} (busy_poll_s {s['busy_poll_s']}"
+        f"{', engine pinned to its own CPU' if s.get('pinned') else ''}), gateway "
         f"{s['gateway']}, {s['ticks']} ticks every {s['interval_ms']} ms with "
         f"{s['background_rate']:g} background updates/s, {s['rounds']} rounds\n"
         f"({report['note']})\n"
