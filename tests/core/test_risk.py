@@ -8,7 +8,7 @@ from tests.fakes import config, snapshot
 from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import OrderType, TimeInForce
 from trading_engine.core.protocol import Side
-from trading_engine.core.risk import Denial, SlidingWindowLimit, TokenBucket, TradingState
+from trading_engine.core.risk import Denial, SlidingWindowLimit, TradingState
 from trading_engine.engine.engine import Engine
 from trading_engine.sim.venue import simulated_venue
 
@@ -143,18 +143,6 @@ def test_sliding_window_never_exceeds_its_count() -> None:
         limit.record(now)
     assert not limit.allows(999)
     assert limit.allows(1000)
-
-
-def test_token_bucket_refills_exactly() -> None:
-    clock = ManualClock()
-    bucket = TokenBucket(10, clock.monotonic_ns, burst=2)
-    assert bucket.take()
-    assert bucket.take()
-    assert not bucket.take()
-    assert bucket.wait_s() == pytest.approx(0.1)
-    clock.advance(0.1)
-    assert bucket.take()
-    assert not bucket.take()
 
 
 request = st.tuples(

@@ -53,7 +53,6 @@ __all__ = [
     "RiskEngine",
     "RiskLimits",
     "SlidingWindowLimit",
-    "TokenBucket",
     "TradingState",
 ]
 
@@ -85,54 +84,6 @@ class Denial(StrEnum):
     #: Not a risk check: the venue's request budget had no slot for the order
     #: (or a 429 pause is in force); the gateway refused it locally.
     RATE_LIMITED = "rate_limited"
-
-
-class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst``. Injected clock."""
-
-    __slots__ = ("_clock", "_last_ns", "burst", "ns_per_token", "tokens_ns")
-
-    def __init__(self, rate: float, clock: Callable[[], int], burst: int | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self._clock = clock
-        self.ns_per_token = round(1e9 / rate)
-        self.burst = burst if burst is not None else max(1, int(rate))
-        # Tokens are kept as nanoseconds of credit: integer arithmetic only.
-        self.tokens_ns = self.burst * self.ns_per_token
-        self._last_ns = clock()
-
-    def refill(self, now_ns: int) -> None:
-        """Credit the time since the last refill, up to ``burst`` tokens."""
-        cap = self.burst * self.ns_per_token
-        tokens = self.tokens_ns + (now_ns - self._last_ns)
-        self.tokens_ns = cap if tokens > cap else tokens
-        self._last_ns = now_ns
-
-    def _refill(self) -> None:
-        self.refill(self._clock())
-
-    def available(self) -> bool:
-        self._refill()
-        return self.tokens_ns >= self.ns_per_token
-
-    def take(self) -> bool:
-        """Take one token; False (and nothing taken) when empty."""
-        self._refill()
-        if self.tokens_ns < self.ns_per_token:
-            return False
-        self.tokens_ns -= self.ns_per_token
-        return True
-
-    def give_back(self) -> None:
-        """Return a token taken for a call that was not made."""
-        self.tokens_ns = min(self.burst * self.ns_per_token, self.tokens_ns + self.ns_per_token)
-
-    def wait_s(self) -> float:
-        """Seconds until one token is available."""
-        self._refill()
-        missing = self.ns_per_token - self.tokens_ns
-        return max(0, missing) / 1e9
 
 
 _HALTED = TradingState.HALTED
