@@ -192,3 +192,10 @@ def test_bad_gateway_settings_name_their_key(gateway: dict[str, object], key: st
     with pytest.raises(ConfigError) as caught:
         parse_config({"gateway": gateway}, environ={})
     assert any(problem.startswith(key) for problem in caught.value.problems), caught.value.problems
+
+
+def test_the_admin_port_cannot_be_the_feed_port() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"feed": {"port": 7001}, "admin": {"port": 7001}}, environ={})
+    assert caught.value.problems == ["admin.port: 7001 is also feed.port; give each its own port"]
+    parse_config({"feed": {"port": 0}, "admin": {"port": 0}}, environ={})  # both free ports

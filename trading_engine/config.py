@@ -335,6 +335,10 @@ class Config(_Section):
 
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
+    feed_port, admin_port = config.feed.port, config.admin.port
+    if feed_port and feed_port == admin_port:
+        # With --workers N, worker i uses feed.port + i and admin.port + 1 + i.
+        problems.append(f"admin.port: {admin_port} is also feed.port; give each its own port")
     symbols: set[str] = set()
     for i, item in enumerate(config.instruments):
         if item.symbol in symbols:

@@ -147,3 +147,20 @@ def test_parse_since_ages_and_times() -> None:
     )
     assert parse_since("2026-05-01T09:30:00Z") == parse_since("2026-05-01T09:30:00")
     assert parse_since("2026-05-01T11:30:00+02:00") == parse_since("2026-05-01T09:30:00Z")
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    known_journal(tmp_path / "j.db").close()
+    cfg = str(config_file(tmp_path, tmp_path / "j.db"))
+    script = shutil.which("trading-engine") or f"{sys.executable} -m trading_engine"
+    # `true` exits at once: every write of the command meets a closed pipe.
+    done = subprocess.run(
+        f"{script} journal --config {cfg} fills | true; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipeError" not in done.stderr

@@ -295,3 +295,42 @@ async def test_an_unreachable_venue_keeps_the_engine_not_ready_until_it_answers(
     finally:
         await engine.stop()
         await simulator.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_own_order_for_an_instrument_no_longer_configured_is_canceled(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal.open(str(path))
+    journal.begin_run("runA", [BTC, ETH])
+    journal.close()
+    walk = sim.walks["ETH-USD"]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sim.port}") as client:
+        answer = await client.post(
+            "/orders",
+            headers={"X-API-Key": KEY},
+            json={"client_order_id": "maker-runA-9", "symbol": "ETH-USD", "side": "buy",
+                  "type": "limit", "price": ETH.format_price(walk.best_bid - 50),
+                  "quantity": "0.005", "time_in_force": "GTC"},
+        )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    # The next run trades BTC-USD only, in one process (no other shard).
+    cfg = config(
+        [{"name": "maker", "class": "tests.engine.test_reconcile:StartProbe",
+          "symbols": ["BTC-USD"]}],
+        instruments=[{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}],
+        feed={"port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{sim.port}", "timeout_s": 0.3,
+                 "settle_backoff_s": 0.01, "fills_poll_s": 0.02, "max_requests_per_s": 500},
+        journal={"path": str(path), "flush_ms": 2},
+        engine={"shutdown_s": 2.0},
+    )  # fmt: skip
+    engine = build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+    await engine.start()
+    try:
+        report = engine.status()["reconciliation"]
+        assert report["found"]["canceled_unconfigured"] == 1
+        assert sim.orders["maker-runA-9"].status == "canceled"
+    finally:
+        await engine.stop()

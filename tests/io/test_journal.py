@@ -218,3 +218,37 @@ def test_readers_see_committed_rows_while_the_writer_is_open(tmp_path: Path) -> 
     assert reader.instruments()["BTC-USD"].lot_size == "0.001"
     reader.close()
     writer.close()
+
+
+def test_another_grid_for_a_journaled_instrument_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "journal.db")
+    journal = Journal.open(path)
+    journal.begin_run("r1", [Instrument("BTC-USD", "0.01", "0.001")])
+    journal.close()
+    journal = Journal.open(path)
+    # The same grid written differently is the same grid.
+    journal.begin_run("r2", [Instrument("BTC-USD", "0.010", "0.0010")])
+    with pytest.raises(JournalError, match=r"BTC-USD was journaled with tick_size 0.01 and lot"):
+        journal.begin_run("r3", [Instrument("BTC-USD", "0.01", "0.01")])
+    # Nothing was rewritten: the journal keeps the grid of its rows.
+    assert journal.instruments()["BTC-USD"].lot_size == "0.001"
+    journal.close()
+
+
+def test_a_fill_id_reused_for_another_fill_halts_and_a_repeat_does_not(tmp_path: Path) -> None:
+    journal = Journal.open(str(tmp_path / "journal.db"))
+    journal.begin_run("r1", [Instrument("BTC-USD", "0.01", "0.001")])
+    failures: list[str] = []
+    journal.on_failure = failures.append
+    journal.fill("t-r1-1", "t", "BTC-USD", "buy", 10000, 5, fill_id=7)
+    journal.flush()
+    journal.fill("t-r1-1", "t", "BTC-USD", "buy", 10000, 5, fill_id=7)  # the same fill again
+    journal.flush()
+    assert failures == []
+    # A venue that restarted numbers its fills from 1 again.
+    journal.fill("t-r1-2", "t", "BTC-USD", "sell", 10010, 3, fill_id=7)
+    journal.flush()
+    assert len(failures) == 1
+    assert "fill_id 7 was journaled for t-r1-1" in failures[0]
+    assert journal.fill_id_conflicts == 1
+    journal.close()

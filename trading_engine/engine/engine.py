@@ -224,6 +224,10 @@ class Engine:
             strategies=self.runners,
             strategy_max_orders_per_s=config.risk.strategy_max_orders_per_s,
         )
+        if config.engine.initial_trading_state is not None:
+            # Set by the supervisor for a worker it restarts: from the first
+            # moment, not only once reconciliation has run.
+            self.risk.set_state(TradingState(config.engine.initial_trading_state))
         if sink is None and sink_factory is not None:
             sink = sink_factory(self)
         if sink is None:

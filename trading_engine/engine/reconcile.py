@@ -167,8 +167,22 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
             client_order_id = str(body.get("client_order_id"))
             symbol = body.get("symbol")
             if isinstance(symbol, str) and symbol not in instruments:
-                counts["other_shard"] += 1
-                continue
+                if engine.config.engine.shards > 1:
+                    counts["other_shard"] += 1
+                    continue
+                if ours(client_order_id):
+                    # This engine's order for an instrument its configuration no
+                    # longer has: nothing here can manage it, so it is canceled.
+                    counts["canceled_unconfigured"] += 1
+                    canceled = await reader.cancel_order(client_order_id)
+                    log.warning(
+                        "canceled %s, an order of this engine for %s, which the "
+                        "configuration no longer has: %s",
+                        client_order_id,
+                        symbol,
+                        None if canceled is None else canceled.get("status"),
+                    )
+                    continue
             venue_ids.add(client_order_id)
             if not ours(client_order_id):
                 unknown.append(body)

@@ -442,6 +442,11 @@ def _journal_metrics(engine: Engine) -> Iterator[Metric]:
         P + "journal_write_errors", "Journal transactions that failed (trading halts).",
         value=journal.write_errors if journal else 0,
     )  # fmt: skip
+    yield CounterMetricFamily(
+        P + "journal_fill_id_conflicts",
+        "Fill ids the venue reported again for another fill (trading halts).",
+        value=journal.fill_id_conflicts if journal else 0,
+    )
     yield GaugeMetricFamily(
         P + "journal_pending_rows", "Journal rows waiting for the next transaction.",
         value=journal.pending if journal else 0,

@@ -818,13 +818,9 @@ class HttpGateway:
 
     async def open_orders(self) -> list[dict[str, Any]]:
         """The exchange's open orders (for reconciliation). Raises ``ConnectionError``."""
-        try:
-            reply = await self._read("/orders?status=open", Priority.POLL, "open_orders")
-        except Dropped:
-            raise ConnectionError("reading open orders was dropped by a halt") from None
-        if reply is None or reply.status_code != 200:
-            raise ConnectionError("could not read open orders")
-        result: list[dict[str, Any]] = orjson.loads(reply.content)
+        result = await self._read_json("GET", "/orders?status=open")
+        if not isinstance(result, list):
+            raise ConnectionError("GET /orders?status=open: the answer is not a list")
         return result
 
     async def fills(self, since: int) -> list[dict[str, Any]]:
@@ -872,7 +868,9 @@ class HttpGateway:
             if reply is not None and reply.status_code == 404 and missing_ok:
                 return None
             if reply is None or reply.status_code != 200:
-                code = "no answer" if reply is None else reply.status_code
+                code = "no answer" if reply is None else str(reply.status_code)
+                if code in ("401", "403"):
+                    code += f" (the exchange refused the API key in {self.config.api_key_env})"
                 raise ConnectionError(f"{method} {url}: {code}")
             self.reached = True
             try:

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -250,6 +251,9 @@ class Journal:
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.path = path
+        #: Fill ids the venue reported again for another fill (see ``_settle``).
+        self._conflicts: list[str] = []
+        self.fill_id_conflicts = 0
         self.flush_s = flush_s
         self._db = connection
         self._clock_ns = clock_ns
@@ -322,7 +326,29 @@ class Journal:
     # -- recording (hot path: appends only) -----------------------------------------------
 
     def begin_run(self, run_id: str, instruments: Iterable[Instrument]) -> None:
-        """Record this run (its client order id prefix) and the instruments, at once."""
+        """Record this run (its client order id prefix) and the instruments, at once.
+
+        Raises :class:`JournalError` when an instrument's tick or lot size
+        differs from the one the journal recorded: its orders and fills are
+        integers of the recorded grid, and read on another grid they would
+        be other prices and quantities (a lot of 0.001 read as 0.01 is ten
+        times the position).
+        """
+        instruments = list(instruments)
+        recorded = self.instruments()
+        for inst in instruments:
+            before = recorded.get(inst.symbol)
+            if before is None:
+                continue
+            if Decimal(before.tick_size) != Decimal(inst.tick_size) or Decimal(
+                before.lot_size
+            ) != Decimal(inst.lot_size):
+                raise JournalError(
+                    f"journal.path {self.path}: {inst.symbol} was journaled with tick_size "
+                    f"{before.tick_size} and lot_size {before.lot_size}, the configuration "
+                    f"says {inst.tick_size} and {inst.lot_size}; its orders and fills are in "
+                    "the journaled units: use a new journal (journal.path) for a new grid"
+                )
         self.run_id = run_id
         now = self._clock_ns()
         self._pending.append(
@@ -331,7 +357,7 @@ class Journal:
         )  # fmt: skip
         self._pending.extend(
             (
-                "INSERT OR REPLACE INTO instruments (symbol, tick_size, lot_size) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO instruments (symbol, tick_size, lot_size) VALUES (?, ?, ?)",
                 (inst.symbol, str(inst.tick_size), str(inst.lot_size)),
             )
             for inst in instruments
@@ -450,7 +476,9 @@ class Journal:
             try:
                 db.execute("BEGIN")
                 for sql, params in batch:
-                    db.execute(sql, params)
+                    written = db.execute(sql, params)
+                    if sql is _FILL and written.rowcount == 0:
+                        self._check_repeated_fill(db, params)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -459,6 +487,19 @@ class Journal:
                 return exc
             self.flush_latency.observe_ns(time.perf_counter_ns() - started)
             return None
+
+    def _check_repeated_fill(self, db: sqlite3.Connection, params: tuple[Any, ...]) -> None:
+        """A fill id already journaled: the same fill again, or the venue reused the id."""
+        fill_id, client_order_id, _, _, _, price, quantity, _ = params
+        row = db.execute(
+            "SELECT client_order_id, price, quantity FROM fills WHERE fill_id = ?", (fill_id,)
+        ).fetchone()
+        if row is not None and tuple(row) != (client_order_id, price, quantity):
+            self._conflicts.append(
+                f"fill_id {fill_id} was journaled for {row[0]} ({row[2]} lots at {row[1]}) "
+                f"and is now reported for {client_order_id} ({quantity} lots at {price}): "
+                "the venue reused its fill ids (a restarted venue needs a new journal)"
+            )
 
     def _settle(
         self,
@@ -472,6 +513,13 @@ class Journal:
             if self.failed is not None:
                 log.warning("journal %s: writes succeed again", self.path)
                 self.failed = None
+            while self._conflicts:
+                # The engine and the venue disagree about what happened: halt.
+                reason = f"journal {self.path}: {self._conflicts.pop(0)}"
+                self.fill_id_conflicts += 1
+                log.error("%s", reason)
+                if self.on_failure is not None:
+                    self.on_failure(reason)
             return True
         self._pending = batch + self._pending
         self.write_errors += 1
