@@ -118,6 +118,7 @@ def test_check_config_notes_an_unset_api_key_that_run_requires(tmp_path: Path) -
     checked = cli("check-config", str(path), cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked
     assert "EXCHANGE_API_KEY is not set; run refuses to start until it is" in checked.stderr
+    assert not (tmp_path / "state").exists()  # checking a file creates no journal
     ran = cli("run", "--config", str(path), "--duration", "0", cwd=tmp_path, env=env)
     assert ran.returncode == 2
     assert "gateway.api_key_env: the environment variable EXCHANGE_API_KEY is not set" in (

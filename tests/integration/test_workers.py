@@ -124,6 +124,8 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         # Each worker keeps its own journal.
         assert (tmp_path / "journal.0.db").is_file()
         assert (tmp_path / "journal.1.db").is_file()
+        # The supervisor only validates: it keeps no journal of its own.
+        assert not (tmp_path / "journal.db").exists()
 
         pids = [w["pid"] for w in status["workers"]]
         supervisor.send_signal(signal.SIGTERM)

@@ -98,7 +98,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.file)
-        prepare_engine(config, venue=simulated_venue, require_secrets=False)
+        prepare_engine(config, venue=simulated_venue, require_secrets=False, journal=False)
     except ConfigError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
         for problem in exc.problems:
@@ -130,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"feed": feed})
     configure(config.engine.log_level)
     log = logging.getLogger("trading_engine.cli")
-    engine = prepare_engine(config, venue=simulated_venue)
+    # With workers, each worker opens its own journal; this process only validates.
+    engine = prepare_engine(config, venue=simulated_venue, journal=args.workers <= 1)
     log.info(
         "loaded %s: %d instrument(s), %d strateg%s, orders to %s",
         source,

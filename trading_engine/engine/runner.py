@@ -77,6 +77,7 @@ def prepare_engine(
     *,
     venue: Callable[[Engine], OrderSink] | None = None,
     require_secrets: bool = True,
+    journal: bool = True,
 ) -> Engine:
     """Validate ``config`` by building everything ``run`` builds, short of opening sockets.
 
@@ -86,7 +87,9 @@ def prepare_engine(
     that every strategy's class resolves, its params validate and it
     constructs against its instruments (prices on the tick grid, sizes on
     the lot grid), that the risk limits convert for every instrument, and
-    (with ``require_secrets``) that the API key variable is set.
+    (with ``require_secrets``) that the API key variable is set. With
+    ``journal`` False the journal is not opened (validation alone must not
+    create one).
 
     Returns the engine, not started. Raises :class:`ConfigError` listing
     every problem found, each line naming its key path.
@@ -105,7 +108,9 @@ def prepare_engine(
         problems.extend(secrets)
     engine: Engine | None = None
     try:
-        engine = build_engine(config, environ, venue=venue, api_key="" if secrets else None)
+        engine = build_engine(
+            config, environ, venue=venue, api_key="" if secrets else None, journal=journal
+        )
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
