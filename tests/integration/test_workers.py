@@ -80,7 +80,9 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         assert 'trading_engine_worker_up{worker="0"} 1.0' in metrics
         assert 'trading_engine_worker_up{worker="1"} 1.0' in metrics
         assert 'trading_engine_feed_messages_total{type="update",worker="1"}' in metrics
-        assert httpx.get(f"http://127.0.0.1:{admin}/readyz").status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{admin}/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "workers": 2}  # as one engine's, plus workers
 
         # A crashed worker is restarted and its shard comes back.
         victim = workers[1]["pid"]

@@ -295,7 +295,19 @@ class Supervisor:
         return await self._all_ok("/healthz")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        return await self._all_ok("/readyz")
+        """Ready when every worker is: the body of a single engine's ``/readyz``."""
+        answers = await self._ask_all("/readyz")
+        failing = [
+            worker.index
+            for worker, answer in zip(self.workers, answers, strict=True)
+            if answer is None or answer.status_code != 200
+        ]
+        if failing:
+            reason = "worker(s) " + ", ".join(map(str, failing)) + " not ready"
+            return json_response(
+                {"ready": False, "reason": reason, "failing_workers": failing}, 503
+            )
+        return json_response({"ready": True, "workers": len(self.workers)}, 200)
 
     async def _all_ok(self, path: str) -> web.Response:
         answers = await self._ask_all(path)

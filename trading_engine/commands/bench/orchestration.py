@@ -96,15 +96,24 @@ def _place(pid: int, cpus: set[int] | None) -> None:
 
 
 async def _start_exchange(port: int, cpus: set[int] | None = None) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "trading_engine", "exchange-sim", "--port", str(port),
-        "--stamp-arrivals", "--api-key-env", "TRADING_ENGINE_BENCH_KEY",
-        env={**os.environ, "TRADING_ENGINE_BENCH_KEY": API_KEY,
-             "TRADING_ENGINE__ENGINE__LOG_LEVEL": "error"},
-        stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    _place(process.pid, cpus)
-    await _wait_http(f"http://127.0.0.1:{port}/orders")
+    # The bench sends the market data itself, so the simulator's warning that
+    # it publishes none is expected: its stderr is shown only if it fails.
+    with tempfile.TemporaryFile() as errors:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trading_engine", "exchange-sim", "--port", str(port),
+            "--stamp-arrivals", "--api-key-env", "TRADING_ENGINE_BENCH_KEY",
+            env={**os.environ, "TRADING_ENGINE_BENCH_KEY": API_KEY,
+                 "TRADING_ENGINE__ENGINE__LOG_LEVEL": "error"},
+            stdout=asyncio.subprocess.DEVNULL, stderr=errors,
+        )  # fmt: skip
+        _place(process.pid, cpus)
+        try:
+            await _wait_http(f"http://127.0.0.1:{port}/orders")
+        except httpx.TransportError:
+            await _stop(process)
+            errors.seek(0)
+            sys.stderr.write(errors.read().decode(errors="replace"))
+            raise
     return process
 
 
