@@ -785,3 +785,26 @@ async def test_open_orders_stay_known(respx_mock: respx.MockRouter) -> None:
     await gw.poll_fills()
     assert gw.orders_known == 1
     await gw.close()
+
+
+def test_order_bodies_are_exact_and_their_decimal_cache_is_bounded() -> None:
+    import trading_engine.io.gateway as gateway_module
+
+    gw = make_gateway(Listener())
+    limit = make_order("s-r-7")
+    assert orjson.loads(gw.order_body(limit)) == {
+        "client_order_id": "s-r-7", "symbol": "BTC-USD", "side": "buy", "type": "limit",
+        "time_in_force": "IOC", "quantity": "0.500", "price": "100.01",
+    }  # fmt: skip
+    market = Order("s-r-8", "s", "BTC-USD", Side.SELL, OrderType.MARKET, 3, None, TimeInForce.IOC)
+    assert orjson.loads(gw.order_body(market)) == {
+        "client_order_id": "s-r-8", "symbol": "BTC-USD", "side": "sell", "type": "market",
+        "time_in_force": "IOC", "quantity": "0.003",
+    }  # fmt: skip
+    # Rendered once and kept: the same order renders the same bytes again.
+    assert gw.order_body(limit) == gw.order_body(limit)
+    cap = gateway_module._DECIMAL_TEXTS_MAX
+    for ticks in range(1, cap + 10):
+        order = Order("s-r-9", "s", "BTC-USD", Side.BUY, OrderType.LIMIT, 1, ticks, TimeInForce.GTC)
+        assert orjson.loads(gw.order_body(order))["price"] == BTC.format_price(ticks)
+        assert len(gw._decimal_texts) <= cap

@@ -78,6 +78,8 @@ _VENUE_STATUSES: Final = frozenset(
     }
 )
 _REJECTED = OrderStatus.REJECTED
+#: Decimal strings kept for order bodies before the cache starts again.
+_DECIMAL_TEXTS_MAX: Final = 65_536
 
 #: The reason of an order refused locally for want of a request slot.
 RATE_LIMITED: Final = "rate_limited"
@@ -146,6 +148,7 @@ class HttpGateway:
         self.fast = fast
         self._listener = listener
         self._instruments = instruments
+        self._decimal_texts: dict[tuple[str, bool, int], bytes] = {}
         self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce], bytes] = {}
         self._clock = clock
         self._wall_clock = wall_clock
@@ -288,31 +291,60 @@ class HttpGateway:
         """The ``POST /orders`` JSON body.
 
         The fields an order shares with others of its symbol, side, type and
-        time in force are encoded once; the client order id (restricted to
-        ``[A-Za-z0-9._:-]``) and the decimal strings need no escaping. Half
-        the cost of building a dict for ``orjson.dumps``, on the hot path.
+        time in force are encoded once, and so is each quantity and price
+        (a bounded cache: strategies send few sizes, at prices near the
+        last ones); the client order id (restricted to ``[A-Za-z0-9._:-]``)
+        and the decimal strings need no escaping. One ``%`` format builds
+        the body: no intermediate bytes on the hot path
+        (``benchmarks/order_body.py``: a limit order's body 2.3x faster than
+        formatting each decimal per order, 0.68 against 1.53 us).
         """
-        key = (order.symbol, order.side, order.type, order.time_in_force)
+        symbol = order.symbol
+        key = (symbol, order.side, order.type, order.time_in_force)
         fixed = self._body_fields.get(key)
         if fixed is None:
             fixed = self._body_fields[key] = orjson.dumps(
                 {
-                    "symbol": order.symbol,
+                    "symbol": symbol,
                     "side": order.side.value,
                     "type": order.type.value,
                     "time_in_force": order.time_in_force.value,
                 }
             )[1:-1]
-        inst = self._instruments[order.symbol]
-        body = b'{"client_order_id":"%s",%s,"quantity":"%s"' % (
+        texts = self._decimal_texts
+        size_key = (symbol, False, order.quantity)
+        size = texts.get(size_key)
+        if size is None:
+            size = self._decimal_text(size_key)
+        price = order.price
+        if order.type is not OrderType.LIMIT:
+            return b'{"client_order_id":"%s",%s,"quantity":"%s"}' % (
+                order.client_order_id.encode(),
+                fixed,
+                size,
+            )
+        assert price is not None
+        price_key = (symbol, True, price)
+        price_text = texts.get(price_key)
+        if price_text is None:
+            price_text = self._decimal_text(price_key)
+        return b'{"client_order_id":"%s",%s,"quantity":"%s","price":"%s"}' % (
             order.client_order_id.encode(),
             fixed,
-            inst.format_size(order.quantity).encode(),
+            size,
+            price_text,
         )
-        if order.type is OrderType.LIMIT:
-            assert order.price is not None
-            body += b',"price":"%s"' % inst.format_price(order.price).encode()
-        return body + b"}"
+
+    def _decimal_text(self, key: tuple[str, bool, int]) -> bytes:
+        """A quantity's or price's decimal string, rendered once and kept (bounded)."""
+        symbol, is_price, units = key
+        inst = self._instruments[symbol]
+        text = (inst.format_price(units) if is_price else inst.format_size(units)).encode()
+        texts = self._decimal_texts
+        if len(texts) >= _DECIMAL_TEXTS_MAX:
+            texts.clear()
+        texts[key] = text
+        return text
 
     def _refuse(self, order: Order, reason: str) -> None:
         """Refuse an order locally (it never left): the breaker permit is given back."""
