@@ -80,14 +80,15 @@ def test_run_against_the_exchange_simulator_and_stop_on_sigterm(tmp_path: Path) 
     assert b"cli-key" not in engine_log.read_bytes()  # the API key is never logged
 
 
-def test_run_without_the_api_key_is_a_configuration_error() -> None:
+def test_run_without_the_api_key_is_a_configuration_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "EXCHANGE_API_KEY"}
     done = subprocess.run(
-        command("run", "--duration", "1"), cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=60, check=False,
+        command("run", "--config", str(ROOT / "config" / "engine.toml"), "--duration", "1"),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2
     assert "EXCHANGE_API_KEY" in done.stderr
+    assert not (tmp_path / "state").exists()  # a refused configuration opens no journal
 
 
 def test_exchange_sim_rejects_bad_flags() -> None:

@@ -109,14 +109,15 @@ def prepare_engine(
     engine: Engine | None = None
     try:
         engine = build_engine(
-            config, environ, venue=venue, api_key="" if secrets else None, journal=journal
+            config, environ, venue=venue, api_key="" if secrets else None, journal=False
         )
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(f"{len(problems)} invalid setting(s)", problems)
     assert engine is not None
-    return engine
+    # Only a valid configuration opens (or creates) the journal.
+    return _with_journal(engine, journal)
 
 
 def build_engine(
