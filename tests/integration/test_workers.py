@@ -35,7 +35,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    # An exited process nobody has reaped yet (a zombie) is not running.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
@@ -139,3 +144,45 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
                 process.kill()
                 process.wait()
         sim.wait()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    env = {
+        **os.environ,
+        "EXCHANGE_API_KEY": "workers-key",
+        "TRADING_ENGINE__FEED__PORT": str(feed),
+        "TRADING_ENGINE__ADMIN__PORT": str(admin),
+        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
+        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
+    }
+    with (tmp_path / "run.log").open("wb") as log:
+        sim = subprocess.Popen(
+            command("exchange-sim", "--port", str(api), "--duration", "60"),
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        supervisor = subprocess.Popen(
+            command("run", "--workers", "2", "--duration", "60"), cwd=ROOT, env=env, stderr=log
+        )
+    pids: list[int] = []
+    try:
+        wait_for(f"http://127.0.0.1:{admin}/healthz")
+        status = _wait(admin, lambda s: all(w["pid"] for w in s["workers"]))
+        pids = [w["pid"] for w in status["workers"]]
+        assert all(_alive(pid) for pid in pids)
+        # SIGKILL: the supervisor cannot stop them; the kernel tells them (SIGTERM).
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids), (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for process in (supervisor, sim):
+            if process.poll() is None:
+                process.kill()
+            process.wait()

@@ -211,7 +211,9 @@ class Supervisor:
         env = {**self.environ, **worker.env}
         if self.trading_state is not None:
             env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
-        worker.process = await asyncio.create_subprocess_exec(*self.command, env=env)
+        worker.process = await asyncio.create_subprocess_exec(
+            *self.command, env=env, preexec_fn=_terminate_with_parent
+        )
         worker.started_at = time.monotonic()
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
 
@@ -415,3 +417,21 @@ class _MergedMetrics(Collector):
                     for sample in family.samples
                 )
         return [up, restarts, *families.values()]
+
+
+def _terminate_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM it when the supervisor dies.
+
+    A supervisor killed with SIGKILL cannot stop its workers; without this
+    they would go on trading with no one to restart, halt or stop them. On
+    SIGTERM a worker stops new orders and cancels its open ones. Linux's
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing (the supervisor's own
+    SIGTERM handling still stops them).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
