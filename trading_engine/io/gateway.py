@@ -726,7 +726,6 @@ class HttpGateway:
                 self.counts["read_failed"] += 1
                 self.read_failures["fills"] += 1
             return -1
-        self.reached = True
         try:
             fills = orjson.loads(reply.content)
             if not isinstance(fills, list):
