@@ -42,6 +42,8 @@ COMPILED = [
     "trading_engine/core/builder.py",
     "trading_engine/core/orders.py",
     "trading_engine/core/positions.py",
+    "trading_engine/core/reports.py",
+    "trading_engine/core/ledger.py",
     "trading_engine/core/risk.py",
     "trading_engine/core/breaker.py",
     "trading_engine/core/sharding.py",

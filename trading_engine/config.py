@@ -106,6 +106,11 @@ class EngineConfig(_Section):
         le=86_400,
         description="how long a closed order stays in memory for late fills and answers",
     )
+    check_invariants: bool = Field(
+        False,
+        description="check the ledger's invariants after every order event (a debug setting "
+        "for soak runs: slow, raises on the first broken one)",
+    )
     initial_trading_state: Literal["active", "reducing", "halted"] | None = Field(
         None,
         description="start in this trading state whatever the journal says "
@@ -182,11 +187,26 @@ class GatewayConfig(_Section):
         30.0, gt=0, description="cap on a 429's Retry-After (the whole venue pauses that long)"
     )
     fills_poll_s: float = Field(0.1, gt=0, description="how often /fills is polled")
-    closed_order_keep_s: float = Field(
-        60.0,
+    order_retry_max: int = Field(
+        2,
         ge=0,
-        description="how long a closed order stays known to the gateway (for late fills); "
-        "it stays longer while the fills feed owes it fills an answer reported",
+        le=10,
+        description="times an order answered 429 is sent again (after the venue's Retry-After) "
+        "before it is refused venue_rate_limited",
+    )
+    order_retry_deadline_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="an order answered 429 is sent again only within this time of its "
+        "admission; a Retry-After that ends later refuses it at once (venue_rate_limited)",
+    )
+    resting_order_check_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="a resting order the venue canceled or expired on its own is noticed "
+        "within this time (GET /orders?status=open every half of it, then a read-back)",
     )
     settle_backoff_s: float = Field(
         0.05, gt=0, description="first delay before reading back an order of unknown outcome"
@@ -235,6 +255,11 @@ class RiskConfig(_Section):
         None, ge=1, description="per-strategy order rate; default: max_orders_per_s"
     )
     cancel_on_halt: bool = True
+    self_trade: Literal["refuse", "cancel_resting", "allow"] = Field(
+        "refuse",
+        description="an order that would trade with one of the engine's own resting orders on "
+        "its symbol: refuse it (denial self_trade), cancel the resting ones first, or allow it",
+    )
 
     def limits(self) -> RiskLimits:
         """These limits as the risk engine's own settings type."""

@@ -26,6 +26,7 @@ from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.positions import Position
 from trading_engine.core.protocol import Side
+from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.core.risk import Denial, TradingState
 from trading_engine.engine.engine import Engine
 from trading_engine.sim.venue import simulated_venue
@@ -48,14 +49,36 @@ class RecordingSink:
     def allow(self) -> bool:
         return True
 
-    def submit(self, order: Order) -> None:
+    def submit(self, order: Order) -> str | None:
         self.submitted.append(order)
+        return None
 
     def cancel(self, order: Order) -> None:
         self.canceled.append(order)
 
     def forget(self, client_order_id: str) -> None:
         self.forgotten.append(client_order_id)
+
+    def start(self) -> None:
+        pass
+
+    def stop_orders(self) -> None:
+        pass
+
+    def resume_orders(self) -> None:
+        pass
+
+    async def drain(self, within_s: float) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def breaker_state(self) -> str:
+        return "closed"
 
 
 def make_engine(
@@ -105,8 +128,8 @@ def answer(
     engine: Engine, order: Order, status: OrderStatus, filled: int, avg: str | None = None
 ) -> None:
     """An order answer as the gateway delivers it: the report, then the status."""
-    engine.on_order_report(order.client_order_id, filled, None if avg is None else Decimal(avg))
-    engine.on_status(order.client_order_id, status, None)
+    average = None if avg is None else BTC.average_to_ticks(avg)
+    engine.on_report(OrderReport(order.client_order_id, status, filled, average))
 
 
 # -- crediting ------------------------------------------------------------------
@@ -121,9 +144,9 @@ def test_an_answer_credits_the_position_at_once_and_the_feed_adds_nothing_twice(
     assert position(engine) == 10
     assert exposure(engine) == [0, 0]
     # The fills feed lists the same 10 lots later: nothing more.
-    engine.on_fill(order.client_order_id, 10000, 6, fill_id=7)
-    engine.on_fill(order.client_order_id, 10000, 4, fill_id=8)
-    engine.on_fill(order.client_order_id, 10000, 4, fill_id=8)  # listed twice
+    engine.on_fill(FillReport(order.client_order_id, 10000, 6, 7))
+    engine.on_fill(FillReport(order.client_order_id, 10000, 4, 8))
+    engine.on_fill(FillReport(order.client_order_id, 10000, 4, 8))  # listed twice
     assert position(engine) == 10
     assert exposure(engine) == [0, 0]
     assert engine.ignored["duplicate_fill"] == 1
@@ -136,9 +159,9 @@ def test_the_feed_adds_only_what_answers_did_not() -> None:
     assert order is not None
     answer(engine, order, S.PARTIALLY_FILLED, 3, "100.00")
     assert (position(engine), exposure(engine)) == (3, [7, 0])
-    engine.on_fill(order.client_order_id, 10000, 3, fill_id=1)  # those 3
+    engine.on_fill(FillReport(order.client_order_id, 10000, 3, 1))  # those 3
     assert (position(engine), exposure(engine)) == (3, [7, 0])
-    engine.on_fill(order.client_order_id, 10005, 4, fill_id=2)  # 4 more, before any answer
+    engine.on_fill(FillReport(order.client_order_id, 10005, 4, 2))  # 4 more, before any answer
     assert (position(engine), exposure(engine)) == (7, [3, 0])
     answer(engine, order, S.PARTIALLY_FILLED, 7, "100.03")  # says what the feed said
     assert (position(engine), exposure(engine)) == (7, [3, 0])
@@ -152,8 +175,8 @@ def test_a_feed_fill_across_an_answers_count_adds_only_the_part_beyond_it() -> N
     order = submit(engine, BUY, 10)
     assert order is not None
     answer(engine, order, S.PARTIALLY_FILLED, 5, "100.00")
-    engine.on_fill(order.client_order_id, 10000, 3, fill_id=1)
-    engine.on_fill(order.client_order_id, 10000, 4, fill_id=2)  # lots 4-7: 2 are new
+    engine.on_fill(FillReport(order.client_order_id, 10000, 3, 1))
+    engine.on_fill(FillReport(order.client_order_id, 10000, 4, 2))  # lots 4-7: 2 are new
     assert (position(engine), exposure(engine)) == (7, [3, 0])
 
 
@@ -171,7 +194,7 @@ def test_an_average_between_ticks_is_exact_then_repriced_by_the_feed() -> None:
     answer(engine, sell, S.FILLED, 1, "100.02")  # closes the oldest lot
     assert held.realized == 1
     for fill_id, price in ((1, 10000), (2, 10001), (3, 10001)):
-        engine.on_fill(order.client_order_id, price, 1, fill_id)
+        engine.on_fill(FillReport(order.client_order_id, price, 1, fill_id))
     # The feed's prices replace the average: the closed lot was bought at
     # 100.00 and the two open ones at 100.01.
     assert held.quantity == 2
@@ -202,7 +225,7 @@ def test_an_answer_without_an_average_keeps_its_lots_in_exposure_until_priced() 
     answer(engine, order, S.FILLED, 10, None)
     # Filled, but at an unknown price: the lots stay counted in exposure.
     assert (position(engine), exposure(engine)) == (0, [10, 0])
-    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)
+    engine.on_fill(FillReport(order.client_order_id, 10000, 10, 1))
     assert (position(engine), exposure(engine)) == (10, [0, 0])
 
 
@@ -266,10 +289,10 @@ def test_a_fill_on_a_closed_order_releases_nothing_again() -> None:
     assert second is not None
     answer(engine, first, S.FILLED, 10, "100.00")
     assert exposure(engine) == [10, 0]
-    engine.on_fill(first.client_order_id, 10000, 10, fill_id=1)  # the feed, late
+    engine.on_fill(FillReport(first.client_order_id, 10000, 10, 1))  # the feed, late
     assert (position(engine), exposure(engine)) == (10, [10, 0])
     # And a fill the in-process venue sends for a closed order adds nothing.
-    engine.on_fill(first.client_order_id, 10000, 10)
+    engine.on_fill(FillReport(first.client_order_id, 10000, 10))
     assert exposure(engine) == [10, 0]
     assert submit(engine, BUY, 31) is None  # 10 + 10 + 31 > 50
 
@@ -303,6 +326,8 @@ def test_market_orders_are_checked_and_sent_at_the_band_edge() -> None:
                 "max_order_notional": "250",
                 "max_position": "10",
                 "price_band": 0.05,
+                # The buy rests unanswered; the sell would cross it.
+                "self_trade": "allow",
             },
             instruments=[{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "1"}],
         ),
@@ -353,8 +378,8 @@ def test_an_overfill_is_counted_and_halts_trading() -> None:
     resting = submit(engine, BUY, 5)
     assert order is not None
     assert resting is not None
-    engine.on_fill(order.client_order_id, 10000, 8, fill_id=1)
-    engine.on_fill(order.client_order_id, 10000, 4, fill_id=2)
+    engine.on_fill(FillReport(order.client_order_id, 10000, 8, 1))
+    engine.on_fill(FillReport(order.client_order_id, 10000, 4, 2))
     assert engine.order_faults["overfill"] == 1
     assert engine.risk.state is TradingState.HALTED
     assert position(engine) == 12  # the venue's word: the position is what it filled
@@ -367,9 +392,9 @@ def test_fills_reported_after_the_final_count_are_a_fault() -> None:
     order = submit(engine, BUY, 10)
     assert order is not None
     answer(engine, order, S.CANCELED, 4, "100.00")
-    engine.on_fill(order.client_order_id, 10000, 4, fill_id=1)  # the same 4: fine
+    engine.on_fill(FillReport(order.client_order_id, 10000, 4, 1))  # the same 4: fine
     assert engine.order_faults["fill_after_final"] == 0
-    engine.on_fill(order.client_order_id, 10000, 2, fill_id=2)  # 2 more after the end
+    engine.on_fill(FillReport(order.client_order_id, 10000, 2, 2))  # 2 more after the end
     assert engine.order_faults["fill_after_final"] == 1
     assert position(engine) == 6  # the venue's word
     assert engine.risk.state is TradingState.ACTIVE
@@ -383,7 +408,7 @@ def test_faults_are_counted_by_kind() -> None:
         engine.on_order_fault(order.client_order_id, kind)
         assert engine.order_faults[kind] == 1
     assert engine.risk.state is TradingState.ACTIVE
-    engine.on_fill("nobody", 10000, 1, fill_id=9)
+    engine.on_fill(FillReport("nobody", 10000, 1, 9))
     assert engine.ignored["unknown_order"] == 1
 
 
@@ -416,14 +441,14 @@ def test_closed_orders_are_kept_for_the_retention_time_then_forgotten() -> None:
     assert order is not None
     answer(engine, order, S.FILLED, 10, "100.00")
     clock.advance(4.9)
-    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)  # a late fill still finds it
+    engine.on_fill(FillReport(order.client_order_id, 10000, 10, 1))  # a late fill still finds it
     assert engine.ignored["unknown_order"] == 0
     assert engine.evict_closed() == 0
     clock.advance(0.2)
     assert engine.evict_closed() == 1
     assert order.client_order_id not in engine.orders
     assert sink.forgotten == [order.client_order_id]
-    engine.on_fill(order.client_order_id, 10000, 10, fill_id=2)
+    engine.on_fill(FillReport(order.client_order_id, 10000, 10, 2))
     assert engine.ignored["unknown_order"] == 1
     assert position(engine) == 10
 
@@ -435,7 +460,7 @@ def test_an_order_still_holding_unpriced_lots_is_not_evicted() -> None:
     answer(engine, order, S.FILLED, 10, None)
     clock.advance(5)
     assert engine.evict_closed() == 0
-    engine.on_fill(order.client_order_id, 10000, 10, fill_id=1)
+    engine.on_fill(FillReport(order.client_order_id, 10000, 10, 1))
     clock.advance(5)
     assert engine.evict_closed() == 1
     assert exposure(engine) == [0, 0]
@@ -609,8 +634,8 @@ class OrderPath(RuleBasedStateMachine):
         if status is S.NEW and self.told_status[cid] is S.PARTIALLY_FILLED:
             return  # an exchange never answers new after partially_filled
         before = self.credited(cid)
-        self.engine.on_order_report(cid, lots, avg)
-        self.engine.on_status(cid, status, None)
+        average = None if avg is None else BTC.average_to_ticks(str(avg))
+        self.engine.on_report(OrderReport(cid, status, lots, average))
         if avg is None:
             self.unpriced[cid] = max(self.unpriced[cid], lots)
         else:
@@ -624,7 +649,7 @@ class OrderPath(RuleBasedStateMachine):
     def feed_is_read(self, count: int) -> None:
         for cid, fill_id, price, lots in self.feed[self.feed_read : self.feed_read + count]:
             before = self.credited(cid)
-            self.engine.on_fill(cid, price, lots, fill_id)
+            self.engine.on_fill(FillReport(cid, price, lots, fill_id))
             self.feed_read += 1
             self.note_credit(cid, before)
 
@@ -632,7 +657,7 @@ class OrderPath(RuleBasedStateMachine):
     @rule(back=st.integers(1, 3))
     def feed_lists_fills_again(self, back: int) -> None:
         for cid, fill_id, price, lots in self.feed[max(0, self.feed_read - back) : self.feed_read]:
-            self.engine.on_fill(cid, price, lots, fill_id)
+            self.engine.on_fill(FillReport(cid, price, lots, fill_id))
 
     @precondition(lambda self: self.orders)
     @rule(
@@ -804,7 +829,7 @@ def test_a_closed_order_holds_nothing_after_the_feed_catches_up(status: OrderSta
     filled = 10 if status is S.FILLED else (3 if status is S.CANCELED else 0)
     answer(engine, order, status, filled, "100.00" if filled else None)
     if filled:
-        engine.on_fill(order.client_order_id, 10000, filled, fill_id=1)
+        engine.on_fill(FillReport(order.client_order_id, 10000, filled, 1))
     assert order.held == 0
     assert exposure(engine) == [0, 0]
     assert position(engine) == filled

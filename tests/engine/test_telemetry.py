@@ -11,6 +11,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests.fakes import config
+from trading_engine.core.orders import OrderStatus
+from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.engine.engine import Engine
 from trading_engine.engine.supervisor import merge_status, worker_environment
 from trading_engine.engine.telemetry import GcMonitor, LoopMonitor, registry_for
@@ -127,10 +129,9 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
 
 
 def test_order_metrics_count_every_status_faults_and_long_latencies() -> None:
-    from decimal import Decimal
 
     from tests.fakes import snapshot
-    from trading_engine.core.orders import OrderStatus, OrderType, TimeInForce
+    from trading_engine.core.orders import OrderType, TimeInForce
     from trading_engine.core.protocol import Side
 
     engine = Engine(config(), sink_factory=simulated_venue)
@@ -141,10 +142,9 @@ def test_order_metrics_count_every_status_faults_and_long_latencies() -> None:
     )  # fmt: skip
     assert order is not None
     assert order.status is OrderStatus.NEW  # resting at the in-process venue
-    engine.on_order_report(order.client_order_id, 4, Decimal("99.90"))
-    engine.on_status(order.client_order_id, OrderStatus.PARTIALLY_FILLED, None)
-    engine.on_fill(order.client_order_id, 9990, 4, fill_id=1)
-    engine.on_fill(order.client_order_id, 9990, 4, fill_id=1)
+    engine.on_report(OrderReport(order.client_order_id, OrderStatus.PARTIALLY_FILLED, 4, 9990))
+    engine.on_fill(FillReport(order.client_order_id, 9990, 4, 1))
+    engine.on_fill(FillReport(order.client_order_id, 9990, 4, 1))
     engine.on_order_fault(order.client_order_id, "not_found")
     engine.tick_to_trade.observe_ns(7 * 10**9)  # a 7 s backlog
     text = generate_latest(registry_for(engine)).decode()

@@ -7,6 +7,7 @@ with ``raise X(...) from exc``::
     EngineError
     ├── ConfigError              invalid configuration file, value or override
     ├── InvalidValue             a wire price or size that cannot be taken (has .reason)
+    ├── UnreadableAnswer         a venue answer outside the contract or its bounds
     ├── StrategyError            a strategy could not be loaded or configured
     ├── OrderStateError          an order was moved along a transition that does not exist
     │   └── DuplicateFill        a fill id already counted for the order came again
@@ -29,6 +30,7 @@ __all__ = [
     "InvariantError",
     "OrderStateError",
     "StrategyError",
+    "UnreadableAnswer",
 ]
 
 
@@ -59,6 +61,16 @@ class InvalidValue(EngineError):
         super().__init__(f"{reason}: {value!r}")
         self.reason = reason
         self.value = value
+
+
+class UnreadableAnswer(EngineError):
+    """A venue's answer about an order or a fill that the engine cannot take.
+
+    Outside the exchange API (a missing field, an out-of-contract status) or
+    outside sane bounds (an exponent, too many digits, a price <= 0 on a
+    filled quantity). The answer says nothing: the order is settled by
+    reading it back, never guessed.
+    """
 
 
 class InvariantError(EngineError):

@@ -229,6 +229,38 @@ class Instrument:
             raise InvalidValue("too_large", value)
         return ticks
 
+    def average_to_ticks(self, value: object) -> int | Fraction:
+        """Convert a wire average price to ticks, exactly: an ``int`` on the grid, else a Fraction.
+
+        An average of fills at several prices may fall between ticks, so
+        unlike :meth:`price_to_ticks` it is not refused for that. The same
+        strict grammar and bounds apply: at most 48 characters, no exponent,
+        at most ``10**15`` ticks. Raises :class:`InvalidValue` with reason
+        ``malformed``, ``not_finite``, ``too_large``, ``negative`` or
+        ``zero``. ``O(digits)``.
+        """
+        try:
+            return self.price_to_ticks(value)
+        except InvalidValue as exc:
+            if exc.reason != "off_tick":
+                raise
+        text = _text_of(value)
+        match = _NUMBER.fullmatch(text)
+        if match is None:  # pragma: no cover - price_to_ticks refused it first
+            raise InvalidValue("malformed", value)
+        digits: str = match.group(2)
+        fraction: str | None = match.group(3)
+        places = 0 if fraction is None else len(fraction)
+        units = int(digits + (fraction or ""))
+        if match.group(1) and units:
+            raise InvalidValue("negative", value)
+        ticks = Fraction(units * _POW10[self._price_scale], 10**places * self._tick_step)
+        if ticks <= 0:
+            raise InvalidValue("zero", value)
+        if ticks > MAX_UNITS:
+            raise InvalidValue("too_large", value)
+        return ticks
+
     def size_to_lots(self, value: object) -> int:
         """Convert a wire size to a non-negative number of lots.
 

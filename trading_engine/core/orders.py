@@ -21,14 +21,16 @@ from __future__ import annotations
 import os
 import string
 import time
-from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from .errors import DuplicateFill, OrderStateError
 from .instruments import Instrument
 from .protocol import Side
+
+if TYPE_CHECKING:
+    from .reports import FillReport, OrderReport
 
 __all__ = [
     "FAULT_KINDS",
@@ -399,53 +401,75 @@ class Order:
 
 
 class ExecutionListener(Protocol):
-    """What an order sink reports back (the engine implements it)."""
+    """What an order sink reports back (the engine implements it, for its ledger).
+
+    Venue answers arrive parsed into typed reports
+    (:mod:`trading_engine.core.reports`); the sink's own decisions arrive
+    as statuses and faults.
+    """
 
     def on_written(self, order: Order) -> None:
         """The order's request was written toward the venue (tick-to-trade ends)."""
 
-    def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
-        """The venue acknowledged the order (it is at least ``new``)."""
+    def on_report(self, report: OrderReport) -> bool:
+        """One order answer (status, cumulative fill, average); False: not taken, read it back."""
 
-    def on_fill(
-        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
-    ) -> None:
-        """One fill of ``lots`` at ``price`` ticks.
-
-        From the venue's fills feed (``GET /fills``, ``fill_id`` set: each
-        id counts at most once) or from the in-process venue (``fill_id``
-        None). Adds to the position only what order answers did not.
-        """
-
-    def on_order_report(
-        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
-    ) -> None:
-        """An order answer's cumulative ``filled_quantity`` (in lots) and ``avg_price``.
-
-        ``avg_price`` is the exact decimal from the wire, None when absent
-        or null. Called for every readable order answer, before that
-        answer's ``on_status``; the position is credited at once with what
-        it adds beyond what is already counted.
-        """
+    def on_fill(self, fill: FillReport) -> None:
+        """One fill (of the venue's fills log, or of the in-process venue)."""
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
-        """The order reached ``status``; a final one releases only its unfilled remainder."""
+        """A status the sink decided itself (``unknown``, a local ``rejected``/``canceled``)."""
 
     def on_order_fault(self, client_order_id: str, kind: str) -> None:
-        """Something about the order the sink cannot resolve alone (see ``FAULT_KINDS``).
+        """Something about the order the sink cannot resolve alone (see ``FAULT_KINDS``)."""
 
-        Counted by kind; an ``overfill`` halts trading.
-        """
+    def resting_orders(self) -> list[Order]:
+        """The orders the venue acknowledged and that are still open (for audits)."""
+
+    def order(self, client_order_id: str) -> Order | None:
+        """The order tracked under ``client_order_id``, or None (not this engine's, or gone)."""
 
 
 class OrderSink(Protocol):
-    """Where orders go: the simulated venue or the exchange gateway."""
+    """Where orders go: the in-process venue or the exchange gateway. The whole contract.
+
+    ``submit`` and ``cancel`` are called on the hot path and never block:
+    an order is sent now or refused now.
+    """
 
     def allow(self) -> bool:
         """May an order be sent now? (False while a circuit breaker is open.)"""
 
-    def submit(self, order: Order) -> None:
-        """Send a new order. Outcomes arrive through the ExecutionListener."""
+    def submit(self, order: Order) -> str | None:
+        """Send a new order now, or refuse it now: returns the refusal's reason, else None.
+
+        A refused order never left (``rate_limited``, ``halted``); outcomes
+        of a sent one arrive through the :class:`ExecutionListener`.
+        """
 
     def cancel(self, order: Order) -> None:
-        """Ask to cancel an open order."""
+        """Ask to cancel an open order (never two cancels of one order at once)."""
+
+    def start(self) -> None:
+        """Start background work (fills polling, audits); needs a running loop."""
+
+    def stop_orders(self) -> None:
+        """A halt or stop began: no new order leaves from now on."""
+
+    def resume_orders(self) -> None:
+        """Trading resumed: new orders may be sent again."""
+
+    async def drain(self, within_s: float) -> bool:
+        """Wait up to ``within_s`` for requests in flight; False if some remain."""
+
+    async def close(self) -> None:
+        """Stop everything and release connections."""
+
+    def forget(self, client_order_id: str) -> None:
+        """A closed order left the ledger: drop anything kept for it."""
+
+    def not_ready(self) -> str | None:
+        """Why the sink cannot trade yet (the venue not reached), or None."""
+
+    def breaker_state(self) -> str:
+        """``closed``, ``half_open`` or ``open`` (``closed`` without a breaker)."""

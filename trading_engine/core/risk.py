@@ -84,6 +84,9 @@ class Denial(StrEnum):
     #: Not a risk check: the venue's request budget had no slot for the order
     #: (or a 429 pause is in force); the gateway refused it locally.
     RATE_LIMITED = "rate_limited"
+    #: The order would trade with one of the engine's own resting orders
+    #: (``[risk] self_trade = "refuse"``).
+    SELF_TRADE = "self_trade"
 
 
 _HALTED = TradingState.HALTED

@@ -1,30 +1,22 @@
-"""The Engine: feed -> book builder -> dispatch -> risk -> order sink.
+"""The Engine: feed -> book builder -> dispatch -> ledger -> order sink.
 
-:class:`Engine` wires the parts together and owns the order and position
-bookkeeping. Its core is synchronous: ``replay`` and the tests drive it
-frame by frame through ``engine.builder.handle``; ``start``/``stop`` add
-the feed server and the strategies' lifecycle on a running loop.
+:class:`Engine` is the async shell around the pure core: it wires the
+book builder, the dispatcher, the strategies and the execution ledger
+(:class:`~trading_engine.core.ledger.Ledger`) to the order sink, the
+journal and the feed server, and runs the lifecycle (start-up
+reconciliation, start, halts, stop). ``replay`` and the tests drive it
+frame by frame through ``engine.builder.handle``.
 
 The order path (all synchronous, on the hot path)::
 
-    strategy hook -> ctx.submit -> late? -> RiskEngine.check -> Order
-                  -> OrderSink.submit (the simulated venue or the gateway)
+    strategy hook -> ctx.submit -> late? -> Ledger.admit (risk, self-trade,
+                  order, exposure hold) -> OrderSink.submit (sent or refused now)
 
-Order outcomes come back through the :class:`ExecutionListener` methods
-(``on_accepted``, ``on_order_report``, ``on_fill``, ``on_status``,
-``on_order_fault``), which update the order's state machine, the
-open-order exposure and the positions, then queue the strategy's
-``on_fill``/``on_order_update`` callbacks.
-
-Exposure and position move together: every lot an order answer or a fill
-adds to the position leaves the order's open exposure in the same
-synchronous call, and a final status releases only the lots that did not
-fill. So at every instant, per symbol and side, the exposure risk checks
-is the position plus every open order's remaining lots (see
-docs/design.md, "Crediting fills and exposure").
-
-Closed orders stay in ``orders`` for ``[engine] closed_order_retention_s``
-(for late fills and answers), then leave it, and the sink forgets them.
+The sink's typed reports come back through the :class:`ExecutionListener`
+methods (``on_report``, ``on_fill``, ``on_status``, ``on_order_fault``),
+which go straight to the ledger; the ledger tells the engine what happened
+through :class:`~trading_engine.core.ledger.LedgerObserver` (journal rows,
+the strategies' ``on_fill``/``on_order_update``, halts on faults).
 """
 
 from __future__ import annotations
@@ -32,20 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from decimal import Decimal
-from fractions import Fraction
 from time import perf_counter_ns
 from typing import Any
 
 from ..config import Config
 from ..core.builder import BookBuilder
 from ..core.clock import Clock, SystemClock
-from ..core.errors import ConfigError, DuplicateFill, InvalidValue, OrderStateError, StrategyError
+from ..core.errors import ConfigError, StrategyError
 from ..core.instruments import Instrument
+from ..core.ledger import HALTING_FAULTS, Ledger
 from ..core.orders import (
-    FAULT_KINDS,
     ClientOrderIds,
     Order,
     OrderSink,
@@ -56,6 +46,7 @@ from ..core.orders import (
 )
 from ..core.positions import Position, Positions
 from ..core.protocol import Side
+from ..core.reports import FillReport, OrderReport
 from ..core.risk import Denial, RiskEngine, TradingState
 from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
@@ -70,7 +61,7 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("trading_engine.engine")
 
-_BUY = Side.BUY
+_DENIALS = {denial.value: denial for denial in Denial}
 
 
 class _Context:
@@ -184,33 +175,9 @@ class Engine:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.instruments = config.instrument_map()
-        self.positions = Positions()
-        #: Open orders and orders closed within the retention time, by client id.
-        self.orders: dict[str, Order] = {}
-        self.open_orders: dict[str, dict[str, Order]] = {}
-        #: Lots held by open orders per symbol: [buy, sell] (the sum of ``Order.held``).
-        self.exposure: dict[str, list[int]] = {symbol: [0, 0] for symbol in self.instruments}
-        #: Orders that reached each status, plus ``submitted``, ``fills`` and
-        #: ``cancel_requested``.
-        self.order_counts: Counter[str] = Counter()
-        #: Faults the order sinks reported (``on_order_fault``) and the engine
-        #: found itself (``fill_after_final``), by kind.
-        self.order_faults: Counter[str] = Counter(
-            dict.fromkeys((*FAULT_KINDS, "fill_after_final"), 0)
-        )
-        #: Execution reports ignored, by reason (``duplicate_fill``, ``unknown_order``,
-        #: ``invalid_transition``).
-        self.ignored: Counter[str] = Counter(
-            {"duplicate_fill": 0, "unknown_order": 0, "invalid_transition": 0}
-        )
-        self._ticks = {
-            symbol: Fraction(Decimal(inst.tick_size)) for symbol, inst in self.instruments.items()
-        }
-        self._retention_ns = round(config.engine.closed_order_retention_s * 1e9)
-        self._closed: deque[Order] = deque()
         self.ids = ClientOrderIds(run_id)
         self.tick_to_trade = LatencyHistogram()
-        #: One pre-trade risk check.
+        #: One admission: the pre-trade risk check, the order's creation and its hold.
         self.risk_latency = LatencyHistogram()
         self.contexts: dict[str, _Context] = {}
         runners = self._load_strategies()
@@ -224,6 +191,20 @@ class Engine:
             strategies=self.runners,
             strategy_max_orders_per_s=config.risk.strategy_max_orders_per_s,
         )
+        #: The one owner of orders, exposure and positions.
+        self.ledger = Ledger(
+            self.instruments,
+            self.risk,
+            self.clock.monotonic_ns,
+            self,
+            self.ids,
+            retention_ns=round(config.engine.closed_order_retention_s * 1e9),
+            self_trade=config.risk.self_trade,
+            strategies=self.runners,
+        )
+        self.ledger.check_invariants = config.engine.check_invariants
+        #: True while start-up replays journaled history: strategies are not told.
+        self._replaying = False
         if config.engine.initial_trading_state is not None:
             # Set by the supervisor for a worker it restarts: from the first
             # moment, not only once reconciliation has run.
@@ -284,7 +265,6 @@ class Engine:
             )
             context.runner = runner
             self.contexts[item.name] = context
-            self.open_orders[item.name] = {}
             runners.append((runner, tuple(item.symbols)))
         if problems:
             raise ConfigError(f"{len(problems)} invalid strategy setting(s)", problems)
@@ -327,9 +307,7 @@ class Engine:
             return
         if self.journal is not None:
             self.journal.start()
-        start_sink = getattr(self.sink, "start", None)
-        if start_sink is not None:
-            start_sink()
+        self.sink.start()
         if self.risk.state is TradingState.HALTED and self.config.risk.cancel_on_halt:
             # Started halted: orders the venue still holds are canceled, as a halt does.
             self.cancel_all()
@@ -407,9 +385,7 @@ class Engine:
         bound = self.config.engine.shutdown_s if shutdown_drain_s is None else shutdown_drain_s
         deadline = time.monotonic() + bound
         self.risk.set_state(TradingState.HALTED)
-        stop_orders = getattr(self.sink, "stop_orders", None)
-        if stop_orders is not None:
-            stop_orders()
+        self.sink.stop_orders()
         if self.feed is not None:
             await self.feed.stop()
         if self._strategies_started:
@@ -417,8 +393,14 @@ class Engine:
         else:
             self.cancel_all()
         # Final states arrive through the listener methods, which set no event: poll.
-        while any(self.open_orders.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
+        # A cancel the venue refused is sent again each second (the sink never
+        # runs two cancels of one order at once).
+        again = time.monotonic() + 1.0
+        while any(self.open_orders.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+            if time.monotonic() >= again:
+                again += 1.0
+                self.cancel_all()
         still_open = [order for orders in self.open_orders.values() for order in orders.values()]
         if still_open:
             self.order_counts["open_at_shutdown"] += len(still_open)
@@ -432,12 +414,9 @@ class Engine:
                     for o in still_open
                 ),
             )
-        drain = getattr(self.sink, "drain", None)
-        if drain is not None and not await drain(max(0.1, deadline - time.monotonic())):
+        if not await self.sink.drain(max(0.1, deadline - time.monotonic())):
             log.error("some order requests were still in flight at shutdown")
-        close = getattr(self.sink, "close", None)
-        if close is not None:
-            await close()
+        await self.sink.close()
         if self.capture is not None:
             self.capture.close()
         if self.journal is not None:
@@ -458,66 +437,34 @@ class Engine:
         order_type: OrderType,
         time_in_force: TimeInForce,
     ) -> tuple[Order | None, Denial | None]:
-        """Risk-check and send one order for a strategy."""
-        risk = self.risk
+        """Admit and send one order for a strategy: sent now or refused now, with a reason."""
         if runner.expired:
             runner.late_orders += 1
-            return None, risk.deny(Denial.LATE)
+            return None, self.risk.deny(Denial.LATE)
         entry = self.builder.books.get(symbol)
         if entry is None:
-            return None, risk.deny(Denial.BOOK_NOT_LIVE)
-        if order_type is OrderType.MARKET:
-            # Sent as an IOC limit at the band's edge: the venue cannot
-            # sweep past what risk checked (docs/design.md, "Market orders").
-            price = risk.band_edge(entry, side)
-            if price is None:
-                return None, risk.deny(Denial.NO_PRICE)
-            order_type = OrderType.LIMIT
-            time_in_force = TimeInForce.IOC
-        exposure = self.exposure[symbol]
+            return None, self.risk.deny(Denial.BOOK_NOT_LIVE)
+        sink = self.sink
         started = perf_counter_ns()
-        denial = risk.check(
-            runner.name,
-            entry,
-            side,
-            order_type,
-            lots,
-            price,
-            self.positions.quantity(symbol),
-            exposure[0],
-            exposure[1],
+        order, denial, to_cancel = self.ledger.admit(
+            runner.name, entry, side, lots, price, order_type, time_in_force, sink.allow
         )
         self.risk_latency.observe_ns(perf_counter_ns() - started)
-        if denial is not None:
+        if order is None:
             return None, denial
-        if not self.sink.allow():
-            return None, risk.deny(Denial.CIRCUIT_OPEN)
-        now = self.clock.monotonic_ns()
-        order = Order(
-            self.ids.next(runner.name),
-            runner.name,
-            symbol,
-            side,
-            order_type,
-            lots,
-            price,
-            time_in_force,
-            now,
-            self.instruments[symbol],
-        )
-        self.orders[order.client_order_id] = order
-        self.open_orders[runner.name][order.client_order_id] = order
-        exposure[0 if side == _BUY else 1] += lots
-        order.held = lots
+        if to_cancel is not None:
+            # risk.self_trade = "cancel_resting": the resting orders it would
+            # trade with are canceled first (cancels outrank orders at the venue).
+            for resting in to_cancel:
+                self.cancel(resting)
         runner.orders += 1
-        self.order_counts["submitted"] += 1
         order.recv_ns = self.dispatcher.recv_ns
-        self.sink.submit(order)
-        if order.status is OrderStatus.REJECTED and order.reason == Denial.RATE_LIMITED:
-            # Refused by the sink at once: no slot in the venue's request budget.
-            # Counted (in on_status) and reported to the strategy like a risk denial.
-            return None, Denial.RATE_LIMITED
-        # The order's bytes have left (or are queued); the journal row follows, batched.
+        refusal = sink.submit(order)
+        if refusal is not None:
+            # Refused by the sink at once (no request slot, a halt): it never left.
+            self.ledger.refuse(order, refusal)
+            return None, _DENIALS.get(refusal, Denial.RATE_LIMITED)
+        # The order's bytes have left (or are on their way); the journal row follows, batched.
         journal = self.journal
         if journal is not None:
             journal.order_submitted(order)
@@ -525,21 +472,19 @@ class Engine:
 
     def cancel(self, order: Order, strategy: str | None = None) -> bool:
         """Ask the sink to cancel an open order. Cancels always pass risk."""
-        if strategy is not None and order.strategy != strategy:
+        if not self.ledger.request_cancel(order, strategy):
             return False
-        if not order.is_open or order.cancel_requested:
-            return False
-        order.cancel_requested = True
-        self.order_counts["cancel_requested"] += 1
         self.sink.cancel(order)
         return True
 
     def cancel_all(self) -> int:
-        """Cancel every open order; returns how many cancels were sent."""
+        """Cancel every open order, whatever happened to earlier cancels; returns how many."""
         count = 0
-        for orders in self.open_orders.values():
-            for order in list(orders.values()):
-                count += self.cancel(order)
+        ledger = self.ledger
+        for order in ledger.open_order_list():
+            if ledger.request_cancel(order, again=True):
+                self.sink.cancel(order)
+                count += 1
         return count
 
     def set_trading_state(
@@ -549,6 +494,8 @@ class Engine:
 
         ``who`` (``admin``, ``risk``, ``journal``, ``supervisor``) and
         ``reason`` are journaled with the change and shown in ``/status``.
+        A halt stops new orders and sends its cancels before its journal
+        row is written (the journal writes on its own thread).
         """
         previous = self.risk.state
         self.risk.set_state(state)
@@ -561,224 +508,121 @@ class Engine:
                 who,
                 f": {reason}" if reason else "",
             )
-        if self.journal is not None:
-            self.journal.trading_state(state.value, who, reason)
         if state is TradingState.HALTED:
             # Before the cancels: from now on no new order leaves the sink.
-            stop_orders = getattr(self.sink, "stop_orders", None)
-            if stop_orders is not None:
-                stop_orders()
+            self.sink.stop_orders()
             if self.config.risk.cancel_on_halt:
                 self.cancel_all()
         else:
-            resume_orders = getattr(self.sink, "resume_orders", None)
-            if resume_orders is not None:
-                resume_orders()
+            self.sink.resume_orders()
+        if self.journal is not None:
+            self.journal.trading_state(state.value, who, reason)
 
-    # -- ExecutionListener --------------------------------------------------------
+    # -- ExecutionListener (the sink's reports, straight to the ledger) ---------------
 
     def on_written(self, order: Order) -> None:
         if order.recv_ns:
             self.tick_to_trade.observe_ns(self.clock.monotonic_ns() - order.recv_ns)
 
-    def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
-        order = self.orders.get(client_order_id)
-        if order is None:
-            self._ignore("unknown_order", "acknowledgement", client_order_id)
-            return
-        order.exchange_order_id = exchange_order_id
+    def on_report(self, report: OrderReport) -> bool:
+        return self.ledger.apply_report(report)
+
+    def on_fill(self, fill: FillReport) -> None:
+        self.ledger.apply_fill(fill)
+
+    def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
+        self.ledger.apply_status(client_order_id, status, reason)
+
+    def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        self.ledger.fault(client_order_id, kind)
+
+    def resting_orders(self) -> list[Order]:
+        return self.ledger.resting_orders()
+
+    def order(self, client_order_id: str) -> Order | None:
+        return self.ledger.orders.get(client_order_id)
+
+    # -- LedgerObserver (what the ledger tells the engine) -------------------------------
+
+    def order_accepted(self, order: Order) -> None:
         if self.journal is not None:
             self.journal.order_accepted(order)
 
-    def on_order_report(
-        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
-    ) -> None:
-        """Credit the position at once with what an order answer adds (see ExecutionListener)."""
-        order = self.orders.get(client_order_id)
-        if order is None:
-            self._ignore("unknown_order", "order answer", client_order_id)
-            return
-        average: Price | None = None
-        if avg_price is not None:
-            try:
-                # On the tick grid (the common case): integer arithmetic only.
-                average = self.instruments[order.symbol].price_to_ticks(str(avg_price))
-            except InvalidValue:
-                average = Fraction(avg_price) / self._ticks[order.symbol]
-        before = order.reported
-        try:
-            credit = order.credit_report(filled_lots, average)
-        except OrderStateError as exc:
-            log.error("order answer not applied: %s", exc)
-            self.on_order_fault(client_order_id, "unreadable_answer")
-            self._hold(order)
-            return
-        if credit is not None:
-            self._credit(order, credit[0], credit[1])
-        self._hold(order)
-        self._journal_order(order)
-        self._check_reported(order, before)
-
-    def on_fill(
-        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
-    ) -> None:
-        """Add what a fill adds beyond the answers (see ExecutionListener)."""
-        order = self.orders.get(client_order_id)
-        if order is None:
-            self._ignore("unknown_order", "fill", client_order_id)
-            return
+    def order_changed(self, order: Order) -> None:
         if self.journal is not None:
-            # Every fill the venue reports, before deciding what it adds here:
-            # start-up rebuilds positions from these rows.
+            self.journal.order_status(order)
+
+    def order_update(self, order: Order) -> None:
+        runner = self.runners.get(order.strategy)
+        if runner is not None and not self._replaying:
+            self.dispatcher.post(runner, "on_order_update", order)
+
+    def fill_reported(self, order: Order, fill: FillReport) -> None:
+        if self.journal is not None:
+            # Every fill the venue reports, once: start-up replays these rows.
             self.journal.fill(
-                client_order_id, order.strategy, order.symbol, order.side, price, lots, fill_id
-            )
-        before = order.reported
-        try:
-            credit, provisional = order.credit_fill(price, lots, fill_id)
-        except DuplicateFill:
-            self.ignored["duplicate_fill"] += 1
-            return
-        except OrderStateError as exc:
-            log.error("fill not applied: %s", exc)
-            self.on_order_fault(client_order_id, "unreadable_fill")
-            return
-        if credit is not None:
-            self._credit(order, credit[0], credit[1])
-        if provisional is not None and order.feed_fills is not None:
-            self.positions.reprice(
+                order.client_order_id,
                 order.strategy,
                 order.symbol,
                 order.side,
-                client_order_id,
-                provisional,
-                order.feed_fills,
+                fill.price,
+                fill.lots,
+                fill.fill_id,
             )
-        self._hold(order)
-        self._journal_order(order)
-        self._check_reported(order, before)
 
-    def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
-        order = self.orders.get(client_order_id)
-        if order is None:
-            self._ignore("unknown_order", "status", client_order_id)
-            return
-        was_open = order.is_open
-        previous = order.status
-        try:
-            changed = order.transition(status, reason)
-        except OrderStateError as exc:
-            # A stale answer (new after partially_filled, or after the end).
-            self.ignored["invalid_transition"] += 1
-            log.warning("status not applied: %s", exc)
-            return
-        if not changed:
-            return
-        self._journal_order(order)
-        if status is OrderStatus.REJECTED and reason == Denial.RATE_LIMITED:
-            self.risk.deny(Denial.RATE_LIMITED)
-        if previous is not status:
-            self.order_counts[status.value] += 1
-        if was_open and not order.is_open:
-            self._hold(order)
-            self.open_orders.get(order.strategy, {}).pop(client_order_id, None)
-            now = self.clock.monotonic_ns()
-            order.closed_ns = now
-            self._closed.append(order)
-            self.evict_closed(now)
+    def fill_credited(self, order: Order, price: Price, lots: int) -> None:
         runner = self.runners.get(order.strategy)
-        if runner is not None:
-            self.dispatcher.post(runner, "on_order_update", order)
-
-    def on_order_fault(self, client_order_id: str, kind: str) -> None:
-        """Count a fault the sink met; an overfill halts trading (see ExecutionListener)."""
-        self.order_faults[kind] += 1
-        log.error("order %s: %s", client_order_id, kind)
-        if kind == "overfill" and self.risk.state is not TradingState.HALTED:
-            log.error(
-                "order %s filled beyond its quantity: the venue and the engine disagree; halting",
-                client_order_id,
-            )
-            self.set_trading_state(TradingState.HALTED, who="risk")
-
-    def _check_reported(self, order: Order, before: int) -> None:
-        """Fault what the venue reported beyond the order (``before``: lots reported earlier).
-
-        Beyond its quantity: an ``overfill`` (trading halts). More fills
-        after the order's final status (which carried its final count):
-        ``fill_after_final``, counted and logged; the position holds them.
-        """
-        reported = order.reported
-        if reported <= before:
-            return
-        if reported > order.quantity >= before:
-            self.on_order_fault(order.client_order_id, "overfill")
-        elif not order.is_open:
-            self.on_order_fault(order.client_order_id, "fill_after_final")
-
-    def _credit(self, order: Order, price: Price, lots: int) -> None:
-        """Add lots to the position (the caller then updates the exposure they held)."""
-        self.positions.fill(
-            order.strategy, order.symbol, order.side, price, lots, order.client_order_id
-        )
-        self.order_counts["fills"] += 1
-        runner = self.runners.get(order.strategy)
-        if runner is not None:
+        if runner is not None and not self._replaying:
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
 
-    def _hold(self, order: Order) -> None:
-        """Bring the exposure in line with what ``order`` holds now (``Order.held_lots``)."""
-        held = order.held_lots()
-        change = held - order.held
-        if change:
-            order.held = held
-            self.exposure[order.symbol][0 if order.side is _BUY else 1] += change
+    def fault(self, client_order_id: str, kind: str, detail: str) -> None:
+        log.error("order %s: %s%s", client_order_id, kind, f" ({detail})" if detail else "")
+        if kind in HALTING_FAULTS and self.risk.state is not TradingState.HALTED:
+            log.error(
+                "order %s: the venue and the engine disagree about a position; halting",
+                client_order_id,
+            )
+            self.set_trading_state(
+                TradingState.HALTED, who="risk", reason=f"{kind} of {client_order_id}"
+            )
 
-    def _ignore(self, reason: str, what: str, client_order_id: str) -> None:
-        self.ignored[reason] += 1
-        log.warning("%s for an order not held: %s", what, client_order_id)
+    def forget(self, client_order_id: str) -> None:
+        self.sink.forget(client_order_id)
+
+    # -- the ledger's state, by its old names ------------------------------------------
+
+    @property
+    def positions(self) -> Positions:
+        return self.ledger.positions
+
+    @property
+    def orders(self) -> dict[str, Order]:
+        """Open orders and orders closed within the retention time, by client id."""
+        return self.ledger.orders
+
+    @property
+    def open_orders(self) -> dict[str, dict[str, Order]]:
+        return self.ledger.open_orders
+
+    @property
+    def exposure(self) -> dict[str, list[int]]:
+        return self.ledger.exposure
+
+    @property
+    def order_counts(self) -> Counter[str]:
+        return self.ledger.order_counts
+
+    @property
+    def order_faults(self) -> Counter[str]:
+        return self.ledger.order_faults
+
+    @property
+    def ignored(self) -> Counter[str]:
+        return self.ledger.ignored
 
     def evict_closed(self, now_ns: int | None = None) -> int:
-        """Drop orders closed longer than the retention time; returns how many left.
-
-        An order whose reported fills are not all in the position yet (it
-        still holds exposure) stays until they are. The sink's
-        ``forget(client_order_id)``, when it has one, is called for each.
-        Amortized ``O(1)`` per order.
-        """
-        if now_ns is None:
-            now_ns = self.clock.monotonic_ns()
-        closed = self._closed
-        cutoff = now_ns - self._retention_ns
-        if not closed or closed[0].closed_ns > cutoff:
-            return 0
-        forget = getattr(self.sink, "forget", None)
-        evicted = 0
-        kept: list[Order] = []
-        while closed and closed[0].closed_ns <= cutoff:
-            order = closed.popleft()
-            if order.held:
-                order.closed_ns = now_ns  # look again one retention time later
-                kept.append(order)
-                continue
-            cid = order.client_order_id
-            if self.orders.get(cid) is order:
-                del self.orders[cid]
-                if forget is not None:
-                    forget(cid)
-                evicted += 1
-        closed.extend(kept)
-        return evicted
-
-    def _journal_order(self, order: Order) -> None:
-        """Record ``order``'s status and cumulative fill in the journal.
-
-        The one place where order answers reach the journal: every
-        listener method that changes an order's state or cumulative
-        quantity calls it.
-        """
-        if self.journal is not None:
-            self.journal.order_status(order)
+        """Drop orders closed longer than the retention time (see ``Ledger.evict_closed``)."""
+        return self.ledger.evict_closed(self.clock.monotonic_ns() if now_ns is None else now_ns)
 
     # -- journal and reconciliation ----------------------------------------------------
 
@@ -798,31 +642,17 @@ class Engine:
 
     def _forget_orders_and_positions(self) -> None:
         """Back to no orders and flat positions (a reconciliation attempt failed midway)."""
-        self.positions = Positions()
-        self.orders.clear()
-        for orders in self.open_orders.values():
-            orders.clear()
-        self._closed.clear()
-        for exposure in self.exposure.values():
-            exposure[0] = exposure[1] = 0
+        self.ledger.reset()
 
     def restore_order(self, order: Order) -> None:
-        """Track an order that is open on the venue (start-up reconciliation).
-
-        Its remaining quantity joins the open exposure of its symbol.
-        """
-        self.orders[order.client_order_id] = order
-        self.open_orders.setdefault(order.strategy, {})[order.client_order_id] = order
-        if order.reported < order.filled:
-            order.reported = order.filled
-        self._hold(order)
+        """Track an order of an earlier run again (start-up reconciliation)."""
+        self.ledger.restore(order)
 
     # -- introspection ------------------------------------------------------------
 
     def breaker_state(self) -> str:
         """``closed``, ``half_open`` or ``open`` (always closed without a breaker)."""
-        breaker = getattr(self.sink, "breaker", None)
-        return "closed" if breaker is None else str(breaker.state.label)
+        return self.sink.breaker_state()
 
     def not_ready(self) -> str | None:
         """Why the engine cannot trade yet, or None when it can (``/readyz``)."""
@@ -830,9 +660,7 @@ class Engine:
             return self.blocked
         if self.feed is None or not self.feed.listening:
             return "the feed server is not listening"
-        if not getattr(self.sink, "reached", True):
-            return f"the gateway has not reached the exchange at {self.config.gateway.base_url} yet"
-        return None
+        return self.sink.not_ready()
 
     def status(self) -> dict[str, Any]:
         """The ``/status`` document of the admin API."""

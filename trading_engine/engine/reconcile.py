@@ -5,15 +5,21 @@ strategy's ``on_start``:
 
 1. load the journal (orders still open or of unknown outcome, every fill,
    the fills cursor, the last trading state, the run ids of this engine);
-2. rebuild positions per symbol and per strategy from the journaled fills;
+2. track every journaled order open or of unknown outcome again in the
+   ledger (``unknown`` until the venue says), then replay the journaled
+   fills through the ledger's own crediting path (``Ledger.apply_fill``
+   for those orders, so a partially filled order's fill accounting is
+   whole again; straight to the position for closed orders);
 3. read the venue's open orders (``GET /orders?status=open``) and its
    fills since the journal's cursor (``GET /fills?since=N``, 0 with no
    journal); fills of this engine's orders (a client order id the journal
-   knows, or one of its runs' ids) are credited and journaled;
-4. every journaled order open or of unknown outcome is settled: still
-   open on the venue -> tracked again (its remainder counts as open
-   exposure); otherwise read back (``GET /orders/{id}``) and its final
-   state journaled; a 404 means it never reached the venue (``rejected``);
+   knows, or one of its runs' ids) are credited the same way and journaled;
+4. every tracked order is settled with the venue's answer (its body in
+   the open list, else ``GET /orders/{id}``), applied as an order report
+   whose filled lots stay held until the fills log prices them: still
+   open -> tracked (its remainder counts as open exposure), an order that
+   opened while reconciliation ran included; final -> closed and
+   journaled; a 404 means it never reached the venue (``rejected``);
 5. open orders on the venue that are not this engine's are handled by
    ``[journal] unknown_orders``: ``cancel`` them, ``adopt`` them (tracked
    under the strategy name ``adopted``; needs the venue's order body to
@@ -38,9 +44,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..core.errors import InvalidValue
+from ..core.errors import InvalidValue, UnreadableAnswer
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
+from ..core.reports import FillReport, parse_order_body
 from ..core.risk import TradingState
 from ..io.journal import JournaledOrder, JournalState
 
@@ -77,8 +84,8 @@ class VenueReader(Protocol):
     async def cancel_order(self, client_order_id: str) -> dict[str, Any] | None:
         """``DELETE /orders/{id}``: the order body after the cancel, or None (404)."""
 
-    def resume(self, fills_cursor: int, orders: Iterable[Order]) -> None:
-        """Continue the fills feed after ``fills_cursor`` and track ``orders``."""
+    def resume(self, fills_cursor: int, orders: Iterable[Order] = ()) -> None:
+        """Continue the fills feed after ``fills_cursor``."""
 
 
 class ReconciliationRefused(Exception):
@@ -102,6 +109,8 @@ def _order_from_row(row: JournaledOrder) -> Order:
         TimeInForce(row.time_in_force),
     )
     order.exchange_order_id = row.exchange_order_id
+    # Open or of unknown outcome until the venue's answer settles it.
+    order.status = OrderStatus.UNKNOWN
     return order
 
 
@@ -112,10 +121,20 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
     long it took and what it found. Raises ``ConnectionError`` when the
     venue cannot be read and :class:`ReconciliationRefused` under
     ``unknown_orders = "refuse"`` when the venue has orders the journal
-    does not know (the engine then stays not ready).
+    does not know (the engine then stays not ready). Strategies are told
+    nothing of what it replays.
     """
+    engine._replaying = True
+    try:
+        return await _reconcile(engine, reader)
+    finally:
+        engine._replaying = False
+
+
+async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any]:
     started = time.monotonic()
     journal = engine.journal
+    ledger = engine.ledger
     state = journal.load() if journal is not None else JournalState()
     runs = state.runs | {engine.ids.run_id}
     instruments = engine.instruments
@@ -135,25 +154,33 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
         known = state.owners.get(client_order_id)
         return known if known is not None else client_order_id.rsplit("-", 2)[0]
 
-    # Positions from the journal.
-    filled_by_order: Counter[str] = Counter()
+    # The journal's open orders, tracked again; then its fills, replayed.
+    for row in state.open_orders.values():
+        if row.symbol in instruments:
+            ledger.restore(_order_from_row(row))
     for fill in state.fills:
         if fill.symbol not in instruments:
             continue
-        engine.positions.fill(
-            fill.strategy, fill.symbol, Side(fill.side), fill.price, fill.quantity
-        )
-        filled_by_order[fill.client_order_id] += fill.quantity
+        side = Side(fill.side)
+        if fill.client_order_id in ledger.orders:
+            ledger.apply_fill(
+                FillReport(
+                    fill.client_order_id, fill.price, fill.quantity, fill.fill_id, fill.symbol, side
+                ),
+                journal=False,
+            )
+        else:
+            ledger.credit_unattached(
+                fill.strategy, fill.symbol, side, fill.price, fill.quantity, fill.client_order_id
+            )
 
-    restored: list[Order] = []
     if reader is None:
-        for row in state.open_orders.values():
-            gone = _order_from_row(row)
-            gone.filled = filled_by_order[row.client_order_id]
-            gone.status = OrderStatus.CANCELED
-            gone.reason = "the in-process venue does not survive a restart"
-            if journal is not None:
-                journal.order_status(gone)
+        for gone in ledger.open_order_list():
+            ledger.apply_status(
+                gone.client_order_id,
+                OrderStatus.CANCELED,
+                "the in-process venue does not survive a restart",
+            )
             counts["settled_canceled"] += 1
     else:
         venue_open = await reader.open_orders()
@@ -162,7 +189,7 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
         cursor = state.fills_cursor
         adopted: set[str] = set()
         unknown: list[dict[str, Any]] = []
-        venue_ids = set()
+        venue_bodies: dict[str, dict[str, Any]] = {}
         for body in venue_open:
             client_order_id = str(body.get("client_order_id"))
             symbol = body.get("symbol")
@@ -183,7 +210,7 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                         None if canceled is None else canceled.get("status"),
                     )
                     continue
-            venue_ids.add(client_order_id)
+            venue_bodies[client_order_id] = body
             if not ours(client_order_id):
                 unknown.append(body)
         policy = engine.config.journal.unknown_orders
@@ -201,12 +228,49 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
         if policy == "adopt":
             adopted = {str(body.get("client_order_id")) for body in unknown}
 
+        # The venue's open orders that the journal does not list: this engine's
+        # (a row lost in a crash) and adopted ones are tracked, others canceled.
+        for client_order_id, body in venue_bodies.items():
+            if client_order_id in ledger.orders:
+                continue
+            found: Order | None
+            if ours(client_order_id):
+                found = _order_from_body(body, owner(client_order_id), engine)
+                if found is None:
+                    counts["canceled_unreadable"] += 1
+                    await reader.cancel_order(client_order_id)
+                    continue
+                counts["restored_unjournaled"] += 1
+                if journal is not None:
+                    journal.order_submitted(found, _run_of(client_order_id))
+            elif client_order_id in adopted:
+                found = _order_from_body(body, ADOPTED, engine)
+                if found is None:
+                    raise ReconciliationRefused(
+                        f"cannot adopt {client_order_id}: the venue's order body does not "
+                        "say its symbol, side and quantity"
+                    )
+                counts["adopted"] += 1
+                if journal is not None:
+                    journal.order_submitted(found, ADOPTED)
+            else:
+                counts["canceled_unknown"] += 1
+                canceled = await reader.cancel_order(client_order_id)
+                log.warning(
+                    "canceled unknown venue order %s (journal.unknown_orders = 'cancel'): %s",
+                    client_order_id,
+                    None if canceled is None else canceled.get("status"),
+                )
+                continue
+            found.status = OrderStatus.UNKNOWN
+            ledger.restore(found)
+
         # Fills since the cursor: this engine's (and adopted orders') count.
         for venue_fill in sorted(new_fills, key=lambda item: int(item["fill_id"])):
             fill_id = int(venue_fill["fill_id"])
             cursor = max(cursor, fill_id)
             if fill_id <= state.fills_cursor:
-                continue
+                continue  # redelivered: the journal has it
             client_order_id = str(venue_fill["client_order_id"])
             inst = instruments.get(str(venue_fill.get("symbol")))
             if inst is None or not (ours(client_order_id) or client_order_id in adopted):
@@ -219,87 +283,53 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
                 log.error("unreadable fill %r", venue_fill)
                 counts["unreadable_fills"] += 1
                 continue
+            counts["new_fills"] += 1
+            if client_order_id in ledger.orders:
+                ledger.apply_fill(
+                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side)
+                )
+                continue
             strategy = ADOPTED if client_order_id in adopted else owner(client_order_id)
-            engine.positions.fill(strategy, inst.symbol, side, price, lots)
-            filled_by_order[client_order_id] += lots
+            ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id)
             if journal is not None:
                 journal.fill(
                     client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id
                 )
-            counts["new_fills"] += 1
 
-        # The venue's open orders.
-        for body in venue_open:
-            client_order_id = str(body.get("client_order_id"))
-            if client_order_id not in venue_ids:
-                continue
-            known = state.open_orders.get(client_order_id)
-            order: Order | None
-            if known is not None:
-                order = _order_from_row(known)
-            elif ours(client_order_id):
-                order = _order_from_body(body, owner(client_order_id), engine)
-                if order is None:
-                    counts["canceled_unreadable"] += 1
-                    await reader.cancel_order(client_order_id)
-                    continue
-                counts["restored_unjournaled"] += 1
-                if journal is not None:
-                    journal.order_submitted(order, _run_of(client_order_id))
-            elif client_order_id in adopted:
-                order = _order_from_body(body, ADOPTED, engine)
-                if order is None:
-                    raise ReconciliationRefused(
-                        f"cannot adopt {client_order_id}: the venue's order body does not "
-                        "say its symbol, side and quantity"
-                    )
-                counts["adopted"] += 1
-                if journal is not None:
-                    journal.order_submitted(order, ADOPTED)
-            else:
-                counts["canceled_unknown"] += 1
-                canceled = await reader.cancel_order(client_order_id)
-                log.warning(
-                    "canceled unknown venue order %s (journal.unknown_orders = 'cancel'): %s",
-                    client_order_id,
-                    None if canceled is None else canceled.get("status"),
-                )
-                continue
-            assert order is not None
-            if not _apply_body(order, body, filled_by_order[client_order_id], engine):
-                counts["filled_differs_from_fills"] += 1
-            if order.is_open:
-                restored.append(order)
-                engine.restore_order(order)
-                counts["restored_open"] += 1
-            if journal is not None:
-                journal.order_status(order)
-
-        # Journaled orders that are not open on the venue: read each back.
-        for client_order_id, row in state.open_orders.items():
-            if client_order_id in venue_ids or row.symbol not in instruments:
-                continue
-            answer = await reader.read_order(client_order_id)
-            order = _order_from_row(row)
+        # Every tracked order settled with the venue's answer.
+        for order in ledger.open_order_list():
+            client_order_id = order.client_order_id
+            answer = venue_bodies.get(client_order_id)
             if answer is None:
-                order.status = OrderStatus.REJECTED
-                order.reason = "never reached the venue"
-                counts["never_reached"] += 1
+                answer = await reader.read_order(client_order_id)
+                if answer is None:
+                    ledger.apply_status(
+                        client_order_id, OrderStatus.REJECTED, "never reached the venue"
+                    )
+                    counts["never_reached"] += 1
+                    continue
+            if not _settle(engine, order, answer):
+                counts["unreadable_answer"] += 1
+                canceled = await reader.cancel_order(client_order_id)
+                if canceled is None or not _settle(engine, order, canceled):
+                    continue
+            if order.reported != order.feed_filled:
+                counts["filled_differs_from_fills"] += 1
+                log.error(
+                    "order %s: the venue reports %d lots filled, its fills log %d",
+                    client_order_id,
+                    order.reported,
+                    order.feed_filled,
+                )
+            if order.is_open:
+                counts["restored_open"] += 1
             else:
-                if not _apply_body(order, answer, filled_by_order[client_order_id], engine):
-                    counts["filled_differs_from_fills"] += 1
-                if order.is_open:  # opened since the list was read
-                    restored.append(order)
-                    engine.restore_order(order)
-                    counts["restored_open"] += 1
-                else:
-                    counts[f"settled_{order.status.value}"] += 1
-            if journal is not None:
-                journal.order_status(order)
-        reader.resume(cursor, restored)
+                counts[f"settled_{order.status.value}"] += 1
+        reader.resume(cursor)
         if journal is not None and cursor > state.fills_cursor:
             journal.fills_cursor(cursor)
         report["fills_cursor"] = cursor
+    restored = ledger.open_order_list()
 
     # The trading state.
     initial = engine.config.engine.initial_trading_state
@@ -327,36 +357,18 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
     return report
 
 
-def _apply_body(order: Order, body: dict[str, Any], filled_from_fills: int, engine: Engine) -> bool:
-    """Set ``order``'s status and filled lots from the venue's body.
+def _settle(engine: Engine, order: Order, body: dict[str, Any]) -> bool:
+    """Apply the venue's body for ``order`` as an order report; False if it is unreadable.
 
-    The filled lots are those the fills log credited (the position's
-    source of truth). Returns False, and logs both, when the body's
-    ``filled_quantity`` says otherwise.
+    Its filled lots stay held until the fills log prices them: at start-up
+    the fills log, not an average, is the source of every lot's price.
     """
-    status = _STATUSES.get(str(body.get("status")))
-    order.filled = min(filled_from_fills, order.quantity)
-    agrees = True
     try:
-        reported = engine.instruments[order.symbol].size_to_lots(body.get("filled_quantity"))
-    except (InvalidValue, KeyError):
-        reported = None
-    if reported is not None and reported != order.filled:
-        agrees = False
-        log.error(
-            "order %s: the venue reports %d lots filled, its fills log %d",
-            order.client_order_id,
-            reported,
-            order.filled,
-        )
-    order.exchange_order_id = body.get("order_id", order.exchange_order_id)
-    if status is None or status in (OrderStatus.PENDING_NEW, OrderStatus.UNKNOWN):
-        order.status = OrderStatus.UNKNOWN
-        return agrees
-    order.status = status
-    if body.get("reason") is not None:
-        order.reason = str(body["reason"])
-    return agrees
+        report = parse_order_body(body, engine.instruments[order.symbol], order.client_order_id)
+    except UnreadableAnswer as exc:
+        log.error("order %s: unreadable venue answer (%s): %r", order.client_order_id, exc, body)
+        return False
+    return engine.ledger.apply_report(report, credit_average=False)
 
 
 def _order_from_body(body: dict[str, Any], strategy: str, engine: Engine) -> Order | None:

@@ -379,9 +379,10 @@ class EngineCollector(Collector):
         yield requests
 
         yield GaugeMetricFamily(
-            P + "gateway_orders_known",
-            "Orders the gateway tracks: open, or closed within gateway.closed_order_keep_s.",
-            value=gateway.orders_known if gateway else 0,
+            P + "gateway_orders_in_flight",
+            "Orders with a gateway request in flight or waiting to be sent (the gateway keeps "
+            "nothing else of an order).",
+            value=gateway.orders_in_flight if gateway else 0,
         )
         yield GaugeMetricFamily(
             P + "gateway_requests_in_window",

@@ -9,28 +9,38 @@ fills, settlement, re-sends) goes over one long-lived
 ``httpx.AsyncClient``. Both speak ``https://`` with
 ``ssl.create_default_context()`` (plus ``[gateway] ca_file`` if set).
 
+The gateway keeps only requests in flight, never a second order store:
+the orders themselves, their fills and their exposure belong to the
+engine's ledger, which it reaches through the
+:class:`~trading_engine.core.orders.ExecutionListener`. Answers are parsed
+here, once, into typed reports (:mod:`trading_engine.core.reports`) with
+every field bounded.
+
 Pacing: one :class:`~trading_engine.io.scheduler.RequestScheduler` owns
 the venue's request budget (``max_requests_per_s`` in any 1 s) with the
 priorities cancel > order > settle > poll. A new order takes a slot at
-once (or within ``max_order_wait_s``) or is refused locally with the
-reason ``rate_limited``: ``on_status(rejected, "rate_limited")``, which
-the engine counts as a denial. A 429 pauses the whole venue until its
-``Retry-After`` (capped by ``max_retry_after_s``).
+once (or within ``max_order_wait_s``) or is refused now: ``submit``
+returns the reason (``rate_limited``, ``halted``). A 429 pauses the whole
+venue until its ``Retry-After`` (capped by ``max_retry_after_s``); the
+order answered 429 is sent again at most ``order_retry_max`` times within
+``order_retry_deadline_s`` of its admission, behind every waiting cancel,
+or closed ``rejected`` (``venue_rate_limited``). An order canceled before
+its request leaves (waiting for a slot, or out a 429) is never sent.
 
 Outcomes: every answer to every request has one, listed in
-docs/design.md ("Order outcomes"): ``_placed``, ``_settle``, ``_cancel``
-and ``poll_fills`` implement that table. The rule under all of it: an
-answer that says nothing about an order leaves the order ``unknown``, and
-an unknown order is settled by reading it back with the same
+docs/design.md ("Order outcomes"). The rule under all of it: an answer
+that says nothing about an order leaves the order ``unknown``, and an
+unknown order is settled by reading it back with the same
 ``client_order_id``; a re-send only follows a read that answered 404.
-On a 200 order answer, its ``filled_quantity`` and ``avg_price`` go to
-``on_order_report`` (the engine credits the position at once), then its
-status to ``on_status``; single fills come from ``GET /fills`` with their
-``fill_id``, so the engine adds only what answers did not.
+Resting orders are audited: every half of ``resting_order_check_s`` the
+venue's open orders are listed, and a resting order missing from the
+list is read back (a venue-initiated cancel or expiry is seen within
+``resting_order_check_s``).
 
 The circuit breaker sees order placements only (first sends and
 re-sends, 429 retries excluded); reads have their own failure counts and
-back-off.
+back-off (:class:`~trading_engine.lowlevel.backoff.Backoff`, the one
+jitter rule).
 
 Counters (:attr:`HttpGateway.counts`, exported as
 ``trading_engine_gateway_events_total{event}``): see ``EVENTS``.
@@ -44,9 +54,8 @@ import logging
 import random
 import ssl
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import httpx
@@ -54,10 +63,12 @@ import orjson
 
 from ..config import GatewayConfig
 from ..core.breaker import CircuitBreaker
-from ..core.errors import InvalidValue
+from ..core.errors import UnreadableAnswer
 from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
+from ..core.reports import MAX_FILL_ID, parse_fill, parse_order_body
+from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import cancel_and_wait
 from .fastpath import Answer, FastOrderChannel, FastPathError
@@ -67,17 +78,8 @@ __all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
 
 log = logging.getLogger("trading_engine.gateway")
 
-_STATUSES = {status.value: status for status in OrderStatus}
-_VENUE_STATUSES: Final = frozenset(
-    {
-        OrderStatus.NEW,
-        OrderStatus.PARTIALLY_FILLED,
-        OrderStatus.FILLED,
-        OrderStatus.CANCELED,
-        OrderStatus.REJECTED,
-    }
-)
 _REJECTED = OrderStatus.REJECTED
+_CANCELED = OrderStatus.CANCELED
 #: Decimal strings kept for order bodies before the cache starts again.
 _DECIMAL_TEXTS_MAX: Final = 65_536
 
@@ -87,6 +89,10 @@ RATE_LIMITED: Final = "rate_limited"
 NOT_FOUND: Final = "not_found"
 #: The reason of an order closed locally: never taken, and a halt or stop began.
 HALTED: Final = "halted"
+#: The reason of an order closed locally: answered 429 past its retries or deadline.
+VENUE_RATE_LIMITED: Final = "venue_rate_limited"
+#: The reason of an order closed locally: canceled before its request left.
+CANCELED_UNSENT: Final = "canceled_unsent"
 
 #: Every counter the gateway keeps (always exported, 0 until seen).
 EVENTS: Final = (
@@ -98,17 +104,20 @@ EVENTS: Final = (
     "resend_held",  # a re-send waited because the breaker was open
     "rate_limited",  # a new order refused locally: no request slot
     "venue_rate_limited",  # a 429 answer (any request)
+    "retry_abandoned",  # an order answered 429 closed: past its retries or deadline
+    "canceled_unsent",  # an order canceled before its request left: never sent
     "unreadable_answer",  # a 200 order answer that could not be read
     "unreadable_fill",  # a fill of ours that could not be read
-    "unreadable_fills",  # a fills answer that was not a readable list
+    "unreadable_fills",  # a fills answer that was not a readable list, or an entry without id
     "not_found",  # an order closed locally after DELETE and GET answered 404
     "cancel_refused",  # a cancel answered 4xx (not 404/429)
     "cancel_failed",  # a cancel with no answer or a 5xx (retried)
-    "overfill",  # the venue reported more fills than the order's quantity
     "rejected",  # an order answered 4xx (not 429)
     "dropped",  # queued order or poll work dropped by a halt or stop
     "halted_unsent",  # an order never taken, closed locally after a halt
     "read_failed",  # a read (GET) that said nothing (not 200/404)
+    "resting_checks",  # a listing of the venue's open orders for the resting-order audit
+    "resting_missing",  # a resting order missing from the venue's list (read back)
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -166,19 +175,18 @@ class HttpGateway:
         )
         self.scheduler = RequestScheduler(config.max_requests_per_s, clock)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._known: dict[str, Order] = {}
+        #: Orders whose placement (first send, 429 retries, settlement) is running.
         self._placing: set[str] = set()
-        #: Lots learned per order from the fills feed (overfill check), and the
-        #: most any answer reported (an order leaves only once the feed caught up).
-        self._fill_lots: dict[str, int] = {}
-        self._reported_lots: dict[str, int] = {}
-        #: Closed orders waiting to leave the maps: (not before, monotonic ns; id).
-        self._retiring: deque[tuple[int, str]] = deque()
-        self._retire_queued: set[str] = set()
+        #: Orders not on the venue yet: waiting for a slot or out a 429. The task
+        #: that will send each, and whether it still holds a breaker permit.
+        self._unsent: dict[str, tuple[asyncio.Task[Any] | None, bool]] = {}
+        #: Orders with a cancel running (never two at once).
+        self._canceling: set[str] = set()
         self._last_sent_ns: dict[str, int] = {}
         self._fills_cursor = 0
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._auditor: asyncio.Task[None] | None = None
         self.roundtrip = LatencyHistogram()
         self.counts: Counter[str] = Counter()
         #: Failed reads by what was read (``order``, ``fills``, ``open_orders``).
@@ -190,38 +198,59 @@ class HttpGateway:
     def __repr__(self) -> str:
         return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
 
+    def _backoff(self) -> Backoff:
+        return Backoff(
+            self.config.settle_backoff_s,
+            max(self.config.settle_backoff_s, self.config.read_backoff_max_s),
+            self._rng,
+        )
+
     # -- OrderSink ----------------------------------------------------------------
 
     def allow(self) -> bool:
         """The breaker's permission for one placement (a trial while half-open)."""
         return self.breaker.allow()
 
-    def submit(self, order: Order) -> None:
-        """Send now, or refuse now (``rate_limited``); never queue without bound."""
-        cid = order.client_order_id
+    def submit(self, order: Order) -> str | None:
+        """Send now, or refuse now: returns ``rate_limited`` or ``halted``, else None."""
         scheduler = self.scheduler
+        if not scheduler.accepting_orders:
+            return self._refused(HALTED)
         if scheduler.try_now(Priority.ORDER):
-            self._known[cid] = order
             self._send_first(order)
-            return
+            return None
         wait_s = self.config.max_order_wait_s
-        if wait_s > 0 and scheduler.accepting_orders and not scheduler.paused():
-            self._known[cid] = order
-            self._spawn(self._place_after_wait(order, wait_s), f"place:{cid}")
-            return
-        self._refuse(order, RATE_LIMITED if scheduler.accepting_orders else HALTED)
+        if wait_s > 0 and not scheduler.paused():
+            cid = order.client_order_id
+            task = self._spawn(self._place_after_wait(order, wait_s), f"place:{cid}")
+            self._unsent[cid] = (task, True)
+            return None
+        return self._refused(RATE_LIMITED)
 
     def cancel(self, order: Order) -> None:
-        self._spawn(self._cancel_then_retire(order), f"cancel:{order.client_order_id}")
+        """Cancel ``order``: locally if its request has not left, else ``DELETE`` it.
 
-    async def _cancel_then_retire(self, order: Order) -> None:
-        await self._cancel(order)
-        self._retire(order)
+        Never two cancels of one order at once: a cancel already running
+        for it is enough.
+        """
+        cid = order.client_order_id
+        unsent = self._unsent.pop(cid, None)
+        if unsent is not None:
+            task, holds_permit = unsent
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            if holds_permit:
+                self.breaker.release()
+            self.counts["canceled_unsent"] += 1
+            self._listener.on_status(cid, _CANCELED, CANCELED_UNSENT)
+            return
+        if cid in self._canceling:
+            return
+        self._canceling.add(cid)
+        self._spawn(self._cancel(order), f"cancel:{cid}")
 
     def forget(self, client_order_id: str) -> None:
-        """Drop a closed, settled order the engine no longer keeps (its late fills are ignored)."""
-        self._known.pop(client_order_id, None)
-        self._fill_lots.pop(client_order_id, None)
+        """A closed order left the ledger: nothing of it is kept here but requests in flight."""
         self._last_sent_ns.pop(client_order_id, None)
 
     def stop_orders(self) -> None:
@@ -232,13 +261,23 @@ class HttpGateway:
         """Trading resumed: new orders may have request slots again."""
         self.scheduler.resume_orders()
 
+    def not_ready(self) -> str | None:
+        """Why orders cannot go yet: the exchange not reached with this key, or None."""
+        if self.reached:
+            return None
+        return f"the gateway has not reached the exchange at {self.config.base_url} yet"
+
+    def breaker_state(self) -> str:
+        return str(self.breaker.state.label)
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start polling fills and warming the fast path (needs a running loop)."""
+        """Start polling fills, auditing resting orders and warming the fast path."""
         if self._poller is None:
             loop = asyncio.get_running_loop()
             self._poller = loop.create_task(self._poll_fills_forever(), name="gateway-fills")
+            self._auditor = loop.create_task(self._audit_forever(), name="gateway-audit")
             if self.fast is not None:
                 self._spawn(self.fast.start(), "fast-path-connect")
 
@@ -258,16 +297,17 @@ class HttpGateway:
         return True
 
     async def close(self) -> None:
-        """Stop polling, read the last fills, cancel what is in flight, close."""
+        """Stop polling and auditing, read the last fills, cancel what is in flight, close."""
         await cancel_and_wait(self._poller)
-        self._poller = None
+        await cancel_and_wait(self._auditor)
+        self._poller = self._auditor = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         if self.fast is not None:
             await self.fast.close()
-        if self._known and not self.client.is_closed:
+        if self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
             try:
                 await self.poll_fills()
             except Exception:
@@ -275,15 +315,21 @@ class HttpGateway:
         self.scheduler.close()
         await self.client.aclose()
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def tasks_in_flight(self) -> int:
         """Request tasks alive (placements, settlements, cancels)."""
         return len(self._tasks)
+
+    @property
+    def orders_in_flight(self) -> int:
+        """Orders with a request in flight or waiting to be sent (placements, cancels)."""
+        return len(self._placing | self._canceling | self._unsent.keys())
 
     # -- requests -------------------------------------------------------------------
 
@@ -346,12 +392,11 @@ class HttpGateway:
         texts[key] = text
         return text
 
-    def _refuse(self, order: Order, reason: str) -> None:
-        """Refuse an order locally (it never left): the breaker permit is given back."""
+    def _refused(self, reason: str) -> str:
+        """A new order refused locally (it never left): the breaker permit is given back."""
         self.breaker.release()
-        self._known.pop(order.client_order_id, None)
         self.counts[RATE_LIMITED if reason == RATE_LIMITED else "halted_unsent"] += 1
-        self._listener.on_status(order.client_order_id, _REJECTED, reason)
+        return reason
 
     def _send_first(self, order: Order) -> None:
         """The first request of an order whose slot is taken: fast path if a connection is idle."""
@@ -370,13 +415,437 @@ class HttpGateway:
         self._spawn(self._place(order, body, slot_taken=True), f"place:{cid}")
 
     async def _place_after_wait(self, order: Order, wait_s: float) -> None:
+        cid = order.client_order_id
         try:
             async with asyncio.timeout(wait_s):
                 await self.scheduler.acquire(Priority.ORDER)
         except (TimeoutError, Dropped):
-            self._refuse(order, RATE_LIMITED if self.scheduler.accepting_orders else HALTED)
+            if self._unsent.pop(cid, None) is not None:
+                reason = RATE_LIMITED if self.scheduler.accepting_orders else HALTED
+                self._listener.on_status(cid, _REJECTED, self._refused(reason))
             return
+        if self._unsent.pop(cid, None) is None:
+            return  # canceled while it waited: never sent
         self._send_first(order)
+
+    # -- placing ----------------------------------------------------------------------
+
+    async def _place(
+        self,
+        order: Order,
+        body: bytes,
+        sent: tuple[asyncio.Future[Answer], int] | None = None,
+        *,
+        slot_taken: bool = False,
+    ) -> None:
+        """Place an order until its outcome is known (its first request may be sent)."""
+        cid = order.client_order_id
+        self._placing.add(cid)
+        try:
+            await self._placed(order, body, sent, slot_taken)
+        finally:
+            self._placing.discard(cid)
+            self._unsent.pop(cid, None)
+            self._last_sent_ns.pop(cid, None)
+        if order.cancel_requested and order.is_open and cid not in self._canceling:
+            # A cancel asked for while the placement was unsettled.
+            self._canceling.add(cid)
+            await self._cancel(order)
+
+    async def _placed(
+        self,
+        order: Order,
+        body: bytes,
+        sent: tuple[asyncio.Future[Answer], int] | None,
+        slot_taken: bool,
+    ) -> None:
+        cid = order.client_order_id
+        first = True
+        retries = 0
+        deadline_ns = order.created_ns + round(self.config.order_retry_deadline_s * 1e9)
+        while True:
+            reply: Reply | None
+            if sent is not None:
+                started = sent[1]
+                reply = await self._fast_answer(*sent)
+                sent = None
+            else:
+                if not slot_taken:
+                    try:
+                        await self.scheduler.acquire(Priority.ORDER)
+                    except Dropped:
+                        # Only a 429'd order waits here: the venue never took it.
+                        self._close_unsent(order)
+                        return
+                    if self._unsent.pop(cid, None) is None:
+                        return  # canceled while it waited out the 429: never sent again
+                slot_taken = False
+                started = self._clock()
+                self._last_sent_ns[cid] = started
+                reply = await self._http("POST", "/orders", body, written=order if first else None)
+            if first:
+                self._record_placement(started, reply)
+            first = False
+            if reply is None or reply.status_code >= 500:
+                if order.status is not OrderStatus.PENDING_NEW:
+                    return  # its state was learned meanwhile (a cancel's answer)
+                self._unknown(order, "no answer" if reply is None else f"{reply.status_code}")
+                await self._settle(order, body)
+                return
+            code = reply.status_code
+            if code == 200:
+                if not self._apply(order, reply):
+                    self._unknown(order, "unreadable answer")
+                    await self._settle(order, body)
+                return
+            if code == 429:
+                delay = self._venue_paused(reply)
+                retries += 1
+                resend_ns = self._clock() + round(delay * 1e9)
+                if retries > self.config.order_retry_max or resend_ns > deadline_ns:
+                    # The venue did not take it: closed now, never sent late.
+                    self.counts["retry_abandoned"] += 1
+                    self._listener.on_status(cid, _REJECTED, VENUE_RATE_LIMITED)
+                    return
+                if order.cancel_requested:
+                    self.counts["canceled_unsent"] += 1
+                    self._listener.on_status(cid, _CANCELED, CANCELED_UNSENT)
+                    return
+                # Off the venue until its retry: a cancel now closes it locally.
+                self._unsent[cid] = (asyncio.current_task(), False)
+                await asyncio.sleep(delay)
+                continue
+            self.counts["rejected"] += 1
+            self._listener.on_status(cid, _REJECTED, _error(reply))
+            return
+
+    def _unknown(self, order: Order, why: str) -> None:
+        if order.status is OrderStatus.PENDING_NEW:
+            self.counts["unknown"] += 1
+            self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, why)
+
+    def _close_unsent(self, order: Order) -> None:
+        """An order the venue never took, after a halt or stop began: closed locally."""
+        self.counts["halted_unsent"] += 1
+        self._listener.on_status(order.client_order_id, _REJECTED, HALTED)
+
+    async def _settle(self, order: Order, body: bytes) -> None:
+        """Learn the outcome of an order whose request got no clear answer.
+
+        Reads ``GET /orders/{id}`` with capped exponential back-off and
+        jitter until it answers 200 (applied) or 404. A 404 means the venue
+        has not seen the order: it is sent again under the same id (the
+        idempotency key), with the breaker's permission (while it is open
+        the order is read again later instead). After a halt or stop
+        nothing is sent again: two 404s at least ``timeout_s`` after the
+        last send close it locally (``halted``): the request may still have
+        been in flight at the first.
+        """
+        cid = order.client_order_id
+        backoff = self._backoff()
+        quiet_404s = 0
+        while order.is_open:
+            await asyncio.sleep(backoff.next_s())
+            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
+            if reply is None:
+                continue
+            if reply.status_code == 200:
+                if self._apply(order, reply):
+                    self.counts["settled"] += 1
+                    return
+                continue
+            # 404: the venue has not seen it.
+            if not self.scheduler.accepting_orders:
+                quiet_ns = self._clock() - self._last_sent_ns.get(cid, 0)
+                if quiet_ns >= self.config.timeout_s * 1e9:
+                    quiet_404s += 1
+                    if quiet_404s >= 2:
+                        self._close_unsent(order)
+                        return
+                continue
+            if order.cancel_requested:
+                # Never on the venue, and no longer wanted: not sent again.
+                self.counts["canceled_unsent"] += 1
+                self._listener.on_status(cid, _CANCELED, CANCELED_UNSENT)
+                return
+            if not self.breaker.allow():
+                self.counts["resend_held"] += 1
+                continue
+            try:
+                await self.scheduler.acquire(Priority.ORDER)
+            except Dropped:
+                self.breaker.release()
+                continue
+            self.counts["resent"] += 1
+            started = self._last_sent_ns[cid] = self._clock()
+            resent = await self._http("POST", "/orders", body)
+            self._record_placement(started, resent)
+            if resent is None or resent.status_code >= 500:
+                continue
+            if resent.status_code == 200:
+                if self._apply(order, resent):
+                    return
+                continue
+            if resent.status_code == 429:
+                self._venue_paused(resent)
+                continue
+            self.counts["rejected"] += 1
+            self._listener.on_status(cid, _REJECTED, _error(resent))
+            return
+
+    async def _read(self, url: str, priority: Priority, what: str) -> Reply | None:
+        """A GET with its slot; the reply when it is 200 or 404, else None (counted).
+
+        Anything else (no answer, 429, 400/401/403, 5xx) says nothing about
+        what was read; a 429 also pauses the venue. Raises
+        :class:`Dropped` for a poll dropped by a halt or stop.
+        """
+        await self.scheduler.acquire(priority)
+        reply = await self._http("GET", url)
+        if reply is not None and reply.status_code in (200, 404):
+            self.reached = True
+            return reply
+        self.counts["read_failed"] += 1
+        self.read_failures[what] += 1
+        if reply is not None and reply.status_code == 429:
+            self._venue_paused(reply)
+        return None
+
+    # -- cancelling ---------------------------------------------------------------------
+
+    async def _cancel(self, order: Order) -> None:
+        """``DELETE`` until the venue answers with the order's final state (one at a time)."""
+        try:
+            await self._cancel_until_final(order)
+        finally:
+            self._canceling.discard(order.client_order_id)
+
+    async def _cancel_until_final(self, order: Order) -> None:
+        """DELETE until the venue answers with the order's final state.
+
+        404 while the order's placement is still being settled: the venue
+        has not taken it yet, and the placement cancels it once it has an
+        answer (see :meth:`_place`). 404 otherwise: the order is read back;
+        a second 404 means the venue does not hold it, and it is closed
+        locally (``canceled``, reason ``not_found``); a read that says
+        nothing closes nothing (the DELETE is tried again). A 4xx refusal
+        is counted and the order read back once; it stays open, and a
+        halt or stop cancels it again.
+        """
+        cid = order.client_order_id
+        backoff = self._backoff()
+        while order.is_open:
+            await self.scheduler.acquire(Priority.CANCEL)
+            reply = await self._http("DELETE", f"/orders/{cid}")
+            if not order.is_open:
+                return  # settled meanwhile (its placement's answer, a read)
+            code = 0 if reply is None else reply.status_code
+            if reply is not None and code == 200:
+                if self._apply(order, reply) and not order.is_open:
+                    return
+                await self._read_back(order)
+                if not order.is_open:
+                    return
+            elif code == 404:
+                if cid in self._placing:
+                    return  # the placement cancels it when it is settled
+                back = await self._read(f"/orders/{cid}", Priority.CANCEL, "order")
+                if not order.is_open:
+                    return
+                if back is not None and back.status_code == 404:
+                    self.counts["not_found"] += 1
+                    self._listener.on_order_fault(cid, "not_found")
+                    self._listener.on_status(cid, _CANCELED, NOT_FOUND)
+                    return
+                if back is not None:
+                    self._apply(order, back)
+            elif reply is not None and code == 429:
+                self._venue_paused(reply)
+                continue
+            elif reply is not None and 400 <= code < 500:
+                self.counts["cancel_refused"] += 1
+                log.error("cancel of %s refused: %s", cid, _error(reply))
+                self._listener.on_order_fault(cid, "cancel_refused")
+                await self._read_back(order)
+                return
+            else:
+                self.counts["cancel_failed"] += 1
+            await asyncio.sleep(backoff.next_s())
+
+    async def _read_back(self, order: Order, attempts: int = 8) -> None:
+        """Read an order back until one readable answer (at most ``attempts`` reads)."""
+        cid = order.client_order_id
+        backoff = self._backoff()
+        for _ in range(attempts):
+            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
+            if reply is not None and reply.status_code == 200 and self._apply(order, reply):
+                return
+            if reply is not None and reply.status_code == 404:
+                return
+            await asyncio.sleep(backoff.next_s())
+
+    # -- answers ------------------------------------------------------------------------
+
+    def _apply(self, order: Order, reply: Reply) -> bool:
+        """Report a 200 order body to the listener; False (counted) if it is not taken."""
+        cid = order.client_order_id
+        try:
+            report = parse_order_body(
+                orjson.loads(reply.content), self._instruments[order.symbol], cid
+            )
+        except (orjson.JSONDecodeError, UnreadableAnswer) as exc:
+            log.error("unreadable order answer for %s (%s): %r", cid, exc, reply.content[:200])
+            self.counts["unreadable_answer"] += 1
+            self._listener.on_order_fault(cid, "unreadable_answer")
+            return False
+        if not self._listener.on_report(report):
+            self.counts["unreadable_answer"] += 1
+            return False
+        if order.reported > order.feed_filled:
+            self._fills_wanted.set()
+        return True
+
+    # -- fills ------------------------------------------------------------------------
+
+    async def poll_fills(self) -> int:
+        """Read new fills once; returns how many were handed on, -1 if the read failed.
+
+        Every fill above the cursor of a symbol this process trades goes to
+        the listener (the ledger keeps what is this engine's and counts
+        each id once); the cursor then moves past it. An entry that cannot
+        be read is counted and, when its order is this engine's, the order
+        is read back (its answer carries the cumulative fill). Raises
+        :class:`Dropped` when a halt or stop drops the queued poll.
+        """
+        reply = await self._read(f"/fills?since={self._fills_cursor}", Priority.POLL, "fills")
+        if reply is None or reply.status_code != 200:
+            if reply is not None:
+                self.counts["read_failed"] += 1
+                self.read_failures["fills"] += 1
+            return -1
+        try:
+            fills = orjson.loads(reply.content)
+            if not isinstance(fills, list):
+                raise TypeError("not a list")
+        except (orjson.JSONDecodeError, TypeError):
+            self.counts["unreadable_fills"] += 1
+            self.read_failures["fills"] += 1
+            log.error("unreadable fills answer: %r", reply.content[:200])
+            return -1
+        applied = 0
+        listener = self._listener
+        for entry in fills:
+            fill_id = entry.get("fill_id") if isinstance(entry, dict) else None
+            if type(fill_id) is not int or not 0 <= fill_id <= MAX_FILL_ID:
+                self.counts["unreadable_fills"] += 1
+                log.error("fill without a readable id: %r", entry)
+                continue
+            if fill_id <= self._fills_cursor:
+                continue  # redelivered: counted once, when it was new
+            self._fills_cursor = fill_id
+            try:
+                fill = parse_fill(entry, self._instruments)
+            except UnreadableAnswer as exc:
+                cid = entry.get("client_order_id")
+                order = listener.order(cid) if isinstance(cid, str) else None
+                if order is None:
+                    continue  # not this engine's
+                self.counts["unreadable_fill"] += 1
+                log.error("unreadable fill %r: %s", entry, exc)
+                listener.on_order_fault(cid, "unreadable_fill")
+                self._spawn(self._read_back(order), f"read-back:{cid}")
+                continue
+            if fill is None:
+                continue  # a symbol this process does not trade
+            listener.on_fill(fill)
+            applied += 1
+        return applied
+
+    @property
+    def fills_cursor(self) -> int:
+        """The highest fill id read from the venue's fills log."""
+        return self._fills_cursor
+
+    async def _poll_fills_forever(self) -> None:
+        """Poll ``/fills`` every ``fills_poll_s`` (at once when an answer reports fills).
+
+        Failed reads back off (:class:`Backoff`) up to ``read_backoff_max_s``.
+        """
+        config = self.config
+        backoff = Backoff(config.fills_poll_s, max(config.fills_poll_s, config.read_backoff_max_s))
+        interval = config.fills_poll_s
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races its timeout, and the poller never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._fills_wanted.wait()
+            self._fills_wanted.clear()
+            try:
+                applied = await self.poll_fills()
+            except Dropped:
+                continue
+            except Exception:
+                log.exception("polling fills failed")
+                applied = -1
+            if applied < 0:
+                interval = backoff.next_s()
+            else:
+                backoff.reset()
+                interval = config.fills_poll_s
+
+    # -- resting orders ---------------------------------------------------------------
+
+    async def audit_resting(self) -> int:
+        """Find resting orders the venue no longer lists as open, and read each back.
+
+        Lists ``GET /orders?status=open`` (a poll-class request) and reads
+        back every order the ledger had as resting when the list was asked
+        for that the list lacks and no request of this gateway is settling:
+        a venue-initiated cancel or expiry, or a fill the fills feed has not
+        shown yet. Returns how many were read back; -1 if the list could not
+        be read. Raises :class:`Dropped` when a halt or stop drops it.
+        """
+        resting = self._listener.resting_orders()
+        if not resting:
+            return 0
+        reply = await self._read("/orders?status=open", Priority.POLL, "open_orders")
+        if reply is None or reply.status_code != 200:
+            return -1
+        self.counts["resting_checks"] += 1
+        try:
+            bodies = orjson.loads(reply.content)
+            if not isinstance(bodies, list):
+                raise TypeError("not a list")
+            listed = {body.get("client_order_id") for body in bodies if isinstance(body, dict)}
+        except (orjson.JSONDecodeError, TypeError):
+            self.counts["read_failed"] += 1
+            self.read_failures["open_orders"] += 1
+            return -1
+        busy = self._placing | self._canceling
+        missing = [
+            order
+            for order in resting
+            if order.is_open
+            and order.client_order_id not in listed
+            and order.client_order_id not in busy
+        ]
+        for order in missing:
+            self.counts["resting_missing"] += 1
+            await self._read_back(order, attempts=3)
+        return len(missing)
+
+    async def _audit_forever(self) -> None:
+        """Audit resting orders every half of ``resting_order_check_s`` (with jitter)."""
+        half = self.config.resting_order_check_s / 2
+        while True:
+            await asyncio.sleep(half * (0.5 + 0.5 * self._rng.random()))
+            try:
+                await self.audit_resting()
+            except Dropped:
+                continue
+            except Exception:
+                log.exception("auditing resting orders failed")
 
     async def _http(
         self, method: str, url: str, content: bytes | None = None, written: Order | None = None
@@ -449,402 +918,6 @@ class HttpGateway:
         self.scheduler.pause(delay)
         return delay
 
-    # -- placing ----------------------------------------------------------------------
-
-    async def _place(
-        self,
-        order: Order,
-        body: bytes,
-        sent: tuple[asyncio.Future[Answer], int] | None = None,
-        *,
-        slot_taken: bool = False,
-    ) -> None:
-        """Place an order until its outcome is known (its first request may be sent)."""
-        cid = order.client_order_id
-        self._placing.add(cid)
-        try:
-            await self._placed(order, body, sent, slot_taken)
-        finally:
-            self._placing.discard(cid)
-            self._last_sent_ns.pop(cid, None)
-        if order.cancel_requested and order.is_open:
-            # A cancel asked for while the placement was unsettled.
-            await self._cancel(order)
-        self._retire(order)
-
-    async def _placed(
-        self,
-        order: Order,
-        body: bytes,
-        sent: tuple[asyncio.Future[Answer], int] | None,
-        slot_taken: bool,
-    ) -> None:
-        cid = order.client_order_id
-        first = True
-        retry_of_429 = False
-        while True:
-            reply: Reply | None
-            if sent is not None:
-                started = sent[1]
-                reply = await self._fast_answer(*sent)
-                sent = None
-            else:
-                if not slot_taken:
-                    try:
-                        await self.scheduler.acquire(Priority.ORDER, exempt=retry_of_429)
-                    except Dropped:
-                        # Only a 429'd order waits here: the venue never took it.
-                        self._close_unsent(order)
-                        return
-                slot_taken = False
-                started = self._clock()
-                self._last_sent_ns[cid] = started
-                reply = await self._http("POST", "/orders", body, written=order if first else None)
-            first = False
-            if not retry_of_429:
-                self._record_placement(started, reply)
-            if reply is None or reply.status_code >= 500:
-                if order.status is not OrderStatus.PENDING_NEW:
-                    return  # its state was learned meanwhile (a cancel's answer)
-                self._unknown(order, "no answer" if reply is None else f"{reply.status_code}")
-                await self._settle(order, body)
-                return
-            code = reply.status_code
-            if code == 200:
-                if not self._apply(order, reply):
-                    self._unknown(order, "unreadable answer")
-                    await self._settle(order, body)
-                return
-            if code == 429:
-                await asyncio.sleep(self._venue_paused(reply))
-                retry_of_429 = True
-                continue
-            self.counts["rejected"] += 1
-            self._listener.on_status(cid, _REJECTED, _error(reply))
-            return
-
-    def _unknown(self, order: Order, why: str) -> None:
-        if order.status is OrderStatus.PENDING_NEW:
-            self.counts["unknown"] += 1
-            self._listener.on_status(order.client_order_id, OrderStatus.UNKNOWN, why)
-
-    def _close_unsent(self, order: Order) -> None:
-        """An order the venue never took, after a halt or stop began: closed locally."""
-        self.counts["halted_unsent"] += 1
-        self._listener.on_status(order.client_order_id, _REJECTED, HALTED)
-
-    async def _settle(self, order: Order, body: bytes) -> None:
-        """Learn the outcome of an order whose request got no clear answer.
-
-        Reads ``GET /orders/{id}`` with capped exponential back-off and
-        jitter until it answers 200 (applied) or 404. A 404 means the venue
-        has not seen the order: it is sent again under the same id (the
-        idempotency key), with the breaker's permission (while it is open
-        the order is read again later instead). After a halt or stop
-        nothing is sent again: two 404s at least ``timeout_s`` after the
-        last send close it locally (``halted``).
-        """
-        cid = order.client_order_id
-        delay = self.config.settle_backoff_s
-        while order.is_open:
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, self.config.read_backoff_max_s)
-            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
-            if reply is None:
-                continue
-            if reply.status_code == 200:
-                if self._apply(order, reply):
-                    self.counts["settled"] += 1
-                    return
-                continue
-            # 404: the venue has not seen it.
-            if not self.scheduler.accepting_orders:
-                quiet_ns = self._clock() - self._last_sent_ns.get(cid, 0)
-                if quiet_ns >= self.config.timeout_s * 1e9:
-                    self._close_unsent(order)
-                    return
-                continue
-            if not self.breaker.allow():
-                self.counts["resend_held"] += 1
-                continue
-            try:
-                await self.scheduler.acquire(Priority.ORDER)
-            except Dropped:
-                self.breaker.release()
-                continue
-            self.counts["resent"] += 1
-            started = self._last_sent_ns[cid] = self._clock()
-            resent = await self._http("POST", "/orders", body)
-            self._record_placement(started, resent)
-            if resent is None or resent.status_code >= 500:
-                continue
-            if resent.status_code == 200:
-                if self._apply(order, resent):
-                    return
-                continue
-            if resent.status_code == 429:
-                self._venue_paused(resent)
-                continue
-            self.counts["rejected"] += 1
-            self._listener.on_status(cid, _REJECTED, _error(resent))
-            return
-
-    async def _read(self, url: str, priority: Priority, what: str) -> Reply | None:
-        """A GET with its slot; the reply when it is 200 or 404, else None (counted).
-
-        Anything else (no answer, 429, 400/401/403, 5xx) says nothing about
-        what was read; a 429 also pauses the venue. Raises
-        :class:`Dropped` for a poll dropped by a halt or stop.
-        """
-        await self.scheduler.acquire(priority)
-        reply = await self._http("GET", url)
-        if reply is not None and reply.status_code in (200, 404):
-            self.reached = True
-            return reply
-        self.counts["read_failed"] += 1
-        self.read_failures[what] += 1
-        if reply is not None and reply.status_code == 429:
-            self._venue_paused(reply)
-        return None
-
-    # -- cancelling ---------------------------------------------------------------------
-
-    async def _cancel(self, order: Order) -> None:
-        """DELETE until the venue answers with the order's final state.
-
-        404 while the order's placement is still being settled: the venue
-        has not taken it yet, and the placement cancels it once it has an
-        answer (see :meth:`_place`). 404 otherwise: the order is read back;
-        a second 404 means the venue does not hold it, and it is closed
-        locally (``canceled``, reason ``not_found``). A 4xx refusal is
-        counted and the order read back once.
-        """
-        cid = order.client_order_id
-        delay = self.config.settle_backoff_s
-        while order.is_open:
-            await self.scheduler.acquire(Priority.CANCEL)
-            reply = await self._http("DELETE", f"/orders/{cid}")
-            if not order.is_open:
-                return  # settled meanwhile (its placement's answer, a read)
-            code = 0 if reply is None else reply.status_code
-            if reply is not None and code == 200:
-                if self._apply(order, reply):
-                    return
-                await self._read_back(order)
-            elif code == 404:
-                if cid in self._placing:
-                    return  # the placement cancels it when it is settled
-                back = await self._read(f"/orders/{cid}", Priority.CANCEL, "order")
-                if not order.is_open:
-                    return
-                if back is not None and back.status_code == 404:
-                    self.counts["not_found"] += 1
-                    self._listener.on_order_fault(cid, "not_found")
-                    self._listener.on_status(cid, OrderStatus.CANCELED, NOT_FOUND)
-                    return
-                if back is not None:
-                    self._apply(order, back)
-            elif reply is not None and code == 429:
-                self._venue_paused(reply)
-                continue
-            elif reply is not None and 400 <= code < 500:
-                self.counts["cancel_refused"] += 1
-                log.error("cancel of %s refused: %s", cid, _error(reply))
-                self._listener.on_order_fault(cid, "cancel_refused")
-                await self._read_back(order)
-                return
-            else:
-                self.counts["cancel_failed"] += 1
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, self.config.read_backoff_max_s)
-
-    async def _read_back(self, order: Order, attempts: int = 8) -> None:
-        """Read an order back until one readable answer (at most ``attempts`` reads)."""
-        cid = order.client_order_id
-        delay = self.config.settle_backoff_s
-        for _ in range(attempts):
-            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
-            if reply is not None and reply.status_code == 200 and self._apply(order, reply):
-                return
-            if reply is not None and reply.status_code == 404:
-                return
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(delay * 2, self.config.read_backoff_max_s)
-
-    # -- answers ------------------------------------------------------------------------
-
-    def _apply(self, order: Order, reply: Reply) -> bool:
-        """Report a 200 order body to the listener; False (counted) if it is unreadable."""
-        cid = order.client_order_id
-        try:
-            body = orjson.loads(reply.content)
-            status = _STATUSES[body["status"]]
-            if status not in _VENUE_STATUSES:
-                raise KeyError(status)
-            filled_text = body["filled_quantity"]
-            avg_text = body.get("avg_price")
-            if not isinstance(filled_text, str) or not isinstance(avg_text, str | None):
-                raise TypeError("quantities and prices are decimal strings")
-            filled = self._instruments[order.symbol].size_to_lots(filled_text)
-            avg = None if avg_text is None else Decimal(avg_text)
-            if avg is not None and not avg.is_finite():
-                raise InvalidOperation(avg_text)
-        except (orjson.JSONDecodeError, KeyError, TypeError, InvalidValue, InvalidOperation):
-            log.error("unreadable order answer for %s: %r", cid, reply.content[:200])
-            self.counts["unreadable_answer"] += 1
-            self._listener.on_order_fault(cid, "unreadable_answer")
-            return False
-        self._listener.on_accepted(cid, body.get("order_id"))
-        if filled > order.quantity:
-            self._overfill(order, f"answer reports {filled} lots of {order.quantity}")
-            filled = order.quantity
-        self._listener.on_order_report(cid, filled, avg)
-        if filled > self._reported_lots.get(cid, 0):
-            self._reported_lots[cid] = filled
-        if filled > self._fill_lots.get(cid, 0):
-            self._fills_wanted.set()
-        if status is order.status and status is not OrderStatus.PARTIALLY_FILLED:
-            return True
-        self._listener.on_status(cid, status, body.get("reason"))
-        return True
-
-    def _overfill(self, order: Order, what: str) -> None:
-        self.counts["overfill"] += 1
-        log.error("overfill of %s: %s", order.client_order_id, what)
-        self._listener.on_order_fault(order.client_order_id, "overfill")
-
-    # -- fills ------------------------------------------------------------------------
-
-    async def poll_fills(self) -> int:
-        """Read new fills once; returns how many were applied, -1 if the read failed.
-
-        Raises :class:`Dropped` when a halt or stop drops the queued poll.
-        """
-        reply = await self._read(f"/fills?since={self._fills_cursor}", Priority.POLL, "fills")
-        if reply is None or reply.status_code != 200:
-            if reply is not None:
-                self.counts["read_failed"] += 1
-                self.read_failures["fills"] += 1
-            return -1
-        try:
-            fills = orjson.loads(reply.content)
-            if not isinstance(fills, list):
-                raise TypeError("not a list")
-        except (orjson.JSONDecodeError, TypeError):
-            self.counts["unreadable_fills"] += 1
-            self.read_failures["fills"] += 1
-            log.error("unreadable fills answer: %r", reply.content[:200])
-            return -1
-        applied = 0
-        for fill in fills:
-            try:
-                fill_id = int(fill["fill_id"])
-                cid = fill["client_order_id"]
-            except (KeyError, TypeError, ValueError):
-                self.counts["unreadable_fills"] += 1
-                log.error("unreadable fill %r", fill)
-                continue
-            if fill_id <= self._fills_cursor:
-                continue
-            self._fills_cursor = fill_id
-            order = self._known.get(cid) if isinstance(cid, str) else None
-            if order is None:
-                continue  # another client's order
-            inst = self._instruments[order.symbol]
-            try:
-                if not isinstance(fill["price"], str) or not isinstance(fill["quantity"], str):
-                    raise TypeError("prices and quantities are decimal strings")
-                price = inst.price_to_ticks(fill["price"])
-                lots = inst.size_to_lots(fill["quantity"])
-                if lots <= 0:
-                    raise InvalidValue("zero", fill["quantity"])
-            except (InvalidValue, KeyError, TypeError):
-                self.counts["unreadable_fill"] += 1
-                log.error("unreadable fill %r", fill)
-                self._listener.on_order_fault(cid, "unreadable_fill")
-                # The order's answer carries its cumulative fills: read it back.
-                self._spawn(self._read_back(order), f"read-back:{cid}")
-                continue
-            seen = self._fill_lots.get(cid, 0) + lots
-            if seen > order.quantity:
-                self._overfill(order, f"fill {fill_id} brings {seen} lots of {order.quantity}")
-                continue
-            self._fill_lots[cid] = seen
-            self._listener.on_fill(cid, price, lots, fill_id)
-            applied += 1
-        self._evict()
-        return applied
-
-    # -- closed orders leave ----------------------------------------------------------
-
-    def _retire(self, order: Order) -> None:
-        """A closed order leaves the maps ``closed_order_keep_s`` later (see :meth:`_evict`)."""
-        cid = order.client_order_id
-        if not order.is_open and cid not in self._retire_queued and cid in self._known:
-            self._retire_queued.add(cid)
-            keep_ns = round(self.config.closed_order_keep_s * 1e9)
-            self._retiring.append((self._clock() + keep_ns, cid))
-
-    def _evict(self) -> None:
-        """Forget closed orders whose time is up and whose fills have all arrived.
-
-        An order the answers reported more fills for than the fills feed has
-        delivered stays (for another ``closed_order_keep_s``): its late fills
-        must still find it. ``O(1)`` amortized per order.
-        """
-        retiring = self._retiring
-        now = self._clock()
-        keep_ns = round(self.config.closed_order_keep_s * 1e9)
-        for _ in range(len(retiring)):
-            if retiring[0][0] > now:
-                break
-            _, cid = retiring.popleft()
-            order = self._known.get(cid)
-            if order is None:
-                self._retire_queued.discard(cid)
-                continue
-            fills_owed = self._reported_lots.get(cid, 0) > self._fill_lots.get(cid, 0)
-            if order.is_open or cid in self._placing or fills_owed:
-                retiring.append((now + keep_ns, cid))
-                continue
-            self._retire_queued.discard(cid)
-            del self._known[cid]
-            self._fill_lots.pop(cid, None)
-            self._reported_lots.pop(cid, None)
-
-    @property
-    def orders_known(self) -> int:
-        """Orders the gateway still tracks (open, or closed within the keep time)."""
-        return len(self._known)
-
-    async def _poll_fills_forever(self) -> None:
-        """Poll ``/fills`` every ``fills_poll_s`` (at once when an answer reports fills).
-
-        Failed reads back off exponentially (with jitter) up to
-        ``read_backoff_max_s``.
-        """
-        interval = self.config.fills_poll_s
-        while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
-            # cancellation that races its timeout, and the poller never stops.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._fills_wanted.wait()
-            self._fills_wanted.clear()
-            try:
-                applied = await self.poll_fills()
-            except Dropped:
-                continue
-            except Exception:
-                log.exception("polling fills failed")
-                applied = -1
-            if applied < 0:
-                interval = min(interval * 2, self.config.read_backoff_max_s) * (
-                    0.75 + 0.5 * self._rng.random()
-                )
-            else:
-                interval = self.config.fills_poll_s
-
     # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
 
     async def open_orders(self) -> list[dict[str, Any]]:
@@ -873,11 +946,9 @@ class HttpGateway:
         )
         return result
 
-    def resume(self, fills_cursor: int, orders: Iterable[Order]) -> None:
-        """Read fills after ``fills_cursor`` from now on, and track ``orders`` (still open)."""
+    def resume(self, fills_cursor: int, orders: Iterable[Order] = ()) -> None:
+        """Read fills after ``fills_cursor`` from now on (the ledger tracks ``orders``)."""
         self._fills_cursor = max(self._fills_cursor, fills_cursor)
-        for order in orders:
-            self._known[order.client_order_id] = order
 
     async def _read_json(self, method: str, url: str, *, missing_ok: bool = False) -> Any:
         """One reconciliation request through the venue's budget.

@@ -105,12 +105,36 @@ class _Recorded:
     def allow(self) -> bool:
         return self._sink.allow()
 
-    def submit(self, order: Order) -> None:
+    def submit(self, order: Order) -> str | None:
         self._orders.append(order)
-        self._sink.submit(order)
+        return self._sink.submit(order)
 
     def cancel(self, order: Order) -> None:
         self._sink.cancel(order)
+
+    def start(self) -> None:
+        self._sink.start()
+
+    def stop_orders(self) -> None:
+        self._sink.stop_orders()
+
+    def resume_orders(self) -> None:
+        self._sink.resume_orders()
+
+    async def drain(self, within_s: float) -> bool:
+        return await self._sink.drain(within_s)
+
+    async def close(self) -> None:
+        await self._sink.close()
+
+    def forget(self, client_order_id: str) -> None:
+        self._sink.forget(client_order_id)
+
+    def not_ready(self) -> str | None:
+        return self._sink.not_ready()
+
+    def breaker_state(self) -> str:
+        return self._sink.breaker_state()
 
 
 def replay_file(config: Config, path: str) -> ReplayResult:

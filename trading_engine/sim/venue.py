@@ -25,22 +25,24 @@ the live session did, except where a live order reached the simulator
 after its book had moved on (see ``docs/replay.md``). An order for a
 book that is not live is rejected (``book_not_live``).
 
-It reports the way the gateway does: each fill through ``on_fill``
-(without a fill id), then, before every status, the order's cumulative
-filled lots and average price through ``on_order_report``, as an order
-answer would carry them.
+It reports the way the gateway does: each fill through ``on_fill`` (a
+:class:`~trading_engine.core.reports.FillReport` without a fill id), and
+every status as an order answer through ``on_report`` (an
+:class:`~trading_engine.core.reports.OrderReport` with the order's
+cumulative filled lots and their average rendered at the tick's
+precision, as an exchange renders it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
 from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus
+from ..core.reports import FillReport, OrderReport
 from .matching import MatchFill, MatchingEngine, MatchOrder
 
 if TYPE_CHECKING:
@@ -86,27 +88,54 @@ class SimulatedVenue:
         #: Reports held while the strategies see a message (``_holding``).
         self._held: list[_Report] = []
         self._holding = False
+        #: The venue's order id of each open order.
+        self._venue_ids: dict[str, str] = {}
 
     @property
     def resting(self) -> dict[str, MatchOrder]:
         """The resting orders by client order id."""
         return self.matching.resting
 
+    # -- OrderSink --------------------------------------------------------------
+
     def allow(self) -> bool:
         return True
 
-    def submit(self, order: Order) -> None:
+    def start(self) -> None:
+        """Nothing runs in the background."""
+
+    def stop_orders(self) -> None:
+        """Nothing is queued: there is nothing to stop."""
+
+    def resume_orders(self) -> None:
+        """Nothing was stopped."""
+
+    async def drain(self, within_s: float) -> bool:
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def forget(self, client_order_id: str) -> None:
+        self._venue_ids.pop(client_order_id, None)
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def breaker_state(self) -> str:
+        return "closed"
+
+    def submit(self, order: Order) -> str | None:
         self.orders += 1
         self._next_id += 1
-        listener = self._listener
-        listener.on_written(order)
-        listener.on_accepted(order.client_order_id, f"SIM-{self._next_id}")
+        self._listener.on_written(order)
+        self._venue_ids[order.client_order_id] = f"SIM-{self._next_id}"
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
             self._report(
                 (order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0, order.symbol)
             )
-            return
+            return None
         match = MatchOrder(
             order.client_order_id,
             order.symbol,
@@ -122,6 +151,7 @@ class SimulatedVenue:
             self._matched_seq[order.symbol] = entry.seq
         reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
         self._status(match, reason)
+        return None
 
     def cancel(self, order: Order) -> None:
         match = self.matching.cancel(order.client_order_id)
@@ -177,7 +207,7 @@ class SimulatedVenue:
         if len(report) == 3:
             cid, price, lots = report
             assert isinstance(price, int)
-            listener.on_fill(cid, price, lots)
+            listener.on_fill(FillReport(cid, price, lots))
             return
         cid, status, reason, filled, cost, symbol = report
         assert isinstance(status, OrderStatus)
@@ -186,9 +216,12 @@ class SimulatedVenue:
         if filled:
             inst = self._instruments.get(symbol)
             if inst is not None:
-                average = Decimal(inst.format_price_fraction(Fraction(cost, filled)))
-        listener.on_order_report(cid, filled, average)
-        listener.on_status(cid, status, reason)
+                # Rendered at the tick's precision, as an exchange's answer carries it.
+                average = inst.average_to_ticks(inst.format_price_fraction(Fraction(cost, filled)))
+        venue_id = self._venue_ids.get(cid)
+        if status is not OrderStatus.NEW and status is not OrderStatus.PARTIALLY_FILLED:
+            self._venue_ids.pop(cid, None)
+        listener.on_report(OrderReport(cid, status, filled, average, venue_id, reason))
 
 
 def simulated_venue(engine: Engine) -> SimulatedVenue:
