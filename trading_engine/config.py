@@ -199,7 +199,7 @@ class GatewayConfig(_Section):
         gt=0,
         le=60,
         description="an order answered 429 is sent again only within this time of its "
-        "admission; a Retry-After that ends later refuses it at once (venue_rate_limited)",
+        "first send; a Retry-After that ends later closes it at once (venue_rate_limited)",
     )
     resting_order_check_s: float = Field(
         5.0,

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from fractions import Fraction
 
 import httpx
 import orjson
@@ -21,34 +22,58 @@ from trading_engine.core.breaker import BreakerState, CircuitBreaker
 from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.io.gateway import HttpGateway
 
 BASE = "http://exchange.test"
 BTC = Instrument("BTC-USD", "0.01", "0.001")
+S = OrderStatus
 
 
 class Listener:
+    """An ExecutionListener that records what the gateway reports, in order.
+
+    An order answer is recorded as the old three events (accepted,
+    report, status); the status only when it changes the order (or adds
+    fills), as the ledger would take it. Orders in ``orders`` follow the
+    statuses reported, as the engine's do.
+    """
+
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
         self.reasons: dict[str, str | None] = {}
         #: Orders whose status follows the reported one.
         self.orders: dict[str, Order] = {}
+        #: Every order submitted (what the ledger would know).
+        self.known: dict[str, Order] = {}
+        self.resting: list[Order] = []
 
     def on_written(self, order: Order) -> None:
         self.events.append(("written", order.client_order_id))
 
-    def on_accepted(self, client_order_id: str, exchange_order_id: str | None) -> None:
-        self.events.append(("accepted", client_order_id, str(exchange_order_id)))
+    def on_report(self, report: OrderReport) -> bool:
+        cid = report.client_order_id
+        if report.exchange_order_id is not None:
+            self.events.append(("accepted", cid, report.exchange_order_id))
+        avg = report.avg_price
+        text = "None"
+        if avg is not None:
+            exact = Fraction(avg)
+            text = str(Decimal(exact.numerator) / Decimal(exact.denominator) / 100)
+        self.events.append(("report", cid, str(report.filled_lots), text))
+        order = self.orders.get(cid)
+        if order is not None:
+            order.reported = max(order.reported, report.filled_lots)
+            if report.status is order.status and report.status is not S.PARTIALLY_FILLED:
+                return True
+        self.on_status(cid, report.status, report.reason)
+        return True
 
-    def on_fill(
-        self, client_order_id: str, price: int, lots: int, fill_id: int | None = None
-    ) -> None:
-        self.events.append(("fill", client_order_id, str(price), str(lots)))
-
-    def on_order_report(
-        self, client_order_id: str, filled_lots: int, avg_price: Decimal | None
-    ) -> None:
-        self.events.append(("report", client_order_id, str(filled_lots), str(avg_price)))
+    def on_fill(self, fill: FillReport) -> None:
+        self.events.append(("fill", fill.client_order_id, str(fill.price), str(fill.lots)))
+        order = self.orders.get(fill.client_order_id)
+        if order is not None:
+            order.feed_filled += fill.lots
 
     def on_status(self, client_order_id: str, status: OrderStatus, reason: str | None) -> None:
         self.events.append(("status", client_order_id, status.value))
@@ -60,18 +85,37 @@ class Listener:
     def on_order_fault(self, client_order_id: str, kind: str) -> None:
         self.events.append(("fault", client_order_id, kind))
 
+    def resting_orders(self) -> list[Order]:
+        return list(self.resting)
+
+    def order(self, client_order_id: str) -> Order | None:
+        return self.known.get(client_order_id)
+
+    def attach(self, gw: HttpGateway) -> HttpGateway:
+        """Route ``gw.submit`` through here: known orders, refusals as the ledger closes them."""
+        submit = gw.submit
+
+        def tracked(order: Order) -> str | None:
+            self.known[order.client_order_id] = order
+            reason = submit(order)
+            if reason is not None:
+                self.on_status(order.client_order_id, S.REJECTED, reason)
+            return reason
+
+        gw.submit = tracked  # type: ignore[method-assign]
+        return gw
+
     def statuses(self) -> list[str]:
         return [e[2] for e in self.events if e[0] == "status"]
 
 
-def answer(status: str, filled: str = "0.000", cid: str = "s-r-1") -> httpx.Response:
-    return httpx.Response(
-        200,
-        content=orjson.dumps(
-            {"order_id": "X-1", "client_order_id": cid, "status": status,
-             "filled_quantity": filled, "avg_price": None, "reason": None}
-        ),
-    )  # fmt: skip
+def answer(status: str, filled: str = "0.000", cid: str | None = None) -> httpx.Response:
+    """An order body; without ``cid`` it names no client order id (any order's answer)."""
+    body = {"order_id": "X-1", "status": status, "filled_quantity": filled, "avg_price": None,
+            "reason": None}  # fmt: skip
+    if cid is not None:
+        body["client_order_id"] = cid
+    return httpx.Response(200, content=orjson.dumps(body))
 
 
 def make_order(cid: str = "s-r-1") -> Order:
@@ -92,6 +136,7 @@ async def gateway() -> AsyncIterator[tuple[HttpGateway, Listener]]:
         api_key="secret",
         rng=random.Random(1),
     )
+    listener.attach(gw)
     yield gw, listener
     await gw.close()
 
@@ -236,9 +281,9 @@ async def test_an_answer_is_reported_before_its_status_and_fills_carry_their_id(
     seen: list[int | None] = []
     record = listener.on_fill
 
-    def on_fill(cid: str, price: int, lots: int, fill_id: int | None = None) -> None:
-        seen.append(fill_id)
-        record(cid, price, lots, fill_id)
+    def on_fill(fill: FillReport) -> None:
+        seen.append(fill.fill_id)
+        record(fill)
 
     listener.on_fill = on_fill  # type: ignore[method-assign]
     gw.start()
@@ -265,25 +310,6 @@ async def test_an_unreadable_average_is_an_order_fault(
     assert not [e for e in listener.events if e[0] == "report"]
 
 
-@pytest.mark.asyncio
-@respx.mock(base_url=BASE, assert_all_called=False)
-async def test_a_forgotten_order_leaves_the_known_orders(
-    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
-) -> None:
-    gw, _ = gateway
-    respx_mock.post("/orders").mock(return_value=answer("canceled"))
-    for i in range(50):
-        gw.submit(make_order(f"s-r-{i}"))
-    assert await gw.drain()
-    for i in range(50):
-        gw.forget(f"s-r-{i}")
-    assert not gw._known
-    fills = [{"fill_id": 1, "client_order_id": "s-r-3", "symbol": "BTC-USD", "side": "buy",
-              "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
-    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
-    assert await gw.poll_fills() == 0  # a late fill of a forgotten order is not applied
-
-
 # -- every answer has an outcome --------------------------------------------------------
 
 
@@ -294,7 +320,7 @@ def make_gateway(
         "base_url": BASE, "timeout_s": 0.2, "settle_backoff_s": 0.001, "fills_poll_s": 0.01,
         "read_backoff_max_s": 0.05, **settings,
     }  # fmt: skip
-    return HttpGateway(
+    gw = HttpGateway(
         GatewayConfig.model_validate(options),
         listener,
         {"BTC-USD": BTC},
@@ -305,6 +331,7 @@ def make_gateway(
         api_key="secret",
         rng=random.Random(1),
     )
+    return listener.attach(gw)
 
 
 def timed(times: list[float], *responses: httpx.Response) -> object:
@@ -480,37 +507,6 @@ async def test_an_unreadable_fill_is_counted_and_its_order_read_back(
     assert ("report", "s-r-1", "250", "None") in listener.events
     assert gw.counts["unreadable_fill"] == 1
     assert not [e for e in listener.events if e[0] == "fill"]
-
-
-@pytest.mark.asyncio
-@respx.mock(base_url=BASE)
-async def test_an_overfill_from_the_fills_feed_is_a_fault(
-    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
-) -> None:
-    gw, listener = gateway
-    respx_mock.post("/orders").mock(return_value=answer("new"))
-    respx_mock.get("/fills").mock(
-        return_value=fills((1, "100.01", "0.400"), (2, "100.01", "0.200"))
-    )
-    gw.submit(make_order())
-    assert await gw.drain()
-    assert await gw.poll_fills() == 1
-    assert [e for e in listener.events if e[0] == "fill"] == [("fill", "s-r-1", "10001", "400")]
-    assert ("fault", "s-r-1", "overfill") in listener.events
-    assert gw.counts["overfill"] == 1
-
-
-@pytest.mark.asyncio
-@respx.mock(base_url=BASE)
-async def test_an_overfill_in_an_answer_is_a_fault(
-    respx_mock: respx.MockRouter, gateway: tuple[HttpGateway, Listener]
-) -> None:
-    gw, listener = gateway
-    respx_mock.post("/orders").mock(return_value=answer("filled", "0.900"))
-    gw.submit(make_order())
-    assert await gw.drain()
-    assert ("fault", "s-r-1", "overfill") in listener.events
-    assert ("report", "s-r-1", "500", "None") in listener.events  # never beyond quantity
 
 
 # -- admission and pacing ------------------------------------------------------------------
@@ -727,66 +723,6 @@ async def test_a_refused_trial_gives_its_permit_back(respx_mock: respx.MockRoute
 # -- closed orders leave the gateway's maps -------------------------------------------------
 
 
-@pytest.mark.asyncio
-@respx.mock(base_url=BASE)
-async def test_closed_orders_leave_once_their_fills_arrived(respx_mock: respx.MockRouter) -> None:
-    listener = Listener()
-    gw = make_gateway(listener, closed_order_keep_s=0, max_requests_per_s=1000)
-    respx_mock.post("/orders").mock(
-        side_effect=lambda request: answer(
-            "filled", "0.500", orjson.loads(request.content)["client_order_id"]
-        )
-    )
-    feed = [(i + 1, f"s-r-{i}") for i in range(200)]
-    delivered = 0
-
-    def fills_since(request: httpx.Request) -> httpx.Response:
-        since = int(request.url.params["since"])
-        return httpx.Response(
-            200,
-            content=orjson.dumps(
-                [
-                    {"fill_id": fid, "client_order_id": cid, "symbol": "BTC-USD", "side": "buy",
-                     "price": "100.01", "quantity": "0.500", "ts": 1}
-                    for fid, cid in feed[:delivered] if fid > since
-                ]
-            ),
-        )  # fmt: skip
-
-    respx_mock.get("/fills").mock(side_effect=fills_since)
-    for i in range(200):
-        order = make_order(f"s-r-{i}")
-        listener.orders[order.client_order_id] = order
-        gw.submit(order)
-    assert await gw.drain()
-    assert gw.orders_known == 200
-    delivered = 150  # the feed has not caught up with the last 50 answers
-    await gw.poll_fills()
-    assert gw.orders_known == 50  # closed and fully filled: gone; owed fills: kept
-    delivered = 200
-    await gw.poll_fills()
-    await gw.poll_fills()
-    assert gw.orders_known == 0
-    assert len([e for e in listener.events if e[0] == "fill"]) == 200
-    await gw.close()
-
-
-@pytest.mark.asyncio
-@respx.mock(base_url=BASE)
-async def test_open_orders_stay_known(respx_mock: respx.MockRouter) -> None:
-    listener = Listener()
-    gw = make_gateway(listener, closed_order_keep_s=0)
-    respx_mock.post("/orders").mock(return_value=answer("new"))
-    respx_mock.get("/fills").mock(return_value=fills())
-    order = make_order()
-    listener.orders[order.client_order_id] = order
-    gw.submit(order)
-    assert await gw.drain()
-    await gw.poll_fills()
-    assert gw.orders_known == 1
-    await gw.close()
-
-
 def test_order_bodies_are_exact_and_their_decimal_cache_is_bounded() -> None:
     import trading_engine.io.gateway as gateway_module
 
@@ -808,3 +744,36 @@ def test_order_bodies_are_exact_and_their_decimal_cache_is_bounded() -> None:
         order = Order("s-r-9", "s", "BTC-USD", Side.BUY, OrderType.LIMIT, 1, ticks, TimeInForce.GTC)
         assert orjson.loads(gw.order_body(order))["price"] == BTC.format_price(ticks)
         assert len(gw._decimal_texts) <= cap
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_the_gateway_keeps_nothing_of_an_order_once_its_requests_ended(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """Only requests in flight: no per-order state outlives them (memory stays flat)."""
+    listener = Listener()
+    gw = make_gateway(listener, max_requests_per_s=1000)
+    respx_mock.post("/orders").mock(return_value=answer("filled", "0.500"))
+    for i in range(200):
+        gw.submit(make_order(f"s-r-{i}"))
+    assert gw.orders_in_flight > 0
+    assert await gw.drain()
+    assert gw.orders_in_flight == 0
+    assert not gw._last_sent_ns and not gw._placing and not gw._unsent and not gw._canceling
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_fills_of_orders_the_ledger_does_not_know_are_skipped(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    fills = [{"fill_id": 1, "client_order_id": "someone-else", "symbol": "BTC-USD",
+              "side": "buy", "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    assert await gw.poll_fills() == 0
+    assert gw.fills_cursor == 1  # read once, never again
+    await gw.close()

@@ -23,7 +23,7 @@ once (or within ``max_order_wait_s``) or is refused now: ``submit``
 returns the reason (``rate_limited``, ``halted``). A 429 pauses the whole
 venue until its ``Retry-After`` (capped by ``max_retry_after_s``); the
 order answered 429 is sent again at most ``order_retry_max`` times within
-``order_retry_deadline_s`` of its admission, behind every waiting cancel,
+``order_retry_deadline_s`` of its first send, behind every waiting cancel,
 or closed ``rejected`` (``venue_rate_limited``). An order canceled before
 its request leaves (waiting for a slot, or out a 429) is never sent.
 
@@ -403,6 +403,7 @@ class HttpGateway:
         body = self.order_body(order)
         fast = self.fast
         cid = order.client_order_id
+        self._placing.add(cid)
         if fast is not None:
             start = self._clock()
             listener = self._listener
@@ -462,7 +463,7 @@ class HttpGateway:
         cid = order.client_order_id
         first = True
         retries = 0
-        deadline_ns = order.created_ns + round(self.config.order_retry_deadline_s * 1e9)
+        deadline_ns = self._clock() + round(self.config.order_retry_deadline_s * 1e9)
         while True:
             reply: Reply | None
             if sent is not None:
@@ -755,8 +756,8 @@ class HttpGateway:
                 listener.on_order_fault(cid, "unreadable_fill")
                 self._spawn(self._read_back(order), f"read-back:{cid}")
                 continue
-            if fill is None:
-                continue  # a symbol this process does not trade
+            if fill is None or listener.order(fill.client_order_id) is None:
+                continue  # a symbol this process does not trade, or not this engine's order
             listener.on_fill(fill)
             applied += 1
         return applied
