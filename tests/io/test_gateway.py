@@ -777,3 +777,238 @@ async def test_fills_of_orders_the_ledger_does_not_know_are_skipped(
     assert await gw.poll_fills() == 0
     assert gw.fills_cursor == 1  # read once, never again
     await gw.close()
+
+
+# -- nothing is sent late ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_order_canceled_while_it_waits_for_a_slot_is_never_sent(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_requests_per_s=1, max_order_wait_s=1.0)
+    post = respx_mock.post("/orders").mock(return_value=answer("new"))
+    first, waiting = make_order("s-r-1"), make_order("s-r-2")
+    assert gw.submit(first) is None
+    assert gw.submit(waiting) is None  # waits for the next slot
+    gw.cancel(waiting)
+    assert listener.reasons["s-r-2"] == "canceled_unsent"
+    assert await gw.drain(3)
+    assert post.call_count == 1
+    assert {orjson.loads(c.request.content)["client_order_id"] for c in post.calls} == {"s-r-1"}
+    assert gw.counts["canceled_unsent"] == 1
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_an_order_canceled_while_it_waits_out_a_429_is_never_sent_again(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    post = respx_mock.post("/orders").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "1"}), answer("new")]
+    )
+    order = make_order()
+    listener.orders[order.client_order_id] = order
+    gw.submit(order)
+    await wait_until(lambda: post.call_count == 1 and "s-r-1" in gw._unsent)
+    gw.cancel(order)
+    assert await gw.drain(3)
+    assert post.call_count == 1
+    assert listener.reasons["s-r-1"] == "canceled_unsent"
+    assert listener.statuses() == ["canceled"]
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_429_retries_are_bounded_in_count(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, order_retry_max=2)
+    post = respx_mock.post("/orders").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "0"})
+    )
+    gw.submit(make_order())
+    async with asyncio.timeout(3):
+        assert await gw.drain()
+    assert post.call_count == 3  # the first send and two retries
+    assert listener.reasons["s-r-1"] == "venue_rate_limited"
+    assert gw.counts["retry_abandoned"] == 1
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_retry_after_beyond_the_deadline_closes_the_order_at_once(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, order_retry_deadline_s=0.5)
+    post = respx_mock.post("/orders").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "5"})
+    )
+    started = time.monotonic()
+    gw.submit(make_order())
+    assert await gw.drain(3)
+    assert time.monotonic() - started < 1.0  # not after the 5 s it was told to wait
+    assert post.call_count == 1
+    assert listener.reasons["s-r-1"] == "venue_rate_limited"
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_cancel_outranks_the_retry_of_a_429d_order(respx_mock: respx.MockRouter) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_requests_per_s=1)
+    posts: list[float] = []
+    post = respx_mock.post("/orders").mock(
+        side_effect=timed(posts, httpx.Response(429, headers={"Retry-After": "1"}), answer("new"))
+    )
+    deletes: list[float] = []
+    respx_mock.delete("/orders/other").mock(side_effect=timed(deletes, answer("canceled")))
+    gw.submit(make_order())
+    await wait_until(lambda: post.call_count == 1)
+    resting = make_order("other")
+    resting.status = S.NEW
+    gw.cancel(resting)
+    assert await gw.drain(4)
+    assert len(posts) == 2 and len(deletes) == 1
+    assert deletes[0] < posts[1]  # one slot per second: the cancel took the first
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_new_order_during_a_429_pause_is_refused_at_once_even_with_a_wait(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, max_order_wait_s=1.0)
+    post = respx_mock.post("/orders").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "1"}), answer("new")]
+    )
+    gw.submit(make_order())
+    await wait_until(lambda: post.call_count == 1 and gw.scheduler.paused())
+    assert gw.submit(make_order("s-r-2")) == "rate_limited"
+    assert await gw.drain(3)
+    assert post.call_count == 2
+    await gw.close()
+
+
+# -- answers that say nothing close nothing ----------------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_cancel_404_then_a_read_that_says_nothing_does_not_close_the_order(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    respx_mock.delete("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    get = respx_mock.get("/orders/s-r-1").mock(
+        side_effect=[httpx.Response(503), answer("canceled")]
+    )
+    order = make_order()
+    order.status = S.NEW
+    listener.orders[order.client_order_id] = order
+    gw.cancel(order)
+    assert await gw.drain(3)
+    assert get.call_count == 2
+    assert listener.statuses() == ["canceled"]
+    assert listener.reasons["s-r-1"] is None  # the venue's answer, not a local not_found
+    assert ("fault", "s-r-1", "not_found") not in listener.events
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_after_a_halt_an_unknown_order_closes_only_on_a_second_404(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, timeout_s=0.05)
+    respx_mock.post("/orders").mock(side_effect=httpx.ReadTimeout("slow"))
+    get = respx_mock.get("/orders/s-r-1").mock(return_value=httpx.Response(404))
+    order = make_order()
+    listener.orders[order.client_order_id] = order
+    gw.submit(order)
+    await wait_until(lambda: order.status is S.UNKNOWN)
+    gw.stop_orders()
+    assert await gw.drain(3)
+    assert listener.reasons["s-r-1"] == "halted"
+    # Its request may still have been in flight at the first 404.
+    assert get.call_count >= 2
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_fills_the_venue_lists_again_below_the_cursor_are_not_handed_on(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    order = make_order()
+    listener.known[order.client_order_id] = order
+    fills = [{"fill_id": n, "client_order_id": "s-r-1", "symbol": "BTC-USD", "side": "buy",
+              "price": "100.01", "quantity": "0.100", "ts": 1} for n in (1, 2)]  # fmt: skip
+    # A venue that ignores ``since`` and lists its whole log every time.
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    assert await gw.poll_fills() == 2
+    assert await gw.poll_fills() == 0
+    assert [e for e in listener.events if e[0] == "fill"] == [("fill", "s-r-1", "10001", "100")] * 2
+    await gw.close()
+
+
+# -- resting orders the venue closed on its own ----------------------------------------------
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_a_venue_initiated_cancel_is_seen_within_resting_order_check_s(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener, resting_order_check_s=0.2, fills_poll_s=10)
+    order = make_order()
+    order.status = S.NEW
+    listener.orders[order.client_order_id] = order
+    listener.resting.append(order)
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=b"[]"))
+    listing = respx_mock.get("/orders", params={"status": "open"}).mock(
+        return_value=httpx.Response(200, content=b"[]")
+    )
+    read = respx_mock.get("/orders/s-r-1").mock(return_value=answer("canceled", cid="s-r-1"))
+    gw.start()
+    started = time.monotonic()
+    await wait_until(lambda: order.status is S.CANCELED, within_s=2)
+    assert time.monotonic() - started < 0.2 + 0.15
+    assert listing.call_count >= 1 and read.call_count == 1
+    assert gw.counts["resting_missing"] == 1
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_a_resting_order_the_venue_still_lists_is_not_read_back(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    order = make_order()
+    order.status = S.NEW
+    listener.resting.append(order)
+    body = orjson.dumps([{"client_order_id": "s-r-1", "status": "new"}])
+    respx_mock.get("/orders", params={"status": "open"}).mock(
+        return_value=httpx.Response(200, content=body)
+    )
+    read = respx_mock.get("/orders/s-r-1").mock(return_value=answer("new"))
+    assert await gw.audit_resting() == 0
+    assert read.call_count == 0
+    await gw.close()

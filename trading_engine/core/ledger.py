@@ -358,7 +358,16 @@ class Ledger:
             self._check()
 
     def fault(self, client_order_id: str, kind: str, detail: str = "") -> None:
-        """Count a fault the sink met (``FAULT_KINDS``); a halting one halts trading."""
+        """Count a fault the sink met (``FAULT_KINDS``); a halting one halts trading.
+
+        A refused cancel (``cancel_refused``) leaves the order open and no
+        longer cancel-requested: its strategy may ask again, and a halt or
+        stop cancels it again in any case.
+        """
+        if kind == "cancel_refused":
+            order = self.orders.get(client_order_id)
+            if order is not None:
+                order.cancel_requested = False
         self._fault(client_order_id, kind, detail)
 
     # -- cancels ------------------------------------------------------------------------

@@ -620,6 +620,10 @@ class Engine:
     def ignored(self) -> Counter[str]:
         return self.ledger.ignored
 
+    def open_order_list(self) -> list[Order]:
+        """Every open order (a copy)."""
+        return self.ledger.open_order_list()
+
     def evict_closed(self, now_ns: int | None = None) -> int:
         """Drop orders closed longer than the retention time (see ``Ledger.evict_closed``)."""
         return self.ledger.evict_closed(self.clock.monotonic_ns() if now_ns is None else now_ns)
