@@ -68,7 +68,8 @@ def test_an_absurd_filled_quantity_is_unreadable(filled: object) -> None:
 
 def test_an_average_is_ignored_when_nothing_filled() -> None:
     report = parse_order_body(body(status="new", filled_quantity="0", avg_price="0.00"), BTC)
-    assert report.filled_lots == 0 and report.avg_price is None
+    assert report.filled_lots == 0
+    assert report.avg_price is None
 
 
 def test_another_orders_answer_is_unreadable() -> None:

@@ -48,16 +48,19 @@ def test_a_final_status_while_fills_lag_keeps_the_unpriced_lots_held() -> None:
     assert order is not None
     answer(engine, order, S.FILLED, 10)  # no average: the fills feed prices them
     assert not order.is_open
-    assert exposure(engine) == [10, 0] and position(engine) == 0
+    assert exposure(engine) == [10, 0]
+    assert position(engine) == 0
     engine.on_fill(FillReport(order.client_order_id, 10000, 6, 1))
-    assert exposure(engine) == [4, 0] and position(engine) == 6
+    assert exposure(engine) == [4, 0]
+    assert position(engine) == 6
     engine.on_fill(FillReport(order.client_order_id, 10000, 4, 2))
-    assert exposure(engine) == [0, 0] and position(engine) == 10
+    assert exposure(engine) == [0, 0]
+    assert position(engine) == 10
     engine.ledger._check()
 
 
 def test_an_overfill_in_an_answer_is_credited_and_halts() -> None:
-    engine, sink, _ = make_engine()
+    engine, _sink, _ = make_engine()
     order = submit(engine, BUY, 10)
     assert order is not None
     answer(engine, order, S.FILLED, 12, "100.00")
@@ -118,7 +121,7 @@ def test_a_strategy_may_cancel_again_after_a_refusal() -> None:
 
 
 def test_an_order_crossing_an_own_resting_order_is_refused_by_default() -> None:
-    engine, sink, _ = make_engine()
+    engine, _sink, _ = make_engine()
     bid = submit(engine, BUY, 5, 10005)
     assert bid is not None
     answer(engine, bid, S.NEW, 0)
@@ -132,7 +135,8 @@ def test_cancel_resting_cancels_the_own_orders_the_new_one_would_trade_with() ->
     engine, sink, _ = make_engine(self_trade="cancel_resting")
     bid = submit(engine, BUY, 5, 10005)
     low_bid = submit(engine, BUY, 5, 9990)
-    assert bid is not None and low_bid is not None
+    assert bid is not None
+    assert low_bid is not None
     sell = submit(engine, SELL, 5, 10000)
     assert sell is not None
     assert sink.canceled == [bid]  # the 99.90 bid does not cross 100.00
@@ -140,7 +144,7 @@ def test_cancel_resting_cancels_the_own_orders_the_new_one_would_trade_with() ->
 
 
 def test_allow_lets_an_order_cross_an_own_resting_order() -> None:
-    engine, sink, _ = make_engine(self_trade="allow")
+    engine, _sink, _ = make_engine(self_trade="allow")
     assert submit(engine, BUY, 5, 10005) is not None
     assert submit(engine, SELL, 5, 10005) is not None
     assert engine.risk.denied[Denial.SELF_TRADE] == 0
@@ -182,7 +186,8 @@ def test_a_restored_partially_filled_order_is_credited_in_full_when_it_fills_fur
     engine.restore_order(restored(engine, order))
     engine.ledger.apply_fill(FillReport(order.client_order_id, 10000, 4, 1), journal=False)
     engine.on_report(OrderReport(order.client_order_id, S.PARTIALLY_FILLED, 4, None))
-    assert position(engine) == 4 and exposure(engine) == [6, 0]
+    assert position(engine) == 4
+    assert exposure(engine) == [6, 0]
     # After the restart it fills further: every new lot reaches the position.
     engine.on_fill(FillReport(order.client_order_id, 10010, 6, 2))
     assert position(engine) == 10

@@ -760,7 +760,10 @@ async def test_the_gateway_keeps_nothing_of_an_order_once_its_requests_ended(
     assert gw.orders_in_flight > 0
     assert await gw.drain()
     assert gw.orders_in_flight == 0
-    assert not gw._last_sent_ns and not gw._placing and not gw._unsent and not gw._canceling
+    assert not gw._last_sent_ns
+    assert not gw._placing
+    assert not gw._unsent
+    assert not gw._canceling
     await gw.close()
 
 
@@ -877,7 +880,8 @@ async def test_a_cancel_outranks_the_retry_of_a_429d_order(respx_mock: respx.Moc
     resting.status = S.NEW
     gw.cancel(resting)
     assert await gw.drain(4)
-    assert len(posts) == 2 and len(deletes) == 1
+    assert len(posts) == 2
+    assert len(deletes) == 1
     assert deletes[0] < posts[1]  # one slot per second: the cancel took the first
     await gw.close()
 
@@ -989,7 +993,8 @@ async def test_a_venue_initiated_cancel_is_seen_within_resting_order_check_s(
     started = time.monotonic()
     await wait_until(lambda: order.status is S.CANCELED, within_s=2)
     assert time.monotonic() - started < 0.2 + 0.15
-    assert listing.call_count >= 1 and read.call_count == 1
+    assert listing.call_count >= 1
+    assert read.call_count == 1
     assert gw.counts["resting_missing"] == 1
     await gw.close()
 
