@@ -150,6 +150,12 @@ class AdminConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9100, ge=0, le=65535)
     token_env: str = "TRADING_ENGINE_ADMIN_TOKEN"
+    metrics_symbols: int = Field(
+        100,
+        ge=0,
+        description="symbols with per-symbol series in /metrics (all when this many or "
+        "fewer are configured; else the active ones, first in configuration order)",
+    )
 
 
 class GatewayConfig(_Section):

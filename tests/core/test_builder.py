@@ -374,11 +374,84 @@ def test_inline_update_path_equals_general_path(
     assert fast.transitions == slow.transitions
 
 
+def _update_text(seq: int, symbol: str = "BTC-USD") -> bytes:
+    # orjson cannot encode integers beyond 64 bits: the frame is written by hand.
+    return f'{{"type":"update","symbol":"{symbol}","seq":{seq},"bids":[],"asks":[]}}'.encode()
+
+
+def test_seq_runs_up_to_two_to_the_64_minus_one_then_the_book_goes_stale() -> None:
+    builder = BookBuilder([BTC])
+    entry = builder.books["BTC-USD"]
+    builder.handle(snapshot(2**63 - 1, [["100.00", "1"]], [["100.50", "1"]]))
+    assert builder.handle(update(2**63, [["100.00", "2"]], [])) is entry
+    builder.handle(snapshot(2**64 - 2, [["100.00", "1"]], [["100.50", "1"]]))
+    assert builder.handle(update(2**64 - 1, [["100.00", "3"]], [])) is entry
+    assert (entry.state, entry.seq) == (BookState.LIVE, 2**64 - 1)
+    # 2**64 is the next sequence number, beyond what the engine follows: the
+    # book must not stay live on levels no later update can change.
+    assert builder.handle(_update_text(2**64)) is Reason.SEQ_OUT_OF_RANGE
+    assert (entry.state, entry.seq) == (BookState.STALE, 2**64 - 1)
+    assert builder.rejected[Reason.SEQ_OUT_OF_RANGE] == 1
+    assert live(builder, seq=3) is entry  # a snapshot the engine can follow
+    builder.check()
+
+
+@pytest.mark.parametrize("kind", ["update", "snapshot", "trade"])
+def test_any_frame_with_a_seq_beyond_range_makes_a_live_book_stale(kind: str) -> None:
+    builder = BookBuilder([BTC])
+    entry = live(builder)
+    frame = _update_text(10**30)
+    if kind == "snapshot":
+        frame = frame.replace(b'"update"', b'"snapshot"')
+    elif kind == "trade":
+        frame = (
+            b'{"type":"trade","symbol":"BTC-USD","seq":1e25,"price":"100.01","size":"1",'
+            b'"side":"buy"}'
+        )
+    assert builder.handle(frame) is Reason.SEQ_OUT_OF_RANGE
+    assert entry.state is BookState.STALE
+    assert levels(entry) == ([(10000, 2000), (9999, 1000)], [(10001, 1000)])
+
+
+def test_seq_beyond_range_before_the_first_snapshot_changes_nothing() -> None:
+    builder = BookBuilder([BTC])
+    assert builder.handle(_update_text(2**64)) is Reason.SEQ_OUT_OF_RANGE
+    entry = builder.books["BTC-USD"]
+    assert (entry.state, entry.seq) == (BookState.AWAITING_SNAPSHOT, None)
+    assert builder.transitions == {}
+
+
+@given(
+    start=st.integers(min_value=2**64 - 6, max_value=2**64 - 2),
+    steps=st.lists(st.integers(min_value=-1, max_value=3), max_size=12),
+)
+def test_inline_and_general_paths_agree_near_the_seq_limit(start: int, steps: list[int]) -> None:
+    fast = BookBuilder([BTC])
+    slow = BookBuilder([BTC])
+    frames = [snapshot(start, [["100.00", "1"]], [["100.50", "1"]])]
+    seq = start
+    for step in steps:
+        seq += step
+        frames.append(_update_text(seq) if seq >= 0 else _update_text(0))
+    for frame in frames:
+        fast_result = fast.handle(frame)
+        slow_result = _general_path(slow, frame)
+        assert (type(fast_result), fast_result if isinstance(fast_result, Reason) else None) == (
+            type(slow_result),
+            slow_result if isinstance(slow_result, Reason) else None,
+        )
+        fast_entry, slow_entry = fast.books["BTC-USD"], slow.books["BTC-USD"]
+        assert (fast_entry.state, fast_entry.seq) == (slow_entry.state, slow_entry.seq)
+        assert fast_entry.state is not BookState.LIVE or fast_entry.seq <= 2**64 - 1
+    assert fast.rejected == slow.rejected
+
+
 def test_inline_path_edge_cases() -> None:
     builder = BookBuilder([BTC])
-    builder.handle(snapshot(2**63 - 1, [["100.00", "1"]], [["100.50", "1"]]))
-    # The next sequence number would be 2**63: not a valid seq.
-    assert builder.handle(update(2**63, [], [])) is Reason.BAD_FIELD
+    builder.handle(snapshot(2**64 - 1, [["100.00", "1"]], [["100.50", "1"]]))
+    # The next sequence number would be 2**64: beyond what the engine follows.
+    assert builder.handle(_update_text(2**64)) is Reason.SEQ_OUT_OF_RANGE
+    assert builder.books["BTC-USD"].state is BookState.STALE
     live_again = BookBuilder([BTC])
     entry = live(live_again)
     assert live_again.handle(update(11, [], [])) is entry

@@ -242,6 +242,13 @@ VALID_FRAMES = [
         b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"extra":1}',
         b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"type":"trade"}',
         b'{"type":"update","symbol":"BTC-USD","seq":9223372036854775808,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":18446744073709551615,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":18446744073709551616,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"ETH-USD","seq":18446744073709551616,"bids":[],"asks":[]}',
+        b'{"type":"snapshot","symbol":"BTC-USD","seq":1e30,"bids":[],"asks":[]}',
+        b'{"type":"update","symbol":"BTC-USD","seq":1e19,"bids":[],"asks":[]}',
+        b'{"type":"trade","symbol":"BTC-USD","seq":123456789012345678901234567890,'
+        b'"price":"100.01","size":"1","side":"buy"}',
         b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"ts":9223372036854775808}',
         b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[],"asks":[],"ts":18446744073709551616}',
         b'{"type":"update","symbol":"BTC-USD","seq":2,"bids":[[18446744073709551616,1]],"asks":[]}',
@@ -312,3 +319,53 @@ def test_fast_path_takes_every_valid_frame(frame: bytes) -> None:
     message = DECODER.from_wire(WIRE_DECODER.decode(frame))
     assert message is not None
     assert _fields(message) == _fields(DECODER.decode_reference(frame))
+
+
+@pytest.mark.parametrize("kind", ["update", "snapshot", "trade"])
+def test_seq_up_to_two_to_the_64_minus_one_is_accepted_on_both_paths(kind: str) -> None:
+    for seq in (2**63 - 1, 2**63, 2**64 - 1):
+        frame = _frame(kind, str(seq))
+        fast = DECODER.from_wire(WIRE_DECODER.decode(frame))
+        assert fast is not None, seq
+        assert fast.seq == seq
+        reference = DECODER.decode_reference(frame)
+        assert not isinstance(reference, Rejected)
+        assert _fields(fast) == _fields(reference)
+
+
+@pytest.mark.parametrize(
+    ("seq", "symbol", "reason"),
+    [
+        ("18446744073709551616", "BTC-USD", Reason.SEQ_OUT_OF_RANGE),
+        ("123456789012345678901234567890", "BTC-USD", Reason.SEQ_OUT_OF_RANGE),
+        ("1e20", "BTC-USD", Reason.SEQ_OUT_OF_RANGE),  # a JSON reader cannot tell it apart
+        ("18446744073709551616", "XRP-USD", Reason.UNKNOWN_SYMBOL),
+        ("1e19", "BTC-USD", Reason.BAD_FIELD),  # below 2**64: a float, not an integer
+        ("-18446744073709551616", "BTC-USD", Reason.BAD_FIELD),
+    ],
+)
+def test_seq_beyond_what_the_engine_follows(seq: str, symbol: str, reason: Reason) -> None:
+    for kind in ("update", "snapshot", "trade"):
+        frame = _frame(kind, seq, symbol)
+        msg = DECODER.decode(frame)
+        assert isinstance(msg, Rejected)
+        assert (msg.reason, msg.symbol, msg.seq) == (reason, symbol, None)
+        assert_paths_agree(frame)
+
+
+def _frame(kind: str, seq: str, symbol: str = "BTC-USD") -> bytes:
+    if kind == "trade":
+        body = '"price":"100.01","size":"1","side":"buy"'
+    else:
+        body = '"bids":[["100.00","1"]],"asks":[["100.01","1"]]'
+    return f'{{"type":"{kind}","symbol":"{symbol}","seq":{seq},{body}}}'.encode()
+
+
+@given(
+    st.sampled_from(["update", "snapshot", "trade"]),
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.integers(min_value=2**64 - 3, max_value=2**64 + 3)
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+def test_fast_path_agrees_on_any_seq(kind: str, seq: int | str) -> None:
+    assert_paths_agree(_frame(kind, str(seq)))

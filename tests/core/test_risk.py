@@ -132,7 +132,9 @@ def test_rate_limits() -> None:
         None,
         Denial.STRATEGY_RATE_LIMIT,
     ]
-    clock.advance(1.0)
+    clock.advance(1.0)  # the first three are still in the window [t, t + 1 s]
+    assert submit(engine, lots=1) is Denial.STRATEGY_RATE_LIMIT
+    clock.advance(0.001)
     assert submit(engine, lots=1) is None
 
 
@@ -142,7 +144,105 @@ def test_sliding_window_never_exceeds_its_count() -> None:
         assert limit.allows(now)
         limit.record(now)
     assert not limit.allows(999)
-    assert limit.allows(1000)
+    # [0, 1000] is one window: an event at 1000 would be its fourth.
+    assert not limit.allows(1000)
+    assert limit.allows(1001)
+
+
+def test_sliding_window_admits_exactly_count_per_window_after_the_first() -> None:
+    # 20 per second asked every 50 ms: the window [t, t + 1 s] never holds 21.
+    limit = SlidingWindowLimit(20, window_ns=10**9)
+    sent = []
+    for step in range(100):
+        now = step * 50_000_000
+        if limit.allows(now):
+            limit.record(now)
+            sent.append(now)
+    for start in sent:
+        assert sum(1 for t in sent if start <= t <= start + 10**9) <= 20
+    # Each full window still admits its 20: the limit is not stricter than asked.
+    assert len(sent) == 20 + 80 * 20 // 21
+
+
+def _window_model(times: list[int], count: int, window_ns: int) -> list[bool]:
+    """Brute force: admit an event iff the closed window ending at it has room."""
+    accepted: list[int] = []
+    decisions = []
+    for now in times:
+        inside = sum(1 for t in accepted if now - window_ns <= t <= now)
+        ok = inside < count
+        decisions.append(ok)
+        if ok:
+            accepted.append(now)
+    return decisions
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(1, 50),
+    st.lists(st.integers(0, 30), max_size=80),
+)
+def test_sliding_window_matches_a_brute_force_model(
+    count: int, window_ns: int, gaps: list[int]
+) -> None:
+    times = []
+    now = 0
+    for gap in gaps:
+        now += gap
+        times.append(now)
+    limit = SlidingWindowLimit(count, window_ns=window_ns)
+    decisions = []
+    for t in times:
+        ok = limit.allows(t)
+        decisions.append(ok)
+        if ok:
+            limit.record(t)
+    assert decisions == _window_model(times, count, window_ns)
+    accepted = [t for t, ok in zip(times, decisions, strict=True) if ok]
+    for start in accepted:
+        assert sum(1 for t in accepted if start <= t <= start + window_ns) <= count
+
+
+def test_limits_off_the_lot_grid_round_down() -> None:
+    # 1.0005 and 2.0005 are not multiples of the 0.001 lot: 1.000 and 2.000 hold.
+    engine, _ = make_engine(
+        max_order_quantity="1.0005", max_position="2.0005", max_orders_per_s=100
+    )
+    assert submit(engine, lots=1001) is Denial.MAX_QUANTITY
+    assert submit(engine, lots=1000) is None
+    assert submit(engine, lots=1000) is None
+    assert submit(engine, lots=1) is Denial.MAX_POSITION
+    assert engine.risk.denied[Denial.MAX_QUANTITY] == 1
+    assert engine.risk.denied[Denial.MAX_POSITION] == 1
+
+
+def test_notional_limit_off_the_tick_grid_rounds_down() -> None:
+    # One tick*lot unit is 0.00001: 100.009995 holds 10,000,999 of them, not 10,001,000.
+    engine, _ = make_engine(max_order_notional="100.009995")
+    assert submit(engine, lots=1000, price=10001) is Denial.MAX_NOTIONAL
+    assert submit(engine, lots=1000, price=10000) is None
+    assert engine.risk.denied[Denial.MAX_NOTIONAL] == 1
+
+
+@pytest.mark.parametrize("state", ["awaiting_snapshot", "crossed", "stale"])
+def test_orders_on_a_book_that_is_not_live_are_denied_and_counted(state: str) -> None:
+    clock = ManualClock(start_ns=10**12)
+    engine = Engine(config(risk=RISK), clock=clock, run_id="t", sink_factory=simulated_venue)
+    builder = engine.builder
+    if state == "crossed":
+        # Best bid above best ask: a mid exists and the price is inside the band.
+        builder.handle(snapshot(1, [["100.10", "5"]], [["100.00", "5"]]))
+    elif state == "stale":
+        builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+        builder.mark_stale(["BTC-USD"])
+    assert builder.books["BTC-USD"].state.value == state
+    assert submit(engine, price=10005) is Denial.BOOK_NOT_LIVE
+    assert engine.risk.denied[Denial.BOOK_NOT_LIVE] == 1
+    # A market order too (with no mid it has no band edge to be priced at).
+    expected = Denial.NO_PRICE if state == "awaiting_snapshot" else Denial.BOOK_NOT_LIVE
+    assert submit(engine, order_type=OrderType.MARKET, price=None) is expected
+    assert sum(engine.risk.denied.values()) == 2
+    assert engine.risk.passed == 0
 
 
 request = st.tuples(
@@ -196,5 +296,5 @@ def test_no_sequence_of_requests_breaches_a_limit(
         assert position - sells >= -3000
     # Never more than max_orders_per_s in any 1 s window.
     for i, start in enumerate(sent_times):
-        window = [t for t in sent_times[i:] if t - start < 10**9]
+        window = [t for t in sent_times[i:] if t - start <= 10**9]
         assert len(window) <= 5

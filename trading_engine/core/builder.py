@@ -13,8 +13,8 @@ its :class:`BookState` and its last applied sequence number. State machine
       (stays awaiting)          crossed ───────────────┤
                                    │                   │
           gap (4), bad next-seq    │                   │
-          frame (8), disconnect    ▼                   │
-          or idle  ───────────►  stale ────────────────┘
+          frame (8), disconnect,   ▼                   │
+          idle, seq > 2**64-1 ►  stale ────────────────┘
                                  updates/trades ignored (9)
 
 A snapshot from any state replaces the book whatever its ``seq``; it lands
@@ -39,6 +39,7 @@ from typing import Final, Protocol
 from .book import OrderBook
 from .instruments import Instrument
 from .protocol import (
+    SEQ_MAX,
     BookMessage,
     Decoder,
     Grid,
@@ -72,6 +73,7 @@ _SNAPSHOT: Final = MessageType.SNAPSHOT
 _UPDATE: Final = MessageType.UPDATE
 _TRADE: Final = MessageType.TRADE
 _HEARTBEAT: Final = MessageType.HEARTBEAT
+_SEQ_OUT_OF_RANGE: Final = Reason.SEQ_OUT_OF_RANGE
 
 
 class BookEntry:
@@ -187,7 +189,12 @@ class BookBuilder:
                 state = entry.state
                 last = entry.seq
                 seq: int = update.seq
-                if (state is _LIVE or state is _CROSSED) and last is not None and seq == last + 1:
+                if (
+                    (state is _LIVE or state is _CROSSED)
+                    and last is not None
+                    and seq == last + 1
+                    and seq <= SEQ_MAX
+                ):
                     grid = entry._grid
                     bids = wire_levels(update.bids, grid, False)
                     if bids is not None:
@@ -314,10 +321,16 @@ class BookBuilder:
         reason = msg.reason
         self.rejected[reason] += 1
         symbol = msg.symbol
-        if symbol is None or msg.seq is None:
+        if symbol is None:
             return reason
         entry = self.books.get(symbol)
         if entry is None or entry.state not in (_LIVE, _CROSSED):
+            return reason
+        if msg.seq is None:
+            if reason is _SEQ_OUT_OF_RANGE:
+                # A sequence number the book cannot follow: no later update
+                # could be applied in order, so the levels would freeze.
+                self._set_state(entry, _STALE)
             return reason
         last = entry.seq
         if last is None or msg.seq > last or msg.kind == "snapshot":

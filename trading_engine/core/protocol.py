@@ -17,6 +17,15 @@ property tests feed both arbitrary bytes and mutated frames.
 A rejection keeps the symbol and sequence number when they could be read,
 because a bad frame that carries a book's next ``seq`` takes that sequence
 number with it (the book builder then marks the book stale).
+
+``seq`` is any integer from 0 to :data:`SEQ_MAX` (``2**64 - 1``, the
+largest that JSON readers keep exact). A larger one is a sequence number
+the protocol allows but the engine cannot follow: the frame is rejected as
+:attr:`Reason.SEQ_OUT_OF_RANGE`, and the book builder marks a live or
+crossed book of its symbol stale rather than leave it live on levels no
+later frame may change. orjson reads an integer beyond ``2**64 - 1`` as a
+float, so any JSON number at or beyond ``2**64`` counts as such a
+sequence number; a smaller float (``5.0``) is a wrongly typed ``seq``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from .wire import (
 )
 
 __all__ = [
+    "SEQ_MAX",
     "BookMessage",
     "Decoder",
     "Grid",
@@ -52,7 +62,9 @@ __all__ = [
     "levels",
 ]
 
-MAX_SEQ: Final = 2**63
+#: The largest ``seq`` the engine follows (the reference reader's
+#: largest exact integer); beyond it: :attr:`Reason.SEQ_OUT_OF_RANGE`.
+SEQ_MAX: Final = 2**64 - 1
 #: Integers outside this range orjson reads as floats; the fast path leaves
 #: them to the reference path so that both read the same value.
 _INT_MIN: Final = -(2**63)
@@ -109,6 +121,9 @@ class Reason(StrEnum):
     #: The connection closed (FIN or reset) in the middle of a frame: the
     #: partial frame is dropped.
     TRUNCATED = "truncated"
+    #: ``seq`` is beyond :data:`SEQ_MAX`: a live or crossed book of the
+    #: symbol becomes stale until a snapshot the engine can follow.
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"
 
 
 #: Reasons that are the publisher's fault (they count toward closing a bad
@@ -298,6 +313,22 @@ class Grid:
         return self.instrument.size_to_lots(value)
 
 
+def _seq_beyond(value: object) -> bool:
+    """True for a JSON ``seq`` at or past ``2**64``: orjson reads it as a float."""
+    if type(value) is float:
+        number: float = value
+        return number >= 2.0**64
+    return type(value) is int and value > SEQ_MAX
+
+
+def _seq(value: object) -> int | None:
+    """``value`` if it is a ``seq`` the engine follows (an int in 0..SEQ_MAX), else None."""
+    if type(value) is int and 0 <= value <= SEQ_MAX:
+        number: int = value
+        return number
+    return None
+
+
 def _plain(value: object) -> bool:
     """True for a wire number both readers see alike (not an out-of-range int)."""
     if type(value) is int:
@@ -394,7 +425,7 @@ class Decoder:
         if cls is WireUpdate or cls is WireSnapshot:
             book: WireUpdate = wire  # type: ignore[assignment]
             grid = self._grids.get(book.symbol)
-            if grid is None:
+            if grid is None or book.seq > SEQ_MAX:
                 return None
             snapshot = cls is WireSnapshot
             bids = wire_levels(book.bids, grid, snapshot)
@@ -408,7 +439,7 @@ class Decoder:
         if cls is WireTrade:
             trade: WireTrade = wire  # type: ignore[assignment]
             grid = self._grids.get(trade.symbol)
-            if grid is None:
+            if grid is None or trade.seq > SEQ_MAX:
                 return None
             side = trade.side
             if side == "buy":
@@ -472,19 +503,23 @@ class Decoder:
         raw_symbol = obj.get("symbol")
         raw_seq = obj.get("seq")
         if type(raw_symbol) is not str:
-            number = raw_seq if type(raw_seq) is int and 0 <= raw_seq < MAX_SEQ else None
-            return Rejected(Reason.BAD_FIELD, "symbol is missing or not a string", None, number)
+            return Rejected(
+                Reason.BAD_FIELD, "symbol is missing or not a string", None, _seq(raw_seq)
+            )
         symbol: str = raw_symbol
-        if type(raw_seq) is not int or not 0 <= raw_seq < MAX_SEQ:
+        number = _seq(raw_seq)
+        if number is None and not _seq_beyond(raw_seq):
             return Rejected(
                 Reason.BAD_FIELD, "seq is missing or not a non-negative integer", symbol, None, kind
             )
-        seq: int = raw_seq
         grid = self._grids.get(symbol)
         if grid is None:
             return Rejected(
-                Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol[:32]!r}", symbol, seq, kind
+                Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol[:32]!r}", symbol, number, kind
             )
+        if number is None:
+            return Rejected(Reason.SEQ_OUT_OF_RANGE, "seq is beyond 2**64 - 1", symbol, None, kind)
+        seq: int = number
         raw_ts = obj.get("ts")
         if raw_ts is not None and type(raw_ts) is not int:
             return Rejected(Reason.BAD_FIELD, "ts is not an integer", symbol, seq, kind)
@@ -520,7 +555,7 @@ class Decoder:
         symbol = obj.get("symbol")
         seq = obj.get("seq")
         name: str | None = symbol if type(symbol) is str else None
-        number: int | None = seq if type(seq) is int and 0 <= seq < MAX_SEQ else None
+        number = _seq(seq)
         if type(kind) is str:
             text: str = kind
             return Rejected(Reason.UNKNOWN_TYPE, f"unknown type {text[:32]!r}", name, number)

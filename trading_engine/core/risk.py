@@ -21,6 +21,7 @@ Checks, in order (the first failure is the reason):
                               the position (counting open orders on that side)
 ``max_position``              position + open orders + this order > ``max_position``
 ``rate_limit``                more than ``max_orders_per_s`` in any 1 s window
+                              (both ends included)
 ``strategy_rate_limit``       more than ``strategy_max_orders_per_s`` for the strategy
 ============================  ==================================================
 
@@ -101,8 +102,12 @@ class SlidingWindowLimit:
     """At most ``count`` events in any window of ``window_ns``. Injected clock.
 
     Stricter than a token bucket, which lets a full burst plus its refill
-    through within one window: here no window of ``window_ns`` ever holds
-    more than ``count`` accepted events. ``O(1)``.
+    through within one window: here no window ``[t, t + window_ns]``, both
+    ends included, ever holds more than ``count`` accepted events. So an
+    event is allowed only when the ``count``-th accepted event before it is
+    more than ``window_ns`` older: one exactly ``window_ns`` older still
+    shares a window with it. Times are ``int`` nanoseconds that never go
+    back (a monotonic clock). ``O(1)``.
     """
 
     __slots__ = ("_times", "count", "window_ns")
@@ -115,10 +120,12 @@ class SlidingWindowLimit:
         self._times: deque[int] = deque(maxlen=count)
 
     def allows(self, now_ns: int) -> bool:
+        """True if an event at ``now_ns`` keeps every window within ``count``."""
         times = self._times
-        return len(times) < self.count or now_ns - times[0] >= self.window_ns
+        return len(times) < self.count or now_ns - times[0] > self.window_ns
 
     def record(self, now_ns: int) -> None:
+        """Count an accepted event at ``now_ns`` (after :meth:`allows` said yes)."""
         self._times.append(now_ns)
 
 

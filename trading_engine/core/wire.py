@@ -9,10 +9,12 @@ field, a ``seq`` or ``ts`` out of range, an unknown ``type``, a duplicate
 orjson and its full validation, which names the exact :class:`Reason`.
 So this module decides no rejection; it only makes the common case cheap.
 
-``seq`` and ``ts`` are bounded to 64-bit signed integers (orjson reads
-integers beyond ``2**64 - 1`` as floats; a ``ts`` between ``2**63`` and
-``2**64 - 1`` takes the reference path), so the two paths agree on every
-frame. Prices and sizes stay as they came (a string,
+``seq`` is any non-negative integer here (msgspec cannot bound an integer
+past ``2**63 - 1`` and reads larger ones exactly); the decoder sends one
+beyond ``2**64 - 1``, which orjson would read as a float, to the
+reference path. ``ts`` is bounded to 64-bit signed integers (a ``ts``
+between ``2**63`` and ``2**64 - 1`` takes the reference path). So the two
+paths agree on every frame. Prices and sizes stay as they came (a string,
 an integer or a float) and are converted on the instrument's grid by the
 decoder, exactly as on the orjson path.
 
@@ -37,7 +39,7 @@ __all__ = [
 
 #: A price or a size as it came: a decimal string or a JSON number.
 Number = str | int | float
-Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
 Timestamp = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None
 LevelPair = tuple[Number, Number]
 

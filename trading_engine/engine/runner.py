@@ -224,7 +224,9 @@ class Service:
         self.admin = AdminServer(
             engine,
             engine.config.admin,
-            registry_for(engine, self.monitor, self.gc_monitor),
+            registry_for(
+                engine, self.monitor, self.gc_monitor, engine.config.admin.metrics_symbols
+            ),
             heartbeat=lambda: self.monitor.last_beat,
             environ=environ,
         )

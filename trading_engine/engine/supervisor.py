@@ -12,7 +12,10 @@ environment (the same mechanism docker-compose uses)::
 
 and serves the admin API on ``admin.host:admin.port`` for all of them:
 ``/metrics`` merges every worker's exposition with a ``worker`` label and
-adds ``trading_engine_worker_up`` and ``trading_engine_worker_restarts_total``;
+adds ``trading_engine_worker_up``, ``trading_engine_worker_restarts_total``
+and the supervisor's own ``process_*``, ``python_gc_*`` and ``python_info``
+(label ``worker="supervisor"``); parsing and rendering run in a thread,
+off the supervisor's loop, which places no orders;
 ``/status`` merges books, positions and strategies (shards own disjoint
 symbols) and lists the workers; ``/halt``, ``/reduce`` and ``/resume`` check
 the token and are forwarded to every worker.
@@ -36,7 +39,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -54,9 +57,10 @@ from ..core.errors import ConfigError
 from ..io.admin import admin_app, authorize
 from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
+from ..lowlevel.metrics import register_process_collectors
 from ..lowlevel.tasks import cancel_and_wait
 
-__all__ = ["Supervisor", "Worker", "worker_environment"]
+__all__ = ["Supervisor", "Worker", "merged_exposition", "worker_environment"]
 
 log = logging.getLogger("trading_engine.supervisor")
 
@@ -147,6 +151,9 @@ class Supervisor:
         self.command = list(command) if command is not None else base
         self.token = self.environ.get(config.admin.token_env) or None
         self.port = config.admin.port
+        #: The supervisor's own process, GC and platform metrics.
+        self.registry = CollectorRegistry(auto_describe=False)
+        register_process_collectors(self.registry)
         self._stop = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -287,11 +294,18 @@ class Supervisor:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("/metrics")
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_MergedMetrics(self.workers, answers))
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        scraped = [
+            (
+                worker.index,
+                worker.restarts,
+                answer.text if answer is not None and answer.status_code == 200 else None,
+            )
+            for worker, answer in zip(self.workers, answers, strict=True)
+        ]
+        # Parsing the workers' text is pure Python and grows with their
+        # series: a thread, so the loop goes on forwarding /halt meanwhile.
+        body = await asyncio.to_thread(merged_exposition, scraped, self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return await self._all_ok("/healthz")
@@ -383,12 +397,29 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
     return merged
 
 
+def merged_exposition(
+    scraped: Sequence[tuple[int, int, str | None]], own: CollectorRegistry | None = None
+) -> bytes:
+    """The supervisor's ``/metrics`` body.
+
+    ``scraped`` holds ``(worker index, restarts, exposition text or None
+    if it did not answer)`` per worker; ``own`` is the supervisor's own
+    registry, whose samples get ``worker="supervisor"``. Thread-safe: it
+    reads only its arguments.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_MergedMetrics(scraped, own))
+    return generate_latest(registry)
+
+
 class _MergedMetrics(Collector):
     """The workers' expositions, each sample labelled with its worker."""
 
-    def __init__(self, workers: list[Worker], answers: list[httpx.Response | None]) -> None:
-        self.workers = workers
-        self.answers = answers
+    def __init__(
+        self, scraped: Sequence[tuple[int, int, str | None]], own: CollectorRegistry | None
+    ) -> None:
+        self.scraped = scraped
+        self.own = own
 
     def collect(self) -> list[Metric]:
         families: dict[str, Metric] = {}
@@ -396,17 +427,9 @@ class _MergedMetrics(Collector):
         restarts = Metric(
             "trading_engine_worker_restarts", "Times the supervisor restarted a worker.", "counter"
         )
-        for worker, answer in zip(self.workers, self.answers, strict=True):
-            label = str(worker.index)
-            answered = answer is not None and answer.status_code == 200
-            up.samples.append(Sample(up.name, {"worker": label}, 1.0 if answered else 0.0))
-            restarts.samples.append(
-                Sample(restarts.name + "_total", {"worker": label}, float(worker.restarts))
-            )
-            if not answered:
-                continue
-            assert answer is not None
-            for family in text_string_to_metric_families(answer.text):
+
+        def merge(found: Iterable[Metric], label: str) -> None:
+            for family in found:
                 merged = families.get(family.name)
                 if merged is None:
                     merged = families[family.name] = Metric(
@@ -416,6 +439,17 @@ class _MergedMetrics(Collector):
                     sample._replace(labels={**sample.labels, "worker": label})
                     for sample in family.samples
                 )
+
+        for index, restart_count, text in self.scraped:
+            label = str(index)
+            up.samples.append(Sample(up.name, {"worker": label}, 0.0 if text is None else 1.0))
+            restarts.samples.append(
+                Sample(restarts.name + "_total", {"worker": label}, float(restart_count))
+            )
+            if text is not None:
+                merge(text_string_to_metric_families(text), label)
+        if self.own is not None:
+            merge(self.own.collect(), "supervisor")
         return [up, restarts, *families.values()]
 
 

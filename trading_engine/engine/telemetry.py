@@ -3,7 +3,14 @@
 The hot path keeps plain ints and :class:`LatencyHistogram` objects;
 :class:`EngineCollector` turns them into the exposition when Prometheus
 scrapes, so observing costs a ``bisect`` instead of a prometheus_client
-call. Metric names follow the admin API specification.
+call. Metric names follow the admin API contract (docs/operations.md).
+
+A scrape runs on the engine's event loop, a step at a time
+(:class:`~trading_engine.lowlevel.metrics.ExpositionRenderer`): the
+collector pauses every :data:`SYMBOLS_PER_STEP` symbols, and per-symbol
+series are kept for at most ``[admin] metrics_symbols`` symbols (see
+:class:`EngineCollector`), so neither the loop stall of a scrape nor its
+size grows with the number of instruments.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from ..core.builder import BookState
 from ..core.orders import OrderStatus
@@ -23,13 +30,33 @@ from ..core.risk import Denial
 from ..io.gateway import EVENTS, HttpGateway
 from ..io.scheduler import Priority
 from ..lowlevel.loop import PriorityEventLoop
-from ..lowlevel.metrics import LatencyHistogram, add_histogram, histogram_family
+from ..lowlevel.metrics import (
+    LatencyHistogram,
+    SteppedRegistry,
+    add_histogram,
+    histogram_family,
+    register_process_collectors,
+)
 from ..lowlevel.tasks import cancel_and_wait
 from .engine import Engine
 
-__all__ = ["EngineCollector", "GcMonitor", "LoopMonitor", "registry_for"]
+__all__ = [
+    "DEFAULT_METRICS_SYMBOLS",
+    "SYMBOLS_PER_STEP",
+    "EngineCollector",
+    "GcMonitor",
+    "LoopMonitor",
+    "registry_for",
+]
 
 P = "trading_engine_"
+
+#: Symbols with per-symbol series when ``[admin] metrics_symbols`` is not set.
+DEFAULT_METRICS_SYMBOLS = 100
+#: Symbols looked at between two pauses of a scrape (about 0.1 ms of work).
+SYMBOLS_PER_STEP = 128
+#: Symbols given per-symbol series between two pauses (about 0.1 ms).
+_LISTED_PER_STEP = 4
 
 
 class LoopMonitor:
@@ -121,19 +148,37 @@ class GcMonitor:
 
 
 class EngineCollector(Collector):
-    """Renders the engine's counters and histograms for Prometheus."""
+    """Renders the engine's counters and histograms for Prometheus.
+
+    Per-symbol series (``book_state``, ``position``, ``realized_pnl``,
+    ``unrealized_pnl``) are bounded by ``symbol_limit``: with at most that
+    many instruments configured, every symbol has them; with more, only
+    the active symbols (a position, realized PnL or open orders) do, the
+    first ``symbol_limit`` of them in configuration order. The rest are
+    counted in ``trading_engine_metrics_symbols_omitted``, and every book
+    is counted by state in ``trading_engine_books{state}``. A scrape's
+    size is then ``O(symbol_limit)``; its work is ``O(symbols)`` (one look
+    at each), done in steps of :data:`SYMBOLS_PER_STEP` (:meth:`steps`).
+    """
 
     def __init__(
         self,
         engine: Engine,
         monitor: LoopMonitor | None = None,
         gc_monitor: GcMonitor | None = None,
+        symbol_limit: int = DEFAULT_METRICS_SYMBOLS,
     ) -> None:
         self.engine = engine
         self.monitor = monitor
         self.gc_monitor = gc_monitor
+        self.symbol_limit = symbol_limit
 
     def collect(self) -> Iterator[Metric]:
+        """Every family at once (``generate_latest``); see :meth:`steps`."""
+        return (family for family in self.steps() if family is not None)
+
+    def steps(self) -> Iterator[Metric | None]:
+        """The families, with ``None`` where a scrape may give the loop back."""
         engine = self.engine
         builder = engine.builder
 
@@ -291,14 +336,6 @@ class EngineCollector(Collector):
                 add_histogram(pauses, histogram, [str(generation)])
             yield pauses
 
-        states = GaugeMetricFamily(
-            P + "book_state", "1 for the state each book is in.", labels=["symbol", "state"]
-        )
-        for symbol, entry in builder.books.items():
-            for state in BookState:
-                states.add_metric([symbol, state.value], 1 if entry.state is state else 0)
-        yield states
-
         trading = GaugeMetricFamily(
             P + "trading_state", "1 for the current trading state.", labels=["state"]
         )
@@ -306,27 +343,7 @@ class EngineCollector(Collector):
             trading.add_metric([value], 1 if engine.risk.state.value == value else 0)
         yield trading
 
-        position = GaugeMetricFamily(
-            P + "position", "Position per symbol, in units of the instrument.", labels=["symbol"]
-        )
-        realized = GaugeMetricFamily(
-            P + "realized_pnl", "Realized PnL per symbol, in quote currency.", labels=["symbol"]
-        )
-        unrealized = GaugeMetricFamily(
-            P + "unrealized_pnl", "Unrealized PnL at mid per symbol.", labels=["symbol"]
-        )
-        for symbol, inst in engine.instruments.items():
-            held = engine.positions.by_symbol.get(symbol)
-            quantity = held.quantity if held else 0
-            # Gauges are floats by nature; the exact values are in /status.
-            position.add_metric([symbol], float(inst.format_size(quantity)))
-            realized.add_metric([symbol], float(inst.format_money(held.realized if held else 0, 8)))
-            mid = builder.books[symbol].book.mid()
-            open_pnl = held.unrealized(mid) if held else 0
-            unrealized.add_metric([symbol], float(inst.format_money(open_pnl, 8)))
-        yield position
-        yield realized
-        yield unrealized
+        yield from self._symbols()
 
         open_orders = GaugeMetricFamily(P + "open_orders", "Orders currently open.")
         open_orders.add_metric([], sum(len(orders) for orders in engine.open_orders.values()))
@@ -343,6 +360,85 @@ class EngineCollector(Collector):
         yield connections
 
         yield from _journal_metrics(engine)
+
+    def _symbols(self) -> Iterator[Metric | None]:
+        """Books by state, then the per-symbol series of the listed symbols."""
+        engine = self.engine
+        books = engine.builder.books
+        limit = self.symbol_limit
+        everyone = len(books) <= limit
+        by_state = dict.fromkeys(BookState, 0)
+        listed: list[str] = []
+        active = 0
+        held = engine.positions.by_symbol
+        exposure = engine.exposure
+        # The books are fixed at start-up; a tuple keeps the walk safe across pauses.
+        for seen, entry in enumerate(tuple(books.values()), 1):
+            symbol = entry.symbol
+            by_state[entry.state] += 1
+            position = held.get(symbol)
+            open_lots = exposure.get(symbol)
+            busy = (position is not None and (position.quantity or position.realized)) or (
+                open_lots is not None and (open_lots[0] or open_lots[1])
+            )
+            if busy:
+                active += 1
+            if (everyone or busy) and len(listed) < limit:
+                listed.append(symbol)
+            if seen % SYMBOLS_PER_STEP == 0:
+                yield None
+        counts = GaugeMetricFamily(P + "books", "Books in each state.", labels=["state"])
+        for state, count in by_state.items():
+            counts.add_metric([state.value], count)
+        yield counts
+        yield GaugeMetricFamily(
+            P + "symbols_active",
+            "Symbols with a position, realized PnL or open orders.",
+            value=active,
+        )
+        yield GaugeMetricFamily(
+            P + "metrics_symbols_omitted",
+            "Active symbols left without per-symbol series by [admin] metrics_symbols.",
+            value=max(0, active - len(listed)) if not everyone else 0,
+        )
+
+        states = GaugeMetricFamily(
+            P + "book_state",
+            "1 for the state each book is in (listed symbols, see [admin] metrics_symbols).",
+            labels=["symbol", "state"],
+        )
+        position_family = GaugeMetricFamily(
+            P + "position", "Position per symbol, in units of the instrument.", labels=["symbol"]
+        )
+        realized = GaugeMetricFamily(
+            P + "realized_pnl", "Realized PnL per symbol, in quote currency.", labels=["symbol"]
+        )
+        unrealized = GaugeMetricFamily(
+            P + "unrealized_pnl", "Unrealized PnL at mid per symbol.", labels=["symbol"]
+        )
+        instruments = engine.instruments
+        for index, symbol in enumerate(listed):
+            book = books.get(symbol)
+            inst = instruments.get(symbol)
+            if book is None or inst is None:
+                continue
+            for state in BookState:
+                states.add_metric([symbol, state.value], 1 if book.state is state else 0)
+            position = held.get(symbol)
+            quantity = position.quantity if position else 0
+            # Gauges are floats by nature; the exact values are in /status.
+            position_family.add_metric([symbol], float(inst.format_size(quantity)))
+            realized.add_metric(
+                [symbol], float(inst.format_money(position.realized if position else 0, 8))
+            )
+            open_pnl = position.unrealized(book.book.mid()) if position else 0
+            unrealized.add_metric([symbol], float(inst.format_money(open_pnl, 8)))
+            if (index + 1) % _LISTED_PER_STEP == 0:
+                yield None
+        yield states
+        yield position_family
+        yield realized
+        yield unrealized
 
     def _gateway(self) -> Iterator[Metric]:
         """The gateway's outcome counters, its request budget, breaker and connections."""
@@ -469,9 +565,18 @@ def _journal_metrics(engine: Engine) -> Iterator[Metric]:
 
 
 def registry_for(
-    engine: Engine, monitor: LoopMonitor | None = None, gc_monitor: GcMonitor | None = None
-) -> CollectorRegistry:
-    """A fresh registry holding the engine's collector."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(engine, monitor, gc_monitor))
+    engine: Engine,
+    monitor: LoopMonitor | None = None,
+    gc_monitor: GcMonitor | None = None,
+    symbol_limit: int = DEFAULT_METRICS_SYMBOLS,
+) -> SteppedRegistry:
+    """A fresh registry: the engine's collector and this process's standard ones.
+
+    The standard collectors are prometheus_client's: ``process_*`` (CPU,
+    memory, open files, from /proc; nothing where there is none),
+    ``python_gc_*`` and ``python_info``.
+    """
+    registry = SteppedRegistry(auto_describe=False)
+    registry.register(EngineCollector(engine, monitor, gc_monitor, symbol_limit))
+    register_process_collectors(registry)
     return registry
