@@ -60,7 +60,7 @@ from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, Time
 from ..core.protocol import Side
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import cancel_and_wait
-from .fastpath import Answer, FastOrderChannel, FastPathError
+from .fastpath import Answer, FastOrderChannel, FastPathError, UnparsedAnswer
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
 __all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
@@ -99,6 +99,7 @@ EVENTS: Final = (
     "rate_limited",  # a new order refused locally: no request slot
     "venue_rate_limited",  # a 429 answer (any request)
     "unreadable_answer",  # a 200 order answer that could not be read
+    "unparsed_answer",  # a fast-path answer the client could not parse (not the venue's failure)
     "unreadable_fill",  # a fill of ours that could not be read
     "unreadable_fills",  # a fills answer that was not a readable list
     "not_found",  # an order closed locally after DELETE and GET answered 404
@@ -416,7 +417,13 @@ class HttpGateway:
         return response
 
     async def _fast_answer(self, waiter: asyncio.Future[Answer], start_ns: int) -> Answer | None:
-        """The fast path's answer; None when nothing was answered."""
+        """The fast path's answer, its outcome recorded by the breaker; None when none was read.
+
+        An answer the fast path could not parse (``unparsed_answer``) is the
+        client's refusal, not the venue's failure: the breaker does not
+        record it (a half-open trial permit is given back), and the order's
+        outcome is unknown like any unanswered one.
+        """
         assert self.fast is not None
         try:
             async with asyncio.timeout(self.config.timeout_s):
@@ -424,12 +431,20 @@ class HttpGateway:
         except TimeoutError:
             self.fast.abandon(waiter)
             self.counts["timeout"] += 1
+            self._record_placement(start_ns, None)
+            return None
+        except UnparsedAnswer as exc:
+            self.counts["unparsed_answer"] += 1
+            log.error("fast path POST /orders: unparsed answer: %s", exc)
+            self.breaker.release()
             return None
         except FastPathError as exc:
             self.counts["connection_error"] += 1
             log.warning("fast path POST /orders: %s", exc)
+            self._record_placement(start_ns, None)
             return None
         self.roundtrip.observe_ns(self._clock() - start_ns)
+        self._record_placement(start_ns, answer)
         return answer
 
     def _record_placement(self, started_ns: int, reply: Reply | None) -> None:
@@ -444,6 +459,7 @@ class HttpGateway:
             self._wall_clock(),
             default_s=1.0,
             cap_s=self.config.max_retry_after_s,
+            date=reply.headers.get("date"),
         )
         self.counts["venue_rate_limited"] += 1
         self.scheduler.pause(delay)
@@ -485,8 +501,7 @@ class HttpGateway:
         while True:
             reply: Reply | None
             if sent is not None:
-                started = sent[1]
-                reply = await self._fast_answer(*sent)
+                reply = await self._fast_answer(*sent)  # its breaker outcome recorded
                 sent = None
             else:
                 if not slot_taken:
@@ -500,9 +515,9 @@ class HttpGateway:
                 started = self._clock()
                 self._last_sent_ns[cid] = started
                 reply = await self._http("POST", "/orders", body, written=order if first else None)
+                if not retry_of_429:
+                    self._record_placement(started, reply)
             first = False
-            if not retry_of_429:
-                self._record_placement(started, reply)
             if reply is None or reply.status_code >= 500:
                 if order.status is not OrderStatus.PENDING_NEW:
                     return  # its state was learned meanwhile (a cancel's answer)
