@@ -144,6 +144,10 @@ class _Connection(asyncio.Protocol):
         except FastPathError as exc:
             self._fail(exc)
             return
+        except ValueError as exc:
+            # int() of a number the checks let through (over 4300 digits).
+            self._fail(UnparsedAnswer(f"unreadable number: {str(exc)[:60]}"))
+            return
         if answer is not None:
             self._answered(answer)
 
@@ -195,7 +199,21 @@ class _Connection(asyncio.Protocol):
             if code < 200:
                 self._interim(code, end)
                 continue
-            return self._body(code, headers, end + 4)
+            length_text = headers.get("content-length")
+            if length_text is None or "transfer-encoding" in headers or not length_text.isdecimal():
+                return self._body(code, headers, end + 4)
+            # The common answer, inline: a Content-Length body.
+            length = int(length_text)
+            if length > _MAX_BODY:
+                raise UnparsedAnswer("answer body too large")
+            total = end + 4 + length
+            if len(buffer) < total:
+                return None
+            if len(buffer) > total:
+                raise UnparsedAnswer("bytes beyond the answer")
+            content = bytes(buffer[end + 4 : total])
+            buffer.clear()
+            return Answer(code, headers, content)
 
     def _parse_rare_head(self, lines: list[bytes], end: int) -> Answer | None:
         """The head again, with repeated fields joined and obsolete line folding read."""
@@ -225,7 +243,11 @@ class _Connection(asyncio.Protocol):
         del self._buffer[: end + 4]
 
     def _body(self, code: int, headers: dict[str, str], start: int) -> Answer | None:
-        """The answer once its body is complete (``start``: where the body begins)."""
+        """The answer once its body is complete, for every framing (``start``: where it begins).
+
+        The common one (a plain ``Content-Length``) is also read inline in
+        :meth:`_parse`, which calls this for the others.
+        """
         buffer = self._buffer
         length_text = headers.get("content-length")
         if "transfer-encoding" in headers:
