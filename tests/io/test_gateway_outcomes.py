@@ -428,3 +428,19 @@ async def test_cancel_without_an_answer_is_sent_again(venue: Venue, nothing: byt
     assert venue.listener.statuses() == ["canceled"]
     assert len(venue.exchange.calls("DELETE", ONE)) == 2
     assert venue.gw.counts["cancel_failed"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_dated_retry_after_is_measured_against_the_answers_date(venue: Venue) -> None:
+    # The venue's clock is years behind the host's: against the host's clock
+    # the retry date is long past (no pause); against the answer's Date, 1 s.
+    dated = {
+        "Date": "Mon, 01 Jan 2001 00:00:00 GMT",
+        "Retry-After": "Mon, 01 Jan 2001 00:00:01 GMT",
+    }
+    venue.exchange.on("POST", ORDER, reply(429, b"", dated), reply(200, order("new")))
+    venue.gw.submit(make_order())
+    assert await venue.gw.drain(3)
+    assert venue.listener.statuses() == ["new"]
+    assert venue.gw.scheduler.paused_ns_total == 10**9
+    venue.first_sends_took_the_mode(1)
