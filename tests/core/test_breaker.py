@@ -89,6 +89,33 @@ def test_half_open_permits_exactly_the_trial_calls_and_closes() -> None:
     assert cb.failure_rate == 0.0  # a fresh window
 
 
+def test_a_closing_breaker_starts_with_an_empty_window() -> None:
+    # Opened by five failures, closed by three good trials: the five failures
+    # must be gone. A window kept across the close (or its failure and slow
+    # counts kept) reopens at the first failure below, or never reopens.
+    cb, clock = breaker(slow_call_rate_threshold=0.6)
+    for _ in range(5):
+        call(cb, failed=True, duration_ns=300 * MS)
+    assert cb.state is BreakerState.OPEN
+    clock.advance(5)
+    for _ in range(3):
+        call(cb, failed=False)
+    assert cb.state is BreakerState.CLOSED
+    assert cb.failure_rate == 0.0
+    fresh, _ = breaker(slow_call_rate_threshold=0.6)
+    # ok x4, one failure (1/5: closed), then until the window holds 50% failures.
+    calls = [(False, MS)] * 4 + [(True, MS)] + [(False, MS)] * 5 + [(True, 300 * MS)] * 4
+    states = []
+    for failed, duration_ns in calls:
+        call(cb, failed, duration_ns)
+        call(fresh, failed, duration_ns)
+        assert cb.failure_rate == fresh.failure_rate
+        states.append((cb.state, fresh.state))
+    assert [ours for ours, _ in states] == [theirs for _, theirs in states]
+    assert states[4] == (BreakerState.CLOSED, BreakerState.CLOSED)  # 1 failure in 5
+    assert states[-1][0] is BreakerState.OPEN  # 5 failures in the last 10
+
+
 def test_half_open_reopens_on_failed_trials() -> None:
     cb, clock = breaker()
     for _ in range(5):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -92,9 +93,10 @@ async def test_no_idle_connection_means_fallback(served: tuple[Server, FastOrder
 @pytest.mark.parametrize(
     "reply",
     [
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra",
         b"garbage\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n bad header\r\nContent-Length: 0\r\n\r\n",
@@ -114,6 +116,52 @@ async def test_anything_unexpected_fails_the_request_and_the_connection(
     again = channel.try_send(b"{}")
     assert again is not None
     assert (await again).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_chunked_and_interim_answers_keep_the_connection(
+    served: tuple[Server, FastOrderChannel],
+) -> None:
+    server, channel = served
+    server.script = lambda _: (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'3;x=y\r\n{"a\r\n4\r\n":1}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    for _ in range(4):
+        waiter = channel.try_send(b"{}")
+        assert waiter is not None
+        answer = await waiter
+        assert (answer.status_code, answer.content) == (200, b'{"a":1}')
+    assert server.connections == 2  # kept alive: no answer was refused
+    assert channel.connect_failures == 0
+
+
+@pytest.mark.asyncio
+async def test_an_answer_delimited_by_the_close() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{")
+            await writer.drain()
+            writer.write(b"}")
+        writer.close()
+
+    listener = await asyncio.start_server(answer_then_close, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    channel = FastOrderChannel(f"http://127.0.0.1:{port}", "k", connections=1)
+    try:
+        await channel.start()
+        waiter = channel.try_send(b"{}")
+        assert waiter is not None
+        async with asyncio.timeout(5):
+            answer = await waiter
+        assert answer.content == b"{}"
+        assert channel.connect_failures == 0  # an answer, not a failed attempt
+    finally:
+        await channel.close()
+        listener.close()
+        await listener.wait_closed()
 
 
 @pytest.mark.asyncio

@@ -144,6 +144,46 @@ def test_retry_after_delay_seconds_and_http_dates(value: str | None, expected: f
     assert retry_after_s(value, NOW, default_s=1.0, cap_s=30.0) == pytest.approx(expected)
 
 
+def http_date(unix_s: float) -> str:
+    return format_datetime(datetime.fromtimestamp(unix_s, UTC), usegmt=True)
+
+
+@pytest.mark.parametrize("host_offset_s", [-3600.0, -20.0, 0.0, 20.0, 3600.0])
+def test_an_http_date_retry_after_is_measured_against_the_answers_date(
+    host_offset_s: float,
+) -> None:
+    # The venue says "retry at its 12:00:10" in an answer it dated 12:00:00: 10 s,
+    # whatever the host's clock says (ahead, behind or right).
+    venue_now = NOW
+    host_now = NOW + host_offset_s
+    delay = retry_after_s(
+        http_date(venue_now + 10), host_now, default_s=1.0, cap_s=30.0, date=http_date(venue_now)
+    )
+    assert delay == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("date", [None, "", "yesterday", "Fri, 99 Foo 2026 25:61:00 GMT"])
+def test_without_a_readable_date_the_host_clock_measures_an_http_date(date: str | None) -> None:
+    assert retry_after_s(
+        http_date(NOW + 4), NOW, default_s=1.0, cap_s=30.0, date=date
+    ) == pytest.approx(4.0)
+
+
+def test_a_dated_retry_after_keeps_the_cap_the_floor_and_delay_seconds() -> None:
+    dated = {"default_s": 1.0, "cap_s": 30.0, "date": http_date(NOW - 7200)}
+    assert retry_after_s(http_date(NOW - 7200 + 600), NOW, **dated) == 30.0  # capped
+    assert retry_after_s(http_date(NOW - 7200 - 5), NOW, **dated) == 0.0  # already past
+    assert retry_after_s("12", NOW, **dated) == 12.0  # delay-seconds: no date involved
+    assert retry_after_s("soon", NOW, **dated) == 1.0
+
+
+@pytest.mark.parametrize(("value", "expected"), [("\u00b2", 1.0), ("9" * 5000, 30.0)])
+def test_odd_digit_strings_never_raise(value: str, expected: float) -> None:
+    # A superscript two is a digit to str.isdigit() but not to int(); a long
+    # number exceeds int()'s 4300-digit limit.
+    assert retry_after_s(value, NOW, default_s=1.0, cap_s=30.0) == expected
+
+
 def test_reads_leave_half_the_window_to_cancels_and_orders() -> None:
     clock = ManualClock(start_ns=10**12)
     scheduler = RequestScheduler(10, clock.monotonic_ns)

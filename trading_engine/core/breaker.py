@@ -26,7 +26,9 @@ The gateway records order placements only (first sends and re-sends of an
 order; not 429 retries, reads, cancels or fill polls), so the trial calls
 while half-open are placements too. A failure is a 5xx answer, a timeout
 or a connection error; a 4xx answer is a success for the breaker (the
-venue is healthy, the order was bad). A call is slow when it took at
+venue is healthy, the order was bad). An answer the client itself could
+not parse is not recorded at all (its permit is released): it says
+nothing about the venue. A call is slow when it took at
 least ``slow_call_s``.
 """
 

@@ -10,14 +10,32 @@ the strategy's call to ``submit``, so the bytes are on the socket before
 the hot path returns.
 
 Everything else (reads, cancels, fills, settlement, retries) stays on
-httpx. The parser accepts exactly what the exchange API sends: an
-``HTTP/1.1`` status line, headers, and a ``Content-Length`` body; anything
-else (chunked encoding, a malformed line, bytes nobody asked for) closes
-the connection and makes that request's outcome unknown, which the
-gateway settles like any other. It costs 3 us per answer at p50 where h11
-costs 24 us (``benchmarks/fastpath_parser.py``, docs/benchmarks.md): a
-tenth of the whole loopback round trip, spent on the loop's one thread,
-for a grammar this strict parser already covers.
+httpx. The parser reads any HTTP/1.1 answer (RFC 9112): the common one, a
+status line, headers and a ``Content-Length`` body, takes one pass over
+the head; the rest takes a slower branch that never costs the common one
+anything:
+
+* interim answers (``100 Continue``, ``103 Early Hints``, any 1xx but
+  ``101``) before the final one are read and dropped;
+* a ``Transfer-Encoding: chunked`` body, with chunk extensions (ignored)
+  and trailer fields (checked, dropped);
+* a body delimited by the connection's close (no length, not chunked),
+  ended by the peer's orderly close; 204 and 304 answers without a length
+  have none;
+* repeated header fields (values joined with ``", "``), a
+  ``Content-Length`` list of identical values, obsolete line folding.
+
+It refuses, with :class:`UnparsedAnswer`: another HTTP version, a
+malformed line, ``Transfer-Encoding`` beside ``Content-Length`` (RFC 9112,
+6.3: the framing is ambiguous, the request-smuggling vector), a transfer
+coding other than ``chunked``, ``101``, an oversized head or body, and
+bytes beyond the answer. A refusal closes the connection and makes that
+request's outcome unknown, which the gateway settles by reading the order
+back; it is the client's refusal, not a failure of the venue, and the
+gateway's breaker does not count it. A common answer costs 3 us at p50
+where h11 costs 24 us (``benchmarks/fastpath_parser.py``,
+docs/benchmarks.md): a tenth of the whole loopback round trip, spent on
+the loop's one thread.
 
 ``https://`` URLs are spoken over TLS with the context the caller gives
 (the gateway's ``ssl.create_default_context()`` plus ``ca_file``).
@@ -46,16 +64,28 @@ from urllib.parse import urlsplit
 
 from ..lowlevel.loop import mark_critical, unmark_critical
 
-__all__ = ["Answer", "FastOrderChannel", "FastPathError"]
+__all__ = ["Answer", "FastOrderChannel", "FastPathError", "UnparsedAnswer"]
 
 log = logging.getLogger("trading_engine.fastpath")
 
 _MAX_HEAD: Final = 16 * 1024
 _MAX_BODY: Final = 1024 * 1024
+#: A chunk-size line with its extensions.
+_MAX_CHUNK_LINE: Final = 1024
+_HEX: Final = b"0123456789abcdefABCDEF"
 
 
 class FastPathError(ConnectionError):
-    """The connection failed or the answer was not one we accept."""
+    """The connection failed before the answer, or the answer was not one we read."""
+
+
+class UnparsedAnswer(FastPathError):
+    """The peer answered, but not in a form this client reads: a refusal of ours.
+
+    It says nothing about the venue's health (the gateway does not count it
+    as a failure of the venue) and nothing about the order (its outcome is
+    unknown); the connection is dropped.
+    """
 
 
 class Answer:
@@ -85,6 +115,10 @@ class _Connection(asyncio.Protocol):
         self.served = 0
         #: Closed as a failed attempt: by the peer before any answer, or on a bad answer.
         self.failed = False
+        #: The answer in the buffer ends when the peer closes (no length, not chunked);
+        #: its status, headers and where its body starts.
+        self._until_close = False
+        self._close_head: tuple[int, dict[str, str], int] = (0, {}, 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -110,50 +144,202 @@ class _Connection(asyncio.Protocol):
         except FastPathError as exc:
             self._fail(exc)
             return
-        if answer is None:
+        except ValueError as exc:
+            # int() of a number the checks let through (over 4300 digits).
+            self._fail(UnparsedAnswer(f"unreadable number: {str(exc)[:60]}"))
             return
+        if answer is not None:
+            self._answered(answer)
+
+    def _answered(self, answer: Answer) -> None:
         waiter, self.waiter = self.waiter, None
         self.served += 1
-        if not waiter.done():
+        if waiter is not None and not waiter.done():
             waiter.set_result(answer)
-        if answer.headers.get("connection", "").lower() == "close":
+        if self._until_close or answer.headers.get("connection", "").lower() == "close":
             self.close()
         else:
             self._channel._idle(self)
 
+    def eof_received(self) -> bool:
+        # The peer finished sending: that ends an answer delimited by the close.
+        if self._until_close and self.waiter is not None:
+            self._answered(self._answer_at_close())
+        return False
+
     def _parse(self) -> Answer | None:
+        """The final answer once the buffer holds all of it; None while it is incomplete.
+
+        Interim (1xx) answers before it are read and dropped. Raises
+        :class:`UnparsedAnswer` for anything that is not a valid HTTP/1.1
+        answer this parser reads (see the module's docstring).
+        """
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > _MAX_HEAD:
-                raise FastPathError("answer head too long")
-            return None
-        lines = bytes(buffer[:end]).split(b"\r\n")
-        status = lines[0].split(b" ", 2)
-        if len(status) < 2 or status[0] != b"HTTP/1.1" or not status[1].isdigit():
-            raise FastPathError(f"bad status line {lines[0][:60]!r}")
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > _MAX_HEAD:
+                    raise UnparsedAnswer("answer head too long")
+                return None
+            lines = bytes(buffer[:end]).split(b"\r\n")
+            status = lines[0].split(b" ", 2)
+            code_text = status[1] if len(status) > 1 else b""
+            if status[0] != b"HTTP/1.1" or len(code_text) != 3 or not code_text.isdigit():
+                raise UnparsedAnswer(f"bad status line {lines[0][:60]!r}")
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(b":")
+                if not sep or not name or name != name.strip():
+                    return self._parse_rare_head(lines, end)
+                headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+            if len(headers) != len(lines) - 1:
+                # A repeated field: its values are joined, as RFC 9110 (5.3) reads them.
+                return self._parse_rare_head(lines, end)
+            code = int(code_text)
+            if code < 200:
+                self._interim(code, end)
+                continue
+            length_text = headers.get("content-length")
+            if length_text is None or "transfer-encoding" in headers or not length_text.isdecimal():
+                return self._body(code, headers, end + 4)
+            # The common answer, inline: a Content-Length body.
+            length = int(length_text)
+            if length > _MAX_BODY:
+                raise UnparsedAnswer("answer body too large")
+            total = end + 4 + length
+            if len(buffer) < total:
+                return None
+            if len(buffer) > total:
+                raise UnparsedAnswer("bytes beyond the answer")
+            content = bytes(buffer[end + 4 : total])
+            buffer.clear()
+            return Answer(code, headers, content)
+
+    def _parse_rare_head(self, lines: list[bytes], end: int) -> Answer | None:
+        """The head again, with repeated fields joined and obsolete line folding read."""
         headers: dict[str, str] = {}
+        last = ""
         for line in lines[1:]:
+            if line[:1] in (b" ", b"\t") and last:
+                # obs-fold (RFC 9112, 5.2): the line continues the previous field's value.
+                headers[last] += " " + line.strip().decode("latin-1")
+                continue
             name, sep, value = line.partition(b":")
             if not sep or not name or name != name.strip():
-                raise FastPathError(f"bad header line {line[:60]!r}")
-            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-        if "transfer-encoding" in headers:
-            raise FastPathError("transfer-encoding is not accepted on the fast path")
+                raise UnparsedAnswer(f"bad header line {line[:60]!r}")
+            last = name.decode("latin-1").lower()
+            text = value.strip().decode("latin-1")
+            headers[last] = f"{headers[last]}, {text}" if last in headers else text
+        code = int(lines[0].split(b" ", 2)[1])
+        if code < 200:
+            self._interim(code, end)
+            return self._parse()
+        return self._body(code, headers, end + 4)
+
+    def _interim(self, code: int, end: int) -> None:
+        """Drop a 1xx answer (100 Continue, 103 Early Hints): the final one follows."""
+        if code == 101:
+            raise UnparsedAnswer("101 Switching Protocols was not asked for")
+        del self._buffer[: end + 4]
+
+    def _body(self, code: int, headers: dict[str, str], start: int) -> Answer | None:
+        """The answer once its body is complete, for every framing (``start``: where it begins).
+
+        The common one (a plain ``Content-Length``) is also read inline in
+        :meth:`_parse`, which calls this for the others.
+        """
+        buffer = self._buffer
         length_text = headers.get("content-length")
-        if length_text is None or not length_text.isdigit():
-            raise FastPathError("answer without a valid Content-Length")
-        length = int(length_text)
+        if "transfer-encoding" in headers:
+            if length_text is not None:
+                # RFC 9112, 6.3: both framings at once is how requests are smuggled.
+                raise UnparsedAnswer("Transfer-Encoding beside a Content-Length")
+            if headers["transfer-encoding"].lower() != "chunked":
+                raise UnparsedAnswer(f"transfer coding {headers['transfer-encoding'][:40]!r}")
+            return self._chunked(code, headers, start)
+        if length_text is None:
+            if code == 204 or code == 304:
+                length = 0
+            else:
+                # Delimited by the connection's close (RFC 9112, 6.3, rule 8).
+                self._until_close = True
+                self._close_head = (code, headers, start)
+                if len(buffer) - start > _MAX_BODY:
+                    raise UnparsedAnswer("answer body too large")
+                return None
+        elif len(length_text) < 16 and length_text.isdecimal():
+            length = int(length_text)
+        else:
+            length = _list_length(length_text)
         if length > _MAX_BODY:
-            raise FastPathError("answer body too large")
-        total = end + 4 + length
+            raise UnparsedAnswer("answer body too large")
+        total = start + length
         if len(buffer) < total:
             return None
         if len(buffer) > total:
-            raise FastPathError("bytes beyond the answer")
-        content = bytes(buffer[end + 4 : total])
+            raise UnparsedAnswer("bytes beyond the answer")
+        content = bytes(buffer[start:total])
         buffer.clear()
-        return Answer(int(status[1]), headers, content)
+        return Answer(code, headers, content)
+
+    def _chunked(self, code: int, headers: dict[str, str], start: int) -> Answer | None:
+        """A chunked body (RFC 9112, 7.1): extensions ignored, trailer fields checked, dropped."""
+        buffer = self._buffer
+        size_total = 0
+        chunks: list[bytes] = []
+        position = start
+        while True:
+            line_end = buffer.find(b"\r\n", position)
+            if line_end < 0:
+                if len(buffer) - position > _MAX_CHUNK_LINE:
+                    raise UnparsedAnswer("chunk size line too long")
+                return None
+            size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].rstrip(b" \t")
+            if not 0 < len(size_text) <= 16 or size_text.strip(_HEX):
+                raise UnparsedAnswer(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
+            size_total += size
+            if size_total > _MAX_BODY:
+                raise UnparsedAnswer("answer body too large")
+            data_start = line_end + 2
+            if size == 0:
+                return self._trailer(code, headers, data_start, b"".join(chunks))
+            data_end = data_start + size
+            if len(buffer) < data_end + 2:
+                return None
+            if buffer[data_end : data_end + 2] != b"\r\n":
+                raise UnparsedAnswer("chunk data not followed by CRLF")
+            chunks.append(bytes(buffer[data_start:data_end]))
+            position = data_end + 2
+
+    def _trailer(
+        self, code: int, headers: dict[str, str], start: int, content: bytes
+    ) -> Answer | None:
+        buffer = self._buffer
+        if buffer[start : start + 2] == b"\r\n":
+            end = start + 2
+        else:
+            blank = buffer.find(b"\r\n\r\n", start)
+            if blank < 0:
+                if len(buffer) - start > _MAX_HEAD:
+                    raise UnparsedAnswer("trailer section too long")
+                return None
+            for line in bytes(buffer[start:blank]).split(b"\r\n"):
+                name, sep, _ = line.partition(b":")
+                if not sep or not name or name != name.strip():
+                    raise UnparsedAnswer(f"bad trailer line {line[:60]!r}")
+            end = blank + 4
+        if len(buffer) > end:
+            raise UnparsedAnswer("bytes beyond the answer")
+        buffer.clear()
+        return Answer(code, headers, content)
+
+    def _answer_at_close(self) -> Answer:
+        """The answer delimited by the connection's close, from what was read."""
+        code, headers, start = self._close_head
+        content = bytes(self._buffer[start:])
+        self._buffer.clear()
+        return Answer(code, headers, content)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
@@ -185,6 +371,15 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             self.failed = not self.served
             self._channel._gone(self)
+
+
+def _list_length(text: str) -> int:
+    """A Content-Length that is a list: read when all its values agree (RFC 9110, 8.6)."""
+    values = {part.strip() for part in text.split(",")}
+    value = values.pop() if len(values) == 1 else ""
+    if not 0 < len(value) < 16 or not value.isdecimal():
+        raise UnparsedAnswer(f"bad Content-Length {text[:40]!r}")
+    return int(value)
 
 
 class FastOrderChannel:

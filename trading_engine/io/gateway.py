@@ -71,7 +71,7 @@ from ..core.reports import MAX_FILL_ID, parse_fill, parse_order_body
 from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import cancel_and_wait
-from .fastpath import Answer, FastOrderChannel, FastPathError
+from .fastpath import Answer, FastOrderChannel, FastPathError, UnparsedAnswer
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
 __all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
@@ -107,6 +107,7 @@ EVENTS: Final = (
     "retry_abandoned",  # an order answered 429 closed: past its retries or deadline
     "canceled_unsent",  # an order canceled before its request left: never sent
     "unreadable_answer",  # a 200 order answer that could not be read
+    "unparsed_answer",  # a fast-path answer the client could not parse (not the venue's failure)
     "unreadable_fill",  # a fill of ours that could not be read
     "unreadable_fills",  # a fills answer that was not a readable list, or an entry without id
     "not_found",  # an order closed locally after DELETE and GET answered 404
@@ -467,8 +468,7 @@ class HttpGateway:
         while True:
             reply: Reply | None
             if sent is not None:
-                started = sent[1]
-                reply = await self._fast_answer(*sent)
+                reply = await self._fast_answer(*sent)  # its breaker outcome recorded
                 sent = None
             else:
                 if not slot_taken:
@@ -484,8 +484,8 @@ class HttpGateway:
                 started = self._clock()
                 self._last_sent_ns[cid] = started
                 reply = await self._http("POST", "/orders", body, written=order if first else None)
-            if first:
-                self._record_placement(started, reply)
+                if first:
+                    self._record_placement(started, reply)
             first = False
             if reply is None or reply.status_code >= 500:
                 if order.status is not OrderStatus.PENDING_NEW:
@@ -642,8 +642,8 @@ class HttpGateway:
                 return  # settled meanwhile (its placement's answer, a read)
             code = 0 if reply is None else reply.status_code
             if reply is not None and code == 200:
-                if self._apply(order, reply) and not order.is_open:
-                    return
+                if self._apply(order, reply):
+                    return  # the venue's word on the cancel (a final state, or why not)
                 await self._read_back(order)
                 if not order.is_open:
                     return
@@ -886,7 +886,13 @@ class HttpGateway:
         return response
 
     async def _fast_answer(self, waiter: asyncio.Future[Answer], start_ns: int) -> Answer | None:
-        """The fast path's answer; None when nothing was answered."""
+        """The fast path's answer, its outcome recorded by the breaker; None when none was read.
+
+        An answer the fast path could not parse (``unparsed_answer``) is the
+        client's refusal, not the venue's failure: the breaker does not
+        record it (a half-open trial permit is given back), and the order's
+        outcome is unknown like any unanswered one.
+        """
         assert self.fast is not None
         try:
             async with asyncio.timeout(self.config.timeout_s):
@@ -894,12 +900,20 @@ class HttpGateway:
         except TimeoutError:
             self.fast.abandon(waiter)
             self.counts["timeout"] += 1
+            self._record_placement(start_ns, None)
+            return None
+        except UnparsedAnswer as exc:
+            self.counts["unparsed_answer"] += 1
+            log.error("fast path POST /orders: unparsed answer: %s", exc)
+            self.breaker.release()
             return None
         except FastPathError as exc:
             self.counts["connection_error"] += 1
             log.warning("fast path POST /orders: %s", exc)
+            self._record_placement(start_ns, None)
             return None
         self.roundtrip.observe_ns(self._clock() - start_ns)
+        self._record_placement(start_ns, answer)
         return answer
 
     def _record_placement(self, started_ns: int, reply: Reply | None) -> None:
@@ -914,6 +928,7 @@ class HttpGateway:
             self._wall_clock(),
             default_s=1.0,
             cap_s=self.config.max_retry_after_s,
+            date=reply.headers.get("date"),
         )
         self.counts["venue_rate_limited"] += 1
         self.scheduler.pause(delay)

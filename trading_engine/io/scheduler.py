@@ -41,6 +41,7 @@ import asyncio
 import email.utils
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC
 from enum import IntEnum
 
 __all__ = ["Dropped", "Priority", "RequestScheduler", "retry_after_s"]
@@ -260,28 +261,42 @@ class RequestScheduler:
             future.set_result(None)
 
 
-def retry_after_s(value: str | None, now_s: float, default_s: float, cap_s: float) -> float:
+def retry_after_s(
+    value: str | None, now_s: float, default_s: float, cap_s: float, date: str | None = None
+) -> float:
     """Seconds to wait for a ``Retry-After`` header (RFC 9110, section 10.2.3).
 
     ``value`` is delay-seconds (``"120"``) or an HTTP-date
     (``"Fri, 31 Dec 1999 23:59:59 GMT"``, or the obsolete RFC 850 and
-    asctime forms RFC 9110 asks recipients to accept); ``now_s`` is the
-    wall clock (Unix seconds) for the date form. A missing or unreadable
-    value gives ``default_s``; a date in the past gives 0; the result is
-    never above ``cap_s``.
+    asctime forms RFC 9110 asks recipients to accept). An HTTP-date is
+    measured against ``date``, the same answer's ``Date`` header: both are
+    stamped by the venue's clock, so the host's clock offset cancels out.
+    Only without a readable ``date`` is it measured against ``now_s``, the
+    host's wall clock (Unix seconds). A missing or unreadable value gives
+    ``default_s``; a date in the past gives 0; the result is never above
+    ``cap_s``. Raises nothing.
     """
     if value is None:
         return min(default_s, cap_s)
     text = value.strip()
-    if text.isdigit():
-        return min(float(int(text)), cap_s)
+    if text.isascii() and text.isdigit():
+        # More digits than any float's precision: beyond any cap (and int() refuses
+        # strings of over 4300 digits).
+        return cap_s if len(text) > 15 else min(float(int(text)), cap_s)
+    when = _http_date_s(text)
+    if when is None:
+        return min(default_s, cap_s)
+    sent = _http_date_s(date.strip()) if date is not None else None
+    return min(max(0.0, when - (now_s if sent is None else sent)), cap_s)
+
+
+def _http_date_s(text: str) -> float | None:
+    """An HTTP-date (any of its three forms) as Unix seconds; None if unreadable."""
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
-        return min(default_s, cap_s)
+        return None
     if when.tzinfo is None:
         # RFC 9110: an HTTP-date is always UTC ("GMT"); asctime carries no zone.
-        from datetime import UTC
-
         when = when.replace(tzinfo=UTC)
-    return min(max(0.0, when.timestamp() - now_s), cap_s)
+    return when.timestamp()
