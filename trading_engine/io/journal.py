@@ -680,9 +680,10 @@ class Journal:
         to 0 and fill ids are unique again from here on. Journaled fills
         (and the positions they make) stay.
         """
-        # Fills already journaled carry venue 1 until a first venue is recorded.
+        # Fills journaled before a first venue is recorded carry venue 1: the
+        # first record is that venue, unless its fills log is a new one.
         (rows,) = self._db.execute("SELECT COUNT(*) FROM venues").fetchone()
-        seq = self._venue_seq + 1 if rows else 1
+        seq = self._venue_seq + 1 if rows or new_fills_log else 1
         self._pending.append(
             (
                 "INSERT INTO venues (seq, base_url, key_fingerprint, new_fills_log, reason, ts_ns)"
