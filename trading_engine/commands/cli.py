@@ -434,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start even though the journal was written against another venue or account, "
         "or the venue's fills log was reset: record this venue and restart the fills cursor, "
-        "keeping the journaled fills and positions (journal.accept_new_venue for one run)",
+        "keeping the journaled fills and positions (default: journal.accept_new_venue, false in "
+        "the default configuration)",
     )
     run.set_defaults(handler=_run)
 

@@ -130,8 +130,7 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
     journal = engine.journal
     if journal is None or reader is None:
         return
-    state = journal.load()
-    cursor = state.fills_cursor
+    cursor = journal.read_fills_cursor()
     recorded = journal.recorded_venue()
     current = journal.venue
     problems: list[str] = []

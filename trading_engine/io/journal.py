@@ -935,6 +935,11 @@ class Journal:
         ).fetchone()
         return None if row is None or not row[0] else VenueIdentity(row[0], row[1])
 
+    def read_fills_cursor(self) -> int:
+        """The largest venue fill id read (0: none); O(1)."""
+        row = self._db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()
+        return 0 if row is None else int(row[0])
+
     def journaled_fill(self, fill_id: int) -> JournaledFill | None:
         """The fill journaled with venue fill id ``fill_id`` (current venue), or None."""
         row = self._db.execute(
@@ -969,8 +974,7 @@ class Journal:
             if order.is_open:
                 state.open_orders[order.client_order_id] = order
         state.fills = self.fills()
-        cursor = db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()
-        state.fills_cursor = 0 if cursor is None else int(cursor[0])
+        state.fills_cursor = self.read_fills_cursor()
         last = db.execute(
             "SELECT state, who, reason FROM trading_state ORDER BY seq DESC LIMIT 1"
         ).fetchone()
