@@ -301,6 +301,19 @@ class JournalConfig(_Section):
         description="open orders on the venue that the journal does not know: cancel them, "
         "adopt them, or refuse to become ready",
     )
+    write_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="a journal write not done within this many seconds (another process "
+        "holding a write lock, a stuck disk) halts trading",
+    )
+    accept_new_venue: bool = Field(
+        False,
+        description="start even though the journal was written against another venue or "
+        "account, or the venue's fills log was reset: record this venue, restart the fills "
+        "cursor (prefer the one-off `run --accept-new-venue`)",
+    )
 
 
 class InstrumentConfig(_Section):

@@ -135,7 +135,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
-    with pytest.raises(JournalError, match=r"schema version 3 is newer"):
+    with pytest.raises(JournalError, match=rf"schema version {SCHEMA_VERSION + 1} is newer"):
         Journal.open(str(path))
 
 

@@ -128,6 +128,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.capture:
         feed = config.feed.model_copy(update={"capture_path": args.capture})
         config = config.model_copy(update={"feed": feed})
+    if args.accept_new_venue:
+        journal = config.journal.model_copy(update={"accept_new_venue": True})
+        config = config.model_copy(update={"journal": journal})
     configure(config.engine.log_level)
     log = logging.getLogger("trading_engine.cli")
     # With workers, each worker opens its own journal; this process only validates.
@@ -425,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N worker processes, one shard of the symbols each: worker i listens on "
         "feed.port + i; one admin API for all on admin.port (default 1)",
+    )
+    run.add_argument(
+        "--accept-new-venue",
+        action="store_true",
+        help="start even though the journal was written against another venue or account, "
+        "or the venue's fills log was reset: record this venue and restart the fills cursor, "
+        "keeping the journaled fills and positions (default: journal.accept_new_venue, false in "
+        "the default configuration)",
     )
     run.set_defaults(handler=_run)
 

@@ -49,12 +49,20 @@ from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 from ..core.reports import FillReport, parse_order_body
 from ..core.risk import TradingState
-from ..io.journal import JournaledOrder, JournalState
+from ..io.journal import JournaledOrder, JournalError, JournalState
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["ADOPTED", "ReconciliationRefused", "VenueReader", "reconcile"]
+__all__ = [
+    "ADOPTED",
+    "ReconciliationRefused",
+    "VenueChanged",
+    "VenueReader",
+    "check_venue",
+    "halt_on_missing_fills",
+    "reconcile",
+]
 
 log = logging.getLogger("trading_engine.reconcile")
 
@@ -90,6 +98,120 @@ class VenueReader(Protocol):
 
 class ReconciliationRefused(Exception):
     """``unknown_orders = "refuse"`` met orders the journal does not know."""
+
+
+class VenueChanged(JournalError):
+    """The journal was written against another venue, or the venue was reset (exit 2)."""
+
+
+_WHAT_TO_DO = (
+    "use a new journal (journal.path) for this venue, or, if it is to be taken as a new "
+    "venue, start once with `trading-engine run --accept-new-venue` (config key "
+    "journal.accept_new_venue): the fills cursor restarts, this venue is recorded, the "
+    "journaled fills and the positions they make are kept"
+)
+
+
+async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
+    """Is the venue the one the journal's positions and fills cursor belong to?
+
+    Two checks, before anything is read from the journal or the venue:
+
+    * identity: the journal records the gateway's base URL and a
+      fingerprint of its API key; another one is another venue or account;
+    * the fills log: fill ids increase and fills are never deleted, so the
+      same venue answers ``GET /fills?since=<cursor - 1>`` with at least the
+      fill ``cursor`` (and, when that fill is this engine's, the same one
+      the journal holds). No fill id at or above the cursor means the
+      venue's log restarted (a venue reset): fills after it would carry ids
+      the journal believes read, and never reach it.
+
+    Either finding raises :class:`VenueChanged` (the engine exits 2) with
+    what to do, unless ``[journal] accept_new_venue``: then the venue is
+    recorded as the journal's (the fills cursor restarts at 0 when the log
+    is another) and start-up goes on. A journal that never recorded a
+    venue records this one. Skipped without a venue to read (the
+    in-process venue) or without a journal. Raises ``ConnectionError``
+    when the venue cannot be read (start-up retries).
+    """
+    journal = engine.journal
+    if journal is None or reader is None:
+        return
+    cursor = journal.read_fills_cursor()
+    recorded = journal.recorded_venue()
+    current = journal.venue
+    problems: list[str] = []
+    if current is not None and recorded is not None and recorded != current:
+        problems.append(
+            f"the journal was written against {recorded}, the configuration trades on {current}"
+        )
+    new_log = False
+    if cursor > 0:
+        fills = await reader.fills(cursor - 1)
+        at_cursor = [fill for fill in fills if int(fill.get("fill_id", 0)) == cursor]
+        newest = max((int(fill.get("fill_id", 0)) for fill in fills), default=None)
+        if newest is None or newest < cursor:
+            new_log = True
+            problems.append(
+                f"the venue's newest fill id is "
+                f"{'below ' + str(cursor) if newest is None else newest}, the journal has read "
+                f"its fills up to {cursor}: the venue was reset or is another one"
+            )
+        elif at_cursor and (mine := journal.journaled_fill(cursor)) is not None:
+            venue_fill = at_cursor[0]
+            if str(venue_fill.get("client_order_id")) != mine.client_order_id:
+                new_log = True
+                problems.append(
+                    f"the venue's fill {cursor} is for {venue_fill.get('client_order_id')}, "
+                    f"the journal has it for {mine.client_order_id}: the venue was reset or "
+                    "is another one"
+                )
+    if not problems:
+        if recorded is None and current is not None:
+            journal.record_venue(current, "first start against it", new_fills_log=False)
+            await journal.write_pending(raise_errors=True)
+        return
+    engine.order_faults["venue_changed"] += 1
+    summary = "; ".join(problems)
+    if not engine.config.journal.accept_new_venue:
+        raise VenueChanged(f"journal {journal.path}: {summary}; {_WHAT_TO_DO}")
+    log.warning("journal %s: %s; accepted as a new venue (journal.accept_new_venue)",
+                journal.path, summary)  # fmt: skip
+    accepted = current if current is not None else recorded
+    journal.record_venue(accepted, f"accepted: {summary}", new_fills_log=new_log)
+    await journal.write_pending(raise_errors=True)
+
+
+def halt_on_missing_fills(engine: Engine, report: dict[str, Any]) -> None:
+    """After the venue's fills are read: orders whose journaled fills fall short.
+
+    An order journaled with filled lots (``filled``, or any status with a
+    filled quantity) whose journaled fills add up to fewer lots has fills
+    the journal never got, and positions rebuilt from the fills are wrong.
+    Each is counted (``order_faults{kind="fills_missing"}``), listed in the
+    report, and trading starts halted (who ``journal``, naming the first
+    order) whatever the journal's last state was.
+    """
+    journal = engine.journal
+    if journal is None:
+        return
+    missing = journal.fills_missing()
+    if not missing:
+        return
+    engine.order_faults["fills_missing"] += len(missing)
+    client_order_id, status, filled, lots = missing[0]
+    reason = (
+        f"order {client_order_id} is journaled {status} with {filled} lots filled, its "
+        f"journaled fills add up to {lots}"
+        + (f" (and {len(missing) - 1} more order(s))" if len(missing) > 1 else "")
+        + ": positions from the journal are wrong; check them with the venue"
+    )
+    report["fills_missing"] = [row[0] for row in missing][:50]
+    log.error("start-up reconciliation: %s", reason)
+    engine.risk.set_state(TradingState.HALTED)
+    engine.state_by = ("journal", reason)
+    journal.trading_state(TradingState.HALTED.value, "journal", reason)
+    report["trading_state"] = engine.risk.state.value
 
 
 def _run_of(client_order_id: str) -> str | None:
@@ -133,6 +255,7 @@ async def reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any
 
 async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, Any]:
     started = time.monotonic()
+    await check_venue(engine, reader)
     journal = engine.journal
     ledger = engine.ledger
     state = journal.load() if journal is not None else JournalState()
@@ -351,8 +474,10 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     report["open_orders"] = [order.client_order_id for order in restored][:100]
     report["seconds"] = round(time.monotonic() - started, 3)
     if journal is not None:
+        await journal.write_pending(raise_errors=True)
+        halt_on_missing_fills(engine, report)
         journal.reconciliation(json.dumps(report, sort_keys=True))
-        journal.flush(raise_errors=True)
+        await journal.write_pending(raise_errors=True)
     log.info("start-up reconciliation: %s", json.dumps(report, sort_keys=True))
     return report
 

@@ -23,7 +23,7 @@ from ..core.orders import Order, OrderSink
 from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
 from ..io.gateway import HttpGateway, ssl_context
-from ..io.journal import Journal
+from ..io.journal import Journal, VenueIdentity
 from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from .engine import Engine
@@ -117,7 +117,7 @@ def prepare_engine(
         raise ConfigError(f"{len(problems)} invalid setting(s)", problems)
     assert engine is not None
     # Only a valid configuration opens (or creates) the journal.
-    return _with_journal(engine, journal)
+    return _with_journal(engine, journal, _venue_of(config, environ))
 
 
 def build_engine(
@@ -195,16 +195,34 @@ def build_engine(
             fast=fast,
         )
 
-    return _with_journal(Engine(config, sink_factory=gateway), journal)
+    identity = VenueIdentity.of(config.gateway.base_url, key)
+    return _with_journal(Engine(config, sink_factory=gateway), journal, identity)
 
 
-def _with_journal(engine: Engine, wanted: bool) -> Engine:
+def _venue_of(config: Config, environ: Mapping[str, str] | None) -> VenueIdentity | None:
+    """The venue ``config`` trades on: base URL and API key (None: the in-process venue)."""
+    if config.gateway.mode == "simulated":
+        return None
+    env = os.environ if environ is None else environ
+    return VenueIdentity.of(config.gateway.base_url, env.get(config.gateway.api_key_env, ""))
+
+
+def _with_journal(engine: Engine, wanted: bool, venue: VenueIdentity | None = None) -> Engine:
+    """Open the journal (locked for this process) and attach it.
+
+    ``venue``: the gateway's identity, which start-up compares with the
+    journal's (None: the in-process venue, nothing to compare).
+    """
     if not wanted:
         return engine
     settings = engine.config.journal
     journal = Journal.open(
-        settings.path, flush_s=settings.flush_ms / 1000, synchronous=settings.synchronous
+        settings.path,
+        flush_s=settings.flush_ms / 1000,
+        write_timeout_s=settings.write_timeout_s,
+        synchronous=settings.synchronous,
     )
+    journal.venue = venue
     try:
         engine.attach_journal(journal)
     except BaseException:

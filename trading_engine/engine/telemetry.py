@@ -544,6 +544,16 @@ def _journal_metrics(engine: Engine) -> Iterator[Metric]:
         "Fill ids the venue reported again for another fill (trading halts).",
         value=journal.fill_id_conflicts if journal else 0,
     )
+    yield CounterMetricFamily(
+        P + "journal_stalls",
+        "Journal writes not done within journal.write_timeout_s (trading halts).",
+        value=journal.stalls if journal else 0,
+    )
+    yield CounterMetricFamily(
+        P + "journal_file_replaced",
+        "The journal file was found removed or replaced under the engine (trading halts).",
+        value=journal.file_replaced if journal else 0,
+    )
     yield GaugeMetricFamily(
         P + "journal_pending_rows", "Journal rows waiting for the next transaction.",
         value=journal.pending if journal else 0,

@@ -19,12 +19,33 @@ Prices are integer ticks and quantities integer lots; the ``instruments``
 table holds each symbol's tick and lot size so the file is readable
 without the configuration.
 
-Writes stay off the hot path: the recording methods only append a row to
-a list (one tuple, no I/O); every ``[journal] flush_ms`` milliseconds
-:meth:`Journal.run` hands what is pending to the journal's own thread,
-which writes it in one transaction (SQLite releases the GIL while it
-writes, so the event loop runs on). A trading-state change is written at
-once, on the caller's thread.
+Writes stay off the hot path and off the event loop: the recording
+methods only append a row to a list (one tuple, no I/O); every
+``[journal] flush_ms`` milliseconds :meth:`Journal.run` hands what is
+pending to the journal's own thread, which writes it in one transaction
+(SQLite releases the GIL while it writes, so the event loop runs on). A
+trading-state change wakes that writer at once, but the caller never
+waits for it: a halt's cancels leave before its row is durable. The
+loop never waits on an SQLite lock; only the writer thread does, and a
+write that has not completed within ``[journal] write_timeout_s`` (another
+process holding a write transaction, a stuck disk) halts trading.
+
+One engine owns a journal: :meth:`Journal.open` takes an exclusive OS
+lock (``flock``) on ``<journal>.lock``, which records the holder's pid and
+host; a second engine on the same file is refused, naming the holder.
+The kernel releases the lock when the process ends, crash included.
+Read-only opens (the ``journal`` command) take no lock.
+
+The writer also checks, at every transaction and at least once a second,
+that the path still names the file it opened (device and inode): a
+journal removed or replaced under a running engine halts trading.
+
+The journal records the venue it was written against (the gateway's
+base URL and a fingerprint of its API key, never the key): start-up
+reconciliation compares it with the configured one (see
+:func:`~trading_engine.engine.reconcile.check_venue`). Fill ids are
+unique per recorded venue (a venue accepted as new numbers its fills
+from 1 again).
 
 Errors: :class:`JournalError` when the file cannot be opened or created,
 is not a database, fails ``PRAGMA integrity_check``, has a schema newer
@@ -37,8 +58,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
+import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -59,15 +84,17 @@ __all__ = [
     "SCHEMA_VERSION",
     "Journal",
     "JournalError",
+    "JournalLocked",
     "JournalState",
     "JournaledFill",
     "JournaledOrder",
+    "VenueIdentity",
 ]
 
 log = logging.getLogger("trading_engine.journal")
 
 #: The schema this program writes. Older files are migrated on open.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: Version 1 of the schema (kept to test and document the migration).
 SCHEMA_V1: Final = """
@@ -136,8 +163,43 @@ CREATE INDEX orders_created ON orders (created_ns);
 UPDATE schema_version SET version = 2;
 """
 
+#: Version 2 -> 3: the venues the journal was written against, and fill ids
+#: unique per venue (a venue accepted as new numbers its fills from 1 again).
+_MIGRATE_2_TO_3: Final = """
+CREATE TABLE venues (
+    seq INTEGER PRIMARY KEY,
+    base_url TEXT NOT NULL,
+    key_fingerprint TEXT NOT NULL,
+    new_fills_log INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL
+);
+CREATE TABLE fills_v3 (
+    seq INTEGER PRIMARY KEY,
+    venue INTEGER NOT NULL DEFAULT 1,
+    fill_id INTEGER,
+    client_order_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    UNIQUE (venue, fill_id)
+);
+INSERT INTO fills_v3 (seq, venue, fill_id, client_order_id, strategy, symbol, side, price,
+    quantity, ts_ns)
+    SELECT seq, 1, fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns
+    FROM fills;
+DROP TABLE fills;
+ALTER TABLE fills_v3 RENAME TO fills;
+CREATE INDEX fills_ts ON fills (ts_ns);
+CREATE INDEX fills_order ON fills (client_order_id);
+UPDATE schema_version SET version = 3;
+"""
+
 #: Migration scripts by the version they start from.
-_MIGRATIONS: Final = {1: _MIGRATE_1_TO_2}
+_MIGRATIONS: Final = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
 
 _OPEN_STATES: Final = ("pending_new", "new", "partially_filled", "unknown")
 
@@ -155,8 +217,8 @@ _EVENT: Final = (
     " VALUES (?, ?, ?, ?, ?)"
 )
 _FILL: Final = (
-    "INSERT OR IGNORE INTO fills (fill_id, client_order_id, strategy, symbol, side, price,"
-    " quantity, ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, strategy, symbol, side, price,"
+    " quantity, ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CURSOR: Final = (
     "INSERT INTO cursor (name, value) VALUES ('fills', ?)"
@@ -167,6 +229,31 @@ _STATE: Final = "INSERT INTO trading_state (state, who, reason, ts_ns) VALUES (?
 
 class JournalError(EngineError):
     """The journal cannot be used: the message says which file and why."""
+
+
+class JournalLocked(JournalError):
+    """Another engine holds the journal (the message names its pid and host)."""
+
+
+@dataclass(frozen=True)
+class VenueIdentity:
+    """The venue a journal is written against: base URL and API key fingerprint.
+
+    ``key_fingerprint`` is the first 16 hex digits of the key's SHA-256:
+    enough to tell two accounts apart, useless to anyone who reads the file.
+    """
+
+    base_url: str
+    key_fingerprint: str
+
+    @classmethod
+    def of(cls, base_url: str, api_key: str) -> VenueIdentity:
+        """The identity of ``base_url`` with ``api_key`` (the key itself is not kept)."""
+        digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        return cls(base_url.rstrip("/"), digest)
+
+    def __str__(self) -> str:
+        return f"{self.base_url} (API key fingerprint {self.key_fingerprint})"
 
 
 @dataclass
@@ -226,6 +313,73 @@ class JournalState:
     trading_state: tuple[str, str, str | None] | None = None
 
 
+#: The writer checks the file's identity at least this often (seconds).
+_FILE_CHECK_S: Final = 1.0
+
+
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``, None when there is no such file (or ``:memory:``)."""
+    if path == ":memory:":
+        return None
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
+def _lock(path: str) -> int:
+    """Take the journal's exclusive lock (``<path>.lock``); returns its descriptor.
+
+    ``flock`` belongs to the open file: the kernel releases it when the
+    process ends, however it ends, so a crashed engine leaves no stale lock
+    (the file stays, with the last holder's pid and host in it).
+    Raises :class:`JournalLocked` naming the holder.
+    """
+    lock_path = path + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise JournalError(
+            f"journal {path}: cannot open its lock file {lock_path}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise JournalLocked(
+            f"journal {path} is in use by another engine ({holder}); stop that engine "
+            "first, or give this one its own journal.path"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise JournalError(
+            f"journal {path}: cannot lock {lock_path}: {exc.strerror or exc}"
+        ) from exc
+    record = json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "started_ns": time.time_ns()}
+    )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (record + "\n").encode(), 0)
+    return fd
+
+
+def _holder(fd: int) -> str:
+    """``pid N on host H`` from a lock file, or what it says when it cannot be read."""
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        record = json.loads(text)
+        return f"pid {int(record['pid'])} on host {record['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its lock file names no holder yet"
+
+
 def _connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only and path != ":memory:":
         uri = Path(path).resolve().as_uri() + "?mode=ro"
@@ -248,13 +402,17 @@ class Journal:
         path: str,
         *,
         flush_s: float = 0.005,
+        write_timeout_s: float = 2.0,
         clock_ns: Callable[[], int] = time.time_ns,
+        lock_fd: int | None = None,
     ) -> None:
         self.path = path
         #: Fill ids the venue reported again for another fill (see ``_settle``).
         self._conflicts: list[str] = []
         self.fill_id_conflicts = 0
         self.flush_s = flush_s
+        #: A write not done within this many seconds halts trading (``stalls``).
+        self.write_timeout_s = write_timeout_s
         self._db = connection
         self._clock_ns = clock_ns
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -263,8 +421,15 @@ class Journal:
         self.failed: str | None = None
         self.rows_written = 0
         self.write_errors = 0
+        #: Writes that took longer than ``write_timeout_s`` (each halted trading).
+        self.stalls = 0
+        #: 1 once the file was found removed or replaced under the engine.
+        self.file_replaced = 0
         self.flush_latency = LatencyHistogram()
         self.run_id: str | None = None
+        #: The venue this run trades on (set by the runner; None: not checked).
+        self.venue: VenueIdentity | None = None
+        self._venue_seq = self._current_venue_seq()
         self._task: asyncio.Task[None] | None = None
         #: Transactions run on this thread while the engine trades.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
@@ -272,6 +437,24 @@ class Journal:
         self._inflight: (
             tuple[list[tuple[str, tuple[Any, ...]]], asyncio.Future[sqlite3.Error | None]] | None
         ) = None
+        #: One transaction at a time, settled in order (loop side).
+        self._writing: asyncio.Lock | None = None
+        #: Wakes :meth:`run` before its ``flush_s`` nap ends (a trading-state change).
+        self._nap: asyncio.Future[None] | None = None
+        #: Writes started outside :meth:`run` (before it runs); kept until done.
+        self._oneshots: set[asyncio.Task[bool]] = set()
+        self._lock_fd = lock_fd
+        self._file_id = _file_id(path)
+        #: Set by the writer thread when the path no longer names the opened file.
+        self._file_problem: str | None = None
+        self._next_file_check = 0.0
+
+    def _current_venue_seq(self) -> int:
+        try:
+            row = self._db.execute("SELECT MAX(seq) FROM venues").fetchone()
+        except sqlite3.Error:
+            return 1
+        return 1 if row is None or row[0] is None else int(row[0])
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -281,6 +464,7 @@ class Journal:
         path: str,
         *,
         flush_s: float = 0.005,
+        write_timeout_s: float = 2.0,
         synchronous: str = "normal",
         read_only: bool = False,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -288,10 +472,15 @@ class Journal:
         """Open (creating it and its folder if needed) and check the journal at ``path``.
 
         ``read_only`` opens an existing file for reading only (the
-        ``journal`` command), never creating or migrating it. ``clock_ns``
-        gives the wall-clock ns the rows are stamped with.
-        Raises :class:`JournalError` naming the file and the problem.
+        ``journal`` command), never creating or migrating it, and takes no
+        lock. Otherwise the journal is locked for this process until
+        :meth:`close` (or its exit). ``clock_ns`` gives the wall-clock ns
+        the rows are stamped with; ``write_timeout_s`` bounds a write
+        before trading halts.
+        Raises :class:`JournalLocked` when another process holds it, and
+        :class:`JournalError` naming the file and the problem otherwise.
         """
+        lock_fd: int | None = None
         if path == ":memory:":
             log.warning("journal.path is ':memory:': nothing survives a restart")
         elif read_only:
@@ -312,16 +501,29 @@ class Journal:
                     f"journal {path}: read-only (the file or its folder cannot be written; "
                     "the engine records every order there before it trades)"
                 )
+            lock_fd = _lock(path)
         try:
-            connection = _connect(path, read_only=read_only)
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {path}: cannot be opened: {exc}") from exc
-        try:
-            _check(connection, path, read_only=read_only, synchronous=synchronous)
+            try:
+                connection = _connect(path, read_only=read_only)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {path}: cannot be opened: {exc}") from exc
+            try:
+                _check(connection, path, read_only=read_only, synchronous=synchronous)
+            except BaseException:
+                connection.close()
+                raise
         except BaseException:
-            connection.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
-        return cls(connection, path, flush_s=flush_s, clock_ns=clock_ns)
+        return cls(
+            connection,
+            path,
+            flush_s=flush_s,
+            write_timeout_s=write_timeout_s,
+            clock_ns=clock_ns,
+            lock_fd=lock_fd,
+        )
 
     # -- recording (hot path: appends only) -----------------------------------------------
 
@@ -422,8 +624,12 @@ class Journal:
         """One fill (a ``fill_id`` is recorded once; it also advances the cursor)."""
         now = self._clock_ns() if ts_ns is None else ts_ns
         self._pending.append(
-            (_FILL, (fill_id, client_order_id, strategy, symbol, side, price, lots, now))
-        )
+            (
+                _FILL,
+                (self._venue_seq, fill_id, client_order_id, strategy, symbol, side, price, lots,
+                 now),
+            )
+        )  # fmt: skip
         if fill_id is not None:
             self._pending.append((_CURSOR, (fill_id,)))
 
@@ -432,9 +638,27 @@ class Journal:
         self._pending.append((_CURSOR, (fill_id,)))
 
     def trading_state(self, state: str, who: str, reason: str | None = None) -> None:
-        """A trading-state change; written at once (not batched)."""
+        """A trading-state change, written as soon as possible; never waits for it.
+
+        On the event loop the row goes to the writer thread at once (the
+        caller goes on: a halt's cancels leave before the row is durable).
+        Without a running loop (start-up, tools) it is written on the
+        calling thread before this returns.
+        """
         self._pending.append((_STATE, (state, who, reason, self._clock_ns())))
-        self.flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._task is not None:
+            nap = self._nap
+            if nap is not None and not nap.done():
+                nap.set_result(None)
+            return
+        task = loop.create_task(self.write_pending(), name="journal-write")
+        self._oneshots.add(task)
+        task.add_done_callback(self._oneshots.discard)
 
     def reconciliation(self, report: str) -> None:
         """A start-up reconciliation's report (JSON text)."""
@@ -442,6 +666,36 @@ class Journal:
             ("INSERT INTO reconciliations (ts_ns, report) VALUES (?, ?)",
              (self._clock_ns(), report))
         )  # fmt: skip
+
+    def record_venue(
+        self, venue: VenueIdentity | None, reason: str, *, new_fills_log: bool
+    ) -> None:
+        """Record ``venue`` as the one this journal is written against (pending row).
+
+        ``venue`` None: the identity is not known here (recorded empty, read
+        back as None), only the fills log changes.
+
+        ``new_fills_log``: the venue's fills log is not the one the cursor
+        counts in (a reset venue, another venue): the fills cursor goes back
+        to 0 and fill ids are unique again from here on. Journaled fills
+        (and the positions they make) stay.
+        """
+        # Fills journaled before a first venue is recorded carry venue 1: the
+        # first record is that venue, unless its fills log is a new one.
+        (rows,) = self._db.execute("SELECT COUNT(*) FROM venues").fetchone()
+        seq = self._venue_seq + 1 if rows or new_fills_log else 1
+        self._pending.append(
+            (
+                "INSERT INTO venues (seq, base_url, key_fingerprint, new_fills_log, reason, ts_ns)"
+                f" VALUES ({seq}, ?, ?, ?, ?, ?)",
+                ("" if venue is None else venue.base_url,
+                 "" if venue is None else venue.key_fingerprint, int(new_fills_log), reason,
+                 self._clock_ns()),
+            )
+        )  # fmt: skip
+        if new_fills_log:
+            self._pending.append(("UPDATE cursor SET value = 0 WHERE name = 'fills'", ()))
+        self._venue_seq = seq
 
     @property
     def pending(self) -> int:
@@ -453,8 +707,9 @@ class Journal:
     def flush(self, *, raise_errors: bool = False) -> bool:
         """Write every pending row now, in one transaction; False when it failed.
 
-        Runs on the calling thread (start-up, a trading-state change,
-        shutdown). A failure keeps the rows for the next attempt, counts
+        Runs on the calling thread: for start-up before the event loop
+        runs, tools and tests; on the loop use :meth:`write_pending`. A
+        failure keeps the rows for the next attempt, counts
         ``write_errors`` and calls ``on_failure`` (once per run of
         failures); with ``raise_errors`` it raises :class:`JournalError`.
         """
@@ -462,6 +717,35 @@ class Journal:
         if not batch:
             return True
         return self._settle(batch, self._write(batch), raise_errors)
+
+    async def write_pending(self, *, raise_errors: bool = False) -> bool:
+        """Write every pending row on the writer thread; the loop never blocks on it.
+
+        A write not done within ``write_timeout_s`` counts a stall and
+        calls ``on_failure`` (trading halts); it is still waited for, as
+        the rows must go in order. Returns False (or raises
+        :class:`JournalError` with ``raise_errors``) when it failed.
+        """
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        async with self._writing:
+            batch = self._take()
+            check_file = self._file_id is not None and time.monotonic() >= self._next_file_check
+            if not batch and not check_file:
+                return True
+            future = asyncio.get_running_loop().run_in_executor(self._writer, self._write, batch)
+            self._inflight = (batch, future)
+            done, _ = await asyncio.wait({future}, timeout=self.write_timeout_s)
+            if not done:
+                self.stalls += 1
+                self._report(
+                    f"journal {self.path}: a write has not completed in "
+                    f"{self.write_timeout_s:g} s (journal.write_timeout_s); another process "
+                    "may hold a write transaction on it, or its disk is stuck"
+                )
+                await asyncio.wait({future})
+            self._inflight = None
+            return self._settle(batch, future.result(), raise_errors)
 
     def _take(self) -> list[tuple[str, tuple[Any, ...]]]:
         batch = self._pending
@@ -471,6 +755,10 @@ class Journal:
     def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> sqlite3.Error | None:
         """One transaction (on any thread; one at a time); the error, or None."""
         with self._lock:
+            if self._file_id is not None:
+                self._check_file()
+            if not batch:
+                return None
             db = self._db
             started = time.perf_counter_ns()
             try:
@@ -488,11 +776,26 @@ class Journal:
             self.flush_latency.observe_ns(time.perf_counter_ns() - started)
             return None
 
+    def _check_file(self) -> None:
+        """Whether the path still names the file opened (writer side; one ``stat``)."""
+        self._next_file_check = time.monotonic() + _FILE_CHECK_S
+        if self._file_problem is not None:
+            return
+        now = _file_id(self.path)
+        if now == self._file_id:
+            return
+        what = "no such file" if now is None else f"another file (inode {now[1]})"
+        self._file_problem = (
+            f"journal file removed/replaced: {self.path} (the path now names {what}; "
+            "rows written from here on would not be found by the next start)"
+        )
+
     def _check_repeated_fill(self, db: sqlite3.Connection, params: tuple[Any, ...]) -> None:
         """A fill id already journaled: the same fill again, or the venue reused the id."""
-        fill_id, client_order_id, _, _, _, price, quantity, _ = params
+        venue, fill_id, client_order_id, _, _, _, price, quantity, _ = params
         row = db.execute(
-            "SELECT client_order_id, price, quantity FROM fills WHERE fill_id = ?", (fill_id,)
+            "SELECT client_order_id, price, quantity FROM fills WHERE venue = ? AND fill_id = ?",
+            (venue, fill_id),
         ).fetchone()
         if row is not None and tuple(row) != (client_order_id, price, quantity):
             self._conflicts.append(
@@ -501,6 +804,14 @@ class Journal:
                 "the venue reused its fill ids (a restarted venue needs a new journal)"
             )
 
+    def _report(self, reason: str) -> None:
+        """A failure: logged and reported once per run of failures (trading halts)."""
+        if self.failed is None:
+            self.failed = reason
+            log.error("%s", reason)
+            if self.on_failure is not None:
+                self.on_failure(reason)
+
     def _settle(
         self,
         batch: list[tuple[str, tuple[Any, ...]]],
@@ -508,9 +819,14 @@ class Journal:
         raise_errors: bool,
     ) -> bool:
         """Account for a written batch (on the loop's thread)."""
+        if self._file_problem is not None and not self.file_replaced:
+            self.file_replaced = 1
+            # Sticky: writes into the old file succeed, yet nothing reads them back.
+            self.failed = None
+            self._report(self._file_problem)
         if error is None:
             self.rows_written += len(batch)
-            if self.failed is not None:
+            if self.failed is not None and not self.file_replaced:
                 log.warning("journal %s: writes succeed again", self.path)
                 self.failed = None
             while self._conflicts:
@@ -526,11 +842,7 @@ class Journal:
         reason = f"journal {self.path}: write failed: {error}"
         if raise_errors:
             raise JournalError(reason) from error
-        if self.failed is None:
-            self.failed = reason
-            log.error("%s", reason)
-            if self.on_failure is not None:
-                self.on_failure(reason)
+        self._report(reason)
         return False
 
     def start(self) -> None:
@@ -543,21 +855,26 @@ class Journal:
 
         SQLite releases the GIL while it writes and syncs, so the event
         loop keeps running while a transaction (or a WAL checkpoint) takes
-        its time; one transaction is in flight at a time, in order.
+        its time; one transaction is in flight at a time, in order. A
+        trading-state change ends the nap early.
         """
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.flush_s)
-            batch = self._take()
-            if not batch:
-                continue
-            self._inflight = (batch, loop.run_in_executor(self._writer, self._write, batch))
-            error = await asyncio.shield(self._inflight[1])
-            self._inflight = None
-            self._settle(batch, error, False)
+            nap = self._nap = loop.create_future()
+            timer = loop.call_later(self.flush_s, _wake, nap)
+            try:
+                await nap
+            finally:
+                timer.cancel()
+            await self.write_pending()
 
     async def stop(self) -> None:
-        """Stop the periodic writes, then write what is pending."""
+        """Stop the periodic writes, then write what is pending.
+
+        Waits at most ``write_timeout_s`` for a write in flight and as long
+        for the last one; rows still unwritten then are logged (the next
+        start reads those orders back from the venue).
+        """
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -566,21 +883,84 @@ class Journal:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+        if self._oneshots:
+            await asyncio.wait(set(self._oneshots), timeout=self.write_timeout_s)
         if self._inflight is not None:
             batch, future = self._inflight
+            done, _ = await asyncio.wait({future}, timeout=self.write_timeout_s)
+            if not done:
+                log.error(
+                    "journal %s: a write is still stuck at shutdown; %d row(s) not written",
+                    self.path,
+                    len(batch) + len(self._pending),
+                )
+                return
             self._inflight = None
-            self._settle(batch, await future, False)
-        self.flush()
+            self._settle(batch, future.result(), False)
+        if self._pending:
+            final = asyncio.ensure_future(self.write_pending())
+            finished, _ = await asyncio.wait({final}, timeout=self.write_timeout_s)
+            if not finished:
+                log.error(
+                    "journal %s: the last write did not complete in %g s at shutdown",
+                    self.path,
+                    self.write_timeout_s,
+                )
 
     def close(self) -> None:
-        """Write what is pending and close the file."""
-        if self._pending:
-            self.flush()
-        self._writer.shutdown(wait=True)
-        with self._lock:
-            self._db.close()
+        """Write what is pending, close the file and release the lock.
+
+        A write still stuck on the writer thread is not waited for (the
+        process is ending; the next start reads those orders back).
+        """
+        stuck = self._inflight is not None and not self._inflight[1].done()
+        if not stuck:
+            if self._pending:
+                self.flush()
+            self._writer.shutdown(wait=True)
+            with self._lock:
+                self._db.close()
+        else:
+            self._writer.shutdown(wait=False)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- reading ---------------------------------------------------------------------------
+
+    def recorded_venue(self) -> VenueIdentity | None:
+        """The venue the journal was last written against, or None (never recorded)."""
+        row = self._db.execute(
+            "SELECT base_url, key_fingerprint FROM venues ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None or not row[0] else VenueIdentity(row[0], row[1])
+
+    def read_fills_cursor(self) -> int:
+        """The largest venue fill id read (0: none); O(1)."""
+        row = self._db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def journaled_fill(self, fill_id: int) -> JournaledFill | None:
+        """The fill journaled with venue fill id ``fill_id`` (current venue), or None."""
+        row = self._db.execute(
+            f"SELECT {_FILL_COLUMNS} FROM fills WHERE venue = ? AND fill_id = ?",
+            (self._venue_seq, fill_id),
+        ).fetchone()
+        return None if row is None else JournaledFill(*row)
+
+    def fills_missing(self) -> list[tuple[str, str, int, int]]:
+        """Orders journaled with more filled lots than their journaled fills add up to.
+
+        Each is (client order id, status, filled lots, journaled fill lots),
+        oldest first. O(orders + fills).
+        """
+        rows = self._db.execute(
+            "SELECT o.client_order_id, o.status, o.filled, COALESCE(SUM(f.quantity), 0) AS lots"
+            " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
+            " WHERE o.filled > 0 GROUP BY o.client_order_id HAVING lots < o.filled"
+            " ORDER BY o.created_ns, o.rowid"
+        )
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def load(self) -> JournalState:
         """What start-up reconciliation needs (see :class:`JournalState`)."""
@@ -594,8 +974,7 @@ class Journal:
             if order.is_open:
                 state.open_orders[order.client_order_id] = order
         state.fills = self.fills()
-        cursor = db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()
-        state.fills_cursor = 0 if cursor is None else int(cursor[0])
+        state.fills_cursor = self.read_fills_cursor()
         last = db.execute(
             "SELECT state, who, reason FROM trading_state ORDER BY seq DESC LIMIT 1"
         ).fetchone()
