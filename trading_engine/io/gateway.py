@@ -59,7 +59,7 @@ from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 from ..lowlevel.metrics import LatencyHistogram
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .fastpath import Answer, FastOrderChannel, FastPathError
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
@@ -142,8 +142,11 @@ class HttpGateway:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         fast: FastOrderChannel | None = None,
+        crashes: TaskCrashes | None = None,
     ) -> None:
         self.config = config
+        #: Crash accounting of the request tasks (the engine's; a crash halts trading).
+        self.crashes = crashes if crashes is not None else TaskCrashes()
         self.breaker = breaker
         self.fast = fast
         self._listener = listener
@@ -238,7 +241,10 @@ class HttpGateway:
         """Start polling fills and warming the fast path (needs a running loop)."""
         if self._poller is None:
             loop = asyncio.get_running_loop()
-            self._poller = loop.create_task(self._poll_fills_forever(), name="gateway-fills")
+            self._poller = self.crashes.spawn(
+                self._poll_fills_forever(), name="gateway-fills", kind="fills-poll",
+                halts="gateway", loop=loop,
+            )  # fmt: skip
             if self.fast is not None:
                 self._spawn(self.fast.start(), "fast-path-connect")
 
@@ -276,7 +282,10 @@ class HttpGateway:
         await self.client.aclose()
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        # The kind is the name's first word (place, cancel, read-back): bounded labels.
+        kind = name.partition(":")[0]
+        halts = None if kind == "fast-path-connect" else "gateway"
+        task = self.crashes.spawn(coro, name=name, kind=kind, halts=halts)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
