@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 __all__ = ["TaskCrashes", "cancel_and_wait"]
@@ -50,6 +51,9 @@ class TaskCrashes:
         self.halt = halt
         #: Crashes by task kind.
         self.counts: Counter[str] = Counter(dict.fromkeys(kinds, 0))
+        # One done-callback per (kind, halts), made once: spawning sits on the
+        # order path (every placement is a task) and a closure per task costs.
+        self._callbacks: dict[tuple[str, str | None], Callable[[asyncio.Task[Any]], None]] = {}
 
     def spawn(
         self,
@@ -77,7 +81,10 @@ class TaskCrashes:
         self, task: asyncio.Task[T], kind: str, *, halts: str | None = None
     ) -> asyncio.Task[T]:
         """Add the crash report to a task started elsewhere; returns ``task``."""
-        task.add_done_callback(lambda done: self._done(done, kind, halts))
+        callback = self._callbacks.get((kind, halts))
+        if callback is None:
+            callback = self._callbacks[kind, halts] = partial(self._done, kind=kind, halts=halts)
+        task.add_done_callback(callback)
         return task
 
     def _done(self, task: asyncio.Task[Any], kind: str, halts: str | None) -> None:
