@@ -17,10 +17,17 @@ adds ``trading_engine_worker_up`` and ``trading_engine_worker_restarts_total``;
 symbols) and lists the workers; ``/halt``, ``/reduce`` and ``/resume`` check
 the token and are forwarded to every worker.
 
+The supervisor remembers the trading state last set through it and
+makes every worker hold it: a worker that did not answer the switch (still
+starting: its admin API is not listening yet) gets it again every 0.2 s
+until its admin API answers; a worker it starts or restarts gets it in its
+environment (``[engine] initial_trading_state``). A worker's start-up takes
+the strictest of that state and its own journal's (halted > reducing >
+active), so a worker restarted after its own risk or journal halt stays
+halted even when the supervisor's last word was ``/resume``.
+
 A worker that exits while the supervisor is running is restarted after a
-back-off that doubles on each quick failure (up to 10 s), in the trading
-state last set through the supervisor (``[engine] initial_trading_state``
-in its environment; with none set, its own journal's). Each worker keeps
+back-off that doubles on each quick failure (up to 10 s). Each worker keeps
 its own journal: ``journal.path`` with the worker's index before the
 suffix (``state/journal.0.db``). SIGTERM or SIGINT
 stop the supervisor, which sends SIGTERM to every worker and waits for them
@@ -54,7 +61,7 @@ from ..core.errors import ConfigError
 from ..io.admin import admin_app, authorize
 from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 
 __all__ = ["Supervisor", "Worker", "worker_environment"]
 
@@ -65,6 +72,8 @@ _STABLE_AFTER_S = 30.0  # a worker up this long resets its back-off
 _TRADING_ORDER = {"active": 0, "reducing": 1, "halted": 2}
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
 _SWITCHED_TO = {"/halt": "halted", "/reduce": "reducing", "/resume": "active"}
+_SWITCH_PATH = {state: path for path, state in _SWITCHED_TO.items()}
+_DELIVERY_RETRY_S = 0.2
 
 
 def worker_environment(config: Config, index: int, count: int) -> dict[str, str]:
@@ -97,6 +106,9 @@ class Worker:
         self.restarts = 0
         self.started_at = 0.0
         self.backoff_s = 0.5
+        #: The supervisor's trading state this process is known to hold (through
+        #: its environment at start, or a switch its admin API answered 200).
+        self.delivered: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -152,8 +164,12 @@ class Supervisor:
         self._runner: web.AppRunner | None = None
         self._client: httpx.AsyncClient | None = None
         #: The trading state last set through this supervisor (None: never).
-        #: A worker it restarts starts in it, whatever that worker's journal says.
+        #: Every worker is brought to it (see the module's docstring).
         self.trading_state: str | None = None
+        #: Crashes of the supervisor's own tasks (watchers, delivery), by kind.
+        self.task_crashes = TaskCrashes(kinds=("watch-worker", "deliver-state"))
+        self._deliveries = asyncio.Lock()
+        self._undelivered = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -185,8 +201,15 @@ class Supervisor:
         for worker in self.workers:
             await self._spawn(worker)
             self._watchers.append(
-                asyncio.create_task(self._watch(worker), name=f"watch-worker-{worker.index}")
+                self.task_crashes.spawn(
+                    self._watch(worker), name=f"watch-worker-{worker.index}", kind="watch-worker"
+                )
             )
+        self._watchers.append(
+            self.task_crashes.spawn(
+                self._deliver_forever(), name="deliver-state", kind="deliver-state"
+            )
+        )
         log.info(
             "supervising %d workers; combined admin API on http://%s:%d",
             len(self.workers),
@@ -211,6 +234,7 @@ class Supervisor:
         env = {**self.environ, **worker.env}
         if self.trading_state is not None:
             env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
+        worker.delivered = self.trading_state
         worker.process = await asyncio.create_subprocess_exec(
             *self.command, env=env, preexec_fn=_terminate_with_parent
         )
@@ -288,7 +312,7 @@ class Supervisor:
     async def _metrics(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("/metrics")
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_MergedMetrics(self.workers, answers))
+        registry.register(_MergedMetrics(self, answers))
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -334,22 +358,73 @@ class Supervisor:
         return json_response(merge_status(documents, workers), 200)
 
     async def _forward(self, request: web.Request) -> web.Response:
+        """Set the supervisor's trading state and switch every worker to it.
+
+        200: every worker applied it. 202: the workers that did not answer
+        (starting, or restarting) get it as soon as they can (``pending``).
+        502: a worker answered with an error.
+        """
         refused = authorize(request, self.token)
         if refused is not None:
             return refused
-        self.trading_state = _SWITCHED_TO[request.path]
-        answers = await self._ask_all(
+        state = _SWITCHED_TO[request.path]
+        self.trading_state = state
+        async with self._deliveries:
+            answers = await asyncio.gather(*(self._switch(w, state) for w in self.workers))
+        results: dict[str, Any] = {}
+        pending = []
+        for worker, answer in zip(self.workers, answers, strict=True):
+            if answer is None:
+                pending.append(worker.index)
+                results[str(worker.index)] = {
+                    "pending": "not answering yet (starting or restarting); "
+                    "it gets this state as soon as it can"
+                }
+            else:
+                results[str(worker.index)] = answer.json()
+        failed = any(answer is not None and answer.status_code != 200 for answer in answers)
+        if pending:
+            self._undelivered.set()
+        log.warning(
+            "%s forwarded to %d workers (pending: %s, failed: %s)",
             request.path,
-            method="POST",
-            headers={"Authorization": request.headers["Authorization"]},
+            len(answers),
+            pending or "none",
+            failed,
         )
-        results = {
-            str(worker.index): (answer.json() if answer is not None else {"error": "unreachable"})
-            for worker, answer in zip(self.workers, answers, strict=True)
-        }
-        ok = all(answer is not None and answer.status_code == 200 for answer in answers)
-        log.warning("%s forwarded to %d workers (all applied: %s)", request.path, len(answers), ok)
-        return json_response({"workers": results}, 200 if ok else 502)
+        code = 502 if failed else 202 if pending else 200
+        return json_response({"trading_state": state, "workers": results, "pending": pending}, code)
+
+    async def _switch(self, worker: Worker, state: str) -> httpx.Response | None:
+        """POST the switch to ``state`` to one worker; notes it delivered on a 200."""
+        answer = await self._ask(
+            worker,
+            _SWITCH_PATH[state],
+            method="POST",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        if answer is not None and answer.status_code == 200:
+            worker.delivered = state
+        return answer
+
+    async def _deliver_forever(self) -> None:
+        """Retry the supervisor's trading state on workers that did not get it yet.
+
+        A worker still starting answers once its admin API listens (before
+        its start-up reconciliation, whose end keeps the strictest state).
+        A worker that is not running gets it in its environment instead.
+        """
+        while True:
+            await self._undelivered.wait()
+            async with self._deliveries:
+                state = self.trading_state
+                behind = [w for w in self.workers if w.alive and w.delivered != state]
+                if state is None or not behind:
+                    self._undelivered.clear()
+                    continue
+                await asyncio.gather(*(self._switch(w, state) for w in behind))
+            if any(w.alive and w.delivered != state for w in behind):
+                await asyncio.sleep(_DELIVERY_RETRY_S)
 
 
 def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str, Any]]) -> Any:
@@ -386,8 +461,9 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
 class _MergedMetrics(Collector):
     """The workers' expositions, each sample labelled with its worker."""
 
-    def __init__(self, workers: list[Worker], answers: list[httpx.Response | None]) -> None:
-        self.workers = workers
+    def __init__(self, supervisor: Supervisor, answers: list[httpx.Response | None]) -> None:
+        self.supervisor = supervisor
+        self.workers = supervisor.workers
         self.answers = answers
 
     def collect(self) -> list[Metric]:
@@ -396,6 +472,19 @@ class _MergedMetrics(Collector):
         restarts = Metric(
             "trading_engine_worker_restarts", "Times the supervisor restarted a worker.", "counter"
         )
+        pending = Metric(
+            "trading_engine_worker_trading_state_pending",
+            "1 while a worker has not confirmed the trading state set through the supervisor.",
+            "gauge",
+        )
+        crashes = Metric(
+            "trading_engine_supervisor_task_crashes",
+            "The supervisor's own tasks that ended with an exception, by kind.",
+            "counter",
+        )
+        for kind, count in sorted(self.supervisor.task_crashes.counts.items()):
+            crashes.samples.append(Sample(crashes.name + "_total", {"task": kind}, float(count)))
+        state = self.supervisor.trading_state
         for worker, answer in zip(self.workers, self.answers, strict=True):
             label = str(worker.index)
             answered = answer is not None and answer.status_code == 200
@@ -403,6 +492,8 @@ class _MergedMetrics(Collector):
             restarts.samples.append(
                 Sample(restarts.name + "_total", {"worker": label}, float(worker.restarts))
             )
+            behind = state is not None and worker.delivered != state
+            pending.samples.append(Sample(pending.name, {"worker": label}, float(behind)))
             if not answered:
                 continue
             assert answer is not None
@@ -416,7 +507,7 @@ class _MergedMetrics(Collector):
                     sample._replace(labels={**sample.labels, "worker": label})
                     for sample in family.samples
                 )
-        return [up, restarts, *families.values()]
+        return [up, restarts, pending, crashes, *families.values()]
 
 
 def _terminate_with_parent() -> None:
