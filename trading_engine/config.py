@@ -113,8 +113,9 @@ class EngineConfig(_Section):
     )
     initial_trading_state: Literal["active", "reducing", "halted"] | None = Field(
         None,
-        description="start in this trading state whatever the journal says "
-        "(the supervisor sets it for a worker it restarts)",
+        description="start at least this strict: start-up takes the strictest of it, the "
+        "journal's last state and any state set while it ran (the supervisor sets it for the "
+        "workers it starts)",
     )
     shutdown_s: float = Field(
         10.0,

@@ -19,7 +19,7 @@ STRATEGIES = [
 
 
 @pytest.mark.asyncio
-async def test_strategies_that_started_are_stopped_when_the_feed_cannot_listen() -> None:
+async def test_no_strategy_starts_when_the_feed_cannot_listen() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -29,10 +29,12 @@ async def test_strategies_that_started_are_stopped_when_the_feed_cannot_listen()
         service = Service(engine, environ={})
         with pytest.raises(ConfigError, match=rf"^feed.port {port} is already in use"):
             await service.start()
+    # The feed binds before reconciliation and the strategies: nothing started.
     for name in ("a", "b"):
         recorder = engine.runners[name].strategy
         assert isinstance(recorder, Recorder)
-        assert recorder.calls == ["start", "stop"]
+        assert recorder.calls == []
+    assert engine.reconciliation is None
     assert engine.feed is None
     assert service.admin._runner is None  # the admin API was stopped too
 

@@ -282,10 +282,13 @@ def test_supervisor_metrics_merge_workers_and_its_own_process_metrics() -> None:
     worker = generate_latest(registry_for(Engine(config(), sink_factory=simulated_venue)))
     own = CollectorRegistry(auto_describe=False)
     register_process_collectors(own)
-    text = merged_exposition([(0, 2, worker.decode()), (1, 0, None)], own).decode()
+    scraped = [(0, 2, worker.decode(), False), (1, 0, None, True)]
+    text = merged_exposition(scraped, own, {"health": 1}).decode()
     assert _value(text, 'trading_engine_worker_up{worker="0"}') == 1
     assert _value(text, 'trading_engine_worker_up{worker="1"}') == 0
     assert _value(text, 'trading_engine_worker_restarts_total{worker="0"}') == 2
+    assert _value(text, 'trading_engine_worker_trading_state_pending{worker="1"}') == 1
+    assert _value(text, 'trading_engine_supervisor_task_crashes_total{task="health"}') == 1
     assert 'python_info{implementation="CPython"' in text
     assert text.count("# TYPE python_gc_collections_total counter") == 1
     assert 'worker="supervisor"' in text

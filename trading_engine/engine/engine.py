@@ -55,6 +55,7 @@ from ..io.journal import Journal
 from ..io.webserver import listen_error
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
+from ..lowlevel.tasks import TaskCrashes
 from .dispatch import Dispatcher, StrategyRunner
 
 __all__ = ["Engine"]
@@ -62,6 +63,19 @@ __all__ = ["Engine"]
 log = logging.getLogger("trading_engine.engine")
 
 _DENIALS = {denial.value: denial for denial in Denial}
+
+#: Kinds of the engine's background tasks (the ``task`` label of their crash count).
+TASK_KINDS = (
+    "place",
+    "cancel",
+    "read-back",
+    "fills-poll",
+    "resting-audit",
+    "fast-path-connect",
+    "feed-idle-sweeper",
+    "journal",
+    "loop-monitor",
+)
 
 
 class _Context:
@@ -209,6 +223,8 @@ class Engine:
             # Set by the supervisor for a worker it restarts: from the first
             # moment, not only once reconciliation has run.
             self.risk.set_state(TradingState(config.engine.initial_trading_state))
+        #: Crashes of background tasks by kind; an order-path crash halts trading.
+        self.task_crashes = TaskCrashes(self._task_crashed, TASK_KINDS)
         if sink is None and sink_factory is not None:
             sink = sink_factory(self)
         if sink is None:
@@ -285,42 +301,53 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, *, serve_feed: bool = True) -> None:
-        """Reconcile, then start the strategies and (by default) the feed server.
+        """Listen on the feed port, reconcile, then start the strategies.
+
+        The feed server (by default) binds first, before anything waits on
+        the venue, so a port that cannot be listened on is reported at once:
+        the start is undone (the order sink and the journal are closed) and
+        :class:`ConfigError` names the key: ``feed.port 7001 is already in
+        use``. From then on publishers may connect and books build, but no
+        frame reaches a strategy before every ``on_start`` ran: the book
+        builder has no listener until then.
 
         Start-up reconciliation (:func:`~trading_engine.engine.reconcile.reconcile`)
-        runs first, with the journal and the venue; while it runs, and when it
+        runs next, with the journal and the venue; while it runs, and when it
         refuses (``[journal] unknown_orders = "refuse"``), the engine is not
-        ready and neither strategies nor the feed start. A venue that cannot
-        be read is retried (with back-off) until it answers or the engine is
-        stopped.
-
-
-        If the feed server cannot listen, the start is undone (every
-        strategy whose ``on_start`` ran gets its ``on_stop``, the order sink
-        is closed) and :class:`ConfigError` names the key: ``feed.port 7001
-        is already in use``.
+        ready and no strategy starts. A venue that cannot be read is retried
+        (with back-off) until it answers or the engine is stopped.
         """
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        # Books build from the first frame; strategies see them once started.
+        self.builder.set_listener(None)
+        if serve_feed:
+            await self._listen()
         if not await self._reconcile():
             return
         if self.journal is not None:
-            self.journal.start()
+            self.journal.start(self.task_crashes)
         self.sink.start()
         if self.risk.state is TradingState.HALTED and self.config.risk.cancel_on_halt:
             # Started halted: orders the venue still holds are canceled, as a halt does.
             self.cancel_all()
         self._strategies_started = True
         self.start_strategies()
-        if not serve_feed:
-            return
+        self.builder.set_listener(self.dispatcher)
+
+    async def _listen(self) -> None:
+        """Bind the feed server; undo the start and raise ConfigError if it cannot listen."""
         settings = self.config.feed
         try:
             if settings.capture_path:
                 self.capture = CaptureWriter(settings.capture_path)
             self.feed = FeedServer(
-                settings, self.builder, clock=self.clock.monotonic_ns, capture=self.capture
+                settings,
+                self.builder,
+                clock=self.clock.monotonic_ns,
+                capture=self.capture,
+                crashes=self.task_crashes,
             )
             await self.feed.start()
         except OSError as exc:
@@ -643,6 +670,11 @@ class Engine:
 
     def _journal_failed(self, reason: str) -> None:
         self.set_trading_state(TradingState.HALTED, "journal", reason)
+
+    def _task_crashed(self, who: str, reason: str) -> None:
+        """An order-path task died half-way (its order may still hold exposure): halt."""
+        if self.risk.state is not TradingState.HALTED:
+            self.set_trading_state(TradingState.HALTED, who, reason)
 
     def _forget_orders_and_positions(self) -> None:
         """Back to no orders and flat positions (a reconciliation attempt failed midway)."""

@@ -26,9 +26,10 @@ strategy's ``on_start``:
    carry ``symbol``, ``side`` and ``quantity``), or ``refuse`` (the engine
    stays not ready and says why). An order whose ``symbol`` is not one of
    this process's instruments belongs to another shard and is left alone;
-6. the trading state is the journal's last (or ``[engine]
-   initial_trading_state`` when set, as the supervisor does for a
-   restarted worker).
+6. the trading state is the strictest (halted > reducing > active) of
+   the journal's last, ``[engine] initial_trading_state`` (which the
+   supervisor sets for the workers it starts) and any state set while
+   start-up ran (``/halt`` during reconciliation is never undone).
 
 With the in-process venue (``gateway.mode = "simulated"``) there is no
 venue to read: journaled open orders are settled ``canceled`` (that venue
@@ -454,17 +455,7 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         report["fills_cursor"] = cursor
     restored = ledger.open_order_list()
 
-    # The trading state.
-    initial = engine.config.engine.initial_trading_state
-    if initial is not None:
-        engine.risk.set_state(TradingState(initial))
-        engine.state_by = ("supervisor", None)
-        if journal is not None:
-            journal.trading_state(initial, "supervisor")
-    elif state.trading_state is not None:
-        value, who, why = state.trading_state
-        engine.risk.set_state(TradingState(value))
-        engine.state_by = (who, why)
+    _settle_trading_state(engine, state)
     report["trading_state"] = engine.risk.state.value
     report["found"] = dict(sorted(counts.items()))
     report["positions"] = {
@@ -480,6 +471,51 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         await journal.write_pending(raise_errors=True)
     log.info("start-up reconciliation: %s", json.dumps(report, sort_keys=True))
     return report
+
+
+#: Strictness of the trading states: a start takes the strictest one it was given.
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def _settle_trading_state(engine: Engine, state: JournalState) -> None:
+    """Step 6: the strictest of the trading states start-up was given.
+
+    Candidates, in this order of precedence among equals: the state set
+    while start-up ran (an operator's ``/halt``, the supervisor's, a
+    journal failure), ``[engine] initial_trading_state`` (the supervisor's
+    for a worker it starts), and the journal's last. So a halt that arrived
+    during reconciliation is never undone by an older journaled state, and
+    a worker restarted by a supervisor that says ``active`` still keeps
+    its own journaled halt (risk, journal or operator). Only the
+    initial state is journaled here: the others already are.
+    """
+    journal = engine.journal
+    candidates: list[tuple[TradingState, str, str | None, bool]] = []
+    who, why = engine.state_by
+    if who != "start-up":
+        candidates.append((engine.risk.state, who, why, False))
+    initial = engine.config.engine.initial_trading_state
+    if initial is not None:
+        candidates.append((TradingState(initial), "supervisor", None, True))
+    if state.trading_state is not None:
+        value, who, why = state.trading_state
+        candidates.append((TradingState(value), who, why, False))
+    if not candidates:
+        return
+    # max() keeps the first of equals: the order above is the precedence.
+    chosen, who, why, to_journal = max(candidates, key=lambda c: _STRICTNESS[c[0]])
+    if chosen is not engine.risk.state:
+        log.warning(
+            "start-up: trading state %s (by %s%s), the strictest of %s",
+            chosen.value,
+            who,
+            f": {why}" if why else "",
+            ", ".join(f"{c[0].value} by {c[1]}" for c in candidates),
+        )
+    engine.risk.set_state(chosen)
+    engine.state_by = (who, why)
+    if to_journal and journal is not None:
+        journal.trading_state(chosen.value, who, why)
 
 
 def _settle(engine: Engine, order: Order, body: dict[str, Any]) -> bool:

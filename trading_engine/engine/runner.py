@@ -185,6 +185,7 @@ def build_engine(
                 else None,
                 backoff_s=settings.reconnect_backoff_s,
                 backoff_max_s=settings.reconnect_backoff_max_s,
+                crashes=engine.task_crashes,
             )
         return HttpGateway(
             settings,
@@ -193,6 +194,7 @@ def build_engine(
             CircuitBreaker(engine.config.breaker.settings(), engine.clock.monotonic_ns),
             api_key=key,
             fast=fast,
+            crashes=engine.task_crashes,
         )
 
     identity = VenueIdentity.of(config.gateway.base_url, key)
@@ -261,7 +263,7 @@ class Service:
         A part that cannot start undoes the parts started before it and
         raises (:class:`ConfigError` for a port that cannot be listened on).
         """
-        self.monitor.start()
+        self.monitor.start(self.engine.task_crashes)
         self.gc_monitor.install()
         try:
             try:
@@ -295,6 +297,8 @@ class Service:
         deadline = None if duration_s is None else loop.time() + duration_s
         try:
             # Start-up (reconciliation) may wait on the venue: a stop interrupts it.
+            # Both tasks are awaited right here and the start's outcome is read
+            # below (a start-up error is the command's exit status, not a crash).
             starting = loop.create_task(self.start(), name="service-start")
             stopping = loop.create_task(self._stop.wait(), name="service-stop")
             try:

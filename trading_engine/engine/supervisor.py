@@ -20,10 +20,17 @@ off the supervisor's loop, which places no orders;
 symbols) and lists the workers; ``/halt``, ``/reduce`` and ``/resume`` check
 the token and are forwarded to every worker.
 
+The supervisor remembers the trading state last set through it and
+makes every worker hold it: a worker that did not answer the switch (still
+starting: its admin API is not listening yet) gets it again every 0.2 s
+until its admin API answers; a worker it starts or restarts gets it in its
+environment (``[engine] initial_trading_state``). A worker's start-up takes
+the strictest of that state and its own journal's (halted > reducing >
+active), so a worker restarted after its own risk or journal halt stays
+halted even when the supervisor's last word was ``/resume``.
+
 A worker that exits while the supervisor is running is restarted after a
-back-off that doubles on each quick failure (up to 10 s), in the trading
-state last set through the supervisor (``[engine] initial_trading_state``
-in its environment; with none set, its own journal's). Each worker keeps
+back-off that doubles on each quick failure (up to 10 s). Each worker keeps
 its own journal: ``journal.path`` with the worker's index before the
 suffix (``state/journal.0.db``). SIGTERM or SIGINT
 stop the supervisor, which sends SIGTERM to every worker and waits for them
@@ -58,7 +65,7 @@ from ..io.admin import admin_app, authorize
 from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import register_process_collectors
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 
 __all__ = ["Supervisor", "Worker", "merged_exposition", "worker_environment"]
 
@@ -69,6 +76,8 @@ _STABLE_AFTER_S = 30.0  # a worker up this long resets its back-off
 _TRADING_ORDER = {"active": 0, "reducing": 1, "halted": 2}
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
 _SWITCHED_TO = {"/halt": "halted", "/reduce": "reducing", "/resume": "active"}
+_SWITCH_PATH = {state: path for path, state in _SWITCHED_TO.items()}
+_DELIVERY_RETRY_S = 0.2
 
 
 def worker_environment(config: Config, index: int, count: int) -> dict[str, str]:
@@ -101,6 +110,9 @@ class Worker:
         self.restarts = 0
         self.started_at = 0.0
         self.backoff_s = 0.5
+        #: The supervisor's trading state this process is known to hold (through
+        #: its environment at start, or a switch its admin API answered 200).
+        self.delivered: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -159,8 +171,12 @@ class Supervisor:
         self._runner: web.AppRunner | None = None
         self._client: httpx.AsyncClient | None = None
         #: The trading state last set through this supervisor (None: never).
-        #: A worker it restarts starts in it, whatever that worker's journal says.
+        #: Every worker is brought to it (see the module's docstring).
         self.trading_state: str | None = None
+        #: Crashes of the supervisor's own tasks (watchers, delivery), by kind.
+        self.task_crashes = TaskCrashes(kinds=("watch-worker", "deliver-state"))
+        self._deliveries = asyncio.Lock()
+        self._undelivered = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -192,8 +208,15 @@ class Supervisor:
         for worker in self.workers:
             await self._spawn(worker)
             self._watchers.append(
-                asyncio.create_task(self._watch(worker), name=f"watch-worker-{worker.index}")
+                self.task_crashes.spawn(
+                    self._watch(worker), name=f"watch-worker-{worker.index}", kind="watch-worker"
+                )
             )
+        self._watchers.append(
+            self.task_crashes.spawn(
+                self._deliver_forever(), name="deliver-state", kind="deliver-state"
+            )
+        )
         log.info(
             "supervising %d workers; combined admin API on http://%s:%d",
             len(self.workers),
@@ -218,6 +241,7 @@ class Supervisor:
         env = {**self.environ, **worker.env}
         if self.trading_state is not None:
             env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
+        worker.delivered = self.trading_state
         worker.process = await asyncio.create_subprocess_exec(
             *self.command, env=env, preexec_fn=_terminate_with_parent
         )
@@ -294,17 +318,20 @@ class Supervisor:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("/metrics")
+        state = self.trading_state
         scraped = [
             (
                 worker.index,
                 worker.restarts,
                 answer.text if answer is not None and answer.status_code == 200 else None,
+                state is not None and worker.delivered != state,
             )
             for worker, answer in zip(self.workers, answers, strict=True)
         ]
+        crashes = dict(self.task_crashes.counts)
         # Parsing the workers' text is pure Python and grows with their
         # series: a thread, so the loop goes on forwarding /halt meanwhile.
-        body = await asyncio.to_thread(merged_exposition, scraped, self.registry)
+        body = await asyncio.to_thread(merged_exposition, scraped, self.registry, crashes)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -348,22 +375,73 @@ class Supervisor:
         return json_response(merge_status(documents, workers), 200)
 
     async def _forward(self, request: web.Request) -> web.Response:
+        """Set the supervisor's trading state and switch every worker to it.
+
+        200: every worker applied it. 202: the workers that did not answer
+        (starting, or restarting) get it as soon as they can (``pending``).
+        502: a worker answered with an error.
+        """
         refused = authorize(request, self.token)
         if refused is not None:
             return refused
-        self.trading_state = _SWITCHED_TO[request.path]
-        answers = await self._ask_all(
+        state = _SWITCHED_TO[request.path]
+        self.trading_state = state
+        async with self._deliveries:
+            answers = await asyncio.gather(*(self._switch(w, state) for w in self.workers))
+        results: dict[str, Any] = {}
+        pending = []
+        for worker, answer in zip(self.workers, answers, strict=True):
+            if answer is None:
+                pending.append(worker.index)
+                results[str(worker.index)] = {
+                    "pending": "not answering yet (starting or restarting); "
+                    "it gets this state as soon as it can"
+                }
+            else:
+                results[str(worker.index)] = answer.json()
+        failed = any(answer is not None and answer.status_code != 200 for answer in answers)
+        if pending:
+            self._undelivered.set()
+        log.warning(
+            "%s forwarded to %d workers (pending: %s, failed: %s)",
             request.path,
-            method="POST",
-            headers={"Authorization": request.headers["Authorization"]},
+            len(answers),
+            pending or "none",
+            failed,
         )
-        results = {
-            str(worker.index): (answer.json() if answer is not None else {"error": "unreachable"})
-            for worker, answer in zip(self.workers, answers, strict=True)
-        }
-        ok = all(answer is not None and answer.status_code == 200 for answer in answers)
-        log.warning("%s forwarded to %d workers (all applied: %s)", request.path, len(answers), ok)
-        return json_response({"workers": results}, 200 if ok else 502)
+        code = 502 if failed else 202 if pending else 200
+        return json_response({"trading_state": state, "workers": results, "pending": pending}, code)
+
+    async def _switch(self, worker: Worker, state: str) -> httpx.Response | None:
+        """POST the switch to ``state`` to one worker; notes it delivered on a 200."""
+        answer = await self._ask(
+            worker,
+            _SWITCH_PATH[state],
+            method="POST",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        if answer is not None and answer.status_code == 200:
+            worker.delivered = state
+        return answer
+
+    async def _deliver_forever(self) -> None:
+        """Retry the supervisor's trading state on workers that did not get it yet.
+
+        A worker still starting answers once its admin API listens (before
+        its start-up reconciliation, whose end keeps the strictest state).
+        A worker that is not running gets it in its environment instead.
+        """
+        while True:
+            await self._undelivered.wait()
+            async with self._deliveries:
+                state = self.trading_state
+                behind = [w for w in self.workers if w.alive and w.delivered != state]
+                if state is None or not behind:
+                    self._undelivered.clear()
+                    continue
+                await asyncio.gather(*(self._switch(w, state) for w in behind))
+            if any(w.alive and w.delivered != state for w in behind):
+                await asyncio.sleep(_DELIVERY_RETRY_S)
 
 
 def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str, Any]]) -> Any:
@@ -397,18 +475,25 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
     return merged
 
 
+#: Per worker: index, restarts, exposition text (None: no answer), state pending.
+Scraped = tuple[int, int, str | None, bool]
+
+
 def merged_exposition(
-    scraped: Sequence[tuple[int, int, str | None]], own: CollectorRegistry | None = None
+    scraped: Sequence[Scraped],
+    own: CollectorRegistry | None = None,
+    crashes: dict[str, int] | None = None,
 ) -> bytes:
     """The supervisor's ``/metrics`` body.
 
     ``scraped`` holds ``(worker index, restarts, exposition text or None
-    if it did not answer)`` per worker; ``own`` is the supervisor's own
-    registry, whose samples get ``worker="supervisor"``. Thread-safe: it
-    reads only its arguments.
+    if it did not answer, trading state not yet confirmed)`` per worker;
+    ``own`` is the supervisor's own registry, whose samples get
+    ``worker="supervisor"``; ``crashes`` its own task crashes by kind.
+    Thread-safe: it reads only its arguments.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_MergedMetrics(scraped, own))
+    registry.register(_MergedMetrics(scraped, own, crashes or {}))
     return generate_latest(registry)
 
 
@@ -416,10 +501,14 @@ class _MergedMetrics(Collector):
     """The workers' expositions, each sample labelled with its worker."""
 
     def __init__(
-        self, scraped: Sequence[tuple[int, int, str | None]], own: CollectorRegistry | None
+        self,
+        scraped: Sequence[Scraped],
+        own: CollectorRegistry | None,
+        crashes: dict[str, int],
     ) -> None:
         self.scraped = scraped
         self.own = own
+        self.crashes = crashes
 
     def collect(self) -> list[Metric]:
         families: dict[str, Metric] = {}
@@ -427,6 +516,18 @@ class _MergedMetrics(Collector):
         restarts = Metric(
             "trading_engine_worker_restarts", "Times the supervisor restarted a worker.", "counter"
         )
+        pending = Metric(
+            "trading_engine_worker_trading_state_pending",
+            "1 while a worker has not confirmed the trading state set through the supervisor.",
+            "gauge",
+        )
+        crashes = Metric(
+            "trading_engine_supervisor_task_crashes",
+            "The supervisor's own tasks that ended with an exception, by kind.",
+            "counter",
+        )
+        for kind, count in sorted(self.crashes.items()):
+            crashes.samples.append(Sample(crashes.name + "_total", {"task": kind}, float(count)))
 
         def merge(found: Iterable[Metric], label: str) -> None:
             for family in found:
@@ -440,17 +541,18 @@ class _MergedMetrics(Collector):
                     for sample in family.samples
                 )
 
-        for index, restart_count, text in self.scraped:
+        for index, restart_count, text, behind in self.scraped:
             label = str(index)
             up.samples.append(Sample(up.name, {"worker": label}, 0.0 if text is None else 1.0))
             restarts.samples.append(
                 Sample(restarts.name + "_total", {"worker": label}, float(restart_count))
             )
+            pending.samples.append(Sample(pending.name, {"worker": label}, float(behind)))
             if text is not None:
                 merge(text_string_to_metric_families(text), label)
         if self.own is not None:
             merge(self.own.collect(), "supervisor")
-        return [up, restarts, *families.values()]
+        return [up, restarts, pending, crashes, *families.values()]
 
 
 def _terminate_with_parent() -> None:

@@ -37,7 +37,7 @@ from ..lowlevel.metrics import (
     histogram_family,
     register_process_collectors,
 )
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .engine import Engine
 
 __all__ = [
@@ -86,9 +86,13 @@ class LoopMonitor:
             return self.loop.stats.slow_callbacks
         return self.stalls
 
-    def start(self) -> None:
+    def start(self, crashes: TaskCrashes | None = None) -> None:
+        """Start measuring (needs a running loop); a crash is counted in ``crashes``."""
         self.loop = asyncio.get_running_loop()
-        self._task = self.loop.create_task(self._run(), name="loop-monitor")
+        crashes = crashes if crashes is not None else TaskCrashes()
+        self._task = crashes.spawn(
+            self._run(), name="loop-monitor", kind="loop-monitor", loop=self.loop
+        )
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -360,6 +364,7 @@ class EngineCollector(Collector):
         yield connections
 
         yield from _journal_metrics(engine)
+        yield from _task_metrics(engine)
 
     def _symbols(self) -> Iterator[Metric | None]:
         """Books by state, then the per-symbol series of the listed symbols."""
@@ -572,6 +577,19 @@ def _journal_metrics(engine: Engine) -> Iterator[Metric]:
         P + "orders_open_at_shutdown", "Orders still open when a shutdown stopped waiting.",
         value=engine.order_counts["open_at_shutdown"],
     )  # fmt: skip
+
+
+def _task_metrics(engine: Engine) -> Iterator[Metric]:
+    """Background tasks that crashed, by kind."""
+    crashes = CounterMetricFamily(
+        P + "task_crashes",
+        "Background tasks that ended with an exception, by kind (an order-path "
+        "task's crash halts trading).",
+        labels=["task"],
+    )
+    for kind, count in sorted(engine.task_crashes.counts.items()):
+        crashes.add_metric([kind], count)
+    yield crashes
 
 
 def registry_for(

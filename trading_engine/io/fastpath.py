@@ -63,6 +63,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ..lowlevel.loop import mark_critical, unmark_critical
+from ..lowlevel.tasks import TaskCrashes
 
 __all__ = ["Answer", "FastOrderChannel", "FastPathError", "UnparsedAnswer"]
 
@@ -395,8 +396,11 @@ class FastOrderChannel:
         backoff_s: float = 0.05,
         backoff_max_s: float = 5.0,
         rng: random.Random | None = None,
+        crashes: TaskCrashes | None = None,
     ) -> None:
         parts = urlsplit(base_url)
+        #: Counts a crash of a connecting task (orders then use the httpx path).
+        self.crashes = crashes if crashes is not None else TaskCrashes()
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the fast path needs an http:// or https:// URL, got {base_url!r}")
         self.host = parts.hostname
@@ -521,7 +525,12 @@ class FastOrderChannel:
         missing = self.size - len(self._all) - len(self._tasks)
         loop = asyncio.get_running_loop()
         for _ in range(max(0, missing)):
-            task = loop.create_task(self._keep_connecting())
+            task = self.crashes.spawn(
+                self._keep_connecting(),
+                name="fast-path-connect",
+                kind="fast-path-connect",
+                loop=loop,
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

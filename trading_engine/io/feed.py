@@ -41,7 +41,7 @@ from ..core.builder import BookBuilder, BookEntry
 from ..core.protocol import BAD_INPUT, Reason
 from ..lowlevel.loop import mark_critical, unmark_critical
 from ..lowlevel.metrics import LatencyHistogram
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .capture import CaptureWriter
 
 __all__ = ["FeedServer", "FeedSession", "FeedStats"]
@@ -222,7 +222,8 @@ class FeedServer:
     """The market-data TCP server, bound to ``[feed] host``/``port``.
 
     ``builder`` applies frames; ``clock`` returns monotonic nanoseconds
-    (injected for tests); ``capture`` records every complete frame.
+    (injected for tests); ``capture`` records every complete frame;
+    ``crashes`` counts a crash of the idle sweeper (the engine's).
     """
 
     def __init__(
@@ -232,8 +233,10 @@ class FeedServer:
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         capture: CaptureWriter | None = None,
+        crashes: TaskCrashes | None = None,
     ) -> None:
         self.config = config
+        self.crashes = crashes if crashes is not None else TaskCrashes()
         self.builder = builder
         self.clock = clock
         self.capture = capture
@@ -266,7 +269,9 @@ class FeedServer:
             backlog=1024,
             reuse_address=True,
         )
-        self._sweeper = loop.create_task(self._sweep_idle(), name="feed-idle-sweeper")
+        self._sweeper = self.crashes.spawn(
+            self._sweep_idle(), name="feed-idle-sweeper", kind="feed-idle-sweeper", loop=loop
+        )
         log.info("feed server listening on %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:

@@ -70,7 +70,7 @@ from ..core.protocol import Side
 from ..core.reports import MAX_FILL_ID, parse_fill, parse_order_body
 from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .fastpath import Answer, FastOrderChannel, FastPathError, UnparsedAnswer
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
@@ -152,8 +152,11 @@ class HttpGateway:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         fast: FastOrderChannel | None = None,
+        crashes: TaskCrashes | None = None,
     ) -> None:
         self.config = config
+        #: Crash accounting of the request tasks (the engine's; a crash halts trading).
+        self.crashes = crashes if crashes is not None else TaskCrashes()
         self.breaker = breaker
         self.fast = fast
         self._listener = listener
@@ -277,8 +280,14 @@ class HttpGateway:
         """Start polling fills, auditing resting orders and warming the fast path."""
         if self._poller is None:
             loop = asyncio.get_running_loop()
-            self._poller = loop.create_task(self._poll_fills_forever(), name="gateway-fills")
-            self._auditor = loop.create_task(self._audit_forever(), name="gateway-audit")
+            self._poller = self.crashes.spawn(
+                self._poll_fills_forever(), name="gateway-fills", kind="fills-poll",
+                halts="gateway", loop=loop,
+            )  # fmt: skip
+            self._auditor = self.crashes.spawn(
+                self._audit_forever(), name="gateway-audit", kind="resting-audit",
+                halts="gateway", loop=loop,
+            )  # fmt: skip
             if self.fast is not None:
                 self._spawn(self.fast.start(), "fast-path-connect")
 
@@ -317,7 +326,10 @@ class HttpGateway:
         await self.client.aclose()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        # The kind is the name's first word (place, cancel, read-back): bounded labels.
+        kind = name.partition(":")[0]
+        halts = None if kind == "fast-path-connect" else "gateway"
+        task = self.crashes.spawn(coro, name=name, kind=kind, halts=halts)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -78,6 +78,7 @@ from ..core.errors import EngineError
 from ..core.instruments import Instrument
 from ..core.orders import Order
 from ..lowlevel.metrics import LatencyHistogram
+from ..lowlevel.tasks import TaskCrashes
 
 __all__ = [
     "SCHEMA_V1",
@@ -845,10 +846,15 @@ class Journal:
         self._report(reason)
         return False
 
-    def start(self) -> None:
-        """Start writing every ``flush_s`` seconds (needs a running loop)."""
+    def start(self, crashes: TaskCrashes | None = None) -> None:
+        """Start writing every ``flush_s`` seconds (needs a running loop).
+
+        A crash of the writer task is counted in ``crashes`` and halts
+        trading (who ``journal``): rows would no longer reach the file.
+        """
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="journal")
+            crashes = crashes if crashes is not None else TaskCrashes()
+            self._task = crashes.spawn(self.run(), name="journal", kind="journal", halts="journal")
 
     async def run(self) -> None:
         """Every ``flush_s`` seconds, write the pending rows on the journal's thread.
@@ -883,6 +889,8 @@ class Journal:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+            except Exception:  # a crash was reported and counted when it happened
+                pass
         if self._oneshots:
             await asyncio.wait(set(self._oneshots), timeout=self.write_timeout_s)
         if self._inflight is not None:

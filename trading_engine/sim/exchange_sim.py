@@ -50,7 +50,7 @@ from ..core.errors import InvalidValue
 from ..core.instruments import Instrument
 from ..core.sharding import shard_of
 from ..io.webserver import json_response, serve
-from ..lowlevel.tasks import cancel_and_wait
+from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .marketsim import RandomWalkBook
 from .matching import MatchFill, MatchingEngine, MatchOrder, SortedLevels
 from .publisher import Publisher
@@ -175,6 +175,8 @@ class ExchangeSimulator:
         self._since_snapshot: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._publisher_tasks: list[asyncio.Task[None]] = []
+        #: Crashes of the market-data publishers, by kind.
+        self.task_crashes = TaskCrashes()
         self.published = 0
 
     # -- lifecycle --------------------------------------------------------------
@@ -219,9 +221,11 @@ class ExchangeSimulator:
         loop = asyncio.get_running_loop()
         for shard, symbols in sorted(groups.items()):
             self._publisher_tasks.append(
-                loop.create_task(
+                self.task_crashes.spawn(
                     self._publish_forever(host, port + shard, symbols),
                     name=f"exchange-sim-publisher-{shard}",
+                    kind="publisher",
+                    loop=loop,
                 )
             )
 
