@@ -4,11 +4,13 @@ Through ``Engine`` with a sink that sends nothing, each order is:
 
 * ``submit``: ``Engine.submit`` (risk check, the Order, exposure, the
   sink's ``submit``);
-* ``answer``: the gateway's delivery of an order answer,
-  ``on_order_report`` (the position credited from the cumulative fill and
-  average) then ``on_status`` (``filled``: the order closes);
+* ``answer``: an order answer as the gateway delivers it: its average
+  read at the edge (``Instrument.average_to_ticks``) into an
+  ``OrderReport``, then ``on_report`` (the ledger credits the position
+  from the cumulative fill and average, and ``filled`` closes the order);
 * ``feed fill``: the same fill listed later by the fills feed
-  (``on_fill`` with a fill id: counted once, nothing credited twice).
+  (``on_fill`` with a ``FillReport`` carrying its id: counted once,
+  nothing credited twice).
 
 Orders alternate buy and sell so the position stays flat; closed orders
 are evicted as they age (retention 0.1 s on a clock advanced 1 ms per
@@ -24,7 +26,6 @@ import argparse
 import gc
 import json
 import statistics
-from decimal import Decimal
 from pathlib import Path
 from time import perf_counter_ns
 
@@ -33,6 +34,7 @@ from trading_engine import parse_config
 from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.engine.engine import Engine
 
 SNAPSHOT = (
@@ -42,13 +44,18 @@ SNAPSHOT = (
 
 
 class _Sink:
+    """An order sink that sends nothing (only the calls the order path makes)."""
+
     def allow(self) -> bool:
         return True
 
-    def submit(self, order: Order) -> None:
-        pass
+    def submit(self, order: Order) -> str | None:
+        return None
 
     def cancel(self, order: Order) -> None:
+        pass
+
+    def forget(self, client_order_id: str) -> None:
         pass
 
 
@@ -69,7 +76,7 @@ def _engine() -> tuple[Engine, ManualClock]:
         environ={},
     )
     clock = ManualClock(start_ns=10**12)
-    engine = Engine(config, clock=clock, run_id="bench", sink=_Sink())
+    engine = Engine(config, clock=clock, run_id="bench", sink=_Sink())  # type: ignore[arg-type]
     engine.builder.handle(SNAPSHOT)
     return engine, clock
 
@@ -77,7 +84,7 @@ def _engine() -> tuple[Engine, ManualClock]:
 def run_once(orders: int) -> dict[str, list[int]]:
     engine, clock = _engine()
     runner = engine.runners["probe"]
-    average = Decimal("100.05")
+    instrument = engine.instruments["BTC-USD"]
     timings: dict[str, list[int]] = {"submit": [], "answer": [], "feed fill": []}
     submit_t, answer_t, fill_t = timings["submit"], timings["answer"], timings["feed fill"]
     filled = OrderStatus.FILLED
@@ -90,10 +97,10 @@ def run_once(orders: int) -> dict[str, list[int]]:
         t1 = perf_counter_ns()
         assert order is not None
         cid = order.client_order_id
-        engine.on_order_report(cid, 10, average)
-        engine.on_status(cid, filled, None)
+        average = instrument.average_to_ticks("100.05")
+        engine.on_report(OrderReport(cid, filled, 10, average))
         t2 = perf_counter_ns()
-        engine.on_fill(cid, 10005, 10, i + 1)
+        engine.on_fill(FillReport(cid, 10005, 10, i + 1))
         t3 = perf_counter_ns()
         submit_t.append(t1 - t0)
         answer_t.append(t2 - t1)

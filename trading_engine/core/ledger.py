@@ -476,19 +476,6 @@ class Ledger:
         closed.extend(kept)
         return evicted
 
-    def owed_fills(self, older_than_ns: int) -> list[Order]:
-        """Closed orders still owed fills the fills log has not delivered by ``older_than_ns``.
-
-        A final answer reported lots that no fill has priced, and the order
-        closed before ``older_than_ns``: the venue's fills log has lost
-        them (a venue reset, another account). ``O(n)`` in closed orders.
-        """
-        return [
-            order
-            for order in self._closed
-            if order.held and order.closed_ns and order.closed_ns <= older_than_ns
-        ]
-
     # -- internals --------------------------------------------------------------------
 
     def _transition(self, order: Order, status: OrderStatus, reason: str | None) -> bool:
