@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from trading_engine import Config, OrderType, Side, TimeInForce, parse_config
+from trading_engine.core.orders import Order
 from trading_engine.core.strategy import (
     BookView,
     Fill,
@@ -151,3 +152,43 @@ class Sweeper(Strategy):
         if order is not None:
             self.last_ns = now
             self.buy_next = not self.buy_next
+
+
+class NullSink:
+    """An order sink that sends nothing: every call of the contract, doing nothing.
+
+    Test sinks subclass it and override what they observe.
+    """
+
+    def allow(self) -> bool:
+        return True
+
+    def submit(self, order: Order) -> str | None:
+        return None
+
+    def cancel(self, order: Order) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop_orders(self) -> None:
+        pass
+
+    def resume_orders(self) -> None:
+        pass
+
+    async def drain(self, within_s: float) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+    def forget(self, client_order_id: str) -> None:
+        pass
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def breaker_state(self) -> str:
+        return "closed"

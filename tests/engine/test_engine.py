@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from tests.fakes import config, snapshot
+from tests.fakes import NullSink, config, snapshot
 from trading_engine import Instrument
 from trading_engine.core.clock import ManualClock
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
@@ -38,16 +38,13 @@ S = OrderStatus
 MAX_POSITION = 50
 
 
-class RecordingSink:
+class RecordingSink(NullSink):
     """An order sink that sends nothing: it records what the engine asked."""
 
     def __init__(self) -> None:
         self.submitted: list[Order] = []
         self.canceled: list[Order] = []
         self.forgotten: list[str] = []
-
-    def allow(self) -> bool:
-        return True
 
     def submit(self, order: Order) -> str | None:
         self.submitted.append(order)
@@ -58,27 +55,6 @@ class RecordingSink:
 
     def forget(self, client_order_id: str) -> None:
         self.forgotten.append(client_order_id)
-
-    def start(self) -> None:
-        pass
-
-    def stop_orders(self) -> None:
-        pass
-
-    def resume_orders(self) -> None:
-        pass
-
-    async def drain(self, within_s: float) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
-
-    def not_ready(self) -> str | None:
-        return None
-
-    def breaker_state(self) -> str:
-        return "closed"
 
 
 def make_engine(

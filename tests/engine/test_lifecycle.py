@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from tests.fakes import Recorder, config, snapshot, update
+from tests.fakes import NullSink, Recorder, config, snapshot, update
 from tests.helpers import free_port, wait_until
 from trading_engine import Instrument
 from trading_engine.config import Config
@@ -103,45 +103,15 @@ async def test_the_feed_listens_during_reconciliation_but_strategies_see_frames_
             await simulator.stop()
 
 
-class SlowVenue:
+class SlowVenue(NullSink):
     """An order sink and venue reader whose open-orders read waits until released."""
 
     def __init__(self) -> None:
         self.reading = asyncio.Event()
         self.release = asyncio.Event()
 
-    def allow(self) -> bool:
-        return True
-
     def submit(self, order: Order) -> str | None:
         raise AssertionError("no order may leave during start-up")
-
-    def cancel(self, order: Order) -> None:
-        pass
-
-    def start(self) -> None:
-        pass
-
-    def stop_orders(self) -> None:
-        pass
-
-    def resume_orders(self) -> None:
-        pass
-
-    async def drain(self, within_s: float) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
-
-    def forget(self, client_order_id: str) -> None:
-        pass
-
-    def not_ready(self) -> str | None:
-        return None
-
-    def breaker_state(self) -> str:
-        return "closed"
 
     async def open_orders(self) -> list[dict[str, Any]]:
         self.reading.set()

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import config
+from tests.fakes import NullSink, config
 from trading_engine.core.orders import Order, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
 from trading_engine.engine.engine import Engine
 from trading_engine.io.journal import Journal
 
 
-class ScriptedVenue:
+class ScriptedVenue(NullSink):
     """An order sink and venue reader answering from scripted bodies."""
 
     def __init__(
@@ -32,40 +32,6 @@ class ScriptedVenue:
         self._fills = fills
         self._orders = orders
         self.cursor = -1
-
-    # -- OrderSink
-    def allow(self) -> bool:
-        return True
-
-    def submit(self, order: Order) -> str | None:
-        return None
-
-    def cancel(self, order: Order) -> None:
-        pass
-
-    def start(self) -> None:
-        pass
-
-    def stop_orders(self) -> None:
-        pass
-
-    def resume_orders(self) -> None:
-        pass
-
-    async def drain(self, within_s: float) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
-
-    def forget(self, client_order_id: str) -> None:
-        pass
-
-    def not_ready(self) -> str | None:
-        return None
-
-    def breaker_state(self) -> str:
-        return "closed"
 
     # -- VenueReader
     async def open_orders(self) -> list[dict[str, Any]]:
