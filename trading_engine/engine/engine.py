@@ -53,6 +53,7 @@ from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
 from ..io.journal import Journal
 from ..io.webserver import listen_error
+from ..lowlevel.backoff import Backoff
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
@@ -367,7 +368,7 @@ class Engine:
         from .reconcile import ReconciliationRefused, VenueReader, reconcile
 
         reader = self.sink if isinstance(self.sink, VenueReader) else None
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0)
         attempt = 0
         while True:
             attempt += 1
@@ -388,8 +389,7 @@ class Engine:
                 )
                 log.error("%s", self.blocked)
                 self._forget_orders_and_positions()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next_s())
                 continue
             self.blocked = None
             return True
