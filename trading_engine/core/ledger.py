@@ -67,9 +67,9 @@ _FILLED: Final = OrderStatus.FILLED
 _PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
 
 #: Every fault the ledger counts (``trading_engine_order_faults_total{kind}``).
-LEDGER_FAULTS: Final = (*FAULT_KINDS, "fill_after_final", "fills_missing")
+LEDGER_FAULTS: Final = (*FAULT_KINDS, "fill_after_final", "fills_missing", "fill_mismatch")
 #: Faults that mean the engine and the venue disagree about a position: trading halts.
-HALTING_FAULTS: Final = frozenset({"overfill", "fills_missing"})
+HALTING_FAULTS: Final = frozenset({"overfill", "fills_missing", "fill_mismatch"})
 #: ``[risk] self_trade``: what an order that would cross the engine's own resting order does.
 SELF_TRADE_POLICIES: Final = ("refuse", "cancel_resting", "allow")
 
@@ -318,6 +318,17 @@ class Ledger:
         if order is None:
             self._ignore("unknown_order")
             return
+        if (fill.side is not None and fill.side is not order.side) or (
+            fill.symbol is not None and fill.symbol != order.symbol
+        ):
+            # The venue filled something else than this order: the positions disagree.
+            self._fault(
+                cid,
+                "fill_mismatch",
+                f"fill {fill.fill_id} says {fill.symbol} {fill.side}, the order "
+                f"{order.symbol} {order.side.value}",
+            )
+            return
         before = order.reported
         try:
             credit, provisional = order.credit_fill(fill.price, fill.lots, fill.fill_id)
@@ -533,7 +544,7 @@ class Ledger:
                 "overfill",
                 f"{reported} lots reported filled of {order.quantity}",
             )
-        elif not order.is_open and order.status is not _REJECTED:
+        elif not order.is_open:
             self._fault(order.client_order_id, "fill_after_final", f"{reported} lots")
 
     def _fault(self, client_order_id: str, kind: str, detail: str) -> None:

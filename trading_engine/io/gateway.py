@@ -94,6 +94,10 @@ VENUE_RATE_LIMITED: Final = "venue_rate_limited"
 #: The reason of an order closed locally: canceled before its request left.
 CANCELED_UNSENT: Final = "canceled_unsent"
 
+#: The reason of an order closed locally: unknown, never seen by the venue, and too
+#: old to send again (``order_retry_deadline_s``).
+RESEND_EXPIRED: Final = "resend_expired"
+
 #: Every counter the gateway keeps (always exported, 0 until seen).
 EVENTS: Final = (
     "timeout",  # a request got no answer within timeout_s
@@ -106,6 +110,7 @@ EVENTS: Final = (
     "venue_rate_limited",  # a 429 answer (any request)
     "retry_abandoned",  # an order answered 429 closed: past its retries or deadline
     "canceled_unsent",  # an order canceled before its request left: never sent
+    "resend_expired",  # an unknown order read back 404 past order_retry_deadline_s: closed
     "unreadable_answer",  # a 200 order answer that could not be read
     "unparsed_answer",  # a fast-path answer the client could not parse (not the venue's failure)
     "unreadable_fill",  # a fill of ours that could not be read
@@ -557,6 +562,8 @@ class HttpGateway:
         cid = order.client_order_id
         backoff = self._backoff()
         quiet_404s = 0
+        # Past this, a 404 is not answered with a re-send: the order would leave late.
+        resend_until_ns = self._clock() + round(self.config.order_retry_deadline_s * 1e9)
         while order.is_open:
             await asyncio.sleep(backoff.next_s())
             reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
@@ -568,12 +575,17 @@ class HttpGateway:
                     return
                 continue
             # 404: the venue has not seen it.
-            if not self.scheduler.accepting_orders:
+            late = self._clock() > resend_until_ns
+            if not self.scheduler.accepting_orders or late:
                 quiet_ns = self._clock() - self._last_sent_ns.get(cid, 0)
                 if quiet_ns >= self.config.timeout_s * 1e9:
                     quiet_404s += 1
                     if quiet_404s >= 2:
-                        self._close_unsent(order)
+                        if late and self.scheduler.accepting_orders:
+                            self.counts["resend_expired"] += 1
+                            self._listener.on_status(cid, _REJECTED, RESEND_EXPIRED)
+                        else:
+                            self._close_unsent(order)
                         return
                 continue
             if order.cancel_requested:
@@ -747,6 +759,9 @@ class HttpGateway:
             return -1
         applied = 0
         listener = self._listener
+        # In fill-id order, whatever order the venue listed them in: the
+        # cursor must not pass a fill that is still to come in this answer.
+        fills.sort(key=_fill_order)
         for entry in fills:
             fill_id = entry.get("fill_id") if isinstance(entry, dict) else None
             if type(fill_id) is not int or not 0 <= fill_id <= MAX_FILL_ID:
@@ -1008,6 +1023,12 @@ class HttpGateway:
             except orjson.JSONDecodeError as exc:
                 raise ConnectionError(f"{method} {url}: unreadable answer") from exc
         raise ConnectionError(f"{method} {url}: still rate limited")
+
+
+def _fill_order(entry: object) -> int:
+    """Sort key of a fills-log entry: its id, or -1 when it has none readable (read first)."""
+    fill_id = entry.get("fill_id") if isinstance(entry, dict) else None
+    return fill_id if type(fill_id) is int else -1
 
 
 def _error(reply: Reply) -> str:
