@@ -2,7 +2,7 @@
 
 Layers, bottom to top (``docs/design.md`` draws them)::
 
-    core  <  lowlevel  <  config  <  io  <  engine  <  sim  <  commands
+    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands
 
 A module may import from its own layer and from the layers below it,
 never from above. ``core`` imports nothing of the package outside
@@ -28,11 +28,12 @@ LAYERS: dict[str, int] = {
     "lowlevel": 1,
     "config": 2,
     "io": 3,
-    "engine": 4,
-    "sim": 5,
-    "commands": 6,
-    "__init__": 7,
-    "__main__": 7,
+    "venues": 4,
+    "engine": 5,
+    "sim": 6,
+    "commands": 7,
+    "__init__": 8,
+    "__main__": 8,
 }
 
 #: Modules that ``core`` must never import (it is synchronous and pure).
