@@ -40,6 +40,7 @@ __all__ = [
     "Resync",
     "SendText",
     "TradeFrame",
+    "VenueInstrument",
 ]
 
 
@@ -155,3 +156,20 @@ class FeedDialect(Protocol):
     def on_timer(self, now_ns: int) -> list[Action]:
         """Called about once a second: application pings, missing-pong and snapshot timeouts."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class VenueInstrument:
+    """One instrument as the venue's public metadata describes it (decimal strings).
+
+    ``tick_size``: the price increment; ``lot_size``: the quantity
+    increment; ``min_quantity`` and ``min_notional`` (price times quantity,
+    in the quote currency): the venue's smallest order, None where the
+    venue states none.
+    """
+
+    symbol: str
+    tick_size: str
+    lot_size: str
+    min_quantity: str | None = None
+    min_notional: str | None = None
