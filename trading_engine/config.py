@@ -91,6 +91,13 @@ class EngineConfig(_Section):
     gc_threshold: int | None = Field(
         10_000, ge=1, description="generation-0 collection threshold (None: Python's default)"
     )
+    deployment: str = Field(
+        "te",
+        pattern=r"^[A-Za-z0-9]{1,8}$",
+        description="this deployment's name, the first part of every client order id: the "
+        "venue's fills of orders carrying it are this deployment's positions, whatever "
+        "the worker count or journal (deployments sharing a venue account need distinct names)",
+    )
     shard: int = Field(0, ge=0, description="which shard of the symbol universe this process owns")
     shards: int = Field(1, ge=1, le=256, description="how many shards the universe is split into")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -92,9 +92,29 @@ def test_client_order_ids_are_unique_and_valid() -> None:
     assert len(ids) == 2000
     pattern = re.compile(r"[A-Za-z0-9._:-]{1,64}")
     assert all(pattern.fullmatch(i) for i in ids)
-    longest = ClientOrderIds("z" * 16).next("n" * 32)
+    longest = ClientOrderIds("z" * 12).next("n" * 32)
     assert len(longest) <= 64
     with pytest.raises(ValueError, match="run id"):
         ClientOrderIds("bad id")
     with pytest.raises(ValueError, match="strategy name"):
         ClientOrderIds("r").next("sp ace")
+
+
+def test_client_order_ids_carry_the_deployment_and_name_their_strategy() -> None:
+    ids = ClientOrderIds("run1", "prod7")
+    first = ids.next("mm-btc.v2")
+    assert first == "prod7-mm-btc.v2-run1-1"
+    assert ids.owns(first)
+    assert ids.strategy_of(first) == "mm-btc.v2"
+    # Another deployment's ids, and ids of no deployment, are not this one's.
+    assert not ids.owns(ClientOrderIds("run1", "prod").next("mm"))
+    assert not ids.owns("prod7-x")
+    assert not ids.owns("s1-000000042")
+    # The longest deployment, strategy and run id still fit the venue's 64 characters
+    # with a counter of six base-36 digits (over two billion orders in one run).
+    longest = ClientOrderIds("z" * 12, "d" * 8)
+    longest._counter = 36**6 - 2
+    assert len(longest.next("n" * 32)) <= 64
+    for bad in ("", "a-b", "toolong12", "a_b"):
+        with pytest.raises(ValueError, match="deployment"):
+            ClientOrderIds("r", bad)

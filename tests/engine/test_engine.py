@@ -429,6 +429,29 @@ def test_closed_orders_are_kept_for_the_retention_time_then_forgotten() -> None:
     assert position(engine) == 10
 
 
+def test_a_fill_of_an_evicted_order_of_the_deployment_is_credited_and_halts() -> None:
+    """The venue fills an order after it closed with every lot accounted for."""
+    engine, _, clock = make_engine(retention_s=5.0)
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.FILLED, 10, "100.00")
+    engine.on_fill(FillReport(order.client_order_id, 10000, 10, 1, "BTC-USD", BUY))
+    clock.advance(5.1)
+    assert engine.evict_closed() == 1
+    # Another client's fill on the same symbol is not this deployment's.
+    engine.on_fill(FillReport("someone-else-1", 10000, 3, 2, "BTC-USD", BUY))
+    assert engine.ignored["unknown_order"] == 1
+    assert position(engine) == 10
+    assert engine.risk.state is TradingState.ACTIVE
+    # The venue's position is what its fills say: credited, and a halting overfill.
+    engine.on_fill(FillReport(order.client_order_id, 10000, 2, 3, "BTC-USD", BUY))
+    assert position(engine) == 12
+    assert engine.positions.of_strategy("probe", "BTC-USD").quantity == 12
+    assert engine.order_faults["overfill"] == 1
+    assert engine.risk.state is TradingState.HALTED
+    engine.ledger._check()
+
+
 def test_an_order_still_holding_unpriced_lots_is_not_evicted() -> None:
     engine, _, clock = make_engine(retention_s=1.0)
     order = submit(engine, BUY, 10)

@@ -38,7 +38,7 @@ def test_orders_and_fills_render_decimals() -> None:
     engine.start_strategies()
     engine.builder.handle(snapshot(1, [["99.99", "1"]], [["100.23", "1"]]))
     order = engine.contexts["r"].buy("BTC-USD", 10, 10023, TimeInForce.IOC)
-    assert repr(order) == "Order('r-t-1', buy 0.010 BTC-USD @ 100.23, filled, filled=0.010)"
+    assert repr(order) == "Order('te-r-t-1', buy 0.010 BTC-USD @ 100.23, filled, filled=0.010)"
     recorder = engine.runners["r"].strategy
     assert isinstance(recorder, Recorder)
-    assert recorder.calls[-1] == "Fill('r-t-1', 0.010 @ 100.23)"
+    assert recorder.calls[-1] == "Fill('te-r-t-1', 0.010 @ 100.23)"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from tests.fakes import config
 from tests.helpers import free_port_range, wait_until
 from trading_engine.core.errors import ConfigError
 from trading_engine.engine.supervisor import Supervisor
+from trading_engine.io.journal import Journal, JournalLocked
 
 
 def _supervisor(command: list[str], workers: int = 2, **options: float) -> Supervisor:
@@ -51,3 +54,34 @@ def test_workers_need_fixed_ports() -> None:
     with pytest.raises(ConfigError) as caught:
         Supervisor(config(feed={"port": 0}, admin={"port": 0}), 2, environ={})
     assert len(caught.value.problems) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_cannot_run_twice_on_one_journal_path(tmp_path: Path) -> None:
+    """``run --workers 3`` beside a running ``--workers 2`` (or a single ``run``) exits 2."""
+    path = str(tmp_path / "journal.db")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def make(workers: int) -> Supervisor:
+        cfg = config(
+            feed={"port": free_port_range(workers)},
+            admin={"port": free_port_range(workers + 1)},
+            journal={"path": path},
+        )
+        return Supervisor(cfg, workers, environ={}, command=sleeper, stop_timeout_s=0.5)
+
+    first = make(2)
+    await first.start()
+    try:
+        second = make(3)
+        with pytest.raises(JournalLocked, match=f"journal {path} is in use.*pid {os.getpid()}"):
+            await second.start()
+        await second.shutdown()
+        assert all(worker.process is None for worker in second.workers)
+        # A single engine on the same path is refused as well.
+        with pytest.raises(JournalLocked):
+            Journal.open(path)
+    finally:
+        await first.shutdown()
+    # Released on shutdown: the next deployment starts.
+    Journal.open(path).close()

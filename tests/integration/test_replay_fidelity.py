@@ -112,7 +112,7 @@ async def test_a_replay_of_an_exchange_sim_session_fills_as_the_session_did(
     result = replay_file(cfg, str(capture))
 
     replayed = [
-        (cid.split("-", 1)[0], symbol, side, quantity, price, status, filled)
+        (cid.split("-", 2)[1], symbol, side, quantity, price, status, filled)
         for cid, symbol, side, quantity, price, status, filled in result.order_log
     ]
     assert replayed == live_orders

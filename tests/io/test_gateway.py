@@ -166,7 +166,8 @@ async def test_accepted_and_filled(
     }  # fmt: skip
     assert post.calls.last.request.headers["X-API-Key"] == "secret"
     assert listener.statuses() == ["filled"]
-    assert len([e for e in listener.events if e[0] == "fill"]) == 1  # not the other client's
+    # Every fill of the symbol reaches the ledger, which tells the others apart.
+    assert [e[1] for e in listener.events if e[0] == "fill"] == ["s-r-1", "someone-else"]
 
 
 @pytest.mark.asyncio
@@ -769,16 +770,21 @@ async def test_the_gateway_keeps_nothing_of_an_order_once_its_requests_ended(
 
 @pytest.mark.asyncio
 @respx.mock(base_url=BASE, assert_all_called=False)
-async def test_fills_of_orders_the_ledger_does_not_know_are_skipped(
+async def test_fills_of_orders_the_ledger_does_not_know_reach_it_once(
     respx_mock: respx.MockRouter,
 ) -> None:
+    """The ledger, not the gateway, tells the deployment's closed orders from others'."""
     listener = Listener()
     gw = make_gateway(listener)
     fills = [{"fill_id": 1, "client_order_id": "someone-else", "symbol": "BTC-USD",
-              "side": "buy", "price": "100.01", "quantity": "0.500", "ts": 1}]  # fmt: skip
+              "side": "buy", "price": "100.01", "quantity": "0.500", "ts": 1},
+             {"fill_id": 2, "client_order_id": "other-symbol", "symbol": "XRP-USD",
+              "side": "buy", "price": "1.01", "quantity": "1", "ts": 1}]  # fmt: skip
     respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=orjson.dumps(fills)))
+    assert await gw.poll_fills() == 1
+    assert [e[1] for e in listener.events if e[0] == "fill"] == ["someone-else"]
+    assert gw.fills_cursor == 2  # read once, never again
     assert await gw.poll_fills() == 0
-    assert gw.fills_cursor == 1  # read once, never again
     await gw.close()
 
 

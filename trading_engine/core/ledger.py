@@ -67,9 +67,15 @@ _FILLED: Final = OrderStatus.FILLED
 _PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
 
 #: Every fault the ledger counts (``trading_engine_order_faults_total{kind}``).
-LEDGER_FAULTS: Final = (*FAULT_KINDS, "fill_after_final", "fills_missing", "fill_mismatch")
+LEDGER_FAULTS: Final = (
+    *FAULT_KINDS,
+    "fill_after_final",
+    "fills_missing",
+    "fill_mismatch",
+    "fills_log_reset",
+)
 #: Faults that mean the engine and the venue disagree about a position: trading halts.
-HALTING_FAULTS: Final = frozenset({"overfill", "fills_missing", "fill_mismatch"})
+HALTING_FAULTS: Final = frozenset({"overfill", "fills_missing", "fill_mismatch", "fills_log_reset"})
 #: ``[risk] self_trade``: what an order that would cross the engine's own resting order does.
 SELF_TRADE_POLICIES: Final = ("refuse", "cancel_resting", "allow")
 
@@ -88,6 +94,11 @@ class LedgerObserver(Protocol):
 
     def fill_reported(self, order: Order, fill: FillReport) -> None:
         """A fill of the venue's fills log, not seen before, for ``order`` (journal it)."""
+
+    def fill_unattached(self, strategy: str, fill: FillReport) -> None:
+        """A fill of one of the deployment's orders that the ledger no longer tracks,
+        credited to ``strategy``'s position (journal it; ``fill.symbol`` and ``side`` are set).
+        """
 
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
         """``lots`` at ``price`` ticks joined the position (the strategy's ``on_fill``)."""
@@ -316,7 +327,7 @@ class Ledger:
         cid = fill.client_order_id
         order = self.orders.get(cid)
         if order is None:
-            self._ignore("unknown_order")
+            self._unattached_fill(fill, journal)
             return
         if (fill.side is not None and fill.side is not order.side) or (
             fill.symbol is not None and fill.symbol != order.symbol
@@ -349,6 +360,39 @@ class Ledger:
         self._hold(order)
         self.observer.order_changed(order)
         self._check_reported(order, before)
+        if self.check_invariants:
+            self._check()
+
+    def _unattached_fill(self, fill: FillReport, journal: bool) -> None:
+        """A fill of an order the ledger does not track.
+
+        Another client's order (or one whose fill does not say its symbol
+        and side) is ignored (``unknown_order``). One of this deployment's
+        orders on a symbol of this ledger was closed with every lot
+        accounted for and has left the ledger: the venue filled it again,
+        an overfill. The position is the venue's, so the fill is credited
+        (and journaled) and faults ``overfill``, which halts trading.
+        """
+        cid = fill.client_order_id
+        symbol = fill.symbol
+        side = fill.side
+        if symbol is None or side is None or symbol not in self.instruments:
+            self._ignore("unknown_order")
+            return
+        if not self.ids.owns(cid):
+            self._ignore("unknown_order")
+            return
+        strategy = self.ids.strategy_of(cid)
+        self.positions.fill(strategy, symbol, side, fill.price, fill.lots, cid)
+        self._count("fills")
+        if journal:
+            self.observer.fill_unattached(strategy, fill)
+        self._fault(
+            cid,
+            "overfill",
+            f"fill {fill.fill_id} of {fill.lots} lots for an order closed with every lot "
+            "accounted for",
+        )
         if self.check_invariants:
             self._check()
 

@@ -97,6 +97,7 @@ TERMINAL_STATES: Final = frozenset({_S.FILLED, _S.CANCELED, _S.REJECTED})
 
 _ALPHABET: Final = string.digits + string.ascii_lowercase
 _ID_CHARS: Final = frozenset(string.ascii_letters + string.digits + "._:-")
+_DEPLOYMENT_CHARS: Final = frozenset(string.ascii_letters + string.digits)
 
 
 def _base36(number: int) -> str:
@@ -109,29 +110,45 @@ def _base36(number: int) -> str:
 
 
 class ClientOrderIds:
-    """Client order ids unique across restarts: ``<strategy>-<run id>-<counter>``.
+    """Client order ids unique across restarts: ``<deployment>-<strategy>-<run id>-<counter>``.
 
-    The run id is the start time in seconds (base 36) plus four random
-    base-36 characters, so two runs started in the same second still
-    differ. Every id uses only ``[A-Za-z0-9._:-]`` and is at most 64
-    characters, as the exchange API requires.
+    The deployment name (``[engine] deployment``, 1-8 of ``[A-Za-z0-9]``)
+    comes first: the venue's fills of orders whose id starts with
+    ``<deployment>-`` are the deployment's positions, whichever worker or
+    journal sent them (:meth:`owns`, :meth:`strategy_of`). The run id is
+    the start time in seconds (base 36) plus four random base-36
+    characters, so two runs started in the same second still differ; the
+    counter is base 36. Every id uses only ``[A-Za-z0-9._:-]`` and is at
+    most 64 characters, as the exchange API requires.
     """
 
-    def __init__(self, run_id: str | None = None) -> None:
+    def __init__(self, run_id: str | None = None, deployment: str = "te") -> None:
         if run_id is None:
             entropy = int.from_bytes(os.urandom(4), "big") % 36**4
             run_id = _base36(time.time_ns() // 10**9) + _base36(entropy).rjust(4, "0")
-        if not run_id or not set(run_id) <= _ID_CHARS or len(run_id) > 16:
-            raise ValueError(f"run id {run_id!r} must be 1-16 characters of [A-Za-z0-9._:-]")
+        if not run_id or not set(run_id) <= _ID_CHARS or len(run_id) > 12:
+            raise ValueError(f"run id {run_id!r} must be 1-12 characters of [A-Za-z0-9._:-]")
+        if not deployment or not set(deployment) <= _DEPLOYMENT_CHARS or len(deployment) > 8:
+            raise ValueError(f"deployment {deployment!r} must be 1-8 characters of [A-Za-z0-9]")
         self.run_id = run_id
+        self.deployment = deployment
+        self.prefix = deployment + "-"
         self._counter = 0
 
     def next(self, strategy: str) -> str:
         self._counter += 1
-        client_order_id = f"{strategy}-{self.run_id}-{self._counter}"
+        client_order_id = f"{self.prefix}{strategy}-{self.run_id}-{_base36(self._counter)}"
         if len(client_order_id) > 64 or not set(strategy) <= _ID_CHARS:
             raise ValueError(f"strategy name {strategy!r} cannot form a valid client order id")
         return client_order_id
+
+    def owns(self, client_order_id: str) -> bool:
+        """Whether ``client_order_id`` is one of this deployment's (any run, any worker)."""
+        return client_order_id.startswith(self.prefix) and client_order_id.count("-") >= 3
+
+    def strategy_of(self, client_order_id: str) -> str:
+        """The strategy name in one of this deployment's ids (see :meth:`owns`)."""
+        return client_order_id[len(self.prefix) :].rsplit("-", 2)[0]
 
 
 def _exact(value: Fraction) -> Price:

@@ -190,7 +190,7 @@ class Engine:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.instruments = config.instrument_map()
-        self.ids = ClientOrderIds(run_id)
+        self.ids = ClientOrderIds(run_id, config.engine.deployment)
         self.tick_to_trade = LatencyHistogram()
         #: One admission: the pre-trade risk check, the order's creation and its hold.
         self.risk_latency = LatencyHistogram()
@@ -597,6 +597,18 @@ class Engine:
                 fill.fill_id,
             )
 
+    def fill_unattached(self, strategy: str, fill: FillReport) -> None:
+        if self.journal is not None and fill.symbol is not None and fill.side is not None:
+            self.journal.fill(
+                fill.client_order_id,
+                strategy,
+                fill.symbol,
+                fill.side,
+                fill.price,
+                fill.lots,
+                fill.fill_id,
+            )
+
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
         runner = self.runners.get(order.strategy)
         if runner is not None and not self._replaying:
@@ -609,9 +621,9 @@ class Engine:
                 "order %s: the venue and the engine disagree about a position; halting",
                 client_order_id,
             )
-            self.set_trading_state(
-                TradingState.HALTED, who="risk", reason=f"{kind} of {client_order_id}"
-            )
+            # "*": a fault of the venue's whole log, not of one order.
+            reason = kind if client_order_id == "*" else f"{kind} of {client_order_id}"
+            self.set_trading_state(TradingState.HALTED, who="risk", reason=reason)
 
     def forget(self, client_order_id: str) -> None:
         self.sink.forget(client_order_id)

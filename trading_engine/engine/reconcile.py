@@ -12,8 +12,10 @@ strategy's ``on_start``:
    whole again; straight to the position for closed orders);
 3. read the venue's open orders (``GET /orders?status=open``) and its
    fills since the journal's cursor (``GET /fills?since=N``, 0 with no
-   journal); fills of this engine's orders (a client order id the journal
-   knows, or one of its runs' ids) are credited the same way and journaled;
+   journal); fills of this deployment's orders (a client order id that
+   starts with ``<[engine] deployment>-``, one the journal knows, or one
+   of its runs' ids) on this process's symbols are credited the same way
+   and journaled;
 4. every tracked order is settled with the venue's answer (its body in
    the open list, else ``GET /orders/{id}``), applied as an order report
    whose filled lots stay held until the fills log prices them: still
@@ -30,6 +32,19 @@ strategy's ``on_start``:
    the journal's last, ``[engine] initial_trading_state`` (which the
    supervisor sets for the workers it starts) and any state set while
    start-up ran (``/halt`` during reconciliation is never undone).
+
+Positions belong to the deployment, not to a journal file or a worker:
+each reconciliation journals its layout (deployment, shard, shard count).
+When the journal's last layout is not this process's (``run --workers N``
+became M, so symbols moved between workers' journals; a new or moved
+``journal.path``; another deployment name), the journal's fills of the
+venue's current log are not trusted to be complete for this process's
+symbols: positions are rebuilt from the venue's whole fills log
+(``GET /fills?since=0``), taking every fill of this deployment's orders
+on its symbols (fills of an earlier venue log, which the venue can no
+longer list, still come from the journal). The venue's open orders of
+this deployment on its symbols are tracked whichever worker sent them.
+The report says which source the positions came from and why.
 
 With the in-process venue (``gateway.mode = "simulated"``) there is no
 venue to read: journaled open orders are settled ``canceled`` (that venue
@@ -271,12 +286,38 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         "fills_cursor": state.fills_cursor,
     }
 
+    ids = engine.ids
+    layout = {
+        "deployment": ids.deployment,
+        "shard": engine.config.engine.shard,
+        "shards": engine.config.engine.shards,
+    }
+    report["layout"] = layout
+    # Positions come from the venue's whole fills log when the journal's are
+    # not known to be complete for this layout (see the module's docstring).
+    rebuild = reader is not None and state.layout != layout
+    report["positions_from"] = "venue" if rebuild else "journal"
+    if rebuild:
+        report["rebuild_reason"] = (
+            "no layout journaled (a new or moved journal)"
+            if state.layout is None
+            else f"the journal's positions were kept under {json.dumps(state.layout)}"
+        )
+
     def ours(client_order_id: str) -> bool:
-        return client_order_id in state.owners or _run_of(client_order_id) in runs
+        return (
+            ids.owns(client_order_id)
+            or client_order_id in state.owners
+            or _run_of(client_order_id) in runs
+        )
 
     def owner(client_order_id: str) -> str:
         known = state.owners.get(client_order_id)
-        return known if known is not None else client_order_id.rsplit("-", 2)[0]
+        if known is not None:
+            return known
+        if ids.owns(client_order_id):
+            return ids.strategy_of(client_order_id)
+        return client_order_id.rsplit("-", 2)[0]
 
     # The journal's open orders, tracked again; then its fills, replayed.
     for row in state.open_orders.values():
@@ -285,6 +326,8 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     for fill in state.fills:
         if fill.symbol not in instruments:
             continue
+        if rebuild and fill.fill_id is not None and fill.venue == state.venue_log:
+            continue  # the venue's log lists it: read from there below
         side = Side(fill.side)
         if fill.client_order_id in ledger.orders:
             ledger.apply_fill(
@@ -307,8 +350,9 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             )
             counts["settled_canceled"] += 1
     else:
+        since = 0 if rebuild else state.fills_cursor
         venue_open = await reader.open_orders()
-        new_fills = await reader.fills(state.fills_cursor)
+        new_fills = await reader.fills(since)
         report["venue_open_orders"] = len(venue_open)
         cursor = state.fills_cursor
         adopted: set[str] = set()
@@ -393,7 +437,7 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         for venue_fill in sorted(new_fills, key=lambda item: int(item["fill_id"])):
             fill_id = int(venue_fill["fill_id"])
             cursor = max(cursor, fill_id)
-            if fill_id <= state.fills_cursor:
+            if fill_id <= since:
                 continue  # redelivered: the journal has it
             client_order_id = str(venue_fill["client_order_id"])
             inst = instruments.get(str(venue_fill.get("symbol")))

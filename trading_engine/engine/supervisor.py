@@ -62,6 +62,7 @@ from prometheus_client.samples import Sample
 from ..config import ENV_PREFIX, Config
 from ..core.errors import ConfigError
 from ..io.admin import admin_app, authorize
+from ..io.journal import lock_deployment
 from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import register_process_collectors
@@ -176,6 +177,8 @@ class Supervisor:
         #: Crashes of the supervisor's own tasks (watchers, delivery), by kind.
         self.task_crashes = TaskCrashes(kinds=("watch-worker", "deliver-state"))
         self._deliveries = asyncio.Lock()
+        #: The lock on ``journal.path`` held while the deployment runs.
+        self._deployment_lock: int | None = None
         self._undelivered = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -200,6 +203,13 @@ class Supervisor:
                     loop.remove_signal_handler(sig)
 
     async def start(self) -> None:
+        """Lock the deployment's journal path, serve the admin API, start the workers.
+
+        Raises :class:`~trading_engine.io.journal.JournalLocked` when another
+        engine or supervisor runs on ``journal.path`` (exit 2).
+        """
+        if self._deployment_lock is None:
+            self._deployment_lock = lock_deployment(self.config.journal.path)
         self._client = httpx.AsyncClient(timeout=2.0)
         try:
             self._runner, self.port = await serve(self.app(), self.config.admin.host, self.port)
@@ -236,6 +246,9 @@ class Supervisor:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._deployment_lock is not None:
+            os.close(self._deployment_lock)
+            self._deployment_lock = None
 
     async def _spawn(self, worker: Worker) -> None:
         env = {**self.environ, **worker.env}

@@ -124,6 +124,7 @@ EVENTS: Final = (
     "read_failed",  # a read (GET) that said nothing (not 200/404)
     "resting_checks",  # a listing of the venue's open orders for the resting-order audit
     "resting_missing",  # a resting order missing from the venue's list (read back)
+    "fills_log_checks",  # a read of the fills log at the cursor (is it still the same log?)
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -193,6 +194,8 @@ class HttpGateway:
         self._canceling: set[str] = set()
         self._last_sent_ns: dict[str, int] = {}
         self._fills_cursor = 0
+        #: The fills log was found reset (reported once until it is whole again).
+        self._fills_log_reset = False
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._auditor: asyncio.Task[None] | None = None
@@ -783,8 +786,10 @@ class HttpGateway:
                 listener.on_order_fault(cid, "unreadable_fill")
                 self._spawn(self._read_back(order), f"read-back:{cid}")
                 continue
-            if fill is None or listener.order(fill.client_order_id) is None:
-                continue  # a symbol this process does not trade, or not this engine's order
+            if fill is None:
+                continue  # a symbol this process does not trade
+            # Every fill of its symbols goes to the ledger, which tells the
+            # deployment's orders (tracked, or closed and gone) from others'.
             listener.on_fill(fill)
             applied += 1
         return applied
@@ -863,17 +868,68 @@ class HttpGateway:
             await self._read_back(order, attempts=3)
         return len(missing)
 
+    async def check_fills_log(self) -> bool | None:
+        """Is the venue's fills log still the one the cursor counts in?
+
+        Fill ids increase and fills are never deleted, so the same log
+        answers ``GET /fills?since=<cursor - 1>`` with at least the fill at
+        the cursor. A log that lists no fill at or above the cursor was
+        reset while the engine ran (a venue restarted with an empty log):
+        its new fills carry ids at or below the cursor, which the poller
+        skips as read, so positions would silently stop following the
+        venue. That is the halting order fault ``fills_log_reset``
+        (reported once until the log is whole again; a restart then stops
+        at the venue check, see docs/operations.md). Returns True when the
+        log holds the cursor, False when it was reset, None when there is
+        nothing to check (no fill read yet) or the log could not be read.
+        Raises :class:`Dropped` when a halt or stop drops the read.
+        """
+        cursor = self._fills_cursor
+        if cursor <= 0:
+            return None
+        reply = await self._read(f"/fills?since={cursor - 1}", Priority.POLL, "fills")
+        if reply is None or reply.status_code != 200:
+            return None
+        try:
+            fills = orjson.loads(reply.content)
+            if not isinstance(fills, list):
+                raise TypeError("not a list")
+        except (orjson.JSONDecodeError, TypeError):
+            self.counts["unreadable_fills"] += 1
+            self.read_failures["fills"] += 1
+            return None
+        self.counts["fills_log_checks"] += 1
+        if any(
+            isinstance(entry, dict)
+            and type(entry.get("fill_id")) is int
+            and entry["fill_id"] >= cursor
+            for entry in fills
+        ):
+            self._fills_log_reset = False
+            return True
+        if not self._fills_log_reset:
+            self._fills_log_reset = True
+            log.error(
+                "the venue's fills log lists no fill at or above %d, the last fill id read: "
+                "it was reset; fills from now on cannot be told from fills already read",
+                cursor,
+            )
+            self._listener.on_order_fault("*", "fills_log_reset")
+        return False
+
     async def _audit_forever(self) -> None:
-        """Audit resting orders every half of ``resting_order_check_s`` (with jitter)."""
+        """Every half of ``resting_order_check_s`` (with jitter): audit resting
+        orders (:meth:`audit_resting`) and check the fills log (:meth:`check_fills_log`)."""
         half = self.config.resting_order_check_s / 2
         while True:
             await asyncio.sleep(half * (0.5 + 0.5 * self._rng.random()))
-            try:
-                await self.audit_resting()
-            except Dropped:
-                continue
-            except Exception:
-                log.exception("auditing resting orders failed")
+            for check in (self.audit_resting, self.check_fills_log):
+                try:
+                    await check()
+                except Dropped:
+                    continue
+                except Exception:
+                    log.exception("%s failed", check.__name__)
 
     async def _http(
         self, method: str, url: str, content: bytes | None = None, written: Order | None = None

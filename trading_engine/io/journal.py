@@ -295,6 +295,8 @@ class JournaledFill:
     price: int
     quantity: int
     ts_ns: int
+    #: The venue fills log it was read from (``venues.seq``; 1 before any was recorded).
+    venue: int = 1
 
 
 @dataclass
@@ -312,6 +314,11 @@ class JournalState:
     fills_cursor: int = 0
     #: The last trading state: (state, who, reason), or None.
     trading_state: tuple[str, str, str | None] | None = None
+    #: The layout the journal's positions were last reconciled under
+    #: (``{"deployment", "shard", "shards"}``), or None: never, or before layouts were kept.
+    layout: dict[str, Any] | None = None
+    #: The venue fills log the cursor counts in (``venues.seq``).
+    venue_log: int = 1
 
 
 #: The writer checks the file's identity at least this often (seconds).
@@ -369,6 +376,28 @@ def _lock(path: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (record + "\n").encode(), 0)
     return fd
+
+
+def lock_deployment(path: str) -> int | None:
+    """Hold ``path``'s journal lock for a whole deployment (``run --workers N``).
+
+    The supervisor takes the lock a single engine on ``journal.path``
+    would take, while each worker locks its own journal: so a deployment
+    cannot run twice on one ``journal.path``, whatever the worker counts
+    (a second ``run --workers 3`` beside a running ``--workers 2`` would
+    trade the same symbols from two workers). Returns the lock's
+    descriptor (closing it releases the lock), None for ``:memory:``.
+    Raises :class:`JournalLocked` naming the holder.
+    """
+    if path == ":memory:":
+        return None
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(
+            f"journal {path}: cannot create its folder: {exc.strerror or exc}"
+        ) from exc
+    return _lock(path)
 
 
 def _holder(fd: int) -> str:
@@ -987,7 +1016,27 @@ class Journal:
             "SELECT state, who, reason FROM trading_state ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         state.trading_state = None if last is None else (last[0], last[1], last[2])
+        state.layout = self.last_layout()
+        state.venue_log = self._venue_seq
         return state
+
+    def last_layout(self) -> dict[str, Any] | None:
+        """The ``layout`` of the last start-up reconciliation's report, or None.
+
+        A reconciliation is journaled once its positions are whole, so this
+        is the deployment, shard and shard count the journal's positions
+        are complete for.
+        """
+        row = self._db.execute(
+            "SELECT report FROM reconciliations ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            layout = json.loads(row[0]).get("layout")
+        except (ValueError, AttributeError):
+            return None
+        return layout if isinstance(layout, dict) else None
 
     def orders(
         self, since_ns: int | None = None, strategy: str | None = None
@@ -1024,7 +1073,9 @@ _ORDER_COLUMNS: Final = (
     "client_order_id, run_id, strategy, symbol, side, type, price, quantity, time_in_force,"
     " status, filled, exchange_order_id, reason, created_ns, updated_ns"
 )
-_FILL_COLUMNS: Final = "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns"
+_FILL_COLUMNS: Final = (
+    "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns, venue"
+)
 
 
 def _filtered(

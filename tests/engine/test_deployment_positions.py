@@ -1,0 +1,248 @@
+"""Positions belong to the deployment, not to a journal file or a worker index.
+
+Engines of one deployment trade on the real simulator under one layout
+(shard count), stop, and start again under another: every symbol's
+position equals the venue's fills of the deployment's orders on it, and
+``max_position`` holds across the change. The same for a moved journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+
+from tests.engine.test_reconcile import BTC, ETH, KEY
+from tests.fakes import config
+from tests.helpers import wait_until
+from trading_engine.core.orders import OrderType, TimeInForce
+from trading_engine.core.protocol import Side
+from trading_engine.core.risk import Denial
+from trading_engine.core.sharding import shard_of
+from trading_engine.engine.engine import Engine
+from trading_engine.engine.runner import build_engine
+from trading_engine.sim.exchange_sim import ExchangeSimulator
+
+#: The strategy trading each symbol (a strategy runs in the shard of its first symbol).
+STRATEGY = {"BTC-USD": "mb", "ETH-USD": "me"}
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[ExchangeSimulator]:
+    simulator = ExchangeSimulator([BTC, ETH], api_key=KEY, port=0, seed=11)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def make_engine(
+    sim: ExchangeSimulator, journal: Path, shard: int, shards: int, deployment: str = "te"
+) -> Engine:
+    cfg = config(
+        [{"name": name, "class": "tests.fakes:Recorder", "symbols": [symbol]}
+         for symbol, name in STRATEGY.items()],
+        feed={"port": 0},
+        gateway={"base_url": f"http://127.0.0.1:{sim.port}", "timeout_s": 0.5,
+                 "settle_backoff_s": 0.01, "fills_poll_s": 0.02, "max_requests_per_s": 500},
+        journal={"path": str(journal), "flush_ms": 2},
+        engine={"shutdown_s": 2.0, "shard": shard, "shards": shards,
+                "deployment": deployment},
+        risk={"max_position": "0.010", "max_order_quantity": "0.010"},
+    )  # fmt: skip
+    return build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
+
+
+def feed_book(engine: Engine, sim: ExchangeSimulator, symbol: str) -> None:
+    """Make ``symbol``'s book live at the simulator's current prices."""
+    walk = sim.walks[symbol]
+    inst = engine.instruments[symbol]
+    frame = {
+        "type": "snapshot",
+        "symbol": symbol,
+        "seq": 1,
+        "bids": [[inst.format_price(walk.best_bid), "5"]],
+        "asks": [[inst.format_price(walk.best_ask), "5"]],
+    }
+    engine.builder.handle(orjson.dumps(frame))
+
+
+async def buy(engine: Engine, sim: ExchangeSimulator, symbol: str, lots: int) -> Denial | None:
+    """An IOC buy of ``lots`` that crosses the simulator's book; waits for its fills."""
+    feed_book(engine, sim, symbol)
+    before = engine.positions.quantity(symbol)
+    price = sim.walks[symbol].best_ask + 100
+    order, denial = engine.submit(
+        engine.runners[STRATEGY[symbol]], symbol, Side.BUY, lots, price,
+        OrderType.LIMIT, TimeInForce.IOC,
+    )  # fmt: skip
+    if order is None:
+        return denial
+    await wait_until(lambda: engine.positions.quantity(symbol) == before + lots, within_s=5.0)
+    return None
+
+
+async def venue_position(sim: ExchangeSimulator, symbol: str, prefix: str = "te-") -> int:
+    """The venue's fills of the deployment's orders on ``symbol``, read over its API."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sim.port}") as client:
+        answer = await client.get("/fills?since=0", headers={"X-API-Key": KEY})
+    lots = 0
+    for fill in answer.json():
+        if fill["symbol"] == symbol and fill["client_order_id"].startswith(prefix):
+            size = BTC.size_to_lots(fill["quantity"])
+            lots += size if fill["side"] == "buy" else -size
+    return lots
+
+
+async def run_layout(
+    sim: ExchangeSimulator, tmp_path: Path, shards: int, name: str = "journal"
+) -> list[Engine]:
+    """Start one engine per shard, each on its own journal (as ``run --workers``)."""
+    engines = []
+    for shard in range(shards):
+        engine = make_engine(sim, tmp_path / f"{name}.{shard}.db", shard, shards)
+        await engine.start()
+        engines.append(engine)
+    return engines
+
+
+def owner(engines: list[Engine], symbol: str) -> Engine:
+    return engines[shard_of(symbol, len(engines))]
+
+
+async def stop(engines: list[Engine]) -> None:
+    for engine in engines:
+        await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_resharding_keeps_every_position_and_max_position(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    # Under 2 shards BTC and ETH trade in different workers' journals...
+    engines = await run_layout(sim, tmp_path, 2)
+    assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}
+    # ETH's fill is older than BTC's: the journal ETH moves to has read the
+    # venue's fills log past it.
+    assert await buy(owner(engines, "ETH-USD"), sim, "ETH-USD", 7) is None
+    assert await buy(owner(engines, "BTC-USD"), sim, "BTC-USD", 6) is None
+    await stop(engines)
+
+    # ... and under 3 both move: BTC to a new journal, ETH to the one BTC was in.
+    assert (shard_of("BTC-USD", 3), shard_of("ETH-USD", 3)) == (2, 0)
+    engines = await run_layout(sim, tmp_path, 3)
+    try:
+        btc, eth = owner(engines, "BTC-USD"), owner(engines, "ETH-USD")
+        assert btc.positions.quantity("BTC-USD") == await venue_position(sim, "BTC-USD") == 6
+        assert eth.positions.quantity("ETH-USD") == await venue_position(sim, "ETH-USD") == 7
+        # Per strategy too: the strategy named in the client order id holds it.
+        assert btc.positions.of_strategy("mb", "BTC-USD").quantity == 6
+        report = btc.status()["reconciliation"]
+        assert report["positions_from"] == "venue"
+        assert report["layout"] == {"deployment": "te", "shard": 2, "shards": 3}
+        # max_position (10 lots) holds across the change: 6 + 5 would be 11.
+        assert await buy(btc, sim, "BTC-USD", 5) is Denial.MAX_POSITION
+        assert await buy(btc, sim, "BTC-USD", 4) is None
+    finally:
+        await stop(engines)
+
+    # Back to 2: each journal last reconciled under another layout is rebuilt again.
+    engines = await run_layout(sim, tmp_path, 2)
+    try:
+        for symbol, lots in (("BTC-USD", 10), ("ETH-USD", 7)):
+            assert owner(engines, symbol).positions.quantity(symbol) == lots
+            assert await venue_position(sim, symbol) == lots
+        assert all(not engine.open_order_list() for engine in engines)
+    finally:
+        await stop(engines)
+    # Never above max_position on the venue, whatever the layout was.
+    assert await venue_position(sim, "BTC-USD") <= 10
+
+
+@pytest.mark.asyncio
+async def test_a_restart_under_the_same_layout_takes_positions_from_its_journal(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    engines = await run_layout(sim, tmp_path, 2)
+    assert await buy(owner(engines, "BTC-USD"), sim, "BTC-USD", 3) is None
+    first = owner(engines, "BTC-USD").status()["reconciliation"]
+    await stop(engines)
+    assert first["positions_from"] == "venue"  # new journals: nothing journaled yet
+
+    engines = await run_layout(sim, tmp_path, 2)
+    try:
+        report = owner(engines, "BTC-USD").status()["reconciliation"]
+        assert report["positions_from"] == "journal"
+        assert "rebuild_reason" not in report
+        assert owner(engines, "BTC-USD").positions.quantity("BTC-USD") == 3
+    finally:
+        await stop(engines)
+
+
+@pytest.mark.asyncio
+async def test_a_moved_journal_keeps_the_positions(sim: ExchangeSimulator, tmp_path: Path) -> None:
+    engine = make_engine(sim, tmp_path / "old.db", 0, 1)
+    await engine.start()
+    assert await buy(engine, sim, "BTC-USD", 4) is None
+    assert await buy(engine, sim, "ETH-USD", 2) is None
+    await engine.stop()
+
+    engine = make_engine(sim, tmp_path / "elsewhere" / "new.db", 0, 1)
+    await engine.start()
+    try:
+        assert engine.positions.quantity("BTC-USD") == 4
+        assert engine.positions.quantity("ETH-USD") == 2
+        report: dict[str, Any] = engine.status()["reconciliation"]
+        assert report["positions_from"] == "venue"
+        assert report["rebuild_reason"].startswith("no layout journaled")
+        assert await buy(engine, sim, "BTC-USD", 7) is Denial.MAX_POSITION
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_another_deployments_fills_are_not_this_ones(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    other = make_engine(sim, tmp_path / "other.db", 0, 1, deployment="blue")
+    await other.start()
+    assert await buy(other, sim, "BTC-USD", 5) is None
+    await other.stop()
+
+    engine = make_engine(sim, tmp_path / "mine.db", 0, 1)
+    await engine.start()
+    try:
+        assert engine.positions.quantity("BTC-USD") == 0
+        assert await venue_position(sim, "BTC-USD", "blue-") == 5
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_venue_whose_fills_log_resets_while_running_halts_trading(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    engine = make_engine(sim, tmp_path / "journal.db", 0, 1)
+    await engine.start()
+    try:
+        assert await buy(engine, sim, "BTC-USD", 2) is None
+        gateway: Any = engine.sink
+        await wait_until(lambda: gateway.fills_cursor > 0)
+        assert await gateway.check_fills_log() is True
+        assert engine.risk.state.value == "active"
+        # The venue restarts with an empty fills log: its next fills would
+        # carry ids the poller takes as already read.
+        sim.fills.clear()
+        assert await gateway.check_fills_log() is False
+        assert engine.risk.state.value == "halted"
+        assert engine.status()["trading_state_by"]["reason"] == "fills_log_reset"
+        assert engine.order_faults["fills_log_reset"] == 1
+        # Reported once, not at every check.
+        assert await gateway.check_fills_log() is False
+        assert engine.order_faults["fills_log_reset"] == 1
+    finally:
+        await engine.stop()
