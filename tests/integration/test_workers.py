@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers import free_port, free_port_range
 from tests.integration.test_cli import ROOT, command, wait_for
@@ -183,6 +185,91 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         for process in (supervisor, sim):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def _venue_positions(api: int) -> dict[str, Decimal]:
+    """The venue's fills of the deployment's (``te-``) orders, per symbol."""
+    fills = httpx.get(
+        f"http://127.0.0.1:{api}/fills?since=0", headers={"X-API-Key": "workers-key"}, timeout=5
+    ).json()
+    positions: dict[str, Decimal] = {}
+    for fill in fills:
+        if fill["client_order_id"].startswith("te-"):
+            signed = Decimal(fill["quantity"]) * (1 if fill["side"] == "buy" else -1)
+            positions[fill["symbol"]] = positions.get(fill["symbol"], Decimal(0)) + signed
+    return positions
+
+
+@pytest.mark.slow
+def test_resharding_from_two_workers_to_three_keeps_every_position(tmp_path: Path) -> None:
+    """``run --workers 2`` trades, stops; ``run --workers 3`` starts with the venue's positions.
+
+    Both symbols change workers (and journals) between the layouts.
+    """
+    assert (shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)) == (0, 1)
+    assert (shard_of("BTC-USD", 3), shard_of("ETH-USD", 3)) == (2, 0)
+    feed, admin, api = free_port_range(3), free_port_range(4), free_port()
+    env = {
+        **os.environ,
+        "EXCHANGE_API_KEY": "workers-key",
+        "TRADING_ENGINE_ADMIN_TOKEN": "workers-token",
+        "TRADING_ENGINE__FEED__PORT": str(feed),
+        "TRADING_ENGINE__ADMIN__PORT": str(admin),
+        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
+        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
+        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
+    }
+    with (tmp_path / "sim.log").open("wb") as sim_log:
+        sim = subprocess.Popen(
+            command("exchange-sim", "--port", str(api), "--feed", f"127.0.0.1:{feed}",
+                    "--feed-shards", "2", "--rate", "400", "--duration", "120"),
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sim_log,
+        )  # fmt: skip
+    processes = [sim]
+    try:
+        with (tmp_path / "run2.log").open("wb") as log:
+            two = subprocess.Popen(
+                command("run", "--workers", "2", "--duration", "60"), cwd=ROOT, env=env, stderr=log
+            )
+        processes.append(two)
+        wait_for(f"http://127.0.0.1:{admin}/healthz")
+        # Trade until the venue holds a position in both symbols.
+        deadline = time.monotonic() + 40
+        while not all(_venue_positions(api).get(s) for s in ("BTC-USD", "ETH-USD")):
+            assert time.monotonic() < deadline, _venue_positions(api)
+            time.sleep(0.5)
+        two.send_signal(signal.SIGTERM)
+        assert two.wait(30) == 0
+        before = _venue_positions(api)
+
+        with (tmp_path / "run3.log").open("wb") as log:
+            three = subprocess.Popen(
+                command("run", "--workers", "3", "--duration", "60"), cwd=ROOT, env=env, stderr=log
+            )
+        processes.append(three)
+        wait_for(f"http://127.0.0.1:{admin}/healthz")
+        status = _wait(
+            admin,
+            lambda s: len(s["workers"]) == 3
+            and all(w["alive"] and w["trading_state"] is not None for w in s["workers"]),
+        )
+        # The feed still goes to two ports: nothing trades, and the venue is as it was.
+        assert _venue_positions(api) == before
+        merged = _status(admin)["positions"]
+        for symbol in ("BTC-USD", "ETH-USD"):
+            assert Decimal(merged[symbol]["quantity"]) == before[symbol], (symbol, merged)
+        for worker in status["workers"]:
+            own = _status(worker["admin_port"])
+            report = own["reconciliation"]
+            assert report["positions_from"] == "venue", report
+            assert report["layout"]["shards"] == 3
+        three.send_signal(signal.SIGTERM)
+        assert three.wait(30) == 0
+    finally:
+        for process in processes:
             if process.poll() is None:
                 process.kill()
             process.wait()
