@@ -257,3 +257,24 @@ async def test_a_crashed_placement_task_is_counted_and_halts_trading() -> None:
     finally:
         assert isinstance(engine.sink, HttpGateway)
         await engine.sink.close()
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_one_shot_journal_write_is_counted_and_halts_trading(
+    tmp_path: Path,
+) -> None:
+    """A trading-state row written before the journal's writer runs goes through a task
+    whose crash is counted (``task_crashes{task="journal"}``) and halts: rows would be lost."""
+    engine = Engine(config(), sink=NullSink())
+    journal = Journal.open(str(tmp_path / "journal.db"))
+    engine.attach_journal(journal)
+
+    async def broken(*, raise_errors: bool = False) -> bool:
+        raise RuntimeError("the journal's thread is gone")
+
+    journal.write_pending = broken  # type: ignore[method-assign]
+    journal.trading_state("reducing", "admin")  # no writer yet: a one-shot write
+    await wait_until(lambda: engine.task_crashes.counts["journal"] >= 1)
+    assert engine.risk.state is TradingState.HALTED
+    assert engine.state_by[0] == "journal"
+    journal.close()

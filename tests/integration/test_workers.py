@@ -253,8 +253,10 @@ def test_resharding_from_two_workers_to_three_keeps_every_position(tmp_path: Pat
         wait_for(f"http://127.0.0.1:{admin}/healthz")
         status = _wait(
             admin,
-            lambda s: len(s["workers"]) == 3
-            and all(w["alive"] and w["trading_state"] is not None for w in s["workers"]),
+            lambda s: (
+                len(s["workers"]) == 3
+                and all(w["alive"] and w["trading_state"] is not None for w in s["workers"])
+            ),
         )
         # The feed still goes to two ports: nothing trades, and the venue is as it was.
         assert _venue_positions(api) == before

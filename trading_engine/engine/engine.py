@@ -678,6 +678,7 @@ class Engine:
         """
         journal.begin_run(self.ids.run_id, self.instruments.values())
         journal.on_failure = self._journal_failed
+        journal.crashes = self.task_crashes
         self.journal = journal
 
     def _journal_failed(self, reason: str) -> None:

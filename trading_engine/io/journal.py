@@ -471,6 +471,8 @@ class Journal:
         self._writing: asyncio.Lock | None = None
         #: Wakes :meth:`run` before its ``flush_s`` nap ends (a trading-state change).
         self._nap: asyncio.Future[None] | None = None
+        #: Where the journal's tasks' crashes are counted (the engine's; set on attach).
+        self.crashes: TaskCrashes | None = None
         #: Writes started outside :meth:`run` (before it runs); kept until done.
         self._oneshots: set[asyncio.Task[bool]] = set()
         self._lock_fd = lock_fd
@@ -686,7 +688,10 @@ class Journal:
             if nap is not None and not nap.done():
                 nap.set_result(None)
             return
-        task = loop.create_task(self.write_pending(), name="journal-write")
+        crashes = self.crashes if self.crashes is not None else TaskCrashes()
+        task = crashes.spawn(
+            self.write_pending(), name="journal-write", kind="journal", halts="journal", loop=loop
+        )
         self._oneshots.add(task)
         task.add_done_callback(self._oneshots.discard)
 
@@ -882,7 +887,7 @@ class Journal:
         trading (who ``journal``): rows would no longer reach the file.
         """
         if self._task is None:
-            crashes = crashes if crashes is not None else TaskCrashes()
+            crashes = crashes if crashes is not None else (self.crashes or TaskCrashes())
             self._task = crashes.spawn(self.run(), name="journal", kind="journal", halts="journal")
 
     async def run(self) -> None:
