@@ -45,9 +45,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
-    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
-    env = {
+def _environment(tmp_path: Path, feed: int, admin: int, api: int) -> dict[str, str]:
+    """``run``'s environment: ports, the venue, the token, the journal under ``tmp_path``."""
+    return {
         **os.environ,
         "EXCHANGE_API_KEY": "workers-key",
         "TRADING_ENGINE_ADMIN_TOKEN": "workers-token",
@@ -57,6 +57,11 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
         "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
     }
+
+
+def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
+    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    env = _environment(tmp_path, feed, admin, api)
     # The default config's two symbols fall in different shards of 2.
     assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}
     with (tmp_path / "sim.log").open("wb") as sim_log, (tmp_path / "run.log").open("wb") as log:
@@ -150,15 +155,7 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     feed, admin, api = free_port_range(2), free_port_range(3), free_port()
-    env = {
-        **os.environ,
-        "EXCHANGE_API_KEY": "workers-key",
-        "TRADING_ENGINE__FEED__PORT": str(feed),
-        "TRADING_ENGINE__ADMIN__PORT": str(admin),
-        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
-        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
-        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
-    }
+    env = _environment(tmp_path, feed, admin, api)
     with (tmp_path / "run.log").open("wb") as log:
         sim = subprocess.Popen(
             command("exchange-sim", "--port", str(api), "--duration", "60"),
@@ -212,16 +209,7 @@ def test_resharding_from_two_workers_to_three_keeps_every_position(tmp_path: Pat
     assert (shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)) == (0, 1)
     assert (shard_of("BTC-USD", 3), shard_of("ETH-USD", 3)) == (2, 0)
     feed, admin, api = free_port_range(3), free_port_range(4), free_port()
-    env = {
-        **os.environ,
-        "EXCHANGE_API_KEY": "workers-key",
-        "TRADING_ENGINE_ADMIN_TOKEN": "workers-token",
-        "TRADING_ENGINE__FEED__PORT": str(feed),
-        "TRADING_ENGINE__ADMIN__PORT": str(admin),
-        "TRADING_ENGINE__GATEWAY__BASE_URL": f"http://127.0.0.1:{api}",
-        "TRADING_ENGINE__ENGINE__LOG_LEVEL": "warning",
-        "TRADING_ENGINE__JOURNAL__PATH": str(tmp_path / "journal.db"),
-    }
+    env = _environment(tmp_path, feed, admin, api)
     with (tmp_path / "sim.log").open("wb") as sim_log:
         sim = subprocess.Popen(
             command("exchange-sim", "--port", str(api), "--feed", f"127.0.0.1:{feed}",

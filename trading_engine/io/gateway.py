@@ -745,20 +745,8 @@ class HttpGateway:
         is read back (its answer carries the cumulative fill). Raises
         :class:`Dropped` when a halt or stop drops the queued poll.
         """
-        reply = await self._read(f"/fills?since={self._fills_cursor}", Priority.POLL, "fills")
-        if reply is None or reply.status_code != 200:
-            if reply is not None:
-                self.counts["read_failed"] += 1
-                self.read_failures["fills"] += 1
-            return -1
-        try:
-            fills = orjson.loads(reply.content)
-            if not isinstance(fills, list):
-                raise TypeError("not a list")
-        except (orjson.JSONDecodeError, TypeError):
-            self.counts["unreadable_fills"] += 1
-            self.read_failures["fills"] += 1
-            log.error("unreadable fills answer: %r", reply.content[:200])
+        fills = await self._read_fills(self._fills_cursor)
+        if fills is None:
             return -1
         applied = 0
         listener = self._listener
@@ -793,6 +781,30 @@ class HttpGateway:
             listener.on_fill(fill)
             applied += 1
         return applied
+
+    async def _read_fills(self, since: int) -> list[Any] | None:
+        """``GET /fills?since=N`` (poll class): the answer's list, None when there is none.
+
+        A failed read counts ``read_failed``, an answer that is not a JSON
+        list ``unreadable_fills``; both count a fills read failure. Raises
+        :class:`Dropped` when a halt or stop drops the read.
+        """
+        reply = await self._read(f"/fills?since={since}", Priority.POLL, "fills")
+        if reply is None or reply.status_code != 200:
+            if reply is not None:
+                self.counts["read_failed"] += 1
+                self.read_failures["fills"] += 1
+            return None
+        try:
+            fills = orjson.loads(reply.content)
+            if not isinstance(fills, list):
+                raise TypeError("not a list")
+        except (orjson.JSONDecodeError, TypeError):
+            self.counts["unreadable_fills"] += 1
+            self.read_failures["fills"] += 1
+            log.error("unreadable fills answer: %r", reply.content[:200])
+            return None
+        return fills
 
     @property
     def fills_cursor(self) -> int:
@@ -887,16 +899,8 @@ class HttpGateway:
         cursor = self._fills_cursor
         if cursor <= 0:
             return None
-        reply = await self._read(f"/fills?since={cursor - 1}", Priority.POLL, "fills")
-        if reply is None or reply.status_code != 200:
-            return None
-        try:
-            fills = orjson.loads(reply.content)
-            if not isinstance(fills, list):
-                raise TypeError("not a list")
-        except (orjson.JSONDecodeError, TypeError):
-            self.counts["unreadable_fills"] += 1
-            self.read_failures["fills"] += 1
+        fills = await self._read_fills(cursor - 1)
+        if fills is None:
             return None
         self.counts["fills_log_checks"] += 1
         if any(
