@@ -26,6 +26,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from time import perf_counter_ns
 from typing import Any
 
@@ -465,32 +467,40 @@ class Engine:
         time_in_force: TimeInForce,
     ) -> tuple[Order | None, Denial | None]:
         """Admit and send one order for a strategy: sent now or refused now, with a reason."""
+        started = perf_counter_ns()
+        runner.last_order_ns = started
         if runner.expired:
             runner.late_orders += 1
+            runner.denied(Denial.LATE)
             return None, self.risk.deny(Denial.LATE)
         entry = self.builder.books.get(symbol)
         if entry is None:
+            runner.denied(Denial.BOOK_NOT_LIVE)
             return None, self.risk.deny(Denial.BOOK_NOT_LIVE)
         sink = self.sink
-        started = perf_counter_ns()
         order, denial, to_cancel = self.ledger.admit(
             runner.name, entry, side, lots, price, order_type, time_in_force, sink.allow
         )
         self.risk_latency.observe_ns(perf_counter_ns() - started)
         if order is None:
+            if denial is not None:
+                runner.denied(denial)
             return None, denial
         if to_cancel is not None:
             # risk.self_trade = "cancel_resting": the resting orders it would
             # trade with are canceled first (cancels outrank orders at the venue).
             for resting in to_cancel:
                 self.cancel(resting)
-        runner.orders += 1
         order.recv_ns = self.dispatcher.recv_ns
         refusal = sink.submit(order)
-        if refusal is not None:
+        if refusal is None:
+            runner.orders += 1
+        else:
             # Refused by the sink at once (no request slot, a halt): it never left.
             self.ledger.refuse(order, refusal)
-            return None, _DENIALS.get(refusal, Denial.RATE_LIMITED)
+            refused = _DENIALS.get(refusal, Denial.RATE_LIMITED)
+            runner.denied(refused)
+            return None, refused
         # The order's bytes have left (or are on their way); the journal row follows, batched.
         journal = self.journal
         if journal is not None:
@@ -600,6 +610,7 @@ class Engine:
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
         runner = self.runners.get(order.strategy)
         if runner is not None and not self._replaying:
+            runner.fills += 1
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
 
     def fault(self, client_order_id: str, kind: str, detail: str) -> None:
@@ -698,6 +709,70 @@ class Engine:
             return "the feed server is not listening"
         return self.sink.not_ready()
 
+    def strategies_status(self) -> dict[str, Any]:
+        """The per-strategy section of ``/status``: one entry per configured strategy.
+
+        Each entry: ``enabled``, ``state`` (``running`` | ``disabled``),
+        ``disabled_reason`` and ``last_error`` (text or null), ``errors``,
+        ``orders`` (sent), ``fills`` (credited to its position by this
+        process), ``denied`` (total) and ``denials`` (by reason, nonzero
+        only), ``positions`` by symbol (quantity, avg_price, realized_pnl,
+        unrealized_pnl at mid: decimal strings at the instrument's
+        precision), ``realized_pnl`` and ``unrealized_pnl`` summed over its
+        symbols (exact decimal strings), and ``last_decision_at`` (its last
+        hook evaluation) and ``last_order_at`` (its last order request),
+        ISO 8601 UTC or null. ``O(strategies * symbols)``.
+        """
+        # Runner times are perf_counter ns: shift them onto the wall clock once.
+        offset = time.time_ns() - perf_counter_ns()
+        by_strategy = self.positions.by_strategy
+        strategies: dict[str, Any] = {}
+        for name, runner in self.runners.items():
+            symbols = dict.fromkeys(runner.strategy.symbols)
+            for strategy, symbol in by_strategy:
+                if strategy == name:
+                    symbols[symbol] = None
+            positions: dict[str, Any] = {}
+            realized_total = Decimal(0)
+            unrealized_total = Decimal(0)
+            for symbol in symbols:
+                inst = self.instruments.get(symbol)
+                entry = self.builder.books.get(symbol)
+                if inst is None or entry is None:
+                    continue
+                position = by_strategy.get((name, symbol))
+                if position is None:
+                    position = Position(symbol)
+                avg = position.avg_price
+                realized = inst.format_money(position.realized)
+                unrealized = inst.format_money(position.unrealized(entry.book.mid()))
+                realized_total += Decimal(realized)
+                unrealized_total += Decimal(unrealized)
+                positions[symbol] = {
+                    "quantity": inst.format_size(position.quantity),
+                    "avg_price": None if avg is None else inst.format_price_fraction(avg),
+                    "realized_pnl": realized,
+                    "unrealized_pnl": unrealized,
+                }
+            denials = {str(reason): count for reason, count in runner.denials.items() if count}
+            strategies[name] = {
+                "enabled": runner.enabled,
+                "state": runner.state,
+                "disabled_reason": runner.disabled_reason,
+                "last_error": runner.last_error,
+                "errors": runner.errors,
+                "orders": runner.orders,
+                "fills": runner.fills,
+                "denied": sum(denials.values()),
+                "denials": dict(sorted(denials.items())),
+                "positions": positions,
+                "realized_pnl": str(realized_total),
+                "unrealized_pnl": str(unrealized_total),
+                "last_decision_at": _wall(runner.last_evaluation_ns, offset),
+                "last_order_at": _wall(runner.last_order_ns, offset),
+            }
+        return strategies
+
     def status(self) -> dict[str, Any]:
         """The ``/status`` document of the admin API."""
         books: dict[str, Any] = {}
@@ -744,10 +819,15 @@ class Engine:
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),
-            "strategies": {
-                name: {"enabled": runner.enabled, "errors": runner.errors, "orders": runner.orders}
-                for name, runner in self.runners.items()
-            },
+            "strategies": self.strategies_status(),
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }
+
+
+def _wall(perf_ns: int, offset_ns: int) -> str | None:
+    """A perf_counter time (0: never) as ISO 8601 UTC with milliseconds, or None."""
+    if not perf_ns:
+        return None
+    moment = datetime.fromtimestamp((perf_ns + offset_ns) / 1e9, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
