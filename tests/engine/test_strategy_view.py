@@ -101,7 +101,7 @@ def test_status_shows_each_strategy_state_errors_denials_fills_and_pnl() -> None
         for key in ("last_decision_at", "last_order_at"):
             moment = datetime.fromisoformat(view[name][key].replace("Z", "+00:00"))
             assert before.replace(microsecond=0) <= moment <= datetime.now(UTC)
-    # The spec'd keys stay as they were.
+    # The keys /status always had stay as they were.
     assert {"enabled", "errors", "orders"} <= set(filler)
 
 

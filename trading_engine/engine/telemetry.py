@@ -3,7 +3,7 @@
 The hot path keeps plain ints and :class:`LatencyHistogram` objects;
 :class:`EngineCollector` turns them into the exposition when Prometheus
 scrapes, so observing costs a ``bisect`` instead of a prometheus_client
-call. Metric names follow the admin API contract (docs/operations.md).
+call. Metric names and their labels are listed in the README ("Metrics").
 
 A scrape runs on the engine's event loop, a step at a time
 (:class:`~trading_engine.lowlevel.metrics.ExpositionRenderer`): the
