@@ -35,6 +35,7 @@ from typing import Any, TextIO
 
 from ..config import Config
 from ..engine.runner import Service, prepare_engine
+from ..engine.strategy_view import strategies_status
 from ..io.gateway import HttpGateway
 from ..lowlevel.metrics import SampledHistogram
 from ..sim.exchange_sim import ExchangeSimulator, Faults
@@ -163,7 +164,7 @@ def strategy_lines(service: Service) -> list[str]:
         f"{'symbol':10} {'position':>10} {'realized':>12} {'unrealized':>12} {'decided':>9}"
     ]
     now_ns = time.perf_counter_ns()
-    for name, view in engine.strategies_status().items():
+    for name, view in strategies_status(engine).items():
         runner = engine.runners[name]
         last = runner.last_evaluation_ns
         ago = "-" if not last else f"{(now_ns - last) / 1e9:.1f} s ago"

@@ -26,8 +26,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
 from time import perf_counter_ns
 from typing import Any
 
@@ -60,6 +58,7 @@ from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
 from .dispatch import Dispatcher, StrategyRunner
+from .strategy_view import strategies_status
 
 __all__ = ["Engine"]
 
@@ -467,17 +466,19 @@ class Engine:
         time_in_force: TimeInForce,
     ) -> tuple[Order | None, Denial | None]:
         """Admit and send one order for a strategy: sent now or refused now, with a reason."""
-        started = perf_counter_ns()
-        runner.last_order_ns = started
         if runner.expired:
             runner.late_orders += 1
+            runner.last_order_ns = perf_counter_ns()
             runner.denied(Denial.LATE)
             return None, self.risk.deny(Denial.LATE)
         entry = self.builder.books.get(symbol)
         if entry is None:
+            runner.last_order_ns = perf_counter_ns()
             runner.denied(Denial.BOOK_NOT_LIVE)
             return None, self.risk.deny(Denial.BOOK_NOT_LIVE)
         sink = self.sink
+        started = perf_counter_ns()
+        runner.last_order_ns = started
         order, denial, to_cancel = self.ledger.admit(
             runner.name, entry, side, lots, price, order_type, time_in_force, sink.allow
         )
@@ -709,70 +710,6 @@ class Engine:
             return "the feed server is not listening"
         return self.sink.not_ready()
 
-    def strategies_status(self) -> dict[str, Any]:
-        """The per-strategy section of ``/status``: one entry per configured strategy.
-
-        Each entry: ``enabled``, ``state`` (``running`` | ``disabled``),
-        ``disabled_reason`` and ``last_error`` (text or null), ``errors``,
-        ``orders`` (sent), ``fills`` (credited to its position by this
-        process), ``denied`` (total) and ``denials`` (by reason, nonzero
-        only), ``positions`` by symbol (quantity, avg_price, realized_pnl,
-        unrealized_pnl at mid: decimal strings at the instrument's
-        precision), ``realized_pnl`` and ``unrealized_pnl`` summed over its
-        symbols (exact decimal strings), and ``last_decision_at`` (its last
-        hook evaluation) and ``last_order_at`` (its last order request),
-        ISO 8601 UTC or null. ``O(strategies * symbols)``.
-        """
-        # Runner times are perf_counter ns: shift them onto the wall clock once.
-        offset = time.time_ns() - perf_counter_ns()
-        by_strategy = self.positions.by_strategy
-        strategies: dict[str, Any] = {}
-        for name, runner in self.runners.items():
-            symbols = dict.fromkeys(runner.strategy.symbols)
-            for strategy, symbol in by_strategy:
-                if strategy == name:
-                    symbols[symbol] = None
-            positions: dict[str, Any] = {}
-            realized_total = Decimal(0)
-            unrealized_total = Decimal(0)
-            for symbol in symbols:
-                inst = self.instruments.get(symbol)
-                entry = self.builder.books.get(symbol)
-                if inst is None or entry is None:
-                    continue
-                position = by_strategy.get((name, symbol))
-                if position is None:
-                    position = Position(symbol)
-                avg = position.avg_price
-                realized = inst.format_money(position.realized)
-                unrealized = inst.format_money(position.unrealized(entry.book.mid()))
-                realized_total += Decimal(realized)
-                unrealized_total += Decimal(unrealized)
-                positions[symbol] = {
-                    "quantity": inst.format_size(position.quantity),
-                    "avg_price": None if avg is None else inst.format_price_fraction(avg),
-                    "realized_pnl": realized,
-                    "unrealized_pnl": unrealized,
-                }
-            denials = {str(reason): count for reason, count in runner.denials.items() if count}
-            strategies[name] = {
-                "enabled": runner.enabled,
-                "state": runner.state,
-                "disabled_reason": runner.disabled_reason,
-                "last_error": runner.last_error,
-                "errors": runner.errors,
-                "orders": runner.orders,
-                "fills": runner.fills,
-                "denied": sum(denials.values()),
-                "denials": dict(sorted(denials.items())),
-                "positions": positions,
-                "realized_pnl": str(realized_total),
-                "unrealized_pnl": str(unrealized_total),
-                "last_decision_at": _wall(runner.last_evaluation_ns, offset),
-                "last_order_at": _wall(runner.last_order_ns, offset),
-            }
-        return strategies
-
     def status(self) -> dict[str, Any]:
         """The ``/status`` document of the admin API."""
         books: dict[str, Any] = {}
@@ -819,15 +756,7 @@ class Engine:
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),
-            "strategies": self.strategies_status(),
+            "strategies": strategies_status(self),
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }
-
-
-def _wall(perf_ns: int, offset_ns: int) -> str | None:
-    """A perf_counter time (0: never) as ISO 8601 UTC with milliseconds, or None."""
-    if not perf_ns:
-        return None
-    moment = datetime.fromtimestamp((perf_ns + offset_ns) / 1e9, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
