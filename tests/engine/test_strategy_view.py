@@ -170,3 +170,21 @@ def test_strategy_metrics_are_bounded_by_the_configured_names_and_symbols() -> N
     assert abs(decided[_key(strategy="filler")] - datetime.now(UTC).timestamp()) < 60
     enabled = _series(text, "trading_engine_strategy_enabled")
     assert enabled[_key(strategy="raiser")] == 0
+
+
+def test_an_order_the_sink_refuses_is_a_denial_of_its_strategy_not_an_order_sent() -> None:
+    from tests.fakes import NullSink
+    from trading_engine.core.orders import Order
+
+    class Refusing(NullSink):
+        def submit(self, order: Order) -> str | None:
+            return "rate_limited"  # no request slot: refused now, never sent
+
+    engine = Engine(config(), run_id="t", sink=Refusing())
+    engine.builder.handle(snapshot(1, [["99.99", "1"]], [["100.00", "1"]]))
+    order = engine.contexts["probe"].buy("BTC-USD", 10, 10000, TimeInForce.IOC)
+    assert order is None
+    view = engine.status()["strategies"]["probe"]
+    assert (view["orders"], view["denied"], view["denials"]) == (0, 1, {"rate_limited": 1})
+    assert view["last_order_at"] is not None
+    assert view["last_decision_at"] is not None  # its on_book saw the snapshot
