@@ -10,10 +10,12 @@ Params:
   ``max_inventory`` (default 2): long inventory lowers both quotes;
 * ``requote_ticks``: a quote is replaced (cancel/replace) only when its
   target moved at least this far (default 1);
-* ``requote_interval_s``: at most one new order per side and symbol within
-  this many seconds (default 0: no pause). Each replace is a new order, so
-  this keeps the strategy inside ``[risk] max_orders_per_s`` on a busy
-  book: at most ``2 / requote_interval_s`` orders per second and symbol.
+* ``requote_interval_s``: at most one new order request per side and
+  symbol within this many seconds (default 0: no pause), whether it was
+  sent or refused. Each replace is a new order, so this keeps the strategy
+  inside ``[risk] max_orders_per_s`` on a busy book (at most
+  ``2 / requote_interval_s`` orders per second and symbol), and a refused
+  quote (a halt, a paused venue) is not asked for again on every update.
 
 Quotes are GTC limit orders that never cross the touch, nor one of the
 strategy's own open orders on the other side (a quote being replaced still
@@ -69,7 +71,7 @@ class MarketMaker(Strategy):
             for s in symbols
         }
         self._interval_ns = round(params.requote_interval_s * 1e9)
-        #: Time of the last order per (symbol, side), engine clock.
+        #: Time of the last order request per (symbol, side), engine clock.
         self._last_ns: dict[tuple[str, Side], int] = {}
 
     def targets(self, book: BookView) -> tuple[int | None, int | None]:
@@ -121,11 +123,10 @@ class MarketMaker(Strategy):
         last = self._last_ns.get((symbol, side))
         if self._interval_ns and last is not None and now - last < self._interval_ns:
             return
+        self._last_ns[(symbol, side)] = now
         if live:
-            sent = self.ctx.replace(live[0], lots=self._lots[symbol], price=price)
+            self.ctx.replace(live[0], lots=self._lots[symbol], price=price)
         else:
-            sent = self.ctx.submit(
+            self.ctx.submit(
                 symbol, side, self._lots[symbol], price, OrderType.LIMIT, TimeInForce.GTC
             )
-        if sent is not None:
-            self._last_ns[(symbol, side)] = now

@@ -8,8 +8,10 @@ On each update of a live book, a buy taker sends one IOC limit buy of
 ``quantity`` at the best ask when the best ask <= ``trigger_price`` (a
 sell taker: one IOC limit sell at the best bid when the best bid >=
 ``trigger_price``); at most one order per update and none within
-``cooldown_s`` of its last, and none that would take its own position in
-the symbol beyond ``max_position`` (it then stops instead of being denied).
+``cooldown_s`` of its last request, sent or refused (a refused order is
+not asked for again on every update), and none that would take its own
+position in the symbol beyond ``max_position`` (it then stops instead of
+being denied).
 """
 
 from __future__ import annotations
@@ -81,6 +83,5 @@ class ThresholdTaker(Strategy):
             held = self.ctx.position(symbol).quantity
             if abs(held + (lots if self.side is Side.BUY else -lots)) > limit:
                 return
-        order = self.ctx.submit(symbol, self.side, lots, price, OrderType.LIMIT, TimeInForce.IOC)
-        if order is not None:
-            self._last_ns = self.ctx.now_ns()
+        self._last_ns = self.ctx.now_ns()
+        self.ctx.submit(symbol, self.side, lots, price, OrderType.LIMIT, TimeInForce.IOC)

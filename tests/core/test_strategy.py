@@ -219,3 +219,35 @@ def test_market_maker_never_crosses_its_own_quote_being_replaced() -> None:
     assert engine.risk.denied[Denial.SELF_TRADE] == 0
     live = sorted((o.side.value, o.price) for o in orders(engine) if o.is_open)
     assert live == [("buy", 10006), ("sell", 10016)]
+
+
+def test_market_maker_does_not_ask_again_on_every_update_after_a_refusal() -> None:
+    from trading_engine.core.risk import TradingState
+
+    params = {"quantity": "1", "max_inventory": "2", "requote_interval_s": 0.25}
+    engine, clock = make(MM, params)
+    engine.set_trading_state(TradingState.HALTED)
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    for seq in range(2, 6):
+        clock.advance(0.01)
+        engine.builder.handle(update(seq, [["99.9" + str(seq), "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 2  # one request per side, not one per update
+    clock.advance(0.25)
+    engine.builder.handle(update(6, [["99.96", "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 4
+
+
+def test_threshold_taker_cools_down_after_a_refused_order_too() -> None:
+    from trading_engine.core.risk import TradingState
+
+    params = {"side": "buy", "trigger_price": "99.00", "quantity": "1", "cooldown_s": 0.5}
+    engine, clock = make(THRESHOLD, params)
+    engine.set_trading_state(TradingState.HALTED)
+    engine.builder.handle(snapshot(1, [["98.90", "1"]], [["99.00", "5"]]))
+    for seq in range(2, 6):
+        clock.advance(0.1)
+        engine.builder.handle(update(seq, [["98.9" + str(seq), "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 1  # asked once, not once per update
+    clock.advance(0.2)
+    engine.builder.handle(update(6, [["98.96", "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 2
