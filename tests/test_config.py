@@ -25,7 +25,7 @@ def test_embedded_default_is_the_shipped_file() -> None:
     assert load_default_config(environ={}).feed.port == 7001
 
 
-def test_defaults_match_the_specification() -> None:
+def test_defaults_match_the_documented_defaults() -> None:
     config = parse_config({}, environ={})
     assert (config.feed.host, config.feed.port, config.feed.max_frame_bytes) == (
         "127.0.0.1",

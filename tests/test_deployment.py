@@ -145,12 +145,37 @@ def test_grafana_provisioning_and_dashboard() -> None:
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for needed in ("tick-to-trade", "heatmap", "per-stage", "feed messages", "rejections",
                    "book states", "orders by status", "risk denials", "breaker", "loop lag",
-                   "positions", "pnl"):  # fmt: skip
+                   "positions", "pnl", "strategy state", "strategy orders",
+                   "strategy denials", "strategy positions", "strategy pnl",
+                   "last decision"):  # fmt: skip
         assert needed in titles, needed
-    assert all(
-        panel["targets"] and all(t["expr"] for t in panel["targets"])
-        for panel in dashboard["panels"]
-    )
+    rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
+    assert [row["title"] for row in rows] == ["Strategies"]
+    graphs = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    assert all(panel["targets"] and all(t["expr"] for t in panel["targets"]) for panel in graphs)
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_metric_the_dashboard_queries_is_exported() -> None:
+    import re
+
+    from prometheus_client.exposition import generate_latest
+
+    from tests.fakes import config
+    from trading_engine.engine.engine import Engine
+    from trading_engine.engine.telemetry import GcMonitor, LoopMonitor, registry_for
+    from trading_engine.sim.venue import simulated_venue
+
+    engine = Engine(config(), run_id="t", sink_factory=simulated_venue)
+    text = generate_latest(registry_for(engine, LoopMonitor(), GcMonitor())).decode()
+    exported = set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
+    suffixed = {f"{name}{suffix}" for name in exported
+                for suffix in ("", "_total", "_bucket", "_sum", "_count")}  # fmt: skip
+    dashboard = json.loads((ROOT / "config/grafana/dashboards/trading-engine.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"trading_engine_\w+", expr)}
+    assert used - suffixed == set()
 
 
 def test_promtool_accepts_prometheus_yml() -> None:

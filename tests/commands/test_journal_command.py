@@ -71,10 +71,11 @@ def test_pnl_by_strategy_and_symbol_as_csv_while_the_writer_is_open(
     code, out, _ = run(capsys, "--config", cfg, "pnl", "--csv")
     assert code == 0
     assert list(csv.reader(io.StringIO(out))) == [
-        ["strategy", "symbol", "fills", "bought", "sold", "position", "realized_pnl"],
-        ["other", "BTC-USD", "1", "0.003", "0.000", "0.003", "0.00000"],
-        ["taker", "BTC-USD", "4", "0.003", "0.004", "-0.001", "0.00200"],
-    ]
+        ["strategy", "symbol", "orders", "fills", "bought", "sold", "position", "avg_price",
+         "realized_pnl"],
+        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000"],
+        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200"],
+    ]  # fmt: skip
     writer.close()
 
 
@@ -90,7 +91,44 @@ def test_since_counts_only_later_fills_but_keeps_the_earlier_position(
     assert code == 0
     # Only the last sell counts: it closes the 101.00 lot at 99.00 (-0.002) and opens a short.
     assert list(csv.reader(io.StringIO(out)))[1:] == [
-        ["taker", "BTC-USD", "1", "0.000", "0.002", "-0.001", "-0.00200"]
+        # (the orders were all journaled at T0, before --since: none counted)
+        ["taker", "BTC-USD", "0", "1", "0.000", "0.002", "-0.001", "99.00", "-0.00200"]
+    ]
+
+
+def test_pnl_per_strategy_counts_unfilled_orders_and_totals_several_symbols(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = known_journal(tmp_path / "j.db")
+    eth = Instrument("ETH-USD", "0.01", "0.001")
+    journal.begin_run("r2", [BTC, eth])
+    # ``taker`` also trades ETH-USD: buys 0.005 at 50.00, sells them at 50.10 (+0.0005);
+    # ``quiet`` sends an order that never fills.
+    for n, (strategy, side, price, lots) in enumerate(
+        [("taker", "buy", 5_000, 5), ("taker", "sell", 5_010, 5), ("quiet", "buy", 4_000, 1)],
+        start=10,
+    ):
+        order = Order(
+            f"{strategy}-r2-{n}", strategy, "ETH-USD", Side(side), OrderType.LIMIT, lots, price,
+            TimeInForce.GTC,
+        )  # fmt: skip
+        journal.order_submitted(order)
+        if strategy == "taker":
+            journal.fill(
+                order.client_order_id, strategy, "ETH-USD", side, price, lots, n,
+                T0 + n * 60 * 10**9,
+            )  # fmt: skip
+    journal.flush()
+    journal.close()
+    cfg = str(config_file(tmp_path, tmp_path / "j.db"))
+    code, out, _ = run(capsys, "--config", cfg, "pnl", "--csv")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out)))[1:] == [
+        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000"],
+        ["quiet", "ETH-USD", "1", "0", "0.000", "0.000", "0.000", "", "0.00000"],
+        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200"],
+        ["taker", "ETH-USD", "2", "2", "0.005", "0.005", "0.000", "", "0.00050"],
+        ["taker", "*", "6", "6", "", "", "", "", "0.00250"],
     ]
 
 

@@ -16,7 +16,7 @@ def decode(obj: object) -> object:
     return DECODER.decode(orjson.dumps(obj))
 
 
-def test_decodes_the_specification_example() -> None:
+def test_decodes_the_documented_example() -> None:
     msg = DECODER.decode(
         b'{"type":"snapshot","symbol":"BTC-USD","seq":1,"bids":[["100.00","2"],'
         b'["99.99","1.5"]],"asks":[["100.01","1"]],"ts":1732862400000000000}'

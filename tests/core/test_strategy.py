@@ -11,6 +11,7 @@ from trading_engine.core.clock import ManualClock
 from trading_engine.core.errors import ConfigError, StrategyError
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.core.risk import Denial
 from trading_engine.core.strategy import load_strategy_class
 from trading_engine.engine.engine import Engine
 from trading_engine.sim.venue import simulated_venue
@@ -177,3 +178,76 @@ def test_the_template_imports_only_public_names() -> None:
             if node.module == "trading_engine":
                 for alias in node.names:
                     assert alias.name in trading_engine.__all__, alias.name
+
+
+def test_threshold_taker_stops_at_its_own_max_position_instead_of_being_denied() -> None:
+    params = {"side": "buy", "trigger_price": "99.00", "quantity": "1", "max_position": "2"}
+    engine, _ = make(THRESHOLD, params)
+    engine.builder.handle(snapshot(1, [["98.90", "1"]], [["99.00", "50"]]))
+    for seq in range(2, 6):
+        engine.builder.handle(update(seq, [["98.9" + str(seq), "1"]], []))
+    assert [o.status for o in orders(engine)] == [OrderStatus.FILLED] * 2
+    assert engine.positions.quantity("BTC-USD") == 2000
+    assert sum(engine.risk.denied.values()) == 0
+
+
+def test_market_maker_requotes_a_side_at_most_once_per_interval() -> None:
+    params = {"quantity": "1", "max_inventory": "2", "requote_interval_s": 0.25}
+    engine, clock = make(MM, params)
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    assert len(orders(engine)) == 2
+    clock.advance(0.1)
+    engine.builder.handle(update(2, [], [["100.10", "3"]]))  # targets move down
+    assert len(orders(engine)) == 2  # within the interval: the quotes stay
+    clock.advance(0.2)
+    engine.builder.handle(update(3, [], [["100.10", "4"]]))
+    assert len(orders(engine)) == 4  # both sides replaced
+    assert sum(engine.risk.denied.values()) == 0
+
+
+def test_market_maker_never_crosses_its_own_quote_being_replaced() -> None:
+    params = {"quantity": "1", "max_inventory": "2", "half_spread_ticks": 2, "skew_ticks": 4}
+    engine, _ = make(MM, params, self_trade="refuse")
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    bid, ask = orders(engine)
+    assert (bid.price, ask.price) == (10003, 10007)
+    # The market jumps up: the new bid target (100.12) would cross the own ask
+    # at 100.07, which still rests while the bid side is requoted first.
+    engine.builder.handle(
+        update(2, [["100.00", "0"], ["100.08", "1"]], [["100.10", "0"], ["100.20", "1"]])
+    )
+    assert engine.risk.denied[Denial.SELF_TRADE] == 0
+    live = sorted((o.side.value, o.price) for o in orders(engine) if o.is_open)
+    assert live == [("buy", 10006), ("sell", 10016)]
+
+
+def test_market_maker_does_not_ask_again_on_every_update_after_a_refusal() -> None:
+    from trading_engine.core.risk import TradingState
+
+    params = {"quantity": "1", "max_inventory": "2", "requote_interval_s": 0.25}
+    engine, clock = make(MM, params)
+    engine.set_trading_state(TradingState.HALTED)
+    engine.builder.handle(snapshot(1, [["100.00", "1"]], [["100.10", "1"]]))
+    for seq in range(2, 6):
+        clock.advance(0.01)
+        engine.builder.handle(update(seq, [["99.9" + str(seq), "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 2  # one request per side, not one per update
+    clock.advance(0.25)
+    engine.builder.handle(update(6, [["99.96", "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 4
+
+
+def test_threshold_taker_cools_down_after_a_refused_order_too() -> None:
+    from trading_engine.core.risk import TradingState
+
+    params = {"side": "buy", "trigger_price": "99.00", "quantity": "1", "cooldown_s": 0.5}
+    engine, clock = make(THRESHOLD, params)
+    engine.set_trading_state(TradingState.HALTED)
+    engine.builder.handle(snapshot(1, [["98.90", "1"]], [["99.00", "5"]]))
+    for seq in range(2, 6):
+        clock.advance(0.1)
+        engine.builder.handle(update(seq, [["98.9" + str(seq), "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 1  # asked once, not once per update
+    clock.advance(0.2)
+    engine.builder.handle(update(6, [["98.96", "1"]], []))
+    assert engine.risk.denied[Denial.HALTED] == 2

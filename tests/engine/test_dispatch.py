@@ -53,7 +53,9 @@ def test_a_raising_strategy_is_isolated_counted_and_disabled() -> None:
     assert len(good.calls) == 6  # never disturbed
     assert bad.errors == 3
     assert not bad.enabled
-    assert engine.status()["strategies"]["bad"] == {"enabled": False, "errors": 3, "orders": 0}
+    view = engine.status()["strategies"]["bad"]
+    assert (view["enabled"], view["errors"], view["orders"]) == (False, 3, 0)
+    assert view["state"] == "disabled"
 
 
 def test_async_hooks_that_do_not_suspend_need_no_loop_and_no_task() -> None:

@@ -153,6 +153,15 @@ def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None
     latency = summary["tick_to_trade"]
     assert latency["n"] > 0
     assert 0 < latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]
+    # The per-strategy view; the shipped strategies trade within their limits.
+    assert re.search(r"^strategy\s+state\s+orders\s+fills\s+denied", out, re.MULTILINE)
+    assert set(summary["strategies"]) == {"taker", "maker"}
+    for name, view in summary["strategies"].items():
+        assert view["state"] == "running", (name, view)
+        assert view["denials"] == {}, (name, view)
+        assert view["last_decision_at"] is not None, name
+    assert summary["strategies"]["maker"]["orders"] > 0
+    assert summary["risk_denied"] == {}
 
 
 def test_demo_with_faults_shows_how_the_gateway_handled_them(tmp_path: Path) -> None:
@@ -170,3 +179,50 @@ def test_demo_with_faults_shows_how_the_gateway_handled_them(tmp_path: Path) -> 
     summary = json.loads(done.stdout.split("summary:", 1)[1].rsplit("logs:", 1)[0])
     assert summary["frames"] > 0
     assert summary["orders"]["submitted"] > 0  # the default strategies traded
+
+
+def test_demo_screen_on_a_terminal_redraws_in_place_with_no_log_lines(tmp_path: Path) -> None:
+    import pty
+    import re
+    import select
+
+    primary, secondary = pty.openpty()
+    env = {
+        **os.environ,
+        "TRADING_ENGINE__FEED__PORT": str(free_port()),
+        "TRADING_ENGINE__ADMIN__PORT": str(free_port()),
+    }
+    process = subprocess.Popen(
+        command("demo", "--duration", "3", "--log", str(tmp_path / "demo.log")),
+        cwd=tmp_path, env=env, stdin=secondary, stdout=secondary, stderr=secondary,
+    )  # fmt: skip
+    os.close(secondary)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 1.0)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the demo exited
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        code = process.wait(timeout=60)
+        os.close(primary)
+    out = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code == 0, out
+    screens = out.split("\x1b[H\x1b[2J")[1:]
+    assert len(screens) >= 2, out  # cleared and redrawn each refresh
+    for screen in screens:
+        body = screen.split("summary:", 1)[0]
+        assert body.startswith("trading-engine demo"), body
+        assert re.search(r"^taker\s+running\s", body, re.MULTILINE), body
+        assert re.search(r"^maker\s+running\s", body, re.MULTILINE), body
+        assert '"ts"' not in body  # no log line over the screen

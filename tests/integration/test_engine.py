@@ -65,7 +65,8 @@ async def test_feed_to_fill_and_clean_shutdown() -> None:
         "best_bid": ["98.50", "1.000"],
         "best_ask": ["98.99", "0.400"],
     }
-    assert status["strategies"]["taker"] == {"enabled": True, "errors": 0, "orders": 1}
+    taker = status["strategies"]["taker"]
+    assert (taker["enabled"], taker["errors"], taker["orders"], taker["fills"]) == (True, 0, 1, 1)
     maker_open = [o for o in engine.orders.values() if o.strategy == "maker" and o.is_open]
     assert len(maker_open) == 2  # a bid and an ask resting
     assert status["open_orders"] == 2

@@ -104,8 +104,11 @@ def assert_engine_equals_exchange(engine: Engine, sim: ExchangeSimulator) -> Non
         if cid in theirs:
             assert order.status.value == theirs[cid].status, (order, theirs[cid])
             assert order.filled == theirs[cid].filled, (order, theirs[cid])
+        elif order.status is OrderStatus.CANCELED:
+            # Answered 429, then canceled while it waited for its retry: never sent again.
+            assert order.reason == "canceled_unsent", (order, order.reason)
         else:
-            assert order.status is OrderStatus.REJECTED, order
+            assert order.status is OrderStatus.REJECTED, (order, order.reason)
     assert set(theirs) <= set(ours)
     # The exchange never reports fills beyond an order or after its final count.
     assert engine.order_faults["overfill"] == engine.order_faults["fill_after_final"] == 0

@@ -71,7 +71,7 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     dashboard = json.loads((ROOT / "config/grafana/dashboards/trading-engine.json").read_text())
-    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
 

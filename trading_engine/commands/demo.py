@@ -30,15 +30,17 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from ..config import Config
 from ..engine.runner import Service, prepare_engine
+from ..engine.strategy_view import strategies_status
 from ..io.gateway import HttpGateway
 from ..lowlevel.metrics import SampledHistogram
 from ..sim.exchange_sim import ExchangeSimulator, Faults
 
-__all__ = ["DEMO_FAULTS", "free_ports", "render", "run_demo", "summary"]
+__all__ = ["DEMO_FAULTS", "free_ports", "render", "run_demo", "strategy_lines", "summary"]
 
 #: The order-path faults ``demo --faults`` turns on (probabilities per request).
 DEMO_FAULTS = Faults(
@@ -117,7 +119,7 @@ def render(
         f"rejected {sum(engine.builder.rejected.values()):,}",
         f"orders {engine.order_counts['submitted']:,}   fills {engine.order_counts['fills']:,} "
         f"(exchange: {len(simulator.fills):,})   open {status['open_orders']}   "
-        f"risk denials {sum(engine.risk.denied.values()):,}",
+        f"risk denials {sum(engine.risk.denied.values()):,}{_reasons(engine.risk.denied)}",
         f"tick-to-trade (measured) p50 {_us(p50)}   p99 {_us(p99)}   n={latency.count:,}",
     ]
     gateway = engine.sink
@@ -139,7 +141,54 @@ def render(
             f"{symbol:10} {position['quantity']:>12} {position['avg_price'] or '-':>12} "
             f"{position['realized_pnl']:>14} {position['unrealized_pnl']:>14}"
         )
+    lines += ["", *strategy_lines(service)]
     return "\n".join(lines)
+
+
+def _reasons(counts: Mapping[Any, int]) -> str:
+    """`` (reason n, ...)`` for the nonzero counts, or nothing."""
+    named = ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items()) if n)
+    return f" ({named})" if named else ""
+
+
+def strategy_lines(service: Service) -> list[str]:
+    """The per-strategy table of the screen: one line per strategy and symbol.
+
+    A strategy's first line gives its state, counts, total PnL and how long
+    ago it last evaluated a hook; a disabled one adds a line with why, a
+    denied one a line with its denials by reason.
+    """
+    engine = service.engine
+    lines = [
+        f"{'strategy':12} {'state':9} {'orders':>7} {'fills':>6} {'denied':>7} {'errors':>6} "
+        f"{'symbol':10} {'position':>10} {'realized':>12} {'unrealized':>12} {'decided':>9}"
+    ]
+    now_ns = time.perf_counter_ns()
+    for name, view in strategies_status(engine).items():
+        runner = engine.runners[name]
+        last = runner.last_evaluation_ns
+        ago = "-" if not last else f"{(now_ns - last) / 1e9:.1f} s ago"
+        positions = list(view["positions"].items()) or [("-", None)]
+        for index, (symbol, position) in enumerate(positions):
+            quantity = position["quantity"] if position else "-"
+            realized = position["realized_pnl"] if position else "-"
+            unrealized = position["unrealized_pnl"] if position else "-"
+            if index == 0:
+                head = (
+                    f"{name:12} {view['state']:9} {view['orders']:>7,} {view['fills']:>6,} "
+                    f"{view['denied']:>7,} {view['errors']:>6,} "
+                )
+                tail = f" {ago:>9}"
+            else:
+                head, tail = " " * 53, ""
+            lines.append(f"{head}{symbol:10} {quantity:>10} {realized:>12} {unrealized:>12}{tail}")
+        if view["disabled_reason"]:
+            lines.append(f"  {name} disabled: {view['disabled_reason']}")
+        elif view["last_error"]:
+            lines.append(f"  {name} last error: {view['last_error']}")
+        if view["denials"]:
+            lines.append(f"  {name} denials:{_reasons(view['denials'])}")
+    return lines
 
 
 def summary(service: Service, simulator: ExchangeSimulator, seconds: float) -> dict[str, Any]:
@@ -160,6 +209,7 @@ def summary(service: Service, simulator: ExchangeSimulator, seconds: float) -> d
         "exchange_fills": len(simulator.fills),
         "risk_denied": {k.value: v for k, v in engine.risk.denied.items() if v},
         "positions": status["positions"],
+        "strategies": status["strategies"],
         "tick_to_trade": measured,
         "gateway": {k: v for k, v in getattr(engine.sink, "counts", {}).items() if v},
     }

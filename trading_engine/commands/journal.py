@@ -1,10 +1,12 @@
 """``trading-engine journal``: the order journal for operators.
 
-``orders`` and ``fills`` list the journal's rows, ``pnl`` the realized PnL
-by strategy and symbol (FIFO, exactly as the engine counts it), as an
-aligned table or, with ``--csv``, as CSV. ``--since`` keeps rows from a
-time on; ``--strategy`` keeps one strategy's; ``pnl --plot FILE`` draws the
-cumulative realized PnL over time (matplotlib, the ``plot`` extra).
+``orders`` and ``fills`` list the journal's rows, ``pnl`` each strategy's
+orders, fills, position and realized PnL by symbol (FIFO, exactly as the
+engine counts it; a strategy trading several symbols also gets a total row
+with the symbol ``*``), as an aligned table or, with ``--csv``, as CSV.
+``--since`` keeps rows from a time on; ``--strategy`` keeps one
+strategy's; ``pnl --plot FILE`` draws the cumulative realized PnL over
+time (matplotlib, the ``plot`` extra).
 
 The journal is opened read-only, so it can be read while the engine
 writes it (SQLite WAL: readers see the last committed transaction).
@@ -27,7 +29,7 @@ from typing import Any, TextIO
 from ..core.instruments import Instrument
 from ..core.positions import Position
 from ..core.protocol import Side
-from ..io.journal import Journal, JournaledFill
+from ..io.journal import Journal, JournaledFill, JournaledOrder
 
 __all__ = ["PnlRow", "parse_since", "pnl_rows", "run_journal_command"]
 
@@ -73,6 +75,8 @@ class PnlRow:
 
     strategy: str
     symbol: str
+    #: Orders the strategy sent in the symbol (within ``since``), filled or not.
+    orders: int = 0
     fills: int = 0
     bought: int = 0
     sold: int = 0
@@ -82,14 +86,26 @@ class PnlRow:
     curve: list[tuple[int, int]] = field(default_factory=list)
 
 
-def pnl_rows(fills: Sequence[JournaledFill], since_ns: int | None = None) -> list[PnlRow]:
+def pnl_rows(
+    fills: Sequence[JournaledFill],
+    since_ns: int | None = None,
+    orders: Sequence[JournaledOrder] = (),
+) -> list[PnlRow]:
     """Realized PnL by (strategy, symbol) over every fill, oldest first.
 
     Every fill moves the position (a position opened before ``since_ns``
     still counts when it closes), but only fills at or after ``since_ns``
-    count in ``fills``, ``bought``, ``sold`` and ``realized``.
+    count in ``fills``, ``bought``, ``sold`` and ``realized``. ``orders``
+    (already limited to ``since_ns``) are counted per (strategy, symbol):
+    a strategy whose orders never filled still has its row.
     """
     rows: dict[tuple[str, str], PnlRow] = {}
+    for order in orders:
+        key = (order.strategy, order.symbol)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = PnlRow(order.strategy, order.symbol, position=Position(order.symbol))
+        row.orders += 1
     for fill in fills:
         key = (fill.strategy, fill.symbol)
         row = rows.get(key)
@@ -193,20 +209,44 @@ def run_journal_command(
                 if since_ns is None or f.ts_ns >= since_ns
             ]
         else:
-            pnl = pnl_rows(journal.fills(None, strategy), since_ns)
-            header = ["strategy", "symbol", "fills", "bought", "sold", "position", "realized_pnl"]
-            rows = [
-                [
-                    r.strategy,
-                    r.symbol,
-                    str(r.fills),
-                    inst(r.symbol).format_size(r.bought),
-                    inst(r.symbol).format_size(r.sold),
-                    inst(r.symbol).format_size(r.position.quantity),
-                    _exact_money(inst(r.symbol), r.realized),
-                ]
-                for r in pnl
-            ]
+            pnl = pnl_rows(
+                journal.fills(None, strategy), since_ns, journal.orders(since_ns, strategy)
+            )
+            header = ["strategy", "symbol", "orders", "fills", "bought", "sold", "position",
+                      "avg_price", "realized_pnl"]  # fmt: skip
+            rows = []
+            totals: dict[str, list[Any]] = {}
+            for r in pnl:
+                avg = r.position.avg_price
+                realized = _exact_money(inst(r.symbol), r.realized)
+                rows.append(
+                    [
+                        r.strategy,
+                        r.symbol,
+                        str(r.orders),
+                        str(r.fills),
+                        inst(r.symbol).format_size(r.bought),
+                        inst(r.symbol).format_size(r.sold),
+                        inst(r.symbol).format_size(r.position.quantity),
+                        "" if avg is None else inst(r.symbol).format_price_fraction(avg),
+                        realized,
+                    ]
+                )
+                total = totals.setdefault(r.strategy, [0, 0, 0, Decimal(0)])
+                total[0] += 1
+                total[1] += r.orders
+                total[2] += r.fills
+                total[3] += Decimal(realized)
+            # A strategy's total over its symbols: positions in different
+            # instruments do not add up, money in the quote currency does.
+            for name, (symbols, orders_sent, fills_seen, realized_sum) in totals.items():
+                if symbols > 1:
+                    at = max(i for i, row in enumerate(rows) if row[0] == name) + 1
+                    rows.insert(
+                        at,
+                        [name, "*", str(orders_sent), str(fills_seen), "", "", "", "",
+                         str(realized_sum)],
+                    )  # fmt: skip
             if plot_path is not None:
                 _plot(pnl, instruments, plot_path)
         _write(header, rows, as_csv, sys.stdout if out is None else out)

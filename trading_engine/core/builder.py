@@ -2,7 +2,7 @@
 
 One :class:`BookEntry` per configured symbol holds its :class:`OrderBook`,
 its :class:`BookState` and its last applied sequence number. State machine
-(rule numbers from the protocol specification)::
+(rule numbers as in docs/protocol.md, "Book rules")::
 
                      snapshot (1)
     awaiting_snapshot ───────────► live ◄──────────────┐
@@ -20,11 +20,10 @@ its :class:`BookState` and its last applied sequence number. State machine
 A snapshot from any state replaces the book whatever its ``seq``; it lands
 in ``crossed`` instead of ``live`` if the snapshot itself is crossed.
 
-Reading of the specification on one point it leaves open: a *rejected
-snapshot* for a book that is live or crossed makes it stale whatever its
-``seq``. The publisher was resyncing or restarting its sequence, so later
-updates would otherwise be taken as duplicates while the book silently
-went out of date.
+A *rejected snapshot* for a book that is live or crossed makes it stale
+whatever its ``seq`` (docs/protocol.md, rule 8). The publisher was
+resyncing or restarting its sequence, so later updates would otherwise be
+taken as duplicates while the book silently went out of date.
 
 Everything here is synchronous and allocation-light; the feed server calls
 :meth:`BookBuilder.handle` once per frame.

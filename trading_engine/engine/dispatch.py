@@ -117,6 +117,19 @@ class StrategyRunner:
         self.late_orders = 0
         self.skipped_busy = 0
         self.orders = 0
+        #: Order requests refused, by reason (a Denial's value): risk, lateness,
+        #: the breaker, the sink's refusals. Incremented by the engine.
+        self.denials: dict[str, int] = {}
+        #: Credits of this strategy's fills to its position (this process).
+        self.fills = 0
+        #: ``clock`` time of the last hook evaluation and the last order
+        #: request (0: never); the engine turns them into wall time for reports.
+        self.last_evaluation_ns = 0
+        self.last_order_ns = 0
+        #: The last exception a hook raised (``Type: message``), and why the
+        #: strategy was disabled, for ``/status`` and the demo.
+        self.last_error: str | None = None
+        self.disabled_reason: str | None = None
         self.latency = LatencyHistogram()
         self.in_flight: asyncio.Task[Any] | None = None
         self._callbacks: set[asyncio.Task[Any]] = set()
@@ -165,6 +178,7 @@ class StrategyRunner:
             return
         clock = self._clock
         start = clock()
+        self.last_evaluation_ns = start
         self.evaluations += 1
         try:
             if is_async:
@@ -230,6 +244,7 @@ class StrategyRunner:
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
         self.consecutive_errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:200]
         now = time.monotonic_ns()
         if now - self._last_error_log_ns >= _LOG_EVERY_NS:
             self._last_error_log_ns = now
@@ -243,9 +258,22 @@ class StrategyRunner:
             )
         if self.consecutive_errors >= self.error_limit and self.enabled:
             self.enabled = False
+            self.disabled_reason = (
+                f"{self.error_limit} consecutive errors, the last {self.last_error}"
+            )
             log.error(
                 "strategy %s disabled after %d consecutive errors", self.name, self.error_limit
             )
+
+    def denied(self, reason: str) -> None:
+        """Count one refused order request under ``reason``. ``O(1)``."""
+        denials = self.denials
+        denials[reason] = denials.get(reason, 0) + 1
+
+    @property
+    def state(self) -> str:
+        """``running`` or ``disabled`` (see :attr:`disabled_reason`)."""
+        return "running" if self.enabled else "disabled"
 
     def cancel_in_flight(self) -> None:
         """Cancel every suspended hook of this strategy (at shutdown)."""

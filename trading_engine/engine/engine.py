@@ -58,6 +58,7 @@ from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
 from .dispatch import Dispatcher, StrategyRunner
+from .strategy_view import strategies_status
 
 __all__ = ["Engine"]
 
@@ -467,30 +468,40 @@ class Engine:
         """Admit and send one order for a strategy: sent now or refused now, with a reason."""
         if runner.expired:
             runner.late_orders += 1
+            runner.last_order_ns = perf_counter_ns()
+            runner.denied(Denial.LATE)
             return None, self.risk.deny(Denial.LATE)
         entry = self.builder.books.get(symbol)
         if entry is None:
+            runner.last_order_ns = perf_counter_ns()
+            runner.denied(Denial.BOOK_NOT_LIVE)
             return None, self.risk.deny(Denial.BOOK_NOT_LIVE)
         sink = self.sink
         started = perf_counter_ns()
+        runner.last_order_ns = started
         order, denial, to_cancel = self.ledger.admit(
             runner.name, entry, side, lots, price, order_type, time_in_force, sink.allow
         )
         self.risk_latency.observe_ns(perf_counter_ns() - started)
         if order is None:
+            if denial is not None:
+                runner.denied(denial)
             return None, denial
         if to_cancel is not None:
             # risk.self_trade = "cancel_resting": the resting orders it would
             # trade with are canceled first (cancels outrank orders at the venue).
             for resting in to_cancel:
                 self.cancel(resting)
-        runner.orders += 1
         order.recv_ns = self.dispatcher.recv_ns
         refusal = sink.submit(order)
-        if refusal is not None:
+        if refusal is None:
+            runner.orders += 1
+        else:
             # Refused by the sink at once (no request slot, a halt): it never left.
             self.ledger.refuse(order, refusal)
-            return None, _DENIALS.get(refusal, Denial.RATE_LIMITED)
+            refused = _DENIALS.get(refusal, Denial.RATE_LIMITED)
+            runner.denied(refused)
+            return None, refused
         # The order's bytes have left (or are on their way); the journal row follows, batched.
         journal = self.journal
         if journal is not None:
@@ -612,6 +623,7 @@ class Engine:
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
         runner = self.runners.get(order.strategy)
         if runner is not None and not self._replaying:
+            runner.fills += 1
             self.dispatcher.post(runner, "on_fill", Fill(order, price, lots))
 
     def fault(self, client_order_id: str, kind: str, detail: str) -> None:
@@ -757,10 +769,7 @@ class Engine:
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),
-            "strategies": {
-                name: {"enabled": runner.enabled, "errors": runner.errors, "orders": runner.orders}
-                for name, runner in self.runners.items()
-            },
+            "strategies": strategies_status(self),
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }

@@ -3,7 +3,7 @@
 The hot path keeps plain ints and :class:`LatencyHistogram` objects;
 :class:`EngineCollector` turns them into the exposition when Prometheus
 scrapes, so observing costs a ``bisect`` instead of a prometheus_client
-call. Metric names follow the admin API contract (docs/operations.md).
+call. Metric names and their labels are listed in the README ("Metrics").
 
 A scrape runs on the engine's event loop, a step at a time
 (:class:`~trading_engine.lowlevel.metrics.ExpositionRenderer`): the
@@ -302,6 +302,7 @@ class EngineCollector(Collector):
             enabled.add_metric([name], 1 if runner.enabled else 0)
         yield errors
         yield enabled
+        yield from _strategy_metrics(engine)
 
         lag = histogram_family(P + "loop_lag_seconds", "How late the event loop runs a timer.")
         monitor = self.monitor
@@ -531,6 +532,84 @@ class EngineCollector(Collector):
             "Order placements denied by the circuit breaker (open, or half-open trials taken).",
             value=breaker.denied if breaker else 0,
         )
+
+
+def _strategy_metrics(engine: Engine) -> Iterator[Metric]:
+    """The per-strategy view: orders, fills, denials, positions, PnL, last decision.
+
+    Labels are bounded by the configuration: ``strategy`` takes only the
+    configured strategies' names (positions restored for a strategy no
+    longer configured count in the per-symbol series alone), ``symbol``
+    only a strategy's configured symbols, ``reason`` only :class:`Denial`
+    values. So a scrape holds ``O(strategies * (symbols + reasons))`` series.
+    """
+    orders = CounterMetricFamily(
+        P + "strategy_orders", "Orders a strategy sent.", labels=["strategy"]
+    )
+    fills = CounterMetricFamily(
+        P + "strategy_fills",
+        "Fills credited to a strategy's position by this process.",
+        labels=["strategy"],
+    )
+    denied = CounterMetricFamily(
+        P + "strategy_denied",
+        "A strategy's order requests refused, by reason (risk, late, circuit_open, "
+        "rate_limited, self_trade).",
+        labels=["strategy", "reason"],
+    )
+    decided = GaugeMetricFamily(
+        P + "strategy_last_decision_timestamp_seconds",
+        "Unix time of a strategy's last hook evaluation (0: never).",
+        labels=["strategy"],
+    )
+    position_family = GaugeMetricFamily(
+        P + "strategy_position",
+        "A strategy's position per configured symbol, in units of the instrument.",
+        labels=["strategy", "symbol"],
+    )
+    realized = GaugeMetricFamily(
+        P + "strategy_realized_pnl",
+        "A strategy's realized PnL per configured symbol, in quote currency.",
+        labels=["strategy", "symbol"],
+    )
+    unrealized = GaugeMetricFamily(
+        P + "strategy_unrealized_pnl",
+        "A strategy's unrealized PnL at mid per configured symbol, in quote currency.",
+        labels=["strategy", "symbol"],
+    )
+    offset_s = time.time() - time.perf_counter()
+    by_strategy = engine.positions.by_strategy
+    books = engine.builder.books
+    for name, runner in engine.runners.items():
+        orders.add_metric([name], runner.orders)
+        fills.add_metric([name], runner.fills)
+        counts = runner.denials
+        for denial in Denial:
+            denied.add_metric([name, denial.value], counts.get(denial, 0))
+        last = runner.last_evaluation_ns
+        decided.add_metric([name], last / 1e9 + offset_s if last else 0.0)
+        for symbol in runner.strategy.symbols:
+            inst = engine.instruments.get(symbol)
+            entry = books.get(symbol)
+            if inst is None or entry is None:
+                continue
+            held = by_strategy.get((name, symbol))
+            # Gauges are floats by nature; the exact values are in /status.
+            position_family.add_metric(
+                [name, symbol], float(inst.format_size(held.quantity if held else 0))
+            )
+            realized.add_metric(
+                [name, symbol], float(inst.format_money(held.realized if held else 0, 8))
+            )
+            open_pnl = held.unrealized(entry.book.mid()) if held else 0
+            unrealized.add_metric([name, symbol], float(inst.format_money(open_pnl, 8)))
+    yield orders
+    yield fills
+    yield denied
+    yield decided
+    yield position_family
+    yield realized
+    yield unrealized
 
 
 def _journal_metrics(engine: Engine) -> Iterator[Metric]:
