@@ -232,6 +232,8 @@ def _order_from_row(row: JournaledOrder) -> Order:
         TimeInForce(row.time_in_force),
     )
     order.exchange_order_id = row.exchange_order_id
+    order.tag = row.tag
+    order.post_only = bool(row.post_only)
     # Open or of unknown outcome until the venue's answer settles it.
     order.status = OrderStatus.UNKNOWN
     return order
@@ -289,13 +291,25 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         if fill.client_order_id in ledger.orders:
             ledger.apply_fill(
                 FillReport(
-                    fill.client_order_id, fill.price, fill.quantity, fill.fill_id, fill.symbol, side
+                    fill.client_order_id,
+                    fill.price,
+                    fill.quantity,
+                    fill.fill_id,
+                    fill.symbol,
+                    side,
+                    fill.fee,  # the journaled fee is restored as it was charged
                 ),
                 journal=False,
             )
         else:
             ledger.credit_unattached(
-                fill.strategy, fill.symbol, side, fill.price, fill.quantity, fill.client_order_id
+                fill.strategy,
+                fill.symbol,
+                side,
+                fill.price,
+                fill.quantity,
+                fill.client_order_id,
+                fill.fee,
             )
 
     if reader is None:
