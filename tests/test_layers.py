@@ -2,7 +2,7 @@
 
 Layers, bottom to top (``docs/design.md`` draws them)::
 
-    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands
+    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands, testing
 
 A module may import from its own layer and from the layers below it,
 never from above. ``core`` imports nothing of the package outside
@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "engine": 5,
     "sim": 6,
     "commands": 7,
+    "testing": 7,
     "__init__": 8,
     "__main__": 8,
 }
