@@ -165,3 +165,16 @@ def test_trades_reach_on_trade() -> None:
     h.snapshot(bids=[("100.00", "1")], asks=[("100.01", "1")])
     h.trade("100.01", "0.5", "buy")
     assert h.strategy.prints == [(10001, 500)]  # type: ignore[attr-defined]
+
+
+def test_the_template_ships_with_its_own_passing_tests() -> None:
+    """strategies/test_template.py is the worked example users copy: it must pass as shipped."""
+    import inspect
+
+    import strategies.test_template as shipped
+
+    tests = [f for name, f in inspect.getmembers(shipped, inspect.isfunction)
+             if name.startswith("test_")]  # fmt: skip
+    assert len(tests) >= 4
+    for test in tests:
+        test()
