@@ -451,3 +451,16 @@ def test_gateway_fills_with_a_fee_field_are_read_exactly() -> None:
         with pytest.raises(UnreadableAnswer, match="fee"):
             parse_fill({**body, "fee": bad}, btc)
     assert orjson.loads(orjson.dumps(body))["fee"] == "-0.000015"
+
+
+def test_a_venue_fee_is_charged_where_no_rates_are_configured() -> None:
+    h = StrategyHarness(Probe, venue="scripted")  # BTC-USD without fee rates
+    assert h.venue is not None
+    h.snapshot(bids=[("100.00", "1")], asks=[("100.10", "1")])
+    order = h.engine.contexts["test"].buy("BTC-USD", 10, 10000)
+    assert order is not None
+    h.venue.fill(order, quantity=5)
+    assert order.fee == 0
+    h.venue.fill(order, quantity=5, fee="-0.00002")
+    assert order.fee == -2
+    assert (h.position().fees, h.position().realized) == (-2, 2)

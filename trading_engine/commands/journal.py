@@ -77,6 +77,8 @@ class PnlRow:
     bought: int = 0
     sold: int = 0
     realized: int = 0
+    #: Fees of the fills counted (tick*lot units); ``realized`` is net of them.
+    fees: int = 0
     position: Position = field(default_factory=lambda: Position(""))
     #: (wall ns, cumulative realized) after each fill counted.
     curve: list[tuple[int, int]] = field(default_factory=list)
@@ -87,7 +89,8 @@ def pnl_rows(fills: Sequence[JournaledFill], since_ns: int | None = None) -> lis
 
     Every fill moves the position (a position opened before ``since_ns``
     still counts when it closes), but only fills at or after ``since_ns``
-    count in ``fills``, ``bought``, ``sold`` and ``realized``.
+    count in ``fills``, ``bought``, ``sold``, ``fees`` and ``realized``
+    (net of the journaled fees).
     """
     rows: dict[tuple[str, str], PnlRow] = {}
     for fill in fills:
@@ -99,6 +102,8 @@ def pnl_rows(fills: Sequence[JournaledFill], since_ns: int | None = None) -> lis
         realized = row.position.fill(side, fill.price, fill.quantity)
         # Journaled fills are on the tick grid: PnL is whole tick*lot units.
         assert isinstance(realized, int)
+        fee = fill.fee or 0  # NULL: journaled before fees were kept
+        realized -= fee
         if since_ns is not None and fill.ts_ns < since_ns:
             continue
         row.fills += 1
@@ -107,6 +112,7 @@ def pnl_rows(fills: Sequence[JournaledFill], since_ns: int | None = None) -> lis
         else:
             row.sold += fill.quantity
         row.realized += realized
+        row.fees += fee
         row.curve.append((fill.ts_ns, row.realized))
     return [rows[key] for key in sorted(rows)]
 
@@ -157,7 +163,8 @@ def run_journal_command(
 
         if what == "orders":
             header = ["created", "client_order_id", "strategy", "symbol", "side", "type",
-                      "price", "quantity", "tif", "status", "filled", "reason"]  # fmt: skip
+                      "price", "quantity", "tif", "status", "filled", "reason",
+                      "tag"]  # fmt: skip
             rows = [
                 [
                     _time(o.created_ns),
@@ -172,12 +179,13 @@ def run_journal_command(
                     o.status,
                     inst(o.symbol).format_size(o.filled),
                     o.reason or "",
+                    o.tag or "",
                 ]
                 for o in journal.orders(since_ns, strategy)
             ]
         elif what == "fills":
             header = ["time", "fill_id", "client_order_id", "strategy", "symbol", "side",
-                      "price", "quantity"]  # fmt: skip
+                      "price", "quantity", "fee"]  # fmt: skip
             rows = [
                 [
                     _time(f.ts_ns),
@@ -188,13 +196,15 @@ def run_journal_command(
                     f.side,
                     inst(f.symbol).format_price(f.price),
                     inst(f.symbol).format_size(f.quantity),
+                    "" if f.fee is None else _exact_money(inst(f.symbol), f.fee),
                 ]
                 for f in journal.fills(None, strategy)
                 if since_ns is None or f.ts_ns >= since_ns
             ]
         else:
             pnl = pnl_rows(journal.fills(None, strategy), since_ns)
-            header = ["strategy", "symbol", "fills", "bought", "sold", "position", "realized_pnl"]
+            header = ["strategy", "symbol", "fills", "bought", "sold", "position", "realized_pnl",
+                      "fees"]  # fmt: skip
             rows = [
                 [
                     r.strategy,
@@ -204,6 +214,7 @@ def run_journal_command(
                     inst(r.symbol).format_size(r.sold),
                     inst(r.symbol).format_size(r.position.quantity),
                     _exact_money(inst(r.symbol), r.realized),
+                    _exact_money(inst(r.symbol), r.fees),
                 ]
                 for r in pnl
             ]

@@ -153,6 +153,8 @@ class Ledger:
         self.fees: dict[str, FeeSchedule] = {
             symbol: NO_FEES if fees is None else fees.get(symbol, NO_FEES) for symbol in instruments
         }
+        #: False when no symbol has a fee rate: fills without a venue fee cost nothing.
+        self._rates = any(not schedule.free for schedule in self.fees.values())
         #: Open orders and orders closed within the retention time, by client id.
         self.orders: dict[str, Order] = {}
         #: Open orders by strategy, then client id.
@@ -311,7 +313,8 @@ class Ledger:
             return False
         if credit is not None:
             self._credit(order, credit[0], credit[1])
-            self._charge_answer(order, credit[0], credit[1])
+            if self._rates:
+                self._charge_answer(order, credit[0], credit[1])
         changed = order.reported != before or credit is not None
         # Lots an answer reports with its final status are not "after" it.
         self._check_reported(order, before)
@@ -362,7 +365,10 @@ class Ledger:
         except OrderStateError as exc:
             self._fault(cid, "unreadable_fill", str(exc))
             return
-        fee, charge = self._fill_fee(order, fill, listed, 0 if credit is None else credit[1])
+        if fill.fee is None and not self._rates and not order.fee_pending_lots:
+            fee = charge = 0  # no rates, no venue fee: nothing to compute on the order path
+        else:
+            fee, charge = self._fill_fee(order, fill, listed, 0 if credit is None else credit[1])
         if journal:
             self.observer.fill_reported(order, fill, fee)
         if credit is not None:

@@ -566,12 +566,10 @@ class Engine:
         the venue to reject rather than take, for a GTC limit order only
         (else denied ``invalid_order``).
         """
-        if tag is not None and not valid_tag(tag):
-            return None, self.risk.deny(Denial.INVALID_TAG)
-        if post_only and (
-            order_type is not OrderType.LIMIT or time_in_force is not TimeInForce.GTC
-        ):
-            return None, self.risk.deny(Denial.INVALID_ORDER)
+        if tag is not None or post_only:
+            refused = _refuse_extras(tag, post_only, order_type, time_in_force)
+            if refused is not None:
+                return None, self.risk.deny(refused)
         if runner.expired:
             runner.late_orders += 1
             return None, self.risk.deny(Denial.LATE)
@@ -593,10 +591,9 @@ class Engine:
                 self.cancel(resting)
         runner.orders += 1
         order.recv_ns = self.dispatcher.recv_ns
-        if tag is not None:
+        if tag is not None or post_only:
             order.tag = tag
-        if post_only:
-            order.post_only = True
+            order.post_only = post_only
         refusal = sink.submit(order)
         if refusal is not None:
             # Refused by the sink at once (no request slot, a halt): it never left.
@@ -867,6 +864,17 @@ class Engine:
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }
+
+
+def _refuse_extras(
+    tag: str | None, post_only: bool, order_type: OrderType, time_in_force: TimeInForce
+) -> Denial | None:
+    """Why a tag or post-only flag cannot go with the order, or None."""
+    if tag is not None and not valid_tag(tag):
+        return Denial.INVALID_TAG
+    if post_only and (order_type is not OrderType.LIMIT or time_in_force is not TimeInForce.GTC):
+        return Denial.INVALID_ORDER
+    return None
 
 
 def _order_status(order: Order) -> dict[str, Any]:
