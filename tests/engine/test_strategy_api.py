@@ -388,12 +388,16 @@ def test_fees_are_journaled_and_restored_as_charged(tmp_path: Path) -> None:
     first.attach_journal(journal)
     first.start_strategies()
     first.builder.set_listener(first.dispatcher)
-    first.builder.handle(snapshot_frame("BTC-USD", 1, [("100.00", "1")], [("100.01", "1")]))
+    first.builder.handle(snapshot_frame("BTC-USD", 1, [("100.00", "1")], [("100.01", "0.002")]))
     order = first.contexts["p"].buy("BTC-USD", 2, 10001, TimeInForce.IOC)
     assert order is not None
     assert order.fee == 11
+    # And one still open at the end: 2 of 4 lots filled on arrival, the rest resting.
+    resting = first.contexts["p"].buy("BTC-USD", 4, 10001)
+    assert resting is not None
+    assert (resting.status, resting.fee) == (OrderStatus.PARTIALLY_FILLED, 11)
     journal.flush(raise_errors=True)
-    assert [f.fee for f in journal.fills()] == [11]
+    assert [f.fee for f in journal.fills()] == [11, 11]
     journal.close()
 
     # Restarted with other rates: the journaled fee stands, not a recomputed one.
@@ -402,7 +406,8 @@ def test_fees_are_journaled_and_restored_as_charged(tmp_path: Path) -> None:
     second.attach_journal(journal)
     asyncio.run(reconcile(second, None))
     position = second.positions.of_strategy("p", "BTC-USD")
-    assert (position.quantity, position.fees, position.realized) == (2, 11, -11)
+    # Both orders' fills (the closed one's and the open one's) with their journaled fees.
+    assert (position.quantity, position.fees, position.realized) == (4, 22, -22)
     journal.close()
 
 
