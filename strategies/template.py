@@ -11,7 +11,7 @@ StrategyContext) and the BookView handed to the hooks. Prices are int
 ticks and sizes int lots; convert decimal params once, in ``__init__``.
 
 Its tests are ``strategies/test_template.py``: copy them with it (point
-their ``STRATEGY`` at your copy) and run ``python -m pytest``.
+their ``STRATEGY`` at your copy) and run ``python3 -m pytest``.
 """
 
 from __future__ import annotations

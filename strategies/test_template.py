@@ -1,6 +1,6 @@
 """Tests of the template strategy: copy this file next to your tests with the template.
 
-Run with ``python -m pytest`` (it needs pytest and nothing else). It
+Run with ``python3 -m pytest`` (it needs pytest and nothing else). It
 drives the strategy through the engine's own books, risk checks and
 ledger with ``trading_engine.testing``: market data in, the strategy's
 orders out, venue answers back, all on a fake clock and in process.
