@@ -356,7 +356,6 @@ class Ledger:
             )
             return
         before = order.reported
-        listed = order.feed_filled
         try:
             credit, provisional = order.credit_fill(fill.price, fill.lots, fill.fill_id)
         except DuplicateFill:
@@ -365,9 +364,12 @@ class Ledger:
         except OrderStateError as exc:
             self._fault(cid, "unreadable_fill", str(exc))
             return
-        if fill.fee is None and not self._rates and not order.fee_pending_lots:
-            fee = charge = 0  # no rates, no venue fee: nothing to compute on the order path
+        if fill.fee is None and not self._rates:
+            # No rates (so nothing charged from answers either) and no venue fee.
+            fee = charge = 0
         else:
+            # The order's lots listed before this fill (credit_fill added its lots).
+            listed = order.feed_filled - fill.lots
             fee, charge = self._fill_fee(order, fill, listed, 0 if credit is None else credit[1])
         if journal:
             self.observer.fill_reported(order, fill, fee)
