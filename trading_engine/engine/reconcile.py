@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.errors import InvalidValue, UnreadableAnswer
+from ..core.fees import fee_to_units
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 from ..core.reports import FillReport, parse_order_body
@@ -417,6 +418,13 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
                 price = inst.price_to_ticks(venue_fill["price"])
                 lots = inst.size_to_lots(venue_fill["quantity"])
                 side = Side(venue_fill["side"])
+                # The venue's fee for the fill, when it reports one (it wins over the rates).
+                fee_text = venue_fill.get("fee")
+                fee = (
+                    None
+                    if fee_text is None
+                    else fee_to_units(fee_text, inst.tick_size, inst.lot_size)
+                )
             except (InvalidValue, ValueError, KeyError):
                 log.error("unreadable fill %r", venue_fill)
                 counts["unreadable_fills"] += 1
@@ -424,15 +432,18 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             counts["new_fills"] += 1
             if client_order_id in ledger.orders:
                 ledger.apply_fill(
-                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side)
+                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
                 )
                 continue
             strategy = ADOPTED if client_order_id in adopted else owner(client_order_id)
-            ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id)
+            if fee is None:
+                fee = ledger.fees[inst.symbol].fee(price, lots, lots)  # maker or taker: unknown
+            ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id, fee)
             if journal is not None:
                 journal.fill(
-                    client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id
-                )
+                    client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id,
+                    fee=fee,
+                )  # fmt: skip
 
         # Every tracked order settled with the venue's answer.
         for order in ledger.open_order_list():
