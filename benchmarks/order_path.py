@@ -17,7 +17,9 @@ are evicted as they age (retention 0.1 s on a clock advanced 1 ms per
 order). Figures are nanoseconds per order for each step, p50 and p99 of
 per-order timings over all runs, and the median of per-run means.
 
-Run: ``python -m benchmarks.order_path [--orders 20000] [--runs 5]``.
+Run: ``python -m benchmarks.order_path [--orders 20000] [--runs 5] [--fees]``
+(``--fees``: with maker and taker rates on the instrument, so that every
+credit computes its fee; without, the default rates of zero).
 """
 
 from __future__ import annotations
@@ -59,10 +61,15 @@ class _Sink:
         pass
 
 
-def _engine() -> tuple[Engine, ManualClock]:
+#: ``--fees``: maker and taker rates on the instrument (every credit computes a fee).
+FEES = {"maker_fee": "-0.0001", "taker_fee": "0.0005"}
+
+
+def _engine(fees: bool = False) -> tuple[Engine, ManualClock]:
+    instrument = {"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
     config = parse_config(
         {
-            "instruments": [{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}],
+            "instruments": [{**instrument, **FEES} if fees else instrument],
             "strategies": [
                 {
                     "name": "probe",
@@ -81,8 +88,8 @@ def _engine() -> tuple[Engine, ManualClock]:
     return engine, clock
 
 
-def run_once(orders: int) -> dict[str, list[int]]:
-    engine, clock = _engine()
+def run_once(orders: int, fees: bool = False) -> dict[str, list[int]]:
+    engine, clock = _engine(fees)
     runner = engine.runners["probe"]
     instrument = engine.instruments["BTC-USD"]
     timings: dict[str, list[int]] = {"submit": [], "answer": [], "feed fill": []}
@@ -116,12 +123,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--fees", action="store_true", help="maker/taker fee rates configured")
     args = parser.parse_args()
-    run_once(2_000)  # warm-up
+    run_once(2_000, args.fees)  # warm-up
     merged: dict[str, list[int]] = {}
     means: dict[str, list[float]] = {}
     for _ in range(args.runs):
-        for step, values in run_once(args.orders).items():
+        for step, values in run_once(args.orders, args.fees).items():
             merged.setdefault(step, []).extend(values)
             means.setdefault(step, []).append(statistics.fmean(values))
     result = {

@@ -9,6 +9,9 @@ entry point in the group ``trading_engine.strategies`` of your package.
 Everything the strategy needs comes through ``self.ctx`` (its
 StrategyContext) and the BookView handed to the hooks. Prices are int
 ticks and sizes int lots; convert decimal params once, in ``__init__``.
+
+Its tests are ``strategies/test_template.py``: copy them with it (point
+their ``STRATEGY`` at your copy) and run ``python3 -m pytest``.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ class TemplateStrategy(Strategy):
         self.fills += 1
 
     def on_order_update(self, order: Order) -> None:
+        pass
+
+    # Called every ``timer_s`` seconds of the engine clock when the
+    # [[strategies]] entry sets ``timer_s`` (requote, cancel what is stale).
+    def on_timer(self) -> None:
         pass
 
     def on_stop(self) -> None:

@@ -2,7 +2,7 @@
 
 Layers, bottom to top (``docs/design.md`` draws them)::
 
-    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands
+    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands, testing
 
 A module may import from its own layer and from the layers below it,
 never from above. ``core`` imports nothing of the package outside
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import trading_engine
+import trading_engine.testing
 
 PACKAGE_ROOT = Path(trading_engine.__file__).parent
 
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "engine": 5,
     "sim": 6,
     "commands": 7,
+    "testing": 7,
     "__init__": 8,
     "__main__": 8,
 }
@@ -162,4 +164,8 @@ def test_bundled_strategies_use_only_public_names(path: Path) -> None:
     imported = imports_of(path.read_text(), f"strategies.{path.stem}", False)
     inner = [name for name in imported if name.startswith("trading_engine.")]
     public = {f"trading_engine.{name}" for name in trading_engine.__all__}
+    # The test kit is a public module of its own (its tests use it).
+    public |= {"trading_engine.testing"} | {
+        f"trading_engine.testing.{name}" for name in trading_engine.testing.__all__
+    }
     assert [name for name in inner if name not in public] == []

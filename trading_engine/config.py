@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .core.breaker import BreakerSettings
 from .core.errors import ConfigError
+from .core.fees import FeeSchedule, parse_fee_rate
 from .core.instruments import Instrument
 from .core.risk import RiskLimits
 from .core.sharding import shard_of, shards_of
@@ -65,6 +66,15 @@ def _positive_decimal(value: str) -> str:
 
 
 PositiveDecimal = Annotated[str, AfterValidator(_positive_decimal)]
+
+
+def _fee_rate(value: str) -> str:
+    parse_fee_rate(value)  # raises ValueError with the reason
+    return value
+
+
+#: A fee rate: a decimal string fraction of the notional, negative for a rebate.
+FeeRate = Annotated[str, AfterValidator(_fee_rate)]
 
 
 class _Section(BaseModel):
@@ -330,9 +340,21 @@ class InstrumentConfig(_Section):
     symbol: str = Field(min_length=1, max_length=64)
     tick_size: PositiveDecimal
     lot_size: PositiveDecimal
+    maker_fee: FeeRate = Field(
+        "0",
+        description="fee rate of maker fills, a decimal fraction of the notional "
+        "('0.0001' is 1 bp; negative: a rebate)",
+    )
+    taker_fee: FeeRate = Field(
+        "0", description="fee rate of taker fills, a decimal fraction of the notional"
+    )
 
     def to_instrument(self) -> Instrument:
         return Instrument(self.symbol, self.tick_size, self.lot_size)
+
+    def fee_schedule(self) -> FeeSchedule:
+        """The instrument's maker and taker rates."""
+        return FeeSchedule(parse_fee_rate(self.maker_fee), parse_fee_rate(self.taker_fee))
 
 
 class StrategyConfig(_Section):
@@ -344,6 +366,13 @@ class StrategyConfig(_Section):
     class_: str = Field(alias="class", min_length=1)
     symbols: list[str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    timer_s: float | None = Field(
+        None,
+        ge=0.001,
+        le=86_400,
+        description="call the strategy's on_timer every this many seconds of the engine "
+        "clock (None: never)",
+    )
 
 
 class Config(_Section):
@@ -362,6 +391,10 @@ class Config(_Section):
     def instrument_map(self) -> dict[str, Instrument]:
         """The configured instruments by symbol."""
         return {item.symbol: item.to_instrument() for item in self.instruments}
+
+    def fee_schedules(self) -> dict[str, FeeSchedule]:
+        """The configured maker and taker fee rates by symbol."""
+        return {item.symbol: item.fee_schedule() for item in self.instruments}
 
     def for_shard(self) -> Config:
         """This configuration cut to the instruments and strategies of ``engine.shard``.

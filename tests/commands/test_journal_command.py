@@ -72,9 +72,9 @@ def test_pnl_by_strategy_and_symbol_as_csv_while_the_writer_is_open(
     assert code == 0
     assert list(csv.reader(io.StringIO(out))) == [
         ["strategy", "symbol", "orders", "fills", "bought", "sold", "position", "avg_price",
-         "realized_pnl"],
-        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000"],
-        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200"],
+         "realized_pnl", "fees"],
+        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000", "0.00000"],
+        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200", "0.00000"],
     ]  # fmt: skip
     writer.close()
 
@@ -92,7 +92,7 @@ def test_since_counts_only_later_fills_but_keeps_the_earlier_position(
     # Only the last sell counts: it closes the 101.00 lot at 99.00 (-0.002) and opens a short.
     assert list(csv.reader(io.StringIO(out)))[1:] == [
         # (the orders were all journaled at T0, before --since: none counted)
-        ["taker", "BTC-USD", "0", "1", "0.000", "0.002", "-0.001", "99.00", "-0.00200"]
+        ["taker", "BTC-USD", "0", "1", "0.000", "0.002", "-0.001", "99.00", "-0.00200", "0.00000"]
     ]
 
 
@@ -124,11 +124,11 @@ def test_pnl_per_strategy_counts_unfilled_orders_and_totals_several_symbols(
     code, out, _ = run(capsys, "--config", cfg, "pnl", "--csv")
     assert code == 0
     assert list(csv.reader(io.StringIO(out)))[1:] == [
-        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000"],
-        ["quiet", "ETH-USD", "1", "0", "0.000", "0.000", "0.000", "", "0.00000"],
-        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200"],
-        ["taker", "ETH-USD", "2", "2", "0.005", "0.005", "0.000", "", "0.00050"],
-        ["taker", "*", "6", "6", "", "", "", "", "0.00250"],
+        ["other", "BTC-USD", "1", "1", "0.003", "0.000", "0.003", "100.00", "0.00000", "0.00000"],
+        ["quiet", "ETH-USD", "1", "0", "0.000", "0.000", "0.000", "", "0.00000", "0.00000"],
+        ["taker", "BTC-USD", "4", "4", "0.003", "0.004", "-0.001", "99.00", "0.00200", "0.00000"],
+        ["taker", "ETH-USD", "2", "2", "0.005", "0.005", "0.000", "", "0.00050", "0.00000"],
+        ["taker", "*", "6", "6", "", "", "", "", "0.00250", "0.00000"],
     ]
 
 
@@ -140,7 +140,7 @@ def test_orders_and_fills_tables(tmp_path: Path, capsys: pytest.CaptureFixture[s
     lines = out.splitlines()
     assert lines[0].split() == ["created", "client_order_id", "strategy", "symbol", "side",
                                 "type", "price", "quantity", "tif", "status", "filled",
-                                "reason"]  # fmt: skip
+                                "reason", "tag"]  # fmt: skip
     assert lines[1].split() == ["2026-05-28T20:26:40.000000Z", "other-r1-5", "other",
                                 "BTC-USD", "buy", "limit", "100.00", "0.003", "IOC", "filled",
                                 "0.003"]  # fmt: skip
@@ -148,9 +148,9 @@ def test_orders_and_fills_tables(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "--config", cfg, "fills", "--csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["time", "fill_id", "client_order_id", "strategy", "symbol", "side",
-                       "price", "quantity"]  # fmt: skip
+                       "price", "quantity", "fee"]  # fmt: skip
     assert rows[3] == ["2026-05-28T20:29:40.000000Z", "3", "taker-r1-3", "taker", "BTC-USD",
-                       "sell", "102.00", "0.002"]  # fmt: skip
+                       "sell", "102.00", "0.002", ""]  # fmt: skip
     assert len(rows) == 6
 
 
@@ -202,3 +202,23 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
+
+
+def test_pnl_is_net_of_the_journaled_fees(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "fees.db"
+    journal = Journal.open(str(path))
+    journal.begin_run("r1", [Instrument("BTC-USD", "0.01", "0.001")])
+    for n, (side, price, fee) in enumerate([("buy", 10_000, 5), ("sell", 10_100, -2)], start=1):
+        journal.fill(f"m-r1-{n}", "m", "BTC-USD", side, price, 1, n, T0 + n, fee=fee)
+    journal.close()
+    cfg = str(config_file(tmp_path, path))
+    code, out, _ = run(capsys, "--config", cfg, "pnl", "--csv")
+    assert code == 0
+    # 1 lot bought at 100.00 and sold at 101.00: 0.00100 gross, 3 units of fees.
+    assert list(csv.reader(io.StringIO(out)))[1] == [
+        "m", "BTC-USD", "0", "2", "0.001", "0.001", "0.000", "", "0.00097", "0.00003"
+    ]  # fmt: skip
+    code, out, _ = run(capsys, "--config", cfg, "fills", "--csv")
+    assert [row[-1] for row in csv.reader(io.StringIO(out))] == ["fee", "0.00005", "-0.00002"]

@@ -166,3 +166,36 @@ async def test_fills_of_a_closed_order_listed_again_below_the_cursor_are_not_cre
         assert engine.positions.quantity("BTC-USD") == 10  # not 20
     finally:
         await engine.stop(0.2)
+
+
+@pytest.mark.asyncio
+async def test_fees_the_venue_reports_on_fills_found_at_start_up_are_charged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    previous_run(path, cursor=0)
+    # probe-runA-1 is journaled and open; probe-runA-2 (of the same run) never was
+    # journaled and is closed: its fill goes straight to the position.
+    venue = ScriptedVenue(
+        [body("probe-runA-1", "partially_filled", "0.004")],
+        [
+            {**fill(1, "probe-runA-1", "0.004"), "fee": "0.00007"},
+            {**fill(2, "probe-runA-2", "0.002"), "fee": "-0.00002"},
+        ],
+        {},
+    )
+    engine = await start(path, venue)
+    try:
+        assert "probe-runA-2" not in engine.orders
+        assert engine.positions.quantity("BTC-USD") == 6
+        assert engine.orders["probe-runA-1"].fee == 7
+        assert engine.positions.of_strategy("probe", "BTC-USD").fees == 7 - 2
+        journal = engine.journal
+        assert journal is not None
+        await journal.write_pending(raise_errors=True)
+        assert {f.client_order_id: f.fee for f in journal.fills()} == {
+            "probe-runA-1": 7,
+            "probe-runA-2": -2,
+        }
+    finally:
+        await engine.stop(0.2)

@@ -29,6 +29,7 @@ def test_status_pnl_carries_the_price_and_size_decimals() -> None:
         "avg_price": None,
         "realized_pnl": "0.00155",
         "unrealized_pnl": "0.00000",
+        "fees": "0.00000",
     }
 
 

@@ -18,6 +18,7 @@ from tests.fakes import config, snapshot, update
 from trading_engine.commands.demo import strategy_lines, summary
 from trading_engine.core.orders import OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.core.risk import Denial
 from trading_engine.core.strategy import BookView, Strategy
 from trading_engine.engine.engine import Engine
 from trading_engine.engine.telemetry import registry_for
@@ -154,7 +155,7 @@ def test_strategy_metrics_are_bounded_by_the_configured_names_and_symbols() -> N
         series = _series(text, f"trading_engine_strategy_{name}(?:_total)?")
         assert {dict(labels)["strategy"] for labels in series} == configured, name
     denied = _series(text, "trading_engine_strategy_denied_total")
-    assert len(denied) == 3 * 15  # every strategy times every denial reason
+    assert len(denied) == 3 * len(Denial)  # every strategy times every denial reason
     assert denied[_key(strategy="oversized", reason="max_quantity")] == 5
     assert denied[_key(strategy="filler", reason="max_quantity")] == 0
     orders = _series(text, "trading_engine_strategy_orders_total")

@@ -116,6 +116,7 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
             "books": {symbol: {"state": "live"}},
             "positions": {symbol: {"quantity": "1"}},
             "open_orders": orders,
+            "open_order_list": [{"symbol": symbol, "tag": "t"}] * orders,
             "strategies": {symbol.lower(): {"enabled": True}},
         }
 
@@ -126,6 +127,7 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
     assert merged["breaker"] == "open"
     assert set(merged["books"]) == {"A", "B"}
     assert merged["open_orders"] == 3
+    assert [o["symbol"] for o in merged["open_order_list"]] == ["A", "B", "B"]
     assert merged["workers"] == ["w"]
 
 

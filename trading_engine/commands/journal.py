@@ -81,6 +81,8 @@ class PnlRow:
     bought: int = 0
     sold: int = 0
     realized: int = 0
+    #: Fees of the fills counted (tick*lot units); ``realized`` is net of them.
+    fees: int = 0
     position: Position = field(default_factory=lambda: Position(""))
     #: (wall ns, cumulative realized) after each fill counted.
     curve: list[tuple[int, int]] = field(default_factory=list)
@@ -95,9 +97,10 @@ def pnl_rows(
 
     Every fill moves the position (a position opened before ``since_ns``
     still counts when it closes), but only fills at or after ``since_ns``
-    count in ``fills``, ``bought``, ``sold`` and ``realized``. ``orders``
-    (already limited to ``since_ns``) are counted per (strategy, symbol):
-    a strategy whose orders never filled still has its row.
+    count in ``fills``, ``bought``, ``sold``, ``fees`` and ``realized``
+    (net of the journaled fees). ``orders`` (already limited to
+    ``since_ns``) are counted per (strategy, symbol): a strategy whose
+    orders never filled still has its row.
     """
     rows: dict[tuple[str, str], PnlRow] = {}
     for order in orders:
@@ -115,6 +118,8 @@ def pnl_rows(
         realized = row.position.fill(side, fill.price, fill.quantity)
         # Journaled fills are on the tick grid: PnL is whole tick*lot units.
         assert isinstance(realized, int)
+        fee = fill.fee or 0  # NULL: journaled before fees were kept
+        realized -= fee
         if since_ns is not None and fill.ts_ns < since_ns:
             continue
         row.fills += 1
@@ -123,6 +128,7 @@ def pnl_rows(
         else:
             row.sold += fill.quantity
         row.realized += realized
+        row.fees += fee
         row.curve.append((fill.ts_ns, row.realized))
     return [rows[key] for key in sorted(rows)]
 
@@ -173,7 +179,8 @@ def run_journal_command(
 
         if what == "orders":
             header = ["created", "client_order_id", "strategy", "symbol", "side", "type",
-                      "price", "quantity", "tif", "status", "filled", "reason"]  # fmt: skip
+                      "price", "quantity", "tif", "status", "filled", "reason",
+                      "tag"]  # fmt: skip
             rows = [
                 [
                     _time(o.created_ns),
@@ -188,12 +195,13 @@ def run_journal_command(
                     o.status,
                     inst(o.symbol).format_size(o.filled),
                     o.reason or "",
+                    o.tag or "",
                 ]
                 for o in journal.orders(since_ns, strategy)
             ]
         elif what == "fills":
             header = ["time", "fill_id", "client_order_id", "strategy", "symbol", "side",
-                      "price", "quantity"]  # fmt: skip
+                      "price", "quantity", "fee"]  # fmt: skip
             rows = [
                 [
                     _time(f.ts_ns),
@@ -204,6 +212,7 @@ def run_journal_command(
                     f.side,
                     inst(f.symbol).format_price(f.price),
                     inst(f.symbol).format_size(f.quantity),
+                    "" if f.fee is None else _exact_money(inst(f.symbol), f.fee),
                 ]
                 for f in journal.fills(None, strategy)
                 if since_ns is None or f.ts_ns >= since_ns
@@ -213,7 +222,7 @@ def run_journal_command(
                 journal.fills(None, strategy), since_ns, journal.orders(since_ns, strategy)
             )
             header = ["strategy", "symbol", "orders", "fills", "bought", "sold", "position",
-                      "avg_price", "realized_pnl"]  # fmt: skip
+                      "avg_price", "realized_pnl", "fees"]  # fmt: skip
             rows = []
             totals: dict[str, list[Any]] = {}
             for r in pnl:
@@ -230,22 +239,24 @@ def run_journal_command(
                         inst(r.symbol).format_size(r.position.quantity),
                         "" if avg is None else inst(r.symbol).format_price_fraction(avg),
                         realized,
+                        _exact_money(inst(r.symbol), r.fees),
                     ]
                 )
-                total = totals.setdefault(r.strategy, [0, 0, 0, Decimal(0)])
+                total = totals.setdefault(r.strategy, [0, 0, 0, Decimal(0), Decimal(0)])
                 total[0] += 1
                 total[1] += r.orders
                 total[2] += r.fills
                 total[3] += Decimal(realized)
+                total[4] += Decimal(_exact_money(inst(r.symbol), r.fees))
             # A strategy's total over its symbols: positions in different
             # instruments do not add up, money in the quote currency does.
-            for name, (symbols, orders_sent, fills_seen, realized_sum) in totals.items():
+            for name, (symbols, orders_sent, fills_seen, realized_sum, fees_sum) in totals.items():
                 if symbols > 1:
                     at = max(i for i, row in enumerate(rows) if row[0] == name) + 1
                     rows.insert(
                         at,
                         [name, "*", str(orders_sent), str(fills_seen), "", "", "", "",
-                         str(realized_sum)],
+                         str(realized_sum), str(fees_sum)],
                     )  # fmt: skip
             if plot_path is not None:
                 _plot(pnl, instruments, plot_path)

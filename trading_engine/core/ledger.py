@@ -35,9 +35,11 @@ from typing import Final, Protocol
 
 from .builder import BookEntry
 from .errors import DuplicateFill, InvariantError, OrderStateError
+from .fees import NO_FEES, FeeSchedule
 from .instruments import Instrument
 from .orders import (
     FAULT_KINDS,
+    POST_ONLY_REJECTED,
     ClientOrderIds,
     Order,
     OrderStatus,
@@ -65,6 +67,8 @@ _IOC: Final = TimeInForce.IOC
 _REJECTED: Final = OrderStatus.REJECTED
 _FILLED: Final = OrderStatus.FILLED
 _PARTIAL: Final = OrderStatus.PARTIALLY_FILLED
+_PENDING: Final = OrderStatus.PENDING_NEW
+_UNKNOWN: Final = OrderStatus.UNKNOWN
 
 #: Every fault the ledger counts (``trading_engine_order_faults_total{kind}``).
 LEDGER_FAULTS: Final = (
@@ -92,12 +96,19 @@ class LedgerObserver(Protocol):
     def order_update(self, order: Order) -> None:
         """The order's status changed (the strategy's ``on_order_update``)."""
 
-    def fill_reported(self, order: Order, fill: FillReport) -> None:
-        """A fill of the venue's fills log, not seen before, for ``order`` (journal it)."""
+    def fill_reported(self, order: Order, fill: FillReport, fee: int) -> None:
+        """A fill of the venue's fills log, not seen before, for ``order`` (journal it).
 
-    def fill_unattached(self, strategy: str, fill: FillReport) -> None:
+        ``fee`` is the fill's own fee in tick*lot units: the venue's, or the
+        one computed from the instrument's rates.
+        """
+
+    def fill_unattached(self, strategy: str, fill: FillReport, fee: int) -> None:
         """A fill of one of the deployment's orders that the ledger no longer tracks,
         credited to ``strategy``'s position (journal it; ``fill.symbol`` and ``side`` are set).
+
+        ``fee``: the fill's fee in tick*lot units (the venue's, else the
+        instrument's taker rate), charged to the position.
         """
 
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
@@ -117,7 +128,16 @@ class Ledger:
     feeds them its exposure and positions); ``clock`` monotonic ns;
     ``ids`` makes client order ids; ``retention_ns`` how long a closed
     order stays for late fills; ``self_trade`` one of
-    ``SELF_TRADE_POLICIES``. Raises ``ValueError`` for an unknown policy.
+    ``SELF_TRADE_POLICIES``; ``fees`` the fee schedules by symbol (a
+    symbol without one pays none). Raises ``ValueError`` for an unknown
+    policy.
+
+    Fees: every lot credited to a position is charged its fee at once
+    (:mod:`trading_engine.core.fees`: maker or taker rate, rounded up).
+    A fill that lists lots an answer already credited at its average
+    replaces the fee charged for them by its own (the venue's, when it
+    reports one, else computed at the fill's price): once the fills list
+    every lot, an order's fees are exactly the sum of its fills' fees.
     """
 
     def __init__(
@@ -131,6 +151,7 @@ class Ledger:
         retention_ns: int = 60 * 10**9,
         self_trade: str = "refuse",
         strategies: Iterable[str] = (),
+        fees: Mapping[str, FeeSchedule] | None = None,
     ) -> None:
         if self_trade not in SELF_TRADE_POLICIES:
             raise ValueError(f"self_trade {self_trade!r} is not one of {SELF_TRADE_POLICIES}")
@@ -142,6 +163,12 @@ class Ledger:
         self.retention_ns = retention_ns
         self.self_trade = self_trade
         self.positions = Positions()
+        #: Maker and taker rates by symbol (a symbol without one pays none).
+        self.fees: dict[str, FeeSchedule] = {
+            symbol: NO_FEES if fees is None else fees.get(symbol, NO_FEES) for symbol in instruments
+        }
+        #: False when no symbol has a fee rate: fills without a venue fee cost nothing.
+        self._rates = any(not schedule.free for schedule in self.fees.values())
         #: Open orders and orders closed within the retention time, by client id.
         self.orders: dict[str, Order] = {}
         #: Open orders by strategy, then client id.
@@ -300,6 +327,8 @@ class Ledger:
             return False
         if credit is not None:
             self._credit(order, credit[0], credit[1])
+            if self._rates:
+                self._charge_answer(order, credit[0], credit[1])
         changed = order.reported != before or credit is not None
         # Lots an answer reports with its final status are not "after" it.
         self._check_reported(order, before)
@@ -349,10 +378,19 @@ class Ledger:
         except OrderStateError as exc:
             self._fault(cid, "unreadable_fill", str(exc))
             return
+        if fill.fee is None and not self._rates:
+            # No rates (so nothing charged from answers either) and no venue fee.
+            fee = charge = 0
+        else:
+            # The order's lots listed before this fill (credit_fill added its lots).
+            listed = order.feed_filled - fill.lots
+            fee, charge = self._fill_fee(order, fill, listed, 0 if credit is None else credit[1])
         if journal:
-            self.observer.fill_reported(order, fill)
+            self.observer.fill_reported(order, fill, fee)
         if credit is not None:
             self._credit(order, credit[0], credit[1])
+        if charge:
+            self._charge(order, charge)
         if provisional is not None and order.feed_fills is not None:
             self.positions.reprice(
                 order.strategy, order.symbol, order.side, cid, provisional, order.feed_fills
@@ -371,7 +409,9 @@ class Ledger:
         orders on a symbol of this ledger was closed with every lot
         accounted for and has left the ledger: the venue filled it again,
         an overfill. The position is the venue's, so the fill is credited
-        (and journaled) and faults ``overfill``, which halts trading.
+        (and journaled) with its fee (the venue's, else the taker rate: the
+        order's resting history is gone) and faults ``overfill``, which
+        halts trading.
         """
         cid = fill.client_order_id
         symbol = fill.symbol
@@ -384,9 +424,14 @@ class Ledger:
             return
         strategy = self.ids.strategy_of(cid)
         self.positions.fill(strategy, symbol, side, fill.price, fill.lots, cid)
+        fee = fill.fee
+        if fee is None:
+            schedule = self.fees[symbol]
+            fee = 0 if schedule.free else schedule.fee(fill.price, fill.lots, fill.lots)
+        self.positions.charge(strategy, symbol, fee)
         self._count("fills")
         if journal:
-            self.observer.fill_unattached(strategy, fill)
+            self.observer.fill_unattached(strategy, fill, fee)
         self._fault(
             cid,
             "overfill",
@@ -479,14 +524,26 @@ class Ledger:
         self._hold(order)
 
     def credit_unattached(
-        self, strategy: str, symbol: str, side: Side, price: int, lots: int, client_order_id: str
+        self,
+        strategy: str,
+        symbol: str,
+        side: Side,
+        price: int,
+        lots: int,
+        client_order_id: str,
+        fee: int | None = None,
     ) -> None:
         """Credit a fill of an order the ledger does not track (a closed order of an earlier run).
 
         The journal's fills and the venue's fills found at start-up, for
-        orders that are no longer open, go straight to the position.
+        orders that are no longer open, go straight to the position, with
+        ``fee`` (tick*lot units: the journaled or the venue's), or the
+        taker fee when it is None (whether they were maker lots is not known).
         """
         self.positions.fill(strategy, symbol, side, price, lots, client_order_id)
+        if fee is None:
+            fee = self.fees[symbol].fee(price, lots, lots)
+        self.positions.charge(strategy, symbol, fee)
         self._count("fills")
 
     def reset(self) -> None:
@@ -544,8 +601,17 @@ class Ledger:
             return False
         if not changed:
             return False
+        if (
+            (previous is _PENDING or previous is _UNKNOWN)
+            and status is not _UNKNOWN
+            and order.taker_lots < 0
+        ):
+            # The venue's first word on the order: what filled until now took liquidity.
+            order.taker_lots = order.reported
         if previous is not status:
             self._count(status.value)
+            if status is _REJECTED and reason == POST_ONLY_REJECTED:
+                self._count("post_only_rejected")
         if was_open and not order.is_open:
             cid = order.client_order_id
             opened = self.open_orders.get(order.strategy)
@@ -568,6 +634,54 @@ class Ledger:
         )
         self._count("fills")
         self.observer.fill_credited(order, price, lots)
+
+    def _charge(self, order: Order, fee: int) -> None:
+        """Charge ``fee`` (tick*lot units) for ``order`` to its positions."""
+        order.fee += fee
+        self.positions.charge(order.strategy, order.symbol, fee)
+
+    def _charge_answer(self, order: Order, price: Price, lots: int) -> None:
+        """The fee of ``lots`` an answer credited at ``price`` (until fills list them)."""
+        schedule = self.fees[order.symbol]
+        if schedule.free:
+            return
+        fee = schedule.fee(price, lots, _taker_part(order, order.filled - lots, lots))
+        order.fee_pending += fee
+        order.fee_pending_lots += lots
+        if fee:
+            self._charge(order, fee)
+
+    def _fill_fee(
+        self, order: Order, fill: FillReport, listed: int, credited: int
+    ) -> tuple[int, int]:
+        """``(the fill's own fee, what to charge now)`` for a fill just applied.
+
+        ``listed``: the order's lots the fills listed before this one;
+        ``credited``: the lots of this fill newly credited. Its other lots
+        were credited (and charged) from an answer: that part of the
+        answer's fee is taken back, all of what remains once the fills
+        list every such lot, so the order ends at exactly its fills' fees.
+        """
+        fee = fill.fee
+        if fee is None:
+            schedule = self.fees[order.symbol]
+            fee = (
+                0
+                if schedule.free
+                else schedule.fee(fill.price, fill.lots, _taker_part(order, listed, fill.lots))
+            )
+        covered = fill.lots - credited
+        pending_lots = order.fee_pending_lots
+        if covered <= 0 or not pending_lots:
+            return fee, fee
+        if covered >= pending_lots:
+            refund = order.fee_pending
+            order.fee_pending_lots = 0
+        else:
+            refund = order.fee_pending * covered // pending_lots
+            order.fee_pending_lots = pending_lots - covered
+        order.fee_pending -= refund
+        return fee, fee - refund
 
     def _hold(self, order: Order) -> None:
         """Bring the exposure in line with what ``order`` holds now (``Order.held_lots``)."""
@@ -645,6 +759,16 @@ class Ledger:
                 raise InvariantError(
                     f"{symbol}: position {position.quantity} != strategies' {totals.get(symbol)}"
                 )
+
+
+def _taker_part(order: Order, start: int, lots: int) -> int:
+    """How many of an order's lots ``[start, start + lots)`` (in fill order) took liquidity."""
+    taker = order.taker_lots
+    if taker < 0 or start + lots <= taker:
+        return lots  # not yet acknowledged, or filled before it was
+    if start >= taker:
+        return 0
+    return taker - start
 
 
 def _crossing(resting: dict[str, Order], side: Side, price: int) -> list[Order]:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_KINDS",
+    "MAX_TAG_LENGTH",
+    "POST_ONLY_REJECTED",
     "TRANSITIONS",
     "ClientOrderIds",
     "ExecutionListener",
@@ -43,6 +45,7 @@ __all__ = [
     "OrderType",
     "Price",
     "TimeInForce",
+    "valid_tag",
 ]
 
 #: A price in ticks: an ``int`` for a fill, a ``Fraction`` for an average
@@ -94,6 +97,18 @@ TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
 #: States in which an order may still trade.
 OPEN_STATES: Final = frozenset({_S.PENDING_NEW, _S.NEW, _S.PARTIALLY_FILLED, _S.UNKNOWN})
 TERMINAL_STATES: Final = frozenset({_S.FILLED, _S.CANCELED, _S.REJECTED})
+
+#: Longest order tag a strategy may give (characters of ``_TAG_CHARS``).
+MAX_TAG_LENGTH: Final = 32
+_TAG_CHARS: Final = frozenset(string.ascii_letters + string.digits + "._:-")
+#: The reason a venue gives for refusing a post-only order that would take liquidity.
+POST_ONLY_REJECTED: Final = "post_only_would_take"
+
+
+def valid_tag(tag: str) -> bool:
+    """True for an order tag: 1 to ``MAX_TAG_LENGTH`` characters of ``[A-Za-z0-9._:-]``."""
+    return 0 < len(tag) <= MAX_TAG_LENGTH and set(tag) <= _TAG_CHARS
+
 
 _ALPHABET: Final = string.digits + string.ascii_lowercase
 _ID_CHARS: Final = frozenset(string.ascii_letters + string.digits + "._:-")
@@ -174,6 +189,9 @@ class Order:
         "closed_ns",
         "created_ns",
         "exchange_order_id",
+        "fee",
+        "fee_pending",
+        "fee_pending_lots",
         "feed_cost",
         "feed_filled",
         "feed_fills",
@@ -182,6 +200,7 @@ class Order:
         "filled_cost",
         "held",
         "instrument",
+        "post_only",
         "price",
         "quantity",
         "reason",
@@ -191,6 +210,8 @@ class Order:
         "status",
         "strategy",
         "symbol",
+        "tag",
+        "taker_lots",
         "time_in_force",
         "type",
         "unconfirmed",
@@ -247,6 +268,19 @@ class Order:
         self.recv_ns = 0
         #: Monotonic ns when the order reached a final status (0: open).
         self.closed_ns = 0
+        #: The strategy's own label for the order (``valid_tag``), or None.
+        self.tag: str | None = None
+        #: Post-only: the venue refuses it (``POST_ONLY_REJECTED``) rather than let it take.
+        self.post_only = False
+        #: Fees charged to the position for this order so far, in tick*lot units
+        #: (negative: a rebate). ``fee_pending`` of it was charged on lots an
+        #: answer credited and no fill has listed yet (``fee_pending_lots``).
+        self.fee = 0
+        self.fee_pending = 0
+        self.fee_pending_lots = 0
+        #: Lots filled before the venue first acknowledged the order: taker lots.
+        #: -1 until then (every lot credited meanwhile is a taker lot).
+        self.taker_lots = -1
 
     def __repr__(self) -> str:
         size, filled, price = self.render()

@@ -12,6 +12,10 @@ An order answer may credit lots at their average price, which can fall
 between ticks: cost and realized PnL are then exact Fractions until the
 fills feed's own prices arrive and :meth:`Position.reprice` puts each
 lot at the price it really filled at.
+
+Fees (:mod:`trading_engine.core.fees`) are charged to a position in the
+same unit with :meth:`Position.charge`: ``fees`` sums them and
+``realized`` is net of them (a rebate adds to it).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def _exact(value: Price) -> Price:
 class Position:
     """One symbol's position: signed lots, FIFO open lots, realized PnL."""
 
-    __slots__ = ("_lots", "cost", "quantity", "realized", "symbol")
+    __slots__ = ("_lots", "cost", "fees", "quantity", "realized", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -43,14 +47,19 @@ class Position:
         self.quantity = 0
         #: Sum of price * lots over the open lots (always >= 0).
         self.cost: Price = 0
-        #: Realized PnL in tick*lot units.
+        #: Realized PnL in tick*lot units, net of fees.
         self.realized: Price = 0
+        #: Fees charged, in tick*lot units (negative: rebates exceed fees).
+        self.fees = 0
         # [price, lots, tag] oldest first; the tag (an order id or None)
         # names whose lots these are, for reprice.
         self._lots: deque[list[object]] = deque()
 
     def __repr__(self) -> str:
-        return f"Position({self.symbol!r}, quantity={self.quantity}, realized={self.realized})"
+        return (
+            f"Position({self.symbol!r}, quantity={self.quantity}, realized={self.realized}, "
+            f"fees={self.fees})"
+        )
 
     def fill(self, side: Side, price: Price, lots: int, tag: str | None = None) -> Price:
         """Apply a fill; returns the PnL it realized (tick*lot units).
@@ -91,6 +100,12 @@ class Position:
         self.cost = _exact(self.cost)
         self.realized = _exact(self.realized + realized)
         return _exact(realized)
+
+    def charge(self, fee: int) -> None:
+        """Charge a fee (tick*lot units; negative: a rebate): ``fees`` and ``realized`` move."""
+        self.fees += fee
+        realized = self.realized - fee
+        self.realized = realized if type(realized) is int else _exact(realized)
 
     def reprice(
         self, side: Side, tag: str, provisional: Price, fills: list[tuple[int, int]]
@@ -200,6 +215,12 @@ class Positions:
         """Apply a fill to the symbol's and the strategy's position (see ``Position.fill``)."""
         self.get(symbol).fill(side, price, lots, tag)
         self.of_strategy(strategy, symbol).fill(side, price, lots, tag)
+
+    def charge(self, strategy: str, symbol: str, fee: int) -> None:
+        """Charge a fee to the symbol's and the strategy's position (see ``Position.charge``)."""
+        if fee:
+            self.get(symbol).charge(fee)
+            self.of_strategy(strategy, symbol).charge(fee)
 
     def reprice(
         self,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from .errors import InvalidValue, UnreadableAnswer
+from .fees import fee_to_units
 from .instruments import Instrument
 from .orders import OrderStatus, Price
 from .protocol import Side
@@ -100,10 +101,13 @@ class FillReport:
 
     ``fill_id`` is the venue's id in its fills log (each counts at most
     once), None from the in-process venue. ``symbol`` and ``side`` are
-    what the venue said (None when the source does not say).
+    what the venue said (None when the source does not say). ``fee`` is
+    the fee the venue charged for it, in tick*lot units (negative: a
+    rebate), or None when the venue does not say: the engine then
+    computes it from the configured rates.
     """
 
-    __slots__ = ("client_order_id", "fill_id", "lots", "price", "side", "symbol")
+    __slots__ = ("client_order_id", "fee", "fill_id", "lots", "price", "side", "symbol")
 
     def __init__(
         self,
@@ -113,6 +117,7 @@ class FillReport:
         fill_id: int | None = None,
         symbol: str | None = None,
         side: Side | None = None,
+        fee: int | None = None,
     ) -> None:
         self.client_order_id = client_order_id
         self.price = price
@@ -120,6 +125,7 @@ class FillReport:
         self.fill_id = fill_id
         self.symbol = symbol
         self.side = side
+        self.fee = fee
 
     def __repr__(self) -> str:
         return (
@@ -193,7 +199,9 @@ def parse_fill(body: object, instruments: Mapping[str, Instrument]) -> FillRepor
     client's or another shard's). Raises :class:`UnreadableAnswer` for an
     entry outside the API or its bounds (``fill_id`` not an integer in
     ``[0, 2**63)``, a price or quantity that is not a positive decimal
-    string on the instrument's grid, a side that is not ``buy``/``sell``).
+    string on the instrument's grid, a side that is not ``buy``/``sell``, a
+    ``fee`` that is not a decimal string). ``fee`` is optional: the
+    venue's charge for the fill in quote currency (negative: a rebate).
     """
     if not isinstance(body, dict):
         raise UnreadableAnswer("a fill is not a JSON object")
@@ -222,4 +230,11 @@ def parse_fill(body: object, instruments: Mapping[str, Instrument]) -> FillRepor
         raise UnreadableAnswer(f"fill {fill_id}: {exc}") from None
     if lots <= 0:
         raise UnreadableAnswer(f"fill {fill_id}: quantity {size_text!r}")
-    return FillReport(cid, price, lots, fill_id, instrument.symbol, side)
+    fee_text = body.get("fee")
+    fee: int | None = None
+    if fee_text is not None:
+        try:
+            fee = fee_to_units(fee_text, instrument.tick_size, instrument.lot_size)
+        except ValueError:
+            raise UnreadableAnswer(f"fill {fill_id}: fee {fee_text!r}"[:200]) from None
+    return FillReport(cid, price, lots, fill_id, instrument.symbol, side, fee)

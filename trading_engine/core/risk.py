@@ -88,6 +88,8 @@ class Denial(StrEnum):
     #: The order would trade with one of the engine's own resting orders
     #: (``[risk] self_trade = "refuse"``).
     SELF_TRADE = "self_trade"
+    #: Not a risk check: the order's tag is not 1-32 characters of [A-Za-z0-9._:-].
+    INVALID_TAG = "invalid_tag"
 
 
 _HALTED = TradingState.HALTED

@@ -16,6 +16,8 @@ hook                   required  called
 ``on_trade(book, t)``  no        after each trade print on a live book
 ``on_fill(fill)``      no        when lots of one of its orders enter its position
 ``on_order_update(o)`` no        when one of its orders changes status
+``on_timer()``         no        every ``timer_s`` seconds of the engine clock
+                                 (the strategy's ``[[strategies]] timer_s``)
 ``on_stop()``          no        once, at shutdown, before open orders are canceled
                                  (also when start-up fails after ``on_start``)
 =====================  ========  ===============================================
@@ -93,6 +95,11 @@ class Fill:
         self.order = order
         self.price = price
         self.lots = lots
+
+    @property
+    def tag(self) -> str | None:
+        """The order's tag (``ctx.submit(..., tag=...)``), or None."""
+        return self.order.tag
 
     def __repr__(self) -> str:
         inst = self.order.instrument
@@ -209,18 +216,42 @@ class StrategyContext(Protocol):
         price: int | None = None,
         order_type: OrderType = OrderType.LIMIT,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
-        """Send an order; ``None`` if risk denied it (see ``last_denial``)."""
+        """Send an order; ``None`` if it was denied (see ``last_denial``).
+
+        ``tag``: the strategy's own label, kept with the order (1-32
+        characters of ``[A-Za-z0-9._:-]``; another is denied
+        ``invalid_tag``). ``post_only``: the venue rejects the order
+        (reason ``post_only_would_take``) rather than let it take
+        liquidity; only for a GTC limit order (else denied ``invalid_order``).
+        """
         ...
 
     def buy(
-        self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
+        self,
+        symbol: str,
+        lots: int,
+        price: int | None = None,
+        time_in_force: TimeInForce = ...,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
         """A limit buy (market when ``price`` is None: an IOC limit at the band edge)."""
         ...
 
     def sell(
-        self, symbol: str, lots: int, price: int | None = None, time_in_force: TimeInForce = ...
+        self,
+        symbol: str,
+        lots: int,
+        price: int | None = None,
+        time_in_force: TimeInForce = ...,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
         """A limit sell (market when ``price`` is None: an IOC limit at the band edge)."""
         ...
@@ -232,7 +263,7 @@ class StrategyContext(Protocol):
     def replace(
         self, order: Order, lots: int | None = None, price: int | None = None
     ) -> Order | None:
-        """Cancel ``order`` and send a new one with the same side and symbol."""
+        """Cancel ``order`` and send a new one with the same side, symbol, tag and post-only."""
         ...
 
     @property
@@ -270,6 +301,13 @@ class Strategy:
 
     def on_order_update(self, order: Order) -> Any:
         """Called when one of this strategy's orders changes status."""
+
+    def on_timer(self) -> Any:
+        """Called every ``timer_s`` seconds of the engine clock (when configured).
+
+        A timer that falls behind (the clock moved by several intervals at
+        once) fires once, not once per missed interval.
+        """
 
     def on_stop(self) -> Any:
         """Called once at shutdown, before open orders are canceled."""

@@ -43,6 +43,7 @@ from ..core.orders import (
     OrderType,
     Price,
     TimeInForce,
+    valid_tag,
 )
 from ..core.positions import Position, Positions
 from ..core.protocol import Side
@@ -62,6 +63,9 @@ from .strategy_view import strategies_status
 
 __all__ = ["Engine"]
 
+#: Open orders listed one by one in ``/status`` (the count covers them all).
+_STATUS_ORDERS = 200
+
 log = logging.getLogger("trading_engine.engine")
 
 _DENIALS = {denial.value: denial for denial in Denial}
@@ -77,6 +81,7 @@ TASK_KINDS = (
     "feed-idle-sweeper",
     "journal",
     "loop-monitor",
+    "timers",
 )
 
 
@@ -118,10 +123,21 @@ class _Context:
         price: int | None = None,
         order_type: OrderType = OrderType.LIMIT,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
         assert self.runner is not None
         order, denial = self._engine.submit(
-            self.runner, symbol, side, lots, price, order_type, time_in_force
+            self.runner,
+            symbol,
+            side,
+            lots,
+            price,
+            order_type,
+            time_in_force,
+            tag=tag,
+            post_only=post_only,
         )
         self._last_denial = None if denial is None else denial.value
         return order
@@ -132,8 +148,11 @@ class _Context:
         lots: int,
         price: int | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
-        return self._simple(Side.BUY, symbol, lots, price, time_in_force)
+        return self._simple(Side.BUY, symbol, lots, price, time_in_force, tag, post_only)
 
     def sell(
         self,
@@ -141,15 +160,27 @@ class _Context:
         lots: int,
         price: int | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> Order | None:
-        return self._simple(Side.SELL, symbol, lots, price, time_in_force)
+        return self._simple(Side.SELL, symbol, lots, price, time_in_force, tag, post_only)
 
     def _simple(
-        self, side: Side, symbol: str, lots: int, price: int | None, time_in_force: TimeInForce
+        self,
+        side: Side,
+        symbol: str,
+        lots: int,
+        price: int | None,
+        time_in_force: TimeInForce,
+        tag: str | None,
+        post_only: bool,
     ) -> Order | None:
         """A limit order, or a market order when ``price`` is None."""
         order_type = OrderType.MARKET if price is None else OrderType.LIMIT
-        return self.submit(symbol, side, lots, price, order_type, time_in_force)
+        return self.submit(
+            symbol, side, lots, price, order_type, time_in_force, tag=tag, post_only=post_only
+        )
 
     def cancel(self, order: Order) -> bool:
         return self._engine.cancel(order, self.name)
@@ -166,6 +197,8 @@ class _Context:
             order.price if price is None else price,
             order.type,
             order.time_in_force,
+            tag=order.tag,
+            post_only=order.post_only,
         )
 
 
@@ -217,7 +250,15 @@ class Engine:
             retention_ns=round(config.engine.closed_order_retention_s * 1e9),
             self_trade=config.risk.self_trade,
             strategies=self.runners,
+            fees=config.fee_schedules(),
         )
+        #: Strategies with ``timer_s``: runner name -> [interval ns, next due ns].
+        self.timers: dict[str, list[int]] = {
+            item.name: [round(item.timer_s * 1e9), 0]
+            for item in config.strategies
+            if item.timer_s is not None and item.name in self.runners
+        }
+        self._timer_task: asyncio.Task[None] | None = None
         self.ledger.check_invariants = config.engine.check_invariants
         #: True while start-up replays journaled history: strategies are not told.
         self._replaying = False
@@ -289,9 +330,53 @@ class Engine:
         return runners
 
     def start_strategies(self) -> None:
-        """Call every strategy's ``on_start`` (in configuration order)."""
+        """Call every strategy's ``on_start`` (in configuration order); start their timers.
+
+        Each timer's first ``on_timer`` is due one interval after this call
+        on the engine clock.
+        """
         for runner in self.runners.values():
             runner.call("on_start")
+        now = self.clock.monotonic_ns()
+        for timer in self.timers.values():
+            timer[1] = now + timer[0]
+
+    def run_timers(self) -> int:
+        """Call ``on_timer`` of each strategy whose timer is due on the engine clock.
+
+        Returns how many fired. A timer fires at most once per call: one
+        that fell several intervals behind fires once, and its next time is
+        the first multiple of its interval after now (its phase is kept).
+        Errors count like any strategy error (the runner's isolation);
+        a disabled strategy's timer does nothing. ``O(timers)``.
+        """
+        if not self.timers:
+            return 0
+        now = self.clock.monotonic_ns()
+        fired = 0
+        for name, timer in self.timers.items():
+            interval, due = timer
+            if due == 0 or now < due:
+                continue
+            timer[1] = due + interval * ((now - due) // interval + 1)
+            self.dispatcher.post(self.runners[name], "on_timer")
+            fired += 1
+        return fired
+
+    def next_timer_ns(self) -> int | None:
+        """When the next timer is due (engine clock ns), or None without timers."""
+        due = [timer[1] for timer in self.timers.values() if timer[1]]
+        return min(due) if due else None
+
+    async def _timers_forever(self) -> None:
+        """Sleep until the next timer is due on the engine clock, run the due ones, again."""
+        while True:
+            due = self.next_timer_ns()
+            if due is None:
+                return
+            wait_ns = due - self.clock.monotonic_ns()
+            await asyncio.sleep(max(0.0, wait_ns / 1e9))
+            self.run_timers()
 
     def stop_strategies(self) -> None:
         """Call ``on_stop``, cancel suspended hooks, then every open order."""
@@ -337,6 +422,10 @@ class Engine:
         self._strategies_started = True
         self.start_strategies()
         self.builder.set_listener(self.dispatcher)
+        if self.timers:
+            self._timer_task = self.task_crashes.spawn(
+                self._timers_forever(), name="strategy-timers", kind="timers"
+            )
 
     async def _listen(self) -> None:
         """Bind the feed server; undo the start and raise ConfigError if it cannot listen."""
@@ -414,6 +503,9 @@ class Engine:
         deadline = time.monotonic() + bound
         self.risk.set_state(TradingState.HALTED)
         self.sink.stop_orders()
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            self._timer_task = None
         if self.feed is not None:
             await self.feed.stop()
         if self._strategies_started:
@@ -464,8 +556,21 @@ class Engine:
         price: int | None,
         order_type: OrderType,
         time_in_force: TimeInForce,
+        *,
+        tag: str | None = None,
+        post_only: bool = False,
     ) -> tuple[Order | None, Denial | None]:
-        """Admit and send one order for a strategy: sent now or refused now, with a reason."""
+        """Admit and send one order for a strategy: sent now or refused now, with a reason.
+
+        ``tag`` (see :func:`~trading_engine.core.orders.valid_tag`; else
+        denied ``invalid_tag``) is kept with the order; ``post_only`` asks
+        the venue to reject rather than take, for a GTC limit order only
+        (else denied ``invalid_order``).
+        """
+        if tag is not None or post_only:
+            refused = _refuse_extras(tag, post_only, order_type, time_in_force)
+            if refused is not None:
+                return None, self.risk.deny(refused)
         if runner.expired:
             runner.late_orders += 1
             runner.last_order_ns = perf_counter_ns()
@@ -493,6 +598,9 @@ class Engine:
             for resting in to_cancel:
                 self.cancel(resting)
         order.recv_ns = self.dispatcher.recv_ns
+        if tag is not None or post_only:
+            order.tag = tag
+            order.post_only = post_only
         refusal = sink.submit(order)
         if refusal is None:
             runner.orders += 1
@@ -595,7 +703,7 @@ class Engine:
         if runner is not None and not self._replaying:
             self.dispatcher.post(runner, "on_order_update", order)
 
-    def fill_reported(self, order: Order, fill: FillReport) -> None:
+    def fill_reported(self, order: Order, fill: FillReport, fee: int) -> None:
         if self.journal is not None:
             # Every fill the venue reports, once: start-up replays these rows.
             self.journal.fill(
@@ -606,9 +714,10 @@ class Engine:
                 fill.price,
                 fill.lots,
                 fill.fill_id,
+                fee=fee,
             )
 
-    def fill_unattached(self, strategy: str, fill: FillReport) -> None:
+    def fill_unattached(self, strategy: str, fill: FillReport, fee: int) -> None:
         if self.journal is not None and fill.symbol is not None and fill.side is not None:
             self.journal.fill(
                 fill.client_order_id,
@@ -618,6 +727,7 @@ class Engine:
                 fill.price,
                 fill.lots,
                 fill.fill_id,
+                fee=fee,
             )
 
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
@@ -750,6 +860,7 @@ class Engine:
                 "avg_price": None if avg is None else inst.format_price_fraction(avg),
                 "realized_pnl": inst.format_money(position.realized),
                 "unrealized_pnl": inst.format_money(position.unrealized(entry.book.mid())),
+                "fees": inst.format_money(position.fees),
             }
         journal = self.journal
         return {
@@ -769,7 +880,39 @@ class Engine:
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),
+            "open_order_list": [
+                _order_status(order) for order in self.open_order_list()[:_STATUS_ORDERS]
+            ],
             "strategies": strategies_status(self),
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }
+
+
+def _refuse_extras(
+    tag: str | None, post_only: bool, order_type: OrderType, time_in_force: TimeInForce
+) -> Denial | None:
+    """Why a tag or post-only flag cannot go with the order, or None."""
+    if tag is not None and not valid_tag(tag):
+        return Denial.INVALID_TAG
+    if post_only and (order_type is not OrderType.LIMIT or time_in_force is not TimeInForce.GTC):
+        return Denial.INVALID_ORDER
+    return None
+
+
+def _order_status(order: Order) -> dict[str, Any]:
+    """One open order as ``/status`` lists it (decimal strings, the strategy's tag)."""
+    quantity, filled, price = order.render()
+    return {
+        "client_order_id": order.client_order_id,
+        "strategy": order.strategy,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "price": None if order.price is None else price,
+        "quantity": quantity,
+        "filled": filled,
+        "status": order.status.value,
+        "time_in_force": order.time_in_force.value,
+        "post_only": order.post_only,
+        "tag": order.tag,
+    }

@@ -61,6 +61,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.errors import InvalidValue, UnreadableAnswer
+from ..core.fees import fee_to_units
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 from ..core.reports import FillReport, parse_order_body
@@ -247,6 +248,8 @@ def _order_from_row(row: JournaledOrder) -> Order:
         TimeInForce(row.time_in_force),
     )
     order.exchange_order_id = row.exchange_order_id
+    order.tag = row.tag
+    order.post_only = bool(row.post_only)
     # Open or of unknown outcome until the venue's answer settles it.
     order.status = OrderStatus.UNKNOWN
     return order
@@ -323,22 +326,39 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     for row in state.open_orders.values():
         if row.symbol in instruments:
             ledger.restore(_order_from_row(row))
+    # Fees journaled for fills the rebuild reads again from the venue's log
+    # (a venue that reports no fee gets the fee charged when it was journaled).
+    journaled_fees: dict[int, int] = {}
     for fill in state.fills:
         if fill.symbol not in instruments:
             continue
         if rebuild and fill.fill_id is not None and fill.venue == state.venue_log:
+            if fill.fee is not None:
+                journaled_fees[fill.fill_id] = fill.fee
             continue  # the venue's log lists it: read from there below
         side = Side(fill.side)
         if fill.client_order_id in ledger.orders:
             ledger.apply_fill(
                 FillReport(
-                    fill.client_order_id, fill.price, fill.quantity, fill.fill_id, fill.symbol, side
+                    fill.client_order_id,
+                    fill.price,
+                    fill.quantity,
+                    fill.fill_id,
+                    fill.symbol,
+                    side,
+                    fill.fee,  # the journaled fee is restored as it was charged
                 ),
                 journal=False,
             )
         else:
             ledger.credit_unattached(
-                fill.strategy, fill.symbol, side, fill.price, fill.quantity, fill.client_order_id
+                fill.strategy,
+                fill.symbol,
+                side,
+                fill.price,
+                fill.quantity,
+                fill.client_order_id,
+                fill.fee,
             )
 
     if reader is None:
@@ -447,6 +467,13 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
                 price = inst.price_to_ticks(venue_fill["price"])
                 lots = inst.size_to_lots(venue_fill["quantity"])
                 side = Side(venue_fill["side"])
+                # The venue's fee for the fill, when it reports one (it wins over the rates).
+                fee_text = venue_fill.get("fee")
+                fee = (
+                    journaled_fees.get(fill_id)
+                    if fee_text is None
+                    else fee_to_units(fee_text, inst.tick_size, inst.lot_size)
+                )
             except (InvalidValue, ValueError, KeyError):
                 log.error("unreadable fill %r", venue_fill)
                 counts["unreadable_fills"] += 1
@@ -454,15 +481,18 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             counts["new_fills"] += 1
             if client_order_id in ledger.orders:
                 ledger.apply_fill(
-                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side)
+                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
                 )
                 continue
             strategy = ADOPTED if client_order_id in adopted else owner(client_order_id)
-            ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id)
+            if fee is None:
+                fee = ledger.fees[inst.symbol].fee(price, lots, lots)  # maker or taker: unknown
+            ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id, fee)
             if journal is not None:
                 journal.fill(
-                    client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id
-                )
+                    client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id,
+                    fee=fee,
+                )  # fmt: skip
 
         # Every tracked order settled with the venue's answer.
         for order in ledger.open_order_list():

@@ -470,6 +470,7 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
         "books": {},
         "positions": {},
         "open_orders": 0,
+        "open_order_list": [],
         "strategies": {},
         "workers": workers,
         # The workers run this process's install.
@@ -485,6 +486,7 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
         for key in ("books", "positions", "strategies"):
             merged[key].update(document[key])
         merged["open_orders"] += document["open_orders"]
+        merged["open_order_list"].extend(document.get("open_order_list", ()))
     return merged
 
 

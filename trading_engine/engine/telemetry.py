@@ -235,6 +235,13 @@ class EngineCollector(Collector):
                 orders.add_metric([status.value], engine.order_counts[status.value])
         yield orders
 
+        post_only = CounterMetricFamily(
+            P + "post_only_rejected",
+            "Post-only orders the venue rejected because they would have taken liquidity.",
+        )
+        post_only.add_metric([], engine.order_counts["post_only_rejected"])
+        yield post_only
+
         faults = CounterMetricFamily(
             P + "order_faults",
             "Order faults the order sink could not resolve alone, by kind "

@@ -168,7 +168,7 @@ class HttpGateway:
         self._listener = listener
         self._instruments = instruments
         self._decimal_texts: dict[tuple[str, bool, int], bytes] = {}
-        self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce], bytes] = {}
+        self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce, bool], bytes] = {}
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
@@ -367,17 +367,19 @@ class HttpGateway:
         formatting each decimal per order, 0.68 against 1.53 us).
         """
         symbol = order.symbol
-        key = (symbol, order.side, order.type, order.time_in_force)
+        key = (symbol, order.side, order.type, order.time_in_force, order.post_only)
         fixed = self._body_fields.get(key)
         if fixed is None:
-            fixed = self._body_fields[key] = orjson.dumps(
-                {
-                    "symbol": symbol,
-                    "side": order.side.value,
-                    "type": order.type.value,
-                    "time_in_force": order.time_in_force.value,
-                }
-            )[1:-1]
+            fields: dict[str, object] = {
+                "symbol": symbol,
+                "side": order.side.value,
+                "type": order.type.value,
+                "time_in_force": order.time_in_force.value,
+            }
+            if order.post_only:
+                # Only when asked for: a venue that does not know the field never sees it.
+                fields["post_only"] = True
+            fixed = self._body_fields[key] = orjson.dumps(fields)[1:-1]
         texts = self._decimal_texts
         size_key = (symbol, False, order.quantity)
         size = texts.get(size_key)

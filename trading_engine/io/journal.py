@@ -5,11 +5,13 @@ One SQLite file per engine process (``[journal] path``, default
 journal``, a backup) never block the writer. It records:
 
 * each order as submitted (client order id, strategy, symbol, side, type,
-  price in ticks, quantity in lots, time in force, run id, wall time);
+  price in ticks, quantity in lots, time in force, run id, wall time, the
+  strategy's tag and the post-only flag);
 * each status change with the cumulative filled lots (``order_events``,
   and the order row's current ``status``/``filled``);
 * each fill (``fill_id`` from the venue's fills log, NULL from the
-  in-process venue) and the fills cursor (the largest ``fill_id`` seen);
+  in-process venue) with its fee, and the fills cursor (the largest
+  ``fill_id`` seen);
 * each trading-state change with who asked (``admin``, ``risk``,
   ``journal``, ``supervisor``, ``start-up``) and why;
 * each run (its run id, the prefix of its client order ids) and each
@@ -95,7 +97,7 @@ __all__ = [
 log = logging.getLogger("trading_engine.journal")
 
 #: The schema this program writes. Older files are migrated on open.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: Version 1 of the schema (kept to test and document the migration).
 SCHEMA_V1: Final = """
@@ -199,15 +201,24 @@ CREATE INDEX fills_order ON fills (client_order_id);
 UPDATE schema_version SET version = 3;
 """
 
+#: Version 3 -> 4: each order's strategy tag and post-only flag; each fill's fee
+#: (tick*lot units, negative for a rebate; NULL in rows written before fees).
+_MIGRATE_3_TO_4: Final = """
+ALTER TABLE orders ADD COLUMN tag TEXT;
+ALTER TABLE orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE fills ADD COLUMN fee INTEGER;
+UPDATE schema_version SET version = 4;
+"""
+
 #: Migration scripts by the version they start from.
-_MIGRATIONS: Final = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+_MIGRATIONS: Final = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
 
 _OPEN_STATES: Final = ("pending_new", "new", "partially_filled", "unknown")
 
 _INSERT_ORDER: Final = (
     "INSERT OR IGNORE INTO orders (client_order_id, run_id, strategy, symbol, side, type, price,"
-    " quantity, time_in_force, status, filled, created_ns, updated_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " quantity, time_in_force, status, filled, created_ns, updated_ns, tag, post_only)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ACCEPTED: Final = "UPDATE orders SET exchange_order_id = ? WHERE client_order_id = ?"
 _STATUS: Final = (
@@ -219,7 +230,7 @@ _EVENT: Final = (
 )
 _FILL: Final = (
     "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, strategy, symbol, side, price,"
-    " quantity, ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " quantity, ts_ns, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CURSOR: Final = (
     "INSERT INTO cursor (name, value) VALUES ('fills', ?)"
@@ -276,6 +287,8 @@ class JournaledOrder:
     reason: str | None
     created_ns: int
     updated_ns: int
+    tag: str | None = None
+    post_only: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -297,6 +310,8 @@ class JournaledFill:
     ts_ns: int
     #: The venue fills log it was read from (``venues.seq``; 1 before any was recorded).
     venue: int = 1
+    #: The fill's fee in tick*lot units (None: journaled before fees were).
+    fee: int | None = None
 
 
 @dataclass
@@ -623,6 +638,8 @@ class Journal:
                     order.filled,
                     now,
                     now,
+                    order.tag,
+                    order.post_only,
                 ),
             )
         )
@@ -652,14 +669,19 @@ class Journal:
         lots: int,
         fill_id: int | None,
         ts_ns: int | None = None,
+        *,
+        fee: int | None = None,
     ) -> None:
-        """One fill (a ``fill_id`` is recorded once; it also advances the cursor)."""
+        """One fill (a ``fill_id`` is recorded once; it also advances the cursor).
+
+        ``fee``: its fee in tick*lot units (negative: a rebate), None if not known.
+        """
         now = self._clock_ns() if ts_ns is None else ts_ns
         self._pending.append(
             (
                 _FILL,
                 (self._venue_seq, fill_id, client_order_id, strategy, symbol, side, price, lots,
-                 now),
+                 now, fee),
             )
         )  # fmt: skip
         if fill_id is not None:
@@ -827,7 +849,7 @@ class Journal:
 
     def _check_repeated_fill(self, db: sqlite3.Connection, params: tuple[Any, ...]) -> None:
         """A fill id already journaled: the same fill again, or the venue reused the id."""
-        venue, fill_id, client_order_id, _, _, _, price, quantity, _ = params
+        venue, fill_id, client_order_id, _, _, _, price, quantity, *_ = params
         row = db.execute(
             "SELECT client_order_id, price, quantity FROM fills WHERE venue = ? AND fill_id = ?",
             (venue, fill_id),
@@ -1076,10 +1098,10 @@ class Journal:
 
 _ORDER_COLUMNS: Final = (
     "client_order_id, run_id, strategy, symbol, side, type, price, quantity, time_in_force,"
-    " status, filled, exchange_order_id, reason, created_ns, updated_ns"
+    " status, filled, exchange_order_id, reason, created_ns, updated_ns, tag, post_only"
 )
 _FILL_COLUMNS: Final = (
-    "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns, venue"
+    "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns, venue, fee"
 )
 
 

@@ -48,6 +48,7 @@ from aiohttp import web
 
 from ..core.errors import InvalidValue
 from ..core.instruments import Instrument
+from ..core.orders import POST_ONLY_REJECTED
 from ..core.sharding import shard_of
 from ..io.webserver import json_response, serve
 from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
@@ -331,6 +332,10 @@ class ExchangeSimulator:
         self.orders[client_order_id] = order
         self._count("orders")
         self._record(self.matching.submit(order, self._levels(order.symbol)))
+        if order.status == "rejected":
+            # Post-only and it would have taken: refused whole, with the reason.
+            order.reason = POST_ONLY_REJECTED
+            self._count("post_only_rejected")
         if self._roll(faults.fail_after):
             self._count("fail_after")
             return json_response({"error": "internal error"}, 500)
@@ -365,6 +370,11 @@ class ExchangeSimulator:
         tif = body.get("time_in_force", "GTC")
         if tif not in ("GTC", "IOC"):
             return "time_in_force must be GTC or IOC"
+        post_only = body.get("post_only", False)
+        if type(post_only) is not bool:
+            return "post_only must be true or false"
+        if post_only and (kind != "limit" or tif != "GTC"):
+            return "post_only needs a GTC limit order"
         price: int | None = None
         try:
             if kind == "limit":
@@ -381,7 +391,7 @@ class ExchangeSimulator:
         self._next_order += 1
         return SimOrder(
             client_order_id, inst.symbol, side, kind, price, quantity, tif,
-            order_id=f"X-{self._next_order}", instrument=inst,
+            order_id=f"X-{self._next_order}", instrument=inst, post_only=post_only,
         )  # fmt: skip
 
     def _levels(self, symbol: str) -> SortedLevels:

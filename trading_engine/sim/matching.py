@@ -15,6 +15,9 @@ Rules (prices in ticks, sizes in lots):
   market order crosses every level), until it is filled or no level crosses;
 * a market or IOC order's unfilled remainder is canceled; a GTC remainder
   rests (``new``, or ``partially_filled`` when part filled at once);
+* a post-only order that would match at once is ``rejected`` whole, with
+  the reason ``post_only_would_take``, and nothing of it fills; one that
+  would not rests as any GTC order (and fills later as a maker);
 * after each move of a symbol's book, every resting order of that symbol
   matches again, against the best crossing level only (at most the size
   shown there per move);
@@ -89,6 +92,7 @@ class MatchOrder:
     status: str = OrderStatus.NEW
     filled: int = 0
     cost: int = 0
+    post_only: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -118,7 +122,13 @@ class MatchingEngine:
         self._by_symbol: dict[str, dict[str, MatchOrder]] = {}
 
     def submit(self, order: MatchOrder, book: BookLevels) -> list[MatchFill]:
-        """Match a new order at once; rest a GTC remainder, cancel any other."""
+        """Match a new order at once; rest a GTC remainder, cancel any other.
+
+        A post-only order that would match is rejected instead (no fills).
+        """
+        if order.post_only and self._would_take(order, book):
+            order.status = OrderStatus.REJECTED
+            return []
         fills = self._match(order, book, sweep=True)
         if order.filled >= order.quantity:
             order.status = OrderStatus.FILLED
@@ -194,6 +204,17 @@ class MatchingEngine:
     def _remove(self, client_order_id: str, of_symbol: dict[str, MatchOrder]) -> None:
         del self.resting[client_order_id]
         del of_symbol[client_order_id]
+
+    @staticmethod
+    def _would_take(order: MatchOrder, book: BookLevels) -> bool:
+        """Whether ``order`` would match the best opposite level right now."""
+        buy = order.side == Side.BUY
+        best = next(iter(book.asks() if buy else book.bids()), None)
+        if best is None:
+            return False
+        if order.price is None:
+            return True
+        return best[0] <= order.price if buy else best[0] >= order.price
 
     @staticmethod
     def _match(order: MatchOrder, book: BookLevels, sweep: bool) -> list[MatchFill]:

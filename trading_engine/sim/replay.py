@@ -6,6 +6,9 @@ the capture's receive time of each frame, and client order ids use the
 fixed run id ``replay``, so the same capture and configuration always give
 the same orders, fills and PnL.
 
+Strategy timers (``on_timer``) fire on that clock: as it passes each
+due time, before the frame that moved it.
+
 Strategy hooks that suspend (``await`` something that is not ready) need
 the live event loop and cannot be replayed deterministically; replay runs
 without one, so such a hook counts as a strategy error.
@@ -74,6 +77,8 @@ def replay(config: Config, frames: Iterable[tuple[int, bytes]]) -> ReplayResult:
     for recv_ns, frame in frames:
         if recv_ns > clock.now_ns:
             clock.now_ns = recv_ns
+            # Strategy timers run on the capture's clock, before the frame that moved it.
+            engine.run_timers()
         handle(frame, recv_ns)
         count += 1
     engine.stop_strategies()

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
 from ..core.instruments import Instrument
-from ..core.orders import ExecutionListener, Order, OrderStatus
+from ..core.orders import POST_ONLY_REJECTED, ExecutionListener, Order, OrderStatus
 from ..core.reports import FillReport, OrderReport
 from .matching import MatchFill, MatchingEngine, MatchOrder
 
@@ -144,12 +144,19 @@ class SimulatedVenue:
             order.price,
             order.quantity,
             order.time_in_force,
+            post_only=order.post_only,
         )
         self._fills(self.matching.submit(match, entry.book))
         if match.is_open:
             # It rests, matched against this sequence's book: not again at it.
             self._matched_seq[order.symbol] = entry.seq
-        reason = "ioc_remainder" if match.status == OrderStatus.CANCELED else None
+        reason = (
+            "ioc_remainder"
+            if match.status == OrderStatus.CANCELED
+            else POST_ONLY_REJECTED
+            if match.status == OrderStatus.REJECTED
+            else None
+        )
         self._status(match, reason)
         return None
 
