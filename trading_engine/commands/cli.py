@@ -288,6 +288,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.ticks < 10 or args.rounds < 1 or args.interval_ms <= 0 or args.burst < 0:
         raise UsageError("bench: --ticks >= 10, --rounds >= 1, --interval-ms > 0, --burst >= 0")
+    if args.max_load < 0:
+        raise UsageError(f"bench: --max-load: expected a number >= 0, got {args.max_load}")
     return bench_main(args)
 
 
