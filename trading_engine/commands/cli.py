@@ -96,12 +96,13 @@ def _check_config(args: argparse.Namespace) -> int:
     from ..engine.runner import missing_secrets, prepare_engine
     from ..sim.venue import simulated_venue
 
+    config = None
     try:
         config = load_config(args.file)
         prepare_engine(config, venue=simulated_venue, require_secrets=False, journal=False)
     except ConfigError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
-        for problem in exc.problems:
+        for problem in _with_strategy_hints(config, args.file, exc.problems):
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
     for line in missing_secrets(config):
@@ -112,6 +113,33 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{count} strateg{'y' if count == 1 else 'ies'})"
     )
     return EXIT_OK
+
+
+def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) -> list[str]:
+    """``problems``, where a strategy's ``class`` is a bare name, with the classes found."""
+    if config is None:
+        return problems
+    from pathlib import Path
+
+    from .strategy_finder import bare_class_hint, find_strategy_classes
+
+    bare = {
+        f"strategies[{i}].class:": item.class_
+        for i, item in enumerate(config.strategies)
+        if ":" not in item.class_
+    }
+    if not bare:
+        return problems
+    found: list[str] | None = None
+    out = []
+    for problem in problems:
+        name = next((bare[key] for key in bare if problem.startswith(key)), None)
+        if name is not None:
+            if found is None:
+                found = find_strategy_classes(Path(file).parent)
+            problem += bare_class_hint(name, found)
+        out.append(problem)
+    return out
 
 
 # -- run -------------------------------------------------------------------------------
