@@ -388,11 +388,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _journal(args: argparse.Namespace) -> int:
     from .journal import JournalUsageError, run_journal_command
+    from .journal_workers import JournalPathError, journal_paths
 
     config = _config(args)
     try:
+        paths, note = journal_paths(config.journal.path, getattr(args, "workers", None))
+    except JournalPathError as exc:
+        raise UsageError(str(exc)) from None
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
+    try:
         run_journal_command(
-            config.journal.path,
+            paths,
             args.what,
             config_instruments=config.instrument_map(),
             since=args.since,
@@ -606,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument(
         "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
     )
+    workers_help = (
+        "read the journals of `run --workers N` (journal.path with the worker's index before "
+        "the suffix: state/journal.0.db, ...) as one, each venue fill once; 1: journal.path "
+        "alone (default: journal.path, and every worker journal beside it when there are any)"
+    )
+    journal.add_argument("--workers", type=_positive_int, metavar="N", help=workers_help)
     views = journal.add_subparsers(dest="what", metavar="VIEW", required=True)
     for name, text in (
         ("orders", "every order as submitted, with its current status and filled quantity"),
@@ -615,6 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
         view = views.add_parser(name, help=text, description=text)
         view.add_argument(
             "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration"
+        )
+        view.add_argument(
+            "--workers",
+            type=_positive_int,
+            metavar="N",
+            default=argparse.SUPPRESS,
+            help=workers_help,
         )
         view.add_argument(
             "--since",
