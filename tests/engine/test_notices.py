@@ -189,7 +189,8 @@ async def test_a_journal_accepted_for_a_reset_venue_warns_at_every_start(
         try:
             lines = [r.getMessage() for r in caplog.records if r.name == "trading_engine.notices"]
             assert len(lines) == 1
-            assert lines[0].startswith(f"journal {path} has fills from 1 venue(s)")
+            assert lines[0].startswith(f"journal {path} has fills from 2 venue(s)")
+            assert "[1: the venue before the first one recorded; 2: http://" in lines[0]
             assert "a new fills log" in lines[0]
             assert f"http://127.0.0.1:{sim.port}" in lines[0]
             assert warnings_metric(engine, "journal_venues") == 1

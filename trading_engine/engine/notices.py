@@ -86,15 +86,19 @@ def journal_venues_notice(journal: Journal | None) -> str | None:
     accepted = [row for row in rows if row[3].startswith("accepted")]
     if len(rows) <= 1 and not accepted:
         return None
-    described = "; ".join(
+    described = [
         f"{seq}: {'the venue' if identity is None else identity}"
         f"{', a new fills log' if new_log else ''} ({reason})"
         for seq, identity, new_log, reason in rows
-    )
+    ]
+    if rows and rows[0][0] > 1:
+        # Fills journaled before the first record carry venue 1.
+        described.insert(0, "1: the venue before the first one recorded")
+    count = rows[-1][0] if rows else 1
     return (
-        f"journal {journal.path} has fills from {len(rows)} venue(s) or fills log(s) "
-        f"[{described}]: its positions and `journal pnl` add them up; give each venue "
-        "and account its own journal.path"
+        f"journal {journal.path} has fills from {count} venue(s) or fills log(s) "
+        f"[{'; '.join(described)}]: its positions and `journal pnl` add them up; give each "
+        "venue and account its own journal.path"
     )
 
 
