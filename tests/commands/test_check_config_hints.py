@@ -122,3 +122,18 @@ def test_strategies_beside_a_config_elsewhere_say_where_to_run_from(
     assert code == 2
     assert "did you mean `mystrats:Mine`? (strategy classes found:" in problems[0]
     assert f"mystrats:Mine (run from {folder})" in problems[0]
+
+
+def test_a_misspelled_strategy_param_gets_did_you_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        INSTRUMENT + '\n[[strategies]]\nname = "t"\nclass = "strategies.threshold:ThresholdTaker"'
+        '\nsymbols = ["BTC-USD"]\n[strategies.params]\nquantiy = "0.001"\nside = "buy"\n'
+        'trigger_price = "100.00"\n'
+    )
+    code, problems = check(capsys, path)
+    assert code == 2
+    [unknown] = [p for p in problems if p.startswith("strategies[0].params.quantiy:")]
+    assert unknown.endswith("; did you mean `strategies[0].params.quantity`?")

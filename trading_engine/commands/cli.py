@@ -116,28 +116,39 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) -> list[str]:
-    """``problems``, where a strategy's ``class`` is a bare name, with the classes found."""
+    """``problems`` with suggestions for strategies: the classes found where a ``class``
+    is a bare name, the closest param where a params key is unknown."""
     if config is None:
         return problems
+    import re
     from pathlib import Path
 
+    from ..config import did_you_mean
+    from ..core.strategy import load_strategy_class
     from .strategy_finder import bare_class_hint, find_strategy_classes
 
-    bare = {
-        f"strategies[{i}].class:": item.class_
-        for i, item in enumerate(config.strategies)
-        if ":" not in item.class_
-    }
-    if not bare:
-        return problems
     found: list[str] | None = None
     out = []
     for problem in problems:
-        name = next((bare[key] for key in bare if problem.startswith(key)), None)
-        if name is not None:
+        match = re.match(r"strategies\[(\d+)\]\.(class|params\.(\w+)): ", problem)
+        index = int(match.group(1)) if match else len(config.strategies)
+        if match is None or index >= len(config.strategies):
+            out.append(problem)
+            continue
+        item = config.strategies[index]
+        if match.group(2) == "class" and ":" not in item.class_:
             if found is None:
                 found = find_strategy_classes(Path(file).parent)
-            problem += bare_class_hint(name, found)
+            problem += bare_class_hint(item.class_, found)
+        elif match.group(3) is not None and "not permitted" in problem:
+            try:
+                params = load_strategy_class(item.name, item.class_).Params
+            except StrategyError:
+                params = None
+            keys = [] if params is None else list(params.model_fields)
+            hint = did_you_mean(match.group(3), keys)
+            if hint is not None:
+                problem += f"; did you mean `strategies[{index}].params.{hint}`?"
         out.append(problem)
     return out
 
