@@ -13,12 +13,13 @@ file: it names the environment variables that hold them.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,6 +45,7 @@ __all__ = [
     "StrategyConfig",
     "budget_problems",
     "default_config_text",
+    "did_you_mean",
     "load_config",
     "load_default_config",
     "parse_config",
@@ -488,7 +490,14 @@ def budget_problems(config: Config) -> list[str]:
     ]
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+def _apply_env(
+    data: dict[str, Any], environ: Mapping[str, str], origins: dict[tuple[str, str], str]
+) -> list[str]:
+    """Apply ``TRADING_ENGINE__<SECTION>__<KEY>`` overrides to ``data``.
+
+    ``origins`` gets the variable each overridden ``(section, key)`` came
+    from, so that a problem with it can name the variable.
+    """
     problems: list[str] = []
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -499,25 +508,36 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
             continue
         section, key = parts
         if section in ("instruments", "strategies") or section not in Config.model_fields:
-            problems.append(f"{name}: no section [{section}] can be overridden")
+            hint = did_you_mean(section, _TABLE_SECTIONS)
+            hint = "" if hint is None else f"; did you mean `{_env_name(hint, key)}`?"
+            problems.append(f"{name}: no section [{section}] can be overridden{hint}")
             continue
         table = data.setdefault(section, {})
         if not isinstance(table, dict):
             problems.append(f"{name}: [{section}] is not a table")
             continue
         table[key] = value
+        origins[(section, key)] = name
     return problems
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _describe(error: Mapping[str, Any], origins: Mapping[tuple[str, str], str]) -> str:
+    loc = tuple(error["loc"])
     location = ".".join(
-        f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]
+        f"[{part}]" if isinstance(part, int) else str(part) for part in loc
     ).replace(".[", "[")
     value = error.get("input")
     if error["type"] == "missing":
         return f"{location}: missing (required)"
     if error["type"] == "extra_forbidden":
-        return f"{location}: unknown key (value {value!r})"
+        hint = _key_hint(loc)
+        variable = origins.get(loc) if len(loc) == 2 else None
+        if variable is not None:
+            spelled = "" if hint is None else f"; did you mean `{_env_name(loc[0], hint)}`?"
+            return f"{variable}: {location} is not a setting (value {value!r}){spelled}"
+        spelled = "" if hint is None else f"; did you mean `{hint}`?"
+        kind = "section" if len(loc) == 1 else "key"
+        return f"{location}: unknown {kind} (value {value!r}){spelled}"
     return f"{location}: {error['msg']} (value {value!r})"
 
 
@@ -528,12 +548,13 @@ def parse_config(
     merged = {
         key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()
     }
-    problems = _apply_env(merged, os.environ if environ is None else environ)
+    origins: dict[tuple[str, str], str] = {}
+    problems = _apply_env(merged, os.environ if environ is None else environ, origins)
     config: Config | None = None
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        problems.extend(_describe(error) for error in exc.errors())
+        problems.extend(_describe(error, origins) for error in exc.errors())
     if config is not None:
         problems.extend(_cross_checks(config))
         for i, item in enumerate(config.instruments):
@@ -571,3 +592,57 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         message = f"{file}: not valid TOML: {exc}"
         raise ConfigError(message, [message]) from exc
     return parse_config(data, environ, str(file))
+
+
+# -- "did you mean" ---------------------------------------------------------------------------
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a misspelled ``word`` (difflib, ratio >= 0.6), or None."""
+    found = difflib.get_close_matches(word.lower(), list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    """The keys a section accepts: each field's alias where it has one (``class``)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _section_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model of ``key``'s value in ``model`` (a section, or a list of them), or None."""
+    for name, info in model.model_fields.items():
+        if key not in (name, info.alias):
+            continue
+        annotation = info.annotation
+        for candidate in (annotation, *get_args(annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                return candidate
+    return None
+
+
+def _key_hint(loc: tuple[Any, ...]) -> str | None:
+    """For an unknown key at ``loc`` (``("gateway", "bse_url")``): the dotted key it
+    most likely meant (``gateway.base_url``), or None."""
+    model: type[BaseModel] | None = Config
+    path: list[str] = []
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            path[-1] += f"[{part}]"
+            continue
+        model = _section_model(model, str(part)) if model is not None else None
+        path.append(str(part))
+    if model is None:
+        return None
+    hint = did_you_mean(str(loc[-1]), _field_names(model))
+    return None if hint is None else ".".join([*path, hint])
+
+
+#: The sections an environment variable can override.
+_TABLE_SECTIONS: Final = tuple(
+    name for name in Config.model_fields if name not in ("instruments", "strategies")
+)
+
+
+def _env_name(section: str, key: str) -> str:
+    """The variable that overrides ``key`` of ``section`` (``key`` may be dotted: its last part)."""
+    return f"{ENV_PREFIX}{section.upper()}__{key.rpartition('.')[2].upper()}"

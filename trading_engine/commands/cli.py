@@ -96,12 +96,13 @@ def _check_config(args: argparse.Namespace) -> int:
     from ..engine.runner import missing_secrets, prepare_engine
     from ..sim.venue import simulated_venue
 
+    config = None
     try:
         config = load_config(args.file)
         prepare_engine(config, venue=simulated_venue, require_secrets=False, journal=False)
     except ConfigError as exc:
         print(f"{args.file}: invalid", file=sys.stderr)
-        for problem in exc.problems:
+        for problem in _with_strategy_hints(config, args.file, exc.problems):
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
     for line in missing_secrets(config):
@@ -112,6 +113,44 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{count} strateg{'y' if count == 1 else 'ies'})"
     )
     return EXIT_OK
+
+
+def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) -> list[str]:
+    """``problems`` with suggestions for strategies: the classes found where a ``class``
+    is a bare name, the closest param where a params key is unknown."""
+    if config is None:
+        return problems
+    import re
+    from pathlib import Path
+
+    from ..config import did_you_mean
+    from ..core.strategy import load_strategy_class
+    from .strategy_finder import bare_class_hint, find_strategy_classes
+
+    found: list[str] | None = None
+    out = []
+    for problem in problems:
+        match = re.match(r"strategies\[(\d+)\]\.(class|params\.(\w+)): ", problem)
+        index = int(match.group(1)) if match else len(config.strategies)
+        if match is None or index >= len(config.strategies):
+            out.append(problem)
+            continue
+        item = config.strategies[index]
+        if match.group(2) == "class" and ":" not in item.class_:
+            if found is None:
+                found = find_strategy_classes(Path(file).parent)
+            problem += bare_class_hint(item.class_, found)
+        elif match.group(3) is not None and "not permitted" in problem:
+            try:
+                params = load_strategy_class(item.name, item.class_).Params
+            except StrategyError:
+                params = None
+            keys = [] if params is None else list(params.model_fields)
+            hint = did_you_mean(match.group(3), keys)
+            if hint is not None:
+                problem += f"; did you mean `strategies[{index}].params.{hint}`?"
+        out.append(problem)
+    return out
 
 
 # -- run -------------------------------------------------------------------------------
@@ -288,6 +327,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.ticks < 10 or args.rounds < 1 or args.interval_ms <= 0 or args.burst < 0:
         raise UsageError("bench: --ticks >= 10, --rounds >= 1, --interval-ms > 0, --burst >= 0")
+    if args.max_load < 0:
+        raise UsageError(f"bench: --max-load: expected a number >= 0, got {args.max_load}")
     return bench_main(args)
 
 
@@ -358,11 +399,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _journal(args: argparse.Namespace) -> int:
     from .journal import JournalUsageError, run_journal_command
+    from .journal_workers import JournalPathError, journal_paths
 
     config = _config(args)
     try:
+        paths, note = journal_paths(config.journal.path, getattr(args, "workers", None))
+    except JournalPathError as exc:
+        raise UsageError(str(exc)) from None
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
+    try:
         run_journal_command(
-            config.journal.path,
+            paths,
             args.what,
             config_instruments=config.instrument_map(),
             since=args.since,
@@ -576,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_argument(
         "--config", metavar="FILE", help=f"configuration (default {DEFAULT_CONFIG_PATH})"
     )
+    workers_help = (
+        "read the journals of `run --workers N` (journal.path with the worker's index before "
+        "the suffix: state/journal.0.db, ...) as one, each venue fill once; 1: journal.path "
+        "alone (default: journal.path, and every worker journal beside it when there are any)"
+    )
+    journal.add_argument("--workers", type=_positive_int, metavar="N", help=workers_help)
     views = journal.add_subparsers(dest="what", metavar="VIEW", required=True)
     for name, text in (
         ("orders", "every order as submitted, with its current status and filled quantity"),
@@ -585,6 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
         view = views.add_parser(name, help=text, description=text)
         view.add_argument(
             "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration"
+        )
+        view.add_argument(
+            "--workers",
+            type=_positive_int,
+            metavar="N",
+            default=argparse.SUPPRESS,
+            help=workers_help,
         )
         view.add_argument(
             "--since",

@@ -29,7 +29,8 @@ from typing import Any, TextIO
 from ..core.instruments import Instrument
 from ..core.positions import Position
 from ..core.protocol import Side
-from ..io.journal import Journal, JournaledFill, JournaledOrder
+from ..io.journal import JournaledFill, JournaledOrder
+from .journal_workers import open_journals
 
 __all__ = ["PnlRow", "parse_since", "pnl_rows", "run_journal_command"]
 
@@ -146,7 +147,7 @@ def _write(header: list[str], rows: list[list[str]], as_csv: bool, out: TextIO) 
 
 
 def run_journal_command(
-    path: str,
+    path: str | Sequence[str],
     what: str,
     *,
     config_instruments: dict[str, Instrument],
@@ -158,13 +159,16 @@ def run_journal_command(
 ) -> None:
     """Print ``orders``, ``fills`` or ``pnl`` from the journal at ``path``.
 
+    Several paths (a deployment's worker journals) are read as one, each
+    venue fill counted once (:mod:`~trading_engine.commands.journal_workers`).
     Raises :class:`~trading_engine.io.journal.JournalError` when the
     journal cannot be read, :class:`JournalUsageError` for a bad value.
     """
-    if path == ":memory:":
+    paths = [path] if isinstance(path, str) else list(path)
+    if ":memory:" in paths:
         raise JournalUsageError("journal.path is ':memory:': there is no journal to read")
     since_ns = None if since is None else parse_since(since)
-    journal = Journal.open(path, read_only=True)
+    journal = open_journals(paths)
     try:
         instruments = {**config_instruments, **journal.instruments()}
 

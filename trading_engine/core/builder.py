@@ -73,6 +73,8 @@ _UPDATE: Final = MessageType.UPDATE
 _TRADE: Final = MessageType.TRADE
 _HEARTBEAT: Final = MessageType.HEARTBEAT
 _SEQ_OUT_OF_RANGE: Final = Reason.SEQ_OUT_OF_RANGE
+#: How a rejection's detail starts when a price or size is off the instrument's grid.
+_OFF_GRID: Final = ("off_tick:", "off_lot:")
 
 
 class BookEntry:
@@ -118,7 +120,10 @@ class BookBuilder:
 
     ``rejected`` counts every ignored or rejected frame by :class:`Reason`;
     ``accepted`` counts accepted frames by :class:`MessageType`;
-    ``transitions`` counts state changes by ``(previous, new)``.
+    ``transitions`` counts state changes by ``(previous, new)``;
+    ``off_grid`` holds, per configured symbol, how many frames were
+    rejected for a price off its tick grid or a size off its lot grid and
+    the detail of the last one (``"off_tick: '100.005'"``).
     """
 
     __slots__ = (
@@ -126,6 +131,7 @@ class BookBuilder:
         "_listener",
         "accepted",
         "books",
+        "off_grid",
         "rejected",
         "transitions",
     )
@@ -136,6 +142,7 @@ class BookBuilder:
     rejected: Final[dict[Reason, int]]
     accepted: Final[dict[MessageType, int]]
     transitions: Final[dict[tuple[BookState, BookState], int]]
+    off_grid: Final[dict[str, tuple[int, str]]]
 
     def __init__(
         self, instruments: Iterable[Instrument], listener: BookListener | None = None
@@ -150,6 +157,7 @@ class BookBuilder:
         self.rejected = dict.fromkeys(Reason, 0)
         self.accepted = dict.fromkeys(MessageType, 0)
         self.transitions = {}
+        self.off_grid = {}
 
     @property
     def instruments(self) -> Mapping[str, Instrument]:
@@ -323,6 +331,11 @@ class BookBuilder:
         if symbol is None:
             return reason
         entry = self.books.get(symbol)
+        if entry is not None and msg.detail.startswith(_OFF_GRID):
+            # Kept for the operator: a book that never goes live because the
+            # publisher's grid is not the configured one says why.
+            count = self.off_grid.get(symbol, (0, ""))[0]
+            self.off_grid[symbol] = (count + 1, msg.detail)
         if entry is None or entry.state not in (_LIVE, _CROSSED):
             return reason
         if msg.seq is None:

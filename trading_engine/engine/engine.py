@@ -59,6 +59,7 @@ from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
 from .dispatch import Dispatcher, StrategyRunner
+from .notices import Notices, journal_venues_notice
 from .strategy_view import strategies_status
 
 __all__ = ["Engine"]
@@ -82,6 +83,7 @@ TASK_KINDS = (
     "journal",
     "loop-monitor",
     "timers",
+    "book-watch",
 )
 
 
@@ -285,6 +287,8 @@ class Engine:
         self.blocked: str | None = "start-up reconciliation has not run"
         #: Who set the trading state last, and why (``/status``).
         self.state_by: tuple[str, str | None] = ("start-up", None)
+        #: Operator warnings given, by kind (``trading_engine_warnings_total``).
+        self.notices = Notices()
 
     # -- strategies -----------------------------------------------------------
 
@@ -413,6 +417,8 @@ class Engine:
             await self._listen()
         if not await self._reconcile():
             return
+        if (notice := journal_venues_notice(self.journal)) is not None:
+            self.notices.warn("journal_venues", notice)
         if self.journal is not None:
             self.journal.start(self.task_crashes)
         self.sink.start()

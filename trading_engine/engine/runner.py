@@ -26,7 +26,9 @@ from ..io.gateway import HttpGateway, ssl_context
 from ..io.journal import Journal, VenueIdentity
 from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
+from ..lowlevel.tasks import cancel_and_wait
 from .engine import Engine
+from .notices import BookGridWatch, admin_token_notice
 from .telemetry import GcMonitor, LoopMonitor, registry_for
 
 __all__ = ["Service", "build_engine", "missing_secrets", "prepare_engine", "run_on_loop"]
@@ -253,6 +255,10 @@ class Service:
         self._stop = asyncio.Event()
         #: Orders still open when the last shutdown gave up waiting.
         self.still_open: list[Order] = []
+        self._environ = os.environ if environ is None else environ
+        #: Warns about books kept from going live by frames off their grid.
+        self.book_watch = BookGridWatch(engine.builder, engine.notices)
+        self._book_watch_task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -271,18 +277,31 @@ class Service:
             except OSError as exc:
                 admin = self.engine.config.admin
                 raise listen_error("admin", admin.host, admin.port, exc) from exc
+            self._warn_no_admin_token()
+            self._book_watch_task = self.engine.task_crashes.spawn(
+                self.book_watch.run(), name="book-watch", kind="book-watch"
+            )
             try:
                 await self.engine.start()
             except BaseException:
                 await self.admin.stop()
                 raise
         except BaseException:
+            await cancel_and_wait(self._book_watch_task)
             await self.monitor.stop()
             self.gc_monitor.uninstall()
             raise
         settings = self.engine.config.engine
         # Start-up objects (modules, config, books) never need collecting again.
         GcMonitor.tune(settings.gc_freeze, settings.gc_threshold)
+
+    def _warn_no_admin_token(self) -> None:
+        config = self.engine.config
+        if config.engine.shards > 1:
+            return  # a worker: the supervisor serves the admin API and says it
+        notice = admin_token_notice(config.admin.token_env, self._environ)
+        if notice is not None:
+            self.engine.notices.warn("admin_token", notice)
 
     async def run(self, duration_s: float | None = None) -> int:
         """Start, serve until stopped (or ``duration_s``), then shut down.
@@ -327,6 +346,8 @@ class Service:
         return 1 if self.still_open else 0
 
     async def shutdown(self) -> None:
+        await cancel_and_wait(self._book_watch_task)
+        self._book_watch_task = None
         self.still_open = await self.engine.stop()
         await self.admin.stop()
         await self.monitor.stop()

@@ -67,6 +67,7 @@ from ..io.webserver import json_response, listen_error, serve
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import register_process_collectors
 from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
+from .notices import admin_token_notice
 
 __all__ = ["Supervisor", "Worker", "merged_exposition", "worker_environment"]
 
@@ -215,6 +216,8 @@ class Supervisor:
             self._runner, self.port = await serve(self.app(), self.config.admin.host, self.port)
         except OSError as exc:
             raise listen_error("admin", self.config.admin.host, self.port, exc) from exc
+        if (notice := admin_token_notice(self.config.admin.token_env, self.environ)) is not None:
+            log.warning("%s", notice)
         for worker in self.workers:
             await self._spawn(worker)
             self._watchers.append(
@@ -385,6 +388,9 @@ class Supervisor:
         workers = [w.describe() for w in self.workers]
         for described, document in zip(workers, documents, strict=True):
             described["trading_state"] = None if document is None else document["trading_state"]
+            # Each worker reconciles and journals on its own: show each one's.
+            for key in ("reconciliation", "journal"):
+                described[key] = None if document is None else document.get(key)
         return json_response(merge_status(documents, workers), 200)
 
     async def _forward(self, request: web.Request) -> web.Response:

@@ -224,6 +224,15 @@ class EngineCollector(Collector):
         rejected.add_metric(["bad_peer_closed"], feed.stats.bad_peer_closed if feed else 0)
         yield rejected
 
+        warnings = CounterMetricFamily(
+            P + "warnings",
+            "Operator warnings logged, by kind (admin_token, book_off_grid, journal_venues).",
+            labels=["kind"],
+        )
+        for notice, count in engine.notices.counts.items():
+            warnings.add_metric([notice], count)
+        yield warnings
+
         orders = CounterMetricFamily(
             P + "orders",
             "Orders that reached each status (submitted: sent to the order sink).",

@@ -999,6 +999,20 @@ class Journal:
         ).fetchone()
         return None if row is None or not row[0] else VenueIdentity(row[0], row[1])
 
+    def venues(self) -> list[tuple[int, VenueIdentity | None, bool, str]]:
+        """Every venue row, oldest first: (seq, identity or None, new fills log, reason).
+
+        More than one row means the journal's fills come from more than one
+        venue, account or fills log (a venue accepted as new, a reset).
+        """
+        rows = self._db.execute(
+            "SELECT seq, base_url, key_fingerprint, new_fills_log, reason FROM venues ORDER BY seq"
+        ).fetchall()
+        return [
+            (int(seq), VenueIdentity(url, key) if url else None, bool(new_log), str(reason))
+            for seq, url, key, new_log, reason in rows
+        ]
+
     def read_fills_cursor(self) -> int:
         """The largest venue fill id read (0: none); O(1)."""
         row = self._db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()

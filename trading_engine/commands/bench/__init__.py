@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ...core.errors import ConfigError
 from .orchestration import EngineCase, run_bench
 from .plot import plot
-from .report import machine, print_report
+from .report import LOADED_PER_CORE, load, load_note, machine, print_report
 from .stats import percentile, percentiles, wire_to_wire
 
 __all__ = [
@@ -111,6 +112,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON (default: none)")
     parser.add_argument(
+        "--max-load",
+        type=float,
+        default=LOADED_PER_CORE,
+        metavar="L",
+        help="1-minute load average per core above which the report says the machine was "
+        "loaded and its figures are not comparable",
+    )
+    parser.add_argument(
         "--plot", metavar="FILE", help="write a PNG percentile plot (matplotlib; default: none)"
     )
     parser.add_argument(
@@ -132,7 +141,12 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--plot needs matplotlib: pip install 'trading-engine[plot]'", []
             ) from None
+    found = load(args.max_load)
+    note = load_note(found)
+    if note is not None:
+        print(f"trading-engine bench: warning: {note}", file=sys.stderr, flush=True)
     report = run_bench(args)
+    report["load"] = found
     print_report(report)
     if args.json:
         Path(args.json).write_text(

@@ -8,12 +8,57 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ...lowlevel.build import BUILD
 from .stats import percentiles
 
-__all__ = ["build_report", "machine", "print_report"]
+__all__ = ["LOADED_PER_CORE", "build_report", "load", "load_note", "machine", "print_report"]
+
+#: The 1-minute load average per core above which ``bench`` says its figures
+#: are not comparable: other work then shares the cores the three processes need.
+LOADED_PER_CORE = 0.5
+
+
+def load(
+    threshold: float = LOADED_PER_CORE,
+    getloadavg: Callable[[], tuple[float, float, float]] | None = None,
+    cores: int | None = None,
+) -> dict[str, Any]:
+    """The machine's load before the bench starts.
+
+    ``{"load_1m", "cores", "per_core", "threshold", "loaded"}``; the load
+    fields are None where the platform has no load average (``loaded``
+    False then). ``loaded``: the 1-minute load per core is above
+    ``threshold``.
+    """
+    count = cores if cores is not None else os.cpu_count() or 1
+    try:
+        one_minute = (getloadavg or os.getloadavg)()[0]
+    except OSError:
+        return {"load_1m": None, "cores": count, "per_core": None, "threshold": threshold,
+                "loaded": False}  # fmt: skip
+    per_core = one_minute / count
+    return {
+        "load_1m": round(one_minute, 2),
+        "cores": count,
+        "per_core": round(per_core, 2),
+        "threshold": threshold,
+        "loaded": per_core > threshold,
+    }
+
+
+def load_note(found: dict[str, Any]) -> str | None:
+    """One line saying the machine was loaded and the figures are not comparable, or None."""
+    if not found.get("loaded"):
+        return None
+    return (
+        f"load average {found['load_1m']:.2f} over {found['cores']} core(s) "
+        f"({found['per_core']:.2f} per core, above {found['threshold']:g}) before the bench "
+        "started: other work shares the CPUs, so these figures are not comparable with a "
+        "run on an idle machine"
+    )
 
 
 def machine() -> dict[str, Any]:
@@ -132,6 +177,9 @@ def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict
 def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     s = report["settings"]
+    note = load_note(report.get("load", {}))
+    if note is not None:
+        print(f"WARNING: {note}\n")
     print(
         f"trading-engine bench: Python {m['python']} ({m['implementation']}), {m['cpu']}, "
         f"{m['cores']} cores, {m['build']} build\n"

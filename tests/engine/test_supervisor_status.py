@@ -1,0 +1,85 @@
+"""The supervisor's ``/status`` and start-up warning, with stand-in workers serving ``/status``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes import config
+from tests.helpers import free_port_range
+from trading_engine.engine.notices import NO_TOKEN_ANSWER
+from trading_engine.engine.supervisor import Supervisor
+
+#: A worker that serves a fixed ``/status`` on its admin port, naming its shard and journal.
+STAND_IN = """
+import http.server, json, os
+env = os.environ
+doc = {
+    "trading_state": "active", "breaker": "closed", "books": {}, "positions": {},
+    "open_orders": 0, "strategies": {},
+    "reconciliation": {
+        "positions_from": "venue", "shard": int(env["TRADING_ENGINE__ENGINE__SHARD"]),
+    },
+    "journal": {"path": env["TRADING_ENGINE__JOURNAL__PATH"], "write_errors": 0},
+}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+port = int(env["TRADING_ENGINE__ADMIN__PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+async def _poll(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """The supervisor's /status once every stand-in worker answered it (within 10 s)."""
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while True:
+        status: dict[str, Any] = (await client.get(url)).json()
+        if all(worker["reconciliation"] is not None for worker in status["workers"]):
+            return status
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_status_shows_each_workers_reconciliation_and_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(
+        feed={"port": free_port_range(2)},
+        admin={"port": free_port_range(3)},
+        journal={"path": str(tmp_path / "journal.db")},
+    )
+    supervisor = Supervisor(
+        cfg, 2, environ={}, command=[sys.executable, "-c", STAND_IN], stop_timeout_s=1.0
+    )
+    with caplog.at_level(logging.WARNING, "trading_engine.supervisor"):
+        await supervisor.start()
+    try:
+        warned = [r.getMessage() for r in caplog.records if "no admin token" in r.getMessage()]
+        assert len(warned) == 1
+        assert NO_TOKEN_ANSWER in warned[0]
+        url = f"http://127.0.0.1:{supervisor.port}/status"
+        async with httpx.AsyncClient() as client:
+            status = await _poll(client, url)
+        for index, worker in enumerate(status["workers"]):
+            assert worker["reconciliation"] == {"positions_from": "venue", "shard": index}
+            assert worker["journal"] == {
+                "path": str(tmp_path / f"journal.{index}.db"),
+                "write_errors": 0,
+            }
+    finally:
+        await supervisor.shutdown()
