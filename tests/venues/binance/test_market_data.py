@@ -92,10 +92,13 @@ def test_the_snapshot_waits_for_an_event_that_brackets_it() -> None:
     assert made.on_snapshot("XMRBTC", SNAPSHOT, 2) == []  # nothing left to confirm it yet
     actions = made.on_message(second, 3)  # U == lastUpdateId + 1
     assert [type(a) for a in actions] == [BookFrame, BookFrame]
-    assert isinstance(actions[0], BookFrame) and actions[0].snapshot
-    assert len(actions[0].bids) == 20
-    assert isinstance(actions[1], BookFrame) and not actions[1].snapshot
-    assert actions[1].ts_ns == 1628952396268 * 1_000_000
+    snapshot, update = actions
+    assert isinstance(snapshot, BookFrame)
+    assert snapshot.snapshot
+    assert len(snapshot.bids) == 20
+    assert isinstance(update, BookFrame)
+    assert not update.snapshot
+    assert update.ts_ns == 1628952396268 * 1_000_000
 
 
 def test_buffered_events_are_applied_after_the_snapshot() -> None:

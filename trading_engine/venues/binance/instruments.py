@@ -42,8 +42,7 @@ def _decimal(value: object, where: str) -> str | None:
         raise UnreadableAnswer(f"binance exchangeInfo: {where} {value!r} is not a decimal")
     if number == 0:
         return None
-    text = format(number.normalize(), "f")
-    return text
+    return format(number.normalize(), "f")
 
 
 def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstrument]:

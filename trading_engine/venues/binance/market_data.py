@@ -62,13 +62,18 @@ _DECIMAL: Final = re.compile(r"\d{1,40}(?:\.\d{1,40})?")
 Level = tuple[str, str]
 
 
-class _Depth(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+class _Depth(
+    msgspec.Struct,
+    tag_field="e",
+    tag="depthUpdate",
+    rename={"first_id": "U", "last_id": "u", "event_ms": "E"},
+):
     s: str
-    U: int
-    u: int
+    first_id: int
+    last_id: int
     b: list[Level]
     a: list[Level]
-    E: int = 0
+    event_ms: int = 0
 
 
 class _Trade(msgspec.Struct, tag_field="e", tag="trade"):
@@ -92,8 +97,8 @@ class _Envelope(msgspec.Struct):
     data: _Depth | _Trade | _AggTrade
 
 
-class _Snapshot(msgspec.Struct):
-    lastUpdateId: int  # noqa: N815 - the venue's field name
+class _Snapshot(msgspec.Struct, rename={"last_id": "lastUpdateId"}):
+    last_id: int
     bids: list[Level]
     asks: list[Level]
 
@@ -120,10 +125,7 @@ class _SymbolState:
 
 def _levels_ok(levels: list[Level]) -> bool:
     match = _DECIMAL.fullmatch
-    for price, size in levels:
-        if match(price) is None or match(size) is None:
-            return False
-    return True
+    return all(match(price) is not None and match(size) is not None for price, size in levels)
 
 
 class BinanceMarketData:
@@ -242,25 +244,25 @@ class BinanceMarketData:
             if state.pending is not None:
                 return self._try_sync(symbol, state)
             return []
-        if event.u <= book_id:
+        if event.last_id <= book_id:
             self._count("old_event")
             return []
-        if event.U > book_id + 1:
+        if event.first_id > book_id + 1:
             return self._restart(symbol, state, "gap", event)
         if not (_levels_ok(event.b) and _levels_ok(event.a)):
             return self._restart(symbol, state, "bad_level", None)
-        state.book_id = event.u
-        return [BookFrame(symbol, False, event.b, event.a, event.E * 1_000_000 or None)]
+        state.book_id = event.last_id
+        return [BookFrame(symbol, False, event.b, event.a, event.event_ms * 1_000_000 or None)]
 
     def _try_sync(self, symbol: str, state: _SymbolState) -> list[Action]:
         snapshot = state.pending
         assert snapshot is not None
-        last = snapshot.lastUpdateId
-        buffer = [event for event in state.buffer if event.u > last]
+        last = snapshot.last_id
+        buffer = [event for event in state.buffer if event.last_id > last]
         state.buffer = buffer
         if not buffer:
             return []  # the next event confirms (or refutes) the snapshot
-        if buffer[0].U > last + 1:
+        if buffer[0].first_id > last + 1:
             # Events between the snapshot and the first buffered one are gone.
             state.pending = None
             self._count("snapshot_stale")
