@@ -348,8 +348,9 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 class FeedHandlerConfig(_Section):
     """One ``[[feeds]]`` entry: a feed handler for one venue (``trading-engine feed``).
 
-    ``run`` starts one feed handler process per entry; ``feed VENUE
-    --config FILE`` reads the first entry of that venue (or ``--entry N``).
+    ``run`` starts one feed handler process per entry with ``spawn``;
+    ``feed VENUE --config FILE`` reads the first entry of that venue (or
+    ``--entry N``).
     """
 
     venue: Literal["binance", "okx", "kraken"]
@@ -370,6 +371,11 @@ class FeedHandlerConfig(_Section):
     )
     capture_path: str | None = Field(
         None, description="append what the handler receives and publishes to this file"
+    )
+    spawn: bool = Field(
+        True,
+        description="run starts this feed handler as a child process (false: it runs on its "
+        "own, as docker compose's feed services do)",
     )
 
     def engine_symbols(self) -> dict[str, str]:
@@ -457,6 +463,8 @@ def _cross_checks(config: Config) -> list[str]:
             for venue_symbol in feed.symbol_map
             if venue_symbol not in feed.symbols
         )
+        if not feed.to and not feed.spawn:
+            problems.append(f"feeds[{i}].to: a feed that run does not start needs its engines")
         if not feed.to:
             # Published to this engine: its symbols must be configured here.
             problems.extend(

@@ -177,7 +177,9 @@ def _feed_children(config: Config, args: argparse.Namespace) -> FeedChildren | N
     A worker of ``run --workers N`` (``engine.shards`` > 1 with one
     process) leaves the feeds to its supervisor, which starts them once.
     """
-    if not config.feeds or (args.workers == 1 and config.engine.shards > 1):
+    if not any(feed.spawn for feed in config.feeds) or (
+        args.workers == 1 and config.engine.shards > 1
+    ):
         return None
     from .feed import FeedChildren
 

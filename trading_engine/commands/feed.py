@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from ..config import Config, FeedHandlerConfig, InstrumentConfig, load_config
 from ..core.errors import ConfigError, UnreadableAnswer
@@ -113,15 +114,21 @@ def feed_arguments(args: argparse.Namespace) -> tuple[FeedHandlerConfig, int | N
         _url(ws_url, "--ws-url", ("ws", "wss"))
     if rest_url is not None:
         _url(rest_url, "--rest-url", ("http", "https"))
-    settings = FeedHandlerConfig(
-        venue=args.venue,
-        symbols=symbols,
-        to=to,
-        ws_url=ws_url,
-        rest_url=rest_url,
-        symbol_map={k: v for k, v in (entry.symbol_map if entry else {}).items() if k in symbols},
-        capture_path=args.capture or (entry.capture_path if entry else None),
-    )
+    try:
+        settings = FeedHandlerConfig(
+            venue=args.venue,
+            symbols=symbols,
+            to=to,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            symbol_map={
+                k: v for k, v in (entry.symbol_map if entry else {}).items() if k in symbols
+            },
+            capture_path=args.capture or (entry.capture_path if entry else None),
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise FeedUsageError(f"--{error['loc'][0]}: {error['msg']}") from None
     port = (
         args.metrics_port
         if args.metrics_port is not None
@@ -303,11 +310,13 @@ class FeedChildren:
     def __init__(
         self, config: Config, config_path: str | Path | None, default_to: Sequence[str]
     ) -> None:
-        if config.feeds and config_path is None:
+        if any(feed.spawn for feed in config.feeds) and config_path is None:
             message = "feeds: [[feeds]] entries need run --config FILE (the feed processes read it)"
             raise ConfigError(message, [message])
         self.commands: list[list[str]] = []
         for index, feed in enumerate(config.feeds):
+            if not feed.spawn:
+                continue
             command = [sys.executable, "-m", "trading_engine", "feed", feed.venue]
             command += ["--config", str(config_path), "--entry", str(index)]
             if not feed.to:
