@@ -1,4 +1,4 @@
-"""``trading-engine feed`` and ``run`` with ``[[feeds]]`` as a user runs them, against a scripted venue.
+"""``feed`` and ``run`` with ``[[feeds]]`` as a user runs them, against a scripted venue.
 
 Real processes on loopback: the engine (``run``), the feed handler (its
 child, or ``feed`` on its own), and in this process a venue that replays
@@ -97,6 +97,11 @@ def book(status: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def spawn(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start a process (outside the test's coroutine, which must not block)."""
+    return subprocess.Popen(args, **options)
+
+
 def stop(process: subprocess.Popen[bytes]) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -126,7 +131,7 @@ metrics_port = {metrics_port}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
     env["EXCHANGE_API_KEY"] = "k"
     log = (tmp_path / "engine.log").open("wb")
-    engine = subprocess.Popen(
+    engine = spawn(
         command("run", "--config", str(config), "--duration", "120"), cwd=tmp_path, env=env,
         stderr=log,
     )  # fmt: skip
@@ -161,7 +166,7 @@ metrics_port = {metrics_port}
             ),
         )
         assert "trading_engine_feed_handler_messages_total" in metrics
-        assert stop(engine) == 0
+        assert await asyncio.to_thread(stop, engine) == 0
     finally:
         if engine.poll() is None:
             engine.kill()
@@ -183,10 +188,10 @@ async def test_the_feed_command_publishes_to_an_engine_and_records_a_capture(
         '[[feeds]]\nvenue = "binance"\nsymbols = ["XMRBTC"]\nto = ["127.0.0.1:1"]\n'
         'symbol_map = { XMRBTC = "XMR-BTC" }\n'
     )
-    engine = subprocess.Popen(
+    engine = spawn(
         command("run", "--config", str(config), "--duration", "120"), cwd=tmp_path, env=env
     )
-    feed = subprocess.Popen(
+    feed = spawn(
         command("feed", "binance", "--config", str(feed_config), "--to", f"127.0.0.1:{feed_port}",
                 "--ws-url", venue.ws_url, "--rest-url", venue.rest_url, "--capture", str(capture),
                 "--duration", "120"),
@@ -199,12 +204,12 @@ async def test_the_feed_command_publishes_to_an_engine_and_records_a_capture(
             f"http://127.0.0.1:{admin_port}/status", lambda s: book(s)["state"] == "live"
         )
         assert book(status)["best_bid"] == ["0.005773", "16.196"]
-        assert stop(feed) == 0
+        assert await asyncio.to_thread(stop, feed) == 0
         kinds = [line.split("\t", 3)[1] for line in capture.read_text().splitlines()]
         assert kinds.count("ws") == len(MESSAGES)
         assert "snapshot" in kinds
         assert "out" in kinds
-        assert stop(engine) == 0
+        assert await asyncio.to_thread(stop, engine) == 0
     finally:
         for process in (feed, engine):
             if process.poll() is None:
