@@ -37,7 +37,7 @@ from typing import Any, Final
 import msgspec
 
 from ...core.feeds import Action, BookFrame, Reconnect, Resync, SendText, TradeFrame
-from .book import KrakenBook, MalformedLevel
+from .book import KrakenBook, MalformedLevel, plain
 
 __all__ = ["DEPTHS", "KrakenDialect"]
 
@@ -45,6 +45,7 @@ __all__ = ["DEPTHS", "KrakenDialect"]
 DEPTHS: Final = (10, 25, 100, 500, 1000)
 
 _NS_PER_S: Final = 1_000_000_000
+_NOTHING: Final[list[tuple[str, str]]] = []
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -342,10 +343,12 @@ class KrakenDialect:
                 self._count("update_before_snapshot")
                 continue
             book = state.book
-            if snapshot:
-                book.clear()
             try:
-                bids, asks = book.apply(data.bids, data.asks)
+                if snapshot:
+                    book.replace(data.bids, data.asks)
+                    bids = asks = _NOTHING
+                else:
+                    bids, asks = book.apply(data.bids, data.asks)
             except MalformedLevel:
                 self._count("malformed_level")
                 actions.extend(self._resync(symbol, state, "unreadable", now_ns))
@@ -384,8 +387,8 @@ class KrakenDialect:
             actions.append(
                 TradeFrame(
                     trade.symbol,
-                    format(trade.price, "f"),
-                    format(trade.qty, "f"),
+                    plain(trade.price),
+                    plain(trade.qty),
                     trade.side,
                     _ts_ns(trade.timestamp),
                 )

@@ -51,6 +51,20 @@ class OkxBook:
         self.bids.clear()
         self.asks.clear()
 
+    def replace(self, bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> None:
+        """Make the book exactly these levels (a snapshot); size ``0`` levels are skipped.
+
+        Builds each side in one sort, O(n log n), rather than n inserts.
+        Raises :class:`MalformedLevel` (the book is then empty).
+        """
+        self.clear()
+        try:
+            self.bids.update(_levels(bids))
+            self.asks.update(_levels(asks))
+        except MalformedLevel:
+            self.clear()
+            raise
+
     def apply(
         self, bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]
     ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -71,6 +85,23 @@ class OkxBook:
         top_bids = [f"{p}:{s}" for p, s in self.bids.values()[:CHECKSUM_LEVELS]]
         top_asks = [f"{p}:{s}" for p, s in self.asks.values()[:CHECKSUM_LEVELS]]
         return checksum(top_bids, top_asks)
+
+
+def _levels(levels: Sequence[Sequence[str]]) -> dict[Decimal, tuple[str, str]]:
+    out: dict[Decimal, tuple[str, str]] = {}
+    for level in levels:
+        if len(level) < 2:
+            raise MalformedLevel(f"level {level!r} has no price and size")
+        price_text = level[0]
+        size_text = level[1]
+        price = _decimal(price_text, "price")
+        if not price:
+            raise MalformedLevel(f"price {price_text!r} is zero")
+        if _decimal(size_text, "size"):
+            out[price] = (price_text, size_text)
+        else:
+            out.pop(price, None)
+    return out
 
 
 def _apply_side(side: SortedDict, levels: Sequence[Sequence[str]]) -> list[tuple[str, str]]:

@@ -274,9 +274,8 @@ class OkxDialect:
             self._count("unreadable")
             return self._resync(symbol, state, "unreadable", now_ns)
         book = state.book
-        book.clear()
         try:
-            book.apply(data.bids, data.asks)
+            book.replace(data.bids, data.asks)
         except MalformedLevel:
             self._count("malformed_level")
             return self._resync(symbol, state, "unreadable", now_ns)
