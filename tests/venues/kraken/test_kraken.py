@@ -442,3 +442,19 @@ def test_one_corrupted_level_resyncs_exactly_there(
             assert actions[0] == Resync(SYM, "checksum")
             assert requests(actions[1:]) == resubscription()
             break
+
+
+def test_asset_pairs_with_bad_fields_are_refused() -> None:
+    answer = json.loads((DATA / "asset_pairs.json").read_text())
+    pair = answer["result"]["XBTUSDT"]
+    pair["ordermin"] = "-1"
+    with pytest.raises(UnreadableAnswer, match="BTC/USDT ordermin '-1'"):
+        kraken.parse_instruments(json.dumps(answer).encode(), ["BTC/USDT"])
+    pair["ordermin"] = "0.00005"
+    del pair["lot_decimals"]
+    with pytest.raises(UnreadableAnswer, match="BTC/USDT lot_decimals None"):
+        kraken.parse_instruments(json.dumps(answer).encode(), ["BTC/USDT"])
+    pair["lot_decimals"] = 8
+    del pair["tick_size"]
+    (inst,) = kraken.parse_instruments(json.dumps(answer).encode(), ["BTC/USDT"])
+    assert inst.tick_size == "0.1"  # from pair_decimals 1

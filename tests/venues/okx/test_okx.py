@@ -386,3 +386,69 @@ def test_one_corrupted_level_resyncs_exactly_there(
         else:
             assert actions == [Resync(SYM, "checksum"), *resubscription()]
             break
+
+
+# -- property: the seqId rules against a small reference model ---------------------------
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["next", "keepalive", "reset", "gap", "snapshot"]),
+        st.integers(min_value=1, max_value=1000),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(steps=_steps)
+def test_sequence_rules_match_a_reference_model(steps: list[tuple[str, int]]) -> None:
+    """The model: a snapshot makes the book live; an update is in order iff its
+    prevSeqId is the last seqId (whatever its own seqId: larger, equal or reset);
+    the first out-of-order update re-syncs, and updates are ignored until the
+    next snapshot."""
+    d = dialect()
+    live = False
+    last = 0
+    for kind, k in steps:
+        if kind == "snapshot":
+            prev, seq = -1, k
+        elif kind == "next":
+            prev, seq = last, last + k
+        elif kind == "keepalive":
+            prev, seq = last, last
+        elif kind == "reset":
+            prev, seq = last, max(0, last - k)
+        else:
+            prev, seq = last + k, last + 2 * k
+        action = "snapshot" if kind == "snapshot" else "update"
+        # A keepalive carries no levels; every other message changes one.
+        bids = [] if kind == "keepalive" else [("100", str(k))]
+        text = book_message(SYM, action, bids, [], seq=seq, prev=prev, checksum=0)
+        actions = d.on_message(text, 1)
+        if action == "snapshot":
+            expected: list[object] = [BookFrame(SYM, True, bids, [], 1700000000000 * 10**6)]
+            live, last = True, seq
+        elif not live:
+            expected = []
+        elif prev != last:
+            expected = [Resync(SYM, "gap"), *resubscription()]
+            live = False
+        else:
+            last = seq
+            expected = [BookFrame(SYM, False, bids, [], 1700000000000 * 10**6)] if bids else []
+        assert actions == expected, (kind, prev, seq)
+
+
+def test_instruments_with_a_bad_increment_are_refused() -> None:
+    answer = json.loads((DATA / "instruments_spot.json").read_text())
+    answer["data"][0]["tickSz"] = "0"
+    with pytest.raises(UnreadableAnswer, match="BTC-USD tickSz is 0"):
+        okx.parse_instruments(json.dumps(answer).encode(), ["BTC-USD"])
+    answer["data"][0]["tickSz"] = "0.1"
+    answer["data"][0]["lotSz"] = "tiny"
+    with pytest.raises(UnreadableAnswer, match="BTC-USD lotSz 'tiny' is not a decimal"):
+        okx.parse_instruments(json.dumps(answer).encode(), ["BTC-USD"])
+    answer["data"][0]["lotSz"] = "0.00000001"
+    answer["data"][0]["minSz"] = "0"
+    (inst,) = okx.parse_instruments(json.dumps(answer).encode(), ["BTC-USD"])
+    assert inst.min_quantity is None

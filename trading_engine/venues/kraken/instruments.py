@@ -17,7 +17,7 @@ BTC, XDG for DOGE) are translated, and every other name compares as is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 import msgspec
@@ -35,7 +35,7 @@ class _Pair(msgspec.Struct):
     wsname: str | None = None
     tick_size: str | None = None
     pair_decimals: int | None = None
-    lot_decimals: int = 8
+    lot_decimals: int | None = None
     ordermin: str | None = None
     costmin: str | None = None
 
@@ -43,6 +43,25 @@ class _Pair(msgspec.Struct):
 class _Answer(msgspec.Struct):
     error: list[str] = []
     result: dict[str, _Pair] = {}
+
+
+def _decimal(text: str | None, where: str) -> str | None:
+    """``text`` checked as a decimal >= 0; None when absent or zero (no minimum)."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise UnreadableAnswer(f"kraken AssetPairs: {where} {text!r} is not a decimal") from None
+    if not value.is_finite() or value < 0:
+        raise UnreadableAnswer(f"kraken AssetPairs: {where} {text!r} is not a decimal >= 0")
+    return text if value else None
+
+
+def _places(value: int | None, where: str) -> int:
+    if value is None or not 0 <= value <= 18:
+        raise UnreadableAnswer(f"kraken AssetPairs: {where} {value!r} is not 0..18")
+    return value
 
 
 def v2_symbol(wsname: str) -> str:
@@ -73,19 +92,19 @@ def parse_instruments(body: bytes, symbols: Sequence[str]) -> list[VenueInstrume
         pair = listed.get(symbol)
         if pair is None:
             raise UnreadableAnswer(f"kraken AssetPairs: wsname for {symbol!r} is not listed")
-        if pair.tick_size is not None:
-            tick = pair.tick_size
-        elif pair.pair_decimals is not None:
-            tick = format(Decimal(1).scaleb(-pair.pair_decimals), "f")
-        else:
-            raise UnreadableAnswer(f"kraken AssetPairs: {symbol!r} has no tick_size")
+        tick = _decimal(pair.tick_size, f"{symbol} tick_size")
+        if tick is None:
+            # Older answers carry only the price's decimals.
+            places = _places(pair.pair_decimals, f"{symbol} pair_decimals")
+            tick = format(Decimal(1).scaleb(-places), "f")
+        lot_places = _places(pair.lot_decimals, f"{symbol} lot_decimals")
         found.append(
             VenueInstrument(
                 symbol=symbol,
                 tick_size=tick,
-                lot_size=format(Decimal(1).scaleb(-pair.lot_decimals), "f"),
-                min_quantity=pair.ordermin,
-                min_notional=pair.costmin,
+                lot_size=format(Decimal(1).scaleb(-lot_places), "f"),
+                min_quantity=_decimal(pair.ordermin, f"{symbol} ordermin"),
+                min_notional=_decimal(pair.costmin, f"{symbol} costmin"),
             )
         )
     return found

@@ -9,6 +9,7 @@ minimum notional for spot.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 
 import msgspec
 
@@ -29,6 +30,30 @@ class _Answer(msgspec.Struct):
     code: str
     data: list[_Instrument] = []
     msg: str = ""
+
+
+def _decimal(text: str, where: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise UnreadableAnswer(f"okx instruments: {where} {text!r} is not a decimal") from None
+    if not value.is_finite() or value < 0:
+        raise UnreadableAnswer(f"okx instruments: {where} {text!r} is not a decimal >= 0")
+    return value
+
+
+def _increment(text: str, where: str) -> str:
+    """``text`` checked as a decimal > 0."""
+    if not _decimal(text, where):
+        raise UnreadableAnswer(f"okx instruments: {where} is 0")
+    return text
+
+
+def _minimum(text: str | None, where: str) -> str | None:
+    """``text`` checked as a decimal >= 0; None when absent or zero (no minimum)."""
+    if not text or not _decimal(text, where):
+        return None
+    return text
 
 
 def instruments_url(rest_url: str, symbols: Sequence[str]) -> str:
@@ -57,9 +82,9 @@ def parse_instruments(body: bytes, symbols: Sequence[str]) -> list[VenueInstrume
         found.append(
             VenueInstrument(
                 symbol=symbol,
-                tick_size=item.tick_sz,
-                lot_size=item.lot_sz,
-                min_quantity=item.min_sz or None,
+                tick_size=_increment(item.tick_sz, f"{symbol} tickSz"),
+                lot_size=_increment(item.lot_sz, f"{symbol} lotSz"),
+                min_quantity=_minimum(item.min_sz, f"{symbol} minSz"),
                 min_notional=None,
             )
         )
