@@ -452,3 +452,16 @@ def test_instruments_with_a_bad_increment_are_refused() -> None:
     answer["data"][0]["minSz"] = "0"
     (inst,) = okx.parse_instruments(json.dumps(answer).encode(), ["BTC-USD"])
     assert inst.min_quantity is None
+
+
+def test_refused_subscription_of_one_instrument_does_not_reconnect() -> None:
+    d = dialect()
+    refused = (
+        '{"event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:BTC-USDT'
+        " doesn't exist. Please use the correct URL, channel and parameters referring to API"
+        ' document.","connId":"a4d3ae55"}'
+    )
+    assert d.on_message(refused, 1) == []
+    assert d.errors == {"subscribe_failed": 1}
+    other = refused.replace("BTC-USDT", "XYZ-USDT")
+    assert d.on_message(other, 2) == [Reconnect("venue_error")]

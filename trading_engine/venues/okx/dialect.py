@@ -240,6 +240,14 @@ class OkxDialect:
             self._count("notice")
             return [Reconnect("maintenance")]
         if event == "error":
+            # A refused subscription names its instrument in the message (code
+            # 60018: "...instId:BTC-XYZ doesn't exist"): reconnecting would not
+            # help it and would cost every other symbol its book. It stays
+            # without a snapshot, so the snapshot timeout retries it.
+            text = envelope.msg or ""
+            if envelope.code == "60018" and any(s in text for s in self.symbols):
+                self._count("subscribe_failed")
+                return []
             self._count("venue_error")
             return [Reconnect("venue_error")]
         self._count("unknown_event")
