@@ -1,6 +1,6 @@
 """One Kraken pair's order book as the v2 ``book`` channel builds it.
 
-Kraken's maintenance rules (https://docs.kraken.com/api/docs/guides/spot-ws-book-v2):
+Kraken's maintenance rules (https://docs.kraken.com/exchange/guides/websockets/book-checksum-v2):
 apply every level of a message in order (quantity 0 removes the price),
 then truncate each side to the subscribed depth, since the venue sends
 no removal for a level that falls out of scope.

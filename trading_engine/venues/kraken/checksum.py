@@ -1,7 +1,7 @@
 """Kraken's WebSocket v2 book checksum: CRC32 of the top 10 levels of each side.
 
 Kraken documents it in "Book checksum (WebSocket v2)"
-(https://docs.kraken.com/api/docs/guides/spot-ws-book-v2): for each of
+(https://docs.kraken.com/exchange/guides/websockets/book-checksum-v2): for each of
 the 10 best asks (lowest price first) and then each of the 10 best bids
 (highest first), write the price and then the quantity as decimal text
 at the pair's precision, remove the decimal point and the leading zeros,

@@ -2,11 +2,11 @@
 
 The rules, each from Kraken's documentation:
 
-* The ``instrument`` channel (https://docs.kraken.com/api/docs/websocket-v2/instrument)
+* The ``instrument`` channel (https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/instrument)
   gives each pair's ``price_precision`` and ``qty_precision``, which the
   checksum needs; the dialect subscribes to it first and to ``book`` and
   ``trade`` once its snapshot is in.
-* ``book`` (https://docs.kraken.com/api/docs/websocket-v2/book) sends a
+* ``book`` (https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/book) sends a
   snapshot and then updates, each with the CRC32 checksum of the top 10
   levels (:mod:`.checksum`), verified after every message. Levels are
   applied in order, quantity 0 removes, and each side is then truncated
@@ -18,8 +18,8 @@ The rules, each from Kraken's documentation:
   prints again on every reconnect.
 * Keepalive: the venue sends ``heartbeat`` every second while subscribed;
   after a quiet spell the dialect sends the ``ping`` method and reconnects
-  when no ``pong`` comes (https://docs.kraken.com/api/docs/websocket-v2/ping).
-* ``status`` (https://docs.kraken.com/api/docs/websocket-v2/status):
+  when no ``pong`` comes (https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/ping).
+* ``status`` (https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/status):
   ``system: maintenance`` reconnects (with back-off, until the venue is
   back online).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from itertools import chain
 from typing import Final
 
 __all__ = ["CHECKSUM_LEVELS", "checksum", "checksum_text"]
@@ -30,14 +31,10 @@ def checksum_text(bids: Sequence[str], asks: Sequence[str]) -> str:
     """
     b = bids[:CHECKSUM_LEVELS]
     a = asks[:CHECKSUM_LEVELS]
-    parts: list[str] = []
+    # zip interleaves up to the shorter side; the longer side's rest follows.
     common = min(len(b), len(a))
-    for i in range(common):
-        parts.append(b[i])
-        parts.append(a[i])
-    parts.extend(b[common:])
-    parts.extend(a[common:])
-    return ":".join(parts)
+    pairs = chain.from_iterable(zip(b, a, strict=False))
+    return ":".join([*pairs, *b[common:], *a[common:]])
 
 
 def checksum(bids: Sequence[str], asks: Sequence[str]) -> int:
