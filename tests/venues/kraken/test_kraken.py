@@ -458,3 +458,11 @@ def test_asset_pairs_with_bad_fields_are_refused() -> None:
     del pair["tick_size"]
     (inst,) = kraken.parse_instruments(json.dumps(answer).encode(), ["BTC/USDT"])
     assert inst.tick_size == "0.1"  # from pair_decimals 1
+
+
+def test_a_symbol_the_instrument_snapshot_does_not_list_is_counted() -> None:
+    d = KrakenDialect([SYM, "XYZ/USD"])
+    d.on_open(0)
+    actions = d.on_message(instrument_snapshot({SYM: (1, 8)}), 1)
+    assert len(actions) == 2
+    assert d.errors == {"unlisted_symbol": 1}

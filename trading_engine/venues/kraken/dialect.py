@@ -288,6 +288,12 @@ class KrakenDialect:
                 # The cached checksum fields were written at the old precision.
                 actions.extend(self._resync(pair.symbol, state, "precision", now_ns))
         if envelope.type == "snapshot" and not self._subscribed:
+            listed = {pair.symbol for pair in instruments.pairs}
+            for symbol in self.symbols:
+                if symbol not in listed:
+                    # Its subscription is sent all the same: the venue's refusal
+                    # (counted) is the clearer answer.
+                    self._count("unlisted_symbol")
             self._subscribed = True
             symbols = list(self.symbols)
             for state in self._state.values():
