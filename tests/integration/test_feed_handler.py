@@ -270,3 +270,63 @@ def test_instruments_prints_toml_and_check_config_compares(tmp_path: Path) -> No
     finally:
         server.shutdown()
         server.server_close()
+
+
+def okx_script() -> list[str]:
+    message = json.loads((DATA.parent / "okx" / "books_snapshot_2022.json").read_text())
+    message["data"][0].update(prevSeqId=-1, seqId=10)  # as OKX numbers a snapshot today
+    return [json.dumps(message)]
+
+
+def kraken_script() -> list[str]:
+    from tests.venues.kraken.messages import instrument_snapshot
+
+    return [
+        instrument_snapshot({"BTC/USD": (1, 8)}),
+        (DATA.parent / "kraken" / "book_snapshot_docs.json").read_text().strip(),
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("name", "symbol", "tick", "lot", "best_bid"),
+    [
+        ("okx", "BTC-USDT", "0.00001", "1", ["0.07014", "56"]),
+        ("kraken", "BTC/USD", "0.1", "0.00000001", ["45283.5", "0.10000000"]),
+    ],
+)
+async def test_the_feed_command_for_okx_and_kraken(
+    venue: FakeVenue, tmp_path: Path, name: str, symbol: str, tick: str, lot: str,
+    best_bid: list[str],
+) -> None:  # fmt: skip
+    feed_port, admin_port = free_port(), free_port()
+    config = engine_config(tmp_path, feed_port, admin_port)
+    text = config.read_text().replace('"XMR-BTC"', f'"{symbol}"')
+    text = text.replace('"0.000001"', f'"{tick}"').replace('"0.001"', f'"{lot}"')
+    config.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
+    env["EXCHANGE_API_KEY"] = "k"
+    engine = spawn(
+        command("run", "--config", str(config), "--duration", "120"), cwd=tmp_path, env=env
+    )
+    feed = spawn(
+        command("feed", name, "--symbols", symbol, "--to", f"127.0.0.1:{feed_port}",
+                "--ws-url", f"{venue.ws_url}/stream", "--rest-url", venue.rest_url,
+                "--duration", "120"),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    status_url = f"http://127.0.0.1:{admin_port}/status"
+    try:
+        await venue.connected(within_s=30)
+        for message in okx_script() if name == "okx" else kraken_script():
+            await poll(status_url, lambda s: bool(venue.received))  # subscribed first
+            await venue.send(message)
+        status = await poll(status_url, lambda s: s["books"][symbol]["state"] == "live")
+        assert status["books"][symbol]["best_bid"] == best_bid
+        assert await asyncio.to_thread(stop, feed) == 0
+        assert await asyncio.to_thread(stop, engine) == 0
+    finally:
+        for process in (feed, engine):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
