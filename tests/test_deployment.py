@@ -152,7 +152,8 @@ def test_grafana_provisioning_and_dashboard() -> None:
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for needed in ("tick-to-trade", "heatmap", "per-stage", "feed messages", "rejections",
                    "book states", "orders by status", "risk denials", "breaker", "loop lag",
-                   "positions", "pnl"):  # fmt: skip
+                   "positions", "pnl", "feed handlers: venue messages", "feed handlers: resyncs",
+                   "receive-to-publish"):  # fmt: skip
         assert needed in titles, needed
     assert all(
         panel["targets"] and all(t["expr"] for t in panel["targets"])
