@@ -261,6 +261,24 @@ def test_instruments_prints_toml_and_check_config_compares(tmp_path: Path) -> No
         )  # fmt: skip
         assert bad.returncode == 2
         assert "instruments[BTCUSDT].tick_size: 0.1 here, 0.01 on binance (BTCUSDT)" in bad.stderr
+        config.write_text(
+            out.stdout + '\n[[instruments]]\nsymbol = "NOPEUSDT"\ntick_size = "1"\nlot_size = "1"\n'
+        )
+        unlisted = subprocess.run(
+            command("check-config", str(config), "--venue", "binance", "--rest-url", rest),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert unlisted.returncode == 2
+        assert "instruments[NOPEUSDT]: binance exchangeInfo: NOPEUSDT: the venue does not list it" \
+            in unlisted.stderr  # fmt: skip
+        assert "BTCUSDT" not in unlisted.stderr
+        unreachable = subprocess.run(
+            command("check-config", str(config), "--venue", "binance", "--rest-url",
+                    f"http://127.0.0.1:{free_port()}"),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert unreachable.returncode == 1
+        assert "cannot read" in unreachable.stderr
         missing = subprocess.run(
             command("instruments", "binance", "NOPEUSDT", "--rest-url", rest),
             capture_output=True, text=True, timeout=60, check=False,

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from ..config import Config, FeedHandlerConfig, InstrumentConfig, load_config
-from ..core.errors import ConfigError, UnreadableAnswer
+from ..core.errors import ConfigError, EngineError, UnreadableAnswer
 from ..core.feeds import VenueInstrument
 from ..io.feedhandler import EngineAddress, FeedHandler, serve_metrics
 from ..io.venue_capture import VenueCaptureWriter
@@ -44,6 +44,7 @@ from ..venues.registry import venue
 __all__ = [
     "FeedChildren",
     "FeedUsageError",
+    "VenueUnavailable",
     "check_venue",
     "feed_arguments",
     "fetch_instruments",
@@ -56,6 +57,10 @@ log = logging.getLogger("trading_engine.feed")
 
 class FeedUsageError(Exception):
     """A flag or ``[[feeds]]`` value that makes no sense (exit code 2)."""
+
+
+class VenueUnavailable(EngineError):
+    """The venue could not be reached, or answered 429 or 5xx (exit code 1)."""
 
 
 def _addresses(values: Sequence[str], flag: str) -> list[EngineAddress]:
@@ -205,18 +210,21 @@ def fetch_instruments(
 
     Raises :class:`~trading_engine.core.errors.ConfigError` for an unknown
     venue, :class:`~trading_engine.core.errors.UnreadableAnswer` when the
-    venue cannot be reached or answers something else.
+    venue answers something else (a symbol it does not list included), and
+    :class:`VenueUnavailable` when it cannot be reached or is overloaded.
     """
     spec = venue(venue_name)
     url = spec.instruments_url(rest_url or spec.default_rest_url, symbols)
     try:
         response = httpx.get(url, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        raise UnreadableAnswer(f"{venue_name}: cannot read {url}: {exc}") from None
-    if response.status_code != 200:
-        raise UnreadableAnswer(
-            f"{venue_name}: {url} answered HTTP {response.status_code}: {response.text[:200]}"
-        )
+        raise VenueUnavailable(f"{venue_name}: cannot read {url}: {exc}") from None
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise VenueUnavailable(f"{venue_name}: {url} answered HTTP {status}")
+    if status != 200:
+        # A 4xx names the request: Binance answers 400 for a symbol it does not list.
+        raise UnreadableAnswer(f"{venue_name}: {url} answered HTTP {status}: {response.text[:200]}")
     return spec.parse_instruments(response.content, symbols)
 
 
@@ -249,8 +257,9 @@ def check_venue(config: Config, venue_name: str, rest_url: str | None = None) ->
 
     An engine symbol is compared with the venue symbol that ``[[feeds]]``
     maps to it for this venue, else with the same name. An instrument whose
-    ``min_quantity`` or ``min_notional`` is unset is not compared on it.
-    Raises as :func:`fetch_instruments`.
+    ``min_quantity`` or ``min_notional`` is unset is not compared on it; a
+    symbol the venue refuses is a difference. Raises
+    :class:`VenueUnavailable` when the venue cannot be asked.
     """
     venue_of = {
         engine_symbol: venue_symbol
@@ -258,17 +267,18 @@ def check_venue(config: Config, venue_name: str, rest_url: str | None = None) ->
         if feed.venue == venue_name
         for venue_symbol, engine_symbol in feed.engine_symbols().items()
     }
-    pairs = [(item, venue_of.get(item.symbol, item.symbol)) for item in config.instruments]
-    if not pairs:
-        return []
-    try:
-        found = fetch_instruments(venue_name, [symbol for _, symbol in pairs], rest_url)
-    except UnreadableAnswer as exc:
-        if "does not list" in str(exc):
-            return [str(exc)]
-        raise
     problems: list[str] = []
-    for (item, _), theirs in zip(pairs, found, strict=True):
+    for item in config.instruments:
+        symbol = venue_of.get(item.symbol, item.symbol)
+        # One request per instrument: a symbol the venue refuses is that
+        # instrument's problem, not every other's.
+        try:
+            (theirs,) = fetch_instruments(venue_name, [symbol], rest_url)
+        except VenueUnavailable:
+            raise
+        except UnreadableAnswer as exc:
+            problems.append(f"instruments[{item.symbol}]: {exc}")
+            continue
         problems.extend(_differences(item, theirs, venue_name))
     return problems
 
