@@ -155,7 +155,7 @@ def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 @pytest.mark.asyncio
 async def test_recorded_session_builds_the_same_book_in_the_engine(
-    venue: FakeVenue, engine: Engine
+    venue: FakeVenue, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = CollectorRegistry()
     async with Running(handler_for(venue, [engine.address], registry=registry)):
@@ -177,6 +177,24 @@ async def test_recorded_session_builds_the_same_book_in_the_engine(
         assert metric(registry, "frames_total", type="snapshot") == 1
         assert metric(registry, "connected") == 1
         assert metric(registry, "receive_to_publish_seconds_count") >= 1
+        assert metric(registry, "symbol_frames_total", symbol="XMRBTC") == metric(
+            registry, "frames_total", type="snapshot"
+        ) + metric(registry, "frames_total", type="update")
+        # The six ignored messages are counted each, and logged once a burst.
+        await wait_until(
+            lambda: (
+                sum(
+                    int(part.split()[0])
+                    for record in caplog.records
+                    for part in record.getMessage().split(": ", 1)[1].split(", ")
+                    if "ignored" in part
+                )
+                == 6
+            ),
+            what="the ignored messages logged",
+        )
+        lines = [r for r in caplog.records if "ignored" in r.getMessage()]
+        assert len(lines) < 6
 
 
 @pytest.mark.asyncio

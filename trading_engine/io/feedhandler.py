@@ -140,6 +140,8 @@ class _Route:
     engine_symbol: str
     link: _EngineLink
     seq: int = 0
+    #: Book and trade frames written for this symbol.
+    frames: int = 0
     live: bool = False
     bids: dict[str, str] = field(default_factory=dict)
     asks: dict[str, str] = field(default_factory=dict)
@@ -229,6 +231,7 @@ class FeedHandler:
         self._generation = 0
         self._fetches: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self._logged: dict[str, int] = {}
         if registry is not None:
             registry.register(_FeedCollector(self))
 
@@ -364,6 +367,7 @@ class FeedHandler:
                     return self._reconnect_reason
                 if now >= next_timer:
                     next_timer = now + settings.timer_s
+                    self._log_bursts()
                     self._act(dialect.on_timer(clock_ns()))
                     await self._flush_outbox()
                     if now - opened > settings.max_connection_s:
@@ -378,6 +382,24 @@ class FeedHandler:
             self.connected = False
             with contextlib.suppress(Exception):
                 await ws.close()
+
+    def _log_bursts(self) -> None:
+        """One warning per timer tick for what the dialect refused or the handler dropped.
+
+        Every one is counted as it happens; the log says only that a burst
+        happened, and what, once a tick however many there were.
+        """
+        seen = self._logged
+        news = []
+        for label, counts in (("ignored", self.dialect.errors), ("dropped", self.counts.dropped)):
+            for reason, value in counts.items():
+                key = f"{label} {reason}"
+                new = value - seen.get(key, 0)
+                if new:
+                    news.append(f"{new} {key}")
+                    seen[key] = value
+        if news:
+            log.warning("%s: %s", self.venue, ", ".join(news))
 
     def _end_session(self, reason: str) -> None:
         """The connection is gone: no fetch of it may land, every book resyncs."""
@@ -443,6 +465,7 @@ class FeedHandler:
             else:
                 asks[price] = size
         route.seq += 1
+        route.frames += 1
         data = orjson.dumps(
             {
                 "type": "update",
@@ -464,6 +487,7 @@ class FeedHandler:
             _bump(self.counts.dropped, "not_live")
             return False
         route.seq += 1
+        route.frames += 1
         data = orjson.dumps(
             {
                 "type": "trade",
@@ -510,6 +534,7 @@ class FeedHandler:
         wrote = False
         for index, (bids, asks) in enumerate(self._chunks(route)):
             route.seq += 1
+            route.frames += 1
             data = orjson.dumps(
                 {
                     "type": "snapshot" if index == 0 else "update",
@@ -688,6 +713,10 @@ class _FeedCollector(Collector):
             "message_bytes", "Bytes of venue messages received.", [], [([], counts.message_bytes)]
         )
         yield counter("pings", "Venue WebSocket pings answered.", [], [([], counts.pings)])
+        yield counter(
+            "symbol_frames", "Book and trade frames written, by engine symbol.", ["symbol"],
+            (([route.engine_symbol], route.frames) for route in handler.routes.values()),
+        )  # fmt: skip
         yield counter(
             "frames", "Frames written to engines, by type.", ["type"],
             (([kind], value) for kind, value in counts.frames.items()),
