@@ -163,11 +163,16 @@ class _Counts:
     frames: dict[str, int] = field(
         default_factory=lambda: {"snapshot": 0, "update": 0, "trade": 0, "heartbeat": 0}
     )
-    dropped: dict[str, int] = field(default_factory=dict)
-    resyncs: dict[str, int] = field(default_factory=dict)
-    reconnects: dict[str, int] = field(default_factory=dict)
+    # The common reasons start at 0, so their series exist before the first one.
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("engine_down",), 0))
+    resyncs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("gap", "reconnect"), 0))
+    reconnects: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("venue_closed", "idle", "connect_failed"), 0)
+    )
     engine_failures: dict[tuple[str, str], int] = field(default_factory=dict)
-    snapshot_failures: dict[str, int] = field(default_factory=dict)
+    snapshot_failures: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("timeout", "transport", "http_429", "http_5xx"), 0)
+    )
     pings: int = 0
 
 
@@ -219,6 +224,9 @@ class FeedHandler:
             link.routes.append(route)
             self.routes[venue_symbol] = route
         self.counts = _Counts()
+        for link in self.links:
+            for reason in ("connect_failed", "closed", "engine_slow"):
+                self.counts.engine_failures[(str(link.address), reason)] = 0
         self.venue_to_receive = LatencyHistogram()
         self.receive_to_publish = LatencyHistogram()
         self.snapshot_latency = LatencyHistogram()
