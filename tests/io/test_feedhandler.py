@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -393,3 +394,38 @@ async def test_capture_replays_to_the_same_frames(
     ]
     # One more update went out than the replay made: the stale marker at the close.
     assert published == len(frames) + 1
+
+
+class Breaking(BinanceMarketData):
+    """A dialect with a bug: it raises on one kind of message."""
+
+    def on_message(self, text: str, now_ns: int) -> list[Any]:
+        if "boom" in text:
+            raise KeyError("boom")
+        return super().on_message(text, now_ns)
+
+
+@pytest.mark.asyncio
+async def test_a_dialect_that_raises_costs_a_reconnect_not_the_handler(
+    venue: FakeVenue, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    handler = FeedHandler(
+        Breaking(["XMRBTC"], venue.rest_url),
+        ws_url=venue.ws_url,
+        engines=[engine.address],
+        symbol_map={"XMRBTC": "XMRBTC"},
+        settings=FeedHandlerSettings(backoff_initial_s=0.05, backoff_max_s=0.2, timer_s=0.05),
+        registry=registry,
+    )
+    async with Running(handler):
+        await venue.connected()
+        await venue.send(*MESSAGES[:3])
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live")
+        await venue.send('{"boom":1}')
+        await wait_until(lambda: engine.state() is BookState.STALE, what="stale")
+        await venue.connected(2)
+        await venue.send(*MESSAGES[:3])
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live again")
+        assert metric(registry, "reconnects_total", reason="dialect_failure") == 1
+    assert "the dialect failed" in caplog.text

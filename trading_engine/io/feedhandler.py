@@ -285,7 +285,14 @@ class FeedHandler:
         async with aiohttp.ClientSession() as session:
             while not self._stop.is_set():
                 received_before = self.counts.messages
-                reason = await self._session(session)
+                try:
+                    reason = await self._session(session)
+                except Exception:
+                    # A dialect must count bad input, never raise; one that does
+                    # has a bug: the connection starts over rather than the
+                    # handler going silent.
+                    log.exception("%s: the dialect failed; reconnecting", self.venue)
+                    reason = "dialect_failure"
                 _bump(self.counts.reconnects, reason)
                 self._end_session(reason)
                 if self._stop.is_set():
@@ -622,7 +629,13 @@ class FeedHandler:
                     recv_ns = self.clock_ns()
                     if self.capture is not None:
                         self.capture.write(recv_ns, "snapshot", symbol, response.content)
-                    self._act(self.dialect.on_snapshot(symbol, response.content, recv_ns), recv_ns)
+                    try:
+                        actions = self.dialect.on_snapshot(symbol, response.content, recv_ns)
+                    except Exception:
+                        log.exception("%s: the dialect failed on a snapshot", self.venue)
+                        self._reconnect_reason = "dialect_failure"
+                        return
+                    self._act(actions, recv_ns)
                     await self._flush_outbox()
                     return
                 status = response.status_code
