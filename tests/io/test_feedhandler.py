@@ -429,3 +429,27 @@ async def test_a_dialect_that_raises_costs_a_reconnect_not_the_handler(
         await wait_until(lambda: engine.state() is BookState.LIVE, what="live again")
         assert metric(registry, "reconnects_total", reason="dialect_failure") == 1
     assert "the dialect failed" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_corrupted_level_costs_one_resync_and_the_book_is_live_again(
+    venue: FakeVenue, engine: Engine
+) -> None:
+    registry = CollectorRegistry()
+    async with Running(handler_for(venue, [engine.address], registry=registry)):
+        await venue.connected()
+        await venue.send(*MESSAGES[:3])  # live as of 717720861
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live")
+        corrupted = json.loads(depth(717720862, 717720862, [["0.005773", "48.024"]]))
+        corrupted["data"]["b"][0][1] = "4.8e1"  # not a plain decimal string
+        newer = json.loads(SNAPSHOT)
+        newer["lastUpdateId"] = 717720862
+        venue.rest[DEPTH_PATH] = [(200, json.dumps(newer).encode())]
+        await venue.send(json.dumps(corrupted))
+        await wait_until(lambda: engine.state() is BookState.STALE, what="stale")
+        await wait_until(lambda: len(venue.requests) == 2, what="one new snapshot")
+        await venue.send(depth(717720863, 717720863, [["0.005704", "5.246"]]))
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live again")
+        assert metric(registry, "resyncs_total", reason="bad_level") == 1
+        assert metric(registry, "dialect_errors_total", reason="bad_level") == 1
+        assert len(venue.requests) == 2
