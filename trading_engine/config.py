@@ -463,6 +463,11 @@ def _cross_checks(config: Config) -> list[str]:
             for venue_symbol in feed.symbol_map
             if venue_symbol not in feed.symbols
         )
+        engine_symbols = list(feed.engine_symbols().values())
+        problems.extend(
+            f"feeds[{i}].symbol_map: {symbol!r} is the engine symbol of two venue symbols"
+            for symbol in sorted({s for s in engine_symbols if engine_symbols.count(s) > 1})
+        )
         if not feed.to and not feed.spawn:
             problems.append(f"feeds[{i}].to: a feed that run does not start needs its engines")
         if not feed.to:

@@ -92,8 +92,10 @@ def test_feeds_configuration_problems_name_the_key() -> None:
         "feeds": [
             {"venue": "binance", "symbols": ["BTCUSDT", "XRPUSDT"], "symbol_map": {"DOGE": "X"}},
             {"venue": "okx", "symbols": ["BTC-USDT"], "spawn": False},
+            {"venue": "binance", "symbols": ["BTCUSDT", "BTCUSDC"],
+             "symbol_map": {"BTCUSDC": "BTCUSDT"}},
         ],
-    }
+    }  # fmt: skip
     with pytest.raises(ConfigError) as info:
         parse_config(inconsistent, environ={})
     assert info.value.problems == [
@@ -101,6 +103,7 @@ def test_feeds_configuration_problems_name_the_key() -> None:
         "feeds[0].symbols: 'XRPUSDT' is not a configured instrument",
         "feeds[1].to: a feed that run does not start needs its engines",
         "feeds[1].symbols: 'BTC-USDT' is not a configured instrument",
+        "feeds[2].symbol_map: 'BTCUSDT' is the engine symbol of two venue symbols",
     ]
     with pytest.raises(ConfigError) as info:
         parse_config({}, environ={"TRADING_ENGINE__FEEDS__VENUE": "okx"})

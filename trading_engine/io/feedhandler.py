@@ -190,7 +190,8 @@ class FeedHandler:
     exported). ``capture``: a venue capture file to append to. ``http``:
     the client for snapshots (one is made and closed if None).
     ``clock_ns``: wall-clock nanoseconds, for capture lines and latencies.
-    Raises ``ValueError`` without engines or symbols.
+    Raises ``ValueError`` without engines or symbols, or when two venue
+    symbols map to one engine symbol.
     """
 
     def __init__(
@@ -210,6 +211,9 @@ class FeedHandler:
             raise ValueError("a feed handler needs at least one engine address")
         if not symbol_map:
             raise ValueError("a feed handler needs at least one symbol")
+        if len(set(symbol_map.values())) != len(symbol_map):
+            # Two venue books in one engine book would interleave their sequences.
+            raise ValueError("two venue symbols map to the same engine symbol")
         self.dialect = dialect
         self.venue = dialect.venue
         self.ws_url = ws_url
@@ -267,7 +271,9 @@ class FeedHandler:
                 task.cancel()
             await asyncio.gather(venue, *tasks, *self._fetches.values(), return_exceptions=True)
             for link in self.links:
-                self._close_link(link)
+                writer, link.writer = link.writer, None
+                if writer is not None:
+                    writer.close()  # what is written (the stale markers) still goes out
             if self._own_http and self._http is not None:
                 await self._http.aclose()
             if self.capture is not None:
