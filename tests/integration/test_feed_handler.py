@@ -279,6 +279,16 @@ def test_instruments_prints_toml_and_check_config_compares(tmp_path: Path) -> No
         )  # fmt: skip
         assert unreachable.returncode == 1
         assert "cannot read" in unreachable.stderr
+        # The walk-through of docs/feeds.md: its configuration plus the printed table.
+        guide = (ROOT / "docs" / "feeds.md").read_text()
+        heredoc = guide.split("cat > binance.toml <<'TOML'\n", 1)[1].split("\nTOML\n", 1)[0]
+        walk = tmp_path / "binance.toml"
+        walk.write_text(heredoc + "\n" + out.stdout)
+        checked = subprocess.run(
+            command("check-config", str(walk), "--venue", "binance", "--rest-url", rest),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stderr
         missing = subprocess.run(
             command("instruments", "binance", "NOPEUSDT", "--rest-url", rest),
             capture_output=True, text=True, timeout=60, check=False,

@@ -453,3 +453,22 @@ async def test_a_corrupted_level_costs_one_resync_and_the_book_is_live_again(
         assert metric(registry, "resyncs_total", reason="bad_level") == 1
         assert metric(registry, "dialect_errors_total", reason="bad_level") == 1
         assert len(venue.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_snapshot_older_than_the_stream_is_fetched_again(
+    venue: FakeVenue, engine: Engine
+) -> None:
+    registry = CollectorRegistry()
+    older = json.loads(SNAPSHOT)
+    older["lastUpdateId"] = 717720850  # events 717720851..855 never reach this stream
+    venue.rest[DEPTH_PATH] = [(200, json.dumps(older).encode()), (200, SNAPSHOT)]
+    async with Running(handler_for(venue, [engine.address], registry=registry)):
+        await venue.connected()
+        await wait_until(lambda: len(venue.requests) == 1, what="the first snapshot")
+        await venue.send(MESSAGES[0])  # U = 717720856: the snapshot is too old
+        await wait_until(lambda: len(venue.requests) == 2, what="a second snapshot")
+        assert engine.state() is BookState.AWAITING_SNAPSHOT
+        await venue.send(*MESSAGES[1:3])
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live")
+        assert metric(registry, "dialect_errors_total", reason="snapshot_stale") == 1
