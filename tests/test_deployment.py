@@ -25,7 +25,8 @@ def compose() -> dict[str, Any]:
 
 def test_compose_has_the_four_services() -> None:
     services = compose()["services"]
-    assert set(services) == {"engine", "exchange-sim", "prometheus", "grafana"}
+    default = {name for name, service in services.items() if "profiles" not in service}
+    assert default == {"engine", "exchange-sim", "prometheus", "grafana"}
     assert "127.0.0.1:9100:9100" in services["engine"]["ports"]
     assert "127.0.0.1:7001:7001" in services["engine"]["ports"]
     assert "127.0.0.1:3000:3000" in services["grafana"]["ports"]
@@ -59,9 +60,12 @@ def test_compose_secrets_have_no_defaults() -> None:
 def test_every_service_using_the_image_can_build_it() -> None:
     services = compose()["services"]
     users = [s for s in services.values() if s.get("image") == "trading-engine:latest"]
-    assert len(users) == 2
+    assert len(users) == 6
+    # The feed services share the image the engine of their profile builds.
     for service in users:
-        assert service.get("build") == "."
+        if service.get("build") != ".":
+            assert service["depends_on"] == ["engine-venues"]
+    assert services["engine-venues"]["build"] == "."
 
 
 def test_readme_speaks_compose_v2_and_one_python_command() -> None:
@@ -74,7 +78,10 @@ def test_readme_speaks_compose_v2_and_one_python_command() -> None:
     assert not re.search(r"(?<![\w.])python -", readme)  # only python3, never bare python
 
 
-@pytest.mark.parametrize("service", ["engine", "exchange-sim"])
+@pytest.mark.parametrize(
+    "service",
+    ["engine", "exchange-sim", "engine-venues", "feed-binance", "feed-okx", "feed-kraken"],
+)
 def test_compose_commands_exist_in_the_cli(service: str) -> None:
     command = compose()["services"][service]["command"]
     assert command[0] == "trading-engine"
@@ -147,10 +154,11 @@ def test_grafana_provisioning_and_dashboard() -> None:
                    "book states", "orders by status", "risk denials", "breaker", "loop lag",
                    "positions", "pnl", "strategy state", "strategy orders",
                    "strategy denials", "strategy positions", "strategy pnl",
-                   "last decision"):  # fmt: skip
+                   "last decision", "feed handlers: venue messages", "feed handlers: resyncs",
+                   "receive-to-publish"):  # fmt: skip
         assert needed in titles, needed
     rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
-    assert [row["title"] for row in rows] == ["Strategies"]
+    assert [row["title"] for row in rows] == ["Strategies", "Feed handlers"]
     graphs = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
     assert all(panel["targets"] and all(t["expr"] for t in panel["targets"]) for panel in graphs)
     ids = [panel["id"] for panel in dashboard["panels"]]
@@ -189,3 +197,25 @@ def test_promtool_accepts_prometheus_yml() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("venue", ["binance", "okx", "kraken"])
+def test_compose_feed_services_publish_to_the_venues_engine(venue: str) -> None:
+    """Each feed service's [[feeds]] entry exists, targets engine-venues and serves /metrics."""
+    services = compose()["services"]
+    engine = services["engine-venues"]
+    config_path = engine["command"][engine["command"].index("--config") + 1]
+    config = load_config(ROOT / config_path.removeprefix("/app/"), environ={})
+    service = services[f"feed-{venue}"]
+    command = service["command"]
+    assert command[1:3] == ["feed", venue]
+    assert command[command.index("--config") + 1] == config_path
+    args = build_parser().parse_args(command[1:])
+    assert args.metrics_host == "0.0.0.0"
+    entry = next(feed for feed in config.feeds if feed.venue == venue)
+    assert not entry.spawn  # compose runs it, not the engine
+    assert entry.to == [f"engine-venues:{config.feed.port}"]
+    assert f"127.0.0.1:{entry.metrics_port}:{entry.metrics_port}" in service["ports"]
+    for symbol in entry.engine_symbols().values():
+        assert symbol in config.instrument_map()
+    assert f"127.0.0.1:{config.feed.port}:{config.feed.port}" in engine["ports"]

@@ -3,8 +3,8 @@
 Every section is a frozen pydantic model that forbids unknown keys. Any key
 may be overridden by an environment variable
 ``TRADING_ENGINE__<SECTION>__<KEY>`` (``TRADING_ENGINE__FEED__PORT=7001``).
-Overrides apply to the table sections; the ``[[instruments]]`` and
-``[[strategies]]`` arrays are set only in the file.
+Overrides apply to the table sections; the ``[[instruments]]``,
+``[[strategies]]`` and ``[[feeds]]`` arrays are set only in the file.
 
 An invalid file or value raises :class:`ConfigError` whose ``problems``
 name the key, the value and what was expected. Secrets are never in the
@@ -38,6 +38,7 @@ __all__ = [
     "Config",
     "EngineConfig",
     "FeedConfig",
+    "FeedHandlerConfig",
     "GatewayConfig",
     "InstrumentConfig",
     "JournalConfig",
@@ -350,6 +351,12 @@ class InstrumentConfig(_Section):
     taker_fee: FeeRate = Field(
         "0", description="fee rate of taker fills, a decimal fraction of the notional"
     )
+    min_quantity: PositiveDecimal | None = Field(
+        None, description="the venue's smallest order quantity (informational)"
+    )
+    min_notional: PositiveDecimal | None = Field(
+        None, description="the venue's smallest order value, in the quote currency (informational)"
+    )
 
     def to_instrument(self) -> Instrument:
         return Instrument(self.symbol, self.tick_size, self.lot_size)
@@ -357,6 +364,54 @@ class InstrumentConfig(_Section):
     def fee_schedule(self) -> FeeSchedule:
         """The instrument's maker and taker rates."""
         return FeeSchedule(parse_fee_rate(self.maker_fee), parse_fee_rate(self.taker_fee))
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class FeedHandlerConfig(_Section):
+    """One ``[[feeds]]`` entry: a feed handler for one venue (``trading-engine feed``).
+
+    ``run`` starts one feed handler process per entry with ``spawn``;
+    ``feed VENUE --config FILE`` reads the first entry of that venue (or
+    ``--entry N``).
+    """
+
+    venue: Literal["binance", "okx", "kraken"]
+    symbols: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, description="the venue's own symbol names"
+    )
+    to: list[HostPort] = Field(
+        default_factory=list,
+        description="engine feed ports, shard i at index i (empty: this engine's own)",
+    )
+    ws_url: str | None = Field(None, description="the venue's WebSocket URL (None: its default)")
+    rest_url: str | None = Field(None, description="the venue's REST URL (None: its default)")
+    symbol_map: dict[str, str] = Field(
+        default_factory=dict, description="venue symbol to engine symbol, where they differ"
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve the handler's /metrics on this port"
+    )
+    capture_path: str | None = Field(
+        None, description="append what the handler receives and publishes to this file"
+    )
+    spawn: bool = Field(
+        True,
+        description="run starts this feed handler as a child process (false: it runs on its "
+        "own, as docker compose's feed services do)",
+    )
+
+    def engine_symbols(self) -> dict[str, str]:
+        """Venue symbol to engine symbol, for every symbol of the entry."""
+        return {symbol: self.symbol_map.get(symbol, symbol) for symbol in self.symbols}
 
 
 class StrategyConfig(_Section):
@@ -389,6 +444,7 @@ class Config(_Section):
     journal: JournalConfig = JournalConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     strategies: list[StrategyConfig] = Field(default_factory=list)
+    feeds: list[FeedHandlerConfig] = Field(default_factory=list)
 
     def instrument_map(self) -> dict[str, Instrument]:
         """The configured instruments by symbol."""
@@ -441,6 +497,28 @@ def _cross_checks(config: Config) -> list[str]:
             for symbol in strategy.symbols
             if symbol not in symbols
         )
+    for i, feed in enumerate(config.feeds):
+        if len(set(feed.symbols)) != len(feed.symbols):
+            problems.append(f"feeds[{i}].symbols: a symbol is listed twice")
+        problems.extend(
+            f"feeds[{i}].symbol_map: {venue_symbol!r} is not one of the entry's symbols"
+            for venue_symbol in feed.symbol_map
+            if venue_symbol not in feed.symbols
+        )
+        engine_symbols = list(feed.engine_symbols().values())
+        problems.extend(
+            f"feeds[{i}].symbol_map: {symbol!r} is the engine symbol of two venue symbols"
+            for symbol in sorted({s for s in engine_symbols if engine_symbols.count(s) > 1})
+        )
+        if not feed.to and not feed.spawn:
+            problems.append(f"feeds[{i}].to: a feed that run does not start needs its engines")
+        if not feed.to:
+            # Published to this engine: its symbols must be configured here.
+            problems.extend(
+                f"feeds[{i}].symbols: {engine_symbol!r} is not a configured instrument"
+                for engine_symbol in feed.engine_symbols().values()
+                if engine_symbol not in symbols
+            )
     engine = config.engine
     if engine.shard >= engine.shards:
         problems.append(
@@ -507,7 +585,7 @@ def _apply_env(
             problems.append(f"{name}: expected TRADING_ENGINE__<SECTION>__<KEY>")
             continue
         section, key = parts
-        if section in ("instruments", "strategies") or section not in Config.model_fields:
+        if section in ("instruments", "strategies", "feeds") or section not in Config.model_fields:
             hint = did_you_mean(section, _TABLE_SECTIONS)
             hint = "" if hint is None else f"; did you mean `{_env_name(hint, key)}`?"
             problems.append(f"{name}: no section [{section}] can be overridden{hint}")

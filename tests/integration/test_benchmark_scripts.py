@@ -23,3 +23,16 @@ def test_loop_priority_skips_uvloop_with_a_note_when_it_is_missing() -> None:
     assert "uvloop not installed: skipping it" in done.stderr
     assert "asyncio" in done.stdout
     assert "uvloop" not in done.stdout
+
+
+def test_feed_handler_and_book_depth_benchmarks_run() -> None:
+    from benchmarks.book_depth import VARIANTS, make_stream, snapshot_engine, snapshot_sorted
+    from benchmarks.feedhandler import run
+
+    result = run(2_000)
+    assert result["frames"] >= 1_999  # every update became a frame
+    assert 0 < result["p50_us"] <= result["p99_us"]
+    bids, asks, stream = make_stream(50, 2_000, seed=1)
+    for variant in VARIANTS.values():
+        assert variant(bids, asks, stream) == 2_000
+    assert snapshot_engine(bids, asks, 2) == snapshot_sorted(bids, asks, 2) == 2

@@ -12,12 +12,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.fakes import config
 from tests.helpers import free_port, wait_until
+from tests.venues.fake_venue import FakeVenue
 from trading_engine import Instrument
 from trading_engine.engine.runner import Service, build_engine
+from trading_engine.io.feedhandler import (
+    EngineAddress,
+    FeedHandler,
+    FeedHandlerSettings,
+    serve_metrics,
+)
 from trading_engine.sim.exchange_sim import ExchangeSimulator
+from trading_engine.venues.binance import BinanceMarketData
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,11 +67,34 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
     assert service.engine.feed is not None
     simulator.publish_to("127.0.0.1", service.engine.feed.port)
 
+    # A feed handler replaying a recorded Binance session, for the feed handler panels.
+    data = ROOT / "tests" / "data" / "venues" / "binance"
+    venue = FakeVenue()
+    venue.rest["/api/v3/depth"] = [(200, (data / "xmrbtc_depth_snapshot.json").read_bytes())]
+    await venue.start()
+    handler_registry = CollectorRegistry()
+    handler = FeedHandler(
+        BinanceMarketData(["XMRBTC"], venue.rest_url),
+        ws_url=venue.ws_url,
+        engines=[EngineAddress("127.0.0.1", service.engine.feed.port)],
+        symbol_map={"XMRBTC": "XMRBTC"},
+        settings=FeedHandlerSettings(timer_s=0.1),
+        registry=handler_registry,
+    )
+    handler_task = asyncio.create_task(handler.run())
+    metrics_runner = await serve_metrics(handler_registry, "127.0.0.1", 0)
+    handler_port = metrics_runner.addresses[0][1]
+    await venue.connected()
+    session = (data / "xmrbtc_session.capture").read_text().splitlines()
+    await venue.send(*(line.split("\t", 3)[3] for line in session if "\tws\t" in line))
+
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: trading-engine\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{service.admin.port}']\n"
+        "  - job_name: feed-handlers\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{handler_port}']\n"
     )
     log = (tmp_path / "prometheus.log").open("wb")
     process = await asyncio.create_subprocess_exec(
@@ -105,5 +137,9 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
         log.close()
+        handler.stop()
+        await handler_task
+        await metrics_runner.cleanup()
+        await venue.stop()
         await service.shutdown()
         await simulator.stop()

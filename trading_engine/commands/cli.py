@@ -10,17 +10,23 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
 from ..core.errors import ConfigError, EngineError, StrategyError
 from ..io.journal import JournalError
 from ..lowlevel.build import BUILD
+from ..venues.registry import VENUES
 from .bench import add_arguments as add_bench_arguments
 
+if TYPE_CHECKING:
+    from .feed import FeedChildren
+
 __all__ = ["build_parser", "main"]
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -107,6 +113,16 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for line in missing_secrets(config):
         print(f"{args.file}: note: {line}; run refuses to start until it is", file=sys.stderr)
+    if args.venue is not None:
+        from .feed import check_venue
+
+        differences = check_venue(config, args.venue, args.rest_url)
+        if differences:
+            print(f"{args.file}: instruments differ from {args.venue}'s", file=sys.stderr)
+            for line in differences:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{args.file}: instruments agree with {args.venue}'s")
     count = len(config.strategies)
     print(
         f"{args.file}: valid ({len(config.instruments)} instrument(s), "
@@ -184,13 +200,46 @@ def _run(args: argparse.Namespace) -> int:
         if config.gateway.mode == "simulated"
         else config.gateway.base_url,
     )
+    feeds = _feed_children(config, args)
     if args.workers > 1:
         from ..engine.supervisor import Supervisor
 
         supervisor = Supervisor(config, args.workers, config_path=args.config)
-        asyncio.run(supervisor.run(args.duration))
+        asyncio.run(_with_feeds(feeds, supervisor.run(args.duration)))
         return EXIT_OK
-    return run_on_loop(config, Service(engine).run(args.duration))
+    return run_on_loop(config, _with_feeds(feeds, Service(engine).run(args.duration)))
+
+
+def _feed_children(config: Config, args: argparse.Namespace) -> FeedChildren | None:
+    """The ``[[feeds]]`` processes ``run`` starts (None without entries, and in a worker).
+
+    A worker of ``run --workers N`` (``engine.shards`` > 1 with one
+    process) leaves the feeds to its supervisor, which starts them once.
+    """
+    if not any(feed.spawn for feed in config.feeds) or (
+        args.workers == 1 and config.engine.shards > 1
+    ):
+        return None
+    from .feed import FeedChildren
+
+    host = config.feed.host if config.feed.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    ports = [config.feed.port + i for i in range(args.workers)]
+    return FeedChildren(config, args.config, [f"{host}:{port}" for port in ports])
+
+
+async def _with_feeds(feeds: FeedChildren | None, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` with the feed processes started before it and stopped after it."""
+    if feeds is None:
+        return await main
+    feeds.start()
+    watcher = asyncio.create_task(feeds.watch())
+    try:
+        return await main
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        feeds.stop()
 
 
 # -- exchange-sim ------------------------------------------------------------------------
@@ -206,6 +255,12 @@ def _host_port(text: str) -> tuple[str, int]:
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
     return int(text)
 
 
@@ -420,6 +475,30 @@ def _journal(args: argparse.Namespace) -> int:
         )
     except JournalUsageError as exc:
         raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+# -- feed and instruments ------------------------------------------------------------------
+
+
+def _feed(args: argparse.Namespace) -> int:
+    from .feed import FeedUsageError, run_feed
+
+    try:
+        return run_feed(args)
+    except FeedUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _instruments(args: argparse.Namespace) -> int:
+    from .feed import fetch_instruments, instruments_toml
+
+    if args.rest_url is not None and not args.rest_url.startswith(("http://", "https://")):
+        raise UsageError(f"--rest-url: expected an http or https URL, got {args.rest_url!r}")
+    if len(set(args.symbols)) != len(args.symbols):
+        raise UsageError("SYM: a symbol is listed twice")
+    found = fetch_instruments(args.venue, args.symbols, args.rest_url)
+    print(instruments_toml(found, args.venue), end="")
     return EXIT_OK
 
 
@@ -670,7 +749,87 @@ def build_parser() -> argparse.ArgumentParser:
         "loop. Exit 0 when valid, 2 when not.",
     )
     check.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    check.add_argument(
+        "--venue",
+        choices=VENUES,
+        help="also compare the instruments' tick size, lot size, minimum quantity and minimum "
+        "notional with the venue's public metadata (exit 2 when they differ; default: no "
+        "comparison)",
+    )
+    check.add_argument(
+        "--rest-url", metavar="URL", help="the venue's REST URL (default: the venue's own)"
+    )
     check.set_defaults(handler=_check_config)
+
+    feed = commands.add_parser(
+        "feed",
+        help="publish a venue's public market data to engine feed ports",
+        description="Connect to VENUE's public market data, apply its sequencing rules and "
+        "publish the engine's feed protocol to each engine that owns a symbol's shard. Flags "
+        "override the first [[feeds]] entry of VENUE in --config. Runs until SIGINT or SIGTERM.",
+    )
+    feed.add_argument("venue", metavar="VENUE", choices=VENUES, help=f"one of {', '.join(VENUES)}")
+    feed.add_argument(
+        "--symbols",
+        metavar="SYM[,SYM...]",
+        help="the venue's symbols (BTCUSDT, BTC-USDT, BTC/USD; default: the [[feeds]] entry's)",
+    )
+    feed.add_argument(
+        "--to",
+        metavar="HOST:PORT[,...]",
+        help="engine feed ports; a symbol goes to port i = crc32(symbol) % count (default: the "
+        "[[feeds]] entry's)",
+    )
+    feed.add_argument(
+        "--ws-url", metavar="URL", help="the venue's WebSocket URL (default: its own)"
+    )
+    feed.add_argument("--rest-url", metavar="URL", help="the venue's REST URL (default: its own)")
+    feed.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="append what the venue sent and what was published to FILE (default: none)",
+    )
+    feed.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the [[feeds]] entry of VENUE from FILE (default: none)",
+    )
+    feed.add_argument(
+        "--entry",
+        type=int,
+        metavar="N",
+        help="use [[feeds]] entry N of --config (default: the first one of VENUE)",
+    )
+    feed.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="P",
+        help="serve GET /metrics on this port (default: the entry's metrics_port, else none)",
+    )
+    feed.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
+    feed.add_argument(
+        "--duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop after S seconds (default: run until SIGINT or SIGTERM)",
+    )
+    feed.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    feed.set_defaults(handler=_feed)
+
+    instruments = commands.add_parser(
+        "instruments",
+        help="print [[instruments]] tables from a venue's public instrument metadata",
+        description="Read tick size, lot size, minimum quantity and minimum notional of each "
+        "SYM from VENUE and print them as [[instruments]] TOML for a configuration file.",
+    )
+    instruments.add_argument(
+        "venue", metavar="VENUE", choices=VENUES, help=f"one of {', '.join(VENUES)}"
+    )
+    instruments.add_argument("symbols", metavar="SYM", nargs="+", help="the venue's symbols")
+    instruments.add_argument(
+        "--rest-url", metavar="URL", help="the venue's REST URL (default: its own)"
+    )
+    instruments.set_defaults(handler=_instruments)
     return parser
 
 
