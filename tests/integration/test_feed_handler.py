@@ -279,8 +279,8 @@ def test_instruments_prints_toml_and_check_config_compares(tmp_path: Path) -> No
         )  # fmt: skip
         assert unreachable.returncode == 1
         assert "cannot read" in unreachable.stderr
-        # The walk-through of docs/feeds.md: its configuration plus the printed table.
-        guide = (ROOT / "docs" / "feeds.md").read_text()
+        # The walk-through of docs/venues.md: its configuration plus the printed table.
+        guide = (ROOT / "docs" / "venues.md").read_text()
         heredoc = guide.split("cat > binance.toml <<'TOML'\n", 1)[1].split("\nTOML\n", 1)[0]
         walk = tmp_path / "binance.toml"
         walk.write_text(heredoc + "\n" + out.stdout)

@@ -3,7 +3,7 @@
 Run: ``python -m tests.venues.bench_dialects``. Each case builds a book,
 then feeds 2,000 prepared update messages (every checksum verified) after
 a warm-up pass, and reports the median and p99 per message, and the time
-of one snapshot of that depth. Results are recorded in docs/feeds.md.
+of one snapshot of that depth. Results are recorded in docs/venues.md.
 """
 
 from __future__ import annotations
