@@ -168,15 +168,28 @@ def test_grafana_provisioning_and_dashboard() -> None:
 def test_every_metric_the_dashboard_queries_is_exported() -> None:
     import re
 
+    from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
     from tests.fakes import config
     from trading_engine.engine.engine import Engine
     from trading_engine.engine.telemetry import GcMonitor, LoopMonitor, registry_for
+    from trading_engine.io.feedhandler import EngineAddress, FeedHandler
     from trading_engine.sim.venue import simulated_venue
+    from trading_engine.venues.registry import venue
 
     engine = Engine(config(), run_id="t", sink_factory=simulated_venue)
     text = generate_latest(registry_for(engine, LoopMonitor(), GcMonitor())).decode()
+    # The feed handler panels query a feed handler's own /metrics.
+    handler_registry = CollectorRegistry()
+    FeedHandler(
+        venue("binance").feed_dialect(["BTCUSDT"], "http://127.0.0.1:9"),
+        ws_url="ws://127.0.0.1:9",
+        engines=[EngineAddress("127.0.0.1", 9)],
+        symbol_map={"BTCUSDT": "BTCUSDT"},
+        registry=handler_registry,
+    )
+    text += generate_latest(handler_registry).decode()
     exported = set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
     suffixed = {f"{name}{suffix}" for name in exported
                 for suffix in ("", "_total", "_bucket", "_sum", "_count")}  # fmt: skip

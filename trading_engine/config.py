@@ -587,6 +587,9 @@ def _apply_env(
         section, key = parts
         if section in ("instruments", "strategies", "feeds") or section not in Config.model_fields:
             hint = did_you_mean(section, _TABLE_SECTIONS)
+            model = None if hint is None else Config.model_fields[hint].annotation
+            if not (isinstance(model, type) and key in getattr(model, "model_fields", {})):
+                hint = None  # a section without that key: no variable to suggest
             hint = "" if hint is None else f"; did you mean `{_env_name(hint, key)}`?"
             problems.append(f"{name}: no section [{section}] can be overridden{hint}")
             continue
@@ -717,7 +720,7 @@ def _key_hint(loc: tuple[Any, ...]) -> str | None:
 
 #: The sections an environment variable can override.
 _TABLE_SECTIONS: Final = tuple(
-    name for name in Config.model_fields if name not in ("instruments", "strategies")
+    name for name in Config.model_fields if name not in ("instruments", "strategies", "feeds")
 )
 
 

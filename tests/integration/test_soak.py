@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import free_port
@@ -65,6 +66,7 @@ def _rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 def test_shipped_config_against_a_faulty_venue_for_a_minute(tmp_path: Path) -> None:
     feed, api, admin = free_port(), free_port(), free_port()
     env = {
