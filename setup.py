@@ -42,6 +42,7 @@ COMPILED = [
     "trading_engine/core/builder.py",
     "trading_engine/core/orders.py",
     "trading_engine/core/positions.py",
+    "trading_engine/core/fees.py",
     "trading_engine/core/reports.py",
     "trading_engine/core/ledger.py",
     "trading_engine/core/risk.py",
