@@ -22,7 +22,7 @@ from tests.fakes import config
 from tests.helpers import wait_until
 from trading_engine.core.orders import OrderType, TimeInForce
 from trading_engine.core.protocol import Side
-from trading_engine.core.risk import Denial
+from trading_engine.core.risk import Denial, TradingState
 from trading_engine.core.sharding import shard_of
 from trading_engine.engine.engine import Engine
 from trading_engine.engine.runner import build_engine
@@ -246,3 +246,34 @@ async def test_a_venue_whose_fills_log_resets_while_running_halts_trading(
         assert engine.order_faults["fills_log_reset"] == 1
     finally:
         await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_overfill_of_a_closed_order_found_at_start_up_is_credited_and_halts(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    for layout_changes in (False, True):
+        journal = tmp_path / f"j{layout_changes}.db"
+        engine = make_engine(sim, journal, 0, 1)
+        await engine.start()
+        assert await buy(engine, sim, "BTC-USD", 2) is None
+        (order,) = [o for o in engine.orders.values() if o.symbol == "BTC-USD"]
+        cid = order.client_order_id
+        await engine.stop()
+        # While it was stopped the venue filled the closed order once more.
+        extra = dict(next(f for f in sim.fills if f["client_order_id"] == cid))
+        extra["fill_id"] = len(sim.fills) + 1
+        sim.fills.append(extra)
+        venue = await venue_position(sim, "BTC-USD")
+
+        # The same layout (fills since the cursor) and another one (the venue's whole log).
+        shard, shards = (shard_of("BTC-USD", 2), 2) if layout_changes else (0, 1)
+        engine = make_engine(sim, journal, shard, shards)
+        await engine.start()
+        try:
+            assert engine.positions.quantity("BTC-USD") == venue  # the venue's position
+            assert engine.order_faults["overfill"] == 1
+            assert engine.risk.state is TradingState.HALTED
+            assert engine.status()["reconciliation"]["found"]["overfills"] == 1
+        finally:
+            await engine.stop()

@@ -454,6 +454,7 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             ledger.restore(found)
 
         # Fills since the cursor: this engine's (and adopted orders') count.
+        closed_lots: Counter[str] | None = None  # lots of the journal's closed orders
         for venue_fill in sorted(new_fills, key=lambda item: int(item["fill_id"])):
             fill_id = int(venue_fill["fill_id"])
             cursor = max(cursor, fill_id)
@@ -488,6 +489,24 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             if fee is None:
                 fee = ledger.fees[inst.symbol].fee(price, lots, lots)  # maker or taker: unknown
             ledger.credit_unattached(strategy, inst.symbol, side, price, lots, client_order_id, fee)
+            if journal is not None and client_order_id in state.owners:
+                # A closed order of the journal: its fills past its quantity are an overfill
+                # (credited, as the position is the venue's, and halting, as it is at run time).
+                if closed_lots is None:
+                    closed_lots = Counter()
+                    if not rebuild:  # (a rebuild reads this venue's fills again from 0)
+                        for journaled in state.fills:
+                            closed_lots[journaled.client_order_id] += journaled.quantity
+                closed_lots[client_order_id] += lots
+                closed = journal.order(client_order_id)
+                if closed is not None and closed_lots[client_order_id] > closed.quantity:
+                    counts["overfills"] += 1
+                    ledger.fault(
+                        client_order_id,
+                        "overfill",
+                        f"fill {fill_id} of {lots} lots brings the closed order's fills to "
+                        f"{closed_lots[client_order_id]} lots of {closed.quantity}",
+                    )
             if journal is not None:
                 journal.fill(
                     client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id,

@@ -1079,6 +1079,13 @@ class Journal:
             return None
         return layout if isinstance(layout, dict) else None
 
+    def order(self, client_order_id: str) -> JournaledOrder | None:
+        """The order journaled under ``client_order_id``, or None; one indexed read."""
+        row = self._db.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
+        return None if row is None else JournaledOrder(*row)
+
     def orders(
         self, since_ns: int | None = None, strategy: str | None = None
     ) -> list[JournaledOrder]:
