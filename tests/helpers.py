@@ -44,3 +44,18 @@ def free_port_range(count: int) -> int:
                 sock.close()
         return base
     raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def free_port_ranges(*counts: int) -> tuple[int, ...]:
+    """The first ports of disjoint runs of ``counts`` consecutive free ports.
+
+    Separate ``free_port_range`` calls can return the same port (each closes
+    its probe sockets), so a feed range and an admin range taken that way may
+    collide; this takes one run and splits it.
+    """
+    base = free_port_range(sum(counts))
+    firsts = []
+    for count in counts:
+        firsts.append(base)
+        base += count
+    return tuple(firsts)

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import config
-from tests.helpers import free_port_range, wait_until
+from tests.helpers import free_port_ranges, wait_until
 from trading_engine.core.errors import ConfigError
 from trading_engine.engine.supervisor import Supervisor
 from trading_engine.io.journal import Journal, JournalLocked
 
 
 def _supervisor(command: list[str], workers: int = 2, **options: float) -> Supervisor:
-    cfg = config(feed={"port": free_port_range(workers)}, admin={"port": free_port_range(3)})
+    feed, admin = free_port_ranges(workers, 3)
+    cfg = config(feed={"port": feed}, admin={"port": admin})
     return Supervisor(cfg, workers, environ={}, command=command, **options)
 
 
@@ -63,9 +64,10 @@ async def test_a_deployment_cannot_run_twice_on_one_journal_path(tmp_path: Path)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
 
     def make(workers: int) -> Supervisor:
+        feed, admin = free_port_ranges(workers, workers + 1)
         cfg = config(
-            feed={"port": free_port_range(workers)},
-            admin={"port": free_port_range(workers + 1)},
+            feed={"port": feed},
+            admin={"port": admin},
             journal={"path": path},
         )
         return Supervisor(cfg, workers, environ={}, command=sleeper, stop_timeout_s=0.5)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.fakes import config
-from tests.helpers import free_port_range
+from tests.helpers import free_port_ranges
 from trading_engine.engine.notices import NO_TOKEN_ANSWER
 from trading_engine.engine.supervisor import Supervisor
 
@@ -58,9 +58,10 @@ async def _poll(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 async def test_status_shows_each_workers_reconciliation_and_journal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    feed, admin = free_port_ranges(2, 3)
     cfg = config(
-        feed={"port": free_port_range(2)},
-        admin={"port": free_port_range(3)},
+        feed={"port": feed},
+        admin={"port": admin},
         journal={"path": str(tmp_path / "journal.db")},
     )
     supervisor = Supervisor(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port, free_port_range
+from tests.helpers import free_port_ranges
 from tests.integration.test_cli import ROOT, command, wait_for
 from trading_engine import Instrument
 from trading_engine.io.journal import Journal
@@ -68,7 +68,7 @@ def test_run_exits_2_at_once_when_the_feed_port_is_in_use_and_the_venue_unreacha
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         feed = busy.getsockname()[1]
-        env = _env(tmp_path, feed, free_port(), free_port())  # nothing listens on the API port
+        env = _env(tmp_path, feed, *free_port_ranges(1, 1))  # nothing listens on the API port
         started = time.monotonic()
         done = subprocess.run(
             command("run", "--duration", "40"), cwd=ROOT, env=env, capture_output=True,
@@ -84,7 +84,7 @@ def test_run_exits_2_at_once_when_the_feed_port_is_in_use_and_the_venue_unreacha
 def test_a_halt_reaches_a_worker_still_starting_and_outlasts_its_reconciliation(
     tmp_path: Path,
 ) -> None:
-    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    feed, admin, api = free_port_ranges(2, 3, 1)
     # Worker 0's previous run left it active.
     journal = Journal.open(str(tmp_path / "journal.0.db"))
     journal.begin_run("runA", [Instrument("BTC-USD", "0.01", "0.001")])
@@ -123,7 +123,7 @@ def test_a_halt_reaches_a_worker_still_starting_and_outlasts_its_reconciliation(
 def test_a_restarted_worker_keeps_its_own_halt_over_the_supervisors_resume(
     tmp_path: Path,
 ) -> None:
-    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    feed, admin, api = free_port_ranges(2, 3, 1)
     env = _env(tmp_path, feed, admin, api)
     with (tmp_path / "run.log").open("wb") as log:
         sim = subprocess.Popen(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port, free_port_range
+from tests.helpers import free_port_ranges
 from tests.integration.test_cli import ROOT, command, wait_for
 from trading_engine.core.sharding import shard_of
 
@@ -60,7 +60,7 @@ def _environment(tmp_path: Path, feed: int, admin: int, api: int) -> dict[str, s
 
 
 def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
-    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    feed, admin, api = free_port_ranges(2, 3, 1)
     env = _environment(tmp_path, feed, admin, api)
     # The default config's two symbols fall in different shards of 2.
     assert {shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)} == {0, 1}
@@ -154,7 +154,7 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
 
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
-    feed, admin, api = free_port_range(2), free_port_range(3), free_port()
+    feed, admin, api = free_port_ranges(2, 3, 1)
     env = _environment(tmp_path, feed, admin, api)
     with (tmp_path / "run.log").open("wb") as log:
         sim = subprocess.Popen(
@@ -208,7 +208,7 @@ def test_resharding_from_two_workers_to_three_keeps_every_position(tmp_path: Pat
     """
     assert (shard_of("BTC-USD", 2), shard_of("ETH-USD", 2)) == (0, 1)
     assert (shard_of("BTC-USD", 3), shard_of("ETH-USD", 3)) == (2, 0)
-    feed, admin, api = free_port_range(3), free_port_range(4), free_port()
+    feed, admin, api = free_port_ranges(3, 4, 1)
     env = _environment(tmp_path, feed, admin, api)
     with (tmp_path / "sim.log").open("wb") as sim_log:
         sim = subprocess.Popen(
