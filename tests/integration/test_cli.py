@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import free_port
+from tests.helpers import free_port, free_port_ranges
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def command(*args: str) -> list[str]:
 
 
 def test_run_against_the_exchange_simulator_and_stop_on_sigterm(tmp_path: Path) -> None:
-    feed, api, admin = free_port(), free_port(), free_port()
+    feed, api, admin = free_port_ranges(1, 1, 1)
     env = {
         **os.environ,
         "EXCHANGE_API_KEY": "cli-key",

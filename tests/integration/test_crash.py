@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port_ranges
 from trading_engine import BookView, Instrument, Order, Strategy, TimeInForce
 from trading_engine.sim.exchange_sim import ExchangeSimulator, Faults
 
@@ -151,7 +151,7 @@ async def test_sigkill_mid_trading_then_restart_matches_the_exchange(tmp_path: P
         [BTC], api_key=KEY, port=0, rate=300, seed=11, faults=Faults(fail_after=0.25)
     )
     await sim.start()
-    feed, admin = free_port(), free_port()
+    feed, admin = free_port_ranges(1, 1)
     config = write_config(tmp_path, sim.port, feed, admin)
     log = tmp_path / "engine.log"
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}", timeout=2.0)

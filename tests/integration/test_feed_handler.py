@@ -22,7 +22,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.helpers import free_port
+from tests.helpers import free_port, free_port_ranges
 from tests.venues.fake_venue import FakeVenue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 async def test_run_starts_its_feeds_and_the_book_follows_the_venue(
     venue: FakeVenue, tmp_path: Path
 ) -> None:
-    feed_port, admin_port, metrics_port = free_port(), free_port(), free_port()
+    feed_port, admin_port, metrics_port = free_port_ranges(1, 1, 1)
     feeds = f"""
 [[feeds]]
 venue = "binance"
@@ -178,7 +178,7 @@ metrics_port = {metrics_port}
 async def test_the_feed_command_publishes_to_an_engine_and_records_a_capture(
     venue: FakeVenue, tmp_path: Path
 ) -> None:
-    feed_port, admin_port = free_port(), free_port()
+    feed_port, admin_port = free_port_ranges(1, 1)
     config = engine_config(tmp_path, feed_port, admin_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
     env["EXCHANGE_API_KEY"] = "k"
@@ -327,7 +327,7 @@ async def test_the_feed_command_for_okx_and_kraken(
     venue: FakeVenue, tmp_path: Path, name: str, symbol: str, tick: str, lot: str,
     best_bid: list[str],
 ) -> None:  # fmt: skip
-    feed_port, admin_port = free_port(), free_port()
+    feed_port, admin_port = free_port_ranges(1, 1)
     config = engine_config(tmp_path, feed_port, admin_port)
     text = config.read_text().replace('"XMR-BTC"', f'"{symbol}"')
     text = text.replace('"0.000001"', f'"{tick}"').replace('"0.001"', f'"{lot}"')

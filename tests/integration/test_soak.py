@@ -29,7 +29,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port
+from tests.helpers import free_port_ranges
 from tests.integration.test_cli import ROOT, command, wait_for
 
 SOAK_S = 60.0
@@ -68,7 +68,7 @@ def _rss_bytes(pid: int) -> int:
 
 @pytest.mark.slow
 def test_shipped_config_against_a_faulty_venue_for_a_minute(tmp_path: Path) -> None:
-    feed, api, admin = free_port(), free_port(), free_port()
+    feed, api, admin = free_port_ranges(1, 1, 1)
     env = {
         **os.environ,
         "EXCHANGE_API_KEY": "soak-key",
