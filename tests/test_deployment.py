@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,13 @@ def test_grafana_provisioning_and_dashboard() -> None:
                    "positions", "pnl", "strategy state", "strategy orders",
                    "strategy denials", "strategy positions", "strategy pnl",
                    "last decision", "feed handlers: venue messages", "feed handlers: resyncs",
-                   "receive-to-publish"):  # fmt: skip
+                   "receive-to-publish", "journal failures", "journal: rows written",
+                   "order faults", "gateway events", "readiness"):  # fmt: skip
         assert needed in titles, needed
     rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
-    assert [row["title"] for row in rows] == ["Strategies", "Feed handlers"]
+    assert [row["title"] for row in rows] == [
+        "Strategies", "Feed handlers", "Journal and order faults"
+    ]  # fmt: skip
     graphs = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
     assert all(panel["targets"] and all(t["expr"] for t in panel["targets"]) for panel in graphs)
     ids = [panel["id"] for panel in dashboard["panels"]]
@@ -168,35 +172,12 @@ def test_grafana_provisioning_and_dashboard() -> None:
 def test_every_metric_the_dashboard_queries_is_exported() -> None:
     import re
 
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import generate_latest
+    from tests.metric_names import exported_metric_names
 
-    from tests.fakes import config
-    from trading_engine.engine.engine import Engine
-    from trading_engine.engine.telemetry import GcMonitor, LoopMonitor, registry_for
-    from trading_engine.io.feedhandler import EngineAddress, FeedHandler
-    from trading_engine.sim.venue import simulated_venue
-    from trading_engine.venues.registry import venue
-
-    engine = Engine(config(), run_id="t", sink_factory=simulated_venue)
-    text = generate_latest(registry_for(engine, LoopMonitor(), GcMonitor())).decode()
-    # The feed handler panels query a feed handler's own /metrics.
-    handler_registry = CollectorRegistry()
-    FeedHandler(
-        venue("binance").feed_dialect(["BTCUSDT"], "http://127.0.0.1:9"),
-        ws_url="ws://127.0.0.1:9",
-        engines=[EngineAddress("127.0.0.1", 9)],
-        symbol_map={"BTCUSDT": "BTCUSDT"},
-        registry=handler_registry,
-    )
-    text += generate_latest(handler_registry).decode()
-    exported = set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
-    suffixed = {f"{name}{suffix}" for name in exported
-                for suffix in ("", "_total", "_bucket", "_sum", "_count")}  # fmt: skip
     dashboard = json.loads((ROOT / "config/grafana/dashboards/trading-engine.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"trading_engine_\w+", expr)}
-    assert used - suffixed == set()
+    assert used - exported_metric_names() == set()
 
 
 def test_promtool_accepts_prometheus_yml() -> None:
@@ -232,3 +213,220 @@ def test_compose_feed_services_publish_to_the_venues_engine(venue: str) -> None:
     for symbol in entry.engine_symbols().values():
         assert symbol in config.instrument_map()
     assert f"127.0.0.1:{config.feed.port}:{config.feed.port}" in engine["ports"]
+
+
+def _image_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image") == "trading-engine:latest"
+    }
+
+
+def test_compose_mounts_the_config_and_the_strategies_folder_read_only() -> None:
+    """The configuration and the user's strategies come from the checkout, not the image."""
+    services = _image_services()
+    for name, service in services.items():
+        command = service["command"]
+        config_path = command[command.index("--config") + 1]
+        assert config_path.startswith("/app/config/"), name
+        assert (ROOT / config_path.removeprefix("/app/")).is_file(), name
+        assert "./config:/app/config:ro" in service["volumes"], name
+    engines = {name for name, service in services.items() if service["command"][1] == "run"}
+    assert engines == {"engine", "engine-venues"}
+    for name in engines:
+        assert "./mystrategies:/app/mystrategies:ro" in services[name]["volumes"], name
+    # The folder exists in the checkout (compose would create it as root otherwise),
+    # is not baked into the image, and the engine runs in /app, where it is mounted.
+    assert (ROOT / "mystrategies").is_dir()
+    assert "mystrategies" in (ROOT / ".dockerignore").read_text().split()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile
+    assert "mystrategies" not in dockerfile
+
+
+def test_compose_prometheus_loads_the_alert_rules() -> None:
+    prometheus = compose()["services"]["prometheus"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1)[::-1] for volume in prometheus["volumes"])
+    config_file = next(
+        part.split("=", 1)[1] for part in prometheus["command"] if part.startswith("--config.file")
+    )
+    settings = yaml.safe_load((ROOT / mounts[config_file].removeprefix("./")).read_text())
+    # rule_files are relative to the configuration file's directory.
+    for rule_file in settings["rule_files"]:
+        in_container = str(Path(config_file).parent / rule_file)
+        assert mounts[in_container] == "./config/alerts.yml", in_container
+    assert all(volume.endswith(":ro") for volume in prometheus["volumes"])
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    """``docker compose config`` (or Compose v1) where a client has it; no engine needed."""
+    commands = []
+    if shutil.which("docker"):
+        commands.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        commands.append(["docker-compose"])
+    env = {**os.environ, "EXCHANGE_API_KEY": "k", "TRADING_ENGINE_ADMIN_TOKEN": "t"}
+    for command in commands:
+        probe = subprocess.run(
+            [*command, "version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        if probe.returncode != 0:
+            continue
+        for profile in ([], ["--profile", "venues"]):
+            done = subprocess.run(
+                [*command, *profile, "config", "-q"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+        # Its secrets have no defaults: without them compose refuses.
+        unset = {k: v for k, v in env.items() if k != "EXCHANGE_API_KEY"}
+        done = subprocess.run(
+            [*command, "config", "-q"],
+            cwd=ROOT, env=unset, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode != 0
+        assert "EXCHANGE_API_KEY" in done.stderr
+        return
+    pytest.skip("no docker compose (or docker-compose) client here")
+
+
+def _container_layout(app: Path, service: dict[str, Any]) -> None:
+    """Lay out ``app`` as the service's /app: its bind mounts, from the checkout."""
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            shutil.copytree(ROOT / source, app / target.removeprefix("/app/"))
+        else:
+            (app / target.removeprefix("/app/")).mkdir(parents=True)  # a named volume
+
+
+def _mine(app: Path) -> None:
+    """The docs' steps: a strategy in mystrategies/, a [[strategies]] entry pointing at it."""
+    (app / "mystrategies" / "spread.py").write_text(
+        (ROOT / "strategies" / "template.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    config = app / "config" / "engine.toml"
+    shipped = config.read_text(encoding="utf-8")
+    config.write_text(
+        shipped.split("[[strategies]]", 1)[0] + "[[strategies]]\n"
+        'name = "mine"\n'
+        'class = "mystrategies.spread:TemplateStrategy"\n'
+        'symbols = ["BTC-USD"]\n'
+        'params = { quantity = "0.001", max_spread_ticks = 3 }\n',
+        encoding="utf-8",
+    )
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).parent / "trading-engine"
+    found = str(script) if script.exists() else shutil.which("trading-engine")
+    assert found is not None, "the trading-engine console script is not installed"
+    return found
+
+
+def _native(command: list[str], app: Path, names: dict[str, str]) -> list[str]:
+    """A compose command run from ``app``: /app paths and service addresses mapped."""
+    out = [_console_script()]
+    for part in command[1:]:
+        part = str(part)
+        if part.startswith("/app/"):
+            part = str(app / part.removeprefix("/app/"))
+        out.append(names.get(part, part))
+    return out
+
+
+def test_a_strategy_in_the_mounted_folder_passes_check_config_as_in_the_container(
+    tmp_path: Path,
+) -> None:
+    engine = compose()["services"]["engine"]
+    app = tmp_path / "app"
+    _container_layout(app, engine)
+    _mine(app)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
+    check = ["trading-engine", "check-config", "/app/config/engine.toml"]
+    checked = subprocess.run(
+        _native(check, app, {}), cwd=app, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "valid (2 instrument(s), 1 strategy)" in checked.stdout
+    # Without the mount the same configuration names what it cannot import.
+    shutil.rmtree(app / "mystrategies")
+    checked = subprocess.run(
+        _native(check, app, {}), cwd=app, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 2
+    assert "strategies[0].class: cannot import 'mystrategies.spread'" in checked.stderr
+
+
+@pytest.mark.slow
+def test_a_strategy_in_the_mounted_folder_trades_with_the_compose_commands(
+    tmp_path: Path,
+) -> None:
+    """The engine and simulator services' commands and environment, run natively from /app."""
+    import time
+
+    import httpx
+
+    from tests.helpers import free_port
+
+    services = compose()["services"]
+    engine, sim = services["engine"], services["exchange-sim"]
+    app = tmp_path / "app"
+    _container_layout(app, engine)
+    _mine(app)
+    feed_port, admin_port, sim_port = free_port(), free_port(), free_port()
+    secrets = {"EXCHANGE_API_KEY": "k", "TRADING_ENGINE_ADMIN_TOKEN": "t"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
+    env = dict(base)
+    for key, value in engine["environment"].items():
+        env[key] = secrets.get(key, str(value))
+    # The container's listening addresses and service names, on loopback.
+    assert env.pop("TRADING_ENGINE__GATEWAY__BASE_URL") == "http://exchange-sim:8080"
+    env.update(
+        TRADING_ENGINE__FEED__HOST="127.0.0.1", TRADING_ENGINE__FEED__PORT=str(feed_port),
+        TRADING_ENGINE__ADMIN__HOST="127.0.0.1", TRADING_ENGINE__ADMIN__PORT=str(admin_port),
+        TRADING_ENGINE__GATEWAY__BASE_URL=f"http://127.0.0.1:{sim_port}",
+    )  # fmt: skip
+    sim_env = {**base, **{key: secrets.get(key, str(v)) for key, v in sim["environment"].items()}}
+    names = {"0.0.0.0": "127.0.0.1", "8080": str(sim_port), "engine:7001": f"127.0.0.1:{feed_port}"}
+    logs = [(tmp_path / name).open("w") for name in ("engine.log", "sim.log")]
+    running = subprocess.Popen(
+        _native(engine["command"], app, {}), cwd=app, env=env, stdout=logs[0], stderr=logs[0]
+    )
+    simulator = subprocess.Popen(
+        _native(sim["command"], app, names), cwd=app, env=sim_env, stdout=logs[1], stderr=logs[1]
+    )
+    try:
+
+        def status() -> dict[str, Any]:
+            assert running.poll() is None, (tmp_path / "engine.log").read_text()
+            try:
+                answer: dict[str, Any] = httpx.get(
+                    f"http://127.0.0.1:{admin_port}/status", timeout=2
+                ).json()
+            except httpx.HTTPError:
+                return {}
+            return answer
+
+        # on_start counts as a decision; one made after the book went live is on_book's.
+        decisions: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(set(decisions)) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "engine.log").read_text()
+            now = status()
+            if now.get("books", {}).get("BTC-USD", {}).get("state") == "live":
+                decisions.append(now["strategies"]["mine"]["last_decision_at"])
+            time.sleep(0.1)
+        assert now["strategies"]["mine"]["state"] == "running"
+        assert now["strategies"]["mine"]["errors"] == 0
+    finally:
+        for process in (running, simulator):
+            process.terminate()
+        for process in (running, simulator):
+            process.wait(timeout=30)
+        for log in logs:
+            log.close()
+    assert "template strategy starting on BTC-USD" in (tmp_path / "engine.log").read_text()

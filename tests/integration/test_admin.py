@@ -183,3 +183,47 @@ async def test_readyz_is_503_until_the_gateway_reaches_the_exchange() -> None:
         await asyncio.wait({starting})
         await service.shutdown()
         await simulator.stop()
+
+
+@pytest.mark.asyncio
+async def test_metrics_say_ready_as_readyz_does_and_who_set_the_trading_state() -> None:
+    """``trading_engine_ready`` and ``trading_state_by{who}``, which the alert rules read."""
+    from trading_engine.core.risk import TradingState
+
+    service = await make_service("t")
+
+    def sample(text: str, series: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(series + " "))
+        return float(line.rsplit(" ", 1)[1])
+
+    def who(text: str) -> list[str]:
+        return [
+            line.split('"')[1]
+            for line in text.splitlines()
+            if line.startswith("trading_engine_trading_state_by{") and line.endswith(" 1.0")
+        ]
+
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.admin.port}") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            text = (await client.get("/metrics")).text
+            assert sample(text, "trading_engine_ready") == 1
+            assert who(text) == ["start-up"]
+            auth = {"Authorization": "Bearer t"}
+            assert (await client.post("/halt", headers=auth)).status_code == 200
+            text = (await client.get("/metrics")).text
+            assert who(text) == ["admin"]
+            assert sample(text, 'trading_engine_trading_state{state="halted"}') == 1
+            service.engine.set_trading_state(TradingState.HALTED, "journal", "disk full")
+            assert who((await client.get("/metrics")).text) == ["journal"]
+            # A name outside the known setters (an older journal's) stays one series.
+            service.engine.set_trading_state(TradingState.ACTIVE, "someone", None)
+            text = (await client.get("/metrics")).text
+            assert who(text) == ["other"]
+            assert text.count("trading_engine_trading_state_by{") == 7
+            assert service.engine.feed is not None
+            await service.engine.feed.stop()
+            assert (await client.get("/readyz")).status_code == 503
+            assert sample((await client.get("/metrics")).text, "trading_engine_ready") == 0
+    finally:
+        await service.shutdown()

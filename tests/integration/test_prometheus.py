@@ -1,4 +1,5 @@
-"""A real Prometheus scrapes a running engine; every dashboard query returns data."""
+"""A real Prometheus scrapes a running engine; every dashboard query returns data,
+and every alert rule evaluates."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.fakes import config
 from tests.helpers import free_port, wait_until
 from tests.venues.fake_venue import FakeVenue
 from trading_engine import Instrument
+from trading_engine.core.risk import TradingState
 from trading_engine.engine.runner import Service, build_engine
 from trading_engine.io.feedhandler import (
     EngineAddress,
@@ -91,6 +93,7 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files: ['{ROOT / 'config' / 'alerts.yml'}']\n"
         "scrape_configs:\n  - job_name: trading-engine\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{service.admin.port}']\n"
         "  - job_name: feed-handlers\n    static_configs:\n"
@@ -133,6 +136,30 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
                 await asyncio.sleep(1)
                 missing = [expr for expr in queries if not await query(expr)]
             assert not missing, f"dashboard queries without data: {missing}"
+
+            # Every alert rule evaluates without error on the real series.
+            async def rule_health() -> dict[str, str]:
+                body = (await client.get("/api/v1/rules")).json()
+                return {
+                    rule["name"]: rule["health"]
+                    for group in body["data"]["groups"]
+                    for rule in group["rules"]
+                }
+
+            deadline = time.monotonic() + 30
+            while set((health := await rule_health()).values()) != {"ok"}:
+                assert time.monotonic() < deadline, health
+                await asyncio.sleep(0.5)
+            assert len(health) >= 16
+            # The halt rule joins two of the engine's series: it goes pending
+            # (its "for" is 30 s) with who set the state as a label.
+            halted = 'ALERTS{alertname="TradingHalted", who="risk", alertstate="pending"}'
+            assert not await query(halted)
+            service.engine.set_trading_state(TradingState.HALTED, "risk", "a test")
+            deadline = time.monotonic() + 30
+            while not await query(halted):
+                assert time.monotonic() < deadline, "TradingHalted never went pending"
+                await asyncio.sleep(0.5)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)

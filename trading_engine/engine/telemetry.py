@@ -19,6 +19,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Iterator
+from typing import Final
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -42,6 +43,7 @@ from .engine import Engine
 
 __all__ = [
     "DEFAULT_METRICS_SYMBOLS",
+    "STATE_SETTERS",
     "SYMBOLS_PER_STEP",
     "EngineCollector",
     "GcMonitor",
@@ -51,6 +53,8 @@ __all__ = [
 
 P = "trading_engine_"
 
+#: Who can set the trading state: the ``who`` label of ``trading_engine_trading_state_by``.
+STATE_SETTERS: Final = ("start-up", "admin", "risk", "journal", "gateway", "supervisor")
 #: Symbols with per-symbol series when ``[admin] metrics_symbols`` is not set.
 DEFAULT_METRICS_SYMBOLS = 100
 #: Symbols looked at between two pauses of a scrape (about 0.1 ms of work).
@@ -363,6 +367,7 @@ class EngineCollector(Collector):
         for value in ("active", "reducing", "halted"):
             trading.add_metric([value], 1 if engine.risk.state.value == value else 0)
         yield trading
+        yield from _readiness(engine)
 
         yield from self._symbols()
 
@@ -672,6 +677,32 @@ def _journal_metrics(engine: Engine) -> Iterator[Metric]:
         P + "orders_open_at_shutdown", "Orders still open when a shutdown stopped waiting.",
         value=engine.order_counts["open_at_shutdown"],
     )  # fmt: skip
+
+
+def _readiness(engine: Engine) -> Iterator[Metric]:
+    """Whether the engine can trade (``/readyz``), and who set the trading state.
+
+    ``who`` takes only :data:`STATE_SETTERS` values (anything else, such
+    as a name journaled by an older version, reads ``other``), so alert
+    rules can tell an operator's halt from the engine's own without the
+    free-text reason becoming a label.
+    """
+    yield GaugeMetricFamily(
+        P + "ready",
+        "1 when the engine can trade (GET /readyz answers 200), 0 while it cannot.",
+        value=0 if engine.not_ready() is not None else 1,
+    )
+    by = GaugeMetricFamily(
+        P + "trading_state_by",
+        "1 for who set the current trading state (the reason is in /status).",
+        labels=["who"],
+    )
+    who = engine.state_by[0]
+    known = who in STATE_SETTERS
+    for setter in STATE_SETTERS:
+        by.add_metric([setter], 1 if setter == who else 0)
+    by.add_metric(["other"], 0 if known else 1)
+    yield by
 
 
 def _task_metrics(engine: Engine) -> Iterator[Metric]:
