@@ -41,7 +41,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import statistics
 import struct
 import subprocess
@@ -336,7 +335,9 @@ class Sink:
 Client = Callable[[str, str, Sink], Awaitable[None]]
 
 
-async def aiohttp_client(url: str, command: str, sink: Sink, timeout: float | None = None) -> None:
+async def aiohttp_client(
+    url: str, command: str, sink: Sink, receive_timeout: float | None = None
+) -> None:
     import aiohttp
 
     async with (
@@ -347,7 +348,7 @@ async def aiohttp_client(url: str, command: str, sink: Sink, timeout: float | No
         text_type = aiohttp.WSMsgType.TEXT
         on_text = sink.on_text
         while True:
-            msg = await ws.receive() if timeout is None else await ws.receive(timeout=timeout)
+            msg = await (ws.receive() if receive_timeout is None else ws.receive(receive_timeout))
             if msg.type is not text_type:
                 raise RuntimeError(f"aiohttp: {msg.type}")
             if on_text(msg.data):
@@ -355,7 +356,7 @@ async def aiohttp_client(url: str, command: str, sink: Sink, timeout: float | No
 
 
 async def aiohttp_handler_style(url: str, command: str, sink: Sink) -> None:
-    await aiohttp_client(url, command, sink, timeout=1.0)
+    await aiohttp_client(url, command, sink, receive_timeout=1.0)
 
 
 async def websockets_client(url: str, command: str, sink: Sink) -> None:

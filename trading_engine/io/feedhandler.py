@@ -238,6 +238,8 @@ class FeedHandler:
         self._http = http
         self._own_http = http is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        #: time.monotonic() of the venue's last frame (of any kind).
+        self._last_frame = 0.0
         self._outbox: list[str] = []
         self._reconnect_reason: str | None = None
         self._generation = 0
@@ -332,77 +334,101 @@ class FeedHandler:
         self._generation += 1
         self._reconnect_reason = None
         self.connected = True
-        capture = self.capture
-        clock_ns = self.clock_ns
-        if capture is not None:
-            capture.write(clock_ns(), "open", url, b"")
+        if self.capture is not None:
+            self.capture.write(self.clock_ns(), "open", url, b"")
         log.info("%s: connected to %s", self.venue, url)
-        counts = self.counts
-        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         monotonic = time.monotonic
-        perf_ns = time.perf_counter_ns
+        reader: asyncio.Task[str] | None = None
         try:
-            self._act(dialect.on_open(clock_ns()))
+            self._act(dialect.on_open(self.clock_ns()))
             await self._flush_outbox()
-            opened = last_frame = monotonic()
-            next_timer = opened + settings.timer_s
+            opened = self._last_frame = monotonic()
+            # The messages are read by their own task, with no timer per message
+            # (a receive timeout costs more than aiohttp's whole read); the
+            # clock's work is done here, once per timer_s.
+            reader = asyncio.create_task(self._read(ws))
             while True:
-                try:
-                    msg = await ws.receive(timeout=settings.timer_s)
-                except TimeoutError:
-                    msg = None
+                done, _ = await asyncio.wait((reader,), timeout=settings.timer_s)
+                if done:
+                    return reader.result()
                 now = monotonic()
-                if msg is not None:
-                    last_frame = now
-                    kind = msg.type
-                    if kind is text_type or kind is binary_type:
-                        started = perf_ns()
-                        recv_ns = clock_ns()
-                        data = msg.data
-                        if kind is binary_type:
-                            try:
-                                data = data.decode()
-                            except UnicodeDecodeError:
-                                _bump(counts.dropped, "binary_message")
-                                continue
-                        counts.messages += 1
-                        counts.message_bytes += len(data)
-                        if capture is not None:
-                            capture.write(recv_ns, "ws", "", data)
-                        if self._act(dialect.on_message(data, recv_ns), recv_ns):
-                            self.receive_to_publish.observe_ns(perf_ns() - started)
-                        if self._outbox:
-                            await self._flush_outbox()
-                    elif kind is aiohttp.WSMsgType.PING:
-                        counts.pings += 1
-                        await ws.pong(msg.data)
-                    elif kind is aiohttp.WSMsgType.PONG:
-                        pass
-                    elif kind is aiohttp.WSMsgType.ERROR:
-                        return "ws_error"
-                    else:  # CLOSE, CLOSING, CLOSED
-                        return "venue_closed"
-                elif now - last_frame > settings.idle_timeout_s:
+                if now - self._last_frame > settings.idle_timeout_s:
                     return "idle"
                 if self._reconnect_reason is not None:
                     return self._reconnect_reason
-                if now >= next_timer:
-                    next_timer = now + settings.timer_s
-                    self._log_bursts()
-                    self._act(dialect.on_timer(clock_ns()))
-                    await self._flush_outbox()
-                    if now - opened > settings.max_connection_s:
-                        return "connection_age"
+                self._log_bursts()
+                self._act(dialect.on_timer(self.clock_ns()))
+                await self._flush_outbox()
+                if self._reconnect_reason is not None:
+                    return self._reconnect_reason
+                if now - opened > settings.max_connection_s:
+                    return "connection_age"
                 if self._stop.is_set():
                     return "stopped"
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("%s: connection failed: %s", self.venue, exc)
             return "ws_error"
         finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
             self._ws = None
             self.connected = False
             with contextlib.suppress(Exception):
                 await ws.close()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Read the venue's messages until the connection ends; returns why (a metric label).
+
+        A dialect that raises is let through (the caller counts it).
+        """
+        dialect = self.dialect
+        counts = self.counts
+        capture = self.capture
+        clock_ns = self.clock_ns
+        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        ping_type = aiohttp.WSMsgType.PING
+        monotonic = time.monotonic
+        perf_ns = time.perf_counter_ns
+        receive = ws.receive
+        try:
+            while True:
+                msg = await receive()
+                self._last_frame = monotonic()
+                kind = msg.type
+                if kind is text_type or kind is binary_type:
+                    started = perf_ns()
+                    recv_ns = clock_ns()
+                    data = msg.data
+                    if kind is binary_type:
+                        try:
+                            data = data.decode()
+                        except UnicodeDecodeError:
+                            _bump(counts.dropped, "binary_message")
+                            continue
+                    counts.messages += 1
+                    counts.message_bytes += len(data)
+                    if capture is not None:
+                        capture.write(recv_ns, "ws", "", data)
+                    if self._act(dialect.on_message(data, recv_ns), recv_ns):
+                        self.receive_to_publish.observe_ns(perf_ns() - started)
+                    if self._outbox:
+                        await self._flush_outbox()
+                elif kind is ping_type:
+                    counts.pings += 1
+                    await ws.pong(msg.data)
+                elif kind is aiohttp.WSMsgType.PONG:
+                    pass
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    return "ws_error"
+                else:  # CLOSE, CLOSING, CLOSED
+                    return "venue_closed"
+                if self._reconnect_reason is not None:
+                    return self._reconnect_reason
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("%s: connection failed: %s", self.venue, exc)
+            return "ws_error"
 
     def _log_bursts(self) -> None:
         """One warning per timer tick for what the dialect refused or the handler dropped.
