@@ -92,6 +92,8 @@ log = logging.getLogger("trading_engine.feedhandler")
 
 P: Final = "trading_engine_feed_handler_"
 HEARTBEAT: Final = b'{"type":"heartbeat"}\n'
+#: The longest ``Retry-After`` obeyed (Binance's IP bans last up to 3 days).
+MAX_RETRY_AFTER_S: Final = 3 * 24 * 3600.0
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
@@ -127,10 +129,31 @@ class FeedHandlerSettings:
     max_frame_bytes: int = 65536
     max_engine_buffer_bytes: int = 8 * 1024 * 1024
     max_message_bytes: int = 16 * 1024 * 1024
+    #: A REST snapshot body longer than this is given up (``too_large``); a
+    #: Binance snapshot of 5,000 levels a side is about 300 kB.
+    max_snapshot_bytes: int = 16 * 1024 * 1024
+    #: A venue connection that stayed open this long was a success: the next
+    #: reconnect waits ``backoff_initial_s`` again. A shorter one (a venue that
+    #: greets and closes) doubles the wait.
+    stable_connection_s: float = 30.0
 
 
 def _is_zero(size: str) -> bool:
     return not size.strip("0.")
+
+
+def _price_key(price: str) -> str:
+    """A plain decimal price written one way (``00.0057300`` and ``0.005730`` are ``0.00573``).
+
+    The handler's copy is keyed by it: a venue may write one price two ways
+    (Kraken's numbers drop trailing zeros or not), and the engine, which
+    keys by ticks, must never be sent a snapshot listing a price twice or
+    a level that a removal spelt otherwise already removed.
+    """
+    if "." in price:
+        price = price.rstrip("0").rstrip(".")
+    price = price.lstrip("0")
+    return price if price[:1].isdigit() else "0" + price
 
 
 @dataclass(slots=True)
@@ -174,6 +197,8 @@ class _Counts:
         default_factory=lambda: dict.fromkeys(("timeout", "transport", "http_429", "http_5xx"), 0)
     )
     pings: int = 0
+    #: Updates too large for one engine frame, sent as a snapshot of the copy.
+    oversized_updates: int = 0
 
 
 def _bump(counts: dict[str, int], key: str, by: int = 1) -> None:
@@ -240,10 +265,16 @@ class FeedHandler:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         #: time.monotonic() of the venue's last frame (of any kind).
         self._last_frame = 0.0
+        #: time.monotonic() when the current connection opened (None before it does).
+        self._connected_at: float | None = None
         self._outbox: list[str] = []
         self._reconnect_reason: str | None = None
         self._generation = 0
         self._fetches: dict[str, asyncio.Task[None]] = {}
+        #: Venue price text to the copy's key (see :func:`_price_key`).
+        self._price_keys: dict[str, str] = {}
+        #: time.monotonic() until which no snapshot is asked for (a venue's Retry-After).
+        self._rest_paused_until = 0.0
         self._stop = asyncio.Event()
         self._logged: dict[str, int] = {}
         if registry is not None:
@@ -292,7 +323,7 @@ class FeedHandler:
         backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         async with aiohttp.ClientSession() as session:
             while not self._stop.is_set():
-                received_before = self.counts.messages
+                self._connected_at = None
                 try:
                     reason = await self._session(session)
                 except Exception:
@@ -305,8 +336,11 @@ class FeedHandler:
                 self._end_session(reason)
                 if self._stop.is_set():
                     return
-                if self.counts.messages > received_before:
-                    backoff.reset()  # the venue worked: a clean disconnect retries soon
+                opened = self._connected_at
+                if opened is not None and time.monotonic() - opened >= settings.stable_connection_s:
+                    # The venue worked: a clean disconnect retries soon. A message or
+                    # two before a close says nothing (Kraken greets every connection).
+                    backoff.reset()
                 delay = backoff.next_s()
                 log.warning(
                     "%s: connection ended (%s); reconnecting in %.1f s", self.venue, reason, delay
@@ -331,6 +365,7 @@ class FeedHandler:
             log.warning("%s: cannot connect to %s: %s", self.venue, url, exc)
             return "connect_failed"
         self._ws = ws
+        self._connected_at = time.monotonic()
         self._generation += 1
         self._reconnect_reason = None
         self.connected = True
@@ -493,37 +528,57 @@ class FeedHandler:
         if frame.ts_ns is not None and recv_ns:
             self.venue_to_receive.observe_ns(max(0, recv_ns - frame.ts_ns))
         if frame.snapshot:
-            route.bids = {price: size for price, size in frame.bids if not _is_zero(size)}
-            route.asks = {price: size for price, size in frame.asks if not _is_zero(size)}
+            key_of = self._price_key
+            route.bids = {key_of(p): size for p, size in frame.bids if not _is_zero(size)}
+            route.asks = {key_of(p): size for p, size in frame.asks if not _is_zero(size)}
             route.live = True
             return self._send_snapshot(route)
         if not route.live:
             _bump(self.counts.dropped, "not_live")
             return False
         bids, asks = route.bids, route.asks
+        keys = self._price_keys
         for price, size in frame.bids:
+            key = keys.get(price) or self._price_key(price)
             if _is_zero(size):
-                bids.pop(price, None)
+                bids.pop(key, None)
             else:
-                bids[price] = size
+                bids[key] = size
         for price, size in frame.asks:
+            key = keys.get(price) or self._price_key(price)
             if _is_zero(size):
-                asks.pop(price, None)
+                asks.pop(key, None)
             else:
-                asks[price] = size
-        route.seq += 1
-        route.frames += 1
+                asks[key] = size
+        seq = route.seq + 1
         data = orjson.dumps(
             {
                 "type": "update",
                 "symbol": route.engine_symbol,
-                "seq": route.seq,
+                "seq": seq,
                 "bids": frame.bids,
                 "asks": frame.asks,
             },
             option=_NEWLINE,
         )
+        if len(data) > self.settings.max_frame_bytes:
+            # The engine would refuse the frame and its book would stay stale with
+            # no snapshot coming: the copy, just updated, goes out in pieces instead.
+            self.counts.oversized_updates += 1
+            return self._send_snapshot(route)
+        route.seq = seq
+        route.frames += 1
         return self._write(route.link, data, "update")
+
+    def _price_key(self, price: str) -> str:
+        """:func:`_price_key`, remembered: a book's prices recur (at most 65,536 kept)."""
+        keys = self._price_keys
+        key = keys.get(price)
+        if key is None:
+            if len(keys) >= 65536:
+                keys.clear()
+            key = keys[price] = _price_key(price)
+        return key
 
     def _trade(self, trade: TradeFrame) -> bool:
         route = self.routes.get(trade.symbol)
@@ -644,43 +699,85 @@ class FeedHandler:
         http = self._http
         assert http is not None
         while generation == self._generation:
+            # A venue's rate limit is per client, not per symbol: while one of its
+            # answers said to wait, no snapshot of this handler is asked for.
+            wait_s = self._rest_paused_until - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+                continue
             started = time.perf_counter_ns()
-            reason: str
+            body: bytes | None = None
+            retry_after: str | None = None
             try:
                 async with asyncio.timeout(settings.snapshot_timeout_s):
-                    response = await http.get(url)
+                    body, reason, retry_after = await self._get(http, url)
             except TimeoutError:
                 reason = "timeout"
             except httpx.HTTPError:
                 reason = "transport"
-            else:
-                if response.status_code == 200:
-                    self.snapshot_latency.observe_ns(time.perf_counter_ns() - started)
-                    if generation != self._generation:
-                        return
-                    recv_ns = self.clock_ns()
-                    if self.capture is not None:
-                        self.capture.write(recv_ns, "snapshot", symbol, response.content)
-                    try:
-                        actions = self.dialect.on_snapshot(symbol, response.content, recv_ns)
-                    except Exception:
-                        log.exception("%s: the dialect failed on a snapshot", self.venue)
-                        self._reconnect_reason = "dialect_failure"
-                        return
-                    self._act(actions, recv_ns)
-                    await self._flush_outbox()
+            if body is not None:
+                self.snapshot_latency.observe_ns(time.perf_counter_ns() - started)
+                if generation != self._generation:
                     return
-                status = response.status_code
-                reason = f"http_{status}" if status in (418, 429) else f"http_{status // 100}xx"
+                recv_ns = self.clock_ns()
+                if self.capture is not None:
+                    self.capture.write(recv_ns, "snapshot", symbol, body)
+                try:
+                    actions = self.dialect.on_snapshot(symbol, body, recv_ns)
+                except Exception:
+                    log.exception("%s: the dialect failed on a snapshot", self.venue)
+                    self._reconnect_reason = "dialect_failure"
+                    return
+                self._act(actions, recv_ns)
+                await self._flush_outbox()
+                return
             _bump(self.counts.snapshot_failures, reason)
             log.warning("%s: snapshot of %s failed (%s)", self.venue, symbol, reason)
+            delay_s = backoff.next_s()
+            if reason in ("http_418", "http_429"):
+                self._pause_rest(retry_after, delay_s)
             if generation != self._generation:
                 return
             now_ns = self.clock_ns()
             if self.capture is not None:
                 self.capture.write(now_ns, "snapshot_failed", symbol, reason)
             self._act(self.dialect.on_snapshot_failed(symbol, reason, now_ns))
-            await asyncio.sleep(backoff.next_s())
+            await asyncio.sleep(delay_s)
+
+    async def _get(self, http: httpx.AsyncClient, url: str) -> tuple[bytes | None, str, str | None]:
+        """GET ``url``: ``(body, "", None)`` for a 200, else ``(None, reason, Retry-After)``.
+
+        The body is read up to ``max_snapshot_bytes`` and given up past it
+        (``too_large``): a venue's answer never costs more memory than that.
+        """
+        limit = self.settings.max_snapshot_bytes
+        async with http.stream("GET", url) as response:
+            status = response.status_code
+            if status != 200:
+                reason = f"http_{status}" if status in (418, 429) else f"http_{status // 100}xx"
+                return None, reason, response.headers.get("Retry-After")
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                return None, "too_large", None
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    return None, "too_large", None
+            return bytes(body), "", None
+
+    def _pause_rest(self, retry_after: str | None, default_s: float) -> None:
+        """Hold every snapshot fetch for the venue's ``Retry-After`` (seconds), else
+        ``default_s``."""
+        pause_s = default_s
+        if retry_after is not None and retry_after.strip().isdigit():
+            pause_s = min(float(retry_after.strip()), MAX_RETRY_AFTER_S)
+        until = time.monotonic() + pause_s
+        if until > self._rest_paused_until:
+            self._rest_paused_until = until
+            log.warning(
+                "%s: the venue limits requests; no snapshot for %.0f s", self.venue, pause_s
+            )
 
     # -- engines ----------------------------------------------------------------------------
 
@@ -767,6 +864,10 @@ class _FeedCollector(Collector):
         )
         yield counter("pings", "Venue WebSocket pings answered.", [], [([], counts.pings)])
         yield counter(
+            "oversized_updates", "Updates too large for one engine frame, sent as a snapshot.",
+            [], [([], counts.oversized_updates)],
+        )  # fmt: skip
+        yield counter(
             "symbol_frames", "Book and trade frames written, by engine symbol.", ["symbol"],
             (([route.engine_symbol], route.frames) for route in handler.routes.values()),
         )  # fmt: skip
@@ -812,6 +913,13 @@ class _FeedCollector(Collector):
         for link in handler.links:
             engines.add_metric([venue, str(link.address)], 0.0 if link.writer is None else 1.0)
         yield engines
+        paused = GaugeMetricFamily(
+            P + "snapshot_pause_seconds",
+            "Seconds left of the venue's Retry-After: no snapshot is asked for meanwhile.",
+            labels=["venue"],
+        )
+        paused.add_metric([venue], max(0.0, handler._rest_paused_until - time.monotonic()))
+        yield paused
         live = GaugeMetricFamily(
             P + "live_symbols",
             "Symbols whose engine book the handler holds live.",

@@ -31,9 +31,12 @@ buyer is the maker) means the aggressor sold.
 Everything else is counted in :attr:`BinanceMarketData.errors` and
 ignored: subscription answers, streams this dialect did not ask for
 (``bookTicker``...), symbols it did not subscribe, unreadable messages. A
-level whose price or quantity is not a plain decimal string drops the
-symbol's book (:class:`Resync`, reason ``bad_level``): the engine would
-refuse it, and the book must not silently diverge.
+level whose price or quantity is not a plain decimal string, or whose
+price is zero, drops the symbol's book (:class:`Resync`, reason
+``bad_level``): the engine would refuse it, and the book must not silently
+diverge. A trade whose price or quantity is not a positive plain decimal
+is not published (``bad_trade``): the engine would refuse it too, and a
+refused frame leaves its book stale.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ MAX_BUFFERED_EVENTS: Final = 10_000
 
 # A plain non-negative decimal, as Binance writes every price and quantity.
 _DECIMAL: Final = re.compile(r"\d{1,40}(?:\.\d{1,40})?")
+# The same with a non-zero digit: a price, or a traded quantity (the engine
+# refuses a zero there, and a refused frame would leave its book stale).
+_POSITIVE: Final = re.compile(r"(?!0*(?:\.0*)?$)\d{1,40}(?:\.\d{1,40})?")
 
 Level = tuple[str, str]
 
@@ -124,8 +130,8 @@ class _SymbolState:
 
 
 def _levels_ok(levels: list[Level]) -> bool:
-    match = _DECIMAL.fullmatch
-    return all(match(price) is not None and match(size) is not None for price, size in levels)
+    price_ok, size_ok = _POSITIVE.fullmatch, _DECIMAL.fullmatch
+    return all(price_ok(price) is not None and size_ok(size) is not None for price, size in levels)
 
 
 class BinanceMarketData:
@@ -197,7 +203,7 @@ class BinanceMarketData:
             # Before the book is live the engine would ignore the print.
             self._count("trade_before_book")
             return []
-        if _DECIMAL.fullmatch(data.p) is None or _DECIMAL.fullmatch(data.q) is None:
+        if _POSITIVE.fullmatch(data.p) is None or _POSITIVE.fullmatch(data.q) is None:
             self._count("bad_trade")
             return []
         side = "sell" if data.m else "buy"
