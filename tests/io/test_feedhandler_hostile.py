@@ -347,6 +347,27 @@ async def test_an_update_larger_than_an_engine_frame_reaches_the_engine_whole(
         await engine.server.stop()
 
 
+@pytest.mark.asyncio
+async def test_a_book_grown_past_the_level_limit_is_dropped_and_fetched_again(
+    venue: FakeVenue, engine: Engine
+) -> None:
+    """A venue that adds levels without end would grow this process and the engine's book."""
+    registry = CollectorRegistry()
+    handler = handler_for(venue, [engine.address], SYMBOLS, registry, max_book_levels=200)
+    async with Running(handler):
+        await both_live(venue, engine)
+        deep = [[f"0.00{4000 - i:04d}00", "1.000"] for i in range(1, 300)]
+        await venue.send(depth(717720862, 717720862, deep))
+        await wait_until(lambda: engine.state() is BookState.STALE, what="XMRBTC stale")
+        assert len(engine.levels()[0]) < 200  # the deep update never reached the engine
+        await venue.connected(2)
+        assert metric(registry, "reconnects_total", reason="book_too_deep") == 1
+        assert metric(registry, "resyncs_total", reason="book_too_deep") == 1
+        await wait_until(lambda: len(venue.requests) == 4, what="one snapshot a symbol again")
+        await both_live(venue, engine)
+    no_refusals(engine)
+
+
 # -- REST snapshots ------------------------------------------------------------------------------
 
 

@@ -132,6 +132,10 @@ class FeedHandlerSettings:
     #: A REST snapshot body longer than this is given up (``too_large``); a
     #: Binance snapshot of 5,000 levels a side is about 300 kB.
     max_snapshot_bytes: int = 16 * 1024 * 1024
+    #: Levels a side of one symbol's book, at most (Binance's snapshots hold
+    #: 5,000, OKX's 400, Kraken's up to 1,000). A venue that goes past it is
+    #: connected again (``book_too_deep``): every book restarts from a snapshot.
+    max_book_levels: int = 50_000
     #: A venue connection that stayed open this long was a success: the next
     #: reconnect waits ``backoff_initial_s`` again. A shorter one (a venue that
     #: greets and closes) doubles the wait.
@@ -271,6 +275,7 @@ class FeedHandler:
         self._reconnect_reason: str | None = None
         self._generation = 0
         self._fetches: dict[str, asyncio.Task[None]] = {}
+        self._max_levels = self.settings.max_book_levels
         #: Venue price text to the copy's key (see :func:`_price_key`).
         self._price_keys: dict[str, str] = {}
         #: time.monotonic() until which no snapshot is asked for (a venue's Retry-After).
@@ -531,6 +536,8 @@ class FeedHandler:
             key_of = self._price_key
             route.bids = {key_of(p): size for p, size in frame.bids if not _is_zero(size)}
             route.asks = {key_of(p): size for p, size in frame.asks if not _is_zero(size)}
+            if self._too_deep(frame.symbol, route):
+                return False
             route.live = True
             return self._send_snapshot(route)
         if not route.live:
@@ -550,6 +557,9 @@ class FeedHandler:
                 asks.pop(key, None)
             else:
                 asks[key] = size
+        if len(bids) > self._max_levels or len(asks) > self._max_levels:
+            self._too_deep(frame.symbol, route)
+            return False
         seq = route.seq + 1
         data = orjson.dumps(
             {
@@ -569,6 +579,23 @@ class FeedHandler:
         route.seq = seq
         route.frames += 1
         return self._write(route.link, data, "update")
+
+    def _too_deep(self, symbol: str, route: _Route) -> bool:
+        """True when a side of ``route``'s copy is past ``max_book_levels``: the book is
+        dropped (made stale) and a reconnect asked for. A venue that grows a book
+        without end must not grow this process, nor the engine's book, with it."""
+        if len(route.bids) <= self._max_levels and len(route.asks) <= self._max_levels:
+            return False
+        if self._reconnect_reason is None:
+            log.warning(
+                "%s: %s has more than %d levels a side; connecting again",
+                self.venue, route.engine_symbol, self._max_levels,
+            )  # fmt: skip
+            self._reconnect_reason = "book_too_deep"
+        route.bids = {}
+        route.asks = {}
+        self._resync(symbol, "book_too_deep")
+        return True
 
     def _price_key(self, price: str) -> str:
         """:func:`_price_key`, remembered: a book's prices recur (at most 65,536 kept)."""
