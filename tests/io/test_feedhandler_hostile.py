@@ -594,6 +594,44 @@ async def test_an_engine_that_never_reads_is_dropped_and_the_other_engine_flows(
         stuck.close()
 
 
+@pytest.mark.asyncio
+async def test_an_engine_that_closes_at_once_gets_a_growing_back_off(
+    venue: FakeVenue, engine: Engine
+) -> None:
+    """Each connection costs a snapshot of every live book: a storm would starve the loop."""
+    accepted: list[float] = []
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(time.monotonic())
+        writer.close()
+
+    closer = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    closer_address = EngineAddress("127.0.0.1", closer.sockets[0].getsockname()[1])
+    registry = CollectorRegistry()
+    handler = handler_for(
+        venue, [engine.address, closer_address], SYMBOLS, registry,
+        engine_backoff_initial_s=0.02, engine_backoff_max_s=0.4,
+    )  # fmt: skip
+    try:
+        async with Running(handler):
+            await both_live_xmr_only(venue, engine)
+            await wait_until(lambda: len(accepted) >= 7, within_s=10, what="seven connections")
+            await venue.send(depth(717720862, 717720862, [["0.00570400", "5.246"]]))
+            await wait_until(
+                lambda: engine.levels()[0].get(Decimal("0.005704")) == Decimal("5.246"),
+                what="XMRBTC flowing to its engine",
+            )
+    finally:
+        closer.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
+    # Nominal waits 0.02, 0.04, 0.08, 0.16, 0.32, 0.4: each at least half of it.
+    assert gaps[5] >= 0.2, gaps
+    failures = metric(
+        registry, "engine_failures_total", engine=str(closer_address), reason="closed"
+    )
+    assert failures >= 6
+
+
 async def both_live_xmr_only(venue: FakeVenue, engine: Engine) -> None:
     await venue.connected()
     await wait_until(lambda: len(venue.requests) >= 2, what="both snapshots asked for")

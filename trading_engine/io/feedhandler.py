@@ -822,6 +822,7 @@ class FeedHandler:
                 await asyncio.sleep(backoff.next_s())
                 continue
             link.writer = writer
+            opened = time.monotonic()
             log.info("%s: publishing to engine %s", self.venue, address)
             for route in link.routes:
                 if route.live:
@@ -835,7 +836,11 @@ class FeedHandler:
             if link.writer is writer:
                 self._count_engine(link, "closed")
             self._close_link(link)
-            backoff.reset()
+            if time.monotonic() - opened >= settings.engine_backoff_max_s:
+                # It worked a while: a restarted engine is fed again at once. One
+                # that closes as it accepts waits longer each time (every connection
+                # costs a snapshot of each of its live books).
+                backoff.reset()
             await asyncio.sleep(backoff.next_s())
 
     async def _heartbeat_loop(self) -> None:
