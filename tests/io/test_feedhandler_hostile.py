@@ -368,6 +368,33 @@ async def test_a_book_grown_past_the_level_limit_is_dropped_and_fetched_again(
     no_refusals(engine)
 
 
+@pytest.mark.asyncio
+async def test_a_snapshot_of_uneven_levels_is_split_into_frames_the_engine_takes(
+    venue: FakeVenue,
+) -> None:
+    """Padded sizes on the best levels and short ones below: pieces cut by an average
+    level size would be too long at the top."""
+    padded = "1." + "0" * 39
+    bids = [[f"0.00{5000 - i:04d}00", padded if i < 30 else "1.000"] for i in range(300)]
+    asks = [[f"0.00{6000 + i:04d}00", "1.000"] for i in range(300)]
+    body = json.dumps({"lastUpdateId": 717720861, "bids": bids, "asks": asks}).encode()
+    venue.rest[DEPTH_PATH] = [by_symbol({"XMRBTC": [(200, body)], "ETHBTC": [(200, b"")]})]
+    engine = await start_engine(XMRBTC, ETHBTC, max_frame_bytes=2048)
+    registry = CollectorRegistry()
+    try:
+        handler = handler_for(venue, [engine.address], SYMBOLS, registry, max_frame_bytes=2048)
+        async with Running(handler):
+            await venue.connected()
+            await wait_until(lambda: len(venue.requests) >= 1, what="the snapshot asked for")
+            await venue.send(depth(717720862, 717720862, []))
+            await wait_until(lambda: len(engine.levels()[0]) == 300, what="every bid")
+            assert engine.state() is BookState.LIVE
+            assert len(engine.levels()[1]) == 300
+        no_refusals(engine)
+    finally:
+        await engine.server.stop()
+
+
 # -- REST snapshots ------------------------------------------------------------------------------
 
 

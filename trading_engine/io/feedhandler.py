@@ -680,20 +680,39 @@ class FeedHandler:
     def _chunks(
         self, route: _Route
     ) -> Iterator[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
-        """The route's levels, best first, in pieces whose frames fit ``max_frame_bytes``."""
+        """The route's levels, best first, in pieces whose frames fit ``max_frame_bytes``.
+
+        Each piece takes a bid and an ask at a time while their text fits:
+        counted level by level, since one long level (a venue may pad its
+        numbers) must not make a frame the engine refuses.
+        """
         bids = sorted(route.bids.items(), key=lambda level: float(level[0]), reverse=True)
         asks = sorted(route.asks.items(), key=lambda level: float(level[0]))
-        levels = len(bids) + len(asks)
-        size = sum(len(p) + len(s) for p, s in bids) + sum(len(p) + len(s) for p, s in asks)
-        # A level costs its two strings plus ["",""], and a comma: 8 bytes.
+        # The frame's fixed part is under 200 bytes plus the symbol; a level costs its
+        # two strings plus ["",""] and a comma: 8 bytes.
         budget = self.settings.max_frame_bytes - 200 - 2 * len(route.engine_symbol)
-        per_level = (size + 8 * levels) / levels if levels else 1
-        step = max(1, int(budget / per_level / 2))
-        start = 0
+        n_bids, n_asks = len(bids), len(asks)
+        i = j = 0
         while True:
-            yield bids[start : start + step], asks[start : start + step]
-            start += step
-            if start >= len(bids) and start >= len(asks):
+            first_bid, first_ask = i, j
+            used = 0
+            while i < n_bids or j < n_asks:
+                if i < n_bids:
+                    price, size = bids[i]
+                    cost = len(price) + len(size) + 8
+                    if used + cost > budget and (i > first_bid or j > first_ask):
+                        break
+                    used += cost
+                    i += 1
+                if j < n_asks:
+                    price, size = asks[j]
+                    cost = len(price) + len(size) + 8
+                    if used + cost > budget and (i > first_bid or j > first_ask):
+                        break
+                    used += cost
+                    j += 1
+            yield bids[first_bid:i], asks[first_ask:j]
+            if i >= n_bids and j >= n_asks:
                 return
 
     def _write(self, link: _EngineLink, frame: bytes, kind: str) -> bool:
