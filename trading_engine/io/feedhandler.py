@@ -19,13 +19,20 @@ counting:
   (a gap, by the protocol's rule) and counts the reason; the dialect's
   next snapshot makes the book live again.
 * **The engine's copy.** The handler keeps the levels it published for
-  each live symbol (a dict per side). When an engine connection is made
-  again, each of its live symbols gets a snapshot from that copy at once,
-  without asking the venue. A snapshot larger than ``max_frame_bytes`` is
-  sent as a ``snapshot`` of the best levels followed by ``update`` frames
-  with the rest, so no frame is refused for its size.
+  each live symbol (a dict per side, keyed by the price written one way:
+  a venue may spell one price two ways). When an engine connection is
+  made again, each of its live symbols gets a snapshot from that copy at
+  once, without asking the venue. A snapshot larger than
+  ``max_frame_bytes`` is sent as a ``snapshot`` of the best levels
+  followed by ``update`` frames with the rest, and so is an update too
+  large for one frame: the engine never answers, so a frame it refused
+  would leave its book stale with no snapshot coming. A side past
+  ``max_book_levels`` drops the book and reconnects (``book_too_deep``).
 * **The venue connection.** Connecting and reconnecting wait with capped
-  exponential back-off and jitter. WebSocket pings are answered with the
+  exponential back-off and jitter, reset only after a connection that
+  stayed open ``stable_connection_s``. Messages are read by a task of
+  their own, with no timer per message; the idle, ``on_timer``, age and
+  stop checks run once per ``timer_s`` beside it. WebSocket pings are answered with the
   ping's payload (Binance requires it). A connection is closed and made
   again after ``idle_timeout_s`` without any frame, after
   ``max_connection_s`` (Binance closes connections at 24 hours, so the
@@ -34,11 +41,14 @@ counting:
   book goes stale at the disconnect and live again with its next snapshot:
   a reconnect costs at most a re-snapshot.
 * **Snapshots.** Each :class:`~trading_engine.core.feeds.FetchSnapshot`
-  runs as its own task with a timeout; a failure is counted, told to the
-  dialect and retried with back-off until the connection ends.
+  runs as its own task with a timeout and a body limit
+  (``max_snapshot_bytes``); a failure is counted, told to the dialect and
+  retried with back-off until the connection ends. A 429 or 418 holds
+  every fetch for its ``Retry-After``.
 * **Engines.** A refused or closed engine connection is retried with
-  back-off; frames for its symbols meanwhile are dropped and counted, and
-  the connection resumes with snapshots. An engine that does not read
+  back-off (reset after a connection open ``engine_backoff_max_s``);
+  frames for its symbols meanwhile are dropped and counted, and the
+  connection resumes with snapshots. An engine that does not read
   (its socket buffer past ``max_engine_buffer_bytes``) is disconnected and
   counted ``engine_slow``: the handler never buffers without bound. A
   ``heartbeat`` frame every ``heartbeat_s`` keeps the engine's idle timer
@@ -48,7 +58,8 @@ Metrics (``trading_engine_feed_handler_*``, on an injected
 ``CollectorRegistry``): messages and bytes in, frames out by type, frames
 dropped, resyncs by reason, venue reconnects by reason, engine connection
 failures by reason, dialect errors by reason, snapshot fetch latency and
-failures, connection states, and two latency histograms: venue event time
+failures, oversized updates, the snapshot pause left, connection states,
+and two latency histograms: venue event time
 to receive, and receive to the engine frame written.
 """
 
