@@ -36,3 +36,21 @@ def test_feed_handler_and_book_depth_benchmarks_run() -> None:
     for variant in VARIANTS.values():
         assert variant(bids, asks, stream) == 2_000
     assert snapshot_engine(bids, asks, 2) == snapshot_sorted(bids, asks, 2) == 2
+
+
+@pytest.mark.slow
+def test_websocket_clients_benchmark_runs_every_installed_client_and_the_handler() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ws_clients", "--count", "2000", "--paced", "50",
+         "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for client in ("aiohttp", "websockets", "picows"):
+        installed = importlib.util.find_spec(client) is not None
+        rows = [line for line in lines if line.strip().startswith(client + " ")]
+        assert len(rows) == (3 if installed else 0), (client, done.stdout)
+        if not installed:
+            assert f"{client}: not installed, skipped" in done.stderr
+    assert any(line.strip().startswith("FeedHandler (aiohttp)") for line in lines), done.stdout

@@ -2,31 +2,58 @@
 
 The test drives it: :meth:`FakeVenue.send` pushes a text message on the
 open connection, :meth:`ping` sends a WebSocket ping (the pong is
-recorded), :meth:`close` closes the connection from the venue's side.
-REST answers come from ``rest``: a path maps to a list of ``(status,
-body)`` answers served in order, the last one repeated; ``rest_delay_s``
-holds every answer that long (a slow snapshot).
+recorded), :meth:`close` closes the connection from the venue's side,
+:meth:`send_raw` writes bytes on the connection as they are (a frame the
+venue built by hand: binary, compressed, oversized...). ``on_connect``, if
+set, runs on each new connection before anything else (a venue that
+closes at once, or greets first). REST answers come from ``rest``: a path
+maps to a list of answers served in order, the last one repeated; an
+answer is ``(status, body)``, ``(status, body, headers)`` or a coroutine
+function of the request returning the response (a streamed body);
+``rest_delay_s`` holds every answer that long (a slow snapshot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
 from aiohttp import WSMsgType, web
 
 from tests.helpers import wait_until
 
+Answer: TypeAlias = (
+    tuple[int, bytes]
+    | tuple[int, bytes, dict[str, str]]
+    | Callable[[web.Request], Awaitable[web.StreamResponse]]
+)
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1, *, rsv1: bool = False, fin: bool = True) -> bytes:
+    """One unmasked WebSocket frame as a server writes it (RFC 6455, section 5.2)."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", first, size) + payload
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
+
 
 class FakeVenue:
     def __init__(self) -> None:
-        self.rest: dict[str, list[tuple[int, bytes]]] = {}
+        self.rest: dict[str, list[Answer]] = {}
+        self.on_connect: Callable[[web.WebSocketResponse], Awaitable[None]] | None = None
         self.rest_delay_s = 0.0
         self.requests: list[str] = []
         self.connects: list[str] = []
         self.pongs: list[bytes] = []
         self.received: list[str] = []
         self._ws: web.WebSocketResponse | None = None
+        self._request: web.Request | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
         app = web.Application()
@@ -72,6 +99,13 @@ class FakeVenue:
         assert self._ws is not None, "no connection"
         await self._ws.ping(payload)
 
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` on the open connection as it is (hand-made frames)."""
+        request = self._request
+        assert request is not None, "no connection"
+        assert request.transport is not None, "no connection"
+        request.transport.write(data)
+
     async def close(self) -> None:
         assert self._ws is not None, "no connection"
         ws, self._ws = self._ws, None
@@ -82,6 +116,9 @@ class FakeVenue:
         await ws.prepare(request)
         self.connects.append(str(request.rel_url))
         self._ws = ws
+        self._request = request
+        if self.on_connect is not None:
+            await self.on_connect(ws)
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             async for msg in ws:
                 if msg.type == WSMsgType.PONG:
@@ -90,12 +127,18 @@ class FakeVenue:
                     self.received.append(msg.data)
         return ws
 
-    async def _answer(self, request: web.Request) -> web.Response:
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(str(request.rel_url))
         answers = self.rest.get(request.path)
         if not answers:
             return web.Response(status=404)
-        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if self.rest_delay_s:
             await asyncio.sleep(self.rest_delay_s)
-        return web.Response(status=status, body=body, content_type="application/json")
+        if callable(answer):
+            return await answer(request)
+        status, body, *rest = answer
+        headers = rest[0] if rest else None
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=headers
+        )

@@ -19,13 +19,20 @@ counting:
   (a gap, by the protocol's rule) and counts the reason; the dialect's
   next snapshot makes the book live again.
 * **The engine's copy.** The handler keeps the levels it published for
-  each live symbol (a dict per side). When an engine connection is made
-  again, each of its live symbols gets a snapshot from that copy at once,
-  without asking the venue. A snapshot larger than ``max_frame_bytes`` is
-  sent as a ``snapshot`` of the best levels followed by ``update`` frames
-  with the rest, so no frame is refused for its size.
+  each live symbol (a dict per side, keyed by the price written one way:
+  a venue may spell one price two ways). When an engine connection is
+  made again, each of its live symbols gets a snapshot from that copy at
+  once, without asking the venue. A snapshot larger than
+  ``max_frame_bytes`` is sent as a ``snapshot`` of the best levels
+  followed by ``update`` frames with the rest, and so is an update too
+  large for one frame: the engine never answers, so a frame it refused
+  would leave its book stale with no snapshot coming. A side past
+  ``max_book_levels`` drops the book and reconnects (``book_too_deep``).
 * **The venue connection.** Connecting and reconnecting wait with capped
-  exponential back-off and jitter. WebSocket pings are answered with the
+  exponential back-off and jitter, reset only after a connection that
+  stayed open ``stable_connection_s``. Messages are read by a task of
+  their own, with no timer per message; the idle, ``on_timer``, age and
+  stop checks run once per ``timer_s`` beside it. WebSocket pings are answered with the
   ping's payload (Binance requires it). A connection is closed and made
   again after ``idle_timeout_s`` without any frame, after
   ``max_connection_s`` (Binance closes connections at 24 hours, so the
@@ -34,11 +41,14 @@ counting:
   book goes stale at the disconnect and live again with its next snapshot:
   a reconnect costs at most a re-snapshot.
 * **Snapshots.** Each :class:`~trading_engine.core.feeds.FetchSnapshot`
-  runs as its own task with a timeout; a failure is counted, told to the
-  dialect and retried with back-off until the connection ends.
+  runs as its own task with a timeout and a body limit
+  (``max_snapshot_bytes``); a failure is counted, told to the dialect and
+  retried with back-off until the connection ends. A 429 or 418 holds
+  every fetch for its ``Retry-After``.
 * **Engines.** A refused or closed engine connection is retried with
-  back-off; frames for its symbols meanwhile are dropped and counted, and
-  the connection resumes with snapshots. An engine that does not read
+  back-off (reset after a connection open ``engine_backoff_max_s``);
+  frames for its symbols meanwhile are dropped and counted, and the
+  connection resumes with snapshots. An engine that does not read
   (its socket buffer past ``max_engine_buffer_bytes``) is disconnected and
   counted ``engine_slow``: the handler never buffers without bound. A
   ``heartbeat`` frame every ``heartbeat_s`` keeps the engine's idle timer
@@ -48,7 +58,8 @@ Metrics (``trading_engine_feed_handler_*``, on an injected
 ``CollectorRegistry``): messages and bytes in, frames out by type, frames
 dropped, resyncs by reason, venue reconnects by reason, engine connection
 failures by reason, dialect errors by reason, snapshot fetch latency and
-failures, connection states, and two latency histograms: venue event time
+failures, oversized updates, the snapshot pause left, connection states,
+and two latency histograms: venue event time
 to receive, and receive to the engine frame written.
 """
 
@@ -92,6 +103,8 @@ log = logging.getLogger("trading_engine.feedhandler")
 
 P: Final = "trading_engine_feed_handler_"
 HEARTBEAT: Final = b'{"type":"heartbeat"}\n'
+#: The longest ``Retry-After`` obeyed (Binance's IP bans last up to 3 days).
+MAX_RETRY_AFTER_S: Final = 3 * 24 * 3600.0
 _NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
@@ -127,10 +140,35 @@ class FeedHandlerSettings:
     max_frame_bytes: int = 65536
     max_engine_buffer_bytes: int = 8 * 1024 * 1024
     max_message_bytes: int = 16 * 1024 * 1024
+    #: A REST snapshot body longer than this is given up (``too_large``); a
+    #: Binance snapshot of 5,000 levels a side is about 300 kB.
+    max_snapshot_bytes: int = 16 * 1024 * 1024
+    #: Levels a side of one symbol's book, at most (Binance's snapshots hold
+    #: 5,000, OKX's 400, Kraken's up to 1,000). A venue that goes past it is
+    #: connected again (``book_too_deep``): every book restarts from a snapshot.
+    max_book_levels: int = 50_000
+    #: A venue connection that stayed open this long was a success: the next
+    #: reconnect waits ``backoff_initial_s`` again. A shorter one (a venue that
+    #: greets and closes) doubles the wait.
+    stable_connection_s: float = 30.0
 
 
 def _is_zero(size: str) -> bool:
     return not size.strip("0.")
+
+
+def _price_key(price: str) -> str:
+    """A plain decimal price written one way (``00.0057300`` and ``0.005730`` are ``0.00573``).
+
+    The handler's copy is keyed by it: a venue may write one price two ways
+    (Kraken's numbers drop trailing zeros or not), and the engine, which
+    keys by ticks, must never be sent a snapshot listing a price twice or
+    a level that a removal spelt otherwise already removed.
+    """
+    if "." in price:
+        price = price.rstrip("0").rstrip(".")
+    price = price.lstrip("0")
+    return price if price[:1].isdigit() else "0" + price
 
 
 @dataclass(slots=True)
@@ -174,6 +212,8 @@ class _Counts:
         default_factory=lambda: dict.fromkeys(("timeout", "transport", "http_429", "http_5xx"), 0)
     )
     pings: int = 0
+    #: Updates too large for one engine frame, sent as a snapshot of the copy.
+    oversized_updates: int = 0
 
 
 def _bump(counts: dict[str, int], key: str, by: int = 1) -> None:
@@ -238,10 +278,19 @@ class FeedHandler:
         self._http = http
         self._own_http = http is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        #: time.monotonic() of the venue's last frame (of any kind).
+        self._last_frame = 0.0
+        #: time.monotonic() when the current connection opened (None before it does).
+        self._connected_at: float | None = None
         self._outbox: list[str] = []
         self._reconnect_reason: str | None = None
         self._generation = 0
         self._fetches: dict[str, asyncio.Task[None]] = {}
+        self._max_levels = self.settings.max_book_levels
+        #: Venue price text to the copy's key (see :func:`_price_key`).
+        self._price_keys: dict[str, str] = {}
+        #: time.monotonic() until which no snapshot is asked for (a venue's Retry-After).
+        self._rest_paused_until = 0.0
         self._stop = asyncio.Event()
         self._logged: dict[str, int] = {}
         if registry is not None:
@@ -290,7 +339,7 @@ class FeedHandler:
         backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         async with aiohttp.ClientSession() as session:
             while not self._stop.is_set():
-                received_before = self.counts.messages
+                self._connected_at = None
                 try:
                     reason = await self._session(session)
                 except Exception:
@@ -303,8 +352,11 @@ class FeedHandler:
                 self._end_session(reason)
                 if self._stop.is_set():
                     return
-                if self.counts.messages > received_before:
-                    backoff.reset()  # the venue worked: a clean disconnect retries soon
+                opened = self._connected_at
+                if opened is not None and time.monotonic() - opened >= settings.stable_connection_s:
+                    # The venue worked: a clean disconnect retries soon. A message or
+                    # two before a close says nothing (Kraken greets every connection).
+                    backoff.reset()
                 delay = backoff.next_s()
                 log.warning(
                     "%s: connection ended (%s); reconnecting in %.1f s", self.venue, reason, delay
@@ -329,80 +381,105 @@ class FeedHandler:
             log.warning("%s: cannot connect to %s: %s", self.venue, url, exc)
             return "connect_failed"
         self._ws = ws
+        self._connected_at = time.monotonic()
         self._generation += 1
         self._reconnect_reason = None
         self.connected = True
-        capture = self.capture
-        clock_ns = self.clock_ns
-        if capture is not None:
-            capture.write(clock_ns(), "open", url, b"")
+        if self.capture is not None:
+            self.capture.write(self.clock_ns(), "open", url, b"")
         log.info("%s: connected to %s", self.venue, url)
-        counts = self.counts
-        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         monotonic = time.monotonic
-        perf_ns = time.perf_counter_ns
+        reader: asyncio.Task[str] | None = None
         try:
-            self._act(dialect.on_open(clock_ns()))
+            self._act(dialect.on_open(self.clock_ns()))
             await self._flush_outbox()
-            opened = last_frame = monotonic()
-            next_timer = opened + settings.timer_s
+            opened = self._last_frame = monotonic()
+            # The messages are read by their own task, with no timer per message
+            # (a receive timeout costs more than aiohttp's whole read); the
+            # clock's work is done here, once per timer_s.
+            reader = asyncio.create_task(self._read(ws))
             while True:
-                try:
-                    msg = await ws.receive(timeout=settings.timer_s)
-                except TimeoutError:
-                    msg = None
+                done, _ = await asyncio.wait((reader,), timeout=settings.timer_s)
+                if done:
+                    return reader.result()
                 now = monotonic()
-                if msg is not None:
-                    last_frame = now
-                    kind = msg.type
-                    if kind is text_type or kind is binary_type:
-                        started = perf_ns()
-                        recv_ns = clock_ns()
-                        data = msg.data
-                        if kind is binary_type:
-                            try:
-                                data = data.decode()
-                            except UnicodeDecodeError:
-                                _bump(counts.dropped, "binary_message")
-                                continue
-                        counts.messages += 1
-                        counts.message_bytes += len(data)
-                        if capture is not None:
-                            capture.write(recv_ns, "ws", "", data)
-                        if self._act(dialect.on_message(data, recv_ns), recv_ns):
-                            self.receive_to_publish.observe_ns(perf_ns() - started)
-                        if self._outbox:
-                            await self._flush_outbox()
-                    elif kind is aiohttp.WSMsgType.PING:
-                        counts.pings += 1
-                        await ws.pong(msg.data)
-                    elif kind is aiohttp.WSMsgType.PONG:
-                        pass
-                    elif kind is aiohttp.WSMsgType.ERROR:
-                        return "ws_error"
-                    else:  # CLOSE, CLOSING, CLOSED
-                        return "venue_closed"
-                elif now - last_frame > settings.idle_timeout_s:
+                if now - self._last_frame > settings.idle_timeout_s:
                     return "idle"
                 if self._reconnect_reason is not None:
                     return self._reconnect_reason
-                if now >= next_timer:
-                    next_timer = now + settings.timer_s
-                    self._log_bursts()
-                    self._act(dialect.on_timer(clock_ns()))
-                    await self._flush_outbox()
-                    if now - opened > settings.max_connection_s:
-                        return "connection_age"
+                self._log_bursts()
+                self._act(dialect.on_timer(self.clock_ns()))
+                await self._flush_outbox()
+                if self._reconnect_reason is not None:
+                    return self._reconnect_reason
+                if now - opened > settings.max_connection_s:
+                    return "connection_age"
                 if self._stop.is_set():
                     return "stopped"
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("%s: connection failed: %s", self.venue, exc)
             return "ws_error"
         finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
             self._ws = None
             self.connected = False
             with contextlib.suppress(Exception):
                 await ws.close()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Read the venue's messages until the connection ends; returns why (a metric label).
+
+        A dialect that raises is let through (the caller counts it).
+        """
+        dialect = self.dialect
+        counts = self.counts
+        capture = self.capture
+        clock_ns = self.clock_ns
+        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        ping_type = aiohttp.WSMsgType.PING
+        monotonic = time.monotonic
+        perf_ns = time.perf_counter_ns
+        receive = ws.receive
+        try:
+            while True:
+                msg = await receive()
+                self._last_frame = monotonic()
+                kind = msg.type
+                if kind is text_type or kind is binary_type:
+                    started = perf_ns()
+                    recv_ns = clock_ns()
+                    data = msg.data
+                    if kind is binary_type:
+                        try:
+                            data = data.decode()
+                        except UnicodeDecodeError:
+                            _bump(counts.dropped, "binary_message")
+                            continue
+                    counts.messages += 1
+                    counts.message_bytes += len(data)
+                    if capture is not None:
+                        capture.write(recv_ns, "ws", "", data)
+                    if self._act(dialect.on_message(data, recv_ns), recv_ns):
+                        self.receive_to_publish.observe_ns(perf_ns() - started)
+                    if self._outbox:
+                        await self._flush_outbox()
+                elif kind is ping_type:
+                    counts.pings += 1
+                    await ws.pong(msg.data)
+                elif kind is aiohttp.WSMsgType.PONG:
+                    pass
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    return "ws_error"
+                else:  # CLOSE, CLOSING, CLOSED
+                    return "venue_closed"
+                if self._reconnect_reason is not None:
+                    return self._reconnect_reason
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("%s: connection failed: %s", self.venue, exc)
+            return "ws_error"
 
     def _log_bursts(self) -> None:
         """One warning per timer tick for what the dialect refused or the handler dropped.
@@ -467,37 +544,79 @@ class FeedHandler:
         if frame.ts_ns is not None and recv_ns:
             self.venue_to_receive.observe_ns(max(0, recv_ns - frame.ts_ns))
         if frame.snapshot:
-            route.bids = {price: size for price, size in frame.bids if not _is_zero(size)}
-            route.asks = {price: size for price, size in frame.asks if not _is_zero(size)}
+            key_of = self._price_key
+            route.bids = {key_of(p): size for p, size in frame.bids if not _is_zero(size)}
+            route.asks = {key_of(p): size for p, size in frame.asks if not _is_zero(size)}
+            if self._too_deep(frame.symbol, route):
+                return False
             route.live = True
             return self._send_snapshot(route)
         if not route.live:
             _bump(self.counts.dropped, "not_live")
             return False
         bids, asks = route.bids, route.asks
+        keys = self._price_keys
         for price, size in frame.bids:
+            key = keys.get(price) or self._price_key(price)
             if _is_zero(size):
-                bids.pop(price, None)
+                bids.pop(key, None)
             else:
-                bids[price] = size
+                bids[key] = size
         for price, size in frame.asks:
+            key = keys.get(price) or self._price_key(price)
             if _is_zero(size):
-                asks.pop(price, None)
+                asks.pop(key, None)
             else:
-                asks[price] = size
-        route.seq += 1
-        route.frames += 1
+                asks[key] = size
+        if len(bids) > self._max_levels or len(asks) > self._max_levels:
+            self._too_deep(frame.symbol, route)
+            return False
+        seq = route.seq + 1
         data = orjson.dumps(
             {
                 "type": "update",
                 "symbol": route.engine_symbol,
-                "seq": route.seq,
+                "seq": seq,
                 "bids": frame.bids,
                 "asks": frame.asks,
             },
             option=_NEWLINE,
         )
+        if len(data) > self.settings.max_frame_bytes:
+            # The engine would refuse the frame and its book would stay stale with
+            # no snapshot coming: the copy, just updated, goes out in pieces instead.
+            self.counts.oversized_updates += 1
+            return self._send_snapshot(route)
+        route.seq = seq
+        route.frames += 1
         return self._write(route.link, data, "update")
+
+    def _too_deep(self, symbol: str, route: _Route) -> bool:
+        """True when a side of ``route``'s copy is past ``max_book_levels``: the book is
+        dropped (made stale) and a reconnect asked for. A venue that grows a book
+        without end must not grow this process, nor the engine's book, with it."""
+        if len(route.bids) <= self._max_levels and len(route.asks) <= self._max_levels:
+            return False
+        if self._reconnect_reason is None:
+            log.warning(
+                "%s: %s has more than %d levels a side; connecting again",
+                self.venue, route.engine_symbol, self._max_levels,
+            )  # fmt: skip
+            self._reconnect_reason = "book_too_deep"
+        route.bids = {}
+        route.asks = {}
+        self._resync(symbol, "book_too_deep")
+        return True
+
+    def _price_key(self, price: str) -> str:
+        """:func:`_price_key`, remembered: a book's prices recur (at most 65,536 kept)."""
+        keys = self._price_keys
+        key = keys.get(price)
+        if key is None:
+            if len(keys) >= 65536:
+                keys.clear()
+            key = keys[price] = _price_key(price)
+        return key
 
     def _trade(self, trade: TradeFrame) -> bool:
         route = self.routes.get(trade.symbol)
@@ -572,20 +691,39 @@ class FeedHandler:
     def _chunks(
         self, route: _Route
     ) -> Iterator[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
-        """The route's levels, best first, in pieces whose frames fit ``max_frame_bytes``."""
+        """The route's levels, best first, in pieces whose frames fit ``max_frame_bytes``.
+
+        Each piece takes a bid and an ask at a time while their text fits:
+        counted level by level, since one long level (a venue may pad its
+        numbers) must not make a frame the engine refuses.
+        """
         bids = sorted(route.bids.items(), key=lambda level: float(level[0]), reverse=True)
         asks = sorted(route.asks.items(), key=lambda level: float(level[0]))
-        levels = len(bids) + len(asks)
-        size = sum(len(p) + len(s) for p, s in bids) + sum(len(p) + len(s) for p, s in asks)
-        # A level costs its two strings plus ["",""], and a comma: 8 bytes.
+        # The frame's fixed part is under 200 bytes plus the symbol; a level costs its
+        # two strings plus ["",""] and a comma: 8 bytes.
         budget = self.settings.max_frame_bytes - 200 - 2 * len(route.engine_symbol)
-        per_level = (size + 8 * levels) / levels if levels else 1
-        step = max(1, int(budget / per_level / 2))
-        start = 0
+        n_bids, n_asks = len(bids), len(asks)
+        i = j = 0
         while True:
-            yield bids[start : start + step], asks[start : start + step]
-            start += step
-            if start >= len(bids) and start >= len(asks):
+            first_bid, first_ask = i, j
+            used = 0
+            while i < n_bids or j < n_asks:
+                if i < n_bids:
+                    price, size = bids[i]
+                    cost = len(price) + len(size) + 8
+                    if used + cost > budget and (i > first_bid or j > first_ask):
+                        break
+                    used += cost
+                    i += 1
+                if j < n_asks:
+                    price, size = asks[j]
+                    cost = len(price) + len(size) + 8
+                    if used + cost > budget and (i > first_bid or j > first_ask):
+                        break
+                    used += cost
+                    j += 1
+            yield bids[first_bid:i], asks[first_ask:j]
+            if i >= n_bids and j >= n_asks:
                 return
 
     def _write(self, link: _EngineLink, frame: bytes, kind: str) -> bool:
@@ -618,43 +756,85 @@ class FeedHandler:
         http = self._http
         assert http is not None
         while generation == self._generation:
+            # A venue's rate limit is per client, not per symbol: while one of its
+            # answers said to wait, no snapshot of this handler is asked for.
+            wait_s = self._rest_paused_until - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+                continue
             started = time.perf_counter_ns()
-            reason: str
+            body: bytes | None = None
+            retry_after: str | None = None
             try:
                 async with asyncio.timeout(settings.snapshot_timeout_s):
-                    response = await http.get(url)
+                    body, reason, retry_after = await self._get(http, url)
             except TimeoutError:
                 reason = "timeout"
             except httpx.HTTPError:
                 reason = "transport"
-            else:
-                if response.status_code == 200:
-                    self.snapshot_latency.observe_ns(time.perf_counter_ns() - started)
-                    if generation != self._generation:
-                        return
-                    recv_ns = self.clock_ns()
-                    if self.capture is not None:
-                        self.capture.write(recv_ns, "snapshot", symbol, response.content)
-                    try:
-                        actions = self.dialect.on_snapshot(symbol, response.content, recv_ns)
-                    except Exception:
-                        log.exception("%s: the dialect failed on a snapshot", self.venue)
-                        self._reconnect_reason = "dialect_failure"
-                        return
-                    self._act(actions, recv_ns)
-                    await self._flush_outbox()
+            if body is not None:
+                self.snapshot_latency.observe_ns(time.perf_counter_ns() - started)
+                if generation != self._generation:
                     return
-                status = response.status_code
-                reason = f"http_{status}" if status in (418, 429) else f"http_{status // 100}xx"
+                recv_ns = self.clock_ns()
+                if self.capture is not None:
+                    self.capture.write(recv_ns, "snapshot", symbol, body)
+                try:
+                    actions = self.dialect.on_snapshot(symbol, body, recv_ns)
+                except Exception:
+                    log.exception("%s: the dialect failed on a snapshot", self.venue)
+                    self._reconnect_reason = "dialect_failure"
+                    return
+                self._act(actions, recv_ns)
+                await self._flush_outbox()
+                return
             _bump(self.counts.snapshot_failures, reason)
             log.warning("%s: snapshot of %s failed (%s)", self.venue, symbol, reason)
+            delay_s = backoff.next_s()
+            if reason in ("http_418", "http_429"):
+                self._pause_rest(retry_after, delay_s)
             if generation != self._generation:
                 return
             now_ns = self.clock_ns()
             if self.capture is not None:
                 self.capture.write(now_ns, "snapshot_failed", symbol, reason)
             self._act(self.dialect.on_snapshot_failed(symbol, reason, now_ns))
-            await asyncio.sleep(backoff.next_s())
+            await asyncio.sleep(delay_s)
+
+    async def _get(self, http: httpx.AsyncClient, url: str) -> tuple[bytes | None, str, str | None]:
+        """GET ``url``: ``(body, "", None)`` for a 200, else ``(None, reason, Retry-After)``.
+
+        The body is read up to ``max_snapshot_bytes`` and given up past it
+        (``too_large``): a venue's answer never costs more memory than that.
+        """
+        limit = self.settings.max_snapshot_bytes
+        async with http.stream("GET", url) as response:
+            status = response.status_code
+            if status != 200:
+                reason = f"http_{status}" if status in (418, 429) else f"http_{status // 100}xx"
+                return None, reason, response.headers.get("Retry-After")
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                return None, "too_large", None
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    return None, "too_large", None
+            return bytes(body), "", None
+
+    def _pause_rest(self, retry_after: str | None, default_s: float) -> None:
+        """Hold every snapshot fetch for the venue's ``Retry-After`` (seconds), else
+        ``default_s``."""
+        pause_s = default_s
+        if retry_after is not None and retry_after.strip().isdigit():
+            pause_s = min(float(retry_after.strip()), MAX_RETRY_AFTER_S)
+        until = time.monotonic() + pause_s
+        if until > self._rest_paused_until:
+            self._rest_paused_until = until
+            log.warning(
+                "%s: the venue limits requests; no snapshot for %.0f s", self.venue, pause_s
+            )
 
     # -- engines ----------------------------------------------------------------------------
 
@@ -672,6 +852,7 @@ class FeedHandler:
                 await asyncio.sleep(backoff.next_s())
                 continue
             link.writer = writer
+            opened = time.monotonic()
             log.info("%s: publishing to engine %s", self.venue, address)
             for route in link.routes:
                 if route.live:
@@ -685,7 +866,11 @@ class FeedHandler:
             if link.writer is writer:
                 self._count_engine(link, "closed")
             self._close_link(link)
-            backoff.reset()
+            if time.monotonic() - opened >= settings.engine_backoff_max_s:
+                # It worked a while: a restarted engine is fed again at once. One
+                # that closes as it accepts waits longer each time (every connection
+                # costs a snapshot of each of its live books).
+                backoff.reset()
             await asyncio.sleep(backoff.next_s())
 
     async def _heartbeat_loop(self) -> None:
@@ -741,6 +926,10 @@ class _FeedCollector(Collector):
         )
         yield counter("pings", "Venue WebSocket pings answered.", [], [([], counts.pings)])
         yield counter(
+            "oversized_updates", "Updates too large for one engine frame, sent as a snapshot.",
+            [], [([], counts.oversized_updates)],
+        )  # fmt: skip
+        yield counter(
             "symbol_frames", "Book and trade frames written, by engine symbol.", ["symbol"],
             (([route.engine_symbol], route.frames) for route in handler.routes.values()),
         )  # fmt: skip
@@ -786,6 +975,13 @@ class _FeedCollector(Collector):
         for link in handler.links:
             engines.add_metric([venue, str(link.address)], 0.0 if link.writer is None else 1.0)
         yield engines
+        paused = GaugeMetricFamily(
+            P + "snapshot_pause_seconds",
+            "Seconds left of the venue's Retry-After: no snapshot is asked for meanwhile.",
+            labels=["venue"],
+        )
+        paused.add_metric([venue], max(0.0, handler._rest_paused_until - time.monotonic()))
+        yield paused
         live = GaugeMetricFamily(
             P + "live_symbols",
             "Symbols whose engine book the handler holds live.",

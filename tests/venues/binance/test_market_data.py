@@ -170,6 +170,21 @@ def test_a_level_that_is_not_a_decimal_drops_the_book() -> None:
     assert actions[0] == Resync("XMRBTC", "bad_level")
 
 
+def test_events_awaiting_a_snapshot_are_bounded_by_their_levels_too() -> None:
+    """Huge events while the snapshot does not come must not fill the memory."""
+    made = dialect()
+    made.on_open(0)
+    levels = [[f"0.{i:06d}", "1"] for i in range(1, 10_001)]
+    for index in range(12):
+        data = {"e": "depthUpdate", "E": 1, "s": "XMRBTC", "U": 100 + index, "u": 100 + index,
+                "b": levels, "a": []}  # fmt: skip
+        made.on_message(json.dumps({"stream": "xmrbtc@depth@100ms", "data": data}), index)
+    buffered = made._states["XMRBTC"].buffer
+    assert sum(len(event.b) + len(event.a) for event in buffered) <= 100_000
+    assert buffered[-1].last_id == 111  # the newest are kept
+    assert made.errors["buffer_overflow"] >= 2
+
+
 def test_trades_from_the_documented_payload() -> None:
     made = BinanceMarketData(["BNBBTC"], REST)
     made.on_open(0)

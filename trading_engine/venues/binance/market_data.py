@@ -31,9 +31,12 @@ buyer is the maker) means the aggressor sold.
 Everything else is counted in :attr:`BinanceMarketData.errors` and
 ignored: subscription answers, streams this dialect did not ask for
 (``bookTicker``...), symbols it did not subscribe, unreadable messages. A
-level whose price or quantity is not a plain decimal string drops the
-symbol's book (:class:`Resync`, reason ``bad_level``): the engine would
-refuse it, and the book must not silently diverge.
+level whose price or quantity is not a plain decimal string, or whose
+price is zero, drops the symbol's book (:class:`Resync`, reason
+``bad_level``): the engine would refuse it, and the book must not silently
+diverge. A trade whose price or quantity is not a positive plain decimal
+is not published (``bad_trade``): the engine would refuse it too, and a
+refused frame leaves its book stale.
 """
 
 from __future__ import annotations
@@ -55,9 +58,15 @@ DEFAULT_DEPTH_LIMIT: Final = 5000
 #: Buffered events per symbol while its snapshot is awaited; past it the
 #: oldest are dropped (the next snapshot check then fails and fetches again).
 MAX_BUFFERED_EVENTS: Final = 10_000
+#: Levels in those events, at most (a venue's huge events must not fill the
+#: memory while a snapshot is awaited: about 170 bytes a decoded level).
+MAX_BUFFERED_LEVELS: Final = 100_000
 
 # A plain non-negative decimal, as Binance writes every price and quantity.
 _DECIMAL: Final = re.compile(r"\d{1,40}(?:\.\d{1,40})?")
+# The same with a non-zero digit: a price, or a traded quantity (the engine
+# refuses a zero there, and a refused frame would leave its book stale).
+_POSITIVE: Final = re.compile(r"(?!0*(?:\.0*)?$)\d{1,40}(?:\.\d{1,40})?")
 
 Level = tuple[str, str]
 
@@ -121,11 +130,17 @@ class _SymbolState:
     #: A snapshot received but not yet confirmed by an event.
     pending: _Snapshot | None = None
     buffer: list[_Depth] = field(default_factory=list)
+    #: Levels in ``buffer``'s events.
+    buffered_levels: int = 0
+
+    def set_buffer(self, events: list[_Depth]) -> None:
+        self.buffer = events
+        self.buffered_levels = sum(len(event.b) + len(event.a) for event in events)
 
 
 def _levels_ok(levels: list[Level]) -> bool:
-    match = _DECIMAL.fullmatch
-    return all(match(price) is not None and match(size) is not None for price, size in levels)
+    price_ok, size_ok = _POSITIVE.fullmatch, _DECIMAL.fullmatch
+    return all(price_ok(price) is not None and size_ok(size) is not None for price, size in levels)
 
 
 class BinanceMarketData:
@@ -176,7 +191,7 @@ class BinanceMarketData:
         for symbol, state in self._states.items():
             state.book_id = None
             state.pending = None
-            state.buffer.clear()
+            state.set_buffer([])
             actions.append(FetchSnapshot(symbol, state.url))
         return actions
 
@@ -197,7 +212,7 @@ class BinanceMarketData:
             # Before the book is live the engine would ignore the print.
             self._count("trade_before_book")
             return []
-        if _DECIMAL.fullmatch(data.p) is None or _DECIMAL.fullmatch(data.q) is None:
+        if _POSITIVE.fullmatch(data.p) is None or _POSITIVE.fullmatch(data.q) is None:
             self._count("bad_trade")
             return []
         side = "sell" if data.m else "buy"
@@ -238,8 +253,12 @@ class BinanceMarketData:
         if book_id is None:
             buffer = state.buffer
             buffer.append(event)
-            if len(buffer) > MAX_BUFFERED_EVENTS:
-                del buffer[0]
+            state.buffered_levels += len(event.b) + len(event.a)
+            while buffer and (
+                len(buffer) > MAX_BUFFERED_EVENTS or state.buffered_levels > MAX_BUFFERED_LEVELS
+            ):
+                oldest = buffer.pop(0)
+                state.buffered_levels -= len(oldest.b) + len(oldest.a)
                 self._count("buffer_overflow")
             if state.pending is not None:
                 return self._try_sync(symbol, state)
@@ -259,7 +278,7 @@ class BinanceMarketData:
         assert snapshot is not None
         last = snapshot.last_id
         buffer = [event for event in state.buffer if event.last_id > last]
-        state.buffer = buffer
+        state.set_buffer(buffer)
         if not buffer:
             return []  # the next event confirms (or refutes) the snapshot
         if buffer[0].first_id > last + 1:
@@ -268,7 +287,7 @@ class BinanceMarketData:
             self._count("snapshot_stale")
             return [FetchSnapshot(symbol, state.url)]
         state.pending = None
-        state.buffer = []
+        state.set_buffer([])
         state.book_id = last
         actions: list[Action] = [BookFrame(symbol, True, snapshot.bids, snapshot.asks)]
         for index, event in enumerate(buffer):
@@ -276,7 +295,7 @@ class BinanceMarketData:
             if state.book_id is None:
                 # A gap inside the buffer: _restart kept that event and asked for
                 # a new snapshot; the events after it wait with it.
-                state.buffer.extend(buffer[index + 1 :])
+                state.set_buffer(state.buffer + buffer[index + 1 :])
                 break
         return actions
 
@@ -286,7 +305,7 @@ class BinanceMarketData:
         self._count(reason)
         state.book_id = None
         state.pending = None
-        state.buffer = [] if keep is None else [keep]
+        state.set_buffer([] if keep is None else [keep])
         return [Resync(symbol, reason), FetchSnapshot(symbol, state.url)]
 
     # -- errors -----------------------------------------------------------------------------------

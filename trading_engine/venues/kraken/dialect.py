@@ -13,9 +13,10 @@ The rules, each from Kraken's documentation:
   to the subscribed depth (the venue sends no removal for a level that
   falls out of scope). A mismatch unsubscribes and subscribes that pair's
   ``book`` again and reports :class:`Resync`.
-* ``trade`` updates become trade frames; ``side`` is the taker's. The
-  trade snapshot (recent history) is not requested: it would publish old
-  prints again on every reconnect.
+* ``trade`` updates become trade frames; ``side`` is the taker's; a print
+  whose price or quantity is not above zero is dropped
+  (``unreadable_trade``). The trade snapshot (recent history) is not
+  requested: it would publish old prints again on every reconnect.
 * Keepalive: the venue sends ``heartbeat`` every second while subscribed;
   after a quiet spell the dialect sends the ``ping`` method and reconnects
   when no ``pong`` comes (https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/ping).
@@ -387,14 +388,20 @@ class KrakenDialect:
             if trade.symbol not in self._state:
                 self._count("unknown_symbol")
                 continue
-            if trade.side not in ("buy", "sell"):
+            price, qty = trade.price, trade.qty
+            if (
+                trade.side not in ("buy", "sell")
+                or not (price.is_finite() and price > 0)
+                or not (qty.is_finite() and qty > 0)
+            ):
+                # The engine would refuse the frame, and its book would go stale.
                 self._count("unreadable_trade")
                 continue
             actions.append(
                 TradeFrame(
                     trade.symbol,
-                    plain(trade.price),
-                    plain(trade.qty),
+                    plain(price),
+                    plain(qty),
                     trade.side,
                     _ts_ns(trade.timestamp),
                 )

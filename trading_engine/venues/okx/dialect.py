@@ -12,6 +12,9 @@ The rules, each from OKX's API documentation
   follows a sequence reset for maintenance and is in order as long as its
   ``prevSeqId`` continues the chain.
 * A level is ``[price, size, "0", orders]``; size ``0`` deletes the price.
+  Prices and sizes must be plain decimal text (a price above zero); a
+  level that is not re-syncs the book (``unreadable``), a trade that is
+  not is dropped (``unreadable_trade``).
 * The ``checksum`` is the signed CRC32 of the top 25 levels
   (:mod:`.checksum`), verified after every message. OKX has announced
   that the field becomes 0 on every message (the seqId chain then being
@@ -41,7 +44,7 @@ from ...core.feeds import (
     SendText,
     TradeFrame,
 )
-from .book import MalformedLevel, OkxBook
+from .book import PLAIN_DECIMAL, MalformedLevel, OkxBook
 
 __all__ = ["OkxDialect"]
 
@@ -341,11 +344,22 @@ class OkxDialect:
             return []
         actions: list[Action] = []
         for trade in trades:
-            if trade.side not in ("buy", "sell") or trade.inst_id != symbol:
+            if (
+                trade.side not in ("buy", "sell")
+                or trade.inst_id != symbol
+                or not _positive(trade.px)
+                or not _positive(trade.sz)
+            ):
+                # The engine would refuse the frame, and its book would go stale.
                 self._count("unreadable_trade")
                 continue
             actions.append(TradeFrame(symbol, trade.px, trade.sz, trade.side, _ts_ns(trade.ts)))
         return actions
+
+
+def _positive(text: str) -> bool:
+    """A plain decimal above zero."""
+    return PLAIN_DECIMAL.fullmatch(text) is not None and bool(text.strip("0."))
 
 
 def _op(op: str, args: list[dict[str, str]]) -> str:
