@@ -36,3 +36,14 @@ def test_feed_handler_and_book_depth_benchmarks_run() -> None:
     for variant in VARIANTS.values():
         assert variant(bids, asks, stream) == 2_000
     assert snapshot_engine(bids, asks, 2) == snapshot_sorted(bids, asks, 2) == 2
+
+
+def test_binance_order_benchmark_runs() -> None:
+    from benchmarks.binance_order import run
+
+    result = run(orders=300, runs=1)
+    figures = result["variants"]
+    assert set(figures) == {"own API body (unsigned)", "binance, HMAC-SHA256", "binance, Ed25519"}
+    for variant in figures.values():
+        assert 0 < variant["p50_ns"] <= variant["p99_ns"]
+    assert figures["own API body (unsigned)"]["added_p50_ns"] == 0
