@@ -208,3 +208,17 @@ def test_one_reader_serves_the_instruments_command_and_the_checks() -> None:
     )
     with pytest.raises(UnreadableAnswer, match="does not list"):
         parse_symbol_filters(BODY, {"DOGEUSDT": BTC})
+
+
+def test_bounds_between_grid_points_round_the_safe_way() -> None:
+    # 0.015 is between two lots (and two ticks) of 0.01: 1 is below it, 2 above; 0.035 leaves 3.
+    filters = xyz(
+        {"filterType": "PRICE_FILTER", "minPrice": "0.015", "maxPrice": "0.035", "tickSize": "0"},
+        {"filterType": "LOT_SIZE", "minQty": "0.015", "maxQty": "0.035", "stepSize": "0.005"},
+    )
+    check(filters, "lot_size_min", BUY, LIMIT, 1, 2)
+    check(filters, None, BUY, LIMIT, 2, 2)
+    check(filters, None, BUY, LIMIT, 3, 3)
+    check(filters, "lot_size_max", BUY, LIMIT, 4, 3)
+    check(filters, "price_filter_min", BUY, LIMIT, 2, 1)
+    check(filters, "price_filter_max", BUY, LIMIT, 2, 4)

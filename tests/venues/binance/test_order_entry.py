@@ -145,6 +145,7 @@ def test_an_engine_order_takes_the_same_path() -> None:
         (("BTCUSDT", OrderType.LIMIT, 1, 1, "a&price=1"), "breaks Binance's rule"),
         (("BTCUSDT", OrderType.LIMIT, 1, None, CID), "without a price"),
         (("BTCUSDT", OrderType.LIMIT, 0, 1, CID), "0 lots"),
+        (("BTCUSDT", OrderType.LIMIT, 1, -5, CID), "at -5 ticks"),
         (("ETHUSDT", OrderType.LIMIT, 1, 1, CID), "no instrument"),
     ],
 )

@@ -592,7 +592,7 @@ class BinanceSpotCodec:
         symbol, side, type and time in force are encoded once, and so is
         each quantity and price (a bounded cache). Raises ``ValueError``
         as :meth:`new_order` does, and for a time in force Binance does not
-        know or lots <= 0.
+        know, lots <= 0 or a price <= 0 ticks.
         """
         if CLIENT_ORDER_ID.fullmatch(client_order_id) is None:
             raise ValueError(f"client order id {client_order_id!r} breaks Binance's rule")
@@ -619,6 +619,8 @@ class BinanceSpotCodec:
                 raise ValueError(f"limit order {client_order_id} without a price")
             price_text = texts.get((symbol, True, price))
             if price_text is None:
+                if price <= 0:
+                    raise ValueError(f"limit order {client_order_id} at {price} ticks")
                 price_text = self._decimal_text((symbol, True, price))
             payload = b"timestamp=%d%s&quantity=%s&price=%s&newClientOrderId=%s%s" % (
                 timestamp_ms,
