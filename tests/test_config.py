@@ -199,3 +199,44 @@ def test_the_admin_port_cannot_be_the_feed_port() -> None:
         parse_config({"feed": {"port": 7001}, "admin": {"port": 7001}}, environ={})
     assert caught.value.problems == ["admin.port: 7001 is also feed.port; give each its own port"]
     parse_config({"feed": {"port": 0}, "admin": {"port": 0}}, environ={})  # both free ports
+
+
+def _binance_strategies(deployment: str, *names: str) -> dict[str, object]:
+    return {
+        "engine": {"deployment": deployment},
+        "gateway": {"venue": "binance"},
+        "instruments": [{"symbol": "BTCUSDT", "tick_size": "0.01", "lot_size": "0.00001"}],
+        "strategies": [{"name": name, "class": "m:C", "symbols": ["BTCUSDT"]} for name in names],
+    }
+
+
+def test_binance_takes_the_longest_names_that_fit() -> None:
+    # 36 = deployment + 3 dashes + a 10-character run id + 5 counter digits + the name.
+    config = parse_config(_binance_strategies("d" * 8, "s" * 10, "a-b_c"), environ={})
+    assert config.gateway.venue == "binance"
+    config = parse_config(_binance_strategies("te", "s" * 16), environ={})
+    assert config.strategies[0].name == "s" * 16
+
+
+@pytest.mark.parametrize(
+    ("deployment", "name", "room"),
+    [("d" * 8, "s" * 11, 10), ("te", "s" * 17, 16), ("te", "mm.v2", 16)],
+)
+def test_binance_refuses_names_that_cannot_form_an_id(
+    deployment: str, name: str, room: int
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_binance_strategies(deployment, name), environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"strategies[0].name: {name!r} cannot form binance client order ids")
+    assert f"at most {room} characters of [A-Za-z0-9-_]" in problem
+    # The project's own API takes the same names.
+    data = _binance_strategies(deployment, name)
+    data["gateway"] = {}
+    assert parse_config(data, environ={}).strategies[0].name == name
+
+
+def test_the_venue_must_be_known() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"gateway": {"venue": "kraken"}}, environ={})
+    assert caught.value.problems[0].startswith("gateway.venue")

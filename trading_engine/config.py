@@ -27,6 +27,7 @@ from .core.breaker import BreakerSettings
 from .core.errors import ConfigError
 from .core.fees import FeeSchedule, parse_fee_rate
 from .core.instruments import Instrument
+from .core.orders import CLIENT_ID_RULES, client_id_problem
 from .core.risk import RiskLimits
 from .core.sharding import shard_of, shards_of
 
@@ -186,6 +187,11 @@ class GatewayConfig(_Section):
         "http://127.0.0.1:8080", pattern=r"^https?://", description="http:// or https://"
     )
     api_key_env: str = "EXCHANGE_API_KEY"
+    venue: Literal["own", "binance"] = Field(
+        "own",
+        description="the order API's dialect: the project's own exchange API, or Binance spot "
+        "(client order ids then fit Binance's 36 characters of [A-Za-z0-9_-])",
+    )
     ca_file: str | None = Field(
         None,
         description="PEM file of extra certificate authorities trusted for https:// "
@@ -488,10 +494,15 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append(f"instruments[{i}].symbol: {item.symbol!r} is configured twice")
         symbols.add(item.symbol)
     names: set[str] = set()
+    id_rule = CLIENT_ID_RULES[config.gateway.venue]
     for i, strategy in enumerate(config.strategies):
         if strategy.name in names:
             problems.append(f"strategies[{i}].name: {strategy.name!r} is used twice")
         names.add(strategy.name)
+        id_problem = client_id_problem(id_rule, config.engine.deployment, strategy.name)
+        if id_problem is not None:
+            # The venue's client order id rule (gateway.venue) bounds the name.
+            problems.append(f"strategies[{i}].name: {id_problem}")
         problems.extend(
             f"strategies[{i}].symbols: {symbol!r} is not a configured instrument"
             for symbol in strategy.symbols

@@ -7,12 +7,14 @@ import pytest
 
 from trading_engine.core.errors import OrderStateError
 from trading_engine.core.orders import (
+    BINANCE_ID_RULE,
     TRANSITIONS,
     ClientOrderIds,
     Order,
     OrderStatus,
     OrderType,
     TimeInForce,
+    client_id_problem,
 )
 from trading_engine.core.protocol import Side
 
@@ -118,3 +120,24 @@ def test_client_order_ids_carry_the_deployment_and_name_their_strategy() -> None
     for bad in ("", "a-b", "toolong12", "a_b"):
         with pytest.raises(ValueError, match="deployment"):
             ClientOrderIds("r", bad)
+
+
+def test_binance_ids_fit_the_venue_rule_at_the_longest_names() -> None:
+    # Binance spot newClientOrderId: ^[a-zA-Z0-9-_]{1,36}$.
+    pattern = re.compile(r"[a-zA-Z0-9_-]{1,36}")
+    ids = ClientOrderIds(None, "d" * 8, BINANCE_ID_RULE)
+    assert client_id_problem(BINANCE_ID_RULE, "d" * 8, "s_" * 5) is None
+    ids._counter = 36**5 - 2  # the last counter the rule leaves room for
+    longest = ids.next("s_" * 5)
+    assert pattern.fullmatch(longest), longest
+    assert len(longest) == 36
+    assert ids.owns(longest)
+    assert ids.strategy_of(longest) == "s_" * 5
+    # One character more, or one order more, breaks the rule: refused, never sent.
+    assert client_id_problem(BINANCE_ID_RULE, "d" * 8, "s" * 11) is not None
+    with pytest.raises(ValueError, match="binance client order id"):
+        ids.next("s_" * 5)
+    with pytest.raises(ValueError, match="binance client order id"):
+        ClientOrderIds("r", "te", BINANCE_ID_RULE).next("mm.v2")
+    with pytest.raises(ValueError, match="run id"):
+        ClientOrderIds("run:1", "te", BINANCE_ID_RULE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 import sys
 from decimal import Decimal
 from fractions import Fraction
@@ -921,3 +922,14 @@ def test_a_closed_order_holds_nothing_after_the_feed_catches_up(status: OrderSta
     assert order.held == 0
     assert exposure(engine) == [0, 0]
     assert position(engine) == filled
+
+
+def test_a_binance_gateway_gives_orders_binance_client_order_ids() -> None:
+    engine = Engine(
+        config(gateway={"venue": "binance"}), clock=ManualClock(start_ns=10**12), sink=NullSink()
+    )
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+    order = submit(engine, BUY, 1)
+    assert order is not None
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,36}", order.client_order_id), order.client_order_id
+    assert engine.ids.rule.name == "binance"

@@ -54,3 +54,14 @@ def test_websocket_clients_benchmark_runs_every_installed_client_and_the_handler
         if not installed:
             assert f"{client}: not installed, skipped" in done.stderr
     assert any(line.strip().startswith("FeedHandler (aiohttp)") for line in lines), done.stdout
+
+
+def test_binance_order_benchmark_runs() -> None:
+    from benchmarks.binance_order import run
+
+    result = run(orders=300, runs=1)
+    figures = result["variants"]
+    assert set(figures) == {"own API body (unsigned)", "binance, HMAC-SHA256", "binance, Ed25519"}
+    for variant in figures.values():
+        assert 0 < variant["p50_ns"] <= variant["p99_ns"]
+    assert figures["own API body (unsigned)"]["added_p50_ns"] == 0

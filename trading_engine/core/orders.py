@@ -23,7 +23,7 @@ import string
 import time
 from enum import StrEnum
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeAlias
 
 from .errors import DuplicateFill, OrderStateError
 from .instruments import Instrument
@@ -33,10 +33,14 @@ if TYPE_CHECKING:
     from .reports import FillReport, OrderReport
 
 __all__ = [
+    "BINANCE_ID_RULE",
+    "CLIENT_ID_RULES",
     "FAULT_KINDS",
     "MAX_TAG_LENGTH",
+    "OWN_API_ID_RULE",
     "POST_ONLY_REJECTED",
     "TRANSITIONS",
+    "ClientIdRule",
     "ClientOrderIds",
     "ExecutionListener",
     "Order",
@@ -45,6 +49,7 @@ __all__ = [
     "OrderType",
     "Price",
     "TimeInForce",
+    "client_id_problem",
     "valid_tag",
 ]
 
@@ -124,6 +129,67 @@ def _base36(number: int) -> str:
             return "".join(reversed(digits))
 
 
+class ClientIdRule(NamedTuple):
+    """A venue's rule for client order ids: the longest id and the characters it may use.
+
+    ``counter_digits`` is how many base-36 digits of the per-run counter a
+    strategy name must leave room for (36**5 is 60 million orders in one run).
+    """
+
+    name: str
+    max_length: int
+    characters: frozenset[str]
+    counter_digits: int
+
+
+#: The project's own exchange API: up to 64 characters of ``[A-Za-z0-9._:-]``.
+OWN_API_ID_RULE: Final = ClientIdRule("own", 64, _ID_CHARS, 6)
+#: Binance spot ``newClientOrderId``: ``^[a-zA-Z0-9-_]{1,36}$`` (the venue's own
+#: ``-1100`` answer states that range; the REST API's "New order" parameters).
+BINANCE_ID_RULE: Final = ClientIdRule(
+    "binance", 36, frozenset(string.ascii_letters + string.digits + "-_"), 5
+)
+#: The rule of each ``[gateway] venue``.
+CLIENT_ID_RULES: Final[dict[str, ClientIdRule]] = {
+    rule.name: rule for rule in (OWN_API_ID_RULE, BINANCE_ID_RULE)
+}
+
+
+def _generated_run_id_length() -> int:
+    # The start time in seconds, base 36 (6 digits until 2038), and 4 random digits.
+    return len(_base36(time.time_ns() // 10**9)) + 4
+
+
+def client_id_problem(rule: ClientIdRule, deployment: str, strategy: str) -> str | None:
+    """Why ``strategy`` of ``deployment`` cannot form ids under ``rule``, or None.
+
+    The id ``<deployment>-<strategy>-<run id>-<counter>`` must use only the
+    rule's characters and, with a generated run id and a counter of
+    ``rule.counter_digits`` digits, fit ``rule.max_length``. The answer is
+    one line naming the limits (for a configuration error). ``O(len(strategy))``.
+    """
+    room = rule.max_length - len(deployment) - _generated_run_id_length() - 3
+    room -= rule.counter_digits
+    allowed = "".join(sorted(rule.characters))
+    if not strategy or not set(strategy) <= rule.characters or len(strategy) > room:
+        return (
+            f"{strategy!r} cannot form {rule.name} client order ids: with deployment "
+            f"{deployment!r} a strategy name has at most {room} characters of "
+            f"[{_ranges(allowed)}] (ids are at most {rule.max_length} characters)"
+        )
+    return None
+
+
+def _ranges(characters: str) -> str:
+    """``A-Za-z0-9`` and the rest of a character set, for messages."""
+    text = ""
+    for first, last in (("A", "Z"), ("a", "z"), ("0", "9")):
+        if first in characters and last in characters:
+            text += f"{first}-{last}"
+            characters = "".join(c for c in characters if not first <= c <= last)
+    return text + characters
+
+
 class ClientOrderIds:
     """Client order ids unique across restarts: ``<deployment>-<strategy>-<run id>-<counter>``.
 
@@ -133,28 +199,41 @@ class ClientOrderIds:
     journal sent them (:meth:`owns`, :meth:`strategy_of`). The run id is
     the start time in seconds (base 36) plus four random base-36
     characters, so two runs started in the same second still differ; the
-    counter is base 36. Every id uses only ``[A-Za-z0-9._:-]`` and is at
-    most 64 characters, as the exchange API requires.
+    counter is base 36. ``rule`` is the venue's id rule: the project's own
+    API takes up to 64 characters of ``[A-Za-z0-9._:-]`` (the default),
+    Binance up to 36 of ``[A-Za-z0-9_-]`` (:data:`CLIENT_ID_RULES`).
     """
 
-    def __init__(self, run_id: str | None = None, deployment: str = "te") -> None:
+    def __init__(
+        self,
+        run_id: str | None = None,
+        deployment: str = "te",
+        rule: ClientIdRule = OWN_API_ID_RULE,
+    ) -> None:
         if run_id is None:
             entropy = int.from_bytes(os.urandom(4), "big") % 36**4
             run_id = _base36(time.time_ns() // 10**9) + _base36(entropy).rjust(4, "0")
-        if not run_id or not set(run_id) <= _ID_CHARS or len(run_id) > 12:
-            raise ValueError(f"run id {run_id!r} must be 1-12 characters of [A-Za-z0-9._:-]")
+        run_chars = _ID_CHARS & rule.characters
+        if not run_id or not set(run_id) <= run_chars or len(run_id) > 12:
+            allowed = _ranges("".join(sorted(run_chars)))
+            raise ValueError(f"run id {run_id!r} must be 1-12 characters of [{allowed}]")
         if not deployment or not set(deployment) <= _DEPLOYMENT_CHARS or len(deployment) > 8:
             raise ValueError(f"deployment {deployment!r} must be 1-8 characters of [A-Za-z0-9]")
         self.run_id = run_id
         self.deployment = deployment
+        self.rule = rule
         self.prefix = deployment + "-"
         self._counter = 0
 
     def next(self, strategy: str) -> str:
+        """The next id of ``strategy``; ``ValueError`` if it breaks the venue's rule."""
         self._counter += 1
         client_order_id = f"{self.prefix}{strategy}-{self.run_id}-{_base36(self._counter)}"
-        if len(client_order_id) > 64 or not set(strategy) <= _ID_CHARS:
-            raise ValueError(f"strategy name {strategy!r} cannot form a valid client order id")
+        rule = self.rule
+        if len(client_order_id) > rule.max_length or not set(strategy) <= rule.characters:
+            raise ValueError(
+                f"strategy name {strategy!r} cannot form a valid {rule.name} client order id"
+            )
         return client_order_id
 
     def owns(self, client_order_id: str) -> bool:

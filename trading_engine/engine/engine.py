@@ -36,6 +36,7 @@ from ..core.errors import ConfigError, StrategyError
 from ..core.instruments import Instrument
 from ..core.ledger import HALTING_FAULTS, Ledger
 from ..core.orders import (
+    CLIENT_ID_RULES,
     ClientOrderIds,
     Order,
     OrderSink,
@@ -226,7 +227,9 @@ class Engine:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.instruments = config.instrument_map()
-        self.ids = ClientOrderIds(run_id, config.engine.deployment)
+        self.ids = ClientOrderIds(
+            run_id, config.engine.deployment, CLIENT_ID_RULES[config.gateway.venue]
+        )
         self.tick_to_trade = LatencyHistogram()
         #: One admission: the pre-trade risk check, the order's creation and its hold.
         self.risk_latency = LatencyHistogram()

@@ -6,6 +6,11 @@ quantity increment and the smallest quantity), and the smallest order value
 in the quote currency, ``NOTIONAL.minNotional`` (``MIN_NOTIONAL.minNotional``
 before Binance renamed the filter). Decimal strings are returned in their
 shortest form (``"0.01000000"`` becomes ``"0.01"``).
+
+One reader serves two uses: :func:`symbol_entries` finds each asked
+symbol's entry and its filters by type, which :func:`parse_exchange_info`
+turns into the grid the ``instruments`` command prints and
+:mod:`.filters` into the venue's pre-trade checks.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from urllib.parse import quote
 from ...core.errors import UnreadableAnswer
 from ...core.feeds import VenueInstrument
 
-__all__ = ["exchange_info_url", "parse_exchange_info"]
+__all__ = ["exchange_info_url", "parse_exchange_info", "symbol_entries"]
 
 
 def exchange_info_url(rest_url: str, symbols: Sequence[str]) -> str:
@@ -45,12 +50,14 @@ def _decimal(value: object, where: str) -> str | None:
     return format(number.normalize(), "f")
 
 
-def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstrument]:
-    """The instruments ``symbols`` (in that order) from an exchangeInfo body.
+def symbol_entries(
+    body: bytes, symbols: Sequence[str]
+) -> list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
+    """``symbols``' entries of an exchangeInfo body, each with its filters by ``filterType``.
 
-    Raises :class:`~trading_engine.core.errors.UnreadableAnswer` naming the
-    symbol or field for a body that is not exchangeInfo, a symbol the
-    venue does not list, or a symbol without a tick size or lot size.
+    In the order asked. Raises
+    :class:`~trading_engine.core.errors.UnreadableAnswer` naming the symbol
+    for a body that is not exchangeInfo or a symbol the venue does not list.
     """
     try:
         document: Any = json.loads(body)
@@ -60,16 +67,30 @@ def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstru
     if not isinstance(listed, list):
         raise UnreadableAnswer("binance exchangeInfo: no 'symbols' list in the answer")
     by_symbol = {item.get("symbol"): item for item in listed if isinstance(item, dict)}
-    found: list[VenueInstrument] = []
+    found: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = []
     for symbol in symbols:
         item = by_symbol.get(symbol)
         if item is None:
             raise UnreadableAnswer(f"binance exchangeInfo: {symbol}: the venue does not list it")
-        filters = {
-            entry.get("filterType"): entry
-            for entry in item.get("filters", [])
-            if isinstance(entry, dict)
+        entries = item.get("filters", [])
+        filters: dict[str, dict[str, Any]] = {
+            entry["filterType"]: entry
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("filterType"), str)
         }
+        found.append((item, filters))
+    return found
+
+
+def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstrument]:
+    """The instruments ``symbols`` (in that order) from an exchangeInfo body.
+
+    Raises :class:`~trading_engine.core.errors.UnreadableAnswer` naming the
+    symbol or field for a body that is not exchangeInfo, a symbol the
+    venue does not list, or a symbol without a tick size or lot size.
+    """
+    found: list[VenueInstrument] = []
+    for (_, filters), symbol in zip(symbol_entries(body, symbols), symbols, strict=True):
         price = filters.get("PRICE_FILTER", {})
         lot = filters.get("LOT_SIZE", {})
         tick = _decimal(price.get("tickSize"), f"{symbol} PRICE_FILTER.tickSize")
