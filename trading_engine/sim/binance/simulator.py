@@ -525,19 +525,23 @@ class BinanceSimulator(ExchangeSimulator):
         now = self.now_ms()
         self.limiter.admit_order(now)
         inst = rules.instrument
-        self._next_binance_id += 1
         order = BinanceOrder(
             client_order_id, rules.symbol, side.lower(), "market" if kind == "MARKET" else "limit",
             None if price is None else inst.price_to_ticks(str(price)),
             inst.size_to_lots(str(quantity)),
             "IOC" if kind == "MARKET" else (tif or "GTC"),
-            order_id=str(self._next_binance_id), instrument=inst,
-            post_only=kind == "LIMIT_MAKER", binance_id=self._next_binance_id, binance_type=kind,
+            instrument=inst, post_only=kind == "LIMIT_MAKER", binance_type=kind,
             created_ms=now, updated_ms=now, stp_mode=stp_mode,
         )  # fmt: skip
-        if not order.post_only and stp_mode != "NONE" and self._prevent_self_trade(order):
+        counter = None
+        if not order.post_only and stp_mode != "NONE":
+            counter = self._prevent_self_trade(order)
+        if counter is not None:
             self._store(order)
             self.limiter.count_order(now)
+            self._count("orders")
+            self._report(order, "NEW")
+            self._report(order, "TRADE_PREVENTION", counter=counter)
             return order, answer_type
         fills = self.matching.submit(order, self._levels(order.symbol))
         if order.status == "rejected":
@@ -553,6 +557,10 @@ class BinanceSimulator(ExchangeSimulator):
         return order, answer_type
 
     def _store(self, order: BinanceOrder) -> None:
+        """The venue took ``order``: it gets the next orderId (a refused order gets none)."""
+        self._next_binance_id += 1
+        order.binance_id = self._next_binance_id
+        order.order_id = str(order.binance_id)
         self.binance_orders[order.binance_id] = order
         self._by_client[(order.symbol, order.client_order_id)] = order.binance_id
         self.orders[f"{order.symbol}:{order.binance_id}"] = order
@@ -578,8 +586,10 @@ class BinanceSimulator(ExchangeSimulator):
         rules = self.rules[symbol]
         return (rules.price(walk.best_bid) + rules.price(walk.best_ask)) / 2
 
-    def _prevent_self_trade(self, taker: BinanceOrder) -> bool:
-        """Self-trade prevention; True when the taker expired (``EXPIRED_IN_MATCH``) unmatched.
+    def _prevent_self_trade(self, taker: BinanceOrder) -> BinanceOrder | None:
+        """Self-trade prevention; the order it would have matched when the taker expires.
+
+        The taker then is ``EXPIRED_IN_MATCH`` with nothing filled.
 
         The simulator's own orders are not in its book, so an order "would
         match" one of the account's resting orders when it crosses that
@@ -594,7 +604,7 @@ class BinanceSimulator(ExchangeSimulator):
                                          else taker.price <= resting.price))
         ]  # fmt: skip
         if not crossed:
-            return False
+            return None
         self._next_match_id += 1
         match_id = self._next_match_id
         self._count("self_trade_prevented")
@@ -611,10 +621,8 @@ class BinanceSimulator(ExchangeSimulator):
             taker.stp_expired = True
             taker.prevented_lots = taker.quantity
             taker.prevented_match_id = match_id
-            self._report(taker, "NEW")
-            self._report(taker, "TRADE_PREVENTION", counter=crossed[0])
-            return True
-        return False
+            return crossed[0]
+        return None
 
     def _lookup(self, params: dict[str, str], missing: VenueError) -> BinanceOrder:
         """The order named by ``orderId`` and/or ``origClientOrderId``; else raise ``missing``."""

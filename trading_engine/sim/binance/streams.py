@@ -82,6 +82,8 @@ class _Connection:
     #: Listen-key connections: the key.
     listen_key: str | None = None
     transport: asyncio.Transport | None = None
+    #: Events a request made, sent after its answer.
+    after_answer: list[tuple[str, bool]] = field(default_factory=list)
 
     def put(self, item: object) -> bool:
         try:
@@ -238,6 +240,9 @@ class UserDataStreams:
                 continue
             answer = self._answer(conn, message.data)
             conn.put((orjson.dumps(answer).decode(), False))
+            for item in conn.after_answer:
+                conn.put(item)
+            conn.after_answer.clear()
 
     async def _write(self, conn: _Connection) -> None:
         """Send what is queued, in order; lapse listen keys; drop on the ``stream_drop`` fault."""
@@ -381,7 +386,7 @@ class UserDataStreams:
                 del conn.subscriptions[subscription]
                 wrapped = {"subscriptionId": subscription,
                            "event": {"e": "eventStreamTerminated", "E": now}}  # fmt: skip
-                conn.put((orjson.dumps(wrapped).decode(), True))
+                conn.after_answer.append((orjson.dumps(wrapped).decode(), True))
         conn.logged_on_key = conn.authorized_ms = None
         return self._status(conn, now)
 
