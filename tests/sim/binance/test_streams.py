@@ -145,7 +145,8 @@ async def test_a_signature_subscription_gets_new_trade_and_canceled_reports() ->
                 newClientOrderId="t-1",
             )
             placed, traded = (event["event"] for event in await ws.events(2))
-            assert (placed["x"], traded["x"], traded["X"]) == ("NEW", "TRADE", "FILLED")
+            assert (placed["x"], placed["X"], placed["z"]) == ("NEW", "NEW", "0.00000000")
+            assert (traded["x"], traded["X"]) == ("TRADE", "FILLED")
             assert set(traded) == REPORT_FIELDS
             assert (traded["l"], traded["L"], traded["t"], traded["m"]) == (
                 "0.01000000",
@@ -166,6 +167,30 @@ async def test_a_signature_subscription_gets_new_trade_and_canceled_reports() ->
                 "CANCELED",
                 "c-1",
                 "r-1",
+            )
+            # An order that sweeps two levels: one report per fill, cumulative as of each.
+            walk, inst = sim.walks[SYMBOL], sim.instruments[SYMBOL]
+            (first_price, first_size), (second_price, _) = sorted(walk.asks.items())[:2]
+            sweep = inst.size_decimal(first_size) + Decimal("0.001")
+            await client.order(
+                side="BUY",
+                type="LIMIT",
+                timeInForce="GTC",
+                quantity=str(sweep),
+                price=inst.format_price(second_price),
+                newClientOrderId="s-1",
+            )
+            new, first, second = (event["event"] for event in await ws.events(3))
+            assert (new["X"], new["z"]) == ("NEW", "0.00000000")
+            assert (first["X"], first["z"], first["L"]) == (
+                "PARTIALLY_FILLED",
+                f"{inst.size_decimal(first_size):.8f}",
+                f"{inst.price_decimal(first_price):.8f}",
+            )
+            assert (second["X"], second["z"], second["l"]) == (
+                "FILLED",
+                f"{sweep:.8f}",
+                "0.00100000",
             )
             # The venue expires a resting order: EXPIRED.
             await client.order(

@@ -540,7 +540,7 @@ class BinanceSimulator(ExchangeSimulator):
             self._store(order)
             self.limiter.count_order(now)
             self._count("orders")
-            self._report(order, "NEW")
+            self._report(order, "NEW", state=("NEW", 0, 0))
             self._report(order, "TRADE_PREVENTION", counter=counter)
             return order, answer_type
         fills = self.matching.submit(order, self._levels(order.symbol))
@@ -550,7 +550,7 @@ class BinanceSimulator(ExchangeSimulator):
         self._store(order)
         self.limiter.count_order(now)
         self._count("orders")
-        self._report(order, "NEW")
+        self._report(order, "NEW", state=("NEW", 0, 0))
         self._record(fills, maker=False)
         if order.status == "canceled":
             self._report(order, "EXPIRED")
@@ -827,6 +827,11 @@ class BinanceSimulator(ExchangeSimulator):
         """
         super()._record(fills)
         now = self.now_ms()
+        # The order's state before these fills, for reports that tell them one by one.
+        before: dict[int, tuple[int, int]] = {}
+        for fill in fills:
+            filled, cost = before.get(id(fill.order), (fill.order.filled, fill.order.cost))
+            before[id(fill.order)] = (filled - fill.lots, cost - fill.price * fill.lots)
         for fill in fills:
             order = fill.order
             assert isinstance(order, BinanceOrder)
@@ -844,7 +849,11 @@ class BinanceSimulator(ExchangeSimulator):
                     "price": wire(rules.price(fill.price)), "qty": wire(rules.quantity(fill.lots)),
                     "commission": wire(commission), "commissionAsset": asset, "tradeId": trade.id,
                 })  # fmt: skip
-            self._report(order, "TRADE", trade=trade)
+            filled, cost = before[id(order)]
+            filled, cost = filled + fill.lots, cost + fill.price * fill.lots
+            before[id(order)] = (filled, cost)
+            status = "FILLED" if filled >= order.quantity else "PARTIALLY_FILLED"
+            self._report(order, "TRADE", trade=trade, state=(status, filled, cost))
 
     def _expired(self, order: SimOrder) -> None:
         super()._expired(order)
@@ -861,11 +870,18 @@ class BinanceSimulator(ExchangeSimulator):
         trade: _Trade | None = None,
         cancel_id: str | None = None,
         counter: BinanceOrder | None = None,
+        state: tuple[str, int, int] | None = None,
     ) -> None:
-        """Publish an ``executionReport`` of ``order`` on the user data stream."""
+        """Publish an ``executionReport`` of ``order`` on the user data stream.
+
+        ``state`` is (status, filled lots, cost) as of this report, when the
+        order has moved on since (a report of each of several fills made at
+        once); by default the order's state now.
+        """
         rules = self.rules[order.symbol]
         now = self.now_ms()
-        on_book = order.is_open
+        status, filled, cost = state or (order.binance_status, order.filled, order.cost)
+        on_book = status in ("NEW", "PARTIALLY_FILLED") and order.binance_type != "MARKET"
         event: dict[str, Any] = {
             "e": "executionReport", "E": now, "s": order.symbol,
             "c": cancel_id or order.client_order_id, "S": order.side.upper(),
@@ -874,15 +890,15 @@ class BinanceSimulator(ExchangeSimulator):
             "p": wire(_ZERO if order.price is None else rules.price(order.price)),
             "P": wire(_ZERO), "F": wire(_ZERO), "g": -1,
             "C": order.client_order_id if cancel_id else "",
-            "x": execution, "X": order.binance_status, "r": "NONE", "i": order.binance_id,
+            "x": execution, "X": status, "r": "NONE", "i": order.binance_id,
             "l": wire(rules.quantity(trade.lots) if trade else _ZERO),
-            "z": wire(rules.quantity(order.filled)),
+            "z": wire(rules.quantity(filled)),
             "L": wire(rules.price(trade.price) if trade else _ZERO),
             "n": wire(trade.commission) if trade else "0",
             "N": trade.commission_asset if trade else None,
             "T": now, "t": trade.id if trade else -1, "I": 0, "w": on_book,
             "m": trade.maker if trade else False, "M": False, "O": order.created_ms,
-            "Z": wire(rules.quote(order.cost)),
+            "Z": wire(rules.quote(cost)),
             "Y": wire(rules.quote(trade.price * trade.lots) if trade else _ZERO),
             "Q": wire(_ZERO), "V": order.stp_mode,
         }  # fmt: skip
