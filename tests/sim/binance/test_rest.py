@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from tests.sim.binance.helpers import (
@@ -528,5 +529,56 @@ async def test_my_trades_pages_by_from_id_and_a_reset_starts_the_ids_again() -> 
             await client.order(side="BUY", type="MARKET", quantity="0.001")
             again = (await client.signed("GET", "/api/v3/myTrades", {"symbol": SYMBOL})).json()
             assert [(t["id"], t["orderId"]) for t in again] == [(1, 1)]
+        finally:
+            await client.aclose()
+
+
+async def test_connection_faults_drop_the_answer_after_the_order_was_taken() -> None:
+    async with running() as sim:
+        client = Client(sim)
+        bid, _ = book_prices(sim)
+        try:
+            sim.faults = Faults(reset=1.0)
+            with pytest.raises(httpx.TransportError):
+                await client.order(
+                    side="BUY",
+                    type="LIMIT",
+                    timeInForce="GTC",
+                    quantity="0.010",
+                    price=below(bid),
+                    newClientOrderId="r-1",
+                )
+            sim.faults = Faults()
+            got = await client.signed(
+                "GET", "/api/v3/order", {"symbol": SYMBOL, "origClientOrderId": "r-1"}
+            )
+            assert got.json()["status"] == "NEW"  # taken, though the answer was lost
+        finally:
+            await client.aclose()
+
+
+async def test_accept_close_closes_new_connections_before_any_request() -> None:
+    async with running(faults=Faults(accept_close=1.0)) as sim:
+        client = Client(sim)
+        try:
+            with pytest.raises(httpx.TransportError):
+                await client.public("/api/v3/ping")
+            assert sim.counts["accept_close"] >= 1
+        finally:
+            await client.aclose()
+
+
+async def test_latency_counts_against_the_receive_window() -> None:
+    async with running(faults=Faults(latency_s=0.2)) as sim:
+        client = Client(sim)
+        try:
+            late = await client.signed(
+                "GET", "/api/v3/openOrders", {"symbol": SYMBOL, "recvWindow": "100"}
+            )
+            assert late.json()["code"] == -1021
+            on_time = await client.signed(
+                "GET", "/api/v3/openOrders", {"symbol": SYMBOL, "recvWindow": "5000"}
+            )
+            assert on_time.status_code == 200
         finally:
             await client.aclose()
