@@ -63,3 +63,27 @@ def test_an_order_canceled_outside_the_engine_leaves_the_resting_set() -> None:
     buy.status = "canceled"  # the simulator's DELETE handler
     assert engine.on_book("X", SortedLevels({}, {100: 5})) == []
     assert engine.resting == {}
+
+
+def test_a_fill_or_kill_fills_whole_at_once_or_not_at_all() -> None:
+    engine = MatchingEngine()
+    # 2 + 4 lots cross at 102 or better: 7 cannot fill whole, so nothing fills.
+    killed = order("buy", "limit", 102, 7, "FOK")
+    assert engine.submit(killed, BOOK) == []
+    assert (killed.status, killed.filled, killed.cost) == ("canceled", 0, 0)
+    filled = order("buy", "limit", 102, 6, "FOK")
+    fills = engine.submit(filled, BOOK)
+    assert [(f.price, f.lots) for f in fills] == [(101, 2), (102, 4)]
+    assert filled.status == "filled"
+    assert engine.resting == {}
+
+
+def test_resting_of_lists_one_symbols_resting_orders_in_arrival_order() -> None:
+    engine = MatchingEngine()
+    first, second = order("buy", "limit", 90, 1, "GTC"), order("buy", "limit", 91, 1, "GTC")
+    other = MatchOrder("o", "Y", "sell", "limit", 500, 1, "GTC")
+    for each in (first, second):
+        engine.submit(each, BOOK)
+    engine.submit(other, SortedLevels({}, {}))
+    assert engine.resting_of("X") == [first, second]
+    assert engine.resting_of("nothing") == []

@@ -298,6 +298,15 @@ FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "accept_close": (_probability, "probability of closing a new connection at once"),
     "reset": (_probability, "probability of dropping the connection after taking an order"),
     "latency_s": (_non_negative, "latency added to every answer (seconds)"),
+    "expire": (_probability, "probability per book move that the venue expires a resting order"),
+    "unknown_status": (
+        _probability,
+        "binance: probability of a -1007 (execution status unknown) after an order was taken",
+    ),
+    "stream_drop": (
+        _probability,
+        "binance: probability of dropping a user data stream connection after an event",
+    ),
     "feed_gap": (_probability, "probability of skipping a sequence number on the feed"),
     "feed_duplicate": (_probability, "probability of sending a feed frame twice"),
     "feed_cross": (_probability, "probability of a crossing update on the feed"),
@@ -312,8 +321,13 @@ def _exchange_sim(args: argparse.Namespace) -> int:
     config = _config(args)
     configure(config.engine.log_level)
     api_key = os.environ.get(args.api_key_env)
-    if not api_key:
+    if not api_key and args.dialect == "own":
         raise UsageError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
+    if args.dialect == "own":
+        for name in ("unknown_status", "stream_drop"):
+            if getattr(args, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag}: a fault of the Binance dialect (--dialect binance)")
     faults = Faults(
         **{name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
     )
@@ -328,19 +342,28 @@ def _exchange_sim(args: argparse.Namespace) -> int:
             tls.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"--tls-cert/--tls-key: cannot load: {exc}") from exc
-    simulator = ExchangeSimulator(
-        [item.to_instrument() for item in config.instruments],
-        api_key=api_key,
-        host=args.host,
-        port=args.port,
-        feed=args.feed,
-        feed_shards=args.feed_shards,
-        stamp_arrivals=args.stamp_arrivals,
-        rate=args.rate,
-        seed=args.seed,
-        faults=faults,
-        ssl_context=tls,
-    )
+    simulator: ExchangeSimulator
+    if args.dialect == "binance":
+        from .binance_sim import binance_simulator
+
+        try:
+            simulator = binance_simulator(args, config, faults, tls)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        simulator = ExchangeSimulator(
+            [item.to_instrument() for item in config.instruments],
+            api_key=api_key or "",
+            host=args.host,
+            port=args.port,
+            feed=args.feed,
+            feed_shards=args.feed_shards,
+            stamp_arrivals=args.stamp_arrivals,
+            rate=args.rate,
+            seed=args.seed,
+            faults=faults,
+            ssl_context=tls,
+        )
 
     async def serve() -> None:
         import signal
@@ -356,7 +379,11 @@ def _exchange_sim(args: argparse.Namespace) -> int:
             raise UsageError(str(listen_error("--port", args.host, args.port, exc))) from exc
         try:
             scheme = "https" if tls is not None else "http"
-            print(f"exchange simulator on {scheme}://{args.host}:{simulator.port}", flush=True)
+            print(
+                f"exchange simulator ({args.dialect} dialect) on "
+                f"{scheme}://{args.host}:{simulator.port}",
+                flush=True,
+            )
             if args.feed is None:
                 print(
                     "trading-engine: warning: no --feed HOST:PORT: the simulator publishes no "
@@ -625,6 +652,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"take the instruments from this file (default: {DEFAULT_CONFIG_PATH} if "
         "present, else the built-in configuration)",
     )
+    sim.add_argument(
+        "--dialect",
+        choices=["own", "binance"],
+        default="own",
+        help="the order API to serve: the project's own, or Binance's spot REST API and user "
+        "data stream (default: own)",
+    )
     sim.add_argument("--host", default="127.0.0.1", help="address of the order API")
     sim.add_argument("--port", type=int, default=8080, metavar="P", help="port of the order API")
     sim.add_argument(
@@ -681,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{text} (default: {getattr(defaults, name)})",
         )
+    from .binance_sim import add_binance_arguments
+
+    add_binance_arguments(sim)
     sim.set_defaults(handler=_exchange_sim)
 
     bench = commands.add_parser(

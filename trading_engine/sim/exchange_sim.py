@@ -23,7 +23,10 @@ Retry-After on ``POST /orders``), ``read_rate_limit`` (429 on reads:
 lost: ``GET`` and ``DELETE`` answer 404 for it and it never fills),
 ``reset`` (the connection is dropped after the order was taken),
 ``accept_close`` (a new connection is closed at once, before any request),
-and ``latency_s`` added to every answer. Tests may change ``faults`` while
+``expire`` (on each move of its book, a resting order is canceled by the
+exchange, ``reason`` ``expired``) and ``latency_s`` added to every answer.
+``unknown_status`` and ``stream_drop`` are the Binance dialect's
+(:mod:`trading_engine.sim.binance`). Tests may change ``faults`` while
 the simulator runs. On the feed side:
 ``feed_gap`` (a sequence number is skipped), ``feed_duplicate`` (a frame
 is sent twice) and ``feed_cross`` (an update crosses the book, the next
@@ -80,6 +83,9 @@ class Faults:
     accept_close: float = 0.0
     reset: float = 0.0
     latency_s: float = 0.0
+    expire: float = 0.0
+    unknown_status: float = 0.0
+    stream_drop: float = 0.0
     feed_gap: float = 0.0
     feed_duplicate: float = 0.0
     feed_cross: float = 0.0
@@ -507,7 +513,22 @@ class ExchangeSimulator:
                 since = 0
             self._since_snapshot[symbol] = since
             self._record(self.matching.on_book(symbol, self._levels(symbol)))
+            if faults.expire:
+                self._expire_some(symbol)
         return frames
+
+    def _expire_some(self, symbol: str) -> None:
+        """The ``expire`` fault: each resting order of ``symbol`` may be canceled by the venue."""
+        for order in self.matching.resting_of(symbol):
+            if self._roll(self.faults.expire):
+                self.matching.cancel(order.client_order_id)
+                assert isinstance(order, SimOrder)
+                self._expired(order)
+
+    def _expired(self, order: SimOrder) -> None:
+        """``order`` was just canceled by the venue (its status is already ``canceled``)."""
+        order.reason = "expired"
+        self._count("expired")
 
     async def _publish_forever(self, host: str, port: int, symbols: list[str]) -> None:
         delay = 0.2

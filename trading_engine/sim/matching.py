@@ -15,6 +15,9 @@ Rules (prices in ticks, sizes in lots):
   market order crosses every level), until it is filled or no level crosses;
 * a market or IOC order's unfilled remainder is canceled; a GTC remainder
   rests (``new``, or ``partially_filled`` when part filled at once);
+* a fill-or-kill (``FOK``) limit order fills whole at once or not at all:
+  when the crossing levels hold less than its quantity it is ``canceled``
+  with nothing filled;
 * a post-only order that would match at once is ``rejected`` whole, with
   the reason ``post_only_would_take``, and nothing of it fills; one that
   would not rests as any GTC order (and fills later as a maker);
@@ -41,9 +44,12 @@ from typing import Protocol
 from ..core.orders import OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 
-__all__ = ["BookLevels", "MatchFill", "MatchOrder", "MatchingEngine", "SortedLevels"]
+__all__ = ["FOK", "BookLevels", "MatchFill", "MatchOrder", "MatchingEngine", "SortedLevels"]
 
 _OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+#: Fill-or-kill: a time in force the engine never sends, that venues (and so
+#: the simulator's Binance dialect) accept.
+FOK = "FOK"
 
 
 class BookLevels(Protocol):
@@ -129,10 +135,13 @@ class MatchingEngine:
         if order.post_only and self._would_take(order, book):
             order.status = OrderStatus.REJECTED
             return []
+        if order.time_in_force == FOK and self._fillable(order, book) < order.quantity:
+            order.status = OrderStatus.CANCELED
+            return []
         fills = self._match(order, book, sweep=True)
         if order.filled >= order.quantity:
             order.status = OrderStatus.FILLED
-        elif order.type == OrderType.MARKET or order.time_in_force == TimeInForce.IOC:
+        elif order.type == OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, FOK):
             order.status = OrderStatus.CANCELED
         else:
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.NEW
@@ -191,6 +200,10 @@ class MatchingEngine:
                 order.status = OrderStatus.PARTIALLY_FILLED
         return fills
 
+    def resting_of(self, symbol: str) -> list[MatchOrder]:
+        """The resting orders of ``symbol``, in arrival order (a copy). O(resting of symbol)."""
+        return list(self._by_symbol.get(symbol, {}).values())
+
     def cancel(self, client_order_id: str) -> MatchOrder | None:
         """Cancel a resting order; returns it, or None if it was not resting."""
         order = self.resting.get(client_order_id)
@@ -215,6 +228,20 @@ class MatchingEngine:
         if order.price is None:
             return True
         return best[0] <= order.price if buy else best[0] >= order.price
+
+    @staticmethod
+    def _fillable(order: MatchOrder, book: BookLevels) -> int:
+        """Lots ``order`` could take at once, up to its quantity (the levels it crosses)."""
+        limit = order.price if order.type == OrderType.LIMIT else None
+        buy = order.side == Side.BUY
+        total = 0
+        for price, size in book.asks() if buy else book.bids():
+            if limit is not None and (price > limit if buy else price < limit):
+                break
+            total += size
+            if total >= order.quantity:
+                break
+        return total
 
     @staticmethod
     def _match(order: MatchOrder, book: BookLevels, sweep: bool) -> list[MatchFill]:

@@ -1,0 +1,36 @@
+"""The own dialect's ``expire`` fault: the venue cancels a resting order by itself."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from trading_engine import Instrument
+from trading_engine.sim.exchange_sim import ExchangeSimulator, Faults
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_the_expire_fault_cancels_resting_orders_with_the_reason_expired() -> None:
+    sim = ExchangeSimulator([Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, seed=1)
+    await sim.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{sim.port}", headers={"X-API-Key": "k"}
+        ) as http:
+            placed = await http.post("/orders", json={
+                "client_order_id": "a-1", "symbol": "BTC-USD", "side": "buy", "type": "limit",
+                "price": "1.00", "quantity": "0.010",
+            })  # fmt: skip
+            assert placed.json()["status"] == "new"
+            sim.step()  # without the fault, the order rests on
+            assert (await http.get("/orders/a-1")).json()["status"] == "new"
+            sim.faults = Faults(expire=1.0)
+            sim.step()
+            expired = (await http.get("/orders/a-1")).json()
+            assert (expired["status"], expired["reason"]) == ("canceled", "expired")
+            assert (await http.get("/orders", params={"status": "open"})).json() == []
+            assert sim.matching.resting == {}
+            assert sim.counts["expired"] == 1
+    finally:
+        await sim.stop()
