@@ -2,7 +2,7 @@
 
 Layers, bottom to top (``docs/design.md`` draws them)::
 
-    core  <  lowlevel  <  config  <  io  <  venues  <  engine  <  sim  <  commands, testing
+    core < lowlevel < config < io < venues < engine < sim < backtest < commands, testing
 
 A module may import from its own layer and from the layers below it,
 never from above. ``core`` imports nothing of the package outside
@@ -32,10 +32,11 @@ LAYERS: dict[str, int] = {
     "venues": 4,
     "engine": 5,
     "sim": 6,
-    "commands": 7,
-    "testing": 7,
-    "__init__": 8,
-    "__main__": 8,
+    "backtest": 7,
+    "commands": 8,
+    "testing": 8,
+    "__init__": 9,
+    "__main__": 9,
 }
 
 #: Modules that ``core`` must never import (it is synchronous and pure).
