@@ -156,7 +156,8 @@ def test_grafana_provisioning_and_dashboard() -> None:
                    "positions", "pnl", "strategy state", "strategy orders",
                    "strategy denials", "strategy positions", "strategy pnl",
                    "last decision", "feed handlers: venue messages", "feed handlers: resyncs",
-                   "receive-to-publish", "journal failures", "journal: rows written",
+                   "receive-to-publish", "snapshot pause", "oversized updates",
+                   "journal failures", "journal: rows written",
                    "order faults", "gateway events", "readiness"):  # fmt: skip
         assert needed in titles, needed
     rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
