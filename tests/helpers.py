@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
+
+import pytest
 
 
 async def wait_until(predicate: Callable[[], bool], within_s: float = 5.0, what: str = "") -> None:
@@ -15,6 +19,20 @@ async def wait_until(predicate: Callable[[], bool], within_s: float = 5.0, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s} s waiting for {what or predicate}")
         await asyncio.sleep(0.005)
+
+
+def ci_binary(name: str) -> str:
+    """The path of a program the CI installs (``promtool``, ``prometheus``).
+
+    Missing: the test fails under CI (``.ci/run`` installs it) and is
+    skipped elsewhere.
+    """
+    binary = shutil.which(name)
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return binary
 
 
 def free_port() -> int:

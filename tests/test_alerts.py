@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import ci_binary
 from tests.metric_names import exported_metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,18 +25,9 @@ def rules() -> list[dict[str, Any]]:
     return [rule for group in data["groups"] for rule in group["rules"]]
 
 
-def promtool() -> str:
-    binary = shutil.which("promtool")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (.ci/run installs prometheus)")
-        pytest.skip("promtool is not installed")
-    return binary
-
-
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool(), *args], capture_output=True, text=True, timeout=120, check=False
+        [ci_binary("promtool"), *args], capture_output=True, text=True, timeout=120, check=False
     )
 
 

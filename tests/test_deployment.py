@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import ci_binary
 from trading_engine.commands.cli import build_parser
 from trading_engine.config import load_config
 
@@ -182,13 +183,8 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
 
 
 def test_promtool_accepts_prometheus_yml() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (.ci/run installs prometheus)")
-        pytest.skip("promtool is not installed")
     done = subprocess.run(
-        [promtool, "check", "config", str(ROOT / "config" / "prometheus.yml")],
+        [ci_binary("promtool"), "check", "config", str(ROOT / "config" / "prometheus.yml")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fakes import config
-from tests.helpers import free_port, wait_until
+from tests.helpers import ci_binary, free_port, wait_until
 from tests.venues.fake_venue import FakeVenue
 from trading_engine import Instrument
 from trading_engine.core.risk import TradingState
@@ -33,18 +31,9 @@ from trading_engine.venues.binance import BinanceMarketData
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is not installed (.ci/run installs it)")
-        pytest.skip("prometheus is not installed")
-    return binary
-
-
 @pytest.mark.asyncio
 async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
-    binary = prometheus_binary()
+    binary = ci_binary("prometheus")
     simulator = ExchangeSimulator(
         [Instrument("BTC-USD", "0.01", "0.001"), Instrument("ETH-USD", "0.01", "0.001")],
         api_key="k", port=0, rate=300, seed=5,
