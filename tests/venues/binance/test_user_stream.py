@@ -16,7 +16,6 @@ from tests.helpers import wait_until
 from tests.sim.binance.helpers import SECRET, SYMBOL, Client, book_prices, running
 from trading_engine.core.instruments import Instrument
 from trading_engine.sim.binance import BinanceSimulator
-from trading_engine.sim.exchange_sim import Faults
 from trading_engine.venues.binance.clock import VenueClock, rest_time_fetcher
 from trading_engine.venues.binance.orders import BinanceSpotCodec, ExecutionUpdate
 from trading_engine.venues.binance.signing import HmacSha256Signer
@@ -125,10 +124,11 @@ async def test_fills_are_delivered_in_the_order_the_venue_sent_them() -> None:
             await wait_until(lambda: len(owner.updates) == 3, what="three reports")
         finally:
             await client.aclose()
-    new, first, second = owner.updates
+    _new, first, second = owner.updates
     assert [u.execution_type for u in owner.updates] == ["NEW", "TRADE", "TRADE"]
     assert {u.report.client_order_id for u in owner.updates} == {"sweep-1"}
-    assert first.fill is not None and second.fill is not None
+    assert first.fill is not None
+    assert second.fill is not None
     assert first.fill.report.fill_id < second.fill.report.fill_id
     assert (first.fill.report.price, first.fill.report.lots) == (first_price, first_size)
     assert (first.report.filled_lots, second.report.filled_lots) == (first_size, first_size + 1)
@@ -163,7 +163,8 @@ async def test_a_dropped_stream_goes_down_subscribes_again_and_is_counted() -> N
     assert sim.counts["stream_drop"] >= 1
     # Up, down (with why), up again: the owner's poll runs at each change.
     assert owner.changes[0] == (True, "subscribed")
-    assert owner.changes[1][0] is False and owner.changes[1][1] in ("closed", "ws_error")
+    assert owner.changes[1][0] is False
+    assert owner.changes[1][1] in ("closed", "ws_error")
     assert owner.changes[2] == (True, "subscribed")
     assert stream.counts["connected"] >= 2
     assert sum(stream.drops.values()) == stream.counts["dropped"]
@@ -205,7 +206,7 @@ async def test_an_unreadable_report_is_counted_and_dropped_and_the_stream_goes_o
 
 
 async def test_a_terminated_subscription_subscribes_again() -> None:
-    async with running() as sim, consuming(sim) as (stream, owner):
+    async with running() as sim, consuming(sim) as (stream, _owner):
         sim.streams.publish({"e": "eventStreamTerminated", "E": 1_700_000_000_000})
         await wait_until(lambda: stream.counts["resubscribed"] == 1, what="resubscribed")
         await wait_until(lambda: stream.live, what="live again")
@@ -230,7 +231,9 @@ async def test_the_venues_pings_are_answered() -> None:
     async with running() as sim:
         # aiohttp's server closes a connection whose pong is late by half the period.
         sim.streams.heartbeat_s = 0.1
-        async with consuming(sim) as (stream, _):
+        # No ping requests of our own meanwhile: any frame from us would count as an answer.
+        quiet = UserStreamSettings(ping_interval_s=5.0, silence_timeout_s=10.0, timer_s=0.02)
+        async with consuming(sim, quiet) as (stream, _):
             await wait_until(lambda: stream.counts["server_ping"] >= 5, what="pings")
             assert stream.counts["dropped"] == 0
 
@@ -246,10 +249,12 @@ async def test_a_wrong_secret_stops_the_stream_without_retrying() -> None:
             settings=FAST,
         )
         await asyncio.wait_for(stream.run(), 5.0)
-    assert stream.failure is not None and "-1022" in stream.failure
+    assert stream.failure is not None
+    assert "-1022" in stream.failure
     assert (stream.counts["connected"], stream.counts["subscribe_failed"]) == (1, 1)
     assert stream.drops == {"auth_failed": 1}
-    assert not stream.live and owner.changes == []
+    assert not stream.live
+    assert owner.changes == []
 
 
 async def test_a_venue_clock_ahead_is_measured_again_after_a_refused_subscription() -> None:
