@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.helpers import wait_until
 from tests.sim.binance.helpers import SECRET, SYMBOL, running
 from trading_engine.core.errors import UnreadableAnswer
 from trading_engine.core.instruments import Instrument
@@ -183,3 +184,19 @@ async def test_a_time_answer_that_is_not_200_is_unreadable() -> None:
         fetch = rest_time_fetcher(http, "http://venue")
         with pytest.raises(UnreadableAnswer, match="HTTP 503"):
             await fetch()
+
+
+@pytest.mark.asyncio
+async def test_the_offset_is_tracked_until_stopped() -> None:
+    host = FakeHost(venue_ahead_ms=100, trips_ms=[4] * 10_000)
+    clock = VenueClock(
+        host.fetch, samples=2, interval_s=0.01, wall_ns=host.wall, monotonic_ns=host.mono
+    )
+    task = asyncio.create_task(clock.run())
+    try:
+        await wait_until(lambda: clock.counts["measured"] >= 2, what="two measurements")
+        host.venue_ahead_ms = 900
+        await wait_until(lambda: clock.offset_ns == 900 * MS, what="the drift followed")
+    finally:
+        clock.stop()
+        await asyncio.wait_for(task, 5.0)

@@ -327,6 +327,10 @@ class UserDataStream:
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("binance user stream: connection failed: %s", exc)
             reason = "ws_error"
+        except Exception:
+            # A bug here must not silence the stream for good: start over, counted.
+            log.exception("binance user stream: the consumer failed; connecting again")
+            reason = "internal_error"
         finally:
             # Down at once, before the close handshake: the owner's poll starts now.
             self._drop(reason)
