@@ -116,6 +116,12 @@ class UserDataStreams:
         self.listen_keys: dict[str, int] = {}
         #: Events published (to at least one connection or none).
         self.published = 0
+        #: The server's WebSocket ping period (Binance: 20 s; a client that does
+        #: not answer within half of it is disconnected, as aiohttp does).
+        self.heartbeat_s = 20.0
+        #: Set while frames flow; cleared by :meth:`hold`.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     # -- events ------------------------------------------------------------
 
@@ -145,6 +151,18 @@ class UserDataStreams:
         for conn in list(self.connections):
             self.connections.discard(conn)
             await conn.ws.close()
+
+    def hold(self) -> None:
+        """Stop sending on every connection, which stays open (a stalled stream).
+
+        Requests are still read and answered into the queue, and events
+        queued; nothing leaves until :meth:`release`.
+        """
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Send again what :meth:`hold` kept, in order."""
+        self._flowing.set()
 
     def expire_listen_keys(self) -> None:
         """Let every listen key lapse now (``listenKeyExpired`` on its connections)."""
@@ -196,7 +214,7 @@ class UserDataStreams:
             return web.json_response(
                 {"code": -1125, "msg": "This listenKey does not exist."}, status=400
             )
-        ws = web.WebSocketResponse(heartbeat=20.0)
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat_s)
         await ws.prepare(request)
         conn = _Connection(ws, self.venue.now_ms(), listen_key=key, transport=_transport(request))
         await self._run(conn, reader=self._read_nothing(conn))
@@ -210,7 +228,7 @@ class UserDataStreams:
             self.venue.limiter.admit(2, self.venue.now_ms())
         except VenueError as exc:
             return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
-        ws = web.WebSocketResponse(heartbeat=20.0)
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat_s)
         await ws.prepare(request)
         conn = _Connection(ws, self.venue.now_ms(), transport=_transport(request))
         await self._run(conn, reader=self._read_requests(conn))
@@ -267,6 +285,7 @@ class UserDataStreams:
                 continue
             assert isinstance(item, tuple)
             text, is_event = item
+            await self._flowing.wait()
             await conn.ws.send_str(text)
             if is_event and venue.roll(venue.faults.stream_drop):
                 venue.count("stream_drop")
