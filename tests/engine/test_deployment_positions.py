@@ -277,3 +277,39 @@ async def test_an_overfill_of_a_closed_order_found_at_start_up_is_credited_and_h
             assert engine.status()["reconciliation"]["found"]["overfills"] == 1
         finally:
             await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_another_workers_order_without_a_symbol_in_its_body_is_left_alone(
+    sim: ExchangeSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order API's body has no ``symbol``: the id's strategy names the shard."""
+    btc_shard = shard_of("BTC-USD", 2)
+    assert shard_of("ETH-USD", 2) != btc_shard
+    # A resting order of the ETH strategy (the other worker's), under the deployment's ids.
+    other = "te-me-run0001-1"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sim.port}") as client:
+        answer = await client.post(
+            "/orders", headers={"X-API-Key": KEY},
+            json={"client_order_id": other, "symbol": "ETH-USD", "side": "buy",
+                  "type": "limit", "price": "1.00", "quantity": "0.005",
+                  "time_in_force": "GTC"},
+        )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    engine = make_engine(sim, tmp_path / "btc.db", btc_shard, 2)
+    read_open = engine.sink.open_orders  # type: ignore[attr-defined]
+
+    async def open_orders_without_symbols() -> list[dict[str, Any]]:
+        bodies: list[dict[str, Any]] = await read_open()
+        return [{k: v for k, v in body.items() if k != "symbol"} for body in bodies]
+
+    monkeypatch.setattr(engine.sink, "open_orders", open_orders_without_symbols)
+    await engine.start()
+    try:
+        assert engine.reconciliation is not None
+        found = engine.reconciliation["found"]
+        assert found.get("other_shard") == 1, found
+        assert "canceled_unreadable" not in found
+        assert sim.orders[other].is_open
+    finally:
+        await engine.stop()
