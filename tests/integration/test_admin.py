@@ -115,6 +115,13 @@ async def test_state_switches_need_the_token(running: tuple[Service, httpx.Async
         assert response.status_code == 200
         assert response.json() == {"trading_state": state}
         assert (await client.get("/status")).json()["trading_state"] == state
+    # The scheme is case-insensitive (RFC 9110, section 11.1); the token is not.
+    assert (await client.post("/reduce", headers={"Authorization": "bearer s3cret"})).json() == {
+        "trading_state": "reducing"
+    }
+    assert (
+        await client.post("/halt", headers={"Authorization": "bearer S3CRET"})
+    ).status_code == 401
 
 
 @pytest.mark.asyncio

@@ -141,7 +141,11 @@ def test_run_on_a_port_in_use_is_one_line_and_exit_2(
     sock, port = listening_socket()
     with sock:
         env = quiet_env(**{f"TRADING_ENGINE__{section.upper()}__PORT": str(port)})
-        ran = cli("run", "--duration", "5", "--workers", workers, cwd=tmp_path, env=env)
+        (tmp_path / "engine.toml").write_text(DEFAULT, encoding="utf-8")
+        ran = cli(
+            "run", "--config", "engine.toml", "--duration", "5", "--workers", workers,
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
     assert ran.returncode == 2, ran
     assert "Traceback" not in ran.stderr
     errors = [line for line in ran.stderr.splitlines() if not line.startswith("{")]
@@ -198,13 +202,18 @@ def test_a_strategy_in_the_users_own_package_loads_from_the_current_directory(
     )
 
 
-def test_run_logs_which_configuration_it_loaded(tmp_path: Path) -> None:
+def test_run_needs_a_configuration_and_logs_which_it_loaded(tmp_path: Path) -> None:
+    ran = cli("run", "--duration", "0.2", cwd=tmp_path, env=quiet_env())
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip() == (
+        "trading-engine: run: no --config given and no config/engine.toml here "
+        "(`trading-engine demo` runs the built-in configuration against the simulator)"
+    )
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "engine.toml").write_text(DEFAULT, encoding="utf-8")
     ran = cli("run", "--duration", "0.2", cwd=tmp_path, env=quiet_env())
     assert ran.returncode == 0, ran.stderr
-    assert (
-        "loaded the built-in default configuration (no --config and no config/engine.toml "
-        "here), whose strategies trade: 2 instrument(s), 2 strategies" in ran.stderr
-    )
+    assert "loaded configuration config/engine.toml: 2 instrument(s), 2 strategies" in ran.stderr
     (tmp_path / "mine.toml").write_text(DEFAULT, encoding="utf-8")
     ran = cli("run", "--config", "mine.toml", "--duration", "0.2", cwd=tmp_path, env=quiet_env())
     assert ran.returncode == 0, ran.stderr

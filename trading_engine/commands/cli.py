@@ -179,6 +179,14 @@ def _run(args: argparse.Namespace) -> int:
     from ..lowlevel.logs import configure
     from ..sim.venue import simulated_venue
 
+    if getattr(args, "config", None) is None and not DEFAULT_CONFIG_PATH.exists():
+        # A trading process never starts on a configuration nobody wrote.
+        print(
+            f"trading-engine: run: no --config given and no {DEFAULT_CONFIG_PATH} here "
+            "(`trading-engine demo` runs the built-in configuration against the simulator)",
+            file=sys.stderr,
+        )
+        return 2
     config, source = _config_and_source(args)
     if args.capture:
         feed = config.feed.model_copy(update={"capture_path": args.capture})
@@ -660,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data stream (default: own)",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address of the order API")
-    sim.add_argument("--port", type=int, default=8080, metavar="P", help="port of the order API")
+    sim.add_argument("--port", type=_port, default=8080, metavar="P", help="port of the order API")
     sim.add_argument(
         "--feed",
         type=_host_port,

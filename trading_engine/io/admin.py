@@ -193,7 +193,8 @@ def authorize(request: web.Request, token: str | None) -> web.Response | None:
     if token is None:
         return json_response({"error": "no admin token is configured"}, 403)
     header = request.headers.get("Authorization", "")
+    # The scheme is case-insensitive (RFC 9110, section 11.1).
     scheme, _, given = header.partition(" ")
-    if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         return json_response({"error": "missing or wrong bearer token"}, 401)
     return None
