@@ -129,6 +129,15 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
     assert merged["open_orders"] == 3
     assert [o["symbol"] for o in merged["open_order_list"]] == ["A", "B", "B"]
     assert merged["workers"] == ["w"]
+    # The supervisor's own halt holds when no worker answers; a silent worker's books stay.
+    silent = merge_status([None], ["w"], own_state="halted", silent_symbols=["C"])
+    assert silent["trading_state"] == "halted"
+    assert silent["books"] == {
+        "C": {"state": "stale", "seq": None, "best_bid": None, "best_ask": None,
+              "reason": "its worker did not answer"}
+    }  # fmt: skip
+    stricter = merge_status([doc("halted", "closed", "A", 0)], ["w"], own_state="reducing")
+    assert stricter["trading_state"] == "halted"
 
 
 def test_order_metrics_count_every_status_faults_and_long_latencies() -> None:

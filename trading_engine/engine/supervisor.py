@@ -61,6 +61,7 @@ from prometheus_client.samples import Sample
 
 from ..config import ENV_PREFIX, Config
 from ..core.errors import ConfigError
+from ..core.sharding import shard_of
 from ..io.admin import admin_app, authorize
 from ..io.journal import lock_deployment
 from ..io.webserver import json_response, listen_error, serve
@@ -108,6 +109,10 @@ class Worker:
         self.env = worker_environment(config, index, count)
         self.feed_port = config.feed.port + index
         self.admin_port = config.admin.port + 1 + index
+        #: The symbols of this worker's shard.
+        self.symbols = tuple(
+            item.symbol for item in config.instruments if shard_of(item.symbol, count) == index
+        )
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.started_at = 0.0
@@ -351,7 +356,9 @@ class Supervisor:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return await self._all_ok("/healthz")
+        # As a single engine's: the supervisor's own event loop turns. The
+        # workers' health is in /readyz and /status (``workers``).
+        return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
         """Ready when every worker is: the body of a single engine's ``/readyz``."""
@@ -368,17 +375,6 @@ class Supervisor:
             )
         return json_response({"ready": True, "workers": len(self.workers)}, 200)
 
-    async def _all_ok(self, path: str) -> web.Response:
-        answers = await self._ask_all(path)
-        failing = [
-            worker.index
-            for worker, answer in zip(self.workers, answers, strict=True)
-            if answer is None or answer.status_code != 200
-        ]
-        if failing:
-            return json_response({"ok": False, "failing_workers": failing}, 503)
-        return json_response({"ok": True, "workers": len(self.workers)}, 200)
-
     async def _status(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("/status")
         documents = [
@@ -391,7 +387,18 @@ class Supervisor:
             # Each worker reconciles and journals on its own: show each one's.
             for key in ("reconciliation", "journal"):
                 described[key] = None if document is None else document.get(key)
-        return json_response(merge_status(documents, workers), 200)
+        merged = merge_status(
+            documents,
+            workers,
+            own_state=self.trading_state,
+            silent_symbols=[
+                symbol
+                for worker, document in zip(self.workers, documents, strict=True)
+                if document is None
+                for symbol in worker.symbols
+            ],
+        )
+        return json_response(merged, 200)
 
     async def _forward(self, request: web.Request) -> web.Response:
         """Set the supervisor's trading state and switch every worker to it.
@@ -463,15 +470,32 @@ class Supervisor:
                 await asyncio.sleep(_DELIVERY_RETRY_S)
 
 
-def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str, Any]]) -> Any:
+#: The ``/status`` book of a symbol whose worker did not answer.
+_SILENT_BOOK: dict[str, Any] = {
+    "state": "stale", "seq": None, "best_bid": None, "best_ask": None,
+    "reason": "its worker did not answer",
+}  # fmt: skip
+
+
+def merge_status(
+    documents: list[dict[str, Any] | None],
+    workers: list[dict[str, Any]],
+    *,
+    own_state: str | None = None,
+    silent_symbols: Iterable[str] = (),
+) -> Any:
     """One ``/status`` document from the workers' (None for a worker that did not answer).
 
     Shards own disjoint symbols, so books, positions and strategies merge
     by key; the trading state and the breaker report the most restrictive
-    of the workers' (each worker's own state is in ``workers``).
+    of the workers' and of ``own_state`` (the state last set through the
+    supervisor; each worker's own state is in ``workers``). The books of
+    ``silent_symbols`` (those of workers that did not answer) are listed
+    ``stale`` (nothing is known of them): a book is never dropped from
+    ``/status``.
     """
     merged: dict[str, Any] = {
-        "trading_state": "active",
+        "trading_state": own_state or "active",
         "breaker": "closed",
         "books": {},
         "positions": {},
@@ -493,6 +517,8 @@ def merge_status(documents: list[dict[str, Any] | None], workers: list[dict[str,
             merged[key].update(document[key])
         merged["open_orders"] += document["open_orders"]
         merged["open_order_list"].extend(document.get("open_order_list", ()))
+    for symbol in silent_symbols:
+        merged["books"].setdefault(symbol, _SILENT_BOOK)
     return merged
 
 
