@@ -307,3 +307,21 @@ def test_supervisor_metrics_merge_workers_and_its_own_process_metrics() -> None:
         for label in ("0", "supervisor"):
             line = f'process_resident_memory_bytes{{worker="{label}"}}'
             assert _value(text, line) > 0
+
+
+def test_book_state_changes_are_counted_a_crossed_book_included() -> None:
+    from tests.fakes import snapshot, update
+
+    engine = Engine(config(), sink_factory=simulated_venue)
+    registry = registry_for(engine)
+
+    def changes(source: str, target: str) -> float | None:
+        return registry.get_sample_value(
+            "trading_engine_book_transitions_total", {"from": source, "to": target}
+        )
+
+    assert changes("live", "crossed") == 0
+    engine.builder.handle(snapshot(1, [["100.00", "5"]], [["100.10", "5"]]))
+    engine.builder.handle(update(2, [["100.20", "1"]], []))  # the bid crosses the ask
+    assert changes("awaiting_snapshot", "live") == 1
+    assert changes("live", "crossed") == 1

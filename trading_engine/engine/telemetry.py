@@ -418,6 +418,21 @@ class EngineCollector(Collector):
         for state, count in by_state.items():
             counts.add_metric([state.value], count)
         yield counts
+        # Every state change of every book (a book going crossed is one),
+        # all pairs listed from 0 so a rate() sees the first one.
+        changes = CounterMetricFamily(
+            P + "book_transitions",
+            "Book state changes, by from and to state (every symbol).",
+            labels=["from", "to"],
+        )
+        seen_changes = engine.builder.transitions
+        for source in BookState:
+            for target in BookState:
+                if source is not target:
+                    changes.add_metric(
+                        [source.value, target.value], seen_changes.get((source, target), 0)
+                    )
+        yield changes
         yield GaugeMetricFamily(
             P + "symbols_active",
             "Symbols with a position, realized PnL or open orders.",
