@@ -1,4 +1,4 @@
-"""The own dialect's ``expire`` fault: the venue cancels a resting order by itself."""
+"""The own dialect's faults and edges: the `expire` fault, the order list's filter."""
 
 from __future__ import annotations
 
@@ -32,5 +32,20 @@ async def test_the_expire_fault_cancels_resting_orders_with_the_reason_expired()
             assert (await http.get("/orders", params={"status": "open"})).json() == []
             assert sim.matching.resting == {}
             assert sim.counts["expired"] == 1
+    finally:
+        await sim.stop()
+
+
+async def test_an_order_list_filter_other_than_open_is_a_400() -> None:
+    sim = ExchangeSimulator([Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, seed=1)
+    await sim.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{sim.port}", headers={"X-API-Key": "k"}
+        ) as http:
+            refused = await http.get("/orders", params={"status": "filled"})
+            assert refused.status_code == 400
+            assert refused.json() == {"error": "status must be 'open', not 'filled'"}
+            assert (await http.get("/orders", params={"status": "open"})).json() == []
     finally:
         await sim.stop()

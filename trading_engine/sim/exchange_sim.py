@@ -464,7 +464,10 @@ class ExchangeSimulator:
 
     async def _list_orders(self, request: web.Request) -> web.StreamResponse:
         wanted = request.query.get("status")
-        orders = [o for o in self.orders.values() if wanted != "open" or o.is_open]
+        if wanted is not None and wanted != "open":
+            # The API lists open orders only; any other filter is a client error.
+            return json_response({"error": f"status must be 'open', not {wanted[:40]!r}"}, 400)
+        orders = [o for o in self.orders.values() if wanted is None or o.is_open]
         return json_response([o.body() for o in orders], 200)
 
     async def _get_fills(self, request: web.Request) -> web.StreamResponse:
