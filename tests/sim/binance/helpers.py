@@ -83,6 +83,19 @@ async def running(
         await sim.stop()
 
 
+@asynccontextmanager
+async def venue(
+    clock: FakeClock | None = None, **settings: Any
+) -> AsyncIterator[tuple[BinanceSimulator, Client]]:
+    """A running simulator (:func:`running`'s settings) and a client of it, closed after."""
+    async with running(clock=clock, **settings) as sim:
+        client = Client(sim, clock)
+        try:
+            yield sim, client
+        finally:
+            await client.aclose()
+
+
 def sign_hmac(payload: str, secret: str = SECRET) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
