@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.helpers import wait_until
@@ -19,11 +15,10 @@ from tests.sim.binance.helpers import (
     SYMBOL,
     book_prices,
     running,
-    sign_ed25519,
-    sign_hmac,
+    signed_params,
+    socket,
     venue,
 )
-from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
 
 pytestmark = pytest.mark.asyncio
@@ -64,47 +59,6 @@ REPORT_FIELDS = {
     "Q",
     "V",
 }
-
-
-def signed_params(api_key: str = API_KEY, ed25519: bool = False, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"apiKey": api_key, "timestamp": time.time_ns() // 1_000_000, **extra}
-    payload = "&".join(f"{name}={params[name]}" for name in sorted(params))
-    params["signature"] = sign_ed25519(payload) if ed25519 else sign_hmac(payload)
-    return params
-
-
-class Socket:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.next_id += 1
-        request: dict[str, Any] = {"id": self.next_id, "method": method}
-        if params is not None:
-            request["params"] = params
-        await self.ws.send_str(orjson.dumps(request).decode())
-        answer = await self.receive()
-        assert answer["id"] == self.next_id, answer
-        return answer
-
-    async def receive(self, within_s: float = 5.0) -> dict[str, Any]:
-        message = await self.ws.receive(timeout=within_s)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        received: dict[str, Any] = orjson.loads(message.data)
-        return received
-
-    async def events(self, count: int) -> list[dict[str, Any]]:
-        return [await self.receive() for _ in range(count)]
-
-
-@asynccontextmanager
-async def socket(sim: BinanceSimulator, path: str = "/ws-api/v3") -> AsyncIterator[Socket]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(f"http://127.0.0.1:{sim.port}{path}") as ws,
-    ):
-        yield Socket(ws)
 
 
 async def test_a_signature_subscription_gets_new_trade_and_canceled_reports() -> None:
