@@ -42,7 +42,7 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,12 +285,21 @@ class ExchangeSimulator:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        return await self._stamped(request, handler, self._handle)
+
+    async def _stamped(
+        self,
+        request: web.Request,
+        handler: Any,
+        inner: Callable[[web.Request, Any], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """``inner(request, handler)``, its time stamped when the connection is measured."""
         stamper = self._stampers.get(request.transport) if request.transport else None
         if stamper is None:
-            return await self._handle(request, handler)
+            return await inner(request, handler)
         stamper.begin()
         try:
-            return await self._handle(request, handler)
+            return await inner(request, handler)
         finally:
             stamper.end()
 

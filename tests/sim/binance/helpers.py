@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import httpx
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -83,6 +85,19 @@ async def running(
         await sim.stop()
 
 
+@asynccontextmanager
+async def venue(
+    clock: FakeClock | None = None, **settings: Any
+) -> AsyncIterator[tuple[BinanceSimulator, Client]]:
+    """A running simulator (:func:`running`'s settings) and a client of it, closed after."""
+    async with running(clock=clock, **settings) as sim:
+        client = Client(sim, clock)
+        try:
+            yield sim, client
+        finally:
+            await client.aclose()
+
+
 def sign_hmac(payload: str, secret: str = SECRET) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
@@ -144,3 +159,44 @@ def book_prices(sim: BinanceSimulator) -> tuple[str, str]:
     """The best bid and ask of the simulator's book, as wire prices."""
     walk, inst = sim.walks[SYMBOL], sim.instruments[SYMBOL]
     return inst.format_price(walk.best_bid), inst.format_price(walk.best_ask)
+
+
+def signed_params(api_key: str = API_KEY, ed25519: bool = False, **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"apiKey": api_key, "timestamp": time.time_ns() // 1_000_000, **extra}
+    payload = "&".join(f"{name}={params[name]}" for name in sorted(params))
+    params["signature"] = sign_ed25519(payload) if ed25519 else sign_hmac(payload)
+    return params
+
+
+class Socket:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.next_id += 1
+        request: dict[str, Any] = {"id": self.next_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        await self.ws.send_str(orjson.dumps(request).decode())
+        answer = await self.receive()
+        assert answer["id"] == self.next_id, answer
+        return answer
+
+    async def receive(self, within_s: float = 5.0) -> dict[str, Any]:
+        message = await self.ws.receive(timeout=within_s)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        received: dict[str, Any] = orjson.loads(message.data)
+        return received
+
+    async def events(self, count: int) -> list[dict[str, Any]]:
+        return [await self.receive() for _ in range(count)]
+
+
+@asynccontextmanager
+async def socket(sim: BinanceSimulator, path: str = "/ws-api/v3") -> AsyncIterator[Socket]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{sim.port}{path}") as ws,
+    ):
+        yield Socket(ws)

@@ -32,12 +32,12 @@ pytestmark = pytest.mark.asyncio
 MARKET = "BTC/USDT"
 
 # The venue's documented response fields (rest-api.md).
-RESULT_FIELDS = {
+# What every order answer carries; each kind adds its own.
+ORDER_FIELDS = {
     "symbol",
     "orderId",
     "orderListId",
     "clientOrderId",
-    "transactTime",
     "price",
     "origQty",
     "executedQty",
@@ -47,51 +47,20 @@ RESULT_FIELDS = {
     "timeInForce",
     "type",
     "side",
-    "workingTime",
     "selfTradePreventionMode",
 }
+RESULT_FIELDS = ORDER_FIELDS | {"transactTime", "workingTime"}
 FULL_FIELDS = RESULT_FIELDS | {"fills"}
 FILL_FIELDS = {"price", "qty", "commission", "commissionAsset", "tradeId"}
-QUERY_FIELDS = {
-    "symbol",
-    "orderId",
-    "orderListId",
-    "clientOrderId",
-    "price",
-    "origQty",
-    "executedQty",
-    "cummulativeQuoteQty",
-    "status",
-    "timeInForce",
-    "type",
-    "side",
+QUERY_FIELDS = ORDER_FIELDS | {
     "stopPrice",
     "icebergQty",
     "time",
     "updateTime",
     "isWorking",
     "workingTime",
-    "origQuoteOrderQty",
-    "selfTradePreventionMode",
 }
-CANCEL_FIELDS = {
-    "symbol",
-    "origClientOrderId",
-    "orderId",
-    "orderListId",
-    "clientOrderId",
-    "transactTime",
-    "price",
-    "origQty",
-    "executedQty",
-    "origQuoteOrderQty",
-    "cummulativeQuoteQty",
-    "status",
-    "timeInForce",
-    "type",
-    "side",
-    "selfTradePreventionMode",
-}
+CANCEL_FIELDS = ORDER_FIELDS | {"origClientOrderId", "transactTime"}
 TRADE_FIELDS = {
     "symbol",
     "id",

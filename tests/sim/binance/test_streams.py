@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.helpers import wait_until
@@ -17,13 +13,12 @@ from tests.sim.binance.helpers import (
     API_KEY,
     ED_API_KEY,
     SYMBOL,
-    Client,
     book_prices,
     running,
-    sign_ed25519,
-    sign_hmac,
+    signed_params,
+    socket,
+    venue,
 )
-from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
 
 pytestmark = pytest.mark.asyncio
@@ -66,148 +61,103 @@ REPORT_FIELDS = {
 }
 
 
-def signed_params(api_key: str = API_KEY, ed25519: bool = False, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"apiKey": api_key, "timestamp": time.time_ns() // 1_000_000, **extra}
-    payload = "&".join(f"{name}={params[name]}" for name in sorted(params))
-    params["signature"] = sign_ed25519(payload) if ed25519 else sign_hmac(payload)
-    return params
-
-
-class Socket:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.next_id += 1
-        request: dict[str, Any] = {"id": self.next_id, "method": method}
-        if params is not None:
-            request["params"] = params
-        await self.ws.send_str(orjson.dumps(request).decode())
-        answer = await self.receive()
-        assert answer["id"] == self.next_id, answer
-        return answer
-
-    async def receive(self, within_s: float = 5.0) -> dict[str, Any]:
-        message = await self.ws.receive(timeout=within_s)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        received: dict[str, Any] = orjson.loads(message.data)
-        return received
-
-    async def events(self, count: int) -> list[dict[str, Any]]:
-        return [await self.receive() for _ in range(count)]
-
-
-@asynccontextmanager
-async def socket(sim: BinanceSimulator, path: str = "/ws-api/v3") -> AsyncIterator[Socket]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(f"http://127.0.0.1:{sim.port}{path}") as ws,
-    ):
-        yield Socket(ws)
-
-
 async def test_a_signature_subscription_gets_new_trade_and_canceled_reports() -> None:
-    async with running() as sim, socket(sim) as ws:
-        client = Client(sim)
-        try:
-            answer = await ws.call("userDataStream.subscribe.signature", signed_params())
-            assert (answer["status"], answer["result"]) == (200, {"subscriptionId": 0})
-            assert answer["rateLimits"][0]["rateLimitType"] == "REQUEST_WEIGHT"
-            bid, ask = book_prices(sim)
-            resting = (
-                await client.order(
-                    side="BUY",
-                    type="LIMIT",
-                    timeInForce="GTC",
-                    quantity="0.010",
-                    price=bid,
-                    newClientOrderId="r-1",
-                )
-            ).json()
-            [new] = await ws.events(1)
-            assert new["subscriptionId"] == 0
-            report = new["event"]
-            assert set(report) == REPORT_FIELDS | {"W"}
-            assert (report["e"], report["x"], report["X"], report["c"], report["i"]) == (
-                "executionReport",
-                "NEW",
-                "NEW",
-                "r-1",
-                resting["orderId"],
-            )
-            await client.order(
-                side="BUY",
-                type="LIMIT",
-                timeInForce="IOC",
-                quantity="0.010",
-                price=ask,
-                newClientOrderId="t-1",
-            )
-            placed, traded = (event["event"] for event in await ws.events(2))
-            assert (placed["x"], placed["X"], placed["z"]) == ("NEW", "NEW", "0.00000000")
-            assert (traded["x"], traded["X"]) == ("TRADE", "FILLED")
-            assert set(traded) == REPORT_FIELDS
-            assert (traded["l"], traded["L"], traded["t"], traded["m"]) == (
-                "0.01000000",
-                f"{Decimal(ask):.8f}",
-                1,
-                False,
-            )
-            assert traded["Z"] == f"{Decimal(ask) * Decimal('0.01'):.8f}"
-            await client.signed(
-                "DELETE",
-                "/api/v3/order",
-                {"symbol": SYMBOL, "origClientOrderId": "r-1", "newClientOrderId": "c-1"},
-            )
-            [canceled] = await ws.events(1)
-            report = canceled["event"]
-            assert (report["x"], report["X"], report["c"], report["C"]) == (
-                "CANCELED",
-                "CANCELED",
-                "c-1",
-                "r-1",
-            )
-            # An order that sweeps two levels: one report per fill, cumulative as of each.
-            walk, inst = sim.walks[SYMBOL], sim.instruments[SYMBOL]
-            (first_price, first_size), (second_price, _) = sorted(walk.asks.items())[:2]
-            sweep = inst.size_decimal(first_size) + Decimal("0.001")
-            await client.order(
-                side="BUY",
-                type="LIMIT",
-                timeInForce="GTC",
-                quantity=str(sweep),
-                price=inst.format_price(second_price),
-                newClientOrderId="s-1",
-            )
-            new, first, second = (event["event"] for event in await ws.events(3))
-            assert (new["X"], new["z"]) == ("NEW", "0.00000000")
-            assert (first["X"], first["z"], first["L"]) == (
-                "PARTIALLY_FILLED",
-                f"{inst.size_decimal(first_size):.8f}",
-                f"{inst.price_decimal(first_price):.8f}",
-            )
-            assert (second["X"], second["z"], second["l"]) == (
-                "FILLED",
-                f"{sweep:.8f}",
-                "0.00100000",
-            )
-            # The venue expires a resting order: EXPIRED.
+    async with venue() as (sim, client), socket(sim) as ws:
+        answer = await ws.call("userDataStream.subscribe.signature", signed_params())
+        assert (answer["status"], answer["result"]) == (200, {"subscriptionId": 0})
+        assert answer["rateLimits"][0]["rateLimitType"] == "REQUEST_WEIGHT"
+        bid, ask = book_prices(sim)
+        resting = (
             await client.order(
                 side="BUY",
                 type="LIMIT",
                 timeInForce="GTC",
                 quantity="0.010",
-                price=str(Decimal(bid) - 1),
-                newClientOrderId="e-1",
+                price=bid,
+                newClientOrderId="r-1",
             )
-            await ws.events(1)
-            sim.faults = Faults(expire=1.0)
-            sim.step([SYMBOL])
-            [expired] = await ws.events(1)
-            assert (expired["event"]["x"], expired["event"]["c"]) == ("EXPIRED", "e-1")
-        finally:
-            await client.aclose()
+        ).json()
+        [new] = await ws.events(1)
+        assert new["subscriptionId"] == 0
+        report = new["event"]
+        assert set(report) == REPORT_FIELDS | {"W"}
+        assert (report["e"], report["x"], report["X"], report["c"], report["i"]) == (
+            "executionReport",
+            "NEW",
+            "NEW",
+            "r-1",
+            resting["orderId"],
+        )
+        await client.order(
+            side="BUY",
+            type="LIMIT",
+            timeInForce="IOC",
+            quantity="0.010",
+            price=ask,
+            newClientOrderId="t-1",
+        )
+        placed, traded = (event["event"] for event in await ws.events(2))
+        assert (placed["x"], placed["X"], placed["z"]) == ("NEW", "NEW", "0.00000000")
+        assert (traded["x"], traded["X"]) == ("TRADE", "FILLED")
+        assert set(traded) == REPORT_FIELDS
+        assert (traded["l"], traded["L"], traded["t"], traded["m"]) == (
+            "0.01000000",
+            f"{Decimal(ask):.8f}",
+            1,
+            False,
+        )
+        assert traded["Z"] == f"{Decimal(ask) * Decimal('0.01'):.8f}"
+        await client.signed(
+            "DELETE",
+            "/api/v3/order",
+            {"symbol": SYMBOL, "origClientOrderId": "r-1", "newClientOrderId": "c-1"},
+        )
+        [canceled] = await ws.events(1)
+        report = canceled["event"]
+        assert (report["x"], report["X"], report["c"], report["C"]) == (
+            "CANCELED",
+            "CANCELED",
+            "c-1",
+            "r-1",
+        )
+        # An order that sweeps two levels: one report per fill, cumulative as of each.
+        walk, inst = sim.walks[SYMBOL], sim.instruments[SYMBOL]
+        (first_price, first_size), (second_price, _) = sorted(walk.asks.items())[:2]
+        sweep = inst.size_decimal(first_size) + Decimal("0.001")
+        await client.order(
+            side="BUY",
+            type="LIMIT",
+            timeInForce="GTC",
+            quantity=str(sweep),
+            price=inst.format_price(second_price),
+            newClientOrderId="s-1",
+        )
+        new, first, second = (event["event"] for event in await ws.events(3))
+        assert (new["X"], new["z"]) == ("NEW", "0.00000000")
+        assert (first["X"], first["z"], first["L"]) == (
+            "PARTIALLY_FILLED",
+            f"{inst.size_decimal(first_size):.8f}",
+            f"{inst.price_decimal(first_price):.8f}",
+        )
+        assert (second["X"], second["z"], second["l"]) == (
+            "FILLED",
+            f"{sweep:.8f}",
+            "0.00100000",
+        )
+        # The venue expires a resting order: EXPIRED.
+        await client.order(
+            side="BUY",
+            type="LIMIT",
+            timeInForce="GTC",
+            quantity="0.010",
+            price=str(Decimal(bid) - 1),
+            newClientOrderId="e-1",
+        )
+        await ws.events(1)
+        sim.faults = Faults(expire=1.0)
+        sim.step([SYMBOL])
+        [expired] = await ws.events(1)
+        assert (expired["event"]["x"], expired["event"]["c"]) == ("EXPIRED", "e-1")
 
 
 async def test_the_websocket_api_checks_keys_signatures_and_sessions() -> None:
@@ -241,88 +191,74 @@ async def test_the_websocket_api_checks_keys_signatures_and_sessions() -> None:
 
 
 async def test_a_listen_key_streams_bare_events_until_it_lapses() -> None:
-    async with running() as sim:
-        client = Client(sim)
+    async with venue() as (sim, client):
         headers = {"X-MBX-APIKEY": API_KEY}
-        try:
-            created = await client.http.post("/api/v3/userDataStream", headers=headers)
-            assert created.headers["X-MBX-USED-WEIGHT-1M"] == "2"
-            key = created.json()["listenKey"]
-            assert len(key) == 64
-            same = await client.http.post("/api/v3/userDataStream", headers=headers)
-            assert same.json()["listenKey"] == key  # the account's live key, extended
-            nokey = await client.http.post("/api/v3/userDataStream")
-            assert (nokey.status_code, nokey.json()["code"]) == (401, -2014)
-            async with socket(sim, f"/ws/{key}") as ws:
-                bid, _ = book_prices(sim)
-                await client.order(
-                    side="BUY",
-                    type="LIMIT",
-                    timeInForce="GTC",
-                    quantity="0.010",
-                    price=bid,
-                    newClientOrderId="k-1",
-                )
-                report = await ws.receive()
-                assert (report["e"], report["c"]) == ("executionReport", "k-1")
-                kept = await client.http.put(
-                    "/api/v3/userDataStream", params={"listenKey": key}, headers=headers
-                )
-                assert (kept.status_code, kept.json()) == (200, {})
-                sim.streams.expire_listen_keys()
-                expired = await ws.receive()
-                assert (expired["e"], expired["listenKey"]) == ("listenKeyExpired", key)
-                closing = await ws.ws.receive(timeout=5)
-                assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            lapsed = await client.http.put(
+        created = await client.http.post("/api/v3/userDataStream", headers=headers)
+        assert created.headers["X-MBX-USED-WEIGHT-1M"] == "2"
+        key = created.json()["listenKey"]
+        assert len(key) == 64
+        same = await client.http.post("/api/v3/userDataStream", headers=headers)
+        assert same.json()["listenKey"] == key  # the account's live key, extended
+        nokey = await client.http.post("/api/v3/userDataStream")
+        assert (nokey.status_code, nokey.json()["code"]) == (401, -2014)
+        async with socket(sim, f"/ws/{key}") as ws:
+            bid, _ = book_prices(sim)
+            await client.order(
+                side="BUY",
+                type="LIMIT",
+                timeInForce="GTC",
+                quantity="0.010",
+                price=bid,
+                newClientOrderId="k-1",
+            )
+            report = await ws.receive()
+            assert (report["e"], report["c"]) == ("executionReport", "k-1")
+            kept = await client.http.put(
                 "/api/v3/userDataStream", params={"listenKey": key}, headers=headers
             )
-            assert lapsed.json() == {"code": -1125, "msg": "This listenKey does not exist."}
-            fresh = (await client.http.post("/api/v3/userDataStream", headers=headers)).json()
-            assert fresh["listenKey"] != key
-            closed = await client.http.delete(
-                "/api/v3/userDataStream", params={"listenKey": fresh["listenKey"]}, headers=headers
-            )
-            assert closed.json() == {}
-            async with aiohttp.ClientSession() as session:
-                with pytest.raises(aiohttp.WSServerHandshakeError):
-                    await session.ws_connect(f"http://127.0.0.1:{sim.port}/ws/{key}")
-        finally:
-            await client.aclose()
+            assert (kept.status_code, kept.json()) == (200, {})
+            sim.streams.expire_listen_keys()
+            expired = await ws.receive()
+            assert (expired["e"], expired["listenKey"]) == ("listenKeyExpired", key)
+            closing = await ws.ws.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        lapsed = await client.http.put(
+            "/api/v3/userDataStream", params={"listenKey": key}, headers=headers
+        )
+        assert lapsed.json() == {"code": -1125, "msg": "This listenKey does not exist."}
+        fresh = (await client.http.post("/api/v3/userDataStream", headers=headers)).json()
+        assert fresh["listenKey"] != key
+        closed = await client.http.delete(
+            "/api/v3/userDataStream", params={"listenKey": fresh["listenKey"]}, headers=headers
+        )
+        assert closed.json() == {}
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await session.ws_connect(f"http://127.0.0.1:{sim.port}/ws/{key}")
 
 
 async def test_a_listen_key_lapses_by_itself_after_its_time_to_live() -> None:
-    async with running(listen_key_ttl_s=0.3) as sim:
-        client = Client(sim)
-        try:
-            key = (
-                await client.http.post("/api/v3/userDataStream", headers={"X-MBX-APIKEY": API_KEY})
-            ).json()["listenKey"]
-            async with socket(sim, f"/ws/{key}") as ws:
-                expired = await ws.receive(within_s=5)
-                assert expired["e"] == "listenKeyExpired"
-            assert sim.counts["listen_key_expired"] == 1
-        finally:
-            await client.aclose()
+    async with venue(listen_key_ttl_s=0.3) as (sim, client):
+        key = (
+            await client.http.post("/api/v3/userDataStream", headers={"X-MBX-APIKEY": API_KEY})
+        ).json()["listenKey"]
+        async with socket(sim, f"/ws/{key}") as ws:
+            expired = await ws.receive(within_s=5)
+            assert expired["e"] == "listenKeyExpired"
+        assert sim.counts["listen_key_expired"] == 1
 
 
 async def test_the_stream_drop_fault_closes_the_connection_after_an_event() -> None:
-    async with running(faults=Faults(stream_drop=1.0)) as sim, socket(sim) as ws:
-        client = Client(sim)
-        try:
-            await ws.call("userDataStream.subscribe.signature", signed_params())
-            bid, _ = book_prices(sim)
-            await client.order(
-                side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010", price=bid
-            )
-            assert (await ws.receive())["event"]["x"] == "NEW"
-            closing = await ws.ws.receive(timeout=5)
-            assert closing.type in (
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSED,
-                aiohttp.WSMsgType.ERROR,
-            )
-            assert sim.counts["stream_drop"] == 1
-            await wait_until(lambda: not sim.streams.connections, what="the connection dropped")
-        finally:
-            await client.aclose()
+    async with venue(faults=Faults(stream_drop=1.0)) as (sim, client), socket(sim) as ws:
+        await ws.call("userDataStream.subscribe.signature", signed_params())
+        bid, _ = book_prices(sim)
+        await client.order(side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010", price=bid)
+        assert (await ws.receive())["event"]["x"] == "NEW"
+        closing = await ws.ws.receive(timeout=5)
+        assert closing.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        )
+        assert sim.counts["stream_drop"] == 1
+        await wait_until(lambda: not sim.streams.connections, what="the connection dropped")

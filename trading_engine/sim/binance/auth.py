@@ -97,6 +97,9 @@ class ApiKeys:
 
     def verify(self, api_key: str, payload: bytes, signature: str) -> bool:
         """Whether ``signature`` signs ``payload`` with ``api_key``'s key (a known key)."""
+        if not signature.isascii():
+            # Neither hex nor base64; compare_digest refuses to compare such text.
+            return False
         secret = self.hmac.get(api_key)
         if secret is not None:
             expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()

@@ -79,6 +79,9 @@ _NEW_ORDER_PARAMS: Final = frozenset({
     "pegOffsetValue", "pegOffsetType",
 })  # fmt: skip
 _SIGNED: Final = frozenset({"timestamp", "recvWindow", "signature"})
+#: An id, a time or a count: the venue's LONG, ASCII digits only (``str.isdigit``
+#: takes other scripts' digits, and ``int`` refuses more than 4,300 of them).
+_LONG: Final = re.compile(r"[0-9]{1,20}")
 _ZERO: Final = Decimal(0)
 
 
@@ -252,14 +255,7 @@ class BinanceSimulator(ExchangeSimulator):
 
     @web.middleware
     async def _stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        stamper = self._stampers.get(request.transport) if request.transport else None
-        if stamper is None:
-            return await self._log(request, handler)
-        stamper.begin()
-        try:
-            return await self._log(request, handler)
-        finally:
-            stamper.end()
+        return await self._stamped(request, handler, self._log)
 
     async def _log(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.request_log.append((time.monotonic_ns(), request.method, request.path))
@@ -444,6 +440,9 @@ class BinanceSimulator(ExchangeSimulator):
             self._count("forget")
             order.forgotten = True
             self.matching.cancel(order.client_order_id)
+        # The venue's answer tells the order as the matching engine left it: fills the
+        # book makes while the answer is held belong to later reports, not to it.
+        answer = self._placement(order, answer_type)
         if self._roll(faults.hang):
             self._count("hang")
             await asyncio.sleep(faults.hang_s)
@@ -452,7 +451,7 @@ class BinanceSimulator(ExchangeSimulator):
             await asyncio.sleep(faults.late_answer_s)
         count_10s, count_day = self.limiter.order_counts(now)
         headers = {"X-MBX-ORDER-COUNT-10S": str(count_10s), "X-MBX-ORDER-COUNT-1D": str(count_day)}
-        return self._json(self._placement(order, answer_type), 200, headers)
+        return self._json(answer, 200, headers)
 
     def _take(self, params: dict[str, str]) -> tuple[BinanceOrder, str]:
         """Check a new order, then match it: the order and its answer type, or raise the refusal."""
@@ -638,9 +637,9 @@ class BinanceSimulator(ExchangeSimulator):
             )
         order: BinanceOrder | None = None
         if order_id:
-            if not order_id.isdigit():
-                raise _mandatory("orderId")
-            order = self.binance_orders.get(int(order_id))
+            found_id = self._optional_int(params, "orderId")
+            assert found_id is not None
+            order = self.binance_orders.get(found_id)
             if order is not None and client_id and order.client_order_id != client_id:
                 order = None
         else:
@@ -776,7 +775,7 @@ class BinanceSimulator(ExchangeSimulator):
         text = params.get(name)
         if text is None:
             return None
-        if not text.isdigit():
+        if not _LONG.fullmatch(text):
             raise _mandatory(name)
         return int(text)
 

@@ -422,6 +422,12 @@ class UserDataStreams:
         wanted = params.get("subscriptionId")
         if wanted is None:
             conn.subscriptions.clear()
+        elif type(wanted) is not int:
+            raise VenueError(
+                400,
+                -1102,
+                "Mandatory parameter 'subscriptionId' was not sent, was empty/null, or malformed.",
+            )
         else:
             conn.subscriptions.pop(wanted, None)
         return {}

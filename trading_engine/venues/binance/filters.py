@@ -46,7 +46,7 @@ takes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final
 
@@ -54,7 +54,7 @@ from ...core.errors import UnreadableAnswer
 from ...core.instruments import Instrument
 from ...core.orders import OrderType, Price
 from ...core.protocol import Side
-from .instruments import symbol_entries
+from .instruments import filter_decimal, symbol_entries
 
 __all__ = ["FILTER_REASONS", "SymbolFilters", "parse_symbol_filters"]
 
@@ -84,17 +84,7 @@ FILTER_REASONS: Final = (
 
 def _number(value: object, where: str) -> Fraction:
     """A filter's decimal string as an exact non-negative Fraction."""
-    if not isinstance(value, str) or len(value) > 48 or "e" in value.lower():
-        raise UnreadableAnswer(f"binance exchangeInfo: {where} {value!r} is not a decimal string")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise UnreadableAnswer(
-            f"binance exchangeInfo: {where} {value!r} is not a decimal"
-        ) from None
-    if not number.is_finite() or number < 0:
-        raise UnreadableAnswer(f"binance exchangeInfo: {where} {value!r} is not a decimal >= 0")
-    return Fraction(number)
+    return Fraction(filter_decimal(value, where))
 
 
 def _count(value: object, where: str) -> int:

@@ -16,15 +16,18 @@ turns into the grid the ``instruments`` command prints and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 from urllib.parse import quote
+
+import orjson
 
 from ...core.errors import UnreadableAnswer
 from ...core.feeds import VenueInstrument
 
-__all__ = ["exchange_info_url", "parse_exchange_info", "symbol_entries"]
+__all__ = ["exchange_info_url", "filter_decimal", "parse_exchange_info", "symbol_entries"]
 
 
 def exchange_info_url(rest_url: str, symbols: Sequence[str]) -> str:
@@ -33,18 +36,29 @@ def exchange_info_url(rest_url: str, symbols: Sequence[str]) -> str:
     return f"{rest_url.rstrip('/')}/api/v3/exchangeInfo?symbols={quote(listed)}"
 
 
+#: A filter's number as the venue writes it: a plain non-negative decimal
+#: (``"0.01000000"``), no sign, exponent, space or digit separator.
+_FILTER_DECIMAL: Final = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?")
+
+
+def filter_decimal(value: object, where: str) -> Decimal:
+    """A filter's decimal string, exactly; raises :class:`UnreadableAnswer` naming ``where``.
+
+    The one reader of every number in a symbol's filters, for the grid
+    (:func:`parse_exchange_info`) and the pre-trade checks (:mod:`.filters`):
+    at most 48 characters of plain decimal, so an exponent (``"1e999999999"``
+    would take gigabytes to write out) or a ``NaN`` never gets in.
+    """
+    if not isinstance(value, str) or len(value) > 48 or not _FILTER_DECIMAL.fullmatch(value):
+        raise UnreadableAnswer(
+            f"binance exchangeInfo: {where} {value!r} is not a decimal string"[:200]
+        )
+    return Decimal(value)
+
+
 def _decimal(value: object, where: str) -> str | None:
     """``value`` in its shortest decimal form; None for zero (the venue's "no limit")."""
-    if not isinstance(value, str):
-        raise UnreadableAnswer(f"binance exchangeInfo: {where} is not a decimal string")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise UnreadableAnswer(
-            f"binance exchangeInfo: {where} {value!r} is not a decimal"
-        ) from None
-    if not number.is_finite() or number < 0:
-        raise UnreadableAnswer(f"binance exchangeInfo: {where} {value!r} is not a decimal")
+    number = filter_decimal(value, where)
     if number == 0:
         return None
     return format(number.normalize(), "f")
@@ -57,27 +71,38 @@ def symbol_entries(
 
     In the order asked. Raises
     :class:`~trading_engine.core.errors.UnreadableAnswer` naming the symbol
-    for a body that is not exchangeInfo or a symbol the venue does not list.
+    for a body that is not exchangeInfo, a symbol the venue does not list
+    or one it lists twice with different entries.
     """
     try:
-        document: Any = json.loads(body)
-    except ValueError as exc:
-        raise UnreadableAnswer(f"binance exchangeInfo: not JSON: {exc}") from None
+        # orjson: no NaN or Infinity, and a nesting limit instead of a RecursionError.
+        document: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableAnswer(f"binance exchangeInfo: not JSON: {exc}"[:200]) from None
     listed = document.get("symbols") if isinstance(document, dict) else None
     if not isinstance(listed, list):
         raise UnreadableAnswer("binance exchangeInfo: no 'symbols' list in the answer")
-    by_symbol = {item.get("symbol"): item for item in listed if isinstance(item, dict)}
+    by_symbol: dict[str, dict[str, Any]] = {}
+    for item in listed:
+        name = item.get("symbol") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        if by_symbol.setdefault(name, item) != item:
+            # Two different grids for one symbol: neither can be trusted.
+            raise UnreadableAnswer(f"binance exchangeInfo: {name[:40]!r} listed twice")
     found: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = []
     for symbol in symbols:
         item = by_symbol.get(symbol)
         if item is None:
             raise UnreadableAnswer(f"binance exchangeInfo: {symbol}: the venue does not list it")
         entries = item.get("filters", [])
-        filters: dict[str, dict[str, Any]] = {
-            entry["filterType"]: entry
-            for entry in (entries if isinstance(entries, list) else [])
-            if isinstance(entry, dict) and isinstance(entry.get("filterType"), str)
-        }
+        filters: dict[str, dict[str, Any]] = {}
+        for entry in entries if isinstance(entries, list) else []:
+            kind = entry.get("filterType") if isinstance(entry, dict) else None
+            if isinstance(kind, str) and filters.setdefault(kind, entry) != entry:
+                raise UnreadableAnswer(
+                    f"binance exchangeInfo: {symbol}: filter {kind[:40]!r} listed twice"
+                )
         found.append((item, filters))
     return found
 

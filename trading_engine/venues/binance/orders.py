@@ -90,6 +90,14 @@ __all__ = [
 
 #: Binance's ``newClientOrderId`` (the venue's ``-1100`` answer states the range).
 CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,36}")
+#: Every client order id the venue can hold (its whole ``-1100`` range, ``.``, ``:``
+#: and ``/`` included: orders of other clients of the account use them). An
+#: answer naming an order by anything else is not the venue's.
+VENUE_CLIENT_ORDER_ID: Final = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
+#: The most an answer's ``cummulativeQuoteQty`` may differ from the sum of its
+#: fills' ``price * qty``: the venue writes amounts with 8 decimals, so each
+#: fill's quote amount may be rounded by half of ``10**-8``.
+QUOTE_ROUNDING: Final = Fraction(1, 10**8)
 #: Binance's default receive window; its maximum is 60,000 ms.
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 #: ``FULL``: the answer lists each fill (trade id, price, quantity, commission),
@@ -118,7 +126,6 @@ _SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
 _VENUE_SIDES: Final = {Side.BUY: "BUY", Side.SELL: "SELL"}
 _TIME_IN_FORCE: Final = frozenset({"GTC", "IOC", "FOK"})
 _MAX_TEXT: Final = 200
-_MAX_ID: Final = 64
 # A plain decimal as Binance writes amounts: no sign but a leading '-', no exponent.
 _AMOUNT: Final = re.compile(r"(-?)[0-9]{1,30}(?:\.[0-9]{1,30})?")
 _BANNED_UNTIL: Final = re.compile(r"banned until (\d{10,16})")
@@ -274,7 +281,10 @@ def classify_error(
         return error(ErrorKind.BANNED)
     if status == 429 or code in _RATE_CODES:
         return error(ErrorKind.RATE_LIMITED)
-    if status >= 500 or code in _UNKNOWN_CODES or (status == 408 and code is None):
+    if not 400 <= status < 500 or code in _UNKNOWN_CODES or (status == 408 and code is None):
+        # 5xx: "the execution status is UNKNOWN". Anything outside 4xx and 5xx (a
+        # redirect, a 204, a status that is no HTTP status) is not the venue's
+        # answer at all: it says nothing of the order either.
         return error(ErrorKind.UNKNOWN)
     if status == 401 or code in _AUTH_CODES:
         return error(ErrorKind.AUTH_FAILED)
@@ -455,11 +465,36 @@ def _decode(body: bytes | object, what: str) -> object:
     return body
 
 
-def _text(body: Mapping[str, Any], key: str, what: str, limit: int = _MAX_ID) -> str:
+def _client_id(body: Mapping[str, Any], key: str, what: str) -> str:
+    """A client order id the venue could hold (:data:`VENUE_CLIENT_ORDER_ID`)."""
     value = body.get(key)
-    if type(value) is not str or not value or len(value) > limit:
-        raise UnreadableAnswer(f"binance {what}: {key} {value!r} is not a string"[:200])
+    if type(value) is not str or VENUE_CLIENT_ORDER_ID.fullmatch(value) is None:
+        raise UnreadableAnswer(f"binance {what}: {key} {value!r} is not a client order id"[:200])
     return value
+
+
+def _side(value: object, key: str, what: str) -> Side:
+    side = _SIDES.get(value) if type(value) is str else None
+    if side is None:
+        raise UnreadableAnswer(f"binance {what}: {key} {value!r} is not BUY or SELL"[:200])
+    return side
+
+
+def _check_progress(status_text: str, filled: int, quantity: int, what: str) -> None:
+    """Refuse a cumulative fill its status or the order's quantity rules out.
+
+    Binance's statuses say how much filled: ``NEW`` nothing, ``FILLED``
+    everything, ``PARTIALLY_FILLED`` some but not all; no order fills
+    beyond its quantity.
+    """
+    if quantity <= 0 or filled > quantity:
+        raise UnreadableAnswer(f"binance {what}: {filled} lots filled of {quantity}")
+    if (
+        (status_text == "NEW" and filled)
+        or (status_text == "FILLED" and filled != quantity)
+        or (status_text == "PARTIALLY_FILLED" and not 0 < filled < quantity)
+    ):
+        raise UnreadableAnswer(f"binance {what}: {status_text} with {filled} of {quantity} lots")
 
 
 def _id(body: Mapping[str, Any], key: str, what: str) -> int:
@@ -789,9 +824,19 @@ class BinanceSpotCodec:
         return average.numerator if average.denominator == 1 else average
 
     def _fee(
-        self, symbol: str, instrument: Instrument, amount: object, asset: object, what: str
+        self,
+        symbol: str,
+        instrument: Instrument,
+        amount: object,
+        asset: object,
+        what: str,
+        notional: int,
     ) -> tuple[int | None, str | None]:
-        """A commission as a fee in tick*lot units, or None and what was charged instead."""
+        """A commission as a fee in tick*lot units, or None and what was charged instead.
+
+        ``notional`` is the fill's price times lots (tick*lot units): a
+        commission in the quote asset above it is not a commission.
+        """
         commission = _amount(amount, "commission", what)
         if commission < 0:
             raise UnreadableAnswer(f"binance {what}: a negative commission {amount!r}")
@@ -800,7 +845,15 @@ class BinanceSpotCodec:
         quote_asset = self.quote_assets.get(symbol)
         assert isinstance(amount, str)
         if quote_asset is not None and asset == quote_asset:
-            return fee_to_units(amount, instrument.tick_size, instrument.lot_size), None
+            try:
+                fee = fee_to_units(amount, instrument.tick_size, instrument.lot_size)
+            except ValueError:
+                fee = notional + 1
+            if fee > notional:
+                raise UnreadableAnswer(
+                    f"binance {what}: commission {amount!r} above the fill's value"[:200]
+                )
+            return fee, None
         if type(asset) is not str or not asset or len(asset) > 20:
             raise UnreadableAnswer(f"binance {what}: commission asset {asset!r}"[:200])
         if quote_asset is None:
@@ -832,7 +885,7 @@ class BinanceSpotCodec:
         if symbol is not None and engine_symbol != symbol:
             raise UnreadableAnswer(f"binance order: symbol {engine_symbol!r} is not {symbol!r}")
         id_key = "origClientOrderId" if "origClientOrderId" in document else "clientOrderId"
-        cid = _text(document, id_key, what)
+        cid = _client_id(document, id_key, what)
         if client_order_id is not None and cid != client_order_id:
             raise UnreadableAnswer(f"binance order: {id_key} {cid!r} is not the order's"[:200])
         order_id = _id(document, "orderId", what)
@@ -842,26 +895,34 @@ class BinanceSpotCodec:
             raise UnreadableAnswer(
                 f"binance order: status {status_text!r} is not one we place"[:200]
             )
+        assert isinstance(status_text, str)
         status, reason = mapped
+        side = _side(document.get("side"), "side", what)
+        quantity = _lots(instrument, document.get("origQty"), "origQty", what)
         filled = _lots(instrument, document.get("executedQty"), "executedQty", what)
+        _check_progress(status_text, filled, quantity, what)
         if status is OrderStatus.NEW and filled and status_text == "PENDING_CANCEL":
             status = OrderStatus.PARTIALLY_FILLED
-        average = self._average(instrument, filled, document.get("cummulativeQuoteQty"), what)
+        quote_text = document.get("cummulativeQuoteQty")
+        average = self._average(instrument, filled, quote_text, what)
         report = OrderReport(cid, status, filled, average, str(order_id), reason)
         raw_fills = document.get("fills")
         if raw_fills is None:
             return OrderAnswer(report, (), order_id)
         if not isinstance(raw_fills, list) or len(raw_fills) > 10_000:
             raise UnreadableAnswer("binance order: fills is not a list")
-        side_text = document.get("side")
-        side = _SIDES.get(side_text) if type(side_text) is str else None
-        if side is None:
-            raise UnreadableAnswer(f"binance order: side {document.get('side')!r}"[:200])
         fills = []
+        trade_ids: set[int] = set()
+        fill_lots = 0
+        fill_quote = 0
         for entry in raw_fills:
             if not isinstance(entry, dict):
                 raise UnreadableAnswer("binance order: a fill is not a JSON object")
             trade_id = _id(entry, "tradeId", "order fill")
+            if trade_id in trade_ids:
+                # Two fills under one trade id: the ledger would keep one, the sum both.
+                raise UnreadableAnswer(f"binance order: trade {trade_id} listed twice")
+            trade_ids.add(trade_id)
             price = _ticks(instrument, entry.get("price"), "price", "order fill")
             lots = _lots(instrument, entry.get("qty"), "qty", "order fill")
             if lots <= 0:
@@ -872,27 +933,57 @@ class BinanceSpotCodec:
                 entry.get("commission"),
                 entry.get("commissionAsset"),
                 "order fill",
+                price * lots,
             )
+            fill_lots += lots
+            fill_quote += price * lots
             fill = FillReport(cid, price, lots, trade_id, engine_symbol, side, fee)
             fills.append(VenueFill(fill, note))
+        # A FULL answer lists every fill the order made as it arrived, and its
+        # cumulative figures are their sums: answers that disagree with themselves
+        # are read back rather than believed in part.
+        if fill_lots != filled:
+            raise UnreadableAnswer(
+                f"binance order: fills of {fill_lots} lots, executedQty {filled} lots"
+            )
+        if average is not None:
+            unit = Fraction(Decimal(instrument.tick_size)) * Fraction(Decimal(instrument.lot_size))
+            quote_amount = average * filled * unit
+            if abs(quote_amount - fill_quote * unit) > QUOTE_ROUNDING * len(fills):
+                raise UnreadableAnswer(
+                    f"binance order: cummulativeQuoteQty {quote_text!r} is not the fills' sum"[:200]
+                )
         return OrderAnswer(report, tuple(fills), order_id)
 
     def parse_open_orders(self, body: bytes | object) -> list[OrderAnswer]:
         """A ``GET /api/v3/openOrders`` answer: each open order of a symbol traded here.
 
         Orders of other symbols are left out (another process's). Raises
-        :class:`UnreadableAnswer` for a body that is not a list or an entry
-        of ours outside the documented answer.
+        :class:`UnreadableAnswer` for a body that is not a list, an entry
+        of ours outside the documented answer, or one order listed twice
+        (by client order id or order id).
         """
         document = _decode(body, "openOrders")
         if not isinstance(document, list) or len(document) > 100_000:
             raise UnreadableAnswer("binance openOrders: the answer is not a list")
         answers = []
+        listed: set[tuple[str, str]] = set()
+        order_ids: set[int] = set()
         for entry in document:
             traded = isinstance(entry, dict) and type(entry.get("symbol")) is str
             if traded and entry["symbol"] not in self.engine_symbols:
                 continue
-            answers.append(self.parse_order(entry))
+            answer = self.parse_order(entry)
+            # The venue keeps one open order per client order id: a second is not its list.
+            key = (entry["symbol"], answer.report.client_order_id)
+            assert answer.order_id is not None
+            if key in listed or answer.order_id in order_ids:
+                raise UnreadableAnswer(
+                    f"binance openOrders: order {answer.report.client_order_id!r} listed twice"
+                )
+            listed.add(key)
+            order_ids.add(answer.order_id)
+            answers.append(answer)
         return answers
 
     def parse_my_trades(
@@ -911,11 +1002,16 @@ class BinanceSpotCodec:
         document = _decode(body, what)
         if not isinstance(document, list) or len(document) > 100_000:
             raise UnreadableAnswer("binance myTrades: the answer is not a list")
+        if symbol not in self.instruments:
+            raise ValueError(f"no instrument {symbol!r}")
         instrument = self.instruments[symbol]
         venue_symbol = self.venue_symbols[symbol]
         fills: list[VenueFill] = []
         unknown: set[int] = set()
         last: int | None = None
+        # Trade id -> the entry as sent; order id -> its side: one page must agree with itself.
+        seen: dict[int, dict[str, Any]] = {}
+        sides: dict[int, bool] = {}
         for entry in document:
             if not isinstance(entry, dict):
                 raise UnreadableAnswer("binance myTrades: a trade is not a JSON object")
@@ -923,20 +1019,35 @@ class BinanceSpotCodec:
             last = trade_id if last is None or trade_id > last else last
             if entry.get("symbol") != venue_symbol:
                 raise UnreadableAnswer(f"binance myTrades {trade_id}: another symbol's trade")
+            earlier = seen.get(trade_id)
+            if earlier is not None:
+                if earlier != entry:
+                    raise UnreadableAnswer(f"binance myTrades {trade_id}: two different trades")
+                continue
+            seen[trade_id] = entry
             order_id = _id(entry, "orderId", what)
+            buyer, maker = entry.get("isBuyer"), entry.get("isMaker")
+            if type(buyer) is not bool or type(maker) is not bool:
+                raise UnreadableAnswer(f"binance myTrades {trade_id}: isBuyer/isMaker")
+            if sides.setdefault(order_id, buyer) is not buyer:
+                raise UnreadableAnswer(
+                    f"binance myTrades {trade_id}: order {order_id} on both sides"
+                )
             cid = client_order_ids.get(order_id)
             if cid is None:
                 unknown.add(order_id)
                 continue
-            buyer, maker = entry.get("isBuyer"), entry.get("isMaker")
-            if type(buyer) is not bool or type(maker) is not bool:
-                raise UnreadableAnswer(f"binance myTrades {trade_id}: isBuyer/isMaker")
             price = _ticks(instrument, entry.get("price"), "price", what)
             lots = _lots(instrument, entry.get("qty"), "qty", what)
             if lots <= 0:
                 raise UnreadableAnswer(f"binance myTrades {trade_id}: qty {entry.get('qty')!r}")
             fee, note = self._fee(
-                symbol, instrument, entry.get("commission"), entry.get("commissionAsset"), what
+                symbol,
+                instrument,
+                entry.get("commission"),
+                entry.get("commissionAsset"),
+                what,
+                price * lots,
             )
             side = Side.BUY if buyer else Side.SELL
             fill = FillReport(cid, price, lots, trade_id, symbol, side, fee)
@@ -996,13 +1107,11 @@ class BinanceSpotCodec:
         execution = event.get("x")
         if type(execution) is not str or len(execution) > 32:
             raise UnreadableAnswer(f"binance executionReport: x {execution!r}"[:200])
-        cid = _text(event, "c", what)
+        cid = _client_id(event, "c", what)
         original = event.get("C")
         if execution == "CANCELED" and type(original) is str and original:
             # A cancel's report carries the cancel request's own id in c, the order's in C.
-            if len(original) > _MAX_ID:
-                raise UnreadableAnswer(f"binance executionReport: C {original!r}"[:200])
-            cid = original
+            cid = _client_id(event, "C", what)
         order_id = _id(event, "i", what)
         event_time = event.get("E")
         if type(event_time) is not int or not 0 <= event_time < 2**53:
@@ -1011,12 +1120,12 @@ class BinanceSpotCodec:
         mapped = STATUSES.get(status_text) if type(status_text) is str else None
         if mapped is None:
             raise UnreadableAnswer(f"binance executionReport: X {status_text!r}"[:200])
+        assert isinstance(status_text, str)
         status, reason = mapped
-        side_text = event.get("S")
-        side = _SIDES.get(side_text) if type(side_text) is str else None
-        if side is None:
-            raise UnreadableAnswer(f"binance executionReport: S {event.get('S')!r}"[:200])
+        side = _side(event.get("S"), "S", what)
+        quantity = _lots(instrument, event.get("q"), "q", what)
         filled = _lots(instrument, event.get("z"), "z", what)
+        _check_progress(status_text, filled, quantity, what)
         if status is OrderStatus.NEW and filled and status_text == "PENDING_CANCEL":
             status = OrderStatus.PARTIALLY_FILLED
         if status is OrderStatus.REJECTED:
@@ -1029,12 +1138,15 @@ class BinanceSpotCodec:
             trade_id = _id(event, "t", what)
             price = _ticks(instrument, event.get("L"), "L", what)
             lots = _lots(instrument, event.get("l"), "l", what)
-            if lots <= 0:
+            if lots <= 0 or lots > filled:
+                # A trade fills more than nothing and at most the order's cumulative fill.
                 raise UnreadableAnswer(f"binance executionReport {trade_id}: l {event.get('l')!r}")
             maker = event.get("m")
             if type(maker) is not bool:
                 raise UnreadableAnswer(f"binance executionReport {trade_id}: m {maker!r}")
-            fee, note = self._fee(symbol, instrument, event.get("n"), event.get("N"), what)
+            fee, note = self._fee(
+                symbol, instrument, event.get("n"), event.get("N"), what, price * lots
+            )
             report_fill = FillReport(cid, price, lots, trade_id, symbol, side, fee)
             fill = VenueFill(report_fill, note, maker)
         return ExecutionUpdate(subscription, order_id, execution, event_time, report, fill)
