@@ -232,14 +232,14 @@ def _engine_capture(
         if type(message) is Heartbeat:
             continue
         if type(message) is Rejected:
-            rejected: Rejected = message  # type: ignore[assignment]
+            rejected: Rejected = message
             _bump(skipped, rejected.reason.value)
             yield DataEvent(ts, rejected.symbol or "", rejected, 0, numbered=True)
         elif type(message) is BookMessage:
-            book: BookMessage = message  # type: ignore[assignment]
+            book: BookMessage = message
             yield DataEvent(ts, book.symbol, book, len(book.bids) + len(book.asks), numbered=True)
         elif type(message) is Trade:
-            trade: Trade = message  # type: ignore[assignment]
+            trade: Trade = message
             yield DataEvent(ts, trade.symbol, trade, 1, numbered=True)
 
 

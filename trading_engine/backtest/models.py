@@ -50,7 +50,8 @@ __all__ = [
 class FrontQueue:
     """Every size decrease at the level is a cancel in front of the order."""
 
-    name: Final = "front"
+    def __init__(self) -> None:
+        self.name = "front"
 
     def depth(self, position: QueuePosition, before: int, after: int) -> int:
         """The lots ahead after the level went from ``before`` to ``after`` lots."""
