@@ -116,9 +116,11 @@ def _open(path: Path) -> BinaryIO:
     except OSError as exc:
         raise DataError(f"{path}: cannot open: {exc.strerror}") from exc
     magic = handle.read(2)
-    handle.seek(0)
     if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+        handle.close()
+        # Opened by name: closing the gzip stream closes the file.
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    handle.seek(0)
     return handle
 
 
@@ -348,7 +350,8 @@ def _venue_capture(
                     yield DataEvent(ts, symbol, None, 0, action.reason)
     if dialect is not None:
         for reason, count in dialect.errors.items():
-            if count:
+            # A resynchronization is counted once, as resync_<reason>.
+            if count and f"resync_{reason}" not in skipped:
                 _bump(skipped, f"venue_{reason}", count)
 
 

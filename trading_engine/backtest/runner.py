@@ -323,55 +323,62 @@ class _Run:
             engine.start_strategies()
         schedule = self.schedule
         run_due = self.run_due
-        for event in read_data(self.data, self.config, self.skipped):
-            ts = event.ts_ns
-            if to_ns is not None and ts > to_ns:
-                break
-            if not listening and from_ns is not None and ts >= from_ns:
-                listening = True
+        stream = read_data(self.data, self.config, self.skipped)
+        try:
+            for event in stream:
+                ts = event.ts_ns
+                if to_ns is not None and ts > to_ns:
+                    break
+                if not listening and from_ns is not None and ts >= from_ns:
+                    listening = True
+                    run_due(ts, inclusive=False)
+                    clock.now_ns = max(clock.now_ns, ts)
+                    builder.set_listener(engine.dispatcher)
+                    # The strategies' timers start with their trading.
+                    engine.start_strategies()
                 run_due(ts, inclusive=False)
-                clock.now_ns = max(clock.now_ns, ts)
-                builder.set_listener(engine.dispatcher)
-                # The strategies' timers start with their trading.
-                engine.start_strategies()
-            run_due(ts, inclusive=False)
-            if ts > clock.now_ns:
-                clock.now_ns = ts
-                engine.run_timers()
-            message = event.message
-            symbol = event.symbol
-            if message is not None and not event.numbered:
-                seq = seqs[symbol] = seqs.get(symbol, 0) + 1
-                message.seq = seq
-            if first_ns is None:
-                first_ns = ts
-            last_ns = ts
-            frames += 1
-            events += event.levels
-            # The venue's market moves now.
-            if message is None:
-                venue_builder.mark_stale((symbol,))
-            elif type(message) is BookMessage:
-                venue.before_book(message)
-                applied = venue_builder.apply(message, ts)
-                if type(applied) is BookEntry:
-                    venue.after_book(applied)
-            elif type(message) is Trade:
-                applied = venue_builder.apply(message, ts)
-                if type(applied) is BookEntry:
-                    venue.on_trade(applied, message)
-            else:
-                venue_builder.apply(message, ts)
-            if listening and symbol in venue_builder.books:
-                due = next_mark.get(symbol)
-                if due is None or ts >= due:
-                    next_mark[symbol] = (ts // interval + 1) * interval
-                    self.mark(symbol, ts)
-            # The engine sees it a feed latency later, in the feed's order.
-            at = max(ts + feed_latency(), feed_clear)
-            feed_clear = at
-            schedule(at, _Deliver(builder, event, at))
-            run_due(ts, inclusive=True)
+                if ts > clock.now_ns:
+                    clock.now_ns = ts
+                    engine.run_timers()
+                message = event.message
+                symbol = event.symbol
+                if message is not None and not event.numbered:
+                    seq = seqs[symbol] = seqs.get(symbol, 0) + 1
+                    message.seq = seq
+                if first_ns is None:
+                    first_ns = ts
+                last_ns = ts
+                frames += 1
+                events += event.levels
+                # The venue's market moves now.
+                if message is None:
+                    venue_builder.mark_stale((symbol,))
+                elif type(message) is BookMessage:
+                    venue.before_book(message)
+                    applied = venue_builder.apply(message, ts)
+                    if type(applied) is BookEntry:
+                        venue.after_book(applied)
+                elif type(message) is Trade:
+                    applied = venue_builder.apply(message, ts)
+                    if type(applied) is BookEntry:
+                        venue.on_trade(applied, message)
+                else:
+                    venue_builder.apply(message, ts)
+                if listening and symbol in venue_builder.books:
+                    due = next_mark.get(symbol)
+                    if due is None or ts >= due:
+                        next_mark[symbol] = (ts // interval + 1) * interval
+                        self.mark(symbol, ts)
+                # The engine sees it a feed latency later, in the feed's order.
+                at = max(ts + feed_latency(), feed_clear)
+                feed_clear = at
+                schedule(at, _Deliver(builder, event, at))
+                run_due(ts, inclusive=True)
+        finally:
+            # A run that stops early (``to``, an error) closes the files it read.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         # What was in flight when the data ended still arrives.
         run_due(feed_clear, inclusive=True)
         while self.heap:
