@@ -103,7 +103,7 @@ def test_the_ledger_charges_the_fees_the_fills_report(tmp_path: Path) -> None:
             {"symbol": s, "tick_size": "0.01", "lot_size": "0.001", "maker_fee": "0.0002",
              "taker_fee": "0.0007"} for s in ("BTC-USD", "ETH-USD")
         ],
-    )  # fmt: skip
+    )  # fmt: skip  # type: ignore[arg-type]
     path = tmp_path / "feed.capture"
     write_random_capture(path, frames=3000)
     result = run_backtest(cfg, [path])
@@ -205,3 +205,37 @@ def test_the_tardis_file_gives_the_same_book_as_the_venue_messages() -> None:
     assert tardis.meta.skipped == {"before_snapshot": 2}
     assert len(book_states(venue)) >= 2
     assert book_states(tardis) == book_states(venue)
+
+
+def test_the_command_writes_the_result_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        'taker_fee = "0.001"\n'
+        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    out = tmp_path / "result.json"
+    code = main(["backtest", "--config", str(cfg), str(BINANCE), str(TARDIS), "--json", str(out),
+                 "--from", "2021-08-14T14:46:36Z", "--to", "1628952398000000000"])  # fmt: skip
+    assert code == 0
+    result = BacktestResult.from_json(out.read_bytes())
+    assert result.meta.from_ns == 1628952396_000_000_000
+    assert result.meta.to_ns == 1628952398_000_000_000
+    assert result.meta.last_ns is not None
+    assert result.meta.last_ns <= 1628952398_000_000_000
+    assert "backtest:" in capsys.readouterr().out
+    bad = tmp_path / "bad.dat"
+    bad.write_text("nothing\n")
+    assert main(["backtest", "--config", str(cfg), str(bad)]) == 2
+    assert "unknown format" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["backtest", "--config", str(cfg), str(BINANCE), "--from", "yesterday"])
+    assert exited.value.code == 2
+    assert "neither ns since the epoch nor an RFC 3339 time" in capsys.readouterr().err
+    assert main(["backtest", "--config", str(cfg), str(BINANCE), "--from", "3", "--to", "2"]) == 2
