@@ -124,26 +124,33 @@ def _open(path: Path) -> BinaryIO:
     return handle
 
 
+_CHUNK: Final = 1 << 20
+
+
 def _lines(path: Path, skipped: dict[str, int]) -> Iterator[bytes]:
     """The complete lines of ``path`` (without newline); a cut last line is counted.
 
+    Read in chunks of 1 MiB (a line at a time costs more than the parsing).
     Raises :class:`DataError` for a gzip stream that is corrupt or ends early.
     """
     handle = _open(path)
+    read = handle.read
     try:
-        iterator = iter(handle)
+        rest = b""
         while True:
             try:
-                line = next(iterator)
-            except StopIteration:
-                return
+                chunk = read(_CHUNK)
             except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
                 raise DataError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
-            if not line.endswith(b"\n"):
-                # The writer was stopped mid-line: its last frame is incomplete.
-                _bump(skipped, "cut_line")
-                return
-            yield line[:-1].rstrip(b"\r")
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line[:-1] if line.endswith(b"\r") else line
+        if rest:
+            # The writer was stopped mid-line: its last frame is incomplete.
+            _bump(skipped, "cut_line")
     finally:
         handle.close()
 
@@ -430,26 +437,31 @@ def _tardis_book(
     bids: list[tuple[int, int]] = []
     asks: list[tuple[int, int]] = []
     previous_snapshot: dict[str, bool] = {}
+    # Per symbol, wire bytes -> ticks / lots: rows repeat their prices and sizes.
+    prices: dict[bytes, dict[bytes, int]] = {}
+    sizes: dict[bytes, dict[bytes, int]] = {}
+    names: dict[bytes, str] = {}
     lines = _lines(path, skipped)
     next(lines, None)  # the header
     for line in lines:
-        fields = line.decode("utf-8", "replace").split(",")
+        fields = line.split(b",")
         if len(fields) != 8:
             _bump(skipped, "bad_line")
             continue
-        _exchange, symbol, _timestamp, local, snapshot_text, side, price, amount = fields
-        grid = grids.get(symbol)
-        if grid is None:
-            _bump(skipped, "unknown_symbol")
-            continue
+        _exchange, raw_symbol, _timestamp, local, snapshot_text, side, price, amount = fields
+        symbol = names.get(raw_symbol)
+        if symbol is None:
+            symbol = raw_symbol.decode("utf-8", "replace")
+            if symbol not in grids:
+                _bump(skipped, "unknown_symbol")
+                continue
+            names[raw_symbol] = symbol
+            prices[raw_symbol] = {}
+            sizes[raw_symbol] = {}
         if (
             not local.isdigit()
-            or snapshot_text not in ("true", "false")
-            or side
-            not in (
-                "bid",
-                "ask",
-            )
+            or (snapshot_text != b"true" and snapshot_text != b"false")
+            or (side != b"bid" and side != b"ask")
         ):
             _bump(skipped, "bad_line")
             continue
@@ -458,36 +470,45 @@ def _tardis_book(
             _bump(skipped, "out_of_order")
             continue
         last = ts
-        snapshot = snapshot_text == "true"
+        snapshot = snapshot_text == b"true"
         if snapshot:
             started.add(symbol)
         elif symbol not in started:
             _bump(skipped, "before_snapshot")
             continue
-        try:
-            level = (grid.price(price), grid.size(amount))
-        except InvalidValue:
-            _bump(skipped, "off_grid")
-            continue
+        price_cache = prices[raw_symbol]
+        size_cache = sizes[raw_symbol]
+        ticks = price_cache.get(price)
+        lots = size_cache.get(amount)
+        if ticks is None or lots is None:
+            grid = grids[symbol]
+            try:
+                ticks = grid.price(price.decode("ascii", "replace"))
+                lots = grid.size(amount.decode("ascii", "replace"))
+            except InvalidValue:
+                _bump(skipped, "off_grid")
+                continue
+            if len(price_cache) > 65536:
+                price_cache.clear()
+                size_cache.clear()
+            price_cache[price] = ticks
+            size_cache[amount] = lots
         # A snapshot block goes on while its rows stay snapshot rows, whatever their times.
-        same = (
-            key is not None
-            and key[0] == symbol
-            and key[2] == snapshot
-            and (snapshot or key[1] == ts)
-        )
-        starts_snapshot = snapshot and not previous_snapshot.get(symbol, False)
-        previous_snapshot[symbol] = snapshot
-        if key is not None and (not same or starts_snapshot):
+        if key is not None and (
+            key[0] != symbol
+            or key[2] != snapshot
+            or (key[1] != ts if not snapshot else not previous_snapshot.get(symbol, False))
+        ):
             yield _tardis_message(key, bids, asks)
             key = None
+        previous_snapshot[symbol] = snapshot
         if key is None:
             key = (symbol, ts, snapshot)
             bids = []
             asks = []
-        if snapshot and level[1] == 0:
+        if snapshot and lots == 0:
             continue
-        (bids if side == "bid" else asks).append(level)
+        (bids if side == b"bid" else asks).append((ticks, lots))
     if key is not None:
         yield _tardis_message(key, bids, asks)
 
