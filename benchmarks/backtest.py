@@ -14,7 +14,8 @@ trades: ``BacktestMeta.events``) per second of the run's wall time
 ``--runs`` runs; the zero-latency comparison run is off (it would double
 the work and is measured by the same figure).
 
-Run: ``python -m benchmarks.backtest [--messages 200000] [--runs 3] [--profile]``
+Run: ``python -m benchmarks.backtest [--messages 200000] [--runs 3] [--profile]
+[--no-strategies]``
 (``TRADING_ENGINE_PURE=1`` for the pure build; ``benchmarks.builds backtest``
 runs both).
 """
@@ -44,8 +45,8 @@ from trading_engine.config import Config, parse_config
 SYMBOLS = ("BTC-USD", "ETH-USD")
 
 
-def config() -> Config:
-    """Two symbols, four strategies, the prob queue model and some latency."""
+def config(with_strategies: bool = True) -> Config:
+    """Two symbols, four strategies (or none), the prob queue model and some latency."""
     strategies = [
         {"name": "taker", "class": "threshold", "symbols": ["BTC-USD"],
          "params": {"side": "buy", "trigger_price": "99.00", "quantity": "0.01",
@@ -56,7 +57,7 @@ def config() -> Config:
          "params": {"quantity": "0.01", "max_position": "0.2", "threshold": 0.5,
                     "cooldown_s": 0.5}},
         {"name": "template", "class": "template", "symbols": ["ETH-USD"],
-         "params": {"quantity": "0.001"}},
+         "params": {"quantity": "0.001", "max_spread_ticks": 1}},
     ]  # fmt: skip
     return parse_config(
         {
@@ -64,7 +65,7 @@ def config() -> Config:
                 {"symbol": s, "tick_size": "0.01", "lot_size": "0.001", "maker_fee": "0.0001",
                  "taker_fee": "0.0005"} for s in SYMBOLS
             ],
-            "strategies": strategies,
+            "strategies": strategies if with_strategies else [],
             "risk": {"max_orders_per_s": 1000, "max_position": "1000"},
             "journal": {"path": ":memory:"},
             "backtest": {"queue_model": "prob", "feed_latency_us": 50, "order_latency_us": 200,
@@ -111,15 +112,24 @@ def write_data(directory: Path, messages: int, seed: int = 1) -> list[Path]:
                 )
                 continue
             if rng.random() < 0.02:
-                # The walk moves: both touches shift by one tick.
+                # The walk moves one tick: the touch on the side it moves to goes, the
+                # other side gains a level at the old mid; the far levels follow.
                 step = rng.choice((-1, 1))
-                mids[symbol] = mid + step
-                gone = mid - 20 if step > 0 else mid + 20
-                side = "bid" if step > 0 else "ask"
-                book.write(f"x,{symbol},{local},{local},false,{side},{gone / 100:.2f},0\n")
-                new = mid + step + (20 if step > 0 else -20)
-                other = "ask" if step > 0 else "bid"
-                book.write(f"x,{symbol},{local},{local},false,{other},{new / 100:.2f},1.5\n")
+                new = mids[symbol] = mid + step
+                if step > 0:
+                    rows = [
+                        ("ask", mid + 1, "0"),
+                        ("bid", mid, "1.5"),
+                        ("bid", mid - 20, "0"),
+                        ("ask", new + 20, "1.5"),
+                    ]
+                else:
+                    rows = [("bid", mid - 1, "0"), ("ask", mid, "1.5"),
+                            ("ask", mid + 20, "0"), ("bid", new - 20, "1.5")]  # fmt: skip
+                for side, price, size in rows:
+                    book.write(
+                        f"x,{symbol},{local},{local},false,{side},{price / 100:.2f},{size}\n"
+                    )
                 continue
             for _ in range(rng.randint(1, 4)):
                 level = rng.randint(1, 20)
@@ -136,8 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile")
+    parser.add_argument(
+        "--no-strategies",
+        action="store_true",
+        help="no strategy: the data path alone (reading, both books, the event queue)",
+    )
     args = parser.parse_args(argv)
-    cfg = config()
+    cfg = config(not args.no_strategies)
     options = BacktestOptions(compare_zero_latency=False)
     per_run: list[float] = []
     last: dict[str, Any] = {}
@@ -161,10 +176,16 @@ def main(argv: list[str] | None = None) -> None:
                 "wall_s": round(meta.wall_s, 3),
             }
             print(f"run {run + 1}: {per_run[-1]:,.0f} events/s", file=sys.stderr)
-    summary = {"machine": machine(), "events_per_s": summarize(per_run), **last}
+    summary = {
+        "machine": machine(),
+        "strategies": 0 if args.no_strategies else 4,
+        "events_per_s": summarize(per_run),
+        **last,
+    }
     figures = summary["events_per_s"]
     print(
-        f"backtest: median {figures['median']:,.0f} book events/s per core "
+        f"backtest ({summary['strategies']} strategies): median {figures['median']:,.0f} "
+        "book events/s per core "
         f"(min {figures['min']:,.0f}, max {figures['max']:,.0f}, {args.runs} runs); "
         f"{last['events']:,} events in {last['messages']:,} messages, "
         f"orders {last['orders']:,}, fills {last['fills']:,}"
