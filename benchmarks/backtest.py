@@ -126,9 +126,9 @@ def write_data(directory: Path, messages: int, seed: int = 1) -> list[Path]:
                 else:
                     rows = [("bid", mid - 1, "0"), ("ask", mid, "1.5"),
                             ("ask", mid + 20, "0"), ("bid", new - 20, "1.5")]  # fmt: skip
-                for side, price, size in rows:
+                for side, price, text in rows:
                     book.write(
-                        f"x,{symbol},{local},{local},false,{side},{price / 100:.2f},{size}\n"
+                        f"x,{symbol},{local},{local},false,{side},{price / 100:.2f},{text}\n"
                     )
                 continue
             for _ in range(rng.randint(1, 4)):
