@@ -14,6 +14,7 @@ from tests.sim.test_replay import write_capture as write_random_capture
 from trading_engine.backtest.result import BacktestResult
 from trading_engine.backtest.runner import BacktestOptions, run_backtest
 from trading_engine.config import parse_config
+from trading_engine.sim.replay import replay_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BINANCE = ROOT / "tests" / "data" / "venues" / "binance" / "xmrbtc_session.capture"
@@ -239,3 +240,28 @@ def test_the_command_writes_the_result_and_refuses_bad_input(
     assert exited.value.code == 2
     assert "neither ns since the epoch nor an RFC 3339 time" in capsys.readouterr().err
     assert main(["backtest", "--config", str(cfg), str(BINANCE), "--from", "3", "--to", "2"]) == 2
+
+
+def test_with_no_latency_and_no_queue_a_backtest_is_the_replay(tmp_path: Path) -> None:
+    # replay reruns a live session (tests/integration/test_replay_fidelity.py); a backtest
+    # with no latency and the replay's fill rule gives the same orders, fills and positions.
+    path = tmp_path / "feed.capture"
+    write_random_capture(path, frames=3000)
+    cfg = config(STRATEGIES, risk={"max_orders_per_s": 1000}, backtest={"queue_model": "none"})
+    replayed = replay_file(cfg, str(path))
+    result = run_backtest(cfg, [path])
+    assert len(result.orders) > 100
+    mine = []
+    for o in result.orders:
+        # replay cancels what still rests when the data ends; a backtest reports it as it is.
+        status = "canceled" if o.status in ("new", "partially_filled") else o.status
+        cid = o.client_order_id.replace("-backtest-", "-replay-")
+        mine.append((cid, o.symbol, o.side.value, o.quantity, o.price, status, o.filled))
+    assert mine == replayed.order_log
+    assert len(result.fills) == replayed.fills
+    lots: dict[str, int] = {}
+    for (_, symbol), position in result.end_positions.items():
+        lots[symbol] = lots.get(symbol, 0) + position
+    assert {
+        symbol: result.instruments[symbol].format_size(q) for symbol, q in lots.items() if q
+    } == {symbol: p["quantity"] for symbol, p in replayed.positions.items()}

@@ -15,10 +15,11 @@ time (ns):
   ``T + order latency`` and matches the venue's book as it is then;
 * each venue answer reaches the engine ``response latency`` after it.
 
-At one instant the venue's market moves first, then what is due at that
-time runs in the order it was scheduled. With every latency zero an order
-matches against the book its strategy saw, and the venue's answers reach
-the engine after the fan-out that caused them, as in ``replay``.
+At one instant the venue's market moves first, then the engine sees market
+data, then orders reach the venue, then answers reach the engine (each in
+the order it was scheduled). With every latency zero an order matches
+against the book its strategy saw, and the venue's answers reach the
+engine after the fan-out of the message, as in ``replay``.
 
 Deterministic: the clock is the data's, client order ids use the fixed run
 id ``backtest``, sampled latencies come from a generator seeded with
@@ -43,7 +44,7 @@ from ..core.orders import Order, OrderSink
 from ..core.protocol import BookMessage, Trade
 from ..engine.engine import Engine
 from ..sim.matching import MatchFill
-from ..sim.venue import DelayedVenue
+from ..sim.venue import MARKET, DelayedVenue
 from .data import DataEvent, read_data
 from .models import ConstantLatency, Latency, SampledLatency, load_latency_samples, queue_model
 from .result import BacktestMeta, BacktestResult, FillRecord, MarkSample, OrderRecord
@@ -217,7 +218,7 @@ class _Run:
         self.queue = queue_model(settings.queue_model, settings.queue_power)
         self.skipped: dict[str, int] = {}
         self.clock = ManualClock(start_ns=0)
-        self.heap: list[tuple[int, int, Callable[[], None]]] = []
+        self.heap: list[tuple[int, int, int, Callable[[], None]]] = []
         self.counter = itertools.count()
         self.fills: list[FillRecord] = []
         self.marks: list[MarkSample] = []
@@ -244,8 +245,9 @@ class _Run:
 
     # -- the event queue -----------------------------------------------------------
 
-    def schedule(self, at_ns: int, action: Callable[[], None]) -> None:
-        heapq.heappush(self.heap, (at_ns, next(self.counter), action))
+    def schedule(self, at_ns: int, rank: int, action: Callable[[], None]) -> None:
+        """Run ``action`` at ``at_ns``; at one instant by ``rank``, then in scheduling order."""
+        heapq.heappush(self.heap, (at_ns, rank, next(self.counter), action))
 
     def run_due(self, until_ns: int, inclusive: bool) -> None:
         """Run what is due before ``until_ns`` (or at it, ``inclusive``), in time order."""
@@ -256,7 +258,7 @@ class _Run:
             at = heap[0][0]
             if at > until_ns or (at == until_ns and not inclusive):
                 return
-            _, _, action = heapq.heappop(heap)
+            _, _, _, action = heapq.heappop(heap)
             if at > clock.now_ns:
                 clock.now_ns = at
                 # Strategy timers run on the data's clock, before what moved it.
@@ -372,7 +374,7 @@ class _Run:
                 # The engine sees it a feed latency later, in the feed's order.
                 at = max(ts + feed_latency(), feed_clear)
                 feed_clear = at
-                schedule(at, _Deliver(builder, event, at))
+                schedule(at, MARKET, _Deliver(builder, event, at))
                 run_due(ts, inclusive=True)
         finally:
             # A run that stops early (``to``, an error) closes the files it read.

@@ -50,7 +50,15 @@ from .matching import MatchFill, MatchingEngine, MatchOrder, QueueModel
 if TYPE_CHECKING:
     from ..engine.engine import Engine
 
-__all__ = ["DelayedVenue", "SimulatedVenue", "simulated_venue"]
+__all__ = ["ANSWER", "ARRIVAL", "MARKET", "DelayedVenue", "SimulatedVenue", "simulated_venue"]
+
+#: What is due at one instant runs in this order: market data reaching the
+#: engine, then orders and cancels reaching the venue, then the venue's
+#: answers reaching the engine. With no latency this is ``replay``'s order:
+#: the strategies see a message before the fills it caused.
+MARKET = 0
+ARRIVAL = 1
+ANSWER = 2
 
 _STATUSES = {status.value: status for status in OrderStatus}
 
@@ -262,10 +270,11 @@ class DelayedVenue(SimulatedVenue):
     market ``feed latency`` later), and nothing is instant: an order or a
     cancel reaches it ``entry_latency()`` ns after the engine sent it, and
     each answer reaches the engine ``response_latency()`` ns after the
-    venue gave it, both through ``schedule(at_ns, action)`` (the backtest's
-    event queue; ``now()`` is its time). Each direction keeps its order,
-    as one connection does: a sample shorter than the one before it waits
-    for it.
+    venue gave it, both through ``schedule(at_ns, rank, action)`` (the
+    backtest's event queue; ``now()`` is its time; ``rank`` orders what is
+    due at the same instant: :data:`ARRIVAL` before :data:`ANSWER`, both
+    after market data). Each direction keeps its order, as one connection
+    does: a sample shorter than the one before it waits for it.
 
     ``queue``: the matching engine's queue model (None: the replay's touch
     rule). The runner tells it of every market message with
@@ -282,7 +291,7 @@ class DelayedVenue(SimulatedVenue):
         instruments: Mapping[str, Instrument],
         *,
         now: Callable[[], int],
-        schedule: Callable[[int, Callable[[], None]], None],
+        schedule: Callable[[int, int, Callable[[], None]], None],
         entry_latency: Callable[[], int],
         response_latency: Callable[[], int],
         queue: QueueModel | None,
@@ -314,7 +323,7 @@ class DelayedVenue(SimulatedVenue):
     def _send(self, action: Callable[[], None]) -> None:
         at = max(self._now() + self._entry_latency(), self._entry_clear)
         self._entry_clear = at
-        self._schedule(at, action)
+        self._schedule(at, ARRIVAL, action)
 
     def _arrive(self, order: Order) -> None:
         self._on_arrive(order, self._now())
@@ -340,7 +349,7 @@ class DelayedVenue(SimulatedVenue):
     def _report(self, report: _Report) -> None:
         at = max(self._now() + self._response_latency(), self._answer_clear)
         self._answer_clear = at
-        self._schedule(at, partial(self._deliver, self._listener, report))
+        self._schedule(at, ANSWER, partial(self._deliver, self._listener, report))
 
     # -- the market moves ---------------------------------------------------------
 
