@@ -190,3 +190,27 @@ def test_a_venue_capture_whose_venue_is_unknown_is_an_error(tmp_path: Path) -> N
     path.write_bytes(path.read_bytes().replace(b"stream.binance.com", b"example.org", 1))
     with pytest.raises(DataError, match="cannot tell the venue"):
         read([path], XMRBTC)
+
+
+def test_a_kraken_capture_goes_through_the_kraken_dialect(tmp_path: Path) -> None:
+    # Kraken's documented book snapshot (tests/data/venues/kraken), as a feed handler
+    # would have captured it: the venue is told by the URL of the open line.
+    message = ROOT / "tests" / "data" / "venues" / "kraken" / "book_snapshot_docs.json"
+    path = tmp_path / "kraken.capture"
+    path.write_bytes(
+        b"1700000000000000000\topen\twss://ws.kraken.com/v2\t\n"
+        b"1700000000100000000\tws\t\t" + message.read_bytes().strip() + b"\n"
+    )
+    cfg = parse_config(
+        {"instruments": [{"symbol": "BTC/USD", "tick_size": "0.1", "lot_size": "0.00000001"}]},
+        environ={},
+    )
+    events, skipped = read([path], cfg)
+    [event] = events
+    snapshot = event.message
+    assert isinstance(snapshot, BookMessage)
+    assert snapshot.type.value == "snapshot"
+    assert (len(snapshot.bids), len(snapshot.asks)) == (10, 10)
+    assert snapshot.bids[0] == (452835, 10_000_000)  # 45283.5 x 0.1
+    assert event.ts_ns == 1700000000100000000
+    assert skipped == {}
