@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from ..core.orders import Order, OrderSink
 from ..core.protocol import BookMessage, Trade
 from ..engine.engine import Engine
 from ..sim.matching import MatchFill
-from ..sim.venue import MARKET, DelayedVenue
+from ..sim.venue import DelayedVenue
 from .data import DataEvent, read_data
 from .models import ConstantLatency, Latency, SampledLatency, load_latency_samples, queue_model
 from .result import BacktestMeta, BacktestResult, FillRecord, MarkSample, OrderRecord
@@ -219,6 +220,10 @@ class _Run:
         self.skipped: dict[str, int] = {}
         self.clock = ManualClock(start_ns=0)
         self.heap: list[tuple[int, int, int, Callable[[], None]]] = []
+        #: Market data on its way to the engine: (at ns, event), in time order (a
+        #: feed keeps its order), so a queue of its own, merged with ``heap``;
+        #: at one instant it goes first (rank MARKET).
+        self.feed: deque[tuple[int, DataEvent]] = deque()
         self.counter = itertools.count()
         self.fills: list[FillRecord] = []
         self.marks: list[MarkSample] = []
@@ -252,13 +257,32 @@ class _Run:
     def run_due(self, until_ns: int, inclusive: bool) -> None:
         """Run what is due before ``until_ns`` (or at it, ``inclusive``), in time order."""
         heap = self.heap
+        feed = self.feed
         clock = self.clock
         engine = self.engine
-        while heap:
+        apply = engine.builder.apply
+        mark_stale = engine.builder.mark_stale
+        while True:
+            if feed and (not heap or feed[0][0] <= heap[0][0]):
+                at = feed[0][0]
+                if at > until_ns or (at == until_ns and not inclusive):
+                    return
+                event = feed.popleft()[1]
+                if at > clock.now_ns:
+                    clock.now_ns = at
+                    engine.run_timers()
+                message = event.message
+                if message is None:
+                    mark_stale((event.symbol,))
+                else:
+                    apply(message, at)
+                continue
+            if not heap:
+                return
             at = heap[0][0]
             if at > until_ns or (at == until_ns and not inclusive):
                 return
-            _, _, _, action = heapq.heappop(heap)
+            action = heapq.heappop(heap)[3]
             if at > clock.now_ns:
                 clock.now_ns = at
                 # Strategy timers run on the data's clock, before what moved it.
@@ -323,7 +347,7 @@ class _Run:
             builder.set_listener(None)
         if listening:
             engine.start_strategies()
-        schedule = self.schedule
+        feed = self.feed
         run_due = self.run_due
         stream = read_data(self.data, self.config, self.skipped)
         try:
@@ -374,7 +398,7 @@ class _Run:
                 # The engine sees it a feed latency later, in the feed's order.
                 at = max(ts + feed_latency(), feed_clear)
                 feed_clear = at
-                schedule(at, MARKET, _Deliver(builder, event, at))
+                feed.append((at, event))
                 run_due(ts, inclusive=True)
         finally:
             # A run that stops early (``to``, an error) closes the files it read.
@@ -383,8 +407,8 @@ class _Run:
                 close()
         # What was in flight when the data ended still arrives.
         run_due(feed_clear, inclusive=True)
-        while self.heap:
-            run_due(self.heap[0][0], inclusive=True)
+        while self.heap or self.feed:
+            run_due(max(self.heap[0][0] if self.heap else 0, feed_clear), inclusive=True)
         orders = self._order_records()
         positions = {
             key: position.quantity
@@ -448,24 +472,6 @@ class _Run:
                 )
             )
         return records
-
-
-class _Deliver:
-    """A market message reaching the engine (a resynchronization makes its book stale)."""
-
-    __slots__ = ("at", "builder", "event")
-
-    def __init__(self, builder: BookBuilder, event: DataEvent, at: int) -> None:
-        self.builder = builder
-        self.event = event
-        self.at = at
-
-    def __call__(self) -> None:
-        message = self.event.message
-        if message is None:
-            self.builder.mark_stale((self.event.symbol,))
-        else:
-            self.builder.apply(message, self.at)
 
 
 def _with_latency_effect(result: BacktestResult, baseline: BacktestResult) -> BacktestResult:
