@@ -9,9 +9,9 @@ exactly.
 
 Units, everywhere in this module:
 
-- times are integer nanoseconds since the Unix epoch, on the data's
-  clock (the venue's event time where the data has one, else the
-  capture's receive time), never the machine's;
+- times are integer nanoseconds on the data's clock (since the Unix
+  epoch: the time each message was received where it was recorded; an
+  engine capture's own receive clock), never the machine's;
 - prices are integer ticks and quantities integer lots of the symbol's
   :class:`~trading_engine.core.instruments.Instrument`;
 - money (fees, PnL) is an integer count of the symbol's money unit,
