@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_PREFIX",
     "AdminConfig",
+    "BacktestConfig",
     "BreakerConfig",
     "Config",
     "EngineConfig",
@@ -438,6 +439,33 @@ class StrategyConfig(_Section):
     )
 
 
+class BacktestConfig(_Section):
+    """``[backtest]``: the models of ``trading-engine backtest`` (docs/backtest.md)."""
+
+    queue_model: Literal["front", "prob", "none"] = Field(
+        "prob",
+        description="queue position of resting orders: front (every decrease ahead), prob "
+        "(split by queue_power), none (fill at the touch, as replay)",
+    )
+    queue_power: float = Field(
+        3.0, gt=0, le=100, description="prob: n of f(x) = x**n (hftbacktest's power model)"
+    )
+    feed_latency_us: float = Field(
+        0.0, ge=0, le=60e6, description="market event to strategy, added to the data's time"
+    )
+    order_latency_us: float = Field(0.0, ge=0, le=60e6, description="decision to venue")
+    response_latency_us: float = Field(0.0, ge=0, le=60e6, description="venue to answer")
+    feed_latency_file: str | None = Field(
+        None, description="samples (us, one a line, or a Prometheus histogram) instead"
+    )
+    order_latency_file: str | None = Field(None, description="as feed_latency_file")
+    response_latency_file: str | None = Field(None, description="as feed_latency_file")
+    sample_interval_s: float = Field(
+        1.0, gt=0, le=86_400, description="data time between two marks of each symbol"
+    )
+    seed: int = Field(0, ge=0, description="seeds the sampled latencies")
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -451,6 +479,7 @@ class Config(_Section):
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     strategies: list[StrategyConfig] = Field(default_factory=list)
     feeds: list[FeedHandlerConfig] = Field(default_factory=list)
+    backtest: BacktestConfig = BacktestConfig()
 
     def instrument_map(self) -> dict[str, Instrument]:
         """The configured instruments by symbol."""

@@ -9,9 +9,9 @@ exactly.
 
 Units, everywhere in this module:
 
-- times are integer nanoseconds since the Unix epoch, on the data's
-  clock (the venue's event time where the data has one, else the
-  capture's receive time), never the machine's;
+- times are integer nanoseconds on the data's clock (since the Unix
+  epoch: the time each message was received where it was recorded; an
+  engine capture's own receive clock), never the machine's;
 - prices are integer ticks and quantities integer lots of the symbol's
   :class:`~trading_engine.core.instruments.Instrument`;
 - money (fees, PnL) is an integer count of the symbol's money unit,
@@ -143,6 +143,12 @@ class BacktestResult:
     is each (strategy, symbol)'s signed position in lots at the end, as
     the engine's ledger holds it: the analytics must arrive at the same
     figures from ``fills`` (a check, not a second source of truth).
+
+    ``latency_effect``: when the run had latency, the same run's figures
+    with none, next to its own, keyed ``"<strategy> <symbol>"``: ``fills``,
+    ``filled_lots``, ``fees`` (money units), ``cash`` (ticks * lots: sells
+    minus buys, before fees) and ``position`` (lots at the end), each also
+    with the suffix ``_zero_latency``. Empty without latency.
     """
 
     meta: BacktestMeta
@@ -152,6 +158,7 @@ class BacktestResult:
     orders: list[OrderRecord]
     marks: list[MarkSample]
     end_positions: Mapping[tuple[str, str], int]
+    latency_effect: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """The result as JSON: money and prices as exact decimal strings.
@@ -241,6 +248,7 @@ def _to_dict(result: BacktestResult) -> dict[str, Any]:
             {"strategy": strategy, "symbol": symbol, "position_lots": lots}
             for (strategy, symbol), lots in sorted(result.end_positions.items())
         ],
+        "latency_effect": {key: dict(row) for key, row in result.latency_effect.items()},
     }
 
 
@@ -308,4 +316,5 @@ def _from_dict(d: dict[str, Any]) -> BacktestResult:
         orders=orders,
         marks=marks,
         end_positions=end_positions,
+        latency_effect={key: dict(row) for key, row in d.get("latency_effect", {}).items()},
     )

@@ -422,7 +422,16 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-# -- demo and replay ------------------------------------------------------------------------
+# -- demo, replay and backtest --------------------------------------------------------------
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from .backtest import BacktestUsageError, run
+
+    try:
+        return run(args, _config(args))
+    except BacktestUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -647,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result as JSON (default: a text summary)"
     )
     replay.set_defaults(handler=_replay)
+
+    from .backtest import add_parser as add_backtest_parser
+
+    add_backtest_parser(commands, str(DEFAULT_CONFIG_PATH)).set_defaults(handler=_backtest)
 
     sim = commands.add_parser(
         "exchange-sim",

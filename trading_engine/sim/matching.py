@@ -30,6 +30,22 @@ Rules (prices in ticks, sizes in lots):
 * a cancel of a resting order succeeds at once; an order that is no longer
   resting stays as it is.
 
+With a queue model (``MatchingEngine(queue=...)``, used by backtests), a
+resting limit order also has a place in its level's queue, and the rule
+for resting orders is instead:
+
+* when it rests, the lots ahead of it are the size its level showed then
+  (``submit``'s ``ahead``);
+* a trade at its price takes the lots ahead first; what the trade has left
+  over fills the order (``on_trade``); a trade at a worse price for the
+  trade's aggressor than the order's (a sell printing below a resting bid)
+  went through the whole level, and fills the order's remainder;
+* a size decrease at its level that no trade explains moves it forward as
+  the queue model estimates (``on_depth``; an increase joins behind it);
+* a book whose opposite best price reaches the order's price (an ask at or
+  below a resting bid) fills the order's remainder at the order's price
+  (``on_book``).
+
 Statuses use the exchange API's words (``new``, ``partially_filled``,
 ``filled``, ``canceled``), as :class:`~trading_engine.core.orders.OrderStatus`
 values.
@@ -44,7 +60,16 @@ from typing import Protocol
 from ..core.orders import OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 
-__all__ = ["FOK", "BookLevels", "MatchFill", "MatchOrder", "MatchingEngine", "SortedLevels"]
+__all__ = [
+    "FOK",
+    "BookLevels",
+    "MatchFill",
+    "MatchOrder",
+    "MatchingEngine",
+    "QueueModel",
+    "QueuePosition",
+    "SortedLevels",
+]
 
 _OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
 #: Fill-or-kill: a time in force the engine never sends, that venues (and so
@@ -114,23 +139,58 @@ class MatchFill:
     lots: int
 
 
+@dataclass(slots=True)
+class QueuePosition:
+    """A resting order's place in its level's queue, in lots.
+
+    ``ahead``: the lots in front of it; ``traded``: the lots traded at its
+    price since its level's size last changed (a venue's book update that
+    follows a trade shows the trade's decrease again: the queue model
+    subtracts it, so one decrease never moves the order twice).
+    """
+
+    ahead: int
+    traded: int = 0
+
+
+class QueueModel(Protocol):
+    """How a size decrease at a resting order's level moves the order forward.
+
+    ``depth`` is given the order's position and the level's size before
+    and after (lots) and returns the new lots ahead (``0 <= ahead <= new``);
+    it resets ``position.traded``. Pure and deterministic.
+    """
+
+    name: str
+
+    def depth(self, position: QueuePosition, before: int, after: int) -> int: ...
+
+
 class MatchingEngine:
     """Matches orders against books it is shown; keeps the resting orders.
 
     ``resting`` maps client order id to the resting (open) orders in arrival
     order. Every method returns the fills it made, in order; order statuses
-    change in place.
+    change in place. ``queue``: a :class:`QueueModel` (see the module
+    docstring); None keeps the rule "a resting order fills at the touch".
     """
 
-    def __init__(self) -> None:
+    def __init__(self, queue: QueueModel | None = None) -> None:
         self.resting: dict[str, MatchOrder] = {}
         #: The resting orders again, by symbol (a book move looks at its own only).
         self._by_symbol: dict[str, dict[str, MatchOrder]] = {}
+        self.queue = queue
+        #: With a queue model: each resting limit order's place, by client order id.
+        self.positions: dict[str, QueuePosition] = {}
+        #: With a queue model: (symbol, side, price) -> the resting orders at that level.
+        self.levels: dict[tuple[str, str, int], dict[str, MatchOrder]] = {}
 
-    def submit(self, order: MatchOrder, book: BookLevels) -> list[MatchFill]:
+    def submit(self, order: MatchOrder, book: BookLevels, ahead: int = 0) -> list[MatchFill]:
         """Match a new order at once; rest a GTC remainder, cancel any other.
 
         A post-only order that would match is rejected instead (no fills).
+        ``ahead``: with a queue model, the lots its level shows on its own
+        side (the queue it joins if it rests).
         """
         if order.post_only and self._would_take(order, book):
             order.status = OrderStatus.REJECTED
@@ -147,7 +207,73 @@ class MatchingEngine:
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.NEW
             self.resting[order.client_order_id] = order
             self._by_symbol.setdefault(order.symbol, {})[order.client_order_id] = order
+            if self.queue is not None and order.price is not None:
+                self.positions[order.client_order_id] = QueuePosition(ahead)
+                key = (order.symbol, order.side, order.price)
+                self.levels.setdefault(key, {})[order.client_order_id] = order
         return fills
+
+    def on_trade(self, symbol: str, price: int, lots: int, aggressor: str) -> list[MatchFill]:
+        """With a queue model: a trade of ``lots`` at ``price`` ticks; fills what it reaches.
+
+        ``aggressor`` is the taker's side (``buy`` or ``sell``): it trades
+        against resting orders of the other side. O(resting orders of
+        ``symbol``).
+        """
+        fills: list[MatchFill] = []
+        orders = self._by_symbol.get(symbol)
+        if not orders or self.queue is None:
+            return fills
+        passive = Side.SELL if aggressor == Side.BUY else Side.BUY
+        for order in list(orders.values()):
+            if order.side != passive or not order.is_open or order.price is None:
+                continue
+            limit = order.price
+            remaining = order.quantity - order.filled
+            if limit == price:
+                position = self.positions[order.client_order_id]
+                position.traded += lots
+                position.ahead -= lots
+                if position.ahead >= 0:
+                    continue
+                take = min(remaining, -position.ahead)
+                position.ahead = 0
+            elif limit > price if passive == Side.BUY else limit < price:
+                # The print went past the order's price: its whole level traded.
+                take = remaining
+            else:
+                continue
+            fills.append(self._fill_resting(order, limit, take, orders))
+        return fills
+
+    def on_depth(self, symbol: str, side: str, price: int, before: int, after: int) -> None:
+        """With a queue model: the size at ``side``'s ``price`` went from ``before`` to ``after``.
+
+        Moves the resting orders at that level as the model estimates. O(1)
+        when no order rests there.
+        """
+        queue = self.queue
+        if queue is None:
+            return
+        at_level = self.levels.get((symbol, side, price))
+        if not at_level:
+            return
+        positions = self.positions
+        for cid in at_level:
+            position = positions[cid]
+            position.ahead = queue.depth(position, before, after)
+
+    def _fill_resting(
+        self, order: MatchOrder, price: int, take: int, orders: dict[str, MatchOrder]
+    ) -> MatchFill:
+        order.filled += take
+        order.cost += price * take
+        if order.filled >= order.quantity:
+            order.status = OrderStatus.FILLED
+            self._remove(order.client_order_id, orders)
+        else:
+            order.status = OrderStatus.PARTIALLY_FILLED
+        return MatchFill(order, price, take)
 
     def on_book(self, symbol: str, book: BookLevels) -> list[MatchFill]:
         """``symbol``'s book moved: fill its resting orders that the book now crosses.
@@ -187,6 +313,12 @@ class MatchingEngine:
                 assert limit is not None
                 if price > limit if buy else price < limit:
                     continue
+                if self.queue is not None:
+                    # The book reached the order's price: its queue is gone.
+                    fills.append(
+                        self._fill_resting(order, limit, order.quantity - order.filled, orders)
+                    )
+                    continue
             take = min(order.quantity - order.filled, size)
             if take <= 0:
                 continue
@@ -215,8 +347,14 @@ class MatchingEngine:
         return order
 
     def _remove(self, client_order_id: str, of_symbol: dict[str, MatchOrder]) -> None:
-        del self.resting[client_order_id]
+        order = self.resting.pop(client_order_id)
         del of_symbol[client_order_id]
+        if self.positions.pop(client_order_id, None) is not None and order.price is not None:
+            key = (order.symbol, order.side, order.price)
+            at_level = self.levels[key]
+            del at_level[client_order_id]
+            if not at_level:
+                del self.levels[key]
 
     @staticmethod
     def _would_take(order: MatchOrder, book: BookLevels) -> bool:

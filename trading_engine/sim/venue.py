@@ -35,20 +35,30 @@ precision, as an exchange renders it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..core.builder import BookEntry, BookState
 from ..core.instruments import Instrument
 from ..core.orders import POST_ONLY_REJECTED, ExecutionListener, Order, OrderStatus
+from ..core.protocol import BookMessage, MessageType, Trade
 from ..core.reports import FillReport, OrderReport
-from .matching import MatchFill, MatchingEngine, MatchOrder
+from .matching import MatchFill, MatchingEngine, MatchOrder, QueueModel
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
 
-__all__ = ["SimulatedVenue", "simulated_venue"]
+__all__ = ["ANSWER", "ARRIVAL", "MARKET", "DelayedVenue", "SimulatedVenue", "simulated_venue"]
+
+#: What is due at one instant runs in this order: market data reaching the
+#: engine, then orders and cancels reaching the venue, then the venue's
+#: answers reaching the engine. With no latency this is ``replay``'s order:
+#: the strategies see a message before the fills it caused.
+MARKET = 0
+ARRIVAL = 1
+ANSWER = 2
 
 _STATUSES = {status.value: status for status in OrderStatus}
 
@@ -126,16 +136,21 @@ class SimulatedVenue:
         return "closed"
 
     def submit(self, order: Order) -> str | None:
+        self._listener.on_written(order)
+        self._accept(order)
+        return None
+
+    def _accept(self, order: Order) -> None:
+        """The order reached the venue: match it against the book now, rest or end it."""
         self.orders += 1
         self._next_id += 1
-        self._listener.on_written(order)
         self._venue_ids[order.client_order_id] = f"SIM-{self._next_id}"
         entry = self._books.get(order.symbol)
         if entry is None or entry.state is not BookState.LIVE:
             self._report(
                 (order.client_order_id, OrderStatus.REJECTED, "book_not_live", 0, 0, order.symbol)
             )
-            return None
+            return
         match = MatchOrder(
             order.client_order_id,
             order.symbol,
@@ -146,7 +161,7 @@ class SimulatedVenue:
             order.time_in_force,
             post_only=order.post_only,
         )
-        self._fills(self.matching.submit(match, entry.book))
+        self._fills(self.matching.submit(match, entry.book, self._ahead(match, entry)))
         if match.is_open:
             # It rests, matched against this sequence's book: not again at it.
             self._matched_seq[order.symbol] = entry.seq
@@ -158,7 +173,10 @@ class SimulatedVenue:
             else None
         )
         self._status(match, reason)
-        return None
+
+    def _ahead(self, match: MatchOrder, entry: BookEntry) -> int:
+        """The lots a resting order would queue behind (used with a queue model only)."""
+        return 0
 
     def cancel(self, order: Order) -> None:
         match = self.matching.cancel(order.client_order_id)
@@ -242,3 +260,152 @@ def simulated_venue(engine: Engine) -> SimulatedVenue:
     dispatcher.after_book = venue.after_fan_out
     dispatcher.after_trade = venue.after_fan_out
     return venue
+
+
+class DelayedVenue(SimulatedVenue):
+    """The simulated venue of a backtest: its own book, latency each way, a queue model.
+
+    Unlike :class:`SimulatedVenue`, it matches against ``books``, the
+    venue's own books at the data's time (not the engine's, which see the
+    market ``feed latency`` later), and nothing is instant: an order or a
+    cancel reaches it ``entry_latency()`` ns after the engine sent it, and
+    each answer reaches the engine ``response_latency()`` ns after the
+    venue gave it, both through ``schedule(at_ns, rank, action)`` (the
+    backtest's event queue; ``now()`` is its time; ``rank`` orders what is
+    due at the same instant: :data:`ARRIVAL` before :data:`ANSWER`, both
+    after market data). Each direction keeps its order, as one connection
+    does: a sample shorter than the one before it waits for it.
+
+    ``queue``: the matching engine's queue model (None: the replay's touch
+    rule). The runner tells it of every market message with
+    :meth:`before_book` / :meth:`after_book` and :meth:`on_trade`.
+    ``on_fill(fill, liquidity, ts_ns)`` sees every fill as the venue makes
+    it (``taker`` when it matched on arrival, else ``maker``);
+    ``on_arrive(order, ts_ns)`` every order as it reaches the venue.
+    """
+
+    def __init__(
+        self,
+        books: Mapping[str, BookEntry],
+        listener: ExecutionListener,
+        instruments: Mapping[str, Instrument],
+        *,
+        now: Callable[[], int],
+        schedule: Callable[[int, int, Callable[[], None]], None],
+        entry_latency: Callable[[], int],
+        response_latency: Callable[[], int],
+        queue: QueueModel | None,
+        on_fill: Callable[[MatchFill, str, int], None],
+        on_arrive: Callable[[Order, int], None],
+    ) -> None:
+        super().__init__(books, listener, instruments)
+        self.matching = MatchingEngine(queue)
+        self._now = now
+        self._schedule = schedule
+        self._entry_latency = entry_latency
+        self._response_latency = response_latency
+        self._on_fill = on_fill
+        self._on_arrive = on_arrive
+        self._entry_clear = 0
+        self._answer_clear = 0
+        self._taker = False
+        #: Sizes before a book message of the levels where orders rest: (side, price, lots).
+        self._before: list[tuple[str, int, int]] = []
+
+    def submit(self, order: Order) -> str | None:
+        self._listener.on_written(order)
+        self._send(partial(self._arrive, order))
+        return None
+
+    def cancel(self, order: Order) -> None:
+        self._send(partial(SimulatedVenue.cancel, self, order))
+
+    def _send(self, action: Callable[[], None]) -> None:
+        at = max(self._now() + self._entry_latency(), self._entry_clear)
+        self._entry_clear = at
+        self._schedule(at, ARRIVAL, action)
+
+    def _arrive(self, order: Order) -> None:
+        self._on_arrive(order, self._now())
+        self._taker = True
+        try:
+            self._accept(order)
+        finally:
+            self._taker = False
+
+    def _ahead(self, match: MatchOrder, entry: BookEntry) -> int:
+        if match.price is None:
+            return 0
+        book = entry.book
+        return book.bid_size(match.price) if match.side == "buy" else book.ask_size(match.price)
+
+    def _fills(self, fills: list[MatchFill]) -> None:
+        liquidity = "taker" if self._taker else "maker"
+        now = self._now()
+        for fill in fills:
+            self._on_fill(fill, liquidity, now)
+        super()._fills(fills)
+
+    def _report(self, report: _Report) -> None:
+        at = max(self._now() + self._response_latency(), self._answer_clear)
+        self._answer_clear = at
+        self._schedule(at, ANSWER, partial(self._deliver, self._listener, report))
+
+    # -- the market moves ---------------------------------------------------------
+
+    def before_book(self, message: BookMessage) -> None:
+        """Before ``message`` is applied to the venue's book: note the sizes where orders rest."""
+        levels = self.matching.levels
+        if not levels:
+            return
+        symbol = message.symbol
+        entry = self._books.get(symbol)
+        if entry is None:
+            return
+        book = entry.book
+        before = self._before
+        if message.type is MessageType.SNAPSHOT:
+            for key_symbol, side, price in levels:
+                if key_symbol == symbol:
+                    size = book.bid_size(price) if side == "buy" else book.ask_size(price)
+                    before.append((side, price, size))
+            return
+        for price, _ in message.bids:
+            if (symbol, "buy", price) in levels:
+                before.append(("buy", price, book.bid_size(price)))
+        for price, _ in message.asks:
+            if (symbol, "sell", price) in levels:
+                before.append(("sell", price, book.ask_size(price)))
+
+    def after_book(self, entry: BookEntry) -> None:
+        """The venue's book of ``entry`` moved: move queues, then fill what it reaches."""
+        matching = self.matching
+        before = self._before
+        if before:
+            book = entry.book
+            symbol = entry.symbol
+            for side, price, size in before:
+                after = book.bid_size(price) if side == "buy" else book.ask_size(price)
+                if after != size:
+                    matching.on_depth(symbol, side, price, size, after)
+            before.clear()
+        if matching.resting and entry.state is BookState.LIVE:
+            self._settle(matching.on_book(entry.symbol, entry.book))
+
+    def on_trade(self, entry: BookEntry, trade: Trade) -> None:
+        """A print on the venue: with a queue model it fills what it reaches, else as a move."""
+        matching = self.matching
+        if not matching.resting or entry.state is not BookState.LIVE:
+            return
+        if matching.queue is None:
+            self._settle(matching.on_book(entry.symbol, entry.book))
+        else:
+            self._settle(matching.on_trade(entry.symbol, trade.price, trade.size, trade.side))
+
+    def _settle(self, fills: list[MatchFill]) -> None:
+        if not fills:
+            return
+        self._fills(fills)
+        done = {fill.order.client_order_id: fill.order for fill in fills}
+        for match in done.values():
+            self._status(match, None)

@@ -1,0 +1,216 @@
+"""The data readers: formats told by content, gzip, merging, and bad input never silent."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.backtest.helpers import MS, T0, book, trade, write_capture
+from tests.fakes import config
+from trading_engine.backtest.data import DataError, DataEvent, detect_format, read_data
+from trading_engine.config import Config, parse_config
+from trading_engine.core.protocol import BookMessage, Trade
+
+ROOT = Path(__file__).resolve().parents[2]
+BINANCE = ROOT / "tests" / "data" / "venues" / "binance" / "xmrbtc_session.capture"
+TARDIS = ROOT / "tests" / "data" / "tardis"
+BOOK_CSV = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n"
+TRADES_CSV = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+XMRBTC = parse_config(
+    {"instruments": [{"symbol": "XMRBTC", "tick_size": "0.000001", "lot_size": "0.001"}]},
+    environ={},
+)
+
+
+def frames(tmp_path: Path) -> list[tuple[int, bytes]]:
+    return [
+        (T0, book("snapshot", 1, [["100.00", "1.000"]], [["100.10", "2.000"]])),
+        (T0 + MS, trade(2, "100.00", "0.010", "sell")),
+        (T0 + 2 * MS, book("update", 3, [["100.00", "0.990"]], [])),
+    ]
+
+
+def read(paths: list[Path], cfg: Config | None = None) -> tuple[list[DataEvent], dict[str, int]]:
+    skipped: dict[str, int] = {}
+    events = list(read_data(paths, cfg or config(), skipped))
+    return events, skipped
+
+
+def test_formats_are_told_by_content_not_by_name(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "data.csv", frames(tmp_path))
+    assert detect_format(capture) == "engine_capture"
+    assert detect_format(BINANCE) == "venue_capture"
+    assert detect_format(TARDIS / "binance_trades_2021-08-14_FTMUSDT.csv.gz") == "tardis_trades"
+    book_csv = TARDIS / "binance_incremental_book_L2_2021-08-14_XMRBTC.csv.gz"
+    assert detect_format(book_csv) == "tardis_book"
+    plain = tmp_path / "book.gz"  # not gzip, whatever the name says
+    plain.write_bytes(gzip.decompress(book_csv.read_bytes()))
+    assert detect_format(plain) == "tardis_book"
+
+
+def test_gzip_is_read_directly(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "data.capture", frames(tmp_path))
+    packed = tmp_path / "data.bin"
+    packed.write_bytes(gzip.compress(capture.read_bytes()))
+    plain_events, _ = read([capture])
+    packed_events, _ = read([packed])
+    assert [repr(e) for e in packed_events] == [repr(e) for e in plain_events]
+    assert [type(e.message) for e in plain_events] == [BookMessage, Trade, BookMessage]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file"),
+        (b"hello world\n", "unknown format"),
+        (b"exchange,symbol,timestamp,local_timestamp,funding_rate\n", "other than"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_an_error_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "bad.dat"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read([path])
+    assert str(path) in str(info.value)
+    with pytest.raises(DataError, match="cannot open"):
+        read([tmp_path / "missing.capture"])
+
+
+def test_a_corrupt_or_truncated_gzip_is_an_error(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "data.capture", frames(tmp_path) * 50)
+    packed = gzip.compress(capture.read_bytes())
+    truncated = tmp_path / "truncated.gz"
+    truncated.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        read([truncated])
+    corrupt = tmp_path / "corrupt.gz"
+    # The last 8 bytes are the CRC-32 and length: a wrong CRC.
+    corrupt.write_bytes(packed[:-8] + bytes(b ^ 0xFF for b in packed[-8:-4]) + packed[-4:])
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        read([corrupt])
+
+
+def test_a_cut_last_line_and_bad_lines_are_counted(tmp_path: Path) -> None:
+    capture = write_capture(tmp_path / "data.capture", frames(tmp_path))
+    with capture.open("ab") as handle:
+        handle.write(b"not a capture line\n")
+        handle.write(b'%d\t{"type":"upd' % (T0 + 3 * MS))  # the writer stopped here
+    events, skipped = read([capture])
+    assert len(events) == 3
+    assert skipped == {"bad_line": 1, "cut_line": 1}
+
+
+def test_out_of_order_lines_are_counted_and_left_out(tmp_path: Path) -> None:
+    rows = frames(tmp_path)
+    capture = write_capture(tmp_path / "data.capture", [rows[0], rows[2], rows[1]])
+    events, skipped = read([capture])
+    assert [e.ts_ns for e in events] == [T0, T0 + 2 * MS]
+    assert skipped == {"out_of_order": 1}
+
+
+def test_files_are_merged_by_time(tmp_path: Path) -> None:
+    rows = frames(tmp_path)
+    one = write_capture(tmp_path / "one.capture", [rows[0], rows[2]])
+    two = write_capture(tmp_path / "two.capture", [rows[1]])
+    events, _ = read([one, two])
+    assert [e.ts_ns for e in events] == [T0, T0 + MS, T0 + 2 * MS]
+
+
+def test_tardis_rows_are_grouped_into_messages(tmp_path: Path) -> None:
+    path = tmp_path / "book.csv"
+    path.write_text(
+        BOOK_CSV
+        + "binance,XMRBTC,1,1000,false,bid,0.005,1\n"  # before the first snapshot
+        + "binance,XMRBTC,2,2000,true,bid,0.005,1.5\n"
+        + "binance,XMRBTC,2,2000,true,ask,0.006,2\n"
+        + "binance,XMRBTC,3,3000,false,bid,0.005,0\n"
+        + "binance,XMRBTC,3,3000,false,bid,0.004,3\n"
+        + "binance,XMRBTC,4,4000,false,ask,0.0060005,1\n"  # off the tick grid
+        + "binance,ETHBTC,4,4000,false,ask,0.06,1\n"  # not configured
+        + "binance,XMRBTC,5,2500,false,ask,0.006,1\n"  # earlier than the row before
+        + "binance,XMRBTC,6,6000,true,bid,0.0051,1\n"  # a new snapshot
+    )
+    events, skipped = read([path], XMRBTC)
+    messages = [e.message for e in events]
+    assert [(m.type.value, m.bids, m.asks) for m in messages] == [  # type: ignore[union-attr]
+        ("snapshot", [(5000, 1500)], [(6000, 2000)]),
+        ("update", [(5000, 0), (4000, 3000)], []),
+        ("snapshot", [(5100, 1000)], []),
+    ]
+    assert [e.ts_ns for e in events] == [2_000_000, 3_000_000, 6_000_000]
+    assert skipped == {
+        "before_snapshot": 1,
+        "off_grid": 1,
+        "unknown_symbol": 1,
+        "out_of_order": 1,
+    }
+
+
+def test_tardis_trades_take_the_aggressor_side(tmp_path: Path) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        TRADES_CSV
+        + "binance,XMRBTC,1,1000,7,buy,0.005,1.5\n"
+        + "binance,XMRBTC,2,2000,8,unknown,0.005,1\n"
+        + "binance,XMRBTC,3,3000,,sell,0.004,0.25\n"
+    )
+    events, skipped = read([path], XMRBTC)
+    trades = [e.message for e in events]
+    assert [(t.side.value, t.price, t.size) for t in trades] == [  # type: ignore[union-attr]
+        ("buy", 5000, 1500),
+        ("sell", 4000, 250),
+    ]
+    assert skipped == {"trade_side_unknown": 1}
+
+
+def test_a_venue_sequence_gap_resynchronizes_the_book(tmp_path: Path) -> None:
+    path = tmp_path / "gap.capture"
+    lines = BINANCE.read_bytes().splitlines(keepends=True)
+    # The depth event U=717720867..u=717720867 now claims 717720868: one update is lost.
+    changed = [
+        line.replace(b'"U":717720867,"u":717720867', b'"U":717720868,"u":717720868')
+        for line in lines
+    ]
+    assert changed != lines
+    path.write_bytes(b"".join(changed))
+    events, skipped = read([path], XMRBTC)
+    assert skipped.get("resync_gap") == 1
+    resyncs = [e for e in events if e.message is None]
+    assert [(e.symbol, e.reason) for e in resyncs] == [("XMRBTC", "gap")]
+
+
+def test_a_venue_capture_whose_venue_is_unknown_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.capture"
+    shutil.copy(BINANCE, path)
+    path.write_bytes(path.read_bytes().replace(b"stream.binance.com", b"example.org", 1))
+    with pytest.raises(DataError, match="cannot tell the venue"):
+        read([path], XMRBTC)
+
+
+def test_a_kraken_capture_goes_through_the_kraken_dialect(tmp_path: Path) -> None:
+    # Kraken's documented book snapshot (tests/data/venues/kraken), as a feed handler
+    # would have captured it: the venue is told by the URL of the open line.
+    message = ROOT / "tests" / "data" / "venues" / "kraken" / "book_snapshot_docs.json"
+    path = tmp_path / "kraken.capture"
+    path.write_bytes(
+        b"1700000000000000000\topen\twss://ws.kraken.com/v2\t\n"
+        b"1700000000100000000\tws\t\t" + message.read_bytes().strip() + b"\n"
+    )
+    cfg = parse_config(
+        {"instruments": [{"symbol": "BTC/USD", "tick_size": "0.1", "lot_size": "0.00000001"}]},
+        environ={},
+    )
+    events, skipped = read([path], cfg)
+    [event] = events
+    snapshot = event.message
+    assert isinstance(snapshot, BookMessage)
+    assert snapshot.type.value == "snapshot"
+    assert (len(snapshot.bids), len(snapshot.asks)) == (10, 10)
+    assert snapshot.bids[0] == (452835, 10_000_000)  # 45283.5 x 0.1
+    assert event.ts_ns == 1700000000100000000
+    assert skipped == {}

@@ -1,0 +1,267 @@
+"""run_backtest: fills computed by hand, latency, fees, determinism, recorded venue data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.backtest.helpers import MS, T0, book, once, trade, write_capture
+from tests.fakes import config
+from tests.sim.test_replay import STRATEGIES
+from tests.sim.test_replay import write_capture as write_random_capture
+from trading_engine.backtest.result import BacktestResult
+from trading_engine.backtest.runner import BacktestOptions, run_backtest
+from trading_engine.config import parse_config
+from trading_engine.sim.replay import replay_file
+
+ROOT = Path(__file__).resolve().parents[2]
+BINANCE = ROOT / "tests" / "data" / "venues" / "binance" / "xmrbtc_session.capture"
+TARDIS = ROOT / "tests" / "data" / "tardis" / "binance_incremental_book_L2_2021-08-14_XMRBTC.csv.gz"
+
+
+def fills_of(result: BacktestResult) -> list[tuple[int, int, int, str, int]]:
+    return [(f.ts_ns - T0, f.price, f.quantity, f.liquidity, f.fee) for f in result.fills]
+
+
+def aggressive_market(tmp_path: Path) -> Path:
+    return write_capture(
+        tmp_path / "aggressive.capture",
+        [
+            (T0, book("snapshot", 1, [["100.00", "1.000"]], [["100.10", "2.000"]])),
+            # Half a millisecond later the ask at 100.10 is down to 0.5.
+            (T0 + MS // 2, book("update", 2, [], [["100.10", "0.500"]])),
+            (T0 + 2 * MS, book("update", 3, [["99.99", "1.000"]], [])),
+        ],
+    )
+
+
+def test_an_aggressive_order_meets_the_book_of_its_arrival(tmp_path: Path) -> None:
+    data = [aggressive_market(tmp_path)]
+    # IOC buy of 1.5 (1500 lots) at 100.10 (10010 ticks), decided on the snapshot at T0.
+    now = run_backtest(once("100.10", 1500, tif="IOC"), data)
+    # No latency: it meets the ask of 2.0: 1500 lots taker, fee 1500 * 10010 * 0.001 = 15015.
+    assert fills_of(now) == [(0, 10010, 1500, "taker", 15015)]
+    assert now.end_positions == {("once", "BTC-USD"): 1500}
+    assert now.latency_effect == {}
+    # 1 ms to the venue: it arrives after the ask fell to 0.5: 500 lots, fee 5005; the rest
+    # is canceled.
+    late = run_backtest(once("100.10", 1500, tif="IOC", order_latency_us=1000), data)
+    assert fills_of(late) == [(MS, 10010, 500, "taker", 5005)]
+    [order] = late.orders
+    assert (order.decided_ns, order.arrived_ns) == (T0, T0 + MS)
+    assert (order.filled, order.status) == (500, "canceled")
+    # The difference from no latency is in the result, not hidden.
+    effect = late.latency_effect["once BTC-USD"]
+    assert (effect["filled_lots"], effect["filled_lots_zero_latency"]) == (500, 1500)
+    assert (effect["fees"], effect["fees_zero_latency"]) == (5005, 15015)
+    assert (effect["position"], effect["position_zero_latency"]) == (500, 1500)
+    assert BacktestResult.from_json(late.to_json()).latency_effect == late.latency_effect
+
+
+def queue_market(tmp_path: Path) -> Path:
+    return write_capture(
+        tmp_path / "queue.capture",
+        [
+            (T0, book("snapshot", 1, [["100.00", "1.000"]], [["100.10", "2.000"]])),
+            (T0 + 1 * MS, trade(2, "100.00", "0.990", "sell")),
+            # The venue's book shows the traded lots leaving: 1.000 -> 0.010.
+            (T0 + 2 * MS, book("update", 3, [["100.00", "0.010"]], [])),
+            (T0 + 3 * MS, trade(4, "100.00", "0.012", "sell")),
+            (T0 + 4 * MS, trade(5, "100.00", "0.004", "sell")),
+        ],
+    )
+
+
+@pytest.mark.parametrize("model", ["front", "prob"])
+def test_a_resting_order_fills_when_the_trades_reach_it(tmp_path: Path, model: str) -> None:
+    # A buy of 5 lots at 100.00 joins 1000 lots. Sells of 990 leave 10 ahead (the update
+    # that shows them moves nothing), 12 fill 2 of ours, 4 more fill the other 3.
+    # Maker rebate 0.0001: ceil(-10000 * 2 * 0.0001) = -2, ceil(-10000 * 3 * 0.0001) = -3.
+    result = run_backtest(once("100.00", 5, queue_model=model), [queue_market(tmp_path)])
+    assert fills_of(result) == [
+        (3 * MS, 10000, 2, "maker", -2),
+        (4 * MS, 10000, 3, "maker", -3),
+    ]
+    assert result.orders[0].status == "filled"
+    assert result.end_positions == {("once", "BTC-USD"): 5}
+    assert result.meta.fill_model == model if model == "front" else "prob(n=3)"
+
+
+def test_without_a_queue_model_a_resting_order_waits_for_the_touch(tmp_path: Path) -> None:
+    # The replay's rule: a bid fills only when an ask reaches it; these sells never do.
+    result = run_backtest(once("100.00", 5, queue_model="none"), [queue_market(tmp_path)])
+    assert result.fills == []
+    assert result.orders[0].status == "new"
+
+
+def test_the_ledger_charges_the_fees_the_fills_report(tmp_path: Path) -> None:
+    cfg = config(
+        STRATEGIES,
+        risk={"max_orders_per_s": 1000},
+        instruments=[
+            {"symbol": s, "tick_size": "0.01", "lot_size": "0.001", "maker_fee": "0.0002",
+             "taker_fee": "0.0007"} for s in ("BTC-USD", "ETH-USD")
+        ],
+    )  # fmt: skip  # type: ignore[arg-type]
+    path = tmp_path / "feed.capture"
+    write_random_capture(path, frames=3000)
+    result = run_backtest(cfg, [path])
+    assert {f.liquidity for f in result.fills} == {"maker", "taker"}
+    fees: dict[tuple[str, str], int] = {}
+    lots: dict[tuple[str, str], int] = {}
+    for fill in result.fills:
+        key = (fill.strategy, fill.symbol)
+        fees[key] = fees.get(key, 0) + fill.fee
+        lots[key] = lots.get(key, 0) + (fill.quantity if fill.side == "buy" else -fill.quantity)
+    assert all(fee > 0 for fee in fees.values())
+    assert lots == {key: value for key, value in result.end_positions.items() if key in lots}
+
+
+def without_wall_time(result: BacktestResult) -> dict[str, object]:
+    data = orjson.loads(result.to_json())
+    data["meta"]["wall_s"] = 0
+    return data  # type: ignore[no-any-return]
+
+
+def test_the_same_inputs_give_the_same_result(tmp_path: Path) -> None:
+    path = tmp_path / "feed.capture"
+    write_random_capture(path, frames=3000)
+    samples = tmp_path / "latency.txt"
+    samples.write_text("\n".join(str(50 + 37 * i % 900) for i in range(200)))
+    cfg = config(
+        STRATEGIES,
+        risk={"max_orders_per_s": 1000},
+        backtest={"order_latency_file": str(samples), "feed_latency_us": 150, "seed": 3},
+    )
+    first = run_backtest(cfg, [path])
+    second = run_backtest(cfg, [path])
+    assert len(first.fills) > 10
+    assert len(first.orders) > 50
+    assert without_wall_time(first) == without_wall_time(second)
+    assert "sampled" in first.meta.order_latency
+    other_seed = run_backtest(cfg, [path], BacktestOptions(seed=4))
+    assert without_wall_time(other_seed) != without_wall_time(first)
+
+
+def test_from_and_to_bound_the_trading(tmp_path: Path) -> None:
+    data = [queue_market(tmp_path)]
+    # Trading from T0 + 2 ms: the order is decided on the update at 2 ms, behind 10 lots
+    # (the snapshot and the first trade built the book unseen): 12 fill 2, 4 fill 3.
+    result = run_backtest(once("100.00", 5), data, BacktestOptions(from_ns=T0 + 2 * MS))
+    assert result.orders[0].decided_ns == T0 + 2 * MS
+    assert fills_of(result) == [(3 * MS, 10000, 2, "maker", -2), (4 * MS, 10000, 3, "maker", -3)]
+    cut = run_backtest(once("100.00", 5), data, BacktestOptions(to_ns=T0 + 3 * MS))
+    assert fills_of(cut) == [(3 * MS, 10000, 2, "maker", -2)]
+    assert cut.meta.last_ns == T0 + 3 * MS
+    assert cut.meta.frames == 4
+
+
+def test_strategy_parameters_can_be_set_per_run(tmp_path: Path) -> None:
+    data = [aggressive_market(tmp_path)]
+    result = run_backtest(
+        once("100.10", 1500, tif="IOC"), data, BacktestOptions(parameters={"once": {"lots": "700"}})
+    )
+    assert fills_of(result) == [(0, 10010, 700, "taker", 7007)]
+    assert result.meta.parameters == {"once.lots": "700"}
+    with pytest.raises(ValueError, match="not configured"):
+        run_backtest(once("100.10", 1), data, BacktestOptions(parameters={"nobody": {"a": "1"}}))
+
+
+XMRBTC = {
+    "instruments": [{"symbol": "XMRBTC", "tick_size": "0.000001", "lot_size": "0.001",
+                     "maker_fee": "0.001", "taker_fee": "0.001"}],
+    "strategies": [{"name": "mm", "class": "market_maker", "symbols": ["XMRBTC"],
+                    "params": {"quantity": "0.5", "max_inventory": "5", "half_spread_ticks": 1}}],
+    "journal": {"path": ":memory:"},
+}  # fmt: skip
+
+
+def test_a_recorded_binance_session_runs_through_the_live_decoder() -> None:
+    result = run_backtest(parse_config(XMRBTC, environ={}), [BINANCE])
+    meta = result.meta
+    # 17 venue lines: the snapshot and 9 XMRBTC depth events reach the books (the one
+    # before the snapshot is buffered by the dialect and applied with it).
+    assert meta.frames == 10
+    assert meta.skipped == {"venue_unknown_symbol": 2, "venue_unsubscribed_stream": 4}
+    assert len(result.orders) >= 2
+    assert {o.strategy for o in result.orders} == {"mm"}
+    assert all(o.arrived_ns == o.decided_ns for o in result.orders)
+
+
+def book_states(result: BacktestResult) -> list[tuple[int | None, int | None]]:
+    states: list[tuple[int | None, int | None]] = []
+    for mark in result.marks:
+        if not states or states[-1] != (mark.bid, mark.ask):
+            states.append((mark.bid, mark.ask))
+    return states
+
+
+def test_the_tardis_file_gives_the_same_book_as_the_venue_messages() -> None:
+    cfg = parse_config(XMRBTC, environ={})
+    every = BacktestOptions(sample_interval_ns=1)
+    venue = run_backtest(cfg, [BINANCE], every)
+    tardis = run_backtest(cfg, [TARDIS], every)
+    assert tardis.meta.skipped == {"before_snapshot": 2}
+    assert len(book_states(venue)) >= 2
+    assert book_states(tardis) == book_states(venue)
+
+
+def test_the_command_writes_the_result_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        'taker_fee = "0.001"\n'
+        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    out = tmp_path / "result.json"
+    code = main(["backtest", "--config", str(cfg), str(BINANCE), str(TARDIS), "--json", str(out),
+                 "--from", "2021-08-14T14:46:36Z", "--to", "1628952398000000000"])  # fmt: skip
+    assert code == 0
+    result = BacktestResult.from_json(out.read_bytes())
+    assert result.meta.from_ns == 1628952396_000_000_000
+    assert result.meta.to_ns == 1628952398_000_000_000
+    assert result.meta.last_ns is not None
+    assert result.meta.last_ns <= 1628952398_000_000_000
+    assert "backtest:" in capsys.readouterr().out
+    bad = tmp_path / "bad.dat"
+    bad.write_text("nothing\n")
+    assert main(["backtest", "--config", str(cfg), str(bad)]) == 2
+    assert "unknown format" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["backtest", "--config", str(cfg), str(BINANCE), "--from", "yesterday"])
+    assert exited.value.code == 2
+    assert "neither ns since the epoch nor an RFC 3339 time" in capsys.readouterr().err
+    assert main(["backtest", "--config", str(cfg), str(BINANCE), "--from", "3", "--to", "2"]) == 2
+
+
+def test_with_no_latency_and_no_queue_a_backtest_is_the_replay(tmp_path: Path) -> None:
+    # replay reruns a live session (tests/integration/test_replay_fidelity.py); a backtest
+    # with no latency and the replay's fill rule gives the same orders, fills and positions.
+    path = tmp_path / "feed.capture"
+    write_random_capture(path, frames=3000)
+    cfg = config(STRATEGIES, risk={"max_orders_per_s": 1000}, backtest={"queue_model": "none"})
+    replayed = replay_file(cfg, str(path))
+    result = run_backtest(cfg, [path])
+    assert len(result.orders) > 100
+    mine = []
+    for o in result.orders:
+        # replay cancels what still rests when the data ends; a backtest reports it as it is.
+        status = "canceled" if o.status in ("new", "partially_filled") else o.status
+        cid = o.client_order_id.replace("-backtest-", "-replay-")
+        mine.append((cid, o.symbol, o.side.value, o.quantity, o.price, status, o.filled))
+    assert mine == replayed.order_log
+    assert len(result.fills) == replayed.fills
+    lots: dict[str, int] = {}
+    for (_, symbol), position in result.end_positions.items():
+        lots[symbol] = lots.get(symbol, 0) + position
+    assert {
+        symbol: result.instruments[symbol].format_size(q) for symbol, q in lots.items() if q
+    } == {symbol: p["quantity"] for symbol, p in replayed.positions.items()}

@@ -1,0 +1,157 @@
+"""``trading-engine backtest``: the configured strategies over recorded market data.
+
+:func:`add_parser` adds the command to the CLI's subcommands; more options
+(sweeps) are added to the parser it returns, and read in :func:`options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import importlib
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "options", "parse_time", "run"]
+
+
+def parse_time(text: str) -> int:
+    """A time option: ns since the epoch (digits), or RFC 3339 (``2021-08-14T14:46:37Z``).
+
+    Raises ``argparse.ArgumentTypeError`` for anything else (a time without
+    a UTC offset is refused: a backtest's clock is UTC).
+    """
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither ns since the epoch nor an RFC 3339 time"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +00:00)")
+    # Integer arithmetic: a float of ns since the epoch loses the microseconds.
+    utc = moment.astimezone(UTC)
+    return calendar.timegm(utc.timetuple()) * 1_000_000_000 + utc.microsecond * 1000
+
+
+def add_parser(commands: Any, default_config: str) -> argparse.ArgumentParser:
+    """Add ``backtest`` to ``commands`` (argparse subparsers); returns its parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "backtest",
+        help="run the configured strategies over recorded market data",
+        description="Run the configured strategies over recorded market data (engine "
+        "captures, feed-handler venue captures, Tardis.dev incremental_book_L2 and trades "
+        "CSV; gzip read directly) through the same books, strategies, risk, ledger and "
+        "matching engine as live, with the [backtest] queue, latency and fee models. "
+        "Deterministic: the same data and config give the same result.",
+    )
+    parser.add_argument("data", nargs="+", metavar="DATA", help="data files, merged by time")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"configuration (default {default_config})"
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_ns",
+        type=parse_time,
+        metavar="T",
+        help="trade from this data time (RFC 3339, or ns since the epoch); earlier data "
+        "only builds the books",
+    )
+    parser.add_argument(
+        "--to", dest="to_ns", type=parse_time, metavar="T", help="stop after this data time"
+    )
+    parser.add_argument(
+        "--report", metavar="DIR", help="write the report (HTML and figures) into DIR"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="write the result as JSON to FILE ('-': standard output)"
+    )
+    return parser
+
+
+def options(args: argparse.Namespace) -> Any:
+    """The :class:`~trading_engine.backtest.runner.BacktestOptions` of the command line."""
+    from ..backtest.runner import BacktestOptions
+
+    return BacktestOptions(from_ns=args.from_ns, to_ns=args.to_ns)
+
+
+class BacktestUsageError(Exception):
+    """Bad input to the command: the message is one line (exit 2)."""
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    """Run the command; returns the exit code. Raises :class:`BacktestUsageError`."""
+    from ..backtest.data import DataError
+    from ..backtest.models import LatencyError
+    from ..backtest.runner import run_backtest
+
+    if args.from_ns is not None and args.to_ns is not None and args.to_ns < args.from_ns:
+        raise BacktestUsageError("--to is before --from")
+    writer = None
+    if args.report is not None:
+        try:
+            writer = importlib.import_module("trading_engine.backtest.report").write_report
+        except (ImportError, AttributeError):
+            raise BacktestUsageError(
+                "--report: this installation has no report writer (trading_engine.backtest.report)"
+            ) from None
+    try:
+        result = run_backtest(config, [Path(p) for p in args.data], options(args))
+    except (DataError, LatencyError) as exc:
+        raise BacktestUsageError(str(exc)) from None
+    except ValueError as exc:
+        raise BacktestUsageError(str(exc)) from None
+    if args.json is not None:
+        data = result.to_json()
+        if args.json == "-":
+            sys.stdout.buffer.write(data + b"\n")
+        else:
+            try:
+                Path(args.json).write_bytes(data)
+            except OSError as exc:
+                raise BacktestUsageError(
+                    f"--json: cannot write {args.json}: {exc.strerror}"
+                ) from None
+    if writer is not None:
+        writer(result, Path(args.report))
+    if args.json != "-":
+        _summary(result)
+    return 0
+
+
+def _summary(result: Any) -> None:
+    meta = result.meta
+    rate = meta.events / meta.wall_s if meta.wall_s else 0.0
+    print(
+        f"backtest: {meta.frames:,} messages, {meta.events:,} book events in {meta.wall_s:.2f} s "
+        f"({rate:,.0f} events/s); fill model {meta.fill_model}; feed latency "
+        f"{meta.feed_latency}; order latency {meta.order_latency}"
+    )
+    if meta.skipped:
+        skipped = ", ".join(f"{reason} {count}" for reason, count in meta.skipped.items())
+        print(f"left out: {skipped}")
+    fills: dict[tuple[str, str], list[int]] = {}
+    for fill in result.fills:
+        row = fills.setdefault((fill.strategy, fill.symbol), [0, 0, 0])
+        row[0] += 1
+        row[1] += fill.quantity
+        row[2] += fill.fee
+    orders: dict[tuple[str, str], int] = {}
+    for order in result.orders:
+        key = (order.strategy, order.symbol)
+        orders[key] = orders.get(key, 0) + 1
+    keys = sorted(set(fills) | set(orders) | set(result.end_positions))
+    for strategy, symbol in keys:
+        count, lots, fee = fills.get((strategy, symbol), [0, 0, 0])
+        inst = result.instruments[symbol]
+        position = result.end_positions.get((strategy, symbol), 0)
+        print(
+            f"  {strategy} {symbol}: orders {orders.get((strategy, symbol), 0)}  fills {count} "
+            f"({inst.format_size(lots)})  fees {inst.format_money(fee)}  "
+            f"position {inst.format_size(position)}"
+        )
