@@ -250,3 +250,20 @@ def test_last_equity_is_cash_plus_marked_position_net_of_fees(
         assert row.total == row.realized + row.unrealized
     assert max(usd.drawdown.series, default=Fraction(0)) == usd.drawdown.max
     assert all(d >= 0 for d in usd.drawdown.series)
+
+
+def test_a_symbol_without_an_instrument_is_refused() -> None:
+    result = _hand_result()
+    marks = [*result.marks, MarkSample(S, "ETH-USD", 1, 2)]
+    with pytest.raises(ValueError, match="'ETH-USD' of a record has no instrument"):
+        analyze(
+            BacktestResult(
+                result.meta,
+                result.instruments,
+                result.strategies,
+                result.fills,
+                result.orders,
+                marks,
+                result.end_positions,
+            )
+        )

@@ -213,3 +213,39 @@ def test_dask_cluster_of_worker_processes() -> None:
         result = run_sweep(GRID, fake_backtest, cluster=str(cluster.scheduler_address))
     assert result.failed == 0
     _check_rows(result.rows)
+
+
+def test_backtest_job_loads_the_config_and_sets_the_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job's contract with the runner: the config loaded in the worker, nested overrides."""
+    import pickle
+    import sys
+    import types
+
+    from trading_engine.backtest.sweep import BacktestJob
+
+    calls: list[tuple[object, list[Path], dict[str, object]]] = []
+
+    class Options:
+        def __init__(self, **fields: object) -> None:
+            self.fields = fields
+
+    def run_backtest(config: object, data: list[Path], options: Options) -> BacktestResult:
+        calls.append((config, data, options.fields))
+        return fake_backtest({})
+
+    runner = types.ModuleType("trading_engine.backtest.runner")
+    runner.BacktestOptions = Options  # type: ignore[attr-defined]
+    runner.run_backtest = run_backtest  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "trading_engine.backtest.runner", runner)
+    job = pickle.loads(pickle.dumps(BacktestJob(None, ("a.csv.gz", "b.csv"), {"seed": 7})))
+    result = job({"market_maker.spread_ticks": "3", "market_maker.size": "0.002"})
+    assert result.fills == fake_backtest({}).fills
+    ((config, data, fields),) = calls
+    assert type(config).__name__ == "Config"
+    assert data == [Path("a.csv.gz"), Path("b.csv")]
+    assert fields == {
+        "seed": 7,
+        "parameters": {"market_maker": {"spread_ticks": "3", "size": "0.002"}},
+    }
