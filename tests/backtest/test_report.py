@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,43 @@ def test_positions_that_do_not_add_up_write_nothing(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_duration_text(ns: int, text: str) -> None:
     assert duration_text(ns) == text
+
+
+@dataclass(frozen=True)
+class _WithLatency(BacktestResult):
+    """A result as the runner makes it when the run had latency (the field it adds)."""
+
+    latency_effect: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+def test_the_difference_latency_made_is_reported(tmp_path: Path) -> None:
+    base = _hand_result()
+    # With latency: the hand result (cash -100020 + 40000, fees 3, 6 lots at the last mid
+    # 10011: 43 units). At zero latency: the buy filled at 10001, 10 lots, fee 4, no sell.
+    effect = {
+        f"mm {BTC}": {
+            "fills": 2, "fills_zero_latency": 1, "filled_lots": 14,
+            "filled_lots_zero_latency": 10, "fees": 3, "fees_zero_latency": 4,
+            "cash": -60_020, "cash_zero_latency": -100_010, "position": 6,
+            "position_zero_latency": 10,
+        }
+    }  # fmt: skip
+    result = _WithLatency(
+        base.meta, base.instruments, base.strategies, base.fills, base.orders, base.marks,
+        base.end_positions, effect,
+    )  # fmt: skip
+    doc, page = _load(write_report(result, tmp_path))
+    (row,) = doc["latency_effect"]
+    # Zero latency: -100010 - 4 + 10 * 10011 = 96 units.
+    assert (row["pnl_net"], row["pnl_net_zero_latency"]) == ("0.00043", "0.00096")
+    assert row["pnl_net_difference"] == "-0.00053"
+    assert (row["fills"], row["fills_zero_latency"], row["fees_zero_latency"]) == (2, 1, "0.00004")
+    assert row["pnl_net"] == doc["summary"][0]["pnl_net"]  # the same equity, FIFO or not
+    for text in ("0.00096", "-0.00053", "Latency: this run against"):
+        assert text in page
+
+
+def test_without_latency_the_report_says_so(tmp_path: Path) -> None:
+    doc, page = _load(write_report(_hand_result(), tmp_path))
+    assert doc["latency_effect"] == []
+    assert "No comparison with a zero-latency run" in page

@@ -69,12 +69,14 @@ __all__ = [
     "CurrencySummary",
     "Drawdown",
     "FillRatio",
+    "LatencyEffect",
     "Markout",
     "PnLRow",
     "Ratios",
     "analyze",
     "decimal_text",
     "drawdown_of",
+    "latency_effects",
     "quote_currency",
     "ratios_of",
 ]
@@ -695,6 +697,88 @@ def _markouts(
                 lots=c[2],
                 mean_ticks=Fraction(c[3], 2 * c[2]) if c[2] else None,
                 money=Fraction(c[3], 2) * units[symbol],
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyEffect:
+    """One (strategy, symbol)'s figures with the run's latency and with none.
+
+    From the runner's ``latency_effect`` (the same run again at zero
+    latency). Money in ``currency``, exact; ``pnl_net`` is cash flow less
+    fees plus the end position at the last mid (None when the position is
+    open and the symbol never had a two-sided mark): the same equity the
+    analytics compute, FIFO or not.
+    """
+
+    strategy: str
+    symbol: str
+    currency: str
+    fills: int
+    fills_zero_latency: int
+    filled_lots: int
+    filled_lots_zero_latency: int
+    fees: Fraction
+    fees_zero_latency: Fraction
+    position: int
+    position_zero_latency: int
+    pnl_net: Fraction | None
+    pnl_net_zero_latency: Fraction | None
+
+
+def _effect_pnl(
+    row: Mapping[str, int], suffix: str, mid2: int | None, unit: Fraction
+) -> Fraction | None:
+    """Cash less fees plus the position at the mid (``mid2`` is twice the mid), in money."""
+    position = row.get("position" + suffix, 0)
+    if position and mid2 is None:
+        return None
+    cash2 = 2 * (row.get("cash" + suffix, 0) - row.get("fees" + suffix, 0))
+    return Fraction(cash2 + position * (mid2 or 0), 2) * unit
+
+
+def latency_effects(
+    result: BacktestResult, currencies: Mapping[str, str] | None = None
+) -> tuple[LatencyEffect, ...]:
+    """The difference latency made, per (strategy, symbol); empty for a run without latency.
+
+    Reads ``result.latency_effect`` (``{"<strategy> <symbol>": {"fills":
+    ..., "fills_zero_latency": ..., ...}}``: counts, lots, and money units
+    for ``fees`` and ``cash``), absent on a result that has none. Raises
+    ``ValueError`` for a key whose symbol has no instrument.
+    """
+    effect: Mapping[str, Mapping[str, int]] = getattr(result, "latency_effect", None) or {}
+    last_mid2: dict[str, int] = {}
+    for mark in sorted(result.marks, key=lambda m: m.ts_ns):
+        if mark.bid is not None and mark.ask is not None:
+            last_mid2[mark.symbol] = mark.bid + mark.ask
+    out: list[LatencyEffect] = []
+    for key in sorted(effect):
+        strategy, _, symbol = key.rpartition(" ")
+        instrument = result.instruments.get(symbol)
+        if instrument is None:
+            raise ValueError(f"latency_effect {key!r}: symbol {symbol!r} has no instrument")
+        unit = _unit(instrument)
+        row = effect[key]
+        mid2 = last_mid2.get(symbol)
+
+        out.append(
+            LatencyEffect(
+                strategy=strategy,
+                symbol=symbol,
+                currency=(currencies or {}).get(symbol) or quote_currency(symbol),
+                fills=row.get("fills", 0),
+                fills_zero_latency=row.get("fills_zero_latency", 0),
+                filled_lots=row.get("filled_lots", 0),
+                filled_lots_zero_latency=row.get("filled_lots_zero_latency", 0),
+                fees=row.get("fees", 0) * unit,
+                fees_zero_latency=row.get("fees_zero_latency", 0) * unit,
+                position=row.get("position", 0),
+                position_zero_latency=row.get("position_zero_latency", 0),
+                pnl_net=_effect_pnl(row, "", mid2, unit),
+                pnl_net_zero_latency=_effect_pnl(row, "_zero_latency", mid2, unit),
             )
         )
     return tuple(out)

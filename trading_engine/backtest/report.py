@@ -24,7 +24,15 @@ from typing import Any, Final
 
 import orjson
 
-from .analytics import Analytics, Markout, PnLRow, analyze, decimal_text
+from .analytics import (
+    Analytics,
+    LatencyEffect,
+    Markout,
+    PnLRow,
+    analyze,
+    decimal_text,
+    latency_effects,
+)
 from .result import BacktestResult
 
 __all__ = ["CHARTS", "report_document", "write_report"]
@@ -78,6 +86,30 @@ def _markout(m: Markout) -> dict[str, Any]:
         "lots": m.lots,
         "mean_ticks": _money(m.mean_ticks),
         "money": decimal_text(m.money),
+    }
+
+
+def _latency(e: LatencyEffect) -> dict[str, Any]:
+    difference = (
+        None
+        if e.pnl_net is None or e.pnl_net_zero_latency is None
+        else e.pnl_net - e.pnl_net_zero_latency
+    )
+    return {
+        "strategy": e.strategy,
+        "symbol": e.symbol,
+        "currency": e.currency,
+        "fills": e.fills,
+        "fills_zero_latency": e.fills_zero_latency,
+        "filled_lots": e.filled_lots,
+        "filled_lots_zero_latency": e.filled_lots_zero_latency,
+        "fees": decimal_text(e.fees),
+        "fees_zero_latency": decimal_text(e.fees_zero_latency),
+        "position_lots": e.position,
+        "position_lots_zero_latency": e.position_zero_latency,
+        "pnl_net": _money(e.pnl_net),
+        "pnl_net_zero_latency": _money(e.pnl_net_zero_latency),
+        "pnl_net_difference": _money(difference),
     }
 
 
@@ -164,6 +196,7 @@ def report_document(result: BacktestResult, analytics: Analytics) -> dict[str, A
             for f in a.fill_ratios
         ],
         "markouts": [_markout(m) for m in a.markouts],
+        "latency_effect": [_latency(e) for e in latency_effects(result, a.symbol_currency)],
         "series": {
             "times_ns": list(a.times),
             "equity": {c: _texts(s.equity) for c, s in sorted(a.currencies.items())},
@@ -469,6 +502,8 @@ def _html(doc: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
                 for m in doc["markouts"]
             ],
         ),
+        "<h2>Latency: this run against the same run with none</h2>",
+        _latency_table(doc["latency_effect"]),
         "<h2>Charts</h2>",
     ]
     for stem, title in CHARTS:
@@ -479,6 +514,55 @@ def _html(doc: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         )
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _latency_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return (
+            "<p>No comparison with a zero-latency run: the run had no latency, "
+            "or the comparison was turned off.</p>"
+        )
+    return (
+        "<p>The same data and strategies run again with no feed or order latency; PnL net "
+        "marks each end position at the last mid. Difference = this run - zero latency.</p>"
+        + _table(
+            [
+                "strategy",
+                "symbol",
+                "fills",
+                "fills at zero latency",
+                "lots filled",
+                "lots at zero latency",
+                "fees",
+                "fees at zero latency",
+                "position (lots)",
+                "position at zero latency",
+                "PnL net",
+                "PnL net at zero latency",
+                "difference",
+                "currency",
+            ],
+            [
+                [
+                    r["strategy"],
+                    r["symbol"],
+                    r["fills"],
+                    r["fills_zero_latency"],
+                    r["filled_lots"],
+                    r["filled_lots_zero_latency"],
+                    r["fees"],
+                    r["fees_zero_latency"],
+                    r["position_lots"],
+                    r["position_lots_zero_latency"],
+                    r["pnl_net"],
+                    r["pnl_net_zero_latency"],
+                    r["pnl_net_difference"],
+                    r["currency"],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def _pairs(mapping: Mapping[str, object]) -> str:
