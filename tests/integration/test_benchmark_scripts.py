@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,16 @@ def test_binance_order_benchmark_runs() -> None:
     for variant in figures.values():
         assert 0 < variant["p50_ns"] <= variant["p99_ns"]
     assert figures["own API body (unsigned)"]["added_p50_ns"] == 0
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_runs_serial_and_on_the_pool() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sweep", "--events", "20000", "--runs", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["sets"] == 8
+    assert figures["serial"]["fills"] == figures["processes:2"]["fills"]
+    assert figures["processes:2"]["ratio_to_serial"] > 0
