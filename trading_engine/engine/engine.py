@@ -886,6 +886,8 @@ class Engine:
                 "failed": journal.failed,
             },
             "breaker": self.breaker_state(),
+            # The exchange gateway's dialect, ban, clock and weight (None: in-process venue).
+            "venue": getattr(self.sink, "venue_status", lambda: None)(),
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),

@@ -321,6 +321,26 @@ class HttpGateway:
     def breaker_state(self) -> str:
         return str(self.breaker.state.label)
 
+    def venue_status(self) -> dict[str, Any]:
+        """The ``venue`` object of ``/status``: the dialect, its ban, clock and weight.
+
+        ``ban_until``: the end of the venue's ban (UTC, ISO 8601) after a ban
+        answer (418), else None; ``clock_offset_ms``: the venue's clock minus
+        this host's as last measured (None: the dialect signs no timestamp,
+        or not measured yet); ``used_weight_share``: the share of the venue's
+        request-weight limit its last answer said was used (None: not said).
+        """
+        until = self.banned_until
+        share = self.used_weight_share
+        return {
+            "dialect": self.dialect.name,
+            "ban_until": None
+            if until is None
+            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+            "clock_offset_ms": self.clock_offset_ms,
+            "used_weight_share": None if share is None else round(share, 4),
+        }
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
@@ -364,7 +384,10 @@ class HttpGateway:
             await asyncio.wait(set(self._tasks))
         if self.fast is not None:
             await self.fast.close()
-        if self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
+        if self.scheduler.granted[Priority.ORDER] and self.scheduler.paused():
+            # A ban (or a long Retry-After) would hold the stop: the next start reads them.
+            log.warning("the venue is paused: the last fills are read at the next start")
+        elif self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
             try:
                 await self.poll_fills()
             except Exception:

@@ -42,7 +42,7 @@ from typing import Final
 
 import orjson
 
-from ...core.errors import UnreadableAnswer
+from ...core.errors import InvalidValue, UnreadableAnswer
 from ...core.orders import Order
 from ...core.reports import MAX_FILL_ID, FillReport
 from ...io.order_api import (
@@ -281,12 +281,16 @@ class BinanceOrderDialect:
             "symbol": symbol,
             "side": _SIDES.get(str(raw.get("side")), raw.get("side")),
             "type": _TYPES.get(str(raw.get("type")), raw.get("type")),
-            "quantity": raw.get("origQty"),
+            "quantity": _on_grid(
+                raw.get("origQty"), instrument.size_to_lots, instrument.format_size
+            ),
             "status": report.status.value,
             "filled_quantity": instrument.format_size(report.filled_lots),
         }
         if raw.get("type") != "MARKET":
-            document["price"] = raw.get("price")
+            document["price"] = _on_grid(
+                raw.get("price"), instrument.price_to_ticks, instrument.format_price
+            )
             document["time_in_force"] = raw.get("timeInForce", "GTC")
         average = report.avg_price
         if type(average) is int and report.filled_lots:
@@ -345,6 +349,16 @@ def _fill_document(
     if fill.fee is not None:
         document["fee"] = _plain(Decimal(fill.fee) * unit)
     return document
+
+
+def _on_grid(value: object, read: Callable[[str], int], write: Callable[[int], str]) -> object:
+    """A venue decimal (``"99.49000000"``) as the instrument writes it (``"99.49"``), else as is."""
+    if type(value) is not str:
+        return value
+    try:
+        return write(read(value))
+    except (InvalidValue, ValueError):
+        return value
 
 
 def _plain(value: Decimal) -> str:
