@@ -80,3 +80,15 @@ def test_venue_binance_trades_one_instrument_per_process() -> None:
     env = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_SECRET": SECRET}
     with pytest.raises(ConfigError, match=r"^gateway.venue: 'binance' trades one instrument"):
         build_engine(cfg, environ=env, journal=False)
+
+
+@pytest.mark.parametrize("kind", ["venue_banned", "venue_auth_failed"])
+def test_a_ban_or_a_refused_key_halts_trading(kind: str) -> None:
+    from tests.engine.test_engine import make_engine
+    from trading_engine.core.risk import TradingState
+
+    engine, _, _ = make_engine()
+    engine.on_order_fault("*", kind)
+    assert engine.risk.state is TradingState.HALTED
+    assert engine.state_by == ("risk", kind)
+    assert engine.order_faults[kind] == 1

@@ -749,8 +749,11 @@ class Engine:
         log.error("order %s: %s%s", client_order_id, kind, f" ({detail})" if detail else "")
         if kind in HALTING_FAULTS and self.risk.state is not TradingState.HALTED:
             log.error(
-                "order %s: the venue and the engine disagree about a position; halting",
+                "order %s: %s; halting",
                 client_order_id,
+                "the venue takes no request"
+                if kind in ("venue_banned", "venue_auth_failed")
+                else "the venue and the engine disagree about a position",
             )
             # "*": a fault of the venue's whole log, not of one order.
             reason = kind if client_order_id == "*" else f"{kind} of {client_order_id}"
