@@ -18,18 +18,28 @@ import pytest
 
 from tests.helpers import wait_until
 from tests.io.test_gateway import Listener
-from tests.sim.binance.helpers import API_KEY, SECRET, SYMBOL, Client, book_prices, keys
+from tests.sim.binance.helpers import (
+    API_KEY,
+    ED_API_KEY,
+    SECRET,
+    SYMBOL,
+    Client,
+    book_prices,
+    ed_private_pem,
+    keys,
+)
 from trading_engine import Instrument
 from trading_engine.config import BreakerConfig, GatewayConfig
 from trading_engine.core.breaker import CircuitBreaker
 from trading_engine.core.orders import POST_ONLY_REJECTED, Order, OrderStatus, OrderType
 from trading_engine.core.orders import TimeInForce as TIF
 from trading_engine.core.protocol import Side
+from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.io.fastpath import FastOrderChannel
 from trading_engine.io.gateway import HttpGateway
 from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
-from trading_engine.venues.binance import BinanceSpotCodec, HmacSha256Signer
+from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
 from trading_engine.venues.binance.order_api import BinanceOrderDialect
 
 pytestmark = pytest.mark.asyncio
@@ -53,16 +63,23 @@ async def simulator(
 
 @asynccontextmanager
 async def gateway(
-    sim: BinanceSimulator, path: str = "httpx", *, secret: str = SECRET, **settings: object
+    sim: BinanceSimulator,
+    path: str = "httpx",
+    *,
+    secret: str = SECRET,
+    ed25519: bool = False,
+    **settings: object,
 ) -> AsyncIterator[tuple[HttpGateway, Listener]]:
     listener = Listener()
     base = f"http://127.0.0.1:{sim.port}"
-    codec = BinanceSpotCodec(API_KEY, HmacSha256Signer(secret), {SYMBOL: INSTRUMENT})
-    dialect = BinanceOrderDialect(codec, API_KEY)
+    key = ED_API_KEY if ed25519 else API_KEY
+    signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
+    codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
+    dialect = BinanceOrderDialect(codec, key)
     fast = None
     if path == "fast":
         fast = FastOrderChannel(
-            base, API_KEY, 1, target=dialect.fast_target, headers=dialect.fast_headers
+            base, key, 1, target=dialect.fast_target, headers=dialect.fast_headers
         )
     options: dict[str, object] = {
         "base_url": base, "venue": "binance", "timeout_s": 0.5, "settle_backoff_s": 0.01,
@@ -77,7 +94,7 @@ async def gateway(
         listener,
         {SYMBOL: INSTRUMENT},
         breaker,
-        api_key=API_KEY,
+        api_key=key,
         rng=random.Random(1),
         fast=fast,
         dialect=dialect,
@@ -320,3 +337,45 @@ async def test_the_venues_used_weight_defers_polls_near_its_limit() -> None:
         assert gw.venue_status()["used_weight_share"] == round(gw.used_weight_share, 4)
         gw.start()
         await wait_until(lambda: gw.counts["poll_deferred"] >= 1, 10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_an_ed25519_key_signs_orders_reads_and_cancels(path: str) -> None:
+    async with simulator() as sim, gateway(sim, path, ed25519=True) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("e-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        assert await gw.read_order("e-1") is not None
+        gw.cancel(made)
+        await wait_until(lambda: made.status is S.CANCELED, 10)
+
+
+async def test_an_order_binance_cannot_express_is_refused_now_and_never_sent() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, _listener):
+        bid, _ = book_prices(sim)
+        made = order("has.a.dot", Side.BUY, below(bid))
+        reason = gw.submit(made)
+        assert reason is not None
+        assert reason.startswith("unencodable: client order id 'has.a.dot'")
+        assert gw.counts["unencodable"] == 1
+        assert gw.orders_in_flight == 0
+        assert not [p for _, m, p in sim.request_log if m == "POST"]
+
+
+async def test_the_venues_stream_hands_reports_and_fills_to_the_ledger() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("s-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        price = INSTRUMENT.price_to_ticks(bid)
+        fill = FillReport("s-1", price, 10, 77, SYMBOL, Side.BUY, None)
+        gw.stream_update(OrderReport("s-1", S.FILLED, 10, price, "9", None), fill, 9)
+        assert made.status is S.FILLED
+        assert ("fill", "s-1", str(price), "10") in listener.events
+        # The dialect names order 9's trades from now on.
+        assert (
+            gw.dialect.unresolved_orders(  # type: ignore[attr-defined]
+                SYMBOL, b'[{"orderId": 9, "id": 1}]'
+            )
+            == []
+        )

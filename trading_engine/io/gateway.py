@@ -66,6 +66,7 @@ from ..core.breaker import CircuitBreaker
 from ..core.errors import UnreadableAnswer
 from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus
+from ..core.reports import FillReport, OrderReport
 from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
@@ -263,13 +264,13 @@ class HttpGateway:
         return self.breaker.allow()
 
     def submit(self, order: Order) -> str | None:
-        """Send now, or refuse now: returns ``rate_limited`` or ``halted``, else None."""
+        """Send now, or refuse now: the reason (``rate_limited``, ``halted``, ``unencodable:
+        ...`` for an order the venue's API cannot express), else None."""
         scheduler = self.scheduler
         if not scheduler.accepting_orders:
             return self._refused(HALTED)
         if scheduler.try_now(Priority.ORDER):
-            self._send_first(order)
-            return None
+            return self._send_first(order)
         wait_s = self.config.max_order_wait_s
         if wait_s > 0 and not scheduler.paused():
             cid = order.client_order_id
@@ -299,6 +300,28 @@ class HttpGateway:
             return
         self._canceling.add(cid)
         self._spawn(self._cancel(order), f"cancel:{cid}")
+
+    def stream_update(
+        self, report: OrderReport | None, fill: FillReport | None, venue_order_id: int | None
+    ) -> None:
+        """An execution report of the venue's own stream (Binance's user data stream).
+
+        ``report`` (the order's state, cumulative) goes to the ledger for an
+        order it tracks, ``fill`` to the ledger whatever the order (it tells
+        this deployment's from others' and counts each fill id once); the
+        dialect learns ``venue_order_id`` (its trades name the order by it).
+        The fills poll stays the fallback: what the stream missed, the poll
+        reads from each stream's cursor.
+        """
+        if report is not None:
+            cid = report.client_order_id
+            if venue_order_id is not None:
+                self.dialect.learn_order_id(venue_order_id, cid)
+            order = self._listener.order(cid)
+            if order is not None and order.is_open and cid not in self._placing:
+                self._listener.on_report(report)
+        if fill is not None:
+            self._listener.on_fill(fill)
 
     def forget(self, client_order_id: str) -> None:
         """A closed order left the ledger: nothing of it is kept here but requests in flight."""

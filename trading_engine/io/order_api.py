@@ -192,6 +192,9 @@ class OrderApiDialect(Protocol):
     def learn_orders(self, orders: Iterable[Order]) -> None:
         """Orders the ledger tracks (a venue naming orders by its own ids in fills needs them)."""
 
+    def learn_order_id(self, venue_order_id: int, client_order_id: str) -> None:
+        """The venue's id of an order (from its own stream of execution reports)."""
+
     def unresolved_orders(self, stream: str, content: bytes) -> list[OrderRequest]:
         """Reads of the orders a fills answer names that the dialect cannot name yet."""
 
@@ -382,6 +385,9 @@ class OwnApiDialect:
 
     def learn_orders(self, orders: Iterable[Order]) -> None:
         """The own API names orders by client order id everywhere: nothing to learn."""
+
+    def learn_order_id(self, venue_order_id: int, client_order_id: str) -> None:
+        """Nothing to learn (see :meth:`learn_orders`)."""
 
     def unresolved_orders(self, stream: str, content: bytes) -> list[OrderRequest]:
         return []

@@ -191,6 +191,9 @@ class BinanceOrderDialect:
                 del ids[stale]
         ids[order_id] = client_order_id
 
+    def learn_order_id(self, venue_order_id: int, client_order_id: str) -> None:
+        self._learn(venue_order_id, client_order_id)
+
     def learn_orders(self, orders: Iterable[Order]) -> None:
         for order in orders:
             venue_id = order.exchange_order_id
