@@ -379,3 +379,31 @@ async def test_the_venues_stream_hands_reports_and_fills_to_the_ledger() -> None
             )
             == []
         )
+
+
+async def test_trades_of_orders_not_named_yet_hold_the_cursor() -> None:
+    """At most 20 orders are named a poll: the cursor stops before the first unnamed trade."""
+    async with simulator() as sim:
+        other = Client(sim)
+        try:
+            for i in range(24):
+                _, ask = book_prices(sim)
+                price = INSTRUMENT.format_price(INSTRUMENT.price_to_ticks(ask) + 5)
+                answer = await other.order(
+                    side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.001", price=price,
+                    newClientOrderId=f"elsewhere-{i}",
+                )  # fmt: skip
+                assert answer.status_code == 200, answer.text
+        finally:
+            await other.aclose()
+        trades = sim.trades[SYMBOL]
+        traded = {trade.order.client_order_id for trade in trades}
+        assert len(traded) > 20
+        async with gateway(sim) as (gw, listener):
+            first = await gw.poll_fills()
+            assert 0 < first < len(trades)
+            assert gw.fills_cursors[SYMBOL] < trades[-1].id
+            while gw.fills_cursors[SYMBOL] < trades[-1].id:
+                assert await gw.poll_fills() > 0
+            named = {e[1] for e in listener.events if e[0] == "fill"}
+            assert named == traded

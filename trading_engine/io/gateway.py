@@ -1081,15 +1081,15 @@ class HttpGateway:
             return None
         reply = read[1]
         if resolve:
-            for request in dialect.unresolved_orders(stream, reply.content):
+            for venue_id, request in dialect.unresolved_orders(stream, reply.content):
                 named = await self._read(partial(_fresh, request), Priority.POLL, "order")
                 if named is None:
                     return None
-                if named[0] is _OK:
-                    try:
-                        dialect.learn_order(named[1].content)
-                    except UnreadableAnswer as exc:
-                        log.error("unreadable order answer naming a fill's order: %s", exc)
+                try:
+                    dialect.learn_order(venue_id, named[1].content if named[0] is _OK else None)
+                except UnreadableAnswer as exc:
+                    log.error("unreadable order answer naming a fill's order: %s", exc)
+                    return None
         try:
             return dialect.parse_fills(stream, reply.content)
         except UnreadableAnswer:
@@ -1380,13 +1380,12 @@ class HttpGateway:
             request = dialect.read_fills(stream, since)
             content = await self._read_content(request)
             assert content is not None
-            for named in dialect.unresolved_orders(stream, content):
+            for venue_id, named in dialect.unresolved_orders(stream, content):
                 answer = await self._read_content(named, missing_ok=True)
-                if answer is not None:
-                    try:
-                        dialect.learn_order(answer)
-                    except UnreadableAnswer as exc:
-                        raise ConnectionError(f"{_where(named)}: {exc}") from None
+                try:
+                    dialect.learn_order(venue_id, answer)
+                except UnreadableAnswer as exc:
+                    raise ConnectionError(f"{_where(named)}: {exc}") from None
             try:
                 result.extend(dialect.fill_documents(stream, content))
             except UnreadableAnswer as exc:

@@ -195,11 +195,17 @@ class OrderApiDialect(Protocol):
     def learn_order_id(self, venue_order_id: int, client_order_id: str) -> None:
         """The venue's id of an order (from its own stream of execution reports)."""
 
-    def unresolved_orders(self, stream: str, content: bytes) -> list[OrderRequest]:
-        """Reads of the orders a fills answer names that the dialect cannot name yet."""
+    def unresolved_orders(self, stream: str, content: bytes) -> list[tuple[int, OrderRequest]]:
+        """Reads of the orders a fills answer names that the dialect cannot name yet.
 
-    def learn_order(self, content: bytes) -> None:
-        """Take the answer of one of :meth:`unresolved_orders`' reads."""
+        Each with the venue's order id. Until each is learned (or known
+        missing), :meth:`parse_fills` stops before the first fill it cannot
+        name: the cursor never passes a fill of an order not yet named.
+        """
+
+    def learn_order(self, venue_order_id: int, content: bytes | None) -> None:
+        """Take the answer of one of :meth:`unresolved_orders`' reads (None: the venue
+        does not know the order: its fills are nobody's here)."""
 
     # Reconciliation (engine.reconcile) reads the own API's documents: a venue
     # dialect writes its answers in that shape.
@@ -389,10 +395,10 @@ class OwnApiDialect:
     def learn_order_id(self, venue_order_id: int, client_order_id: str) -> None:
         """Nothing to learn (see :meth:`learn_orders`)."""
 
-    def unresolved_orders(self, stream: str, content: bytes) -> list[OrderRequest]:
+    def unresolved_orders(self, stream: str, content: bytes) -> list[tuple[int, OrderRequest]]:
         return []
 
-    def learn_order(self, content: bytes) -> None:
+    def learn_order(self, venue_order_id: int, content: bytes | None) -> None:
         """Nothing to learn (see :meth:`learn_orders`)."""
 
     def order_document(self, content: bytes, client_order_id: str, symbol: str) -> object:

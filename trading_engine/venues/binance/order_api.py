@@ -205,13 +205,23 @@ class BinanceOrderDialect:
         self._learn(answer.order_id, client_order_id)
         return ParsedOrder(answer.report, tuple(fill.report for fill in answer.fills))
 
-    def learn_order(self, content: bytes) -> None:
+    def learn_order(self, venue_order_id: int, content: bytes | None) -> None:
         """An order read by its venue id: remember its client order id.
 
-        Raises :class:`UnreadableAnswer` for an answer outside the venue's API.
+        ``content`` None: the venue does not know the order; its trades are
+        handed to no order (remembered as nobody's, never read again).
+        Raises :class:`UnreadableAnswer` for an answer outside the venue's
+        API or naming another order.
         """
+        if content is None:
+            self._learn(venue_order_id, "")
+            return
         answer = self.codec.parse_order(content)
-        self._learn(answer.order_id, answer.report.client_order_id)
+        if answer.order_id != venue_order_id:
+            raise UnreadableAnswer(
+                f"binance order: orderId {answer.order_id} is not {venue_order_id}"
+            )
+        self._learn(venue_order_id, answer.report.client_order_id)
 
     def open_order_ids(self, content: bytes) -> set[str]:
         listed = set()
@@ -221,7 +231,7 @@ class BinanceOrderDialect:
             listed.add(cid)
         return listed
 
-    def unresolved_orders(self, stream: str, content: bytes) -> list[OrderRequest]:
+    def unresolved_orders(self, stream: str, content: bytes) -> list[tuple[int, OrderRequest]]:
         """Reads of the orders a trades answer names that no answer named yet (by ``orderId``)."""
         try:
             document = orjson.loads(content)
@@ -237,7 +247,11 @@ class BinanceOrderDialect:
             and 0 <= entry["orderId"] <= MAX_FILL_ID
             and entry["orderId"] not in self._order_ids
         }
-        return [self.read_order_id(stream, order_id) for order_id in sorted(unknown)[:20]]
+        # At most 20 a poll (weight 4 each): the rest wait for the next poll, whose
+        # cursor stops before their trades (parse_fills).
+        return [
+            (order_id, self.read_order_id(stream, order_id)) for order_id in sorted(unknown)[:20]
+        ]
 
     def parse_fills(self, stream: str, content: bytes) -> list[FillEntry]:
         """Each trade of a ``myTrades`` answer read on its own (one bad trade spoils no other)."""
@@ -249,6 +263,8 @@ class BinanceOrderDialect:
             raise UnreadableAnswer("binance myTrades: the answer is not a list")
         entries: list[FillEntry] = []
         codec, names = self.codec, self._order_ids
+        # In trade-id order (as the venue lists them): the stop below must hold the cursor.
+        document.sort(key=_trade_id)
         for entry in document:
             trade_id = entry.get("id") if isinstance(entry, dict) else None
             if type(trade_id) is not int or not 0 <= trade_id <= MAX_FILL_ID:
@@ -258,13 +274,16 @@ class BinanceOrderDialect:
             assert isinstance(entry, dict)
             order_id = entry.get("orderId")
             cid = names.get(order_id) if type(order_id) is int else None
+            if cid is None and type(order_id) is int:
+                # An order not named yet (unresolved_orders): the cursor stops here.
+                break
             try:
                 page = codec.parse_my_trades([entry], stream, names)
             except UnreadableAnswer as exc:
                 entries.append(FillEntry(trade_id, cid, None, str(exc)))
                 continue
-            fill = page.fills[0].report if page.fills else None
-            entries.append(FillEntry(trade_id, cid, fill))
+            fill = page.fills[0].report if page.fills and cid else None
+            entries.append(FillEntry(trade_id, cid or None, fill))
         return entries
 
     # -- reconciliation documents (the own API's shape) -----------------------------
@@ -332,6 +351,11 @@ class BinanceOrderDialect:
                 _fill_document(fill, instrument.format_price, instrument.format_size, unit)
             )
         return documents
+
+
+def _trade_id(entry: object) -> int:
+    trade_id = entry.get("id") if isinstance(entry, dict) else None
+    return trade_id if type(trade_id) is int else -1
 
 
 def _fill_document(
