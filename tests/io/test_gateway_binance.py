@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -24,6 +24,7 @@ from tests.sim.binance.helpers import (
     SECRET,
     SYMBOL,
     Client,
+    FakeClock,
     book_prices,
     ed_private_pem,
     keys,
@@ -37,7 +38,7 @@ from trading_engine.core.protocol import Side
 from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.io.fastpath import FastOrderChannel
 from trading_engine.io.gateway import HttpGateway
-from trading_engine.sim.binance import BinanceSimulator
+from trading_engine.sim.binance import BinanceSimulator, LimitSettings
 from trading_engine.sim.exchange_sim import Faults
 from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
 from trading_engine.venues.binance.order_api import BinanceOrderDialect
@@ -68,6 +69,7 @@ async def gateway(
     *,
     secret: str = SECRET,
     ed25519: bool = False,
+    wall_clock: Callable[[], float] = time.time,
     **settings: object,
 ) -> AsyncIterator[tuple[HttpGateway, Listener]]:
     listener = Listener()
@@ -75,7 +77,7 @@ async def gateway(
     key = ED_API_KEY if ed25519 else API_KEY
     signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
     codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
-    dialect = BinanceOrderDialect(codec, key)
+    dialect = BinanceOrderDialect(codec, key, wall_clock=wall_clock)
     fast = None
     if path == "fast":
         fast = FastOrderChannel(
@@ -95,6 +97,7 @@ async def gateway(
         {SYMBOL: INSTRUMENT},
         breaker,
         api_key=key,
+        wall_clock=wall_clock,
         rng=random.Random(1),
         fast=fast,
         dialect=dialect,
@@ -407,3 +410,23 @@ async def test_trades_of_orders_not_named_yet_hold_the_cursor() -> None:
                 assert await gw.poll_fills() > 0
             named = {e[1] for e in listener.events if e[0] == "fill"}
             assert named == traded
+
+
+async def test_new_orders_are_refused_now_when_the_venues_order_count_is_nearly_full() -> None:
+    clock = FakeClock()  # one instant: the venue's 10-second window never turns
+    limits = LimitSettings(orders_per_10s=10)
+    async with (
+        simulator(limits=limits, clock_ms=clock) as sim,
+        gateway(sim, wall_clock=lambda: clock() / 1000) as (gw, listener),
+    ):
+        gw.dialect.order_limit_10s = 10  # type: ignore[attr-defined]
+        bid, _ = book_prices(sim)
+        for i in range(9):
+            assert await placed(gw, listener, order(f"n-{i}", Side.BUY, below(bid))) is S.NEW
+        assert gw.counts["order_count_tight"] == 1
+        refused = order("n-9", Side.BUY, below(bid))
+        assert gw.submit(refused) == "rate_limited"
+        assert len([p for _, m, p in sim.request_log if m == "POST"]) == 9
+        assert gw.counts["venue_rate_limited"] == 0
+        clock.now_ms += 10_000  # the venue's next 10 s
+        assert await placed(gw, listener, order("n-10", Side.BUY, below(bid))) is S.NEW

@@ -115,6 +115,9 @@ UNENCODABLE: Final = "unencodable"
 #: The share of the venue's request weight used (its rate-limit headers) from
 #: which polls and audits wait for the venue's next minute.
 WEIGHT_TIGHT_SHARE: Final = 0.8
+#: The share of the venue's 10-second order limit used (its order-count headers)
+#: from which new orders are refused ``rate_limited`` until its next 10 s.
+ORDER_COUNT_TIGHT_SHARE: Final = 0.9
 
 #: Every counter the gateway keeps (always exported, 0 until seen).
 EVENTS: Final = (
@@ -151,6 +154,7 @@ EVENTS: Final = (
     "clock_failed",  # the venue's time could not be read
     "clock_refused",  # start-up refused: the venue's clock is off by more than the window
     "weight_tight",  # an answer saying the venue's used request weight is near its limit
+    "order_count_tight",  # an answer saying the venue's 10-second order count is near its limit
     "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
 )
 
@@ -242,6 +246,8 @@ class HttpGateway:
         #: The share of the venue's request weight used, as its last answer said.
         self.used_weight_share: float | None = None
         self._polls_wait_until = 0.0
+        #: New orders are refused until then (wall-clock s): the venue's order count is full.
+        self._orders_wait_until = 0.0
         #: The venue's key refusal was logged (one line until the key works again).
         self._auth_logged = False
         self._clock_wanted = False
@@ -269,6 +275,9 @@ class HttpGateway:
         scheduler = self.scheduler
         if not scheduler.accepting_orders:
             return self._refused(HALTED)
+        if self._orders_wait_until and self._wall_clock() < self._orders_wait_until:
+            # The venue would answer 429 and pause every request: refused now instead.
+            return self._refused(RATE_LIMITED)
         if scheduler.try_now(Priority.ORDER):
             return self._send_first(order)
         wait_s = self.config.max_order_wait_s
@@ -926,7 +935,15 @@ class HttpGateway:
         self._listener.on_order_fault("*", "venue_auth_failed")
 
     def _observe(self, headers: Mapping[str, str]) -> None:
-        """The venue's rate-limit headers: polls wait while its used weight is near its limit."""
+        """The venue's rate-limit headers (counted ``weight_tight``, ``order_count_tight``).
+
+        From :data:`WEIGHT_TIGHT_SHARE` of the venue's per-minute weight used,
+        polls and audits wait for its next minute; from
+        :data:`ORDER_COUNT_TIGHT_SHARE` of its 10-second order count, new
+        orders are refused ``rate_limited`` until its next 10 s (a 429 would
+        pause every request class).
+        """
+        self._observe_orders(headers)
         share = self.dialect.used_weight_share(headers)
         if share is None:
             return
@@ -936,6 +953,13 @@ class HttpGateway:
             now = self._wall_clock()
             self._polls_wait_until = now - now % 60 + 60
             self.counts["weight_tight"] += 1
+
+    def _observe_orders(self, headers: Mapping[str, str]) -> None:
+        share = self.dialect.order_count_share(headers)
+        if share is not None and share >= ORDER_COUNT_TIGHT_SHARE:
+            now = self._wall_clock()
+            self._orders_wait_until = now - now % 10 + 10
+            self.counts["order_count_tight"] += 1
 
     def _weight_tight(self) -> bool:
         return self._wall_clock() < self._polls_wait_until

@@ -162,6 +162,9 @@ class OrderApiDialect(Protocol):
     def used_weight_share(self, headers: Mapping[str, str]) -> float | None:
         """The share of the venue's request-weight limit an answer says is used, if it says."""
 
+    def order_count_share(self, headers: Mapping[str, str]) -> float | None:
+        """The share of the venue's 10-second order limit an answer says is used, if it says."""
+
     def new_order(self, order: Order) -> OrderRequest:
         """The request placing ``order`` (built now: signed now when the venue signs)."""
 
@@ -338,6 +341,10 @@ class OwnApiDialect:
 
     def used_weight_share(self, headers: Mapping[str, str]) -> float | None:
         """The own API has no weight headers."""
+        return None
+
+    def order_count_share(self, headers: Mapping[str, str]) -> float | None:
+        """The own API has no order-count headers."""
         return None
 
     # -- answers --------------------------------------------------------------------

@@ -57,6 +57,7 @@ from .orders import parse_server_time as _parse_server_time
 
 __all__ = [
     "MY_TRADES_WEIGHT",
+    "ORDER_LIMIT_10S",
     "POLL_WEIGHT_SHARE",
     "WEIGHT_LIMIT_1M",
     "BinanceOrderDialect",
@@ -65,6 +66,8 @@ __all__ = [
 #: Binance spot's request-weight limit per minute and IP (``exchangeInfo``'s
 #: ``REQUEST_WEIGHT`` rate limit, 6,000 since 2023-08-25).
 WEIGHT_LIMIT_1M: Final = 6000
+#: Binance spot's orders per 10 s and account (``exchangeInfo``'s ``ORDERS`` limit).
+ORDER_LIMIT_10S: Final = 100
 #: ``GET /api/v3/myTrades``'s weight.
 MY_TRADES_WEIGHT: Final = 20
 #: The share of the weight limit the fills poll may use on its own.
@@ -84,7 +87,8 @@ class BinanceOrderDialect:
     ``codec`` builds and reads every message (its instruments are the
     engine's); ``api_key`` is the key the codec sends (for the fast path's
     pre-built head); ``wall_clock`` is this host's clock in seconds;
-    ``weight_limit_1m`` the venue's request-weight limit per minute.
+    ``weight_limit_1m`` the venue's request-weight limit per minute,
+    ``order_limit_10s`` the account's order limit per 10 seconds.
     """
 
     name: str = "binance"
@@ -97,10 +101,12 @@ class BinanceOrderDialect:
         *,
         wall_clock: Callable[[], float] = time.time,
         weight_limit_1m: int = WEIGHT_LIMIT_1M,
+        order_limit_10s: int = ORDER_LIMIT_10S,
     ) -> None:
         self.codec = codec
         self._wall_clock = wall_clock
         self.weight_limit_1m = weight_limit_1m
+        self.order_limit_10s = order_limit_10s
         self.client_headers: Mapping[str, str] = {}
         self.fast_headers: tuple[tuple[str, str], ...] = (
             ("X-MBX-APIKEY", api_key),
@@ -180,6 +186,13 @@ class BinanceOrderDialect:
             return None
         used = parse_usage(headers).weight_1m
         return None if used is None else used / self.weight_limit_1m
+
+    def order_count_share(self, headers: Mapping[str, str]) -> float | None:
+        """``X-MBX-ORDER-COUNT-10S`` over the 10-second order limit (None when absent)."""
+        if not any(name.lower().startswith("x-mbx-order-count") for name in headers):
+            return None
+        counted = parse_usage(headers).orders_10s
+        return None if counted is None else counted / self.order_limit_10s
 
     def _learn(self, order_id: int | None, client_order_id: str) -> None:
         if order_id is None:
