@@ -140,7 +140,9 @@ async def run(orders: int, runs: int) -> dict[str, Any]:
     codec = BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET), {bin_inst.symbol: bin_inst})
     own, own_listener = _gateway(f"http://127.0.0.1:{own_sim.port}", own_inst, None)
     binance, bin_listener = _gateway(
-        f"http://127.0.0.1:{bin_sim.port}", bin_inst, BinanceOrderDialect(codec, API_KEY)
+        f"http://127.0.0.1:{bin_sim.port}",
+        bin_inst,
+        BinanceOrderDialect(codec, API_KEY, order_limit_10s=10**9),
     )
     for gateway in (own, binance):
         assert gateway.fast is not None

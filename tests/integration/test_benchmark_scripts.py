@@ -65,3 +65,17 @@ def test_binance_order_benchmark_runs() -> None:
     for variant in figures.values():
         assert 0 < variant["p50_ns"] <= variant["p99_ns"]
     assert figures["own API body (unsigned)"]["added_p50_ns"] == 0
+
+
+def test_gateway_dialects_benchmark_runs() -> None:
+    import asyncio
+
+    from benchmarks.gateway_dialects import BINANCE, OWN, run
+
+    result = asyncio.run(run(orders=50, runs=1))
+    figures = result["variants"]
+    assert set(figures) == {OWN, BINANCE}
+    for variant in figures.values():
+        assert variant["samples_per_run"] == 50  # every order on the fast path
+        assert 0 < variant["p50_ns"] <= variant["p99_ns"]
+    assert figures[OWN]["added_p50_ns"] == 0
