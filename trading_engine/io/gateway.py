@@ -416,9 +416,10 @@ class HttpGateway:
             await asyncio.wait(set(self._tasks))
         if self.fast is not None:
             await self.fast.close()
-        if self.scheduler.granted[Priority.ORDER] and self.scheduler.paused():
-            # A ban (or a long Retry-After) would hold the stop: the next start reads them.
-            log.warning("the venue is paused: the last fills are read at the next start")
+        banned = self.banned_until is not None and self.banned_until > self._wall_clock()
+        if self.scheduler.granted[Priority.ORDER] and banned:
+            # A ban (minutes to days) would hold the stop: the next start reads them.
+            log.warning("the venue banned this client: the last fills are read at the next start")
         elif self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
             try:
                 await self.poll_fills()
@@ -1494,8 +1495,8 @@ class HttpGateway:
                 if reply is not None:
                     self._read_refused(verdict, reply)
                 code = "no answer" if reply is None else str(reply.status_code)
-                if verdict.reason and reply is not None and verdict.kind is not AnswerKind.UNKNOWN:
-                    code += f" {verdict.reason}"
+                if verdict.reason and not verdict.reason.startswith(code):
+                    code += f" ({verdict.reason})"  # the venue's own code and message
                 if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
                     code += f" (the exchange refused the API key in {self.config.api_key_env})"
                 raise ConnectionError(f"{where}: {code}")
