@@ -375,6 +375,14 @@ async def test_the_venues_stream_hands_reports_and_fills_to_the_ledger() -> None
         gw.stream_update(OrderReport("s-1", S.FILLED, 10, price, "9", None), fill, 9)
         assert made.status is S.FILLED
         assert ("fill", "s-1", str(price), "10") in listener.events
+        gw.start()
+        gw.poll_fills_soon()  # the stream changed: the poll reads from the cursor at once
+
+        def trades_read() -> int:
+            return sum(1 for _, m, p in sim.request_log if p == "/api/v3/myTrades")
+
+        # Well before the poll's own interval (0.8 s for one symbol on Binance).
+        await wait_until(lambda: trades_read() >= 1, 0.5)
         # The dialect names order 9's trades from now on.
         assert (
             gw.dialect.unresolved_orders(  # type: ignore[attr-defined]

@@ -332,6 +332,11 @@ class HttpGateway:
         if fill is not None:
             self._listener.on_fill(fill)
 
+    def poll_fills_soon(self) -> None:
+        """Read every fills stream at once (the venue's stream went live or down:
+        what it sent meanwhile is read from each cursor)."""
+        self._fills_wanted.set()
+
     def forget(self, client_order_id: str) -> None:
         """A closed order left the ledger: nothing of it is kept here but requests in flight."""
         self._last_sent_ns.pop(client_order_id, None)
