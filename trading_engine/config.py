@@ -188,6 +188,27 @@ class GatewayConfig(_Section):
         "http://127.0.0.1:8080", pattern=r"^https?://", description="http:// or https://"
     )
     api_key_env: str = "EXCHANGE_API_KEY"
+    api_secret_env: str | None = Field(
+        None,
+        description="venue 'binance': the environment variable holding the HMAC-SHA256 "
+        "secret key (set this or private_key_env)",
+    )
+    private_key_env: str | None = Field(
+        None,
+        description="venue 'binance': the environment variable holding the Ed25519 private "
+        "key, its PKCS#8 PEM text or the path of a PEM file (passphrase, if any, in "
+        "<name>_PASSPHRASE)",
+    )
+    recv_window_ms: int = Field(
+        5000,
+        ge=1,
+        le=60_000,
+        description="venue 'binance': recvWindow sent with every signed request; start-up "
+        "refuses a venue clock further off than this",
+    )
+    clock_check_s: float = Field(
+        60.0, gt=0, le=3600, description="venue 'binance': how often the venue's clock is measured"
+    )
     venue: Literal["own", "binance"] = Field(
         "own",
         description="the order API's dialect: the project's own exchange API, or Binance spot "

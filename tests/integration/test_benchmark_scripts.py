@@ -79,3 +79,17 @@ def test_sweep_benchmark_runs_serial_and_on_the_pool() -> None:
     assert figures["sets"] == 8
     assert figures["serial"]["fills"] == figures["processes:2"]["fills"]
     assert figures["processes:2"]["ratio_to_serial"] > 0
+
+
+def test_gateway_dialects_benchmark_runs() -> None:
+    import asyncio
+
+    from benchmarks.gateway_dialects import BINANCE, OWN, run
+
+    result = asyncio.run(run(orders=50, runs=1))
+    figures = result["variants"]
+    assert set(figures) == {OWN, BINANCE}
+    for variant in figures.values():
+        assert variant["samples_per_run"] == 50  # every order on the fast path
+        assert 0 < variant["p50_ns"] <= variant["p99_ns"]
+    assert figures[OWN]["added_p50_ns"] == 0

@@ -77,9 +77,15 @@ LEDGER_FAULTS: Final = (
     "fills_missing",
     "fill_mismatch",
     "fills_log_reset",
+    "venue_banned",
+    "venue_auth_failed",
 )
-#: Faults that mean the engine and the venue disagree about a position: trading halts.
-HALTING_FAULTS: Final = frozenset({"overfill", "fills_missing", "fill_mismatch", "fills_log_reset"})
+#: Faults that mean the engine and the venue disagree about a position, or that the
+#: venue will take no request (a ban, a refused key): trading halts.
+HALTING_FAULTS: Final = frozenset({
+    "overfill", "fills_missing", "fill_mismatch", "fills_log_reset",
+    "venue_banned", "venue_auth_failed",
+})  # fmt: skip
 #: ``[risk] self_trade``: what an order that would cross the engine's own resting order does.
 SELF_TRADE_POLICIES: Final = ("refuse", "cancel_resting", "allow")
 

@@ -749,8 +749,11 @@ class Engine:
         log.error("order %s: %s%s", client_order_id, kind, f" ({detail})" if detail else "")
         if kind in HALTING_FAULTS and self.risk.state is not TradingState.HALTED:
             log.error(
-                "order %s: the venue and the engine disagree about a position; halting",
+                "order %s: %s; halting",
                 client_order_id,
+                "the venue takes no request"
+                if kind in ("venue_banned", "venue_auth_failed")
+                else "the venue and the engine disagree about a position",
             )
             # "*": a fault of the venue's whole log, not of one order.
             reason = kind if client_order_id == "*" else f"{kind} of {client_order_id}"
@@ -886,6 +889,8 @@ class Engine:
                 "failed": journal.failed,
             },
             "breaker": self.breaker_state(),
+            # The exchange gateway's dialect, ban, clock and weight (None: in-process venue).
+            "venue": getattr(self.sink, "venue_status", lambda: None)(),
             "books": books,
             "positions": positions,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),

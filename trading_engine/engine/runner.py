@@ -24,6 +24,7 @@ from ..io.admin import AdminServer
 from ..io.fastpath import FastOrderChannel
 from ..io.gateway import HttpGateway, ssl_context
 from ..io.journal import Journal, VenueIdentity
+from ..io.order_api import OrderApiDialect
 from ..io.webserver import listen_error
 from ..lowlevel.loop import new_event_loop
 from ..lowlevel.tasks import cancel_and_wait
@@ -67,10 +68,66 @@ def missing_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
     optional: without it the mutating admin endpoints answer 403).
     """
     env = os.environ if environ is None else environ
-    name = config.gateway.api_key_env
-    if config.gateway.mode != "simulated" and not env.get(name):
-        return [f"gateway.api_key_env: the environment variable {name} is not set"]
+    settings = config.gateway
+    if settings.mode == "simulated":
+        return []
+    problems = []
+    name = settings.api_key_env
+    if not env.get(name):
+        problems.append(f"gateway.api_key_env: the environment variable {name} is not set")
+    if settings.venue == "binance":
+        problems.extend(signing_key_problems(config, env))
+    return problems
+
+
+def signing_key_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Why venue ``binance`` has no signing key: one line naming the key and variable."""
+    from ..venues.binance import signer_from_environment
+
+    settings = config.gateway
+    if not settings.api_secret_env and not settings.private_key_env:
+        return [
+            "gateway.api_secret_env: venue 'binance' signs every order: set api_secret_env "
+            "(HMAC) or private_key_env (Ed25519)"
+        ]
+    try:
+        signer_from_environment(settings.api_secret_env, settings.private_key_env, environ)
+    except ConfigError as exc:
+        key = "api_secret_env" if settings.api_secret_env else "private_key_env"
+        return [f"gateway.{key}: {line}" for line in exc.problems]
     return []
+
+
+def order_dialect(
+    config: Config, instruments: Mapping[str, Any], api_key: str, environ: Mapping[str, str]
+) -> OrderApiDialect | None:
+    """The order-API dialect ``[gateway] venue`` names (None: the gateway's own default).
+
+    Raises :class:`ConfigError` (one line naming the key) when venue
+    ``binance`` has no signing key in the environment or an API key the
+    venue cannot take.
+    """
+    settings = config.gateway
+    if settings.venue != "binance":
+        return None
+    from ..venues.binance import BinanceSpotCodec, signer_from_environment
+    from ..venues.binance.order_api import BinanceOrderDialect
+
+    problems = signing_key_problems(config, environ)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    signer = signer_from_environment(settings.api_secret_env, settings.private_key_env, environ)
+    try:
+        codec = BinanceSpotCodec(
+            api_key,
+            signer,
+            instruments,
+            recv_window_ms=settings.recv_window_ms,
+        )
+    except ValueError as exc:
+        message = f"gateway.api_key_env: {exc}"
+        raise ConfigError(message, [message]) from None
+    return BinanceOrderDialect(codec, api_key)
 
 
 def prepare_engine(
@@ -173,9 +230,22 @@ def build_engine(
             message = f"gateway.api_key_env: the environment variable {name} is not set"
             raise ConfigError(message, [message])
     key = api_key
+    if config.gateway.venue == "binance":
+        if len(config.instruments) > 1:
+            # Trade ids count per symbol; the journal keeps one fills cursor.
+            message = (
+                "gateway.venue: 'binance' trades one instrument per process (its trade ids "
+                f"count per symbol), this one has {len(config.instruments)}: set engine.shards "
+                "to the number of instruments"
+            )
+            raise ConfigError(message, [message])
+        if key:
+            order_dialect(config, {i.symbol: i.to_instrument() for i in config.instruments},
+                          key, env)  # fmt: skip
 
     def gateway(engine: Engine) -> OrderSink:
         settings = engine.config.gateway
+        dialect = order_dialect(engine.config, engine.instruments, key, env)
         fast = None
         if settings.mode == "fast":
             fast = FastOrderChannel(
@@ -188,6 +258,8 @@ def build_engine(
                 backoff_s=settings.reconnect_backoff_s,
                 backoff_max_s=settings.reconnect_backoff_max_s,
                 crashes=engine.task_crashes,
+                target=dialect.fast_target if dialect is not None else "/orders",
+                headers=dialect.fast_headers if dialect is not None else None,
             )
         return HttpGateway(
             settings,
@@ -197,6 +269,7 @@ def build_engine(
             api_key=key,
             fast=fast,
             crashes=engine.task_crashes,
+            dialect=dialect,
         )
 
     identity = VenueIdentity.of(config.gateway.base_url, key)

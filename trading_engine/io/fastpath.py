@@ -384,7 +384,14 @@ def _list_length(text: str) -> int:
 
 
 class FastOrderChannel:
-    """A small pool of warm connections to the exchange for POST /orders."""
+    """A small pool of warm connections to the exchange for new orders.
+
+    The request head is built once: ``POST <target>`` with ``headers``
+    (the order-API dialect's: the own API's ``POST /orders`` with
+    ``X-API-Key`` and a JSON body by default; Binance's
+    ``POST /api/v3/order`` with ``X-MBX-APIKEY`` and a form body); each
+    order appends only its ``Content-Length`` and body.
+    """
 
     def __init__(
         self,
@@ -397,6 +404,8 @@ class FastOrderChannel:
         backoff_max_s: float = 5.0,
         rng: random.Random | None = None,
         crashes: TaskCrashes | None = None,
+        target: str = "/orders",
+        headers: Iterable[tuple[str, str]] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         #: Counts a crash of a connecting task (orders then use the httpx path).
@@ -418,12 +427,11 @@ class FastOrderChannel:
         self.connect_attempts = 0
         self.connect_failures = 0
         prefix = parts.path.rstrip("/")
+        if headers is None:
+            headers = (("X-API-Key", api_key), ("Content-Type", "application/json"))
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self._head = (
-            f"POST {prefix}/orders HTTP/1.1\r\n"
-            f"Host: {parts.netloc}\r\n"
-            f"X-API-Key: {api_key}\r\n"
-            "Content-Type: application/json\r\n"
-            "Content-Length: "
+            f"POST {prefix}{target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{fields}Content-Length: "
         ).encode("latin-1")
         self._idle_connections: list[_Connection] = []
         self._all: set[_Connection] = set()

@@ -56,22 +56,31 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import httpx
-import orjson
 
 from ..config import GatewayConfig
 from ..core.breaker import CircuitBreaker
 from ..core.errors import UnreadableAnswer
 from ..core.instruments import Instrument
-from ..core.orders import ExecutionListener, Order, OrderStatus, OrderType, TimeInForce
-from ..core.protocol import Side
-from ..core.reports import MAX_FILL_ID, parse_fill, parse_order_body
+from ..core.orders import ExecutionListener, Order, OrderStatus
+from ..core.reports import FillReport, OrderReport
 from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .fastpath import Answer, FastOrderChannel, FastPathError, UnparsedAnswer
+from .order_api import (
+    ALL_SYMBOLS,
+    DECIMAL_TEXTS_MAX,
+    AnswerKind,
+    FillEntry,
+    OrderApiDialect,
+    OrderRequest,
+    OwnApiDialect,
+    Verdict,
+)
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
 __all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
@@ -80,8 +89,12 @@ log = logging.getLogger("trading_engine.gateway")
 
 _REJECTED = OrderStatus.REJECTED
 _CANCELED = OrderStatus.CANCELED
-#: Decimal strings kept for order bodies before the cache starts again.
-_DECIMAL_TEXTS_MAX: Final = 65_536
+_OK = AnswerKind.OK
+_NOT_FOUND = AnswerKind.NOT_FOUND
+#: Decimal strings the own API's order bodies keep (the own dialect's cache).
+_DECIMAL_TEXTS_MAX: Final = DECIMAL_TEXTS_MAX
+#: What a request that got no answer means.
+_NO_ANSWER: Final = Verdict(AnswerKind.UNKNOWN, "no answer")
 
 #: The reason of an order refused locally for want of a request slot.
 RATE_LIMITED: Final = "rate_limited"
@@ -97,6 +110,14 @@ CANCELED_UNSENT: Final = "canceled_unsent"
 #: The reason of an order closed locally: unknown, never seen by the venue, and too
 #: old to send again (``order_retry_deadline_s``).
 RESEND_EXPIRED: Final = "resend_expired"
+#: The reason of an order refused locally: the venue's API cannot express it.
+UNENCODABLE: Final = "unencodable"
+#: The share of the venue's request weight used (its rate-limit headers) from
+#: which polls and audits wait for the venue's next minute.
+WEIGHT_TIGHT_SHARE: Final = 0.8
+#: The share of the venue's 10-second order limit used (its order-count headers)
+#: from which new orders are refused ``rate_limited`` until its next 10 s.
+ORDER_COUNT_TIGHT_SHARE: Final = 0.9
 
 #: Every counter the gateway keeps (always exported, 0 until seen).
 EVENTS: Final = (
@@ -125,6 +146,16 @@ EVENTS: Final = (
     "resting_checks",  # a listing of the venue's open orders for the resting-order audit
     "resting_missing",  # a resting order missing from the venue's list (read back)
     "fills_log_checks",  # a read of the fills log at the cursor (is it still the same log?)
+    "unencodable",  # a new order the venue's API cannot express: refused locally
+    "venue_banned",  # an answer saying the venue banned this client (418): trading halts
+    "auth_failed",  # an answer refusing the API key or the signature: trading halts
+    "clock_skew",  # an answer saying the request's timestamp was outside the venue's window
+    "clock_synced",  # the venue's clock offset measured
+    "clock_failed",  # the venue's time could not be read
+    "clock_refused",  # start-up refused: the venue's clock is off by more than the window
+    "weight_tight",  # an answer saying the venue's used request weight is near its limit
+    "order_count_tight",  # an answer saying the venue's 10-second order count is near its limit
+    "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -159,16 +190,19 @@ class HttpGateway:
         rng: random.Random | None = None,
         fast: FastOrderChannel | None = None,
         crashes: TaskCrashes | None = None,
+        dialect: OrderApiDialect | None = None,
     ) -> None:
         self.config = config
+        #: How the venue's order API is spoken (default: the project's own).
+        self.dialect: OrderApiDialect = (
+            dialect if dialect is not None else OwnApiDialect(api_key, instruments)
+        )
         #: Crash accounting of the request tasks (the engine's; a crash halts trading).
         self.crashes = crashes if crashes is not None else TaskCrashes()
         self.breaker = breaker
         self.fast = fast
         self._listener = listener
         self._instruments = instruments
-        self._decimal_texts: dict[tuple[str, bool, int], bytes] = {}
-        self._body_fields: dict[tuple[str, Side, OrderType, TimeInForce, bool], bytes] = {}
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
@@ -177,7 +211,7 @@ class HttpGateway:
             verify = ssl_context(config.ca_file)
         self.client = httpx.AsyncClient(
             base_url=config.base_url,
-            headers={"X-API-Key": api_key, "Content-Type": "application/json"},
+            headers=dict(self.dialect.client_headers),
             timeout=httpx.Timeout(config.timeout_s),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
@@ -193,7 +227,8 @@ class HttpGateway:
         #: Orders with a cancel running (never two at once).
         self._canceling: set[str] = set()
         self._last_sent_ns: dict[str, int] = {}
-        self._fills_cursor = 0
+        #: The highest fill id read, by fills stream (``OrderApiDialect.fill_streams``).
+        self._fills_cursors: dict[str, int] = dict.fromkeys(self.dialect.fill_streams, 0)
         #: The fills log was found reset (reported once until it is whole again).
         self._fills_log_reset = False
         self._fills_wanted = asyncio.Event()
@@ -206,6 +241,17 @@ class HttpGateway:
         #: True once the exchange answered a request (``GET /fills``) with 200:
         #: the address and the API key work (``/readyz``).
         self.reached = False
+        #: The end of the venue's ban (wall-clock s), once one was answered (418).
+        self.banned_until: float | None = None
+        #: The share of the venue's request weight used, as its last answer said.
+        self.used_weight_share: float | None = None
+        self._polls_wait_until = 0.0
+        #: New orders are refused until then (wall-clock s): the venue's order count is full.
+        self._orders_wait_until = 0.0
+        #: The venue's key refusal was logged (one line until the key works again).
+        self._auth_logged = False
+        self._clock_wanted = False
+        self._clock_checked = False
 
     def __repr__(self) -> str:
         return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
@@ -224,13 +270,16 @@ class HttpGateway:
         return self.breaker.allow()
 
     def submit(self, order: Order) -> str | None:
-        """Send now, or refuse now: returns ``rate_limited`` or ``halted``, else None."""
+        """Send now, or refuse now: the reason (``rate_limited``, ``halted``, ``unencodable:
+        ...`` for an order the venue's API cannot express), else None."""
         scheduler = self.scheduler
         if not scheduler.accepting_orders:
             return self._refused(HALTED)
+        if self._orders_wait_until and self._wall_clock() < self._orders_wait_until:
+            # The venue would answer 429 and pause every request: refused now instead.
+            return self._refused(RATE_LIMITED)
         if scheduler.try_now(Priority.ORDER):
-            self._send_first(order)
-            return None
+            return self._send_first(order)
         wait_s = self.config.max_order_wait_s
         if wait_s > 0 and not scheduler.paused():
             cid = order.client_order_id
@@ -261,6 +310,33 @@ class HttpGateway:
         self._canceling.add(cid)
         self._spawn(self._cancel(order), f"cancel:{cid}")
 
+    def stream_update(
+        self, report: OrderReport | None, fill: FillReport | None, venue_order_id: int | None
+    ) -> None:
+        """An execution report of the venue's own stream (Binance's user data stream).
+
+        ``report`` (the order's state, cumulative) goes to the ledger for an
+        order it tracks, ``fill`` to the ledger whatever the order (it tells
+        this deployment's from others' and counts each fill id once); the
+        dialect learns ``venue_order_id`` (its trades name the order by it).
+        The fills poll stays the fallback: what the stream missed, the poll
+        reads from each stream's cursor.
+        """
+        if report is not None:
+            cid = report.client_order_id
+            if venue_order_id is not None:
+                self.dialect.learn_order_id(venue_order_id, cid)
+            order = self._listener.order(cid)
+            if order is not None and order.is_open and cid not in self._placing:
+                self._listener.on_report(report)
+        if fill is not None:
+            self._listener.on_fill(fill)
+
+    def poll_fills_soon(self) -> None:
+        """Read every fills stream at once (the venue's stream went live or down:
+        what it sent meanwhile is read from each cursor)."""
+        self._fills_wanted.set()
+
     def forget(self, client_order_id: str) -> None:
         """A closed order left the ledger: nothing of it is kept here but requests in flight."""
         self._last_sent_ns.pop(client_order_id, None)
@@ -281,6 +357,26 @@ class HttpGateway:
 
     def breaker_state(self) -> str:
         return str(self.breaker.state.label)
+
+    def venue_status(self) -> dict[str, Any]:
+        """The ``venue`` object of ``/status``: the dialect, its ban, clock and weight.
+
+        ``ban_until``: the end of the venue's ban (UTC, ISO 8601) after a ban
+        answer (418), else None; ``clock_offset_ms``: the venue's clock minus
+        this host's as last measured (None: the dialect signs no timestamp,
+        or not measured yet); ``used_weight_share``: the share of the venue's
+        request-weight limit its last answer said was used (None: not said).
+        """
+        until = self.banned_until
+        share = self.used_weight_share
+        return {
+            "dialect": self.dialect.name,
+            "ban_until": None
+            if until is None
+            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+            "clock_offset_ms": self.clock_offset_ms,
+            "used_weight_share": None if share is None else round(share, 4),
+        }
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -325,7 +421,11 @@ class HttpGateway:
             await asyncio.wait(set(self._tasks))
         if self.fast is not None:
             await self.fast.close()
-        if self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
+        banned = self.banned_until is not None and self.banned_until > self._wall_clock()
+        if self.scheduler.granted[Priority.ORDER] and banned:
+            # A ban (minutes to days) would hold the stop: the next start reads them.
+            log.warning("the venue banned this client: the last fills are read at the next start")
+        elif self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
             try:
                 await self.poll_fills()
             except Exception:
@@ -355,88 +455,54 @@ class HttpGateway:
     # -- requests -------------------------------------------------------------------
 
     def order_body(self, order: Order) -> bytes:
-        """The ``POST /orders`` JSON body.
+        """The new-order request's body in the gateway's dialect (own API: the JSON body)."""
+        dialect = self.dialect
+        if isinstance(dialect, OwnApiDialect):
+            return dialect.order_body(order)
+        return dialect.new_order(order).body or b""
 
-        The fields an order shares with others of its symbol, side, type and
-        time in force are encoded once, and so is each quantity and price
-        (a bounded cache: strategies send few sizes, at prices near the
-        last ones); the client order id (restricted to ``[A-Za-z0-9._:-]``)
-        and the decimal strings need no escaping. One ``%`` format builds
-        the body: no intermediate bytes on the hot path
-        (``benchmarks/order_body.py``: a limit order's body 2.3x faster than
-        formatting each decimal per order, 0.68 against 1.53 us).
-        """
-        symbol = order.symbol
-        key = (symbol, order.side, order.type, order.time_in_force, order.post_only)
-        fixed = self._body_fields.get(key)
-        if fixed is None:
-            fields: dict[str, object] = {
-                "symbol": symbol,
-                "side": order.side.value,
-                "type": order.type.value,
-                "time_in_force": order.time_in_force.value,
-            }
-            if order.post_only:
-                # Only when asked for: a venue that does not know the field never sees it.
-                fields["post_only"] = True
-            fixed = self._body_fields[key] = orjson.dumps(fields)[1:-1]
-        texts = self._decimal_texts
-        size_key = (symbol, False, order.quantity)
-        size = texts.get(size_key)
-        if size is None:
-            size = self._decimal_text(size_key)
-        price = order.price
-        if order.type is not OrderType.LIMIT:
-            return b'{"client_order_id":"%s",%s,"quantity":"%s"}' % (
-                order.client_order_id.encode(),
-                fixed,
-                size,
-            )
-        assert price is not None
-        price_key = (symbol, True, price)
-        price_text = texts.get(price_key)
-        if price_text is None:
-            price_text = self._decimal_text(price_key)
-        return b'{"client_order_id":"%s",%s,"quantity":"%s","price":"%s"}' % (
-            order.client_order_id.encode(),
-            fixed,
-            size,
-            price_text,
-        )
-
-    def _decimal_text(self, key: tuple[str, bool, int]) -> bytes:
-        """A quantity's or price's decimal string, rendered once and kept (bounded)."""
-        symbol, is_price, units = key
-        inst = self._instruments[symbol]
-        text = (inst.format_price(units) if is_price else inst.format_size(units)).encode()
-        texts = self._decimal_texts
-        if len(texts) >= _DECIMAL_TEXTS_MAX:
-            texts.clear()
-        texts[key] = text
-        return text
+    @property
+    def _decimal_texts(self) -> dict[tuple[str, bool, int], bytes]:
+        """The own API's decimal-string cache (empty for another dialect)."""
+        dialect = self.dialect
+        return dialect.decimal_texts if isinstance(dialect, OwnApiDialect) else {}
 
     def _refused(self, reason: str) -> str:
         """A new order refused locally (it never left): the breaker permit is given back."""
         self.breaker.release()
-        self.counts[RATE_LIMITED if reason == RATE_LIMITED else "halted_unsent"] += 1
+        if reason == RATE_LIMITED:
+            self.counts[RATE_LIMITED] += 1
+        elif reason == HALTED:
+            self.counts["halted_unsent"] += 1
+        else:
+            self.counts["unencodable"] += 1
         return reason
 
-    def _send_first(self, order: Order) -> None:
-        """The first request of an order whose slot is taken: fast path if a connection is idle."""
-        body = self.order_body(order)
+    def _send_first(self, order: Order) -> str | None:
+        """The first request of an order whose slot is taken: fast path if a connection is idle.
+
+        Returns the reason when the dialect cannot express the order (it
+        never leaves), else None.
+        """
+        try:
+            request = self.dialect.new_order(order)
+        except ValueError as exc:
+            log.error("order %s cannot be sent: %s", order.client_order_id, exc)
+            return self._refused(f"{UNENCODABLE}: {exc}"[:200])
         fast = self.fast
         cid = order.client_order_id
         self._placing.add(cid)
-        if fast is not None:
+        if fast is not None and request.body is not None:
             start = self._clock()
             listener = self._listener
             # Tick-to-trade ends as the request is handed to the kernel.
-            waiter = fast.try_send(body, lambda: listener.on_written(order))
+            waiter = fast.try_send(request.body, lambda: listener.on_written(order))
             if waiter is not None:
                 self._last_sent_ns[cid] = start
-                self._spawn(self._place(order, body, (waiter, start)), f"place:{cid}")
-                return
-        self._spawn(self._place(order, body, slot_taken=True), f"place:{cid}")
+                self._spawn(self._place(order, request, (waiter, start)), f"place:{cid}")
+                return None
+        self._spawn(self._place(order, request, slot_taken=True), f"place:{cid}")
+        return None
 
     async def _place_after_wait(self, order: Order, wait_s: float) -> None:
         cid = order.client_order_id
@@ -450,14 +516,23 @@ class HttpGateway:
             return
         if self._unsent.pop(cid, None) is None:
             return  # canceled while it waited: never sent
-        self._send_first(order)
+        refused = self._send_first(order)
+        if refused is not None:
+            self._listener.on_status(cid, _REJECTED, refused)
+
+    def _new_request(self, order: Order) -> OrderRequest | None:
+        """The order's request built again (a venue that signs needs a fresh timestamp)."""
+        try:
+            return self.dialect.new_order(order)
+        except ValueError:  # it was encoded once: the same order encodes again
+            return None
 
     # -- placing ----------------------------------------------------------------------
 
     async def _place(
         self,
         order: Order,
-        body: bytes,
+        request: OrderRequest,
         sent: tuple[asyncio.Future[Answer], int] | None = None,
         *,
         slot_taken: bool = False,
@@ -466,7 +541,7 @@ class HttpGateway:
         cid = order.client_order_id
         self._placing.add(cid)
         try:
-            await self._placed(order, body, sent, slot_taken)
+            await self._placed(order, request, sent, slot_taken)
         finally:
             self._placing.discard(cid)
             self._unsent.pop(cid, None)
@@ -479,13 +554,14 @@ class HttpGateway:
     async def _placed(
         self,
         order: Order,
-        body: bytes,
+        request: OrderRequest | None,
         sent: tuple[asyncio.Future[Answer], int] | None,
         slot_taken: bool,
     ) -> None:
         cid = order.client_order_id
         first = True
         retries = 0
+        skew_retried = False
         deadline_ns = self._clock() + round(self.config.order_retry_deadline_s * 1e9)
         while True:
             reply: Reply | None
@@ -502,45 +578,71 @@ class HttpGateway:
                         return
                     if self._unsent.pop(cid, None) is None:
                         return  # canceled while it waited out the 429: never sent again
+                    request = self._new_request(order)  # signed at the time it leaves
                 slot_taken = False
                 started = self._clock()
                 self._last_sent_ns[cid] = started
-                reply = await self._http("POST", "/orders", body, written=order if first else None)
+                reply = None
+                if request is not None:
+                    reply = await self._send(request, written=order if first else None)
                 if first:
                     self._record_placement(started, reply)
             first = False
-            if reply is None or reply.status_code >= 500:
+            verdict = self._verdict(reply)
+            kind = verdict.kind
+            if kind is AnswerKind.UNKNOWN:
                 if order.status is not OrderStatus.PENDING_NEW:
                     return  # its state was learned meanwhile (a cancel's answer)
-                self._unknown(order, "no answer" if reply is None else f"{reply.status_code}")
-                await self._settle(order, body)
+                self._unknown(order, verdict.reason)
+                await self._settle(order)
                 return
-            code = reply.status_code
-            if code == 200:
+            if kind is _OK:
+                assert reply is not None
                 if not self._apply(order, reply):
                     self._unknown(order, "unreadable answer")
-                    await self._settle(order, body)
+                    await self._settle(order)
                 return
-            if code == 429:
-                delay = self._venue_paused(reply)
-                retries += 1
-                resend_ns = self._clock() + round(delay * 1e9)
-                if retries > self.config.order_retry_max or resend_ns > deadline_ns:
-                    # The venue did not take it: closed now, never sent late.
-                    self.counts["retry_abandoned"] += 1
-                    self._listener.on_status(cid, _REJECTED, VENUE_RATE_LIMITED)
-                    return
+            skew = kind is AnswerKind.CLOCK_SKEW and not skew_retried
+            if kind is AnswerKind.RATE_LIMITED or skew:
+                assert reply is not None
+                if kind is AnswerKind.RATE_LIMITED:
+                    delay = self._venue_paused(reply)
+                    retries += 1
+                    resend_ns = self._clock() + round(delay * 1e9)
+                    if retries > self.config.order_retry_max or resend_ns > deadline_ns:
+                        # The venue did not take it: closed now, never sent late.
+                        self.counts["retry_abandoned"] += 1
+                        self._listener.on_status(cid, _REJECTED, VENUE_RATE_LIMITED)
+                        return
+                else:
+                    # Outside the venue's receive window: it was not taken. The clock is
+                    # measured again and the same client order id sent once more.
+                    skew_retried = True
+                    delay = 0.0
+                    self.counts["clock_skew"] += 1
+                    await self.sync_clock()
                 if order.cancel_requested:
                     self.counts["canceled_unsent"] += 1
                     self._listener.on_status(cid, _CANCELED, CANCELED_UNSENT)
                     return
                 # Off the venue until its retry: a cancel now closes it locally.
                 self._unsent[cid] = (asyncio.current_task(), False)
-                await asyncio.sleep(delay)
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 continue
-            self.counts["rejected"] += 1
-            self._listener.on_status(cid, _REJECTED, _error(reply))
+            assert reply is not None
+            self._refusal(cid, verdict, reply)
             return
+
+    def _refusal(self, cid: str, verdict: Verdict, reply: Reply) -> None:
+        """A placement the venue did not take: closed ``rejected`` with the venue's reason."""
+        kind = verdict.kind
+        if kind is AnswerKind.BANNED:
+            self._banned(verdict, reply)
+        elif kind is AnswerKind.AUTH_FAILED:
+            self._auth_failed(verdict)
+        self.counts["rejected"] += 1
+        self._listener.on_status(cid, _REJECTED, verdict.reason or str(reply.status_code))
 
     def _unknown(self, order: Order, why: str) -> None:
         if order.status is OrderStatus.PENDING_NEW:
@@ -552,34 +654,39 @@ class HttpGateway:
         self.counts["halted_unsent"] += 1
         self._listener.on_status(order.client_order_id, _REJECTED, HALTED)
 
-    async def _settle(self, order: Order, body: bytes) -> None:
+    async def _settle(self, order: Order) -> None:
         """Learn the outcome of an order whose request got no clear answer.
 
-        Reads ``GET /orders/{id}`` with capped exponential back-off and
-        jitter until it answers 200 (applied) or 404. A 404 means the venue
-        has not seen the order: it is sent again under the same id (the
-        idempotency key), with the breaker's permission (while it is open
-        the order is read again later instead). After a halt or stop
-        nothing is sent again: two 404s at least ``timeout_s`` after the
-        last send close it locally (``halted``): the request may still have
-        been in flight at the first.
+        Reads the order back by its client order id with capped exponential
+        back-off and jitter until the venue answers with it (applied) or
+        says it does not hold it. Not held means the venue has not seen the
+        order: it is sent again under the same id (the idempotency key),
+        with the breaker's permission (while it is open the order is read
+        again later instead). After a halt or stop nothing is sent again:
+        two "not found" reads at least ``timeout_s`` after the last send
+        close it locally (``halted``): the request may still have been in
+        flight at the first.
         """
         cid = order.client_order_id
+        dialect = self.dialect
         backoff = self._backoff()
         quiet_404s = 0
         # Past this, a 404 is not answered with a re-send: the order would leave late.
         resend_until_ns = self._clock() + round(self.config.order_retry_deadline_s * 1e9)
         while order.is_open:
             await asyncio.sleep(backoff.next_s())
-            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
-            if reply is None:
+            read = await self._read(
+                lambda: dialect.read_order(cid, order.symbol), Priority.SETTLE, "order"
+            )
+            if read is None:
                 continue
-            if reply.status_code == 200:
+            kind, reply = read
+            if kind is _OK:
                 if self._apply(order, reply):
                     self.counts["settled"] += 1
                     return
                 continue
-            # 404: the venue has not seen it.
+            # Not found: the venue has not seen it.
             late = self._clock() > resend_until_ns
             if not self.scheduler.accepting_orders or late:
                 quiet_ns = self._clock() - self._last_sent_ns.get(cid, 0)
@@ -608,219 +715,441 @@ class HttpGateway:
                 continue
             self.counts["resent"] += 1
             started = self._last_sent_ns[cid] = self._clock()
-            resent = await self._http("POST", "/orders", body)
+            request = self._new_request(order)
+            resent = None if request is None else await self._send(request)
             self._record_placement(started, resent)
-            if resent is None or resent.status_code >= 500:
+            verdict = self._verdict(resent)
+            kind = verdict.kind
+            if kind is AnswerKind.UNKNOWN:
                 continue
-            if resent.status_code == 200:
+            assert resent is not None
+            if kind is _OK:
                 if self._apply(order, resent):
                     return
                 continue
-            if resent.status_code == 429:
+            if kind is AnswerKind.RATE_LIMITED:
                 self._venue_paused(resent)
                 continue
-            self.counts["rejected"] += 1
-            self._listener.on_status(cid, _REJECTED, _error(resent))
+            if kind is AnswerKind.CLOCK_SKEW:
+                # Not taken: measure the clock again; the next read decides again.
+                self.counts["clock_skew"] += 1
+                await self.sync_clock()
+                continue
+            self._refusal(cid, verdict, resent)
             return
 
-    async def _read(self, url: str, priority: Priority, what: str) -> Reply | None:
-        """A GET with its slot; the reply when it is 200 or 404, else None (counted).
+    async def _read(
+        self, build: Callable[[], OrderRequest], priority: Priority, what: str
+    ) -> tuple[AnswerKind, Reply] | None:
+        """A read with its slot: the answer when it is the thing read or "not found", else None.
 
-        Anything else (no answer, 429, 400/401/403, 5xx) says nothing about
-        what was read; a 429 also pauses the venue. Raises
-        :class:`Dropped` for a poll dropped by a halt or stop.
+        ``build`` makes the request once the slot is granted (a signed
+        request carries the time it leaves). Anything else (no answer,
+        429, a refusal, 5xx) says nothing about what was read and is
+        counted; a 429 also pauses the venue, a ban halts trading, a
+        refused key halts trading, a timestamp outside the venue's window
+        measures the clock again. Raises :class:`Dropped` for a poll
+        dropped by a halt or stop.
         """
         await self.scheduler.acquire(priority)
-        reply = await self._http("GET", url)
-        if reply is not None and reply.status_code in (200, 404):
+        reply = await self._send(build())
+        verdict = self._verdict(reply)
+        kind = verdict.kind
+        if kind is _OK or kind is _NOT_FOUND:
+            assert reply is not None
             self.reached = True
-            return reply
+            return kind, reply
         self.counts["read_failed"] += 1
         self.read_failures[what] += 1
-        if reply is not None and reply.status_code == 429:
-            self._venue_paused(reply)
+        if reply is not None:
+            self._read_refused(verdict, reply)
         return None
+
+    def _read_refused(self, verdict: Verdict, reply: Reply) -> None:
+        """What a refused read (or cancel) does besides failing."""
+        kind = verdict.kind
+        if kind is AnswerKind.RATE_LIMITED:
+            self._venue_paused(reply)
+        elif kind is AnswerKind.BANNED:
+            self._banned(verdict, reply)
+        elif kind is AnswerKind.AUTH_FAILED:
+            self._auth_failed(verdict)
+        elif kind is AnswerKind.CLOCK_SKEW:
+            self.counts["clock_skew"] += 1
+            self._clock_wanted = True
 
     # -- cancelling ---------------------------------------------------------------------
 
     async def _cancel(self, order: Order) -> None:
-        """``DELETE`` until the venue answers with the order's final state (one at a time)."""
+        """Cancel until the venue answers with the order's final state (one at a time)."""
         try:
             await self._cancel_until_final(order)
         finally:
             self._canceling.discard(order.client_order_id)
 
     async def _cancel_until_final(self, order: Order) -> None:
-        """DELETE until the venue answers with the order's final state.
+        """Cancel until the venue answers with the order's final state.
 
-        404 while the order's placement is still being settled: the venue
-        has not taken it yet, and the placement cancels it once it has an
-        answer (see :meth:`_place`). 404 otherwise: the order is read back;
-        a second 404 means the venue does not hold it, and it is closed
-        locally (``canceled``, reason ``not_found``); a read that says
-        nothing closes nothing (the DELETE is tried again). A 4xx refusal
-        is counted and the order read back once; it stays open, and a
-        halt or stop cancels it again.
+        "Not found" while the order's placement is still being settled: the
+        venue has not taken it yet, and the placement cancels it once it
+        has an answer (see :meth:`_place`). "Not found" otherwise: the order
+        is read back; a second "not found" means the venue does not hold
+        it, and it is closed locally (``canceled``, reason ``not_found``); a
+        read that says nothing closes nothing (the cancel is tried again).
+        A refusal is counted and the order read back once; it stays open,
+        and a halt or stop cancels it again.
         """
         cid = order.client_order_id
+        dialect = self.dialect
         backoff = self._backoff()
         while order.is_open:
             await self.scheduler.acquire(Priority.CANCEL)
-            reply = await self._http("DELETE", f"/orders/{cid}")
+            reply = await self._send(dialect.cancel_order(cid, order.symbol))
             if not order.is_open:
                 return  # settled meanwhile (its placement's answer, a read)
-            code = 0 if reply is None else reply.status_code
-            if reply is not None and code == 200:
+            verdict = self._verdict(reply)
+            kind = verdict.kind
+            if kind is _OK:
+                assert reply is not None
                 if self._apply(order, reply):
                     return  # the venue's word on the cancel (a final state, or why not)
                 await self._read_back(order)
                 if not order.is_open:
                     return
-            elif code == 404:
+            elif kind is _NOT_FOUND:
                 if cid in self._placing:
                     return  # the placement cancels it when it is settled
-                back = await self._read(f"/orders/{cid}", Priority.CANCEL, "order")
+                back = await self._read(
+                    lambda: dialect.read_order(cid, order.symbol), Priority.CANCEL, "order"
+                )
                 if not order.is_open:
                     return
-                if back is not None and back.status_code == 404:
+                if back is not None and back[0] is _NOT_FOUND:
                     self.counts["not_found"] += 1
                     self._listener.on_order_fault(cid, "not_found")
                     self._listener.on_status(cid, _CANCELED, NOT_FOUND)
                     return
                 if back is not None:
-                    self._apply(order, back)
-            elif reply is not None and code == 429:
+                    self._apply(order, back[1])
+            elif kind is AnswerKind.RATE_LIMITED:
+                assert reply is not None
                 self._venue_paused(reply)
                 continue
-            elif reply is not None and 400 <= code < 500:
+            elif kind is AnswerKind.REFUSED or kind is AnswerKind.AUTH_FAILED:
+                assert reply is not None
+                self._read_refused(verdict, reply)
                 self.counts["cancel_refused"] += 1
-                log.error("cancel of %s refused: %s", cid, _error(reply))
+                log.error("cancel of %s refused: %s", cid, verdict.reason)
                 self._listener.on_order_fault(cid, "cancel_refused")
                 await self._read_back(order)
                 return
             else:
+                if reply is not None:
+                    self._read_refused(verdict, reply)  # a ban, a clock outside the window
                 self.counts["cancel_failed"] += 1
             await asyncio.sleep(backoff.next_s())
 
     async def _read_back(self, order: Order, attempts: int = 8) -> None:
         """Read an order back until one readable answer (at most ``attempts`` reads)."""
         cid = order.client_order_id
+        dialect = self.dialect
         backoff = self._backoff()
         for _ in range(attempts):
-            reply = await self._read(f"/orders/{cid}", Priority.SETTLE, "order")
-            if reply is not None and reply.status_code == 200 and self._apply(order, reply):
+            read = await self._read(
+                lambda: dialect.read_order(cid, order.symbol), Priority.SETTLE, "order"
+            )
+            if read is not None and read[0] is _OK and self._apply(order, read[1]):
                 return
-            if reply is not None and reply.status_code == 404:
+            if read is not None and read[0] is _NOT_FOUND:
                 return
             await asyncio.sleep(backoff.next_s())
 
     # -- answers ------------------------------------------------------------------------
 
+    def _verdict(self, reply: Reply | None) -> Verdict:
+        """What an answer means (:class:`~.order_api.AnswerKind`); no answer is unknown.
+
+        Every answer's rate-limit headers are read first (:meth:`_observe`).
+        """
+        if reply is None:
+            return _NO_ANSWER
+        headers = reply.headers
+        self._observe(headers)
+        verdict = self.dialect.classify(reply.status_code, headers, reply.content)
+        if verdict.kind is _OK and self._auth_logged:
+            self._auth_logged = False  # the key works again: a new refusal is logged again
+        return verdict
+
     def _apply(self, order: Order, reply: Reply) -> bool:
-        """Report a 200 order body to the listener; False (counted) if it is not taken."""
+        """Report an order answer to the listener; False (counted) if it is not taken."""
         cid = order.client_order_id
         try:
-            report = parse_order_body(
-                orjson.loads(reply.content), self._instruments[order.symbol], cid
-            )
-        except (orjson.JSONDecodeError, UnreadableAnswer) as exc:
+            parsed = self.dialect.parse_order(reply.content, cid, order.symbol)
+        except UnreadableAnswer as exc:
             log.error("unreadable order answer for %s (%s): %r", cid, exc, reply.content[:200])
             self.counts["unreadable_answer"] += 1
             self._listener.on_order_fault(cid, "unreadable_answer")
             return False
-        if not self._listener.on_report(report):
+        if not self._listener.on_report(parsed.report):
             self.counts["unreadable_answer"] += 1
             return False
+        for fill in parsed.fills:
+            # The venue listed the order's fills in its answer: the ledger counts each once.
+            self._listener.on_fill(fill)
         if order.reported > order.feed_filled:
             self._fills_wanted.set()
         return True
 
+    def _banned(self, verdict: Verdict, reply: Reply) -> None:
+        """The venue banned this client: pause every request until the ban ends; halt."""
+        now = self._wall_clock()
+        until = verdict.banned_until_s
+        if until is None:
+            delay = retry_after_s(
+                reply.headers.get("retry-after"), now, default_s=60.0, cap_s=3 * 86_400.0
+            )
+            until = now + delay
+        self.counts["venue_banned"] += 1
+        first = self.banned_until is None or until > self.banned_until + 1
+        self.banned_until = until if self.banned_until is None else max(until, self.banned_until)
+        self.scheduler.pause(max(0.0, until - now))
+        if first:
+            log.error(
+                "the venue banned this client until %s (%s): trading halts",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+                verdict.reason,
+            )
+            self._listener.on_order_fault("*", "venue_banned")
+
+    def _auth_failed(self, verdict: Verdict) -> None:
+        """The venue refused the key or signature: one log line naming the variables; halt."""
+        self.counts["auth_failed"] += 1
+        if self._auth_logged:
+            return
+        self._auth_logged = True
+        config = self.config
+        names = ", ".join(
+            name
+            for name in (config.api_key_env, config.api_secret_env, config.private_key_env)
+            if name
+        )
+        log.error(
+            "the venue refused the API key or the signature (%s): check %s; trading halts",
+            verdict.reason,
+            names,
+        )
+        self._listener.on_order_fault("*", "venue_auth_failed")
+
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        """The venue's rate-limit headers (counted ``weight_tight``, ``order_count_tight``).
+
+        From :data:`WEIGHT_TIGHT_SHARE` of the venue's per-minute weight used,
+        polls and audits wait for its next minute; from
+        :data:`ORDER_COUNT_TIGHT_SHARE` of its 10-second order count, new
+        orders are refused ``rate_limited`` until its next 10 s (a 429 would
+        pause every request class).
+        """
+        self._observe_orders(headers)
+        share = self.dialect.used_weight_share(headers)
+        if share is None:
+            return
+        self.used_weight_share = share
+        if share >= WEIGHT_TIGHT_SHARE:
+            # The venue's weight windows are wall-clock minutes: the next one starts afresh.
+            now = self._wall_clock()
+            self._polls_wait_until = now - now % 60 + 60
+            self.counts["weight_tight"] += 1
+
+    def _observe_orders(self, headers: Mapping[str, str]) -> None:
+        share = self.dialect.order_count_share(headers)
+        if share is not None and share >= ORDER_COUNT_TIGHT_SHARE:
+            now = self._wall_clock()
+            self._orders_wait_until = now - now % 10 + 10
+            self.counts["order_count_tight"] += 1
+
+    def _weight_tight(self) -> bool:
+        return self._wall_clock() < self._polls_wait_until
+
+    # -- clock ------------------------------------------------------------------------
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """The venue's clock minus ours, in ms, as last measured (None: never measured)."""
+        return self.dialect.clock_offset_ms
+
+    async def sync_clock(self) -> int | None:
+        """Measure the venue's clock offset (the midpoint of one round trip); None if unread.
+
+        A dialect that signs no timestamp has no clock to measure (None).
+        The time request goes through the venue's budget (settle class).
+        """
+        request = self.dialect.time_request()
+        if request is None:
+            return None
+        self._clock_wanted = False
+        try:
+            await self.scheduler.acquire(Priority.SETTLE)
+        except Dropped:
+            return None
+        sent_ms = self._wall_clock() * 1000
+        reply = await self._send(request)
+        received_ms = self._wall_clock() * 1000
+        if reply is None or reply.status_code != 200:
+            self.counts["clock_failed"] += 1
+            self._clock_wanted = True
+            return None
+        try:
+            offset = self.dialect.clock_answer(sent_ms, received_ms, reply.content)
+        except UnreadableAnswer as exc:
+            self.counts["clock_failed"] += 1
+            self._clock_wanted = True
+            log.error("unreadable venue time: %s", exc)
+            return None
+        self.counts["clock_synced"] += 1
+        return offset
+
+    async def check_clock(self) -> None:
+        """Start-up: measure the venue's clock; refuse when it is off by more than the window.
+
+        Raises ``ConnectionError`` (start-up retries) when the time cannot
+        be read, or when the offset exceeds the receive window, with the
+        measured offset in the message.
+        """
+        window = self.dialect.recv_window_ms
+        if window is None:
+            self._clock_checked = True
+            return
+        offset = await self.sync_clock()
+        if offset is None:
+            raise ConnectionError("the venue's time could not be read")
+        if abs(offset) > window:
+            self.counts["clock_refused"] += 1
+            raise ConnectionError(
+                f"the venue's clock is {offset:+d} ms from this host's, beyond the "
+                f"receive window of {window} ms: correct the host's clock (NTP)"
+            )
+        self._clock_checked = True
+
     # -- fills ------------------------------------------------------------------------
 
     async def poll_fills(self) -> int:
-        """Read new fills once; returns how many were handed on, -1 if the read failed.
+        """Read new fills once, every stream; how many were handed on, -1 if a read failed.
 
-        Every fill above the cursor of a symbol this process trades goes to
-        the listener (the ledger keeps what is this engine's and counts
-        each id once); the cursor then moves past it. An entry that cannot
-        be read is counted and, when its order is this engine's, the order
-        is read back (its answer carries the cumulative fill). Raises
-        :class:`Dropped` when a halt or stop drops the queued poll.
+        Every fill above its stream's cursor of a symbol this process
+        trades goes to the listener (the ledger keeps what is this engine's
+        and counts each id once); the cursor then moves past it. An entry
+        that cannot be read is counted and, when its order is this
+        engine's, the order is read back (its answer carries the cumulative
+        fill). Raises :class:`Dropped` when a halt or stop drops the queued
+        poll.
         """
-        fills = await self._read_fills(self._fills_cursor)
-        if fills is None:
+        applied = 0
+        failed = False
+        for stream in self.dialect.fill_streams:
+            done = await self._poll_stream(stream)
+            if done < 0:
+                failed = True
+            else:
+                applied += done
+        return -1 if failed else applied
+
+    async def _poll_stream(self, stream: str) -> int:
+        cursor = self._fills_cursors.get(stream, 0)
+        entries = await self._read_fills(stream, cursor, resolve=True)
+        if entries is None:
             return -1
         applied = 0
         listener = self._listener
         # In fill-id order, whatever order the venue listed them in: the
         # cursor must not pass a fill that is still to come in this answer.
-        fills.sort(key=_fill_order)
-        for entry in fills:
-            fill_id = entry.get("fill_id") if isinstance(entry, dict) else None
-            if type(fill_id) is not int or not 0 <= fill_id <= MAX_FILL_ID:
+        entries.sort(key=_fill_order)
+        for entry in entries:
+            fill_id = entry.fill_id
+            if fill_id is None:
                 self.counts["unreadable_fills"] += 1
-                log.error("fill without a readable id: %r", entry)
+                log.error("%s", entry.problem)
                 continue
-            if fill_id <= self._fills_cursor:
+            if fill_id <= cursor:
                 continue  # redelivered: counted once, when it was new
-            self._fills_cursor = fill_id
-            try:
-                fill = parse_fill(entry, self._instruments)
-            except UnreadableAnswer as exc:
-                cid = entry.get("client_order_id")
-                order = listener.order(cid) if isinstance(cid, str) else None
+            cursor = self._fills_cursors[stream] = fill_id
+            if entry.problem is not None:
+                cid = entry.client_order_id
+                order = listener.order(cid) if cid is not None else None
                 if order is None:
                     continue  # not this engine's
                 self.counts["unreadable_fill"] += 1
-                log.error("unreadable fill %r: %s", entry, exc)
-                listener.on_order_fault(cid, "unreadable_fill")
-                self._spawn(self._read_back(order), f"read-back:{cid}")
+                log.error("unreadable fill %d: %s", fill_id, entry.problem)
+                listener.on_order_fault(order.client_order_id, "unreadable_fill")
+                self._spawn(self._read_back(order), f"read-back:{order.client_order_id}")
                 continue
-            if fill is None:
-                continue  # a symbol this process does not trade
+            if entry.fill is None:
+                continue  # a symbol or an order this process does not trade
             # Every fill of its symbols goes to the ledger, which tells the
             # deployment's orders (tracked, or closed and gone) from others'.
-            listener.on_fill(fill)
+            listener.on_fill(entry.fill)
             applied += 1
         return applied
 
-    async def _read_fills(self, since: int) -> list[Any] | None:
-        """``GET /fills?since=N`` (poll class): the answer's list, None when there is none.
+    async def _read_fills(
+        self, stream: str, after: int, *, resolve: bool = False
+    ) -> list[FillEntry] | None:
+        """One fills read of ``stream`` (poll class): its entries, None when there are none.
 
-        A failed read counts ``read_failed``, an answer that is not a JSON
-        list ``unreadable_fills``; both count a fills read failure. Raises
-        :class:`Dropped` when a halt or stop drops the read.
+        ``resolve``: first read the orders the answer names that the
+        dialect cannot name yet (a venue naming orders by its own ids in
+        fills); if one of those reads says nothing, the fills are left for
+        the next poll. A failed read counts ``read_failed``, an answer that
+        is not a list ``unreadable_fills``; both count a fills read
+        failure. Raises :class:`Dropped` when a halt or stop drops the read.
         """
-        reply = await self._read(f"/fills?since={since}", Priority.POLL, "fills")
-        if reply is None or reply.status_code != 200:
-            if reply is not None:
+        dialect = self.dialect
+        read = await self._read(lambda: dialect.read_fills(stream, after), Priority.POLL, "fills")
+        if read is None or read[0] is not _OK:
+            if read is not None:
                 self.counts["read_failed"] += 1
                 self.read_failures["fills"] += 1
             return None
+        reply = read[1]
+        if resolve:
+            for venue_id, request in dialect.unresolved_orders(stream, reply.content):
+                named = await self._read(partial(_fresh, request), Priority.POLL, "order")
+                if named is None:
+                    return None
+                try:
+                    dialect.learn_order(venue_id, named[1].content if named[0] is _OK else None)
+                except UnreadableAnswer as exc:
+                    log.error("unreadable order answer naming a fill's order: %s", exc)
+                    return None
         try:
-            fills = orjson.loads(reply.content)
-            if not isinstance(fills, list):
-                raise TypeError("not a list")
-        except (orjson.JSONDecodeError, TypeError):
+            return dialect.parse_fills(stream, reply.content)
+        except UnreadableAnswer:
             self.counts["unreadable_fills"] += 1
             self.read_failures["fills"] += 1
             log.error("unreadable fills answer: %r", reply.content[:200])
             return None
-        return fills
 
     @property
     def fills_cursor(self) -> int:
-        """The highest fill id read from the venue's fills log."""
-        return self._fills_cursor
+        """The highest fill id read from the venue's fills log (the first stream's)."""
+        return self._fills_cursors.get(self.dialect.fill_streams[0], 0)
+
+    @property
+    def fills_cursors(self) -> dict[str, int]:
+        """The highest fill id read, by fills stream (a copy)."""
+        return dict(self._fills_cursors)
 
     async def _poll_fills_forever(self) -> None:
-        """Poll ``/fills`` every ``fills_poll_s`` (at once when an answer reports fills).
+        """Poll the fills every ``fills_poll_s`` (at once when an answer reports fills).
 
-        Failed reads back off (:class:`Backoff`) up to ``read_backoff_max_s``.
+        The interval is at least the dialect's floor (a venue whose fills
+        reads are heavy in its request weight); polls wait while the venue's
+        used weight is near its limit. Failed reads back off
+        (:class:`Backoff`) up to ``read_backoff_max_s``.
         """
         config = self.config
-        backoff = Backoff(config.fills_poll_s, max(config.fills_poll_s, config.read_backoff_max_s))
-        interval = config.fills_poll_s
+        every = max(config.fills_poll_s, self.dialect.fills_poll_floor_s)
+        backoff = Backoff(every, max(every, config.read_backoff_max_s))
+        interval = every
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that races its timeout, and the poller never stops.
@@ -828,6 +1157,10 @@ class HttpGateway:
                 async with asyncio.timeout(interval):
                     await self._fills_wanted.wait()
             self._fills_wanted.clear()
+            if self._weight_tight():
+                self.counts["poll_deferred"] += 1
+                interval = every
+                continue
             try:
                 applied = await self.poll_fills()
             except Dropped:
@@ -839,14 +1172,15 @@ class HttpGateway:
                 interval = backoff.next_s()
             else:
                 backoff.reset()
-                interval = config.fills_poll_s
+                interval = every
 
     # -- resting orders ---------------------------------------------------------------
 
     async def audit_resting(self) -> int:
         """Find resting orders the venue no longer lists as open, and read each back.
 
-        Lists ``GET /orders?status=open`` (a poll-class request) and reads
+        Lists the venue's open orders (poll-class requests, per the
+        dialect: all at once, or per symbol of a resting order) and reads
         back every order the ledger had as resting when the list was asked
         for that the list lacks and no request of this gateway is settling:
         a venue-initiated cancel or expiry, or a fill the fills feed has not
@@ -856,19 +1190,19 @@ class HttpGateway:
         resting = self._listener.resting_orders()
         if not resting:
             return 0
-        reply = await self._read("/orders?status=open", Priority.POLL, "open_orders")
-        if reply is None or reply.status_code != 200:
-            return -1
-        self.counts["resting_checks"] += 1
-        try:
-            bodies = orjson.loads(reply.content)
-            if not isinstance(bodies, list):
-                raise TypeError("not a list")
-            listed = {body.get("client_order_id") for body in bodies if isinstance(body, dict)}
-        except (orjson.JSONDecodeError, TypeError):
-            self.counts["read_failed"] += 1
-            self.read_failures["open_orders"] += 1
-            return -1
+        dialect = self.dialect
+        listed: set[str] = set()
+        for request in dialect.open_orders(sorted({order.symbol for order in resting})):
+            read = await self._read(partial(_fresh, request), Priority.POLL, "open_orders")
+            if read is None or read[0] is not _OK:
+                return -1
+            self.counts["resting_checks"] += 1
+            try:
+                listed |= dialect.open_order_ids(read[1].content)
+            except UnreadableAnswer:
+                self.counts["read_failed"] += 1
+                self.read_failures["open_orders"] += 1
+                return -1
         busy = self._placing | self._canceling
         missing = [
             order
@@ -883,52 +1217,67 @@ class HttpGateway:
         return len(missing)
 
     async def check_fills_log(self) -> bool | None:
-        """Is the venue's fills log still the one the cursor counts in?
+        """Is each of the venue's fills logs still the one its cursor counts in?
 
         Fill ids increase and fills are never deleted, so the same log
-        answers ``GET /fills?since=<cursor - 1>`` with at least the fill at
-        the cursor. A log that lists no fill at or above the cursor was
-        reset while the engine ran (a venue restarted with an empty log):
-        its new fills carry ids at or below the cursor, which the poller
-        skips as read, so positions would silently stop following the
-        venue. That is the halting order fault ``fills_log_reset``
+        answers a read of the fills after ``<cursor - 1>`` with at least the
+        fill at the cursor. A log that lists no fill at or above the cursor
+        was reset while the engine ran (a venue restarted with an empty
+        log): its new fills carry ids at or below the cursor, which the
+        poller skips as read, so positions would silently stop following
+        the venue. That is the halting order fault ``fills_log_reset``
         (reported once until the log is whole again; a restart then stops
-        at the venue check, see docs/operations.md). Returns True when the
-        log holds the cursor, False when it was reset, None when there is
-        nothing to check (no fill read yet) or the log could not be read.
+        at the venue check, see docs/operations.md). Returns True when every
+        log holds its cursor, False when one was reset, None when there is
+        nothing to check (no fill read yet) or a log could not be read.
         Raises :class:`Dropped` when a halt or stop drops the read.
         """
-        cursor = self._fills_cursor
-        if cursor <= 0:
-            return None
-        fills = await self._read_fills(cursor - 1)
-        if fills is None:
-            return None
-        self.counts["fills_log_checks"] += 1
-        if any(
-            isinstance(entry, dict)
-            and type(entry.get("fill_id")) is int
-            and entry["fill_id"] >= cursor
-            for entry in fills
-        ):
+        result: bool | None = None
+        for stream, cursor in list(self._fills_cursors.items()):
+            if cursor <= 0:
+                continue
+            entries = await self._read_fills(stream, cursor - 1)
+            if entries is None:
+                return None
+            self.counts["fills_log_checks"] += 1
+            if any(entry.fill_id is not None and entry.fill_id >= cursor for entry in entries):
+                result = True if result is None else result
+                continue
+            result = False
+            if not self._fills_log_reset:
+                self._fills_log_reset = True
+                log.error(
+                    "the venue's fills log%s lists no fill at or above %d, the last fill id "
+                    "read: it was reset; fills from now on cannot be told from fills already "
+                    "read",
+                    "" if stream == ALL_SYMBOLS else f" of {stream}",
+                    cursor,
+                )
+                self._listener.on_order_fault("*", "fills_log_reset")
+            return False
+        if result:
             self._fills_log_reset = False
-            return True
-        if not self._fills_log_reset:
-            self._fills_log_reset = True
-            log.error(
-                "the venue's fills log lists no fill at or above %d, the last fill id read: "
-                "it was reset; fills from now on cannot be told from fills already read",
-                cursor,
-            )
-            self._listener.on_order_fault("*", "fills_log_reset")
-        return False
+        return result
 
     async def _audit_forever(self) -> None:
         """Every half of ``resting_order_check_s`` (with jitter): audit resting
-        orders (:meth:`audit_resting`) and check the fills log (:meth:`check_fills_log`)."""
+        orders (:meth:`audit_resting`), check the fills log (:meth:`check_fills_log`)
+        and, for a venue that signs timestamps, measure its clock again when
+        ``clock_check_s`` passed or an answer said the clock was off."""
         half = self.config.resting_order_check_s / 2
+        last_clock = self._clock()
         while True:
             await asyncio.sleep(half * (0.5 + 0.5 * self._rng.random()))
+            now = self._clock()
+            if self.dialect.recv_window_ms is not None and (
+                self._clock_wanted or now - last_clock >= self.config.clock_check_s * 1e9
+            ):
+                last_clock = now
+                with contextlib.suppress(Dropped):
+                    await self.sync_clock()
+            if self._weight_tight():
+                self.counts["poll_deferred"] += 1
+                continue
             for check in (self.audit_resting, self.check_fills_log):
                 try:
                     await check()
@@ -937,8 +1286,19 @@ class HttpGateway:
                 except Exception:
                     log.exception("%s failed", check.__name__)
 
+    async def _send(self, request: OrderRequest, written: Order | None = None) -> Reply | None:
+        """One request over httpx with the dialect's headers (its slot already granted)."""
+        return await self._http(
+            request.method, request.target, request.body, written, request.headers
+        )
+
     async def _http(
-        self, method: str, url: str, content: bytes | None = None, written: Order | None = None
+        self,
+        method: str,
+        url: str,
+        content: bytes | None = None,
+        written: Order | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> Reply | None:
         """One httpx call (its slot already granted); None when nothing was answered.
 
@@ -962,14 +1322,14 @@ class HttpGateway:
         start = self._clock()
         try:
             response = await self.client.request(
-                method, url, content=content, extensions=extensions
+                method, url, content=content, extensions=extensions, headers=headers or None
             )
         except httpx.TimeoutException:
             self.counts["timeout"] += 1
             return None
         except httpx.TransportError as exc:
             self.counts["connection_error"] += 1
-            log.warning("%s %s: %s", method, url, type(exc).__name__)
+            log.warning("%s %s: %s", method, url.partition("?")[0], type(exc).__name__)
             return None
         self.roundtrip.observe_ns(self._clock() - start)
         return response
@@ -983,6 +1343,7 @@ class HttpGateway:
         outcome is unknown like any unanswered one.
         """
         assert self.fast is not None
+        target = self.dialect.fast_target
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 answer = await waiter
@@ -993,12 +1354,12 @@ class HttpGateway:
             return None
         except UnparsedAnswer as exc:
             self.counts["unparsed_answer"] += 1
-            log.error("fast path POST /orders: unparsed answer: %s", exc)
+            log.error("fast path POST %s: unparsed answer: %s", target, exc)
             self.breaker.release()
             return None
         except FastPathError as exc:
             self.counts["connection_error"] += 1
-            log.warning("fast path POST /orders: %s", exc)
+            log.warning("fast path POST %s: %s", target, exc)
             self._record_placement(start_ns, None)
             return None
         self.roundtrip.observe_ns(self._clock() - start_ns)
@@ -1024,78 +1385,145 @@ class HttpGateway:
         return delay
 
     # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
+    #
+    # Reconciliation reads the own API's documents; a venue dialect writes its
+    # answers in that shape (OrderApiDialect.order_document and friends).
 
     async def open_orders(self) -> list[dict[str, Any]]:
         """The exchange's open orders (for reconciliation). Raises ``ConnectionError``."""
-        result = await self._read_json("GET", "/orders?status=open")
-        if not isinstance(result, list):
-            raise ConnectionError("GET /orders?status=open: the answer is not a list")
+        dialect = self.dialect
+        result: list[dict[str, Any]] = []
+        for request in dialect.open_orders(sorted(self._instruments)):
+            content = await self._read_content(request)
+            assert content is not None
+            try:
+                result.extend(dialect.open_order_documents(content))
+            except UnreadableAnswer as exc:
+                raise ConnectionError(f"{_where(request)}: {exc}") from None
         return result
 
     async def fills(self, since: int) -> list[dict[str, Any]]:
-        """``GET /fills?since=N``: the fills after ``since`` (for reconciliation)."""
-        result: list[dict[str, Any]] = await self._read_json("GET", f"/fills?since={since}")
+        """The fills after ``since``, every stream (for reconciliation)."""
+        dialect = self.dialect
+        result: list[dict[str, Any]] = []
+        for stream in dialect.fill_streams:
+            request = dialect.read_fills(stream, since)
+            content = await self._read_content(request)
+            assert content is not None
+            for venue_id, named in dialect.unresolved_orders(stream, content):
+                answer = await self._read_content(named, missing_ok=True)
+                try:
+                    dialect.learn_order(venue_id, answer)
+                except UnreadableAnswer as exc:
+                    raise ConnectionError(f"{_where(named)}: {exc}") from None
+            try:
+                result.extend(dialect.fill_documents(stream, content))
+            except UnreadableAnswer as exc:
+                raise ConnectionError(f"{_where(request)}: {exc}") from None
         return result
+
+    def _symbols_of(self, client_order_id: str) -> list[str]:
+        """Where an order may be: its symbol when the ledger knows it, else every one."""
+        order = self._listener.order(client_order_id)
+        return [order.symbol] if order is not None else sorted(self._instruments)
 
     async def read_order(self, client_order_id: str) -> dict[str, Any] | None:
-        """``GET /orders/{id}``: the order's body, None when the exchange never saw it."""
-        result: dict[str, Any] | None = await self._read_json(
-            "GET", f"/orders/{client_order_id}", missing_ok=True
-        )
-        return result
+        """The order's body read back, None when the exchange never saw it."""
+        return await self._order_document(client_order_id, self.dialect.read_order)
 
     async def cancel_order(self, client_order_id: str) -> dict[str, Any] | None:
-        """``DELETE /orders/{id}``: the order's body after the cancel, None when unknown."""
-        result: dict[str, Any] | None = await self._read_json(
-            "DELETE", f"/orders/{client_order_id}", missing_ok=True
-        )
-        return result
+        """Cancel the order: its body after the cancel, None when unknown."""
+        return await self._order_document(client_order_id, self.dialect.cancel_order)
+
+    async def _order_document(
+        self, client_order_id: str, build: Callable[[str, str], OrderRequest]
+    ) -> dict[str, Any] | None:
+        for symbol in self._symbols_of(client_order_id):
+            request = build(client_order_id, symbol)
+            content = await self._read_content(request, missing_ok=True)
+            if content is None:
+                continue
+            try:
+                document = self.dialect.order_document(content, client_order_id, symbol)
+            except UnreadableAnswer as exc:
+                raise ConnectionError(f"{_where(request)}: unreadable answer: {exc}") from None
+            return document  # type: ignore[return-value]
+        return None
 
     def resume(self, fills_cursor: int, orders: Iterable[Order] = ()) -> None:
-        """Read fills after ``fills_cursor`` from now on (the ledger tracks ``orders``)."""
-        self._fills_cursor = max(self._fills_cursor, fills_cursor)
+        """Read fills after ``fills_cursor`` from now on (the ledger tracks ``orders``).
 
-    async def _read_json(self, method: str, url: str, *, missing_ok: bool = False) -> Any:
-        """One reconciliation request through the venue's budget.
+        The cursor is every stream's that has none higher (a venue with one
+        stream per symbol and one symbol per process: that symbol's).
+        """
+        for stream, cursor in self._fills_cursors.items():
+            self._fills_cursors[stream] = max(cursor, fills_cursor)
+        self.dialect.learn_orders(orders)
+
+    async def _read_content(
+        self, request: OrderRequest, *, missing_ok: bool = False
+    ) -> bytes | None:
+        """One reconciliation request through the venue's budget: the answer's body.
 
         A 429 pauses the venue (the next slot waits for ``Retry-After``)
-        and the request is tried again, up to 5 times. Raises
-        ``ConnectionError`` when unanswered, refused, unreadable or dropped.
+        and the request is tried again, up to 5 times; a timestamp outside
+        the venue's window measures the clock and tries again. The first
+        read of a venue that signs timestamps measures its clock first
+        (:meth:`check_clock`). Returns None for "not found" with
+        ``missing_ok``. Raises ``ConnectionError`` when unanswered,
+        refused, unreadable or dropped.
         """
-        priority = Priority.CANCEL if method == "DELETE" else Priority.POLL
+        if not self._clock_checked:
+            await self.check_clock()
+        where = _where(request)
+        priority = Priority.CANCEL if request.method == "DELETE" else Priority.POLL
         for _ in range(5):
             try:
                 await self.scheduler.acquire(priority)
             except Dropped:
-                raise ConnectionError(f"{method} {url}: dropped by a halt or stop") from None
-            reply = await self._http(method, url)
-            if reply is not None and reply.status_code == 429:
+                raise ConnectionError(f"{where}: dropped by a halt or stop") from None
+            reply = await self._send(_fresh(request))
+            verdict = self._verdict(reply)
+            kind = verdict.kind
+            if kind is AnswerKind.RATE_LIMITED:
+                assert reply is not None
                 self._venue_paused(reply)
                 continue
-            if reply is not None and reply.status_code == 404 and missing_ok:
+            if kind is AnswerKind.CLOCK_SKEW:
+                self.counts["clock_skew"] += 1
+                await self.sync_clock()
+                continue
+            if kind is _NOT_FOUND and missing_ok:
+                self.reached = True
                 return None
-            if reply is None or reply.status_code != 200:
+            if kind is not _OK:
+                if reply is not None:
+                    self._read_refused(verdict, reply)
                 code = "no answer" if reply is None else str(reply.status_code)
-                if code in ("401", "403"):
+                if verdict.reason and not verdict.reason.startswith(code):
+                    code += f" ({verdict.reason})"  # the venue's own code and message
+                if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
                     code += f" (the exchange refused the API key in {self.config.api_key_env})"
-                raise ConnectionError(f"{method} {url}: {code}")
+                raise ConnectionError(f"{where}: {code}")
+            assert reply is not None
             self.reached = True
-            try:
-                return orjson.loads(reply.content)
-            except orjson.JSONDecodeError as exc:
-                raise ConnectionError(f"{method} {url}: unreadable answer") from exc
-        raise ConnectionError(f"{method} {url}: still rate limited")
+            return reply.content
+        raise ConnectionError(f"{where}: still rate limited")
 
 
-def _fill_order(entry: object) -> int:
-    """Sort key of a fills-log entry: its id, or -1 when it has none readable (read first)."""
-    fill_id = entry.get("fill_id") if isinstance(entry, dict) else None
-    return fill_id if type(fill_id) is int else -1
+def _fresh(request: OrderRequest) -> OrderRequest:
+    """``request`` built again as it leaves (a signed one carries the time of sending)."""
+    return request.rebuild() if request.rebuild is not None else request
 
 
-def _error(reply: Reply) -> str:
-    try:
-        body = orjson.loads(reply.content)
-        return f"{reply.status_code}: {body.get('error', '')}"[:200]
-    except (orjson.JSONDecodeError, AttributeError):
-        return f"{reply.status_code}"
+def _where(request: OrderRequest) -> str:
+    """A request named in an error: its method and target, never a signed query."""
+    target = request.target
+    if "signature=" in target:
+        target = target.partition("?")[0]
+    return f"{request.method} {target}"
+
+
+def _fill_order(entry: FillEntry) -> int:
+    """Sort key of a fills entry: its id, or -1 when it has none readable (read first)."""
+    return -1 if entry.fill_id is None else entry.fill_id

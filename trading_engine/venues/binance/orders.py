@@ -716,6 +716,19 @@ class BinanceSpotCodec:
         params = self._order_params(symbol, client_order_id)
         return self._signed("GET", "/api/v3/order", params, timestamp_ms, 4)
 
+    def query_order_id(self, symbol: str, order_id: int, timestamp_ms: int) -> BinanceRequest:
+        """``GET /api/v3/order`` by the venue's ``orderId`` (weight 4).
+
+        For a trade whose order the caller cannot name: the answer carries
+        its ``clientOrderId``.
+        """
+        if symbol not in self.instruments:
+            raise ValueError(f"no instrument {symbol!r}")
+        if not 0 <= order_id <= MAX_FILL_ID:
+            raise ValueError(f"order id {order_id} is not a venue order id")
+        params = f"&symbol={self._quoted[symbol]}&orderId={order_id}"
+        return self._signed("GET", "/api/v3/order", params, timestamp_ms, 4)
+
     def cancel_order(self, symbol: str, client_order_id: str, timestamp_ms: int) -> BinanceRequest:
         """``DELETE /api/v3/order`` by ``origClientOrderId`` (weight 1).
 

@@ -1,0 +1,440 @@
+"""The gateway on Binance spot's dialect, against the simulator's Binance dialect.
+
+Every test runs the simulator in-process on 127.0.0.1 (a free port) with
+signature checks, weights and its fault flags, and the gateway speaks to it
+through :class:`~trading_engine.venues.binance.order_api.BinanceOrderDialect`
+over the fast path and over httpx.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.io.test_gateway import Listener
+from tests.sim.binance.helpers import (
+    API_KEY,
+    ED_API_KEY,
+    SECRET,
+    SYMBOL,
+    Client,
+    FakeClock,
+    book_prices,
+    ed_private_pem,
+    keys,
+)
+from trading_engine import Instrument
+from trading_engine.config import BreakerConfig, GatewayConfig
+from trading_engine.core.breaker import CircuitBreaker
+from trading_engine.core.orders import POST_ONLY_REJECTED, Order, OrderStatus, OrderType
+from trading_engine.core.orders import TimeInForce as TIF
+from trading_engine.core.protocol import Side
+from trading_engine.core.reports import FillReport, OrderReport
+from trading_engine.io.fastpath import FastOrderChannel
+from trading_engine.io.gateway import HttpGateway
+from trading_engine.sim.binance import BinanceSimulator, LimitSettings
+from trading_engine.sim.exchange_sim import Faults
+from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
+from trading_engine.venues.binance.order_api import BinanceOrderDialect
+
+pytestmark = pytest.mark.asyncio
+
+S = OrderStatus
+INSTRUMENT = Instrument(SYMBOL, "0.01", "0.001")
+PATHS = ["fast", "httpx"]
+
+
+@asynccontextmanager
+async def simulator(
+    faults: Faults | None = None, **settings: object
+) -> AsyncIterator[BinanceSimulator]:
+    sim = BinanceSimulator([INSTRUMENT], keys=keys(), port=0, seed=3, faults=faults, **settings)  # type: ignore[arg-type]
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@asynccontextmanager
+async def gateway(
+    sim: BinanceSimulator,
+    path: str = "httpx",
+    *,
+    secret: str = SECRET,
+    ed25519: bool = False,
+    wall_clock: Callable[[], float] = time.time,
+    **settings: object,
+) -> AsyncIterator[tuple[HttpGateway, Listener]]:
+    listener = Listener()
+    base = f"http://127.0.0.1:{sim.port}"
+    key = ED_API_KEY if ed25519 else API_KEY
+    signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
+    codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
+    dialect = BinanceOrderDialect(codec, key, wall_clock=wall_clock)
+    fast = None
+    if path == "fast":
+        fast = FastOrderChannel(
+            base, key, 1, target=dialect.fast_target, headers=dialect.fast_headers
+        )
+    options: dict[str, object] = {
+        "base_url": base, "venue": "binance", "timeout_s": 0.5, "settle_backoff_s": 0.01,
+        "read_backoff_max_s": 0.05, "fills_poll_s": 0.05, "max_requests_per_s": 200,
+        "api_secret_env": "BINANCE_SECRET", **settings,
+    }  # fmt: skip
+    breaker = CircuitBreaker(
+        BreakerConfig(window_size=50, minimum_calls=50, open_s=60).settings(), clock=lambda: 0
+    )
+    gw = HttpGateway(
+        GatewayConfig.model_validate(options),
+        listener,
+        {SYMBOL: INSTRUMENT},
+        breaker,
+        api_key=key,
+        wall_clock=wall_clock,
+        rng=random.Random(1),
+        fast=fast,
+        dialect=dialect,
+    )
+    listener.attach(gw)
+    if fast is not None:
+        await fast.start()
+    try:
+        yield gw, listener
+    finally:
+        await gw.close()
+
+
+def order(
+    cid: str, side: Side, price: str, *, tif: TIF = TIF.GTC, post_only: bool = False
+) -> Order:
+    made = Order(cid, "s", SYMBOL, side, OrderType.LIMIT, 10, INSTRUMENT.price_to_ticks(price), tif)
+    made.post_only = post_only
+    return made
+
+
+def below(price: str, ticks: int = 50) -> str:
+    return INSTRUMENT.format_price(INSTRUMENT.price_to_ticks(price) - ticks)
+
+
+async def placed(gw: HttpGateway, listener: Listener, made: Order) -> OrderStatus:
+    """Submit ``made`` and wait until no request of the gateway is in flight for it."""
+    listener.orders[made.client_order_id] = made
+    assert gw.submit(made) is None
+    await wait_until(lambda: gw.orders_in_flight == 0 and made.status is not S.PENDING_NEW, 10)
+    return made.status
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_the_outcome_table_on_binance(path: str) -> None:
+    """Accepted, filled, refused with the venue's reason, post-only, and a cancel."""
+    async with simulator() as sim, gateway(sim, path) as (gw, listener):
+        bid, ask = book_prices(sim)
+        taker = order("t-1", Side.BUY, ask, tif=TIF.IOC)
+        assert await placed(gw, listener, taker) in (S.FILLED, S.PARTIALLY_FILLED, S.CANCELED)
+        assert taker.reported == 10
+        assert taker.feed_filled == 10
+        # The FULL answer lists the fills: the ledger has them at once.
+        assert any(e[0] == "fill" and e[1] == "t-1" for e in listener.events)
+        resting = order("r-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, resting) is S.NEW
+        assert sim.binance_orders[int(resting_id(listener, "r-1"))].client_order_id == "r-1"
+        maker = order("m-1", Side.BUY, ask, post_only=True)
+        assert await placed(gw, listener, maker) is S.REJECTED
+        assert listener.reasons["m-1"] == POST_ONLY_REJECTED
+        gw.cancel(resting)
+        await wait_until(lambda: resting.status is S.CANCELED, 10)
+        assert gw.counts["rejected"] == 1
+        if path == "fast":
+            assert gw.fast is not None
+            assert gw.fast.sent >= 3
+
+
+def resting_id(listener: Listener, cid: str) -> str:
+    return next(e[2] for e in listener.events if e[0] == "accepted" and e[1] == cid)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("fault", "event"),
+    [
+        (Faults(fail_before=1.0), "resent"),  # 503 -1008: never taken, read back, sent again
+        (Faults(fail_after=1.0), "settled"),  # 500 -1001: taken, read back
+        (Faults(unknown_status=1.0), "settled"),  # 408 -1007 "execution status unknown"
+    ],
+)
+async def test_unknown_outcomes_are_settled_by_reading_back(
+    path: str, fault: Faults, event: str
+) -> None:
+    async with simulator() as sim, gateway(sim, path) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("u-1", Side.BUY, below(bid))
+        listener.orders["u-1"] = made
+        sim.faults = fault
+        assert gw.submit(made) is None
+        await wait_until(lambda: gw.counts["unknown"] == 1, 10)
+        sim.faults = Faults()
+        await wait_until(lambda: gw.orders_in_flight == 0, 10)
+        assert made.status is S.NEW
+        assert gw.counts[event] == 1
+        # One order on the venue under that client order id, whatever was sent.
+        assert [o.client_order_id for o in sim.binance_orders.values()] == ["u-1"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_429_pauses_the_venue_and_the_order_is_sent_again(path: str) -> None:
+    async with simulator() as sim, gateway(sim, path) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("l-1", Side.BUY, below(bid))
+        listener.orders["l-1"] = made
+        sim.faults = Faults(rate_limit=1.0, retry_after_s=1)
+        assert gw.submit(made) is None
+        await wait_until(lambda: gw.counts["venue_rate_limited"] == 1, 10)
+        sim.faults = Faults()
+        await wait_until(lambda: made.status is S.NEW, 10)
+        assert gw.scheduler.paused_ns_total >= 0.9e9
+
+
+async def test_a_cancel_of_an_order_the_venue_denies_is_read_back_before_it_is_closed() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        sim.faults = Faults(forget=1.0)
+        made = order("f-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        sim.faults = Faults()
+        log_before = len(sim.request_log)
+        gw.cancel(made)
+        await wait_until(lambda: made.status is S.CANCELED, 10)
+        assert listener.reasons["f-1"] == "not_found"
+        assert ("fault", "f-1", "not_found") in listener.events
+        # DELETE answered -2011, then GET answered -2013: only then closed.
+        methods = [(m, p) for _, m, p in list(sim.request_log)[log_before:]]
+        assert methods[:2] == [("DELETE", "/api/v3/order"), ("GET", "/api/v3/order")]
+
+
+async def test_a_wrong_secret_is_one_log_line_and_a_halt_not_a_retry_storm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with simulator() as sim, gateway(sim, secret="not-the-secret") as (gw, listener):
+        bid, _ = book_prices(sim)
+        caplog.set_level(logging.ERROR, logger="trading_engine.gateway")
+        for i in range(3):
+            made = order(f"k-{i}", Side.BUY, below(bid))
+            assert await placed(gw, listener, made) is S.REJECTED
+            assert listener.reasons[f"k-{i}"].startswith("binance -1022")
+        lines = [r for r in caplog.records if "refused the API key" in r.getMessage()]
+        assert len(lines) == 1
+        assert "BINANCE_SECRET" in lines[0].getMessage()
+        assert "not-the-secret" not in caplog.text
+        assert [e for e in listener.events if e[0] == "fault"] == [
+            ("fault", "*", "venue_auth_failed")
+        ]
+        assert gw.counts["auth_failed"] == 3
+        # Each order was sent once: no retries.
+        posts = [p for _, m, p in sim.request_log if m == "POST"]
+        assert len(posts) == 3
+
+
+async def test_a_ban_halts_and_its_end_is_in_the_status() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        until_ms = sim.now_ms() + 120_000
+        sim.limiter.banned_until_ms = until_ms
+        made = order("b-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.REJECTED
+        assert ("fault", "*", "venue_banned") in listener.events
+        assert gw.banned_until == pytest.approx(until_ms / 1000, abs=1)
+        status = gw.venue_status()
+        assert status["ban_until"] == time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(until_ms // 1000)
+        )
+        # Every request class waits for the ban's end.
+        assert gw.scheduler.paused()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_timestamp_outside_the_window_resyncs_and_sends_the_same_id_once_more(
+    path: str,
+) -> None:
+    async with simulator() as sim, gateway(sim, path) as (gw, listener):
+        await gw.check_clock()
+        assert gw.clock_offset_ms is not None
+        assert abs(gw.clock_offset_ms) < 1000
+        sim.clock_skew_ms = 30_000  # the venue's clock jumps: our timestamps are now late
+        bid, _ = book_prices(sim)
+        made = order("c-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        assert gw.counts["clock_skew"] == 1
+        assert abs(gw.clock_offset_ms - 30_000) < 1000
+        assert [o.client_order_id for o in sim.binance_orders.values()] == ["c-1"]
+
+
+async def test_start_refuses_a_venue_clock_beyond_the_receive_window() -> None:
+    async with simulator(clock_skew_ms=-9_000) as sim, gateway(sim) as (gw, _):
+        with pytest.raises(ConnectionError, match=r"clock is -[89]\d\d\d ms .* window of 5000 ms"):
+            await gw.open_orders()
+        assert gw.counts["clock_refused"] == 1
+
+
+async def test_fills_are_read_per_symbol_from_the_trade_cursor_and_name_their_orders() -> None:
+    async with simulator() as sim:
+        _, ask = book_prices(sim)
+        # An order this gateway never saw (placed by another client of the account).
+        other = Client(sim)
+        try:
+            answer = await other.order(
+                side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.010", price=ask,
+                newClientOrderId="elsewhere-1",
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+        finally:
+            await other.aclose()
+        trades = sim.trades[SYMBOL]
+        assert trades
+        async with gateway(sim) as (gw, listener):
+            assert await gw.poll_fills() == len(trades)
+            named = {e[1] for e in listener.events if e[0] == "fill"}
+            assert named == {"elsewhere-1"}  # read back by orderId to name it
+            assert gw.fills_cursors == {SYMBOL: trades[-1].id}
+            assert await gw.poll_fills() == 0  # from the cursor on: nothing new
+            # Reconciliation reads the same fills as the own API's documents.
+            documents = await gw.fills(0)
+            assert {d["client_order_id"] for d in documents} == {"elsewhere-1"}
+            assert all(d["symbol"] == SYMBOL and d["side"] == "buy" for d in documents)
+
+
+async def test_reconciliation_reads_orders_in_the_own_apis_shape() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("o-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        listed = await gw.open_orders()
+        assert [(d["client_order_id"], d["status"], d["side"], d["type"]) for d in listed] == [
+            ("o-1", "new", "buy", "limit")
+        ]
+        read = await gw.read_order("o-1")
+        assert read is not None
+        assert read["price"] == below(bid)
+        assert await gw.read_order("never-sent") is None
+        canceled = await gw.cancel_order("o-1")
+        assert canceled is not None
+        assert canceled["status"] == "canceled"
+
+
+async def test_the_venues_used_weight_defers_polls_near_its_limit() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, _):
+        gw.dialect.weight_limit_1m = 100  # type: ignore[attr-defined]
+        await gw.poll_fills()
+        assert gw.used_weight_share is not None
+        assert gw.used_weight_share > 0
+        for _ in range(4):  # myTrades weighs 20
+            await gw.poll_fills()
+        assert gw.used_weight_share >= 0.8
+        assert gw.counts["weight_tight"] >= 1
+        assert gw.venue_status()["used_weight_share"] == round(gw.used_weight_share, 4)
+        gw.start()
+        await wait_until(lambda: gw.counts["poll_deferred"] >= 1, 10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_an_ed25519_key_signs_orders_reads_and_cancels(path: str) -> None:
+    async with simulator() as sim, gateway(sim, path, ed25519=True) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("e-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        assert await gw.read_order("e-1") is not None
+        gw.cancel(made)
+        await wait_until(lambda: made.status is S.CANCELED, 10)
+
+
+async def test_an_order_binance_cannot_express_is_refused_now_and_never_sent() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, _listener):
+        bid, _ = book_prices(sim)
+        made = order("has.a.dot", Side.BUY, below(bid))
+        reason = gw.submit(made)
+        assert reason is not None
+        assert reason.startswith("unencodable: client order id 'has.a.dot'")
+        assert gw.counts["unencodable"] == 1
+        assert gw.orders_in_flight == 0
+        assert not [p for _, m, p in sim.request_log if m == "POST"]
+
+
+async def test_the_venues_stream_hands_reports_and_fills_to_the_ledger() -> None:
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("s-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        price = INSTRUMENT.price_to_ticks(bid)
+        fill = FillReport("s-1", price, 10, 77, SYMBOL, Side.BUY, None)
+        gw.stream_update(OrderReport("s-1", S.FILLED, 10, price, "9", None), fill, 9)
+        assert made.status is S.FILLED
+        assert ("fill", "s-1", str(price), "10") in listener.events
+        gw.start()
+        gw.poll_fills_soon()  # the stream changed: the poll reads from the cursor at once
+
+        def trades_read() -> int:
+            return sum(1 for _, m, p in sim.request_log if p == "/api/v3/myTrades")
+
+        # Well before the poll's own interval (0.8 s for one symbol on Binance).
+        await wait_until(lambda: trades_read() >= 1, 0.5)
+        # The dialect names order 9's trades from now on.
+        assert (
+            gw.dialect.unresolved_orders(  # type: ignore[attr-defined]
+                SYMBOL, b'[{"orderId": 9, "id": 1}]'
+            )
+            == []
+        )
+
+
+async def test_trades_of_orders_not_named_yet_hold_the_cursor() -> None:
+    """At most 20 orders are named a poll: the cursor stops before the first unnamed trade."""
+    async with simulator() as sim:
+        other = Client(sim)
+        try:
+            for i in range(24):
+                _, ask = book_prices(sim)
+                price = INSTRUMENT.format_price(INSTRUMENT.price_to_ticks(ask) + 5)
+                answer = await other.order(
+                    side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.001", price=price,
+                    newClientOrderId=f"elsewhere-{i}",
+                )  # fmt: skip
+                assert answer.status_code == 200, answer.text
+        finally:
+            await other.aclose()
+        trades = sim.trades[SYMBOL]
+        traded = {trade.order.client_order_id for trade in trades}
+        assert len(traded) > 20
+        async with gateway(sim) as (gw, listener):
+            first = await gw.poll_fills()
+            assert 0 < first < len(trades)
+            assert gw.fills_cursors[SYMBOL] < trades[-1].id
+            while gw.fills_cursors[SYMBOL] < trades[-1].id:
+                assert await gw.poll_fills() > 0
+            named = {e[1] for e in listener.events if e[0] == "fill"}
+            assert named == traded
+
+
+async def test_new_orders_are_refused_now_when_the_venues_order_count_is_nearly_full() -> None:
+    clock = FakeClock()  # one instant: the venue's 10-second window never turns
+    limits = LimitSettings(orders_per_10s=10)
+    async with (
+        simulator(limits=limits, clock_ms=clock) as sim,
+        gateway(sim, wall_clock=lambda: clock() / 1000) as (gw, listener),
+    ):
+        gw.dialect.order_limit_10s = 10  # type: ignore[attr-defined]
+        bid, _ = book_prices(sim)
+        for i in range(9):
+            assert await placed(gw, listener, order(f"n-{i}", Side.BUY, below(bid))) is S.NEW
+        assert gw.counts["order_count_tight"] == 1
+        refused = order("n-9", Side.BUY, below(bid))
+        assert gw.submit(refused) == "rate_limited"
+        assert len([p for _, m, p in sim.request_log if m == "POST"]) == 9
+        assert gw.counts["venue_rate_limited"] == 0
+        clock.now_ms += 10_000  # the venue's next 10 s
+        assert await placed(gw, listener, order("n-10", Side.BUY, below(bid))) is S.NEW
