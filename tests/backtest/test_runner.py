@@ -265,3 +265,34 @@ def test_with_no_latency_and_no_queue_a_backtest_is_the_replay(tmp_path: Path) -
     assert {
         symbol: result.instruments[symbol].format_size(q) for symbol, q in lots.items() if q
     } == {symbol: p["quantity"] for symbol, p in replayed.positions.items()}
+
+
+def test_the_command_sweeps_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    report = tmp_path / "report"
+    code = main(["backtest", "--config", str(cfg), str(TARDIS), "--report", str(report)])
+    assert code == 0
+    assert {"report.html", "report.json"} <= {p.name for p in report.iterdir()}
+    sweep = tmp_path / "sweep"
+    code = main(["backtest", "--config", str(cfg), str(TARDIS), "--report", str(sweep),
+                 "--workers", "1", "--sweep", "mm.half_spread_ticks=1,2",
+                 "--sweep", "mm.quantity=0.5,1"])  # fmt: skip
+    assert code == 0
+    with (sweep / "sweep.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    assert [(r["mm.half_spread_ticks"], r["mm.quantity"], r["status"]) for r in rows] == [
+        ("1", "0.5", "ok"), ("1", "1", "ok"), ("2", "0.5", "ok"), ("2", "1", "ok")
+    ]  # fmt: skip
+    capsys.readouterr()
+    bad = ["backtest", "--config", str(cfg), str(TARDIS), "--sweep", "no-equals-sign"]
+    assert main(bad) == 2

@@ -70,6 +70,9 @@ def add_parser(commands: Any, default_config: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", metavar="FILE", help="write the result as JSON to FILE ('-': standard output)"
     )
+    from ..backtest.sweep import add_sweep_arguments
+
+    add_sweep_arguments(parser)
     return parser
 
 
@@ -92,6 +95,18 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     if args.from_ns is not None and args.to_ns is not None and args.to_ns < args.from_ns:
         raise BacktestUsageError("--to is before --from")
+    if getattr(args, "sweep", None):
+        from ..backtest.sweep import BacktestJob, sweep_command
+
+        if args.json is not None:
+            raise BacktestUsageError("--json: a sweep writes its table into --report DIR")
+        job = BacktestJob(
+            args.config,
+            tuple(args.data),
+            # One run per combination: the zero-latency comparison is for single runs.
+            {"from_ns": args.from_ns, "to_ns": args.to_ns, "compare_zero_latency": False},
+        )
+        return sweep_command(args, job, Path(args.report or "."))
     writer = None
     if args.report is not None:
         try:
