@@ -427,3 +427,23 @@ def test_a_strategy_in_the_mounted_folder_trades_with_the_compose_commands(
         for log in logs:
             log.close()
     assert "template strategy starting on BTC-USD" in (tmp_path / "engine.log").read_text()
+
+
+def test_the_binance_testnet_file_is_valid_and_keeps_the_safety_checklist() -> None:
+    """docs/venues.md's testnet walk-through: the file it runs, and its safety settings."""
+    path = ROOT / "config" / "binance-testnet.toml"
+    environ = {"BINANCE_TESTNET_API_KEY": "k", "BINANCE_TESTNET_SECRET_KEY": "s"}
+    config = load_config(path, environ=environ)
+    assert config.gateway.venue == "binance"
+    assert config.gateway.base_url == "https://testnet.binance.vision"
+    assert config.engine.initial_trading_state == "halted"
+    assert config.journal.unknown_orders == "refuse"
+    assert len(config.instruments) == 1
+    assert "testnet" in (config.feeds[0].ws_url or "")
+    done = subprocess.run(
+        [sys.executable, "-m", "trading_engine", "check-config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BINANCE_TESTNET_")},
+    )  # fmt: skip
+    assert done.returncode == 2  # the keys are not set here: named, exit 2
+    assert "BINANCE_TESTNET_SECRET_KEY" in done.stderr + done.stdout
