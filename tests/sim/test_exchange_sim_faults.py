@@ -40,12 +40,11 @@ async def test_an_order_list_filter_other_than_open_is_a_400() -> None:
     sim = ExchangeSimulator([Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, seed=1)
     await sim.start()
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{sim.port}", headers={"X-API-Key": "k"}
-        ) as http:
-            refused = await http.get("/orders", params={"status": "filled"})
+        url = f"http://127.0.0.1:{sim.port}/orders"
+        async with httpx.AsyncClient(headers={"X-API-Key": "k"}) as http:
+            refused = await http.get(url, params={"status": "filled"})
             assert refused.status_code == 400
             assert refused.json() == {"error": "status must be 'open', not 'filled'"}
-            assert (await http.get("/orders", params={"status": "open"})).json() == []
+            assert (await http.get(url, params={"status": "open"})).json() == []
     finally:
         await sim.stop()
