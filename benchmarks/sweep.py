@@ -20,7 +20,7 @@ one: the command's wall time, and the sweep's own (``sweep.json``
 gathering, without the command's start-up and the table's plot, which
 are the same in every configuration).
 
-Run: ``python -m benchmarks.sweep [--messages 12000] [--runs 3] [--dask]``.
+Run: ``python -m benchmarks.sweep [--messages 25000] [--runs 3] [--dask]``.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def sweep_once(directory: Path, data: list[Path], extra: list[str]) -> tuple[flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=12_000, help="messages in the input")
+    parser.add_argument("--messages", type=int, default=25_000, help="messages in the input")
     parser.add_argument("--runs", type=int, default=3, help="sweeps per configuration")
     parser.add_argument("--dask", action="store_true", help="also on a Dask LocalCluster")
     args = parser.parse_args(argv)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     entry["fills"] = [row["fills"] for row in table["rows"]]
         finally:
             if cluster is not None:
-                cluster.close()  # type: ignore[no-untyped-call]
+                cluster.close()
         figures["load_after"] = os.getloadavg()
     serial = summarize(figures["serial"]["walls"])["median"]
     serial_sweep = summarize(figures["serial"]["sweeps"])["median"]
