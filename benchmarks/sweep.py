@@ -1,146 +1,169 @@
-"""Parameter sweep speed-up: 8 parameter sets on a local pool of 2 processes against serial.
+"""Parameter sweep speed-up: ``trading-engine backtest --sweep`` over 8 sets, serial vs 2 processes.
 
-Each parameter set runs a synthetic CPU-bound backtest (``synthetic_backtest``):
-a seeded random walk of ``--events`` book events, a market maker quoting
-``spread`` ticks either side of the mid with ``size`` lots, filled when the
-walk crosses a quote, a mark every simulated second; its
-:class:`~trading_engine.backtest.result.BacktestResult` then goes through
-the sweep's own reduction (the analytics) on the worker, as a real sweep's
-does. The same 8 sets run with ``workers=1`` (serial, in this process) and
-with ``workers=2`` (spawned processes); the figure is the ratio of the
-medians of the wall times, the pool's start-up included.
-``--dask`` adds a run on a Dask LocalCluster of 2 worker processes.
+The input is ``benchmarks/backtest.py``'s: a seeded random walk of two
+symbols written as a Tardis.dev book CSV and trades CSV (gzip), run with
+its four strategies, the ``prob`` queue model and its latencies (so each
+set is run twice: with latency, and without for the comparison). The
+sweep is 4 ``half_spread_ticks`` x 2 ``quantity`` of the market maker.
+Each configuration runs the real command in a fresh process, timed from
+start to exit (interpreter start-up, data reading, the pool's or the
+cluster client's start-up and the report table included):
 
-Run: ``python -m benchmarks.sweep [--events 2000000] [--runs 3] [--dask]``.
+* ``--workers 1``: the 8 backtests one after the other in the command's process;
+* ``--workers 2``: a pool of 2 spawned processes;
+* ``--dask``: also ``--cluster`` on a Dask LocalCluster of 2 worker
+  processes (one thread each) started by this script before the timing.
+
+Two figures per configuration, each the ratio of its median to the serial
+one: the command's wall time, and the sweep's own (``sweep.json``
+``wall_s``: the backtests, the pool's or the client's start-up and the
+gathering, without the command's start-up and the table's plot, which
+are the same in every configuration).
+
+Run: ``python -m benchmarks.sweep [--messages 25000] [--runs 3] [--dask]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import random
+import os
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import machine, summarize
+    from backtest import SYMBOLS, write_data
 else:
     from ._common import machine, summarize
+    from .backtest import SYMBOLS, write_data
 
-from trading_engine.backtest.result import BacktestMeta, BacktestResult, FillRecord, MarkSample
-from trading_engine.backtest.sweep import combinations, run_sweep
-from trading_engine.core.instruments import Instrument
-from trading_engine.core.protocol import Side
+SWEEP = ["maker.half_spread_ticks=1,2,3,4", "maker.quantity=0.05,0.1"]
 
-GRID = {"mm.spread": ["1", "2", "3", "4"], "mm.size": ["1", "5"]}
-SYMBOL = "BTC-USD"
-STEP_NS = 10_000_000  # one book event every 10 ms of data time
-SAMPLE_NS = 10**9
+# benchmarks/backtest.py's configuration, as the command reads it.
+CONFIG = (
+    "".join(
+        f'[[instruments]]\nsymbol = "{s}"\ntick_size = "0.01"\nlot_size = "0.001"\n'
+        f'maker_fee = "0.0001"\ntaker_fee = "0.0005"\n\n'
+        for s in SYMBOLS
+    )
+    + """[[strategies]]
+name = "taker"
+class = "threshold"
+symbols = ["BTC-USD"]
+params = { side = "buy", trigger_price = "99.00", quantity = "0.01", cooldown_s = 0.5 }
 
+[[strategies]]
+name = "maker"
+class = "market_maker"
+symbols = ["BTC-USD", "ETH-USD"]
+params = { quantity = "0.05", max_inventory = "1", requote_interval_s = 0.05 }
 
-def synthetic_backtest(params: Mapping[str, str], events: int = 2_000_000) -> BacktestResult:
-    """A deterministic CPU-bound backtest of one parameter set (see the module doc)."""
-    spread = int(params["mm.spread"])
-    size = int(params["mm.size"])
-    rng = random.Random(1234)  # the same market for every parameter set
-    mid = 1_000_000
-    position = 0
-    fills: list[FillRecord] = []
-    marks: list[MarkSample] = []
-    bid_quote, ask_quote = mid - spread, mid + spread
-    next_mark = 0
-    for i in range(events):
-        ts = i * STEP_NS
-        mid += rng.choice((-1, 0, 0, 1))
-        if mid - 1 <= bid_quote and position < 20 * size:
-            fills.append(FillRecord(ts, "mm", SYMBOL, f"b{i}", Side.BUY, bid_quote, size,
-                                    "maker", 0))  # fmt: skip
-            position += size
-            marks.append(MarkSample(ts, SYMBOL, mid - 1, mid + 1))
-            bid_quote, ask_quote = mid - spread, mid + spread
-        elif mid + 1 >= ask_quote and position > -20 * size:
-            fills.append(FillRecord(ts, "mm", SYMBOL, f"s{i}", Side.SELL, ask_quote, size,
-                                    "maker", 0))  # fmt: skip
-            position -= size
-            marks.append(MarkSample(ts, SYMBOL, mid - 1, mid + 1))
-            bid_quote, ask_quote = mid - spread, mid + spread
-        if ts >= next_mark:
-            marks.append(MarkSample(ts, SYMBOL, mid - 1, mid + 1))
-            next_mark += SAMPLE_NS
-    last = (events - 1) * STEP_NS
-    meta = BacktestMeta(
-        data=("synthetic",), from_ns=None, to_ns=None, first_ns=0, last_ns=last, events=events,
-        frames=events, wall_s=0.0, sample_interval_ns=SAMPLE_NS, fill_model="synthetic",
-        feed_latency="constant:0", order_latency="constant:0", parameters=dict(params),
-    )  # fmt: skip
-    return BacktestResult(
-        meta, {SYMBOL: Instrument(SYMBOL, "0.01", "0.001")}, ("mm",), fills, [], marks,
-        {("mm", SYMBOL): position},
-    )  # fmt: skip
+[[strategies]]
+name = "momentum"
+class = "imbalance"
+symbols = ["BTC-USD", "ETH-USD"]
+params = { quantity = "0.01", max_position = "0.2", threshold = 0.5, cooldown_s = 0.5 }
+
+[[strategies]]
+name = "template"
+class = "template"
+symbols = ["ETH-USD"]
+params = { quantity = "0.001", max_spread_ticks = 1 }
+
+[risk]
+max_orders_per_s = 1000
+max_position = "1000"
+
+[journal]
+path = ":memory:"
+
+[backtest]
+queue_model = "prob"
+feed_latency_us = 50
+order_latency_us = 200
+response_latency_us = 200
+"""
+)
 
 
-class Job:
-    """A picklable run_one: the synthetic backtest at a given size."""
-
-    def __init__(self, events: int) -> None:
-        self.events = events
-
-    def __call__(self, params: Mapping[str, str]) -> BacktestResult:
-        return synthetic_backtest(params, self.events)
+def sweep_once(directory: Path, data: list[Path], extra: list[str]) -> tuple[float, dict[str, Any]]:
+    """Run the command once; returns (wall seconds, its sweep.json)."""
+    report = directory / "report"
+    command = [
+        sys.executable, "-m", "trading_engine", "backtest", "--config",
+        str(directory / "engine.toml"), *map(str, data), "--report", str(report),
+    ]  # fmt: skip
+    for spec in SWEEP:
+        command += ["--sweep", spec]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_ENGINE__")}
+    started = time.perf_counter()
+    done = subprocess.run(command + extra, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(extra)}: exit {done.returncode}: {done.stdout}{done.stderr}")
+    table: dict[str, Any] = json.loads((report / "sweep.json").read_text())
+    return wall, table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2_000_000, help="book events per backtest")
+    parser.add_argument("--messages", type=int, default=25_000, help="messages in the input")
     parser.add_argument("--runs", type=int, default=3, help="sweeps per configuration")
     parser.add_argument("--dask", action="store_true", help="also on a Dask LocalCluster")
     args = parser.parse_args(argv)
-    # Workers unpickle the job by its module's name, which "__main__" is not for them.
-    job_class = Job if __name__ != "__main__" else importlib.import_module("benchmarks.sweep").Job
-    job = job_class(args.events)
-    configs: list[tuple[str, dict[str, Any]]] = [
-        ("serial", {"workers": 1}),
-        ("processes:2", {"workers": 2}),
-    ]
-    cluster = None
-    if args.dask:
-        from distributed import LocalCluster
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        data = write_data(directory, args.messages)
+        (directory / "engine.toml").write_text(CONFIG)
+        configs: list[tuple[str, list[str]]] = [
+            ("serial", ["--workers", "1"]),
+            ("processes:2", ["--workers", "2"]),
+        ]
+        cluster = None
+        if args.dask:
+            from distributed import LocalCluster
 
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            scheduler_port=0, dashboard_address=None,
-        )  # fmt: skip
-        configs.append(("dask:2 processes", {"cluster": cluster.scheduler_address}))
-    figures: dict[str, Any] = {
-        "machine": machine(),
-        "sets": len(combinations(GRID)),
-        "events": args.events,
-    }
-    try:
-        for name, kwargs in configs:
-            walls = []
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                scheduler_port=0, dashboard_address=None,
+            )  # fmt: skip
+            configs.append(("dask:2 processes", ["--cluster", cluster.scheduler_address]))
+        figures: dict[str, Any] = {
+            "machine": machine(),
+            "messages": args.messages,
+            "sweep": SWEEP,
+            "load_before": os.getloadavg(),
+        }
+        try:
             for _ in range(args.runs):
-                started = time.perf_counter()
-                result = run_sweep(GRID, job, **kwargs)
-                walls.append(time.perf_counter() - started)
-                if result.failed:
-                    raise SystemExit(f"{name}: {result.failed} combinations failed")
-            figures[name] = {
-                "wall_s": summarize(walls),
-                "fills": [row.fills for row in result.rows],
-                "per_set_s": round(sum(row.wall_s for row in result.rows) / len(result.rows), 3),
-            }
-    finally:
-        if cluster is not None:
-            cluster.close()
-    serial = figures["serial"]["wall_s"]["median"]
-    for name, _ in configs[1:]:
-        figures[name]["ratio_to_serial"] = round(figures[name]["wall_s"]["median"] / serial, 3)
+                # Interleaved, so that a change of load on the machine hits every configuration.
+                for name, extra in configs:
+                    wall, table = sweep_once(directory, data, extra)
+                    entry = figures.setdefault(name, {"walls": [], "sweeps": [], "set_s": []})
+                    entry["walls"].append(round(wall, 3))
+                    entry["sweeps"].append(round(table["wall_s"], 3))
+                    entry["set_s"] += [row["wall_s"] for row in table["rows"]]
+                    entry["fills"] = [row["fills"] for row in table["rows"]]
+        finally:
+            if cluster is not None:
+                cluster.close()
+        figures["load_after"] = os.getloadavg()
+    serial = summarize(figures["serial"]["walls"])["median"]
+    serial_sweep = summarize(figures["serial"]["sweeps"])["median"]
+    for name, _ in configs:
+        entry = figures[name]
+        entry["wall_s"] = summarize(entry.pop("walls"))
+        entry["sweep_s"] = summarize(entry.pop("sweeps"))
+        sets = sorted(entry.pop("set_s"))
+        entry["set_s_median"] = round(sets[len(sets) // 2], 3)
+        entry["ratio_to_serial"] = round(entry["wall_s"]["median"] / serial, 3)
+        entry["sweep_ratio_to_serial"] = round(entry["sweep_s"]["median"] / serial_sweep, 3)
     print(json.dumps(figures, indent=2))
     return 0
 

@@ -214,3 +214,27 @@ def test_a_kraken_capture_goes_through_the_kraken_dialect(tmp_path: Path) -> Non
     assert snapshot.bids[0] == (452835, 10_000_000)  # 45283.5 x 0.1
     assert event.ts_ns == 1700000000100000000
     assert skipped == {}
+
+
+def test_a_recorded_2022_okx_message_goes_through_the_okx_dialect(tmp_path: Path) -> None:
+    # OKX's recorded books snapshot (tests/data/venues/okx), as a feed handler would have
+    # captured it in 2022: before OKX numbered book messages (no seqId).
+    message = ROOT / "tests" / "data" / "venues" / "okx" / "books_snapshot_2022.json"
+    path = tmp_path / "okx.capture"
+    path.write_bytes(
+        b"1659792392600000000\topen\twss://ws.okx.com:8443/ws/v5/public\t\n"
+        b"1659792392700000000\tws\t\t" + message.read_bytes().strip() + b"\n"
+    )
+    cfg = parse_config(
+        {"instruments": [{"symbol": "BTC-USDT", "tick_size": "0.00001", "lot_size": "1"}]},
+        environ={},
+    )
+    events, skipped = read([path], cfg)
+    assert skipped == {}
+    [event] = events
+    snapshot = event.message
+    assert isinstance(snapshot, BookMessage)
+    assert snapshot.type.value == "snapshot"
+    assert (len(snapshot.bids), len(snapshot.asks)) == (39, 37)
+    assert snapshot.bids[0] == (7014, 56)
+    assert snapshot.asks[0] == (7026, 5)

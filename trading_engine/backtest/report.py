@@ -33,7 +33,7 @@ from .analytics import (
     decimal_text,
     latency_effects,
 )
-from .result import BacktestResult
+from .result import BacktestResult, meta_dict
 
 __all__ = ["CHARTS", "report_document", "write_report"]
 
@@ -149,19 +149,7 @@ def report_document(result: BacktestResult, analytics: Analytics) -> dict[str, A
         )
     return {
         "meta": {
-            "data": list(meta.data),
-            "from_ns": meta.from_ns,
-            "to_ns": meta.to_ns,
-            "first_ns": meta.first_ns,
-            "last_ns": meta.last_ns,
-            "events": meta.events,
-            "frames": meta.frames,
-            "wall_s": meta.wall_s,
-            "fill_model": meta.fill_model,
-            "feed_latency": meta.feed_latency,
-            "order_latency": meta.order_latency,
-            "skipped": dict(sorted(meta.skipped.items())),
-            "parameters": dict(sorted(meta.parameters.items())),
+            **meta_dict(meta),
             "strategies": list(result.strategies),
             "fills": a.fills,
             "orders": a.orders,

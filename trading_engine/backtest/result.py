@@ -37,6 +37,7 @@ __all__ = [
     "FillRecord",
     "MarkSample",
     "OrderRecord",
+    "meta_dict",
 ]
 
 Liquidity = Literal["maker", "taker"]
@@ -182,26 +183,35 @@ class BacktestResult:
             raise ValueError(f"not a backtest result: {exc}") from exc
 
 
+def meta_dict(meta: BacktestMeta) -> dict[str, Any]:
+    """``meta`` as a JSON-ready dict: times in ns, ``skipped`` and ``parameters`` by key.
+
+    The one rendering of a run's description, for the result's JSON and the
+    report's (which adds its own counts to it).
+    """
+    return {
+        "data": list(meta.data),
+        "from_ns": meta.from_ns,
+        "to_ns": meta.to_ns,
+        "first_ns": meta.first_ns,
+        "last_ns": meta.last_ns,
+        "events": meta.events,
+        "frames": meta.frames,
+        "wall_s": meta.wall_s,
+        "sample_interval_ns": meta.sample_interval_ns,
+        "fill_model": meta.fill_model,
+        "feed_latency": meta.feed_latency,
+        "order_latency": meta.order_latency,
+        "skipped": dict(sorted(meta.skipped.items())),
+        "parameters": dict(sorted(meta.parameters.items())),
+    }
+
+
 def _to_dict(result: BacktestResult) -> dict[str, Any]:
     inst = result.instruments
     meta = result.meta
     return {
-        "meta": {
-            "data": list(meta.data),
-            "from_ns": meta.from_ns,
-            "to_ns": meta.to_ns,
-            "first_ns": meta.first_ns,
-            "last_ns": meta.last_ns,
-            "events": meta.events,
-            "frames": meta.frames,
-            "wall_s": meta.wall_s,
-            "sample_interval_ns": meta.sample_interval_ns,
-            "fill_model": meta.fill_model,
-            "feed_latency": meta.feed_latency,
-            "order_latency": meta.order_latency,
-            "skipped": dict(meta.skipped),
-            "parameters": dict(meta.parameters),
-        },
+        "meta": meta_dict(meta),
         "instruments": {
             symbol: {"tick_size": i.tick_size, "lot_size": i.lot_size} for symbol, i in inst.items()
         },

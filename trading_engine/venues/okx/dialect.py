@@ -15,6 +15,12 @@ The rules, each from OKX's API documentation
   Prices and sizes must be plain decimal text (a price above zero); a
   level that is not re-syncs the book (``unreadable``), a trade that is
   not is dropped (``unreadable_trade``).
+* Before OKX numbered them (recordings up to 2023), book messages carry
+  no ``seqId``/``prevSeqId``: such a snapshot starts a chain kept by the
+  checksum alone (a lost update shows as a mismatch), and a numbered
+  update continues it from its own ``seqId``. An unnumbered update after
+  a numbered snapshot is ``unreadable``. ``books-l2-tbt`` and
+  ``books50-l2-tbt`` push the same format as ``books`` and are read alike.
 * The ``checksum`` is the signed CRC32 of the top 25 levels
   (:mod:`.checksum`), verified after every message. OKX has announced
   that the field becomes 0 on every message (the seqId chain then being
@@ -48,6 +54,11 @@ from .book import PLAIN_DECIMAL, MalformedLevel, OkxBook
 
 __all__ = ["OkxDialect"]
 
+#: The order book channels that push the ``books`` format (asks, bids, ts,
+#: checksum, seqId): ``books`` every 100 ms, the ``-l2-tbt`` ones on every
+#: change. The dialect subscribes ``books``; a recording of the others (a
+#: backtest's data) builds the same book.
+_BOOK_CHANNELS: Final = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _NS_PER_MS: Final = 1_000_000
 _NS_PER_S: Final = 1_000_000_000
 
@@ -178,7 +189,7 @@ class OkxDialect:
         if state is None:
             self._count("unknown_symbol")
             return []
-        if arg.channel == "books":
+        if arg.channel in _BOOK_CHANNELS:
             return self._on_book(arg.inst_id, state, envelope.action, envelope.data, now_ns)
         if arg.channel == "trades":
             return self._on_trades(arg.inst_id, envelope.data)
@@ -281,9 +292,8 @@ class OkxDialect:
     def _on_book_snapshot(
         self, symbol: str, state: _Symbol, data: _BookData, now_ns: int
     ) -> list[Action]:
-        if data.seq_id is None:
-            self._count("unreadable")
-            return self._resync(symbol, state, "unreadable", now_ns)
+        # A snapshot without seqId is OKX's format from before it numbered book
+        # messages (recordings up to 2023): its chain is kept by the checksum alone.
         book = state.book
         try:
             book.replace(data.bids, data.asks)
@@ -306,10 +316,14 @@ class OkxDialect:
             self._count("update_before_snapshot")
             return []
         seq, prev = data.seq_id, data.prev_seq_id
-        if seq is None or prev is None:
+        if state.seq is None and seq is None and prev is None:
+            # Unnumbered, after an unnumbered snapshot: the checksum below is the
+            # only check, and a lost update shows as its mismatch.
+            pass
+        elif seq is None or prev is None:
             self._count("unreadable")
             return self._resync(symbol, state, "unreadable", now_ns)
-        if prev != state.seq:
+        elif state.seq is not None and prev != state.seq:
             self._count("gap")
             return self._resync(symbol, state, "gap", now_ns)
         state.since_ns = now_ns
