@@ -88,7 +88,8 @@ def test_an_own_api_journal_of_the_previous_release_migrates_and_keeps_its_curso
     assert journal.read_fills_cursor() == 4
     assert journal.fills_cursors() == {ALL_SYMBOLS: 4}
     state = journal.load()
-    assert state.fills_cursor == 4 and state.fills_cursors == {ALL_SYMBOLS: 4}
+    assert state.fills_cursor == 4
+    assert state.fills_cursors == {ALL_SYMBOLS: 4}
     assert [(f.fill_id, f.stream, f.fee, f.venue_fee) for f in state.fills] == [
         (1, ALL_SYMBOLS, 3, None),
         (2, ALL_SYMBOLS, 2, None),

@@ -54,12 +54,13 @@ Fills streams: a venue numbers its fills in one log (the own API: the
 stream ``*``, :data:`~trading_engine.io.order_api.ALL_SYMBOLS`) or in one
 log per symbol (Binance: trade ids start at 1 for every symbol; the
 stream is the symbol). Each stream has its own cursor (the ``cursor`` row
-``fills:<stream>``), written in the same transaction as the fills it
-covers, and a fill id is unique per (venue log, stream). The engine says
-which streams its venue has (:meth:`Journal.use_fill_streams`); a journal
-written before streams were kept holds one cursor, the stream ``*``'s,
-which a per-symbol venue takes as the cursor of the one symbol that
-journal traded (:meth:`Journal.fills_cursors`, :meth:`Journal.adopt_fill_streams`).
+``fills:<stream>``; the stream ``*``'s is the row ``fills``), written in
+the same transaction as the fills it covers, and a fill id is unique per
+(venue log, stream). The engine says which streams its venue has
+(:meth:`Journal.use_fill_streams`); a journal written before streams were
+kept holds one cursor, the stream ``*``'s, which a per-symbol venue takes
+as the cursor of the one symbol that journal traded
+(:meth:`Journal.fills_cursors`, :meth:`Journal.adopt_fill_streams`).
 
 Errors: :class:`JournalError` when the file cannot be opened or created,
 is not a database, fails ``PRAGMA integrity_check``, has a schema newer
@@ -224,7 +225,7 @@ UPDATE schema_version SET version = 4;
 """
 
 #: Version 4 -> 5: fills streams (a fill id is unique per venue log and stream;
-#: the one cursor becomes the stream ``*``'s, ``fills:*``) and the venue's own
+#: the one cursor ``fills`` stays the stream ``*``'s) and the venue's own
 #: fee of each fill (its amount as the venue wrote it, and its asset).
 _MIGRATE_4_TO_5: Final = """
 CREATE TABLE fills_v5 (
@@ -252,7 +253,6 @@ DROP TABLE fills;
 ALTER TABLE fills_v5 RENAME TO fills;
 CREATE INDEX fills_ts ON fills (ts_ns);
 CREATE INDEX fills_order ON fills (client_order_id);
-UPDATE cursor SET name = 'fills:*' WHERE name = 'fills';
 UPDATE schema_version SET version = 5;
 """
 
@@ -288,8 +288,15 @@ _CURSOR: Final = (
     "INSERT INTO cursor (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
 )
-#: The ``cursor`` row of a fills stream is named ``fills:<stream>``.
+#: The ``cursor`` row of a fills stream is named ``fills:<stream>``; the stream
+#: ``*`` (a venue with one fills log) keeps the row ``fills`` it always had.
 _CURSOR_PREFIX: Final = "fills:"
+
+
+def _cursor_name(stream: str) -> str:
+    return "fills" if stream == ALL_SYMBOLS else _CURSOR_PREFIX + stream
+
+
 _STATE: Final = "INSERT INTO trading_state (state, who, reason, ts_ns) VALUES (?, ?, ?, ?)"
 
 
@@ -767,11 +774,11 @@ class Journal:
             )
         )  # fmt: skip
         if fill_id is not None:
-            self._pending.append((_CURSOR, (_CURSOR_PREFIX + stream, fill_id)))
+            self._pending.append((_CURSOR, (_cursor_name(stream), fill_id)))
 
     def fills_cursor(self, fill_id: int, stream: str = ALL_SYMBOLS) -> None:
         """The venue's fills log ``stream`` has been read up to ``fill_id``."""
-        self._pending.append((_CURSOR, (_CURSOR_PREFIX + stream, fill_id)))
+        self._pending.append((_CURSOR, (_cursor_name(stream), fill_id)))
 
     def trading_state(self, state: str, who: str, reason: str | None = None) -> None:
         """A trading-state change, written as soon as possible; never waits for it.
@@ -833,7 +840,9 @@ class Journal:
             )
         )  # fmt: skip
         if new_fills_log:
-            self._pending.append(("UPDATE cursor SET value = 0 WHERE name LIKE 'fills:%'", ()))
+            self._pending.append(
+                ("UPDATE cursor SET value = 0 WHERE name = 'fills' OR name LIKE 'fills:%'", ())
+            )
         self._venue_seq = seq
 
     @property
@@ -1100,15 +1109,15 @@ class Journal:
     def read_fills_cursor(self, stream: str = ALL_SYMBOLS) -> int:
         """The largest venue fill id read in ``stream`` (0: none); O(1)."""
         row = self._db.execute(
-            "SELECT value FROM cursor WHERE name = ?", (_CURSOR_PREFIX + stream,)
+            "SELECT value FROM cursor WHERE name = ?", (_cursor_name(stream),)
         ).fetchone()
         return 0 if row is None else int(row[0])
 
     def _cursor_rows(self) -> dict[str, int]:
         return {
-            str(name)[len(_CURSOR_PREFIX) :]: int(value)
+            ALL_SYMBOLS if name == "fills" else str(name)[len(_CURSOR_PREFIX) :]: int(value)
             for name, value in self._db.execute(
-                "SELECT name, value FROM cursor WHERE name LIKE 'fills:%'"
+                "SELECT name, value FROM cursor WHERE name = 'fills' OR name LIKE 'fills:%'"
             )
         }
 
@@ -1179,17 +1188,19 @@ class Journal:
             [
                 ("UPDATE fills SET stream = symbol WHERE venue = ? AND stream = ?",
                  (self._venue_seq, ALL_SYMBOLS)),
-                (_CURSOR, (_CURSOR_PREFIX + legacy, value)),
-                ("DELETE FROM cursor WHERE name = ?", (_CURSOR_PREFIX + ALL_SYMBOLS,)),
+                (_CURSOR, (_cursor_name(legacy), value)),
+                ("DELETE FROM cursor WHERE name = 'fills'", ()),
             ]
         )  # fmt: skip
         return legacy
 
     def journaled_fill(self, fill_id: int, stream: str = ALL_SYMBOLS) -> JournaledFill | None:
         """The fill journaled with venue fill id ``fill_id`` in ``stream`` (current venue)."""
+        # A single-stream journal's fills not yet moved to their symbol's stream count too.
         row = self._db.execute(
-            f"SELECT {_FILL_COLUMNS} FROM fills WHERE venue = ? AND stream = ? AND fill_id = ?",
-            (self._venue_seq, stream, fill_id),
+            f"SELECT {_FILL_COLUMNS} FROM fills WHERE venue = ? AND fill_id = ?"
+            " AND (stream = ? OR (stream = ? AND symbol = ?))",
+            (self._venue_seq, fill_id, stream, ALL_SYMBOLS, stream),
         ).fetchone()
         return None if row is None else JournaledFill(*row)
 
