@@ -231,14 +231,6 @@ def build_engine(
             raise ConfigError(message, [message])
     key = api_key
     if config.gateway.venue == "binance":
-        if len(config.instruments) > 1:
-            # Trade ids count per symbol; the journal keeps one fills cursor.
-            message = (
-                "gateway.venue: 'binance' trades one instrument per process (its trade ids "
-                f"count per symbol), this one has {len(config.instruments)}: set engine.shards "
-                "to the number of instruments"
-            )
-            raise ConfigError(message, [message])
         if key:
             order_dialect(config, {i.symbol: i.to_instrument() for i in config.instruments},
                           key, env)  # fmt: skip
