@@ -542,16 +542,27 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
                     if fee_text is None
                     else fee_to_units(fee_text, inst.tick_size, inst.lot_size)
                 )
+                venue_fee = venue_fill.get("venue_fee")
+                fee_asset = venue_fill.get("fee_asset")
+                unpriced = fee_text is None and isinstance(fee_asset, str)
+                if unpriced:
+                    fee = 0  # an asset without a price: kept as the venue said, not charged
             except (InvalidValue, ValueError, KeyError):
                 log.error("unreadable fill %r", venue_fill)
                 counts["unreadable_fills"] += 1
                 continue
             counts["new_fills"] += 1
+            report_fill = FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
+            if isinstance(fee_asset, str) and isinstance(venue_fee, str):
+                report_fill.venue_fee, report_fill.fee_asset = venue_fee, fee_asset
             if client_order_id in ledger.orders:
-                ledger.apply_fill(
-                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
-                )
+                if unpriced:
+                    report_fill.fee = None  # the ledger charges no rate for it
+                ledger.apply_fill(report_fill)
                 continue
+            if unpriced:
+                report_fill.fee = None
+                engine._venue_fee(report_fill)
             strategy = ADOPTED if client_order_id in adopted else owner(client_order_id)
             if fee is None:
                 fee = ledger.fees[inst.symbol].fee(price, lots, lots)  # maker or taker: unknown
@@ -577,7 +588,7 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             if journal is not None:
                 journal.fill(
                     client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id,
-                    fee=fee,
+                    fee=fee, venue_fee=report_fill.venue_fee, fee_asset=report_fill.fee_asset,
                 )  # fmt: skip
 
         # Every tracked order settled with the venue's answer.
