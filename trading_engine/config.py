@@ -379,6 +379,19 @@ class InstrumentConfig(_Section):
     taker_fee: FeeRate = Field(
         "0", description="fee rate of taker fills, a decimal fraction of the notional"
     )
+    base_asset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="the asset the instrument trades (BTC of BTCUSDT): a venue fee in it "
+        "is valued at the fill's price",
+    )
+    quote_asset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="the asset prices are in (USDT of BTCUSDT): a venue fee in it is exact",
+    )
     min_quantity: PositiveDecimal | None = Field(
         None, description="the venue's smallest order quantity (informational)"
     )
@@ -460,6 +473,23 @@ class StrategyConfig(_Section):
     )
 
 
+def _conversion_key(value: str) -> str:
+    asset, sep, quote = value.partition("/")
+    if not sep or not asset or not quote or "/" in quote or len(value) > 41:
+        raise ValueError(f"expected ASSET/QUOTE such as 'BNB/USDT', got {value!r}")
+    return value
+
+
+class FeesConfig(_Section):
+    """``[fees]``: how a venue's fee in another asset is valued."""
+
+    conversion: dict[Annotated[str, AfterValidator(_conversion_key)], PositiveDecimal] = Field(
+        default_factory=dict,
+        description="'ASSET/QUOTE' = the price of one ASSET in QUOTE ('BNB/USDT' = '600'): "
+        "a venue fee in ASSET on an instrument quoted in QUOTE is charged at it",
+    )
+
+
 class BacktestConfig(_Section):
     """``[backtest]``: the models of ``trading-engine backtest`` (docs/backtest.md)."""
 
@@ -501,6 +531,7 @@ class Config(_Section):
     strategies: list[StrategyConfig] = Field(default_factory=list)
     feeds: list[FeedHandlerConfig] = Field(default_factory=list)
     backtest: BacktestConfig = BacktestConfig()
+    fees: FeesConfig = FeesConfig()
 
     def instrument_map(self) -> dict[str, Instrument]:
         """The configured instruments by symbol."""

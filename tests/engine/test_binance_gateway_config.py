@@ -72,14 +72,20 @@ async def test_the_gateway_speaks_binance_with_either_key_and_never_shows_it(kin
     await gateway.close()
 
 
-def test_venue_binance_trades_one_instrument_per_process() -> None:
+@pytest.mark.asyncio
+async def test_venue_binance_trades_several_instruments_in_one_process() -> None:
     two = [*USDT, {"symbol": "ETHUSDT", "tick_size": "0.01", "lot_size": "0.001"}]
     cfg = config(
         PROBE, instruments=two, gateway={"venue": "binance", "api_secret_env": "BINANCE_SECRET"}
     )
     env = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_SECRET": SECRET}
-    with pytest.raises(ConfigError, match=r"^gateway.venue: 'binance' trades one instrument"):
-        build_engine(cfg, environ=env, journal=False)
+    engine = build_engine(cfg, environ=env, journal=False)
+    gateway = engine.sink
+    assert isinstance(gateway, HttpGateway)
+    # One fills stream, one cursor, per symbol.
+    assert gateway.fill_streams == ("BTCUSDT", "ETHUSDT")
+    assert gateway.fills_cursors == {"BTCUSDT": 0, "ETHUSDT": 0}
+    await gateway.close()
 
 
 @pytest.mark.parametrize("kind", ["venue_banned", "venue_auth_failed"])

@@ -21,7 +21,7 @@ from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.engine.engine import Engine
 from trading_engine.engine.reconcile import reconcile
 from trading_engine.engine.telemetry import registry_for
-from trading_engine.io.journal import Journal
+from trading_engine.io.journal import SCHEMA_VERSION, Journal
 from trading_engine.sim.replay import replay
 from trading_engine.sim.venue import simulated_venue
 from trading_engine.testing import StrategyHarness, snapshot_frame, update_frame
@@ -432,7 +432,7 @@ def test_a_version_3_journal_is_migrated_to_tags_and_fees(tmp_path: Path) -> Non
     db.commit()
     db.close()
     journal = Journal.open(str(path))
-    assert journal.schema_version() == 4
+    assert journal.schema_version() == SCHEMA_VERSION
     (order,) = journal.orders()
     assert (order.client_order_id, order.tag, order.post_only) == ("s-old-1", None, 0)
     (fill,) = journal.fills()

@@ -433,7 +433,9 @@ class Ledger:
         fee = fill.fee
         if fee is None:
             schedule = self.fees[symbol]
-            fee = 0 if schedule.free else schedule.fee(fill.price, fill.lots, fill.lots)
+            # A venue fee in an asset without a price is kept as it is, never a rate.
+            unpriced = fill.fee_asset is not None or schedule.free
+            fee = 0 if unpriced else schedule.fee(fill.price, fill.lots, fill.lots)
         self.positions.charge(strategy, symbol, fee)
         self._count("fills")
         if journal:
@@ -673,7 +675,7 @@ class Ledger:
             schedule = self.fees[order.symbol]
             fee = (
                 0
-                if schedule.free
+                if schedule.free or fill.fee_asset is not None
                 else schedule.fee(fill.price, fill.lots, _taker_part(order, listed, fill.lots))
             )
         covered = fill.lots - credited

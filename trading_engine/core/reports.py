@@ -107,7 +107,17 @@ class FillReport:
     computes it from the configured rates.
     """
 
-    __slots__ = ("client_order_id", "fee", "fill_id", "lots", "price", "side", "symbol")
+    __slots__ = (
+        "client_order_id",
+        "fee",
+        "fee_asset",
+        "fill_id",
+        "lots",
+        "price",
+        "side",
+        "symbol",
+        "venue_fee",
+    )
 
     def __init__(
         self,
@@ -126,6 +136,11 @@ class FillReport:
         self.symbol = symbol
         self.side = side
         self.fee = fee
+        #: The venue's fee as it wrote it (a decimal string) and its asset, when it
+        #: says one. ``fee`` None with a ``fee_asset``: the fee could not be valued
+        #: (an asset without a price): no rate is charged instead.
+        self.venue_fee: str | None = None
+        self.fee_asset: str | None = None
 
     def __repr__(self) -> str:
         return (

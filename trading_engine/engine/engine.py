@@ -26,6 +26,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from time import perf_counter_ns
 from typing import Any
 
@@ -292,6 +293,10 @@ class Engine:
         self.state_by: tuple[str, str | None] = ("start-up", None)
         #: Operator warnings given, by kind (``trading_engine_warnings_total``).
         self.notices = Notices()
+        #: Venue fees in an asset without a price (no ``[fees] conversion``), by asset.
+        self.fees_unconverted: dict[str, Decimal] = {}
+        #: Fills whose venue fee is in ``fees_unconverted``, by asset.
+        self.fees_unconverted_fills: Counter[str] = Counter()
 
     # -- strategies -----------------------------------------------------------
 
@@ -712,7 +717,17 @@ class Engine:
         if runner is not None and not self._replaying:
             self.dispatcher.post(runner, "on_order_update", order)
 
+    def _venue_fee(self, fill: FillReport) -> None:
+        """A venue fee in an asset without a price: kept per asset (``/status``), counted."""
+        if fill.fee is None and fill.fee_asset is not None and fill.venue_fee is not None:
+            asset = fill.fee_asset
+            self.fees_unconverted[asset] = self.fees_unconverted.get(asset, Decimal(0)) + Decimal(
+                fill.venue_fee
+            )
+            self.fees_unconverted_fills[asset] += 1
+
     def fill_reported(self, order: Order, fill: FillReport, fee: int) -> None:
+        self._venue_fee(fill)
         if self.journal is not None:
             # Every fill the venue reports, once: start-up replays these rows.
             self.journal.fill(
@@ -724,9 +739,12 @@ class Engine:
                 fill.lots,
                 fill.fill_id,
                 fee=fee,
+                venue_fee=fill.venue_fee,
+                fee_asset=fill.fee_asset,
             )
 
     def fill_unattached(self, strategy: str, fill: FillReport, fee: int) -> None:
+        self._venue_fee(fill)
         if self.journal is not None and fill.symbol is not None and fill.side is not None:
             self.journal.fill(
                 fill.client_order_id,
@@ -737,6 +755,8 @@ class Engine:
                 fill.lots,
                 fill.fill_id,
                 fee=fee,
+                venue_fee=fill.venue_fee,
+                fee_asset=fill.fee_asset,
             )
 
     def fill_credited(self, order: Order, price: Price, lots: int) -> None:
@@ -898,6 +918,11 @@ class Engine:
                 _order_status(order) for order in self.open_order_list()[:_STATUS_ORDERS]
             ],
             "strategies": strategies_status(self),
+            # Venue fees not in money: the venue's amounts, per asset (never a guessed value).
+            "fees_unconverted": {
+                asset: format(amount.normalize(), "f") if amount else "0"
+                for asset, amount in sorted(self.fees_unconverted.items())
+            },
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }

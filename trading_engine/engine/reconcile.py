@@ -57,7 +57,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.errors import InvalidValue, UnreadableAnswer
@@ -66,7 +66,8 @@ from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 from ..core.reports import FillReport, parse_order_body
 from ..core.risk import TradingState
-from ..io.journal import JournaledOrder, JournalError, JournalState
+from ..io.journal import Journal, JournaledOrder, JournalError, JournalState
+from ..io.order_api import ALL_SYMBOLS
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -100,8 +101,13 @@ class VenueReader(Protocol):
     async def open_orders(self) -> list[dict[str, Any]]:
         """``GET /orders?status=open``: the venue's open order bodies."""
 
-    async def fills(self, since: int) -> list[dict[str, Any]]:
-        """``GET /fills?since=N``: fills with a ``fill_id`` above ``since``."""
+    async def fills(self, since: int | Mapping[str, int]) -> list[dict[str, Any]]:
+        """``GET /fills?since=N``: fills with a ``fill_id`` above ``since``.
+
+        A reader of a venue with one fills stream per symbol (a
+        ``fill_streams`` attribute other than ``("*",)``) also takes a fill
+        id per stream, and each document says its ``stream``.
+        """
 
     async def read_order(self, client_order_id: str) -> dict[str, Any] | None:
         """``GET /orders/{id}``: the order body, or None when the venue never saw it."""
@@ -109,8 +115,34 @@ class VenueReader(Protocol):
     async def cancel_order(self, client_order_id: str) -> dict[str, Any] | None:
         """``DELETE /orders/{id}``: the order body after the cancel, or None (404)."""
 
-    def resume(self, fills_cursor: int, orders: Iterable[Order] = ()) -> None:
-        """Continue the fills feed after ``fills_cursor``."""
+    def resume(self, fills_cursor: int | Mapping[str, int], orders: Iterable[Order] = ()) -> None:
+        """Continue the fills feed after ``fills_cursor`` (per stream), tracking ``orders``."""
+
+
+def fill_streams(reader: VenueReader | None) -> tuple[str, ...]:
+    """The reader's fills streams: ``("*",)`` unless it says it has one per symbol."""
+    streams = getattr(reader, "fill_streams", None)
+    return (ALL_SYMBOLS,) if not streams else tuple(streams)
+
+
+async def _read_fills(reader: VenueReader, since: Mapping[str, int]) -> list[dict[str, Any]]:
+    """The venue's fills after ``since`` (per stream); the own API's one log by its one id."""
+    if tuple(since) == (ALL_SYMBOLS,):
+        return await reader.fills(since[ALL_SYMBOLS])
+    return await reader.fills(dict(since))
+
+
+def _stream_of(document: Mapping[str, Any], streams: tuple[str, ...]) -> str:
+    """The fills stream of a venue fill document."""
+    if streams == (ALL_SYMBOLS,):
+        return ALL_SYMBOLS
+    return str(document.get("stream", document.get("symbol")))
+
+
+def _journal_streams(journal: Journal, reader: VenueReader | None) -> tuple[str, ...]:
+    streams = fill_streams(reader)
+    journal.use_fill_streams(streams)
+    return streams
 
 
 class ReconciliationRefused(Exception):
@@ -154,7 +186,8 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
     journal = engine.journal
     if journal is None or reader is None:
         return
-    cursor = journal.read_fills_cursor()
+    streams = _journal_streams(journal, reader)
+    cursors = journal.fills_cursors(streams)
     recorded = journal.recorded_venue()
     current = journal.venue
     problems: list[str] = []
@@ -163,25 +196,29 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
             f"the journal was written against {recorded}, the configuration trades on {current}"
         )
     new_log = False
-    if cursor > 0:
-        fills = await reader.fills(cursor - 1)
+    for stream, cursor in cursors.items():
+        if cursor <= 0:
+            continue
+        of = "" if stream == ALL_SYMBOLS else f" of {stream}"
+        fills = await _read_fills(reader, {stream: cursor - 1})
+        fills = [fill for fill in fills if _stream_of(fill, streams) == stream]
         at_cursor = [fill for fill in fills if int(fill.get("fill_id", 0)) == cursor]
         newest = max((int(fill.get("fill_id", 0)) for fill in fills), default=None)
         if newest is None or newest < cursor:
             new_log = True
             problems.append(
-                f"the venue's newest fill id is "
+                f"the venue's newest fill id{of} is "
                 f"{'below ' + str(cursor) if newest is None else newest}, the journal has read "
                 f"its fills up to {cursor}: the venue was reset or is another one"
             )
-        elif at_cursor and (mine := journal.journaled_fill(cursor)) is not None:
+        elif at_cursor and (mine := journal.journaled_fill(cursor, stream)) is not None:
             venue_fill = at_cursor[0]
             if str(venue_fill.get("client_order_id")) != mine.client_order_id:
                 new_log = True
                 problems.append(
-                    f"the venue's fill {cursor} is for {venue_fill.get('client_order_id')}, "
-                    f"the journal has it for {mine.client_order_id}: the venue was reset or "
-                    "is another one"
+                    f"the venue's fill {cursor}{of} is for "
+                    f"{venue_fill.get('client_order_id')}, the journal has it for "
+                    f"{mine.client_order_id}: the venue was reset or is another one"
                 )
     if not problems:
         if recorded is None and current is not None:
@@ -278,6 +315,13 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     journal = engine.journal
     ledger = engine.ledger
     state = journal.load() if journal is not None else JournalState()
+    streams = fill_streams(reader)
+    # The cursor of each fills stream (a single-stream journal's, given to its symbol).
+    cursors = journal.fills_cursors(streams) if journal is not None else dict.fromkeys(streams, 0)
+    if journal is not None:
+        journal.use_fill_streams(streams)
+        journal.adopt_fill_streams(streams)
+    per_symbol = streams != (ALL_SYMBOLS,)
     runs = state.runs | {engine.ids.run_id}
     instruments = engine.instruments
     counts: Counter[str] = Counter()
@@ -286,8 +330,10 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         "journal": None if journal is None else journal.path,
         "journal_open_orders": len(state.open_orders),
         "journal_fills": len(state.fills),
-        "fills_cursor": state.fills_cursor,
+        "fills_cursor": max(cursors.values(), default=0),
     }
+    if per_symbol:
+        report["fills_cursors"] = dict(cursors)
 
     ids = engine.ids
     layout = {
@@ -328,13 +374,14 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             ledger.restore(_order_from_row(row))
     # Fees journaled for fills the rebuild reads again from the venue's log
     # (a venue that reports no fee gets the fee charged when it was journaled).
-    journaled_fees: dict[int, int] = {}
+    journaled_fees: dict[tuple[str, int], int] = {}
     for fill in state.fills:
         if fill.symbol not in instruments:
             continue
         if rebuild and fill.fill_id is not None and fill.venue == state.venue_log:
             if fill.fee is not None:
-                journaled_fees[fill.fill_id] = fill.fee
+                stream = fill.symbol if per_symbol else ALL_SYMBOLS
+                journaled_fees[(stream, fill.fill_id)] = fill.fee
             continue  # the venue's log lists it: read from there below
         side = Side(fill.side)
         if fill.client_order_id in ledger.orders:
@@ -370,11 +417,11 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             )
             counts["settled_canceled"] += 1
     else:
-        since = 0 if rebuild else state.fills_cursor
+        since = {stream: 0 if rebuild else cursor for stream, cursor in cursors.items()}
         venue_open = await reader.open_orders()
-        new_fills = await reader.fills(since)
+        new_fills = await _read_fills(reader, since)
         report["venue_open_orders"] = len(venue_open)
-        cursor = state.fills_cursor
+        read_to = dict(cursors)
         adopted: set[str] = set()
         unknown: list[dict[str, Any]] = []
         venue_bodies: dict[str, dict[str, Any]] = {}
@@ -470,10 +517,15 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
 
         # Fills since the cursor: this engine's (and adopted orders') count.
         closed_lots: Counter[str] | None = None  # lots of the journal's closed orders
-        for venue_fill in sorted(new_fills, key=lambda item: int(item["fill_id"])):
+        for venue_fill in sorted(
+            new_fills, key=lambda item: (_stream_of(item, streams), int(item["fill_id"]))
+        ):
             fill_id = int(venue_fill["fill_id"])
-            cursor = max(cursor, fill_id)
-            if fill_id <= since:
+            stream = _stream_of(venue_fill, streams)
+            if stream not in since:
+                continue  # a stream this process does not read
+            read_to[stream] = max(read_to[stream], fill_id)
+            if fill_id <= since[stream]:
                 continue  # redelivered: the journal has it
             client_order_id = str(venue_fill["client_order_id"])
             inst = instruments.get(str(venue_fill.get("symbol")))
@@ -486,20 +538,31 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
                 # The venue's fee for the fill, when it reports one (it wins over the rates).
                 fee_text = venue_fill.get("fee")
                 fee = (
-                    journaled_fees.get(fill_id)
+                    journaled_fees.get((stream, fill_id))
                     if fee_text is None
                     else fee_to_units(fee_text, inst.tick_size, inst.lot_size)
                 )
+                venue_fee = venue_fill.get("venue_fee")
+                fee_asset = venue_fill.get("fee_asset")
+                unpriced = fee_text is None and isinstance(fee_asset, str)
+                if unpriced:
+                    fee = 0  # an asset without a price: kept as the venue said, not charged
             except (InvalidValue, ValueError, KeyError):
                 log.error("unreadable fill %r", venue_fill)
                 counts["unreadable_fills"] += 1
                 continue
             counts["new_fills"] += 1
+            report_fill = FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
+            if isinstance(fee_asset, str) and isinstance(venue_fee, str):
+                report_fill.venue_fee, report_fill.fee_asset = venue_fee, fee_asset
             if client_order_id in ledger.orders:
-                ledger.apply_fill(
-                    FillReport(client_order_id, price, lots, fill_id, inst.symbol, side, fee)
-                )
+                if unpriced:
+                    report_fill.fee = None  # the ledger charges no rate for it
+                ledger.apply_fill(report_fill)
                 continue
+            if unpriced:
+                report_fill.fee = None
+                engine._venue_fee(report_fill)
             strategy = ADOPTED if client_order_id in adopted else owner(client_order_id)
             if fee is None:
                 fee = ledger.fees[inst.symbol].fee(price, lots, lots)  # maker or taker: unknown
@@ -525,7 +588,7 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
             if journal is not None:
                 journal.fill(
                     client_order_id, strategy, inst.symbol, side.value, price, lots, fill_id,
-                    fee=fee,
+                    fee=fee, venue_fee=report_fill.venue_fee, fee_asset=report_fill.fee_asset,
                 )  # fmt: skip
 
         # Every tracked order settled with the venue's answer.
@@ -557,10 +620,15 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
                 counts["restored_open"] += 1
             else:
                 counts[f"settled_{order.status.value}"] += 1
-        reader.resume(cursor)
-        if journal is not None and cursor > state.fills_cursor:
-            journal.fills_cursor(cursor)
-        report["fills_cursor"] = cursor
+        # The orders tracked teach the reader their venue ids (Binance's trades name them).
+        reader.resume(read_to if per_symbol else read_to[ALL_SYMBOLS], ledger.open_order_list())
+        if journal is not None:
+            for stream, cursor in read_to.items():
+                if cursor > cursors[stream]:
+                    journal.fills_cursor(cursor, stream)
+        report["fills_cursor"] = max(read_to.values(), default=0)
+        if per_symbol:
+            report["fills_cursors"] = dict(read_to)
     restored = ledger.open_order_list()
 
     _settle_trading_state(engine, state)

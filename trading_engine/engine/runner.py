@@ -14,6 +14,8 @@ import os
 import signal
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Coroutine, Mapping
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, TypeVar
 
 from ..config import Config, budget_problems
@@ -123,6 +125,11 @@ def order_dialect(
             signer,
             instruments,
             recv_window_ms=settings.recv_window_ms,
+            quote_assets={i.symbol: i.quote_asset for i in config.instruments if i.quote_asset},
+            base_assets={i.symbol: i.base_asset for i in config.instruments if i.base_asset},
+            fee_conversion={
+                pair: Fraction(Decimal(price)) for pair, price in config.fees.conversion.items()
+            },
         )
     except ValueError as exc:
         message = f"gateway.api_key_env: {exc}"
@@ -230,18 +237,9 @@ def build_engine(
             message = f"gateway.api_key_env: the environment variable {name} is not set"
             raise ConfigError(message, [message])
     key = api_key
-    if config.gateway.venue == "binance":
-        if len(config.instruments) > 1:
-            # Trade ids count per symbol; the journal keeps one fills cursor.
-            message = (
-                "gateway.venue: 'binance' trades one instrument per process (its trade ids "
-                f"count per symbol), this one has {len(config.instruments)}: set engine.shards "
-                "to the number of instruments"
-            )
-            raise ConfigError(message, [message])
-        if key:
-            order_dialect(config, {i.symbol: i.to_instrument() for i in config.instruments},
-                          key, env)  # fmt: skip
+    if config.gateway.venue == "binance" and key:
+        order_dialect(config, {i.symbol: i.to_instrument() for i in config.instruments},
+                      key, env)  # fmt: skip
 
     def gateway(engine: Engine) -> OrderSink:
         settings = engine.config.gateway

@@ -47,6 +47,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
@@ -502,6 +503,7 @@ def merge_status(
         "open_orders": 0,
         "open_order_list": [],
         "strategies": {},
+        "fees_unconverted": {},
         "workers": workers,
         # The workers run this process's install.
         "build": BUILD.as_dict(),
@@ -517,9 +519,19 @@ def merge_status(
             merged[key].update(document[key])
         merged["open_orders"] += document["open_orders"]
         merged["open_order_list"].extend(document.get("open_order_list", ()))
+        # Venue fees in an asset without a price: each worker's own fills, summed per asset.
+        for asset, amount in document.get("fees_unconverted", {}).items():
+            total = Decimal(merged["fees_unconverted"].get(asset, "0")) + Decimal(amount)
+            merged["fees_unconverted"][asset] = _plain_decimal(total)
     for symbol in silent_symbols:
         merged["books"].setdefault(symbol, _SILENT_BOOK)
     return merged
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """A decimal written without an exponent or trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text if value else "0"
 
 
 #: Per worker: index, restarts, exposition text (None: no answer), state pending.

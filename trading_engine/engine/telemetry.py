@@ -265,6 +265,16 @@ class EngineCollector(Collector):
             faults.add_metric([fault], count)
         yield faults
 
+        unconverted = CounterMetricFamily(
+            P + "fees_unconverted_fills",
+            "Fills whose venue fee is in an asset without a price (no [fees] conversion), "
+            "by asset: kept unconverted (in /status), not charged to PnL.",
+            labels=["asset"],
+        )
+        for asset, count in sorted(engine.fees_unconverted_fills.items()):
+            unconverted.add_metric([asset], count)
+        yield unconverted
+
         ignored = CounterMetricFamily(
             P + "execution_reports_ignored",
             "Fills, answers and statuses not applied: duplicate_fill (a fill id already "

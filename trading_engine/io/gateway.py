@@ -1402,12 +1402,26 @@ class HttpGateway:
                 raise ConnectionError(f"{_where(request)}: {exc}") from None
         return result
 
-    async def fills(self, since: int) -> list[dict[str, Any]]:
-        """The fills after ``since``, every stream (for reconciliation)."""
+    @property
+    def fill_streams(self) -> tuple[str, ...]:
+        """The venue's fills streams (``("*",)``: one log; else one per symbol)."""
+        return tuple(self.dialect.fill_streams)
+
+    async def fills(self, since: int | Mapping[str, int]) -> list[dict[str, Any]]:
+        """The fills after ``since`` (for reconciliation), as the own API's documents.
+
+        ``since``: one fill id for every stream, or a fill id per stream
+        (only the streams it names are read). Each document of a venue with
+        one stream per symbol carries its ``stream``.
+        """
         dialect = self.dialect
         result: list[dict[str, Any]] = []
-        for stream in dialect.fill_streams:
-            request = dialect.read_fills(stream, since)
+        wanted = (
+            dict.fromkeys(dialect.fill_streams, since) if isinstance(since, int) else dict(since)
+        )
+        per_symbol = tuple(dialect.fill_streams) != (ALL_SYMBOLS,)
+        for stream, after in wanted.items():
+            request = dialect.read_fills(stream, after)
             content = await self._read_content(request)
             assert content is not None
             for venue_id, named in dialect.unresolved_orders(stream, content):
@@ -1417,9 +1431,13 @@ class HttpGateway:
                 except UnreadableAnswer as exc:
                     raise ConnectionError(f"{_where(named)}: {exc}") from None
             try:
-                result.extend(dialect.fill_documents(stream, content))
+                documents = dialect.fill_documents(stream, content)
             except UnreadableAnswer as exc:
                 raise ConnectionError(f"{_where(request)}: {exc}") from None
+            if per_symbol:
+                for document in documents:
+                    document["stream"] = stream
+            result.extend(documents)
         return result
 
     def _symbols_of(self, client_order_id: str) -> list[str]:
@@ -1450,14 +1468,17 @@ class HttpGateway:
             return document  # type: ignore[return-value]
         return None
 
-    def resume(self, fills_cursor: int, orders: Iterable[Order] = ()) -> None:
+    def resume(self, fills_cursor: int | Mapping[str, int], orders: Iterable[Order] = ()) -> None:
         """Read fills after ``fills_cursor`` from now on (the ledger tracks ``orders``).
 
-        The cursor is every stream's that has none higher (a venue with one
-        stream per symbol and one symbol per process: that symbol's).
+        ``fills_cursor``: one fill id for every stream, or a fill id per
+        stream (streams it does not name keep theirs). A cursor never goes
+        back. ``orders`` teach the dialect the venue's ids of the orders
+        (Binance's trades name orders by them).
         """
         for stream, cursor in self._fills_cursors.items():
-            self._fills_cursors[stream] = max(cursor, fills_cursor)
+            wanted = fills_cursor if isinstance(fills_cursor, int) else fills_cursor.get(stream, 0)
+            self._fills_cursors[stream] = max(cursor, wanted)
         self.dialect.learn_orders(orders)
 
     async def _read_content(

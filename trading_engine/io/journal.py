@@ -10,8 +10,9 @@ journal``, a backup) never block the writer. It records:
 * each status change with the cumulative filled lots (``order_events``,
   and the order row's current ``status``/``filled``);
 * each fill (``fill_id`` from the venue's fills log, NULL from the
-  in-process venue) with its fee, and the fills cursor (the largest
-  ``fill_id`` seen);
+  in-process venue) with its fee (and the venue's own amount and asset,
+  when it reports one), and one fills cursor per fills *stream* (the
+  largest ``fill_id`` seen in it; see below);
 * each trading-state change with who asked (``admin``, ``risk``,
   ``journal``, ``supervisor``, ``start-up``) and why;
 * each run (its run id, the prefix of its client order ids) and each
@@ -49,6 +50,18 @@ reconciliation compares it with the configured one (see
 unique per recorded venue (a venue accepted as new numbers its fills
 from 1 again).
 
+Fills streams: a venue numbers its fills in one log (the own API: the
+stream ``*``, :data:`~trading_engine.io.order_api.ALL_SYMBOLS`) or in one
+log per symbol (Binance: trade ids start at 1 for every symbol; the
+stream is the symbol). Each stream has its own cursor (the ``cursor`` row
+``fills:<stream>``; the stream ``*``'s is the row ``fills``), written in
+the same transaction as the fills it covers, and a fill id is unique per
+(venue log, stream). The engine says which streams its venue has
+(:meth:`Journal.use_fill_streams`); a journal written before streams were
+kept holds one cursor, the stream ``*``'s, which a per-symbol venue takes
+as the cursor of the one symbol that journal traded
+(:meth:`Journal.fills_cursors`, :meth:`Journal.adopt_fill_streams`).
+
 Errors: :class:`JournalError` when the file cannot be opened or created,
 is not a database, fails ``PRAGMA integrity_check``, has a schema newer
 than this program's, or cannot be written (read-only disk). A write that
@@ -81,6 +94,7 @@ from ..core.instruments import Instrument
 from ..core.orders import Order
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
+from .order_api import ALL_SYMBOLS
 
 __all__ = [
     "SCHEMA_V1",
@@ -97,7 +111,7 @@ __all__ = [
 log = logging.getLogger("trading_engine.journal")
 
 #: The schema this program writes. Older files are migrated on open.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: Version 1 of the schema (kept to test and document the migration).
 SCHEMA_V1: Final = """
@@ -210,8 +224,45 @@ ALTER TABLE fills ADD COLUMN fee INTEGER;
 UPDATE schema_version SET version = 4;
 """
 
+#: Version 4 -> 5: fills streams (a fill id is unique per venue log and stream;
+#: the one cursor ``fills`` stays the stream ``*``'s) and the venue's own
+#: fee of each fill (its amount as the venue wrote it, and its asset).
+_MIGRATE_4_TO_5: Final = """
+CREATE TABLE fills_v5 (
+    seq INTEGER PRIMARY KEY,
+    venue INTEGER NOT NULL DEFAULT 1,
+    stream TEXT NOT NULL DEFAULT '*',
+    fill_id INTEGER,
+    client_order_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    fee INTEGER,
+    venue_fee TEXT,
+    fee_asset TEXT,
+    UNIQUE (venue, stream, fill_id)
+);
+INSERT INTO fills_v5 (seq, venue, stream, fill_id, client_order_id, strategy, symbol, side,
+    price, quantity, ts_ns, fee)
+    SELECT seq, venue, '*', fill_id, client_order_id, strategy, symbol, side, price, quantity,
+    ts_ns, fee FROM fills;
+DROP TABLE fills;
+ALTER TABLE fills_v5 RENAME TO fills;
+CREATE INDEX fills_ts ON fills (ts_ns);
+CREATE INDEX fills_order ON fills (client_order_id);
+UPDATE schema_version SET version = 5;
+"""
+
 #: Migration scripts by the version they start from.
-_MIGRATIONS: Final = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
+_MIGRATIONS: Final = {
+    1: _MIGRATE_1_TO_2,
+    2: _MIGRATE_2_TO_3,
+    3: _MIGRATE_3_TO_4,
+    4: _MIGRATE_4_TO_5,
+}
 
 _OPEN_STATES: Final = ("pending_new", "new", "partially_filled", "unknown")
 
@@ -230,12 +281,22 @@ _EVENT: Final = (
 )
 _FILL: Final = (
     "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, strategy, symbol, side, price,"
-    " quantity, ts_ns, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " quantity, ts_ns, fee, stream, venue_fee, fee_asset)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CURSOR: Final = (
-    "INSERT INTO cursor (name, value) VALUES ('fills', ?)"
+    "INSERT INTO cursor (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
 )
+#: The ``cursor`` row of a fills stream is named ``fills:<stream>``; the stream
+#: ``*`` (a venue with one fills log) keeps the row ``fills`` it always had.
+_CURSOR_PREFIX: Final = "fills:"
+
+
+def _cursor_name(stream: str) -> str:
+    return "fills" if stream == ALL_SYMBOLS else _CURSOR_PREFIX + stream
+
+
 _STATE: Final = "INSERT INTO trading_state (state, who, reason, ts_ns) VALUES (?, ?, ?, ?)"
 
 
@@ -312,6 +373,11 @@ class JournaledFill:
     venue: int = 1
     #: The fill's fee in tick*lot units (None: journaled before fees were).
     fee: int | None = None
+    #: The fills stream its ``fill_id`` counts in (``*``: the venue's one log).
+    stream: str = ALL_SYMBOLS
+    #: The venue's fee as it reported it (a decimal string) and its asset, or None.
+    venue_fee: str | None = None
+    fee_asset: str | None = None
 
 
 @dataclass
@@ -325,8 +391,10 @@ class JournalState:
     owners: dict[str, str] = field(default_factory=dict)
     #: Every fill, oldest first.
     fills: list[JournaledFill] = field(default_factory=list)
-    #: The largest ``fill_id`` journaled (0: none).
+    #: The largest ``fill_id`` journaled in the stream ``*`` (0: none).
     fills_cursor: int = 0
+    #: The largest ``fill_id`` journaled, by fills stream (only streams with one).
+    fills_cursors: dict[str, int] = field(default_factory=dict)
     #: The last trading state: (state, who, reason), or None.
     trading_state: tuple[str, str, str | None] | None = None
     #: The layout the journal's positions were last reconciled under
@@ -475,6 +543,8 @@ class Journal:
         #: The venue this run trades on (set by the runner; None: not checked).
         self.venue: VenueIdentity | None = None
         self._venue_seq = self._current_venue_seq()
+        #: One fills stream per symbol (a fill's stream is its symbol), else one: ``*``.
+        self._per_symbol = False
         self._task: asyncio.Task[None] | None = None
         #: Transactions run on this thread while the engine trades.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
@@ -659,6 +729,18 @@ class Journal:
             (_EVENT, (order.client_order_id, status, order.filled, order.reason, now))
         )
 
+    def use_fill_streams(self, streams: Iterable[str]) -> None:
+        """The fills streams of the venue this run trades on (before any fill).
+
+        ``(ALL_SYMBOLS,)`` (the default): one log, every fill's stream is
+        ``*``; otherwise one stream per symbol, a fill's stream is its symbol.
+        """
+        self._per_symbol = tuple(streams) != (ALL_SYMBOLS,)
+
+    def stream_of(self, symbol: str) -> str:
+        """The fills stream a fill of ``symbol`` counts its id in."""
+        return symbol if self._per_symbol else ALL_SYMBOLS
+
     def fill(
         self,
         client_order_id: str,
@@ -671,25 +753,32 @@ class Journal:
         ts_ns: int | None = None,
         *,
         fee: int | None = None,
+        venue_fee: str | None = None,
+        fee_asset: str | None = None,
     ) -> None:
-        """One fill (a ``fill_id`` is recorded once; it also advances the cursor).
+        """One fill (a ``fill_id`` is recorded once; it also advances its stream's cursor).
 
-        ``fee``: its fee in tick*lot units (negative: a rebate), None if not known.
+        ``fee``: its fee in tick*lot units (negative: a rebate), None if not
+        known. ``venue_fee``/``fee_asset``: the venue's own fee as it wrote
+        it (a decimal string) and its asset, when it reports one. The fill's
+        stream is :meth:`stream_of` its symbol; the cursor row goes in the
+        same transaction as the fill.
         """
         now = self._clock_ns() if ts_ns is None else ts_ns
+        stream = symbol if self._per_symbol else ALL_SYMBOLS
         self._pending.append(
             (
                 _FILL,
                 (self._venue_seq, fill_id, client_order_id, strategy, symbol, side, price, lots,
-                 now, fee),
+                 now, fee, stream, venue_fee, fee_asset),
             )
         )  # fmt: skip
         if fill_id is not None:
-            self._pending.append((_CURSOR, (fill_id,)))
+            self._pending.append((_CURSOR, (_cursor_name(stream), fill_id)))
 
-    def fills_cursor(self, fill_id: int) -> None:
-        """The venue's fills log has been read up to ``fill_id``."""
-        self._pending.append((_CURSOR, (fill_id,)))
+    def fills_cursor(self, fill_id: int, stream: str = ALL_SYMBOLS) -> None:
+        """The venue's fills log ``stream`` has been read up to ``fill_id``."""
+        self._pending.append((_CURSOR, (_cursor_name(stream), fill_id)))
 
     def trading_state(self, state: str, who: str, reason: str | None = None) -> None:
         """A trading-state change, written as soon as possible; never waits for it.
@@ -751,7 +840,9 @@ class Journal:
             )
         )  # fmt: skip
         if new_fills_log:
-            self._pending.append(("UPDATE cursor SET value = 0 WHERE name = 'fills'", ()))
+            self._pending.append(
+                ("UPDATE cursor SET value = 0 WHERE name = 'fills' OR name LIKE 'fills:%'", ())
+            )
         self._venue_seq = seq
 
     @property
@@ -849,14 +940,16 @@ class Journal:
 
     def _check_repeated_fill(self, db: sqlite3.Connection, params: tuple[Any, ...]) -> None:
         """A fill id already journaled: the same fill again, or the venue reused the id."""
-        venue, fill_id, client_order_id, _, _, _, price, quantity, *_ = params
+        venue, fill_id, client_order_id, _, _, _, price, quantity, _, _, stream, *_ = params
         row = db.execute(
-            "SELECT client_order_id, price, quantity FROM fills WHERE venue = ? AND fill_id = ?",
-            (venue, fill_id),
+            "SELECT client_order_id, price, quantity FROM fills"
+            " WHERE venue = ? AND stream = ? AND fill_id = ?",
+            (venue, stream, fill_id),
         ).fetchone()
         if row is not None and tuple(row) != (client_order_id, price, quantity):
+            of = "" if stream == ALL_SYMBOLS else f" of {stream}"
             self._conflicts.append(
-                f"fill_id {fill_id} was journaled for {row[0]} ({row[2]} lots at {row[1]}) "
+                f"fill_id {fill_id}{of} was journaled for {row[0]} ({row[2]} lots at {row[1]}) "
                 f"and is now reported for {client_order_id} ({quantity} lots at {price}): "
                 "the venue reused its fill ids (a restarted venue needs a new journal)"
             )
@@ -1013,16 +1106,101 @@ class Journal:
             for seq, url, key, new_log, reason in rows
         ]
 
-    def read_fills_cursor(self) -> int:
-        """The largest venue fill id read (0: none); O(1)."""
-        row = self._db.execute("SELECT value FROM cursor WHERE name = 'fills'").fetchone()
+    def read_fills_cursor(self, stream: str = ALL_SYMBOLS) -> int:
+        """The largest venue fill id read in ``stream`` (0: none); O(1)."""
+        row = self._db.execute(
+            "SELECT value FROM cursor WHERE name = ?", (_cursor_name(stream),)
+        ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def journaled_fill(self, fill_id: int) -> JournaledFill | None:
-        """The fill journaled with venue fill id ``fill_id`` (current venue), or None."""
+    def _cursor_rows(self) -> dict[str, int]:
+        return {
+            ALL_SYMBOLS if name == "fills" else str(name)[len(_CURSOR_PREFIX) :]: int(value)
+            for name, value in self._db.execute(
+                "SELECT name, value FROM cursor WHERE name = 'fills' OR name LIKE 'fills:%'"
+            )
+        }
+
+    def _legacy_symbol(self, streams: tuple[str, ...]) -> str | None:
+        """The symbol a single-stream journal's cursor belongs to on a per-symbol venue.
+
+        None when there is nothing to assign (no cursor ``*`` above 0, or
+        per-symbol cursors already kept). Raises :class:`JournalError`
+        when the journal traded more than one of ``streams`` under one cursor.
+        """
+        rows = self._cursor_rows()
+        if rows.get(ALL_SYMBOLS, 0) <= 0 or any(s != ALL_SYMBOLS and v for s, v in rows.items()):
+            return None
+        symbols: list[str] = sorted(
+            str(row[0])
+            for row in self._db.execute(
+                "SELECT DISTINCT symbol FROM fills WHERE venue = ? AND stream = ?"
+                " AND fill_id IS NOT NULL",
+                (self._venue_seq, ALL_SYMBOLS),
+            )
+        )
+        if not symbols:
+            symbols = sorted(self.instruments())
+        if len(symbols) == 1 and symbols[0] in streams:
+            return symbols[0]
+        raise JournalError(
+            f"journal {self.path}: its one fills cursor ({rows[ALL_SYMBOLS]}) was kept for "
+            f"{', '.join(symbols) or 'no symbol'}, the venue numbers fills per symbol of "
+            f"{', '.join(streams)}: it cannot be given to one symbol; use a new journal "
+            "(journal.path), or start once with --accept-new-venue to read the venue's fills again"
+        )
+
+    def fills_cursors(self, streams: Iterable[str] = (ALL_SYMBOLS,)) -> dict[str, int]:
+        """The cursor of each of ``streams`` (0: none read), O(streams).
+
+        A journal written with one cursor (the stream ``*``) read for a
+        venue with one stream per symbol gives that cursor to the one symbol
+        it traded (its fills', else its one instrument's); raises
+        :class:`JournalError` when that is not one of ``streams``' symbols.
+        """
+        wanted = tuple(streams)
+        rows = self._cursor_rows()
+        cursors = {stream: rows.get(stream, 0) for stream in wanted}
+        if wanted != (ALL_SYMBOLS,):
+            legacy = self._legacy_symbol(wanted)
+            if legacy is not None:
+                cursors[legacy] = max(cursors[legacy], rows[ALL_SYMBOLS])
+        return cursors
+
+    def adopt_fill_streams(self, streams: Iterable[str]) -> str | None:
+        """Write the single-stream cursor of a journal as its symbol's (pending rows).
+
+        For a venue with one stream per symbol (``streams`` not ``("*",)``)
+        and a journal that kept one cursor: that cursor becomes the one
+        symbol's (see :meth:`fills_cursors`) and the fills of the current
+        venue log move to their symbol's stream. Returns that symbol, or
+        None when there was nothing to move. Raises :class:`JournalError`
+        as :meth:`fills_cursors` does.
+        """
+        wanted = tuple(streams)
+        if wanted == (ALL_SYMBOLS,):
+            return None
+        legacy = self._legacy_symbol(wanted)
+        if legacy is None:
+            return None
+        value = self._cursor_rows()[ALL_SYMBOLS]
+        self._pending.extend(
+            [
+                ("UPDATE fills SET stream = symbol WHERE venue = ? AND stream = ?",
+                 (self._venue_seq, ALL_SYMBOLS)),
+                (_CURSOR, (_cursor_name(legacy), value)),
+                ("DELETE FROM cursor WHERE name = 'fills'", ()),
+            ]
+        )  # fmt: skip
+        return legacy
+
+    def journaled_fill(self, fill_id: int, stream: str = ALL_SYMBOLS) -> JournaledFill | None:
+        """The fill journaled with venue fill id ``fill_id`` in ``stream`` (current venue)."""
+        # A single-stream journal's fills not yet moved to their symbol's stream count too.
         row = self._db.execute(
-            f"SELECT {_FILL_COLUMNS} FROM fills WHERE venue = ? AND fill_id = ?",
-            (self._venue_seq, fill_id),
+            f"SELECT {_FILL_COLUMNS} FROM fills WHERE venue = ? AND fill_id = ?"
+            " AND (stream = ? OR (stream = ? AND symbol = ?))",
+            (self._venue_seq, fill_id, stream, ALL_SYMBOLS, stream),
         ).fetchone()
         return None if row is None else JournaledFill(*row)
 
@@ -1052,7 +1230,8 @@ class Journal:
             if order.is_open:
                 state.open_orders[order.client_order_id] = order
         state.fills = self.fills()
-        state.fills_cursor = self.read_fills_cursor()
+        state.fills_cursors = {s: v for s, v in self._cursor_rows().items() if v > 0}
+        state.fills_cursor = state.fills_cursors.get(ALL_SYMBOLS, 0)
         last = db.execute(
             "SELECT state, who, reason FROM trading_state ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -1122,7 +1301,8 @@ _ORDER_COLUMNS: Final = (
     " status, filled, exchange_order_id, reason, created_ns, updated_ns, tag, post_only"
 )
 _FILL_COLUMNS: Final = (
-    "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns, venue, fee"
+    "fill_id, client_order_id, strategy, symbol, side, price, quantity, ts_ns, venue, fee,"
+    " stream, venue_fee, fee_asset"
 )
 
 

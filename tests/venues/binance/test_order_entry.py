@@ -406,7 +406,8 @@ def test_a_commission_in_another_asset_is_no_fee_and_says_why() -> None:
     assert (report.client_order_id, report.fill_id, report.side) == ("myOrder1", 28457, Side.BUY)
     assert (report.price, report.lots) == (4_000_001, 1200)
     assert report.fee is None
-    assert fill.fee_note == "10.10000000 BNB, not the quote asset BTC"
+    assert fill.fee_note == "10.10000000 BNB, no fees.conversion for BNB/BTC"
+    assert (report.venue_fee, report.fee_asset) == ("10.10000000", "BNB")
     assert fill.is_maker is False
     assert (page.unknown_orders, page.last_id) == (set(), 28457)
     # Without a client order id for the venue's order: left out, and named.

@@ -388,6 +388,10 @@ def _fill_document(
     }
     if fill.fee is not None:
         document["fee"] = _plain(Decimal(fill.fee) * unit)
+    if fill.fee_asset is not None:
+        # The venue's own amount and asset (the fee above is its value, when it has one).
+        document["venue_fee"] = fill.venue_fee
+        document["fee_asset"] = fill.fee_asset
     return document
 
 

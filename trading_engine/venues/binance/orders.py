@@ -529,6 +529,14 @@ def _amount(value: object, key: str, what: str) -> Fraction:
     return Fraction(Decimal(value))
 
 
+def _venue_fee(amount: object, entry: Mapping[str, object]) -> tuple[str | None, str | None]:
+    """The venue's commission as it wrote it and its asset (read by ``_fee`` already)."""
+    asset = entry.get("commissionAsset")
+    if type(amount) is not str or type(asset) is not str or not asset:
+        return None, None
+    return amount, asset
+
+
 class BinanceSpotCodec:
     """Binance spot requests and answers for the engine's instruments.
 
@@ -538,7 +546,10 @@ class BinanceSpotCodec:
     Binance's where they differ (``BTC-USDT`` -> ``BTCUSDT``); ``quote_assets``
     gives each engine symbol's quote asset (``USDT``), which decides
     whether a commission is a fee in the quote currency
-    (:attr:`.filters.SymbolFilters.quote_asset`); ``recv_window_ms`` is
+    (:attr:`.filters.SymbolFilters.quote_asset`), ``base_assets`` its base
+    asset (a commission in it is valued at the fill's price) and
+    ``fee_conversion`` the price of a third asset in a quote asset
+    (``{"BNB/USDT": Fraction(600)}``); ``recv_window_ms`` is
     sent with every signed request (1 to 60,000). Raises ``ValueError`` for
     an API key that cannot go in a header or a receive window out of range.
     """
@@ -552,6 +563,8 @@ class BinanceSpotCodec:
         venue_symbols: Mapping[str, str] | None = None,
         quote_assets: Mapping[str, str] | None = None,
         recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
+        base_assets: Mapping[str, str] | None = None,
+        fee_conversion: Mapping[str, Fraction] | None = None,
     ) -> None:
         if not api_key or not api_key.isascii() or not api_key.isprintable() or " " in api_key:
             raise ValueError("the API key must be printable ASCII without spaces")
@@ -566,6 +579,9 @@ class BinanceSpotCodec:
         if len(self.engine_symbols) != len(self.venue_symbols):
             raise ValueError("two engine symbols map to one venue symbol")
         self.quote_assets = dict(quote_assets or {})
+        self.base_assets = dict(base_assets or {})
+        #: ``"ASSET/QUOTE"`` -> the price of one ASSET in QUOTE (a fee in ASSET is valued at it).
+        self.fee_conversion = dict(fee_conversion or {})
         self.recv_window_ms = recv_window_ms
         key_header = ("X-MBX-APIKEY", api_key)
         self._signed_headers: tuple[tuple[str, str], ...] = (key_header,)
@@ -843,18 +859,25 @@ class BinanceSpotCodec:
         amount: object,
         asset: object,
         what: str,
-        notional: int,
+        price: int,
+        lots: int,
     ) -> tuple[int | None, str | None]:
-        """A commission as a fee in tick*lot units, or None and what was charged instead.
+        """A commission as a fee in tick*lot units, or None and why it has no value.
 
-        ``notional`` is the fill's price times lots (tick*lot units): a
-        commission in the quote asset above it is not a commission.
+        In the quote asset it is exact; in the base asset it is valued at
+        the fill's ``price`` (ticks); in another asset at ``fee_conversion``'s
+        price for it in the quote asset; each rounded up to a whole unit (a
+        fee is never understated). Otherwise None: the fill carries the
+        venue's amount and asset unconverted (no rate is charged instead).
+        A fee in the quote or the base asset above the fill's value is no
+        commission (:class:`UnreadableAnswer`).
         """
         commission = _amount(amount, "commission", what)
         if commission < 0:
             raise UnreadableAnswer(f"binance {what}: a negative commission {amount!r}")
         if not commission:
             return 0, None
+        notional = price * lots
         quote_asset = self.quote_assets.get(symbol)
         assert isinstance(amount, str)
         if quote_asset is not None and asset == quote_asset:
@@ -871,7 +894,20 @@ class BinanceSpotCodec:
             raise UnreadableAnswer(f"binance {what}: commission asset {asset!r}"[:200])
         if quote_asset is None:
             return None, f"{amount} {asset}, the quote asset of {symbol} is not known"
-        return None, f"{amount} {asset}, not the quote asset {quote_asset}"
+        if asset == self.base_assets.get(symbol):
+            # amount * (price * tick) quote = amount * price / lot units of tick*lot.
+            if commission > Fraction(lots) * Fraction(Decimal(instrument.lot_size)):
+                raise UnreadableAnswer(
+                    f"binance {what}: commission {amount!r} above the fill's quantity"[:200]
+                )
+            exact = commission * price / Fraction(Decimal(instrument.lot_size))
+            return -(-exact.numerator // exact.denominator), None
+        rate = self.fee_conversion.get(f"{asset}/{quote_asset}")
+        if rate is not None:
+            unit = Fraction(Decimal(instrument.tick_size)) * Fraction(Decimal(instrument.lot_size))
+            exact = commission * rate / unit
+            return -(-exact.numerator // exact.denominator), None
+        return None, f"{amount} {asset}, no fees.conversion for {asset}/{quote_asset}"
 
     def parse_order(
         self,
@@ -946,11 +982,13 @@ class BinanceSpotCodec:
                 entry.get("commission"),
                 entry.get("commissionAsset"),
                 "order fill",
-                price * lots,
+                price,
+                lots,
             )
             fill_lots += lots
             fill_quote += price * lots
             fill = FillReport(cid, price, lots, trade_id, engine_symbol, side, fee)
+            fill.venue_fee, fill.fee_asset = _venue_fee(entry.get("commission"), entry)
             fills.append(VenueFill(fill, note))
         # A FULL answer lists every fill the order made as it arrived, and its
         # cumulative figures are their sums: answers that disagree with themselves
@@ -1060,10 +1098,12 @@ class BinanceSpotCodec:
                 entry.get("commission"),
                 entry.get("commissionAsset"),
                 what,
-                price * lots,
+                price,
+                lots,
             )
             side = Side.BUY if buyer else Side.SELL
             fill = FillReport(cid, price, lots, trade_id, symbol, side, fee)
+            fill.venue_fee, fill.fee_asset = _venue_fee(entry.get("commission"), entry)
             fills.append(VenueFill(fill, note, maker))
         return TradesPage(fills, unknown, last)
 
@@ -1158,8 +1198,11 @@ class BinanceSpotCodec:
             if type(maker) is not bool:
                 raise UnreadableAnswer(f"binance executionReport {trade_id}: m {maker!r}")
             fee, note = self._fee(
-                symbol, instrument, event.get("n"), event.get("N"), what, price * lots
+                symbol, instrument, event.get("n"), event.get("N"), what, price, lots
             )
             report_fill = FillReport(cid, price, lots, trade_id, symbol, side, fee)
+            report_fill.venue_fee, report_fill.fee_asset = _venue_fee(
+                event.get("n"), {"commissionAsset": event.get("N")}
+            )
             fill = VenueFill(report_fill, note, maker)
         return ExecutionUpdate(subscription, order_id, execution, event_time, report, fill)
