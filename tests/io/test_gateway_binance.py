@@ -70,6 +70,7 @@ async def gateway(
     secret: str = SECRET,
     ed25519: bool = False,
     wall_clock: Callable[[], float] = time.time,
+    rules: bool = True,
     **settings: object,
 ) -> AsyncIterator[tuple[HttpGateway, Listener]]:
     listener = Listener()
@@ -106,6 +107,8 @@ async def gateway(
     if fast is not None:
         await fast.start()
     try:
+        if rules:
+            await gw.load_rules()  # what the engine's start-up reconciliation reads first
         yield gw, listener
     finally:
         await gw.close()
@@ -276,7 +279,7 @@ async def test_a_timestamp_outside_the_window_resyncs_and_sends_the_same_id_once
 
 
 async def test_start_refuses_a_venue_clock_beyond_the_receive_window() -> None:
-    async with simulator(clock_skew_ms=-9_000) as sim, gateway(sim) as (gw, _):
+    async with simulator(clock_skew_ms=-9_000) as sim, gateway(sim, rules=False) as (gw, _):
         with pytest.raises(ConnectionError, match=r"clock is -[89]\d\d\d ms .* window of 5000 ms"):
             await gw.open_orders()
         assert gw.counts["clock_refused"] == 1

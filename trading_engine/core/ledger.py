@@ -503,6 +503,13 @@ class Ledger:
         """Every open order (a copy), in admission order per strategy."""
         return [order for orders in self.open_orders.values() for order in orders.values()]
 
+    def open_count(self, symbol: str, besides: str = "") -> int:
+        """Open orders on ``symbol``, but the one whose client order id is ``besides``. ``O(1)``."""
+        orders = self._resting.get(symbol)
+        if orders is None:
+            return 0
+        return len(orders) - (besides in orders)
+
     def resting_orders(self) -> list[Order]:
         """Open orders the venue acknowledged (``new``, ``partially_filled``): a copy."""
         return [

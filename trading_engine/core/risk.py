@@ -90,6 +90,11 @@ class Denial(StrEnum):
     SELF_TRADE = "self_trade"
     #: Not a risk check: the order's tag is not 1-32 characters of [A-Za-z0-9._:-].
     INVALID_TAG = "invalid_tag"
+    #: Not a risk check: the venue's API cannot express the order (refused by the gateway).
+    UNENCODABLE = "unencodable"
+    #: Not a risk check: the order breaks one of the venue's trading rules
+    #: (Binance's symbol filters; the rule is counted by the gateway).
+    VENUE_RULE = "venue_rule"
 
 
 _HALTED = TradingState.HALTED

@@ -561,6 +561,18 @@ class Engine:
 
     # -- orders -----------------------------------------------------------------
 
+    def venue_market(self, order: Order) -> tuple[Price | None, int | None]:
+        """What a venue's trading rules check ``order`` against, before it is sent.
+
+        The book's exact mid in ticks (None without both sides) stands for
+        the venue's average price, and this engine's other open orders on
+        the symbol for the account's (orders other programs keep on the
+        same account are the venue's to count). ``O(1)``.
+        """
+        entry = self.builder.books.get(order.symbol)
+        mid = entry.book.mid() if entry is not None else None
+        return mid, self.ledger.open_count(order.symbol, order.client_order_id)
+
     def submit(
         self,
         runner: StrategyRunner,
@@ -621,7 +633,8 @@ class Engine:
         else:
             # Refused by the sink at once (no request slot, a halt): it never left.
             self.ledger.refuse(order, refusal)
-            refused = _DENIALS.get(refusal, Denial.RATE_LIMITED)
+            # "unencodable: ...", "venue_rule: price_filter_tick": the kind before the colon.
+            refused = _DENIALS.get(refusal.partition(":")[0], Denial.RATE_LIMITED)
             runner.denied(refused)
             return None, refused
         # The order's bytes have left (or are on their way); the journal row follows, batched.

@@ -259,7 +259,7 @@ def build_engine(
                 target=dialect.fast_target if dialect is not None else "/orders",
                 headers=dialect.fast_headers if dialect is not None else None,
             )
-        return HttpGateway(
+        sink = HttpGateway(
             settings,
             engine,
             engine.instruments,
@@ -269,6 +269,8 @@ def build_engine(
             crashes=engine.task_crashes,
             dialect=dialect,
         )
+        sink.market = engine.venue_market
+        return sink
 
     identity = VenueIdentity.of(config.gateway.base_url, key)
     return _with_journal(Engine(config, sink_factory=gateway), journal, identity)

@@ -516,6 +516,18 @@ class EngineCollector(Collector):
             reads.add_metric([what], gateway.read_failures[what] if gateway else 0)
         yield reads
 
+        rules = CounterMetricFamily(
+            P + "venue_rule_refusals",
+            "New orders refused before sending because they break the venue's trading rules "
+            "(Binance's symbol filters), by rule.",
+            labels=["venue", "rule"],
+        )
+        if gateway is not None:
+            dialect = gateway.dialect
+            for rule in sorted(set(dialect.rule_reasons) | set(gateway.rule_refusals)):
+                rules.add_metric([dialect.name, rule], gateway.rule_refusals[rule])
+        yield rules
+
         requests = CounterMetricFamily(
             P + "gateway_requests",
             "Requests granted a slot in the venue's budget, by priority.",

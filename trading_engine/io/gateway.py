@@ -65,7 +65,7 @@ from ..config import GatewayConfig
 from ..core.breaker import CircuitBreaker
 from ..core.errors import UnreadableAnswer
 from ..core.instruments import Instrument
-from ..core.orders import ExecutionListener, Order, OrderStatus
+from ..core.orders import ExecutionListener, Order, OrderStatus, Price
 from ..core.reports import FillReport, OrderReport
 from ..lowlevel.backoff import Backoff
 from ..lowlevel.metrics import LatencyHistogram
@@ -112,6 +112,8 @@ CANCELED_UNSENT: Final = "canceled_unsent"
 RESEND_EXPIRED: Final = "resend_expired"
 #: The reason of an order refused locally: the venue's API cannot express it.
 UNENCODABLE: Final = "unencodable"
+#: A new order refused locally because it breaks one of the venue's trading rules.
+VENUE_RULE: Final = "venue_rule"
 #: The share of the venue's request weight used (its rate-limit headers) from
 #: which polls and audits wait for the venue's next minute.
 WEIGHT_TIGHT_SHARE: Final = 0.8
@@ -147,6 +149,8 @@ EVENTS: Final = (
     "resting_missing",  # a resting order missing from the venue's list (read back)
     "fills_log_checks",  # a read of the fills log at the cursor (is it still the same log?)
     "unencodable",  # a new order the venue's API cannot express: refused locally
+    "venue_rule",  # a new order breaking the venue's trading rules: refused locally
+    "rules_loaded",  # the venue's trading rules read (start-up)
     "venue_banned",  # an answer saying the venue banned this client (418): trading halts
     "auth_failed",  # an answer refusing the API key or the signature: trading halts
     "clock_skew",  # an answer saying the request's timestamp was outside the venue's window
@@ -238,6 +242,16 @@ class HttpGateway:
         self.counts: Counter[str] = Counter()
         #: Failed reads by what was read (``order``, ``fills``, ``open_orders``).
         self.read_failures: Counter[str] = Counter()
+        #: The venue's trading rules (a dialect with a rules request) checked
+        #: before an order is sent; loaded by the first read (start-up).
+        self._rules = self.dialect.rules_request() is not None
+        self._rules_loaded = not self._rules
+        #: New orders refused by a venue rule, by the rule's reason (``price_filter_tick``).
+        self.rule_refusals: Counter[str] = Counter()
+        #: ``order -> (reference price in ticks or None, other open orders on
+        #: its symbol or None)`` for the venue's rules (the book's mid, the
+        #: ledger's count); given by the engine, None: neither is known.
+        self.market: Callable[[Order], tuple[Price | None, int | None]] | None = None
         #: True once the exchange answered a request (``GET /fills``) with 200:
         #: the address and the API key work (``/readyz``).
         self.reached = False
@@ -275,6 +289,13 @@ class HttpGateway:
         scheduler = self.scheduler
         if not scheduler.accepting_orders:
             return self._refused(HALTED)
+        if self._rules:
+            market = self.market
+            reference, open_orders = market(order) if market else (None, None)
+            rule = self.dialect.rule_refusal(order, reference, open_orders)
+            if rule is not None:
+                self.rule_refusals[rule] += 1
+                return self._refused(f"{VENUE_RULE}: {rule}")
         if self._orders_wait_until and self._wall_clock() < self._orders_wait_until:
             # The venue would answer 429 and pause every request: refused now instead.
             return self._refused(RATE_LIMITED)
@@ -474,6 +495,8 @@ class HttpGateway:
             self.counts[RATE_LIMITED] += 1
         elif reason == HALTED:
             self.counts["halted_unsent"] += 1
+        elif reason.startswith(VENUE_RULE):
+            self.counts[VENUE_RULE] += 1
         else:
             self.counts["unencodable"] += 1
         return reason
@@ -1030,6 +1053,33 @@ class HttpGateway:
             )
         self._clock_checked = True
 
+    # -- trading rules ----------------------------------------------------------------
+
+    async def load_rules(self) -> None:
+        """Start-up: read the venue's trading rules, which orders are checked against.
+
+        Raises ``ConnectionError`` (start-up retries) when they cannot be
+        read or are unreadable; no order leaves before they are loaded
+        (each would be refused ``venue_rule: venue_rules_unknown``).
+        """
+        request = self.dialect.rules_request()
+        if request is None:
+            self._rules_loaded = True
+            return
+        self._rules_loaded = True  # the read below goes through _read_content
+        try:
+            content = await self._read_content(request)
+            assert content is not None
+            self.dialect.load_rules(content)
+        except UnreadableAnswer as exc:
+            self._rules_loaded = False
+            self.counts["unreadable_answer"] += 1
+            raise ConnectionError(f"the venue's trading rules are unreadable: {exc}") from None
+        except BaseException:
+            self._rules_loaded = False
+            raise
+        self.counts["rules_loaded"] += 1
+
     # -- fills ------------------------------------------------------------------------
 
     async def poll_fills(self) -> int:
@@ -1496,6 +1546,8 @@ class HttpGateway:
         """
         if not self._clock_checked:
             await self.check_clock()
+        if not self._rules_loaded:
+            await self.load_rules()
         where = _where(request)
         priority = Priority.CANCEL if request.method == "DELETE" else Priority.POLL
         for _ in range(5):

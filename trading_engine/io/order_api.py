@@ -34,7 +34,7 @@ import orjson
 
 from ..core.errors import UnreadableAnswer
 from ..core.instruments import Instrument
-from ..core.orders import Order, OrderType, TimeInForce
+from ..core.orders import Order, OrderType, Price, TimeInForce
 from ..core.protocol import Side
 from ..core.reports import MAX_FILL_ID, FillReport, OrderReport, parse_fill, parse_order_body
 
@@ -152,9 +152,32 @@ class OrderApiDialect(Protocol):
     recv_window_ms: int | None
     #: The venue's clock minus ours (ms) as last measured; None when never measured.
     clock_offset_ms: int | None
+    #: Every reason :meth:`rule_refusal` gives (exported from 0).
+    rule_reasons: tuple[str, ...]
 
     def time_request(self) -> OrderRequest | None:
         """The request reading the venue's time; None when it signs no timestamp."""
+
+    def rules_request(self) -> OrderRequest | None:
+        """The request reading the venue's trading rules (filters); None when it has none.
+
+        Read once before the engine trades (the gateway's first read); an
+        order is then checked against them before it is sent
+        (:meth:`rule_refusal`).
+        """
+
+    def load_rules(self, content: bytes) -> None:
+        """Take the rules answer; raises ``UnreadableAnswer`` naming the symbol and field."""
+
+    def rule_refusal(
+        self, order: Order, reference_price: Price | None, open_orders: int | None
+    ) -> str | None:
+        """The venue rule ``order`` breaks (a reason such as ``price_filter_tick``), or None.
+
+        ``reference_price``: ticks (the book's mid), None when unknown;
+        ``open_orders``: the engine's open orders on the order's symbol.
+        ``O(1)``; called only when :meth:`rules_request` is not None.
+        """
 
     def clock_answer(self, sent_ms: float, received_ms: float, content: bytes) -> int:
         """Take the venue's time answer: the offset (ms) from the round trip's midpoint."""
@@ -236,6 +259,7 @@ class OwnApiDialect:
     fills_poll_floor_s: float = 0.0
     recv_window_ms: int | None = None
     clock_offset_ms: int | None = None
+    rule_reasons: tuple[str, ...] = ()
 
     def __init__(self, api_key: str, instruments: Mapping[str, Instrument]) -> None:
         self._instruments = instruments
@@ -334,6 +358,18 @@ class OwnApiDialect:
 
     def time_request(self) -> OrderRequest | None:
         """The own API signs nothing: there is no clock to measure."""
+        return None
+
+    def rules_request(self) -> OrderRequest | None:
+        """The own API publishes no trading rules: risk's checks are the engine's own."""
+        return None
+
+    def load_rules(self, content: bytes) -> None:
+        raise UnreadableAnswer("the own API has no rules endpoint")
+
+    def rule_refusal(
+        self, order: Order, reference_price: Price | None, open_orders: int | None
+    ) -> str | None:
         return None
 
     def clock_answer(self, sent_ms: float, received_ms: float, content: bytes) -> int:

@@ -43,7 +43,7 @@ from typing import Final
 import orjson
 
 from ...core.errors import InvalidValue, UnreadableAnswer
-from ...core.orders import Order
+from ...core.orders import Order, Price
 from ...core.reports import MAX_FILL_ID, FillReport
 from ...io.order_api import (
     AnswerKind,
@@ -52,6 +52,7 @@ from ...io.order_api import (
     ParsedOrder,
     Verdict,
 )
+from .filters import FILTER_REASONS, SymbolFilters, parse_symbol_filters
 from .orders import BinanceRequest, BinanceSpotCodec, ErrorKind, classify_error, parse_usage
 from .orders import parse_server_time as _parse_server_time
 
@@ -93,6 +94,7 @@ class BinanceOrderDialect:
 
     name: str = "binance"
     fast_target: str = "/api/v3/order"
+    rule_reasons: tuple[str, ...] = (*FILTER_REASONS, "venue_rules_unknown")
 
     def __init__(
         self,
@@ -120,6 +122,8 @@ class BinanceOrderDialect:
         self.fills_poll_floor_s: float = len(self.fill_streams) * MY_TRADES_WEIGHT / per_s
         #: Venue order id -> client order id, learned from answers (bounded).
         self._order_ids: dict[int, str] = {}
+        #: Each engine symbol's filters, from :meth:`load_rules`.
+        self._filters: dict[str, SymbolFilters] = {}
 
     def __repr__(self) -> str:
         return f"BinanceOrderDialect({self.codec!r})"
@@ -129,6 +133,56 @@ class BinanceOrderDialect:
     def timestamp_ms(self) -> int:
         """The venue's clock now, as this host estimates it (ms)."""
         return int(self._wall_clock() * 1000) + (self.clock_offset_ms or 0)
+
+    # -- trading rules ------------------------------------------------------------------
+
+    def rules_request(self) -> OrderRequest | None:
+        """``GET /api/v3/exchangeInfo`` of the engine's symbols (weight 20, unsigned)."""
+        return _request(self.codec.exchange_info())
+
+    def load_rules(self, content: bytes) -> None:
+        """Take exchangeInfo: each symbol's filters, and its assets where the config names none.
+
+        Raises :class:`~trading_engine.core.errors.UnreadableAnswer` naming
+        the symbol and field (:func:`.filters.parse_symbol_filters`), or
+        when the venue's assets of a symbol differ from the configured ones.
+        """
+        codec = self.codec
+        by_venue = {codec.venue_symbols[s]: codec.instruments[s] for s in codec.instruments}
+        filters = parse_symbol_filters(content, by_venue)
+        for symbol, venue_symbol in codec.venue_symbols.items():
+            found = filters[venue_symbol]
+            for assets, theirs, what in (
+                (codec.quote_assets, found.quote_asset, "quote_asset"),
+                (codec.base_assets, found.base_asset, "base_asset"),
+            ):
+                ours = assets.setdefault(symbol, theirs)
+                if ours != theirs:
+                    raise UnreadableAnswer(
+                        f"binance exchangeInfo: {venue_symbol}: {what} is {theirs!r} on the "
+                        f"venue, {ours!r} in instruments[{symbol}]"
+                    )
+        self._filters = {s: filters[v] for s, v in codec.venue_symbols.items()}
+
+    def rule_refusal(
+        self, order: Order, reference_price: Price | None, open_orders: int | None
+    ) -> str | None:
+        """The first of the symbol's filters ``order`` fails (:meth:`.filters.SymbolFilters.check`).
+
+        ``venue_rules_unknown`` before :meth:`load_rules` has read the symbol's filters.
+        """
+        found = self._filters.get(order.symbol)
+        if found is None:
+            return "venue_rules_unknown"
+        return found.check(
+            order.side,
+            order.type,
+            order.quantity,
+            order.price,
+            post_only=order.post_only,
+            reference_price=reference_price,
+            open_orders=open_orders,
+        )
 
     def time_request(self) -> OrderRequest | None:
         return _request(self.codec.server_time())
