@@ -39,6 +39,7 @@ from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.io.fastpath import FastOrderChannel
 from trading_engine.io.gateway import HttpGateway
 from trading_engine.sim.binance import BinanceSimulator, LimitSettings
+from trading_engine.sim.binance.rules import SymbolSettings
 from trading_engine.sim.exchange_sim import Faults
 from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
 from trading_engine.venues.binance.order_api import BinanceOrderDialect
@@ -366,6 +367,44 @@ async def test_an_order_binance_cannot_express_is_refused_now_and_never_sent() -
         assert gw.counts["unencodable"] == 1
         assert gw.orders_in_flight == 0
         assert not [p for _, m, p in sim.request_log if m == "POST"]
+
+
+async def test_orders_breaking_the_venues_filters_are_refused_now_with_the_filter_counted() -> None:
+    settings = {SYMBOL: SymbolSettings(min_notional="1000")}
+    async with simulator(symbols=settings, max_num_orders=3) as sim, gateway(sim) as (gw, ls):
+        bid, _ = book_prices(sim)
+        mid = INSTRUMENT.price_to_ticks(bid)
+        others = 0
+        gw.market = lambda order: (mid, others)
+        cases = [
+            # 10 lots of 0.001 at about the book's price: far below a notional of 1000.
+            (order("small", Side.BUY, below(bid)), "notional_min"),
+            # Six times the reference: beyond PERCENT_PRICE_BY_SIDE's bidMultiplierUp of 5.
+            (Order("far", "s", SYMBOL, Side.BUY, OrderType.LIMIT, 10**6, mid * 6, TIF.GTC),
+             "percent_price_by_side_up"),
+        ]  # fmt: skip
+        for made, rule in cases:
+            assert gw.submit(made) == f"venue_rule: {rule}"
+            assert gw.rule_refusals[rule] == 1
+        others = 3  # the symbol's MAX_NUM_ORDERS is 3: a fourth open order is refused
+        big = Order("many", "s", SYMBOL, Side.BUY, OrderType.LIMIT, 10**6, mid - 50, TIF.GTC)
+        assert gw.submit(big) == "venue_rule: max_num_orders"
+        assert gw.counts["venue_rule"] == 3
+        assert gw.orders_in_flight == 0
+        assert not [p for _, m, p in sim.request_log if m == "POST"]
+        others = 2
+        assert await placed(gw, ls, big) is OrderStatus.NEW  # within every filter: it leaves
+
+
+async def test_no_order_leaves_before_the_venues_filters_are_read() -> None:
+    async with simulator() as sim, gateway(sim, rules=False) as (gw, ls):
+        bid, _ = book_prices(sim)
+        assert gw.submit(order("early", Side.BUY, below(bid))) == "venue_rule: venue_rules_unknown"
+        assert not sim.request_log
+        await gw.load_rules()
+        assert gw.counts["rules_loaded"] == 1
+        assert await placed(gw, ls, order("later", Side.BUY, below(bid))) is OrderStatus.NEW
+        assert [p for _, m, p in sim.request_log if m == "POST"] != []
 
 
 async def test_the_venues_stream_hands_reports_and_fills_to_the_ledger() -> None:
