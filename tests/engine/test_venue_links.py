@@ -47,14 +47,17 @@ async def test_live_changes_read_fills_at_once_and_set_the_poll_rate() -> None:
         assert gw.fills_poll_s == 7.0  # slow while the stream pushes fills
         since = link.since
         status = gw.venue_status()["user_stream"]
-        assert status["live"] is True and status["since"] is not None
+        assert status["live"] is True
+        assert status["since"] is not None
         assert status["url"] == f"ws://127.0.0.1:{sim.port}/ws-api/v3"
         names = {type(c).__name__ for c in venue_collectors(gw)}
         assert names == {"VenueClockCollector", "UserStreamCollector"}
         await sim.streams.drop_all()
         await wait_until(lambda: not link.stream.live, 10)
         assert gw.fills_poll_s == 0.05  # fast while down
-        assert link.since is not None and since is not None and link.since >= since
+        assert link.since is not None
+        assert since is not None
+        assert link.since >= since
         await wait_until(lambda: link.stream.live, 10)  # subscribed again
         assert link.stream.counts["resubscribed"] == 1
         assert gw.fills_poll_s == 7.0

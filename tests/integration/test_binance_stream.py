@@ -12,10 +12,8 @@ shift while running is re-measured through the one venue clock.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,13 +23,13 @@ import pytest
 from pydantic import BaseModel
 
 from tests.helpers import free_port_ranges
+from tests.integration.test_binance_venue import start_engine
 from tests.integration.test_crash import wait_for
-from tests.sim.binance.helpers import API_KEY, SECRET, keys
+from tests.sim.binance.helpers import keys
 from trading_engine import BookView, Instrument, Strategy, TimeInForce
 from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
 
-ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTCUSDT"
 INSTRUMENT = Instrument(SYMBOL, "0.01", "0.001")
 
@@ -119,15 +117,6 @@ params = {{ {params} }}
     return path
 
 
-async def start_engine(config: Path, log: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
-    with log.open("ab") as stderr:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "trading_engine", "run", "--config", str(config),
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-
-
 def venue_lots(sim: BinanceSimulator) -> int:
     return sum(
         trade.lots if trade.order.side == "buy" else -trade.lots for trade in sim.trades[SYMBOL]
@@ -153,9 +142,7 @@ async def running(
     )
     await sim.start()
     feed, admin = free_port_ranges(1, 1)
-    config = write_config(
-        tmp_path, sim.port, feed, admin, fills_poll_s=fills_poll_s, params=params
-    )
+    config = write_config(tmp_path, sim.port, feed, admin, fills_poll_s=fills_poll_s, params=params)
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}", timeout=2.0)
     engine = await start_engine(config, tmp_path / "engine.log")
     try:
@@ -196,7 +183,8 @@ async def test_a_fill_arrives_by_the_stream_long_before_the_poll(tmp_path: Path)
     async with running(tmp_path, params="max_lots = 1") as (sim, client, _):
         status = (await client.get("/status")).json()
         stream = status["venue"]["user_stream"]
-        assert stream["live"] is True and stream["since"].endswith("Z")
+        assert stream["live"] is True
+        assert stream["since"].endswith("Z")
         assert stream["url"].endswith("/ws-api/v3")
         assert status["venue"]["clock_offset_ms"] is not None
 
@@ -265,7 +253,9 @@ async def test_a_venue_clock_beyond_the_receive_window_refuses_the_start(tmp_pat
         except TimeoutError:
             engine.kill()
             await engine.wait()
-            raise AssertionError(f"run did not refuse the clock: {log.read_text()[-2000:]}")
+            raise AssertionError(
+                f"run did not refuse the clock: {log.read_text()[-2000:]}"
+            ) from None
         assert code == 2, log.read_text()[-2000:]
         text = log.read_text()
         assert re.search(

@@ -31,8 +31,8 @@ from tests.sim.binance.helpers import (
 )
 from trading_engine import Instrument
 from trading_engine.config import BreakerConfig, GatewayConfig
-from trading_engine.core.errors import ConfigError
 from trading_engine.core.breaker import CircuitBreaker
+from trading_engine.core.errors import ConfigError
 from trading_engine.core.orders import POST_ONLY_REJECTED, Order, OrderStatus, OrderType
 from trading_engine.core.orders import TimeInForce as TIF
 from trading_engine.core.protocol import Side
@@ -281,7 +281,8 @@ async def test_a_timestamp_outside_the_window_resyncs_and_sends_the_same_id_once
 async def test_start_refuses_a_venue_clock_beyond_the_receive_window() -> None:
     async with simulator(clock_skew_ms=-9_000) as sim, gateway(sim) as (gw, _):
         with pytest.raises(
-            ConfigError, match=r"recv_window_ms: .* [89]\d\d\d ms ahead of .* 5000 ms receive window"
+            ConfigError,
+            match=r"recv_window_ms: .* [89]\d\d\d ms ahead of .* 5000 ms receive window",
         ):
             await gw.open_orders()
         assert gw.counts["clock_refused"] == 1
