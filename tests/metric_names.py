@@ -50,4 +50,26 @@ def exported_metric_names() -> set[str]:
         registry=handler_registry,
     )
     handler_text = generate_latest(handler_registry).decode()
-    return _series_names(engine_text) | _series_names(supervisor_text) | _series_names(handler_text)
+    return (
+        _series_names(engine_text)
+        | _series_names(supervisor_text)
+        | _series_names(handler_text)
+        | _series_names(_binance_venue_text())
+    )
+
+
+def _binance_venue_text() -> str:
+    """The exposition of a Binance gateway's venue clock and user data stream."""
+    from trading_engine.core.instruments import Instrument
+    from trading_engine.venues.binance import BinanceSpotCodec, HmacSha256Signer
+    from trading_engine.venues.binance.clock import VenueClock, VenueClockCollector
+    from trading_engine.venues.binance.user_stream import UserDataStream, UserStreamCollector
+
+    codec = BinanceSpotCodec(
+        "k" * 64, HmacSha256Signer("s"), {"BTCUSDT": Instrument("BTCUSDT", "0.01", "0.001")}
+    )
+    stream = UserDataStream(codec, "ws://127.0.0.1:1/ws-api/v3", lambda update: None)
+    registry = CollectorRegistry()
+    registry.register(VenueClockCollector(VenueClock(None)))
+    registry.register(UserStreamCollector(stream))
+    return generate_latest(registry).decode()

@@ -186,6 +186,16 @@ def test_the_shipped_limits_fit_the_venue_budget() -> None:
         ({"max_order_wait_s": -1}, "gateway.max_order_wait_s"),
         ({"max_retry_after_s": 0}, "gateway.max_retry_after_s"),
         ({"settle_backoff_s": 5, "read_backoff_max_s": 1}, "gateway.settle_backoff_s"),
+        ({"ws_api_url": "https://x"}, "gateway.ws_api_url"),
+        ({"user_stream_ping_s": 0}, "gateway.user_stream_ping_s"),
+        (
+            {"user_stream_ping_s": 30, "user_stream_silence_s": 30},
+            "gateway.user_stream_silence_s",
+        ),
+        (
+            {"fills_poll_s": 5, "user_stream_fills_poll_s": 1},
+            "gateway.user_stream_fills_poll_s",
+        ),
     ],
 )
 def test_bad_gateway_settings_name_their_key(gateway: dict[str, object], key: str) -> None:

@@ -159,11 +159,12 @@ def test_grafana_provisioning_and_dashboard() -> None:
                    "last decision", "feed handlers: venue messages", "feed handlers: resyncs",
                    "receive-to-publish", "snapshot pause", "oversized updates",
                    "journal failures", "journal: rows written",
-                   "order faults", "gateway events", "readiness"):  # fmt: skip
+                   "order faults", "gateway events", "readiness",
+                   "venue: user data stream", "venue: clock offset"):  # fmt: skip
         assert needed in titles, needed
     rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
     assert [row["title"] for row in rows] == [
-        "Strategies", "Feed handlers", "Journal and order faults"
+        "Strategies", "Feed handlers", "Journal and order faults", "Venue"
     ]  # fmt: skip
     graphs = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
     assert all(panel["targets"] and all(t["expr"] for t in panel["targets"]) for panel in graphs)

@@ -209,6 +209,40 @@ class GatewayConfig(_Section):
     clock_check_s: float = Field(
         60.0, gt=0, le=3600, description="venue 'binance': how often the venue's clock is measured"
     )
+    user_stream: bool = Field(
+        True,
+        description="venue 'binance': take order states and fills pushed on the account's user "
+        "data stream (WebSocket API), the fills poll then slowing to user_stream_fills_poll_s; "
+        "false: fills are only polled",
+    )
+    ws_api_url: str | None = Field(
+        None,
+        pattern=r"^wss?://",
+        description="venue 'binance': the WebSocket API the user data stream subscribes on "
+        "(default: Binance's for base_url https://api.binance.com, the Spot Testnet's for "
+        "https://testnet.binance.vision, else /ws-api/v3 on base_url's host, as the simulator "
+        "serves it)",
+    )
+    user_stream_ping_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="venue 'binance': a user data stream quiet this long is sent a ping request",
+    )
+    user_stream_silence_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="venue 'binance': a user data stream quiet this long (its ping unanswered) "
+        "is connected again; more than user_stream_ping_s",
+    )
+    user_stream_fills_poll_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="venue 'binance': how often fills are polled while the user data stream is "
+        "live (a safety net; while it is down, every fills_poll_s)",
+    )
     venue: Literal["own", "binance"] = Field(
         "own",
         description="the order API's dialect: the project's own exchange API, or Binance spot "
@@ -624,6 +658,19 @@ def _cross_checks(config: Config) -> list[str]:
                     f"strategies[{i}].symbols: {strategy.name!r} trades symbols of shards "
                     f"{sorted(spans)} of {engine.shards}; a strategy must live in one shard"
                 )
+    gateway = config.gateway
+    if gateway.user_stream_silence_s <= gateway.user_stream_ping_s:
+        problems.append(
+            f"gateway.user_stream_silence_s: {gateway.user_stream_silence_s} must exceed "
+            f"gateway.user_stream_ping_s {gateway.user_stream_ping_s} (a ping needs time to be "
+            "answered)"
+        )
+    if gateway.user_stream_fills_poll_s < gateway.fills_poll_s:
+        problems.append(
+            f"gateway.user_stream_fills_poll_s: {gateway.user_stream_fills_poll_s} is below "
+            f"gateway.fills_poll_s {gateway.fills_poll_s} (the poll slows while the stream is "
+            "live, never quickens)"
+        )
     if config.gateway.settle_backoff_s > config.gateway.read_backoff_max_s:
         problems.append(
             f"gateway.settle_backoff_s: {config.gateway.settle_backoff_s} exceeds "

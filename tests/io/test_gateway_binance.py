@@ -32,6 +32,7 @@ from tests.sim.binance.helpers import (
 from trading_engine import Instrument
 from trading_engine.config import BreakerConfig, GatewayConfig
 from trading_engine.core.breaker import CircuitBreaker
+from trading_engine.core.errors import ConfigError
 from trading_engine.core.orders import POST_ONLY_REJECTED, Order, OrderStatus, OrderType
 from trading_engine.core.orders import TimeInForce as TIF
 from trading_engine.core.protocol import Side
@@ -42,6 +43,7 @@ from trading_engine.sim.binance import BinanceSimulator, LimitSettings
 from trading_engine.sim.binance.rules import SymbolSettings
 from trading_engine.sim.exchange_sim import Faults
 from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
+from trading_engine.venues.binance.clock import VenueClock
 from trading_engine.venues.binance.order_api import BinanceOrderDialect
 
 pytestmark = pytest.mark.asyncio
@@ -79,7 +81,8 @@ async def gateway(
     key = ED_API_KEY if ed25519 else API_KEY
     signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
     codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
-    dialect = BinanceOrderDialect(codec, key, wall_clock=wall_clock)
+    clock = VenueClock(None, samples=2, wall_ns=lambda: int(wall_clock() * 1e9))
+    dialect = BinanceOrderDialect(codec, key, clock=clock)
     fast = None
     if path == "fast":
         fast = FastOrderChannel(
@@ -281,7 +284,10 @@ async def test_a_timestamp_outside_the_window_resyncs_and_sends_the_same_id_once
 
 async def test_start_refuses_a_venue_clock_beyond_the_receive_window() -> None:
     async with simulator(clock_skew_ms=-9_000) as sim, gateway(sim, rules=False) as (gw, _):
-        with pytest.raises(ConnectionError, match=r"clock is -[89]\d\d\d ms .* window of 5000 ms"):
+        with pytest.raises(
+            ConfigError,
+            match=r"recv_window_ms: .* [89]\d\d\d ms ahead of .* 5000 ms receive window",
+        ):
             await gw.open_orders()
         assert gw.counts["clock_refused"] == 1
 

@@ -33,6 +33,7 @@ from ..lowlevel.tasks import cancel_and_wait
 from .engine import Engine
 from .notices import BookGridWatch, admin_token_notice
 from .telemetry import GcMonitor, LoopMonitor, registry_for
+from .venue_links import attach_venue_links
 
 __all__ = ["Service", "build_engine", "missing_secrets", "prepare_engine", "run_on_loop"]
 
@@ -113,6 +114,7 @@ def order_dialect(
     if settings.venue != "binance":
         return None
     from ..venues.binance import BinanceSpotCodec, signer_from_environment
+    from ..venues.binance.clock import VenueClock
     from ..venues.binance.order_api import BinanceOrderDialect
 
     problems = signing_key_problems(config, environ)
@@ -134,7 +136,9 @@ def order_dialect(
     except ValueError as exc:
         message = f"gateway.api_key_env: {exc}"
         raise ConfigError(message, [message]) from None
-    return BinanceOrderDialect(codec, api_key)
+    # One clock signs every request; the gateway reads the venue's time for it.
+    clock = VenueClock(None, interval_s=settings.clock_check_s)
+    return BinanceOrderDialect(codec, api_key, clock=clock)
 
 
 def prepare_engine(
@@ -259,7 +263,7 @@ def build_engine(
                 target=dialect.fast_target if dialect is not None else "/orders",
                 headers=dialect.fast_headers if dialect is not None else None,
             )
-        sink = HttpGateway(
+        made = HttpGateway(
             settings,
             engine,
             engine.instruments,
@@ -269,8 +273,9 @@ def build_engine(
             crashes=engine.task_crashes,
             dialect=dialect,
         )
-        sink.market = engine.venue_market
-        return sink
+        made.market = engine.venue_market  # the venue's rules are checked with these
+        attach_venue_links(made, engine.task_crashes)  # the venue's user data stream
+        return made
 
     identity = VenueIdentity.of(config.gateway.base_url, key)
     return _with_journal(Engine(config, sink_factory=gateway), journal, identity)

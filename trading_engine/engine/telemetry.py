@@ -40,6 +40,7 @@ from ..lowlevel.metrics import (
 )
 from ..lowlevel.tasks import TaskCrashes, cancel_and_wait
 from .engine import Engine
+from .venue_links import venue_collectors
 
 __all__ = [
     "DEFAULT_METRICS_SYMBOLS",
@@ -761,7 +762,8 @@ def registry_for(
     gc_monitor: GcMonitor | None = None,
     symbol_limit: int = DEFAULT_METRICS_SYMBOLS,
 ) -> SteppedRegistry:
-    """A fresh registry: the engine's collector and this process's standard ones.
+    """A fresh registry: the engine's collector, its venue connections' and this
+    process's standard ones.
 
     The standard collectors are prometheus_client's: ``process_*`` (CPU,
     memory, open files, from /proc; nothing where there is none),
@@ -769,5 +771,7 @@ def registry_for(
     """
     registry = SteppedRegistry(auto_describe=False)
     registry.register(EngineCollector(engine, monitor, gc_monitor, symbol_limit))
+    for collector in venue_collectors(engine.sink):
+        registry.register(collector)  # the venue clock's and user data stream's
     register_process_collectors(registry)
     return registry

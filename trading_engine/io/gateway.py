@@ -57,13 +57,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
 from ..config import GatewayConfig
 from ..core.breaker import CircuitBreaker
-from ..core.errors import UnreadableAnswer
+from ..core.errors import ConfigError, EngineError, UnreadableAnswer
 from ..core.instruments import Instrument
 from ..core.orders import ExecutionListener, Order, OrderStatus, Price
 from ..core.reports import FillReport, OrderReport
@@ -83,7 +83,7 @@ from .order_api import (
 )
 from .scheduler import Dropped, Priority, RequestScheduler, retry_after_s
 
-__all__ = ["EVENTS", "HttpGateway", "Reply", "ssl_context"]
+__all__ = ["EVENTS", "HttpGateway", "Reply", "VenueLink", "ssl_context"]
 
 log = logging.getLogger("trading_engine.gateway")
 
@@ -177,6 +177,24 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+class VenueLink(Protocol):
+    """A venue connection beside the order requests (the user data stream).
+
+    Attached to :attr:`HttpGateway.links` by the engine layer; the gateway
+    starts it after start-up reconciliation, closes it first at its close,
+    and merges :meth:`status` into ``/status``'s ``venue`` object.
+    """
+
+    def start(self) -> None:
+        """Start its task (on the running loop)."""
+
+    async def close(self) -> None:
+        """Stop its task and wait for it."""
+
+    def status(self) -> Mapping[str, Any]:
+        """Its entries of the ``venue`` object of ``/status`` (JSON values)."""
+
+
 class HttpGateway:
     """OrderSink speaking the exchange order API (fast path and httpx)."""
 
@@ -266,6 +284,16 @@ class HttpGateway:
         self._auth_logged = False
         self._clock_wanted = False
         self._clock_checked = False
+        signing_clock = self.dialect.clock
+        if signing_clock is not None and signing_clock.fetch is None:
+            # The venue's time is read through this gateway: its budget, pauses and bans.
+            signing_clock.fetch = self.venue_time
+        #: The fills poll's interval now (s): ``fills_poll_s``, or a venue stream's
+        #: slower one while the stream pushes fills (:meth:`set_fills_poll_s`).
+        self.fills_poll_s = config.fills_poll_s
+        #: What else talks to the venue beside the requests (a user data stream):
+        #: started and closed with the gateway, shown in ``/status``.
+        self.links: list[VenueLink] = []
 
     def __repr__(self) -> str:
         return f"HttpGateway({self.config.base_url!r}, breaker={self.breaker.state.label})"
@@ -358,6 +386,18 @@ class HttpGateway:
         what it sent meanwhile is read from each cursor)."""
         self._fills_wanted.set()
 
+    def set_fills_poll_s(self, seconds: float) -> None:
+        """Poll fills every ``seconds`` from the next poll on (still at least the
+        dialect's floor); ``ValueError`` unless > 0."""
+        if not seconds > 0:
+            raise ValueError(f"a fills poll interval must be > 0, got {seconds}")
+        self.fills_poll_s = seconds
+
+    def refuse_key(self, reason: str) -> None:
+        """The venue refused the key or signature off the request path (its stream):
+        as an answer refusing it, one log line naming the variables, and trading halts."""
+        self._auth_failed(Verdict(AnswerKind.AUTH_FAILED, reason))
+
     def forget(self, client_order_id: str) -> None:
         """A closed order left the ledger: nothing of it is kept here but requests in flight."""
         self._last_sent_ns.pop(client_order_id, None)
@@ -397,6 +437,7 @@ class HttpGateway:
             else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
             "clock_offset_ms": self.clock_offset_ms,
             "used_weight_share": None if share is None else round(share, 4),
+            **{key: value for link in self.links for key, value in link.status().items()},
         }
 
     # -- lifecycle ------------------------------------------------------------------
@@ -415,6 +456,8 @@ class HttpGateway:
             )  # fmt: skip
             if self.fast is not None:
                 self._spawn(self.fast.start(), "fast-path-connect")
+            for link in self.links:
+                link.start()
 
     async def drain(self, within_s: float = 5.0) -> bool:
         """Wait for every in-flight request to finish; False if some did not."""
@@ -433,6 +476,8 @@ class HttpGateway:
 
     async def close(self) -> None:
         """Stop polling and auditing, read the last fills, cancel what is in flight, close."""
+        for link in self.links:
+            await link.close()
         await cancel_and_wait(self._poller)
         await cancel_and_wait(self._auditor)
         self._poller = self._auditor = None
@@ -643,7 +688,7 @@ class HttpGateway:
                     skew_retried = True
                     delay = 0.0
                     self.counts["clock_skew"] += 1
-                    await self.sync_clock()
+                    await self.sync_clock(resync=True)
                 if order.cancel_requested:
                     self.counts["canceled_unsent"] += 1
                     self._listener.on_status(cid, _CANCELED, CANCELED_UNSENT)
@@ -756,7 +801,7 @@ class HttpGateway:
             if kind is AnswerKind.CLOCK_SKEW:
                 # Not taken: measure the clock again; the next read decides again.
                 self.counts["clock_skew"] += 1
-                await self.sync_clock()
+                await self.sync_clock(resync=True)
                 continue
             self._refusal(cid, verdict, resent)
             return
@@ -998,59 +1043,75 @@ class HttpGateway:
     @property
     def clock_offset_ms(self) -> int | None:
         """The venue's clock minus ours, in ms, as last measured (None: never measured)."""
-        return self.dialect.clock_offset_ms
+        clock = self.dialect.clock
+        return None if clock is None else clock.offset_ms
 
-    async def sync_clock(self) -> int | None:
-        """Measure the venue's clock offset (the midpoint of one round trip); None if unread.
+    async def venue_time(self) -> bytes:
+        """``GET`` the venue's time through its budget (settle class): the body of a 200.
 
-        A dialect that signs no timestamp has no clock to measure (None).
-        The time request goes through the venue's budget (settle class).
+        The signing clock's transport. Raises ``ConnectionError`` when the
+        request is dropped (a halt or stop) or unanswered, and
+        :class:`UnreadableAnswer` for another status.
         """
         request = self.dialect.time_request()
         if request is None:
-            return None
-        self._clock_wanted = False
+            raise ConnectionError("the venue signs no timestamp: it has no time to read")
         try:
             await self.scheduler.acquire(Priority.SETTLE)
         except Dropped:
-            return None
-        sent_ms = self._wall_clock() * 1000
+            raise ConnectionError("the venue's time: dropped by a halt or stop") from None
         reply = await self._send(request)
-        received_ms = self._wall_clock() * 1000
-        if reply is None or reply.status_code != 200:
-            self.counts["clock_failed"] += 1
-            self._clock_wanted = True
+        if reply is None:
+            raise ConnectionError("the venue's time: no answer")
+        if reply.status_code != 200:
+            if self._verdict(reply).kind is AnswerKind.RATE_LIMITED:
+                self._venue_paused(reply)
+            raise UnreadableAnswer(f"the venue's time: HTTP {reply.status_code}")
+        return reply.content
+
+    async def sync_clock(self, *, resync: bool = False) -> int | None:
+        """Measure the venue's clock offset (ms); None if it could not be read.
+
+        ``resync``: an answer said a timestamp fell outside the venue's
+        window (the clock counts it). A dialect that signs no timestamp has
+        no clock to measure (None).
+        """
+        clock = self.dialect.clock
+        if clock is None:
             return None
+        self._clock_wanted = False
         try:
-            offset = self.dialect.clock_answer(sent_ms, received_ms, reply.content)
-        except UnreadableAnswer as exc:
+            await (clock.resync() if resync else clock.measure())
+        except EngineError as exc:
             self.counts["clock_failed"] += 1
             self._clock_wanted = True
-            log.error("unreadable venue time: %s", exc)
+            log.error("%s", exc)
             return None
         self.counts["clock_synced"] += 1
-        return offset
+        return clock.offset_ms
 
     async def check_clock(self) -> None:
         """Start-up: measure the venue's clock; refuse when it is off by more than the window.
 
         Raises ``ConnectionError`` (start-up retries) when the time cannot
-        be read, or when the offset exceeds the receive window, with the
-        measured offset in the message.
+        be read, and :class:`ConfigError` naming ``gateway.recv_window_ms``
+        with the measured offset when the host's clock is further from the
+        venue's than the receive window (or known too loosely for it):
+        retrying would not move the host's clock.
         """
         window = self.dialect.recv_window_ms
-        if window is None:
+        clock = self.dialect.clock
+        if window is None or clock is None:
             self._clock_checked = True
             return
         offset = await self.sync_clock()
         if offset is None:
             raise ConnectionError("the venue's time could not be read")
-        if abs(offset) > window:
+        problem = clock.problem(window)
+        if problem is not None:
             self.counts["clock_refused"] += 1
-            raise ConnectionError(
-                f"the venue's clock is {offset:+d} ms from this host's, beyond the "
-                f"receive window of {window} ms: correct the host's clock (NTP)"
-            )
+            message = f"gateway.recv_window_ms: {problem}"
+            raise ConfigError(message, [message])
         self._clock_checked = True
 
     # -- trading rules ----------------------------------------------------------------
@@ -1197,7 +1258,8 @@ class HttpGateway:
         (:class:`Backoff`) up to ``read_backoff_max_s``.
         """
         config = self.config
-        every = max(config.fills_poll_s, self.dialect.fills_poll_floor_s)
+        floor = self.dialect.fills_poll_floor_s
+        every = max(self.fills_poll_s, floor)
         backoff = Backoff(every, max(every, config.read_backoff_max_s))
         interval = every
         while True:
@@ -1207,6 +1269,8 @@ class HttpGateway:
                 async with asyncio.timeout(interval):
                     await self._fills_wanted.wait()
             self._fills_wanted.clear()
+            # The rate a venue stream set (slow while it pushes fills, fast while down).
+            every = max(self.fills_poll_s, floor)
             if self._weight_tight():
                 self.counts["poll_deferred"] += 1
                 interval = every
@@ -1564,7 +1628,7 @@ class HttpGateway:
                 continue
             if kind is AnswerKind.CLOCK_SKEW:
                 self.counts["clock_skew"] += 1
-                await self.sync_clock()
+                await self.sync_clock(resync=True)
                 continue
             if kind is _NOT_FOUND and missing_ok:
                 self.reached = True

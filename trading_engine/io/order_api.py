@@ -26,7 +26,7 @@ per symbol, named by the engine symbol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from enum import StrEnum
 from typing import Final, NamedTuple, Protocol
 
@@ -47,6 +47,7 @@ __all__ = [
     "OrderRequest",
     "OwnApiDialect",
     "ParsedOrder",
+    "SigningClock",
     "Verdict",
 ]
 
@@ -129,6 +130,36 @@ class FillEntry(NamedTuple):
     problem: str | None = None
 
 
+class SigningClock(Protocol):
+    """The venue's clock as a dialect that signs timestamps keeps it (one per venue).
+
+    The gateway gives it its transport (:attr:`fetch`, when none is set:
+    the body of a 200 answer to the dialect's :meth:`~OrderApiDialect.time_request`),
+    measures it at start and every ``clock_check_s``, and re-measures it
+    when an answer says a timestamp fell outside the venue's window.
+    """
+
+    #: ``GET`` the venue's time: the answer's body (None: not set yet).
+    fetch: Callable[[], Awaitable[bytes]] | None
+
+    @property
+    def offset_ms(self) -> int | None:
+        """The venue's clock minus this host's (ms), None before the first measurement."""
+
+    def timestamp_ms(self) -> int:
+        """The venue's time now (ms), for a signed request."""
+
+    def problem(self, recv_window_ms: int) -> str | None:
+        """Why requests signed on this clock would fall outside ``recv_window_ms``, or None."""
+
+    async def measure(self) -> object:
+        """Measure the offset; raises an :class:`~trading_engine.core.errors.EngineError`
+        when no reading could be taken (the offset is kept)."""
+
+    async def resync(self) -> object:
+        """As :meth:`measure`, for an answer that said the timestamp was off (counted)."""
+
+
 class OrderApiDialect(Protocol):
     """How one venue's order API is spoken (see the module docstring).
 
@@ -150,10 +181,12 @@ class OrderApiDialect(Protocol):
     fills_poll_floor_s: float
     #: The receive window of a venue that signs a timestamp into requests (ms), else None.
     recv_window_ms: int | None
-    #: The venue's clock minus ours (ms) as last measured; None when never measured.
-    clock_offset_ms: int | None
     #: Every reason :meth:`rule_refusal` gives (exported from 0).
     rule_reasons: tuple[str, ...]
+
+    @property
+    def clock(self) -> SigningClock | None:
+        """The venue's clock that signs its requests' timestamps; None when it signs none."""
 
     def time_request(self) -> OrderRequest | None:
         """The request reading the venue's time; None when it signs no timestamp."""
@@ -178,9 +211,6 @@ class OrderApiDialect(Protocol):
         ``open_orders``: the engine's open orders on the order's symbol.
         ``O(1)``; called only when :meth:`rules_request` is not None.
         """
-
-    def clock_answer(self, sent_ms: float, received_ms: float, content: bytes) -> int:
-        """Take the venue's time answer: the offset (ms) from the round trip's midpoint."""
 
     def used_weight_share(self, headers: Mapping[str, str]) -> float | None:
         """The share of the venue's request-weight limit an answer says is used, if it says."""
@@ -258,7 +288,7 @@ class OwnApiDialect:
     fill_streams: tuple[str, ...] = (ALL_SYMBOLS,)
     fills_poll_floor_s: float = 0.0
     recv_window_ms: int | None = None
-    clock_offset_ms: int | None = None
+    clock: SigningClock | None = None
     rule_reasons: tuple[str, ...] = ()
 
     def __init__(self, api_key: str, instruments: Mapping[str, Instrument]) -> None:
@@ -371,9 +401,6 @@ class OwnApiDialect:
         self, order: Order, reference_price: Price | None, open_orders: int | None
     ) -> str | None:
         return None
-
-    def clock_answer(self, sent_ms: float, received_ms: float, content: bytes) -> int:
-        raise UnreadableAnswer("the own API has no time endpoint")
 
     def used_weight_share(self, headers: Mapping[str, str]) -> float | None:
         """The own API has no weight headers."""

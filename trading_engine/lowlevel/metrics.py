@@ -14,12 +14,12 @@ import math
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -32,6 +32,7 @@ __all__ = [
     "SteppedCollector",
     "SteppedRegistry",
     "add_histogram",
+    "counter_family",
     "histogram_family",
     "register_process_collectors",
 ]
@@ -117,6 +118,25 @@ class SampledHistogram(LatencyHistogram):
     def reset(self) -> None:
         super().reset()
         self.samples_ns.clear()
+
+
+def counter_family(
+    name: str,
+    documentation: str,
+    fixed: Mapping[str, str],
+    label: str,
+    counts: Mapping[str, float],
+) -> CounterMetricFamily:
+    """A counter family with one sample per ``counts`` entry, its key under ``label``.
+
+    ``fixed`` gives the labels every sample carries (``{"venue": "binance"}``),
+    before ``label``.
+    """
+    family = CounterMetricFamily(name, documentation, labels=[*fixed, label])
+    values = list(fixed.values())
+    for key, value in counts.items():
+        family.add_metric([*values, key], value)
+    return family
 
 
 def histogram_family(

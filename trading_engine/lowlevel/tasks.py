@@ -21,13 +21,14 @@ cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from typing import Any, TypeVar
 
-__all__ = ["TaskCrashes", "cancel_and_wait"]
+__all__ = ["TaskCrashes", "cancel_and_wait", "wait_or_stop"]
 
 log = logging.getLogger("trading_engine.tasks")
 
@@ -113,3 +114,15 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
             raise
     except Exception:  # the task's failure is its own business at shutdown
         pass
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``stop`` is set or ``seconds`` pass; True when ``stop`` is set.
+
+    The pause of a retry or tracking loop that must end at once when its
+    owner stops it, rather than after the pause.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()

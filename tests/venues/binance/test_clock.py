@@ -134,7 +134,7 @@ async def test_failed_samples_are_counted_and_keep_the_offset() -> None:
     async def broken() -> bytes:
         return b'{"serverTime": "soon"}'
 
-    clock._fetch = broken
+    clock.fetch = broken
     with pytest.raises(ClockUnavailable, match="serverTime"):
         await clock.measure()
     assert clock.offset_ns == 300 * MS
@@ -143,7 +143,7 @@ async def test_failed_samples_are_counted_and_keep_the_offset() -> None:
     async def refused() -> bytes:
         raise httpx.ConnectError("refused")
 
-    clock._fetch = refused
+    clock.fetch = refused
     with pytest.raises(ClockUnavailable):
         await clock.measure()
     assert clock.counts["sample_failed"] == 2

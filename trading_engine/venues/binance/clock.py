@@ -24,23 +24,28 @@ sample cannot turn into a negative or enormous round trip.
 The arithmetic (:func:`sample_from`, :func:`best_sample`, :func:`skew_problem`)
 is pure; :class:`VenueClock` adds the awaits around an injected transport
 (an async callable returning the body of ``GET /api/v3/time``) and
-injected clocks, so tests run it on fake time.
+injected clocks, so tests run it on fake time. In the engine the transport
+is the order gateway's (:meth:`~trading_engine.io.gateway.HttpGateway.venue_time`):
+the time requests take their slots in the venue's request budget and wait
+out its pauses and bans like every other request, and the one clock signs
+the REST requests and the user data stream's subscription alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Final, NamedTuple
 
 import httpx
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ...core.errors import EngineError, UnreadableAnswer
+from ...lowlevel.metrics import counter_family
+from ...lowlevel.tasks import wait_or_stop
 from .orders import parse_server_time
 
 __all__ = [
@@ -180,7 +185,8 @@ class VenueClock:
     ``fetch`` performs ``GET /api/v3/time`` and returns its body
     (:func:`rest_time_fetcher`); it may raise ``OSError``,
     ``httpx.HTTPError``, ``TimeoutError`` or :class:`UnreadableAnswer`, each
-    counted as a failed sample. ``samples`` (>= 1) requests make one
+    counted as a failed sample; None leaves :attr:`fetch` to be set before
+    the first measurement (the gateway sets its own). ``samples`` (>= 1) requests make one
     measurement, the one with the smallest round trip kept; ``interval_s``
     is the tracking period of :meth:`run`; ``timeout_s`` bounds each
     request. ``wall_ns`` and ``monotonic_ns`` are the host's clocks
@@ -194,7 +200,7 @@ class VenueClock:
 
     def __init__(
         self,
-        fetch: TimeFetcher,
+        fetch: TimeFetcher | None,
         *,
         samples: int = 5,
         interval_s: float = 60.0,
@@ -206,7 +212,8 @@ class VenueClock:
             raise ValueError(f"samples must be >= 1, got {samples}")
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("interval_s and timeout_s must be > 0")
-        self._fetch = fetch
+        #: The transport of ``GET /api/v3/time`` (None: not set yet).
+        self.fetch = fetch
         self.samples = samples
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -228,6 +235,11 @@ class VenueClock:
         """Whether at least one measurement succeeded."""
         return self.last is not None
 
+    @property
+    def offset_ms(self) -> int | None:
+        """The offset in whole milliseconds (rounded), or None before the first measurement."""
+        return None if self.last is None else round(self.offset_ns / _NS_PER_MS)
+
     def timestamp_ms(self) -> int:
         """The venue's time now, in ms, for a signed request: host wall time + offset. O(1)."""
         return (self._wall_ns() + self.offset_ns) // _NS_PER_MS
@@ -239,11 +251,15 @@ class VenueClock:
         finds the host's clock further from the venue's than
         ``recv_window_ms`` or the measurement too uncertain for it.
         """
-        if self.last is None:
-            raise ClockSkewError("binance clock: the venue's clock has not been measured")
-        problem = skew_problem(self.last, recv_window_ms)
+        problem = self.problem(recv_window_ms)
         if problem is not None:
             raise ClockSkewError(problem)
+
+    def problem(self, recv_window_ms: int) -> str | None:
+        """Why this clock cannot sign for ``recv_window_ms``, or None (as :meth:`check`)."""
+        if self.last is None:
+            return "binance clock: the venue's clock has not been measured"
+        return skew_problem(self.last, recv_window_ms)
 
     async def measure(self) -> ClockSample:
         """Take ``samples`` readings and keep the best; the offset changes only on success.
@@ -284,9 +300,12 @@ class VenueClock:
         return best
 
     async def _sample(self) -> ClockSample:
+        fetch = self.fetch
+        if fetch is None:
+            raise OSError("no transport for the venue's time")
         sent = self._monotonic_ns()
         async with asyncio.timeout(self.timeout_s):
-            body = await self._fetch()
+            body = await fetch()
         received = self._monotonic_ns()
         wall = self._wall_ns()
         return sample_from(sent, received, wall, parse_server_time(body))
@@ -297,12 +316,7 @@ class VenueClock:
         A failure is counted and logged, and the next try comes one period
         later: the offset last measured stays in use meanwhile.
         """
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval_s):
-                    await self._stop.wait()
-            if self._stop.is_set():
-                return
+        while not await wait_or_stop(self._stop, self.interval_s):
             try:
                 await self.measure()
             except ClockUnavailable as exc:
@@ -328,14 +342,13 @@ class VenueClockCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         clock, venue = self.clock, self.venue
-        events = CounterMetricFamily(
+        yield counter_family(
             "trading_engine_venue_clock_events",
             "Venue clock measurements, failed samples and re-syncs, by event.",
-            labels=["venue", "event"],
+            {"venue": venue},
+            "event",
+            clock.counts,
         )
-        for event, value in clock.counts.items():
-            events.add_metric([venue, event], value)
-        yield events
         offset = GaugeMetricFamily(
             "trading_engine_venue_clock_offset_seconds",
             "The venue's clock minus the host's, as last measured (positive: the host is behind).",

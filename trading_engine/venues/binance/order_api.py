@@ -6,10 +6,10 @@ only after a read answered "not found", the resting-order audit, the fills
 poll) and this module says how each request looks on Binance and what each
 answer means:
 
-* every signed request is built when it leaves: ``timestamp`` is this
-  host's wall clock plus the venue's measured offset (:meth:`clock_answer`,
-  the midpoint of a ``GET /api/v3/time`` round trip), ``recvWindow`` the
-  configured window;
+* every signed request is built when it leaves: ``timestamp`` is the
+  venue's clock (:class:`~.clock.VenueClock`: this host's wall clock plus
+  the offset measured from ``GET /api/v3/time`` round trips), ``recvWindow``
+  the configured window;
 * answers map onto the gateway's outcome table through the codec's
   :func:`~.orders.classify_error`: refusals keep the venue's code and
   message (``binance -2010: Account has insufficient balance ...``), a 5xx
@@ -34,7 +34,6 @@ Binance's answers in that shape (:meth:`order_document`, :meth:`fill_documents`)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from functools import partial
@@ -52,9 +51,9 @@ from ...io.order_api import (
     ParsedOrder,
     Verdict,
 )
+from .clock import VenueClock
 from .filters import FILTER_REASONS, SymbolFilters, parse_symbol_filters
 from .orders import BinanceRequest, BinanceSpotCodec, ErrorKind, classify_error, parse_usage
-from .orders import parse_server_time as _parse_server_time
 
 __all__ = [
     "MY_TRADES_WEIGHT",
@@ -87,7 +86,8 @@ class BinanceOrderDialect:
 
     ``codec`` builds and reads every message (its instruments are the
     engine's); ``api_key`` is the key the codec sends (for the fast path's
-    pre-built head); ``wall_clock`` is this host's clock in seconds;
+    pre-built head); ``clock`` is the venue's clock that stamps every
+    signed request (default: a new one, whose transport the gateway sets);
     ``weight_limit_1m`` the venue's request-weight limit per minute,
     ``order_limit_10s`` the account's order limit per 10 seconds.
     """
@@ -101,12 +101,13 @@ class BinanceOrderDialect:
         codec: BinanceSpotCodec,
         api_key: str,
         *,
-        wall_clock: Callable[[], float] = time.time,
+        clock: VenueClock | None = None,
         weight_limit_1m: int = WEIGHT_LIMIT_1M,
         order_limit_10s: int = ORDER_LIMIT_10S,
     ) -> None:
         self.codec = codec
-        self._wall_clock = wall_clock
+        #: The venue's clock: every signed request's ``timestamp``.
+        self.clock: VenueClock = clock if clock is not None else VenueClock(None)
         self.weight_limit_1m = weight_limit_1m
         self.order_limit_10s = order_limit_10s
         self.client_headers: Mapping[str, str] = {}
@@ -116,7 +117,6 @@ class BinanceOrderDialect:
         )
         self.fill_streams: tuple[str, ...] = tuple(sorted(codec.instruments))
         self.recv_window_ms: int | None = codec.recv_window_ms
-        self.clock_offset_ms: int | None = None
         # myTrades at MY_TRADES_WEIGHT per symbol, within POLL_WEIGHT_SHARE of the limit.
         per_s = weight_limit_1m * POLL_WEIGHT_SHARE / 60
         self.fills_poll_floor_s: float = len(self.fill_streams) * MY_TRADES_WEIGHT / per_s
@@ -132,7 +132,7 @@ class BinanceOrderDialect:
 
     def timestamp_ms(self) -> int:
         """The venue's clock now, as this host estimates it (ms)."""
-        return int(self._wall_clock() * 1000) + (self.clock_offset_ms or 0)
+        return self.clock.timestamp_ms()
 
     # -- trading rules ------------------------------------------------------------------
 
@@ -186,13 +186,6 @@ class BinanceOrderDialect:
 
     def time_request(self) -> OrderRequest | None:
         return _request(self.codec.server_time())
-
-    def clock_answer(self, sent_ms: float, received_ms: float, content: bytes) -> int:
-        """The offset from the midpoint of the round trip; kept for every later timestamp."""
-        server_ms = _parse_server_time(content)
-        offset = round(server_ms - (sent_ms + received_ms) / 2)
-        self.clock_offset_ms = offset
-        return offset
 
     # -- requests -----------------------------------------------------------------------
 

@@ -61,11 +61,13 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ...core.errors import UnreadableAnswer
 from ...lowlevel.backoff import Backoff
+from ...lowlevel.metrics import counter_family
+from ...lowlevel.tasks import wait_or_stop
 from .clock import ClockUnavailable, VenueClock
 from .orders import (
     BinanceSpotCodec,
@@ -179,6 +181,9 @@ class UserDataStream:
     :attr:`live` (``reason``: ``subscribed`` or why the stream ended).
     ``clock`` gives the subscription's ``timestamp`` and is re-measured on a
     ``-1021`` answer (without one the host's wall clock signs).
+    ``on_auth_failed(reason)`` is told the refusal of the key or signature
+    that ends :meth:`run` (it then logs and halts; without one the stream
+    logs the refusal itself).
     ``monotonic`` (seconds) is injected for the age and silence checks.
 
     :attr:`counts` holds :data:`STREAM_EVENTS`; :attr:`drops` each end by
@@ -192,6 +197,7 @@ class UserDataStream:
         on_update: Callable[[ExecutionUpdate], None],
         *,
         on_live_change: Callable[[bool, str], None] | None = None,
+        on_auth_failed: Callable[[str], None] | None = None,
         clock: VenueClock | None = None,
         settings: UserStreamSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -200,6 +206,7 @@ class UserDataStream:
         self.url = url
         self.on_update = on_update
         self.on_live_change = on_live_change
+        self.on_auth_failed = on_auth_failed
         self.clock = clock
         self.settings = settings or UserStreamSettings()
         self._monotonic = monotonic
@@ -263,9 +270,7 @@ class UserDataStream:
                     except ClockUnavailable as exc:
                         log.warning("binance user stream: %s", exc)
                 log.warning("binance user stream ended (%s); again in %.1f s", reason, delay)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stop.wait()
+                await wait_or_stop(self._stop, delay)
         finally:
             self._set_live(False, "stopped")
 
@@ -460,6 +465,13 @@ class UserDataStream:
             self._retry_after_s = float(error.retry_after_s)
         if error.kind is ErrorKind.AUTH_FAILED:
             self.failure = error.reason
+            if self.on_auth_failed is not None:
+                try:
+                    self.on_auth_failed(error.reason)
+                except Exception:
+                    self.counts["callback_failed"] += 1
+                    log.exception("binance user stream: the refusal callback failed")
+                return "auth_failed"
             log.error(
                 "binance user stream: the venue refused the API key or signature (%s); "
                 "not retrying",
@@ -487,22 +499,20 @@ class UserStreamCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stream, venue = self.stream, self.venue
-        events = CounterMetricFamily(
+        yield counter_family(
             "trading_engine_user_stream_events",
             "User data stream connections, subscriptions, reports and failures, by event.",
-            labels=["venue", "event"],
+            {"venue": venue},
+            "event",
+            stream.counts,
         )
-        for event, value in stream.counts.items():
-            events.add_metric([venue, event], value)
-        yield events
-        drops = CounterMetricFamily(
+        yield counter_family(
             "trading_engine_user_stream_drops",
             "User data stream connections or subscriptions ended, by reason.",
-            labels=["venue", "reason"],
+            {"venue": venue},
+            "reason",
+            stream.drops,
         )
-        for reason, value in stream.drops.items():
-            drops.add_metric([venue, reason], value)
-        yield drops
         live = GaugeMetricFamily(
             "trading_engine_user_stream_live",
             "1 while the user data stream is subscribed (fills then come pushed; else polled).",
