@@ -150,6 +150,7 @@ EVENTS: Final = (
     "fills_log_checks",  # a read of the fills log at the cursor (is it still the same log?)
     "unencodable",  # a new order the venue's API cannot express: refused locally
     "venue_rule",  # a new order breaking the venue's trading rules: refused locally
+    "filled_read_back",  # fills completed an order still open (its report lost): read back
     "rules_loaded",  # the venue's trading rules read (start-up)
     "venue_banned",  # an answer saying the venue banned this client (418): trading halts
     "auth_failed",  # an answer refusing the API key or the signature: trading halts
@@ -248,6 +249,8 @@ class HttpGateway:
         self._unsent: dict[str, tuple[asyncio.Task[Any] | None, bool]] = {}
         #: Orders with a cancel running (never two at once).
         self._canceling: set[str] = set()
+        #: Orders the fills filled whose final state is being read back.
+        self._completing: set[str] = set()
         self._last_sent_ns: dict[str, int] = {}
         #: The highest fill id read, by fills stream (``OrderApiDialect.fill_streams``).
         self._fills_cursors: dict[str, int] = dict.fromkeys(self.dialect.fill_streams, 0)
@@ -380,6 +383,35 @@ class HttpGateway:
                 self._listener.on_report(report)
         if fill is not None:
             self._listener.on_fill(fill)
+            self._completed_by_fills(fill.client_order_id)
+
+    def _completed_by_fills(self, cid: str) -> None:
+        """Fills brought an open order's lots to its quantity: read it back now.
+
+        Its final report was lost (a stream that dropped, an answer never
+        read); the fills say every lot traded, the read-back says the
+        order's state, as for any order an answer left unsaid, at once
+        rather than at the next resting-order audit.
+        """
+        order = self._listener.order(cid)
+        if (
+            order is None
+            or not order.is_open
+            or order.feed_filled < order.quantity
+            or cid in self._placing
+            or cid in self._canceling
+            or cid in self._completing
+        ):
+            return
+        self._completing.add(cid)
+        self.counts["filled_read_back"] += 1
+        self._spawn(self._read_back_completed(order), f"read-back:{cid}")
+
+    async def _read_back_completed(self, order: Order) -> None:
+        try:
+            await self._read_back(order)
+        finally:
+            self._completing.discard(order.client_order_id)
 
     def poll_fills_soon(self) -> None:
         """Read every fills stream at once (the venue's stream went live or down:
@@ -1198,6 +1230,7 @@ class HttpGateway:
             # Every fill of its symbols goes to the ledger, which tells the
             # deployment's orders (tracked, or closed and gone) from others'.
             listener.on_fill(entry.fill)
+            self._completed_by_fills(entry.fill.client_order_id)
             applied += 1
         return applied
 
