@@ -62,6 +62,7 @@ def digest(result: BacktestResult) -> dict[str, Any]:
     """Counts, end positions and a SHA-256 over every order, fill and mark of ``result``."""
     document = orjson.loads(result.to_json())
     document["meta"].pop("wall_s")
+    document["meta"].pop("data")  # the input's paths: a temporary directory
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return {
         "orders": len(result.orders),
