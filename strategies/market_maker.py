@@ -40,7 +40,6 @@ from trading_engine import (
     size_param,
 )
 
-
 _BUY = Side.BUY
 _SELL = Side.SELL
 

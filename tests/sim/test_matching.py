@@ -118,7 +118,8 @@ def test_would_fill_is_false_only_when_the_book_move_does_nothing() -> None:
         # Never a false "nothing to do"; and when it says so, nothing happens.
         assert changed <= expected
         if not expected:
-            assert fills == [] and engine.resting.keys() == before.keys()
+            assert fills == []
+            assert engine.resting.keys() == before.keys()
         moved += changed
     assert moved > 50  # the random books do reach resting orders
     assert MatchingEngine().would_fill("X", 100, 101) is False
