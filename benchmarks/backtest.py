@@ -1,8 +1,19 @@
 """Backtest throughput: book events per second per core, four strategies, Tardis CSV input.
 
 A seeded random walk of two symbols is written as a Tardis.dev
-``incremental_book_L2`` CSV (gzip) plus a ``trades`` CSV: every message
-changes 1 to 4 levels, one message in ten is a trade, messages 1 ms apart.
+``incremental_book_L2`` CSV (gzip) plus a ``trades`` CSV: one message in
+ten is a trade, messages 1 ms apart, and each book message changes (the
+``--shape``):
+
+* ``synthetic`` (the default, the figure of record): 1 to 4 levels,
+  uniformly (2.5 on average);
+* ``recorded``: as many levels as one of the depth updates of the
+  project's recorded Binance spot session (``tests/data/venues/binance``:
+  11 ``depthUpdate`` messages changing 2, 6, 4, 1, 1, 1, 2, 1, 1, 1 and 1
+  levels, 1.9 on average), drawn at random. That session is a quiet pair
+  (XMRBTC, 100 ms updates); a busy pair's updates change more levels.
+
+Every 50th book message or so, the walk moves a tick (four levels).
 ``run_backtest`` then reads both files (parsing, merging), applies every
 message to the venue's book and, after the feed latency, to the engine's
 (book builder, dispatcher, four strategies: the threshold taker, the market
@@ -15,7 +26,7 @@ trades: ``BacktestMeta.events``) per second of the run's wall time
 the work and is measured by the same figure).
 
 Run: ``python -m benchmarks.backtest [--messages 200000] [--runs 3] [--profile]
-[--no-strategies]``
+[--no-strategies] [--shape synthetic|recorded]``
 (``TRADING_ENGINE_PURE=1`` for the pure build; ``benchmarks.builds backtest``
 runs both).
 """
@@ -43,6 +54,9 @@ from trading_engine.backtest.runner import BacktestOptions, run_backtest
 from trading_engine.config import Config, parse_config
 
 SYMBOLS = ("BTC-USD", "ETH-USD")
+#: Levels changed by each ``depthUpdate`` of tests/data/venues/binance/xmrbtc_session.capture.
+RECORDED_LEVELS = (2, 6, 4, 1, 1, 1, 2, 1, 1, 1, 1)
+SHAPES = ("synthetic", "recorded")
 
 
 def config(with_strategies: bool = True) -> Config:
@@ -75,8 +89,17 @@ def config(with_strategies: bool = True) -> Config:
     )  # fmt: skip
 
 
-def write_data(directory: Path, messages: int, seed: int = 1) -> list[Path]:
-    """A Tardis book CSV and trades CSV (gzip) of ``messages`` messages; returns both paths."""
+def write_data(
+    directory: Path, messages: int, seed: int = 1, shape: str = "synthetic"
+) -> list[Path]:
+    """A Tardis book CSV and trades CSV (gzip) of ``messages`` messages; returns both paths.
+
+    ``shape``: ``synthetic`` (1-4 levels a book message) or ``recorded``
+    (levels drawn from :data:`RECORDED_LEVELS`); raises ``ValueError`` for another.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"shape: {shape!r} is not one of {', '.join(SHAPES)}")
+    recorded = shape == "recorded"
     rng = random.Random(seed)
     book_path = directory / "book.csv.gz"
     trades_path = directory / "trades.csv.gz"
@@ -131,7 +154,8 @@ def write_data(directory: Path, messages: int, seed: int = 1) -> list[Path]:
                         f"x,{symbol},{local},{local},false,{side},{price / 100:.2f},{text}\n"
                     )
                 continue
-            for _ in range(rng.randint(1, 4)):
+            count = rng.choice(RECORDED_LEVELS) if recorded else rng.randint(1, 4)
+            for _ in range(count):
                 level = rng.randint(1, 20)
                 side = rng.choice(("bid", "ask"))
                 price = mid - level if side == "bid" else mid + level
@@ -151,14 +175,22 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="no strategy: the data path alone (reading, both books, the event queue)",
     )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="synthetic",
+        help="levels a book message changes: synthetic 1-4, or recorded (a Binance session's)",
+    )
     args = parser.parse_args(argv)
     cfg = config(not args.no_strategies)
     label = "data path alone" if args.no_strategies else "4 strategies"
+    if args.shape != "synthetic":
+        label += f", {args.shape} shape"
     options = BacktestOptions(compare_zero_latency=False)
     per_run: list[float] = []
     last: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_data(Path(tmp), args.messages)
+        data = write_data(Path(tmp), args.messages, shape=args.shape)
         if args.profile:
             profile = cProfile.Profile()
             profile.enable()
@@ -179,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"run {run + 1}: {per_run[-1]:,.0f} events/s", file=sys.stderr)
     summary = {
         "machine": machine(),
+        "shape": args.shape,
         "strategies": 0 if args.no_strategies else 4,
         # One variant per run, keyed by what it ran (benchmarks.builds reads this shape).
         "events_per_s": {label: summarize(per_run)},
@@ -186,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     figures = summary["events_per_s"][label]
     print(
-        f"backtest ({summary['strategies']} strategies): median {figures['median']:,.0f} "
-        "book events/s per core "
+        f"backtest ({summary['strategies']} strategies, {args.shape} shape): "
+        f"median {figures['median']:,.0f} book events/s per core "
         f"(min {figures['min']:,.0f}, max {figures['max']:,.0f}, {args.runs} runs); "
         f"{last['events']:,} events in {last['messages']:,} messages, "
         f"orders {last['orders']:,}, fills {last['fills']:,}"

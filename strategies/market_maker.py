@@ -25,9 +25,7 @@ refuse one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +39,9 @@ from trading_engine import (
     TimeInForce,
     size_param,
 )
+
+_BUY = Side.BUY
+_SELL = Side.SELL
 
 
 class MarketMakerParams(BaseModel):
@@ -71,21 +72,41 @@ class MarketMaker(Strategy):
             for s in symbols
         }
         self._interval_ns = round(params.requote_interval_s * 1e9)
+        # Params read on every update, as plain ints on the instance.
+        self._skew = params.skew_ticks
+        self._half_spread = params.half_spread_ticks
+        self._requote_ticks = params.requote_ticks
         #: Time of the last order request per (symbol, side), engine clock.
         self._last_ns: dict[tuple[str, Side], int] = {}
 
     def targets(self, book: BookView) -> tuple[int | None, int | None]:
-        """The (bid, ask) prices to quote now, None for a side not quoted."""
-        fair = book.microprice()
-        bid, ask = book.best_bid, book.best_ask
-        if fair is None or bid is None or ask is None:
+        """The (bid, ask) prices to quote now (ticks), None for a side not quoted.
+
+        The fair price is the microprice ``(bid * ask_size + ask * bid_size)
+        / (bid_size + ask_size)`` moved by ``skew_ticks * inventory /
+        max_inventory`` (inventory clamped to the limit): a rational number
+        of ticks, kept as one integer fraction ``numerator / denominator``
+        so that the floor and ceiling below are exact, without a Fraction.
+        """
+        top = book.top()
+        if top is None:
             return None, None
+        bid, bid_size, ask, ask_size = top
         symbol = book.symbol
         inventory = self.ctx.position(symbol).quantity
         limit = self._max[symbol]
-        skewed = fair - Fraction(self.p.skew_ticks * max(-limit, min(limit, inventory)), limit)
-        quote_bid = min(math.floor(skewed - self.p.half_spread_ticks), ask - 1)
-        quote_ask = max(math.ceil(skewed + self.p.half_spread_ticks), bid + 1)
+        held = -limit if inventory < -limit else limit if inventory > limit else inventory
+        size = bid_size + ask_size
+        # fair - skew * held / limit == numerator / denominator, denominator > 0.
+        numerator = (bid * ask_size + ask * bid_size) * limit - self._skew * held * size
+        denominator = size * limit
+        half = self._half_spread
+        quote_bid = numerator // denominator - half  # floor(skewed - half)
+        if quote_bid > ask - 1:
+            quote_bid = ask - 1
+        quote_ask = -(-numerator // denominator) + half  # ceil(skewed + half)
+        if quote_ask < bid + 1:
+            quote_ask = bid + 1
         return (
             quote_bid if inventory < limit and quote_bid > 0 else None,
             quote_ask if inventory > -limit else None,
@@ -93,37 +114,52 @@ class MarketMaker(Strategy):
 
     def on_book(self, book: BookView) -> None:
         bid, ask = self.targets(book)
-        open_orders = self.ctx.open_orders(book.symbol)
-        buys = [o for o in open_orders if o.side is Side.BUY]
-        sells = [o for o in open_orders if o.side is Side.SELL]
-        # Never cross an own order still resting on the other side.
-        lowest_sell = min((o.price for o in sells if o.price is not None), default=None)
-        highest_buy = max((o.price for o in buys if o.price is not None), default=None)
-        if bid is not None and lowest_sell is not None:
-            bid = min(bid, lowest_sell - 1)
-        if ask is not None and highest_buy is not None:
-            ask = max(ask, highest_buy + 1)
-        self._quote(book.symbol, Side.BUY, bid if bid is None or bid > 0 else None, buys)
-        self._quote(book.symbol, Side.SELL, ask, sells)
+        symbol = book.symbol
+        # One pass over the open orders: the live (not being canceled) quotes
+        # per side, in the order they were sent, and the own prices a new
+        # quote must not cross (a quote being canceled still rests).
+        buys: list[Order] = []
+        sells: list[Order] = []
+        highest_buy: int | None = None
+        lowest_sell: int | None = None
+        for order in self.ctx.open_orders(symbol):
+            price = order.price
+            if order.side is _BUY:
+                if price is not None and (highest_buy is None or price > highest_buy):
+                    highest_buy = price
+                if not order.cancel_requested:
+                    buys.append(order)
+            else:
+                if price is not None and (lowest_sell is None or price < lowest_sell):
+                    lowest_sell = price
+                if not order.cancel_requested:
+                    sells.append(order)
+        if bid is not None and lowest_sell is not None and bid > lowest_sell - 1:
+            bid = lowest_sell - 1
+        if ask is not None and highest_buy is not None and ask < highest_buy + 1:
+            ask = highest_buy + 1
+        self._quote(symbol, _BUY, bid if bid is None or bid > 0 else None, buys)
+        self._quote(symbol, _SELL, ask, sells)
 
-    def _quote(self, symbol: str, side: Side, price: int | None, mine: list[Order]) -> None:
-        live = [o for o in mine if not o.cancel_requested]
+    def _quote(self, symbol: str, side: Side, price: int | None, live: list[Order]) -> None:
+        """Keep one live quote on ``side`` at ``price`` (None: none); ``live`` oldest first."""
         if price is None:
             for order in live:
                 self.ctx.cancel(order)
             return
         if live:
-            current, *extra = live
-            for order in extra:
+            current = live[0]
+            for order in live[1:]:
                 self.ctx.cancel(order)
             assert current.price is not None
-            if abs(current.price - price) < self.p.requote_ticks:
+            if abs(current.price - price) < self._requote_ticks:
                 return
         now = self.ctx.now_ns()
-        last = self._last_ns.get((symbol, side))
+        key = (symbol, side)
+        last = self._last_ns.get(key)
         if self._interval_ns and last is not None and now - last < self._interval_ns:
             return
-        self._last_ns[(symbol, side)] = now
+        self._last_ns[key] = now
         if live:
             self.ctx.replace(live[0], lots=self._lots[symbol], price=price)
         else:

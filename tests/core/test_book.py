@@ -29,7 +29,22 @@ def test_top_of_book() -> None:
     assert book.microprice() == Fraction(705, 7)
     assert book.imbalance() == pytest.approx((5 - 2) / 7)
     assert book.imbalance(levels=2) == pytest.approx((8 - 6) / 14)
+    assert book.top() == (100, 5, 101, 2)
     assert not book.is_crossed()
+
+
+def test_imbalance_sums_exactly_the_best_levels_of_each_side() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        book = OrderBook("X")
+        bids = {rng.randint(1, 60): rng.randint(1, 10**6) for _ in range(rng.randint(1, 12))}
+        asks = {rng.randint(61, 120): rng.randint(1, 10**6) for _ in range(rng.randint(1, 12))}
+        book.replace(bids.items(), asks.items())
+        for levels in (1, 2, 3, 5, 50):
+            bid_size = sum(size for _, size in sorted(bids.items(), reverse=True)[:levels])
+            ask_size = sum(size for _, size in sorted(asks.items())[:levels])
+            # The same float as dividing the two exact sums.
+            assert book.imbalance(levels) == (bid_size - ask_size) / (bid_size + ask_size)
 
 
 def test_depth_and_iteration_in_price_order() -> None:
@@ -72,7 +87,9 @@ def test_empty_book() -> None:
     assert book.spread() is None
     assert book.microprice() is None
     assert book.imbalance() is None
+    assert book.top() is None
     book.set_bid(5, 1)
+    assert book.top() is None  # one side only
     book.set_bid(5, 0)
     assert book.best_bid is None
     book._check()

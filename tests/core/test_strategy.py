@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import random
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
+from strategies.market_maker import MarketMaker
 from tests.fakes import config, snapshot, update
 from trading_engine.core.clock import ManualClock
 from trading_engine.core.errors import ConfigError, StrategyError
@@ -110,6 +114,53 @@ def test_market_maker_skews_with_inventory_and_stops_at_the_limit() -> None:
     engine.builder.handle(update(2, [["99.99", "1"]], []))
     open_sides = {o.side for o in orders(engine) if o.is_open}
     assert open_sides == {Side.SELL}  # no more bids
+
+
+def _exact_targets(
+    top: tuple[int, int, int, int], inventory: int, limit: int, skew: int, half: int
+) -> tuple[int | None, int | None]:
+    """The market maker's quotes computed with exact rationals (the definition)."""
+    bid, bid_size, ask, ask_size = top
+    fair = Fraction(bid * ask_size + ask * bid_size, bid_size + ask_size)
+    skewed = fair - Fraction(skew * max(-limit, min(limit, inventory)), limit)
+    quote_bid = min(math.floor(skewed - half), ask - 1)
+    quote_ask = max(math.ceil(skewed + half), bid + 1)
+    return (
+        quote_bid if inventory < limit and quote_bid > 0 else None,
+        quote_ask if inventory > -limit else None,
+    )
+
+
+def test_market_maker_integer_quotes_equal_the_exact_rational_ones() -> None:
+    rng = random.Random(23)
+    for _ in range(200):
+        limit_lots = rng.randint(1, 5000)
+        half = rng.randint(1, 6)
+        skew = rng.randint(0, 9)
+        params = {"quantity": "0.001", "max_inventory": f"{limit_lots / 1000:.3f}",
+                  "half_spread_ticks": half, "skew_ticks": skew}  # fmt: skip
+        engine, _ = make(MM, params)
+        strategy = engine.runners["s"].strategy
+        assert isinstance(strategy, MarketMaker)
+        for _ in range(20):
+            bid = rng.randint(1, 10**7)
+            top = (bid, rng.randint(1, 10**9), bid + rng.randint(1, 40), rng.randint(1, 10**9))
+            inventory = rng.randint(-2 * limit_lots, 2 * limit_lots)
+            engine.positions.of_strategy("s", "BTC-USD").quantity = inventory
+            view = _Top(top)
+            assert strategy.targets(view) == _exact_targets(top, inventory, limit_lots, skew, half)  # type: ignore[arg-type]
+
+
+class _Top:
+    """What ``MarketMaker.targets`` reads of a BookView."""
+
+    symbol = "BTC-USD"
+
+    def __init__(self, top: tuple[int, int, int, int]) -> None:
+        self._top = top
+
+    def top(self) -> tuple[int, int, int, int]:
+        return self._top
 
 
 IMB = "strategies.imbalance:ImbalanceTaker"

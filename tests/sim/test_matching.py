@@ -87,3 +87,39 @@ def test_resting_of_lists_one_symbols_resting_orders_in_arrival_order() -> None:
     engine.submit(other, SortedLevels({}, {}))
     assert engine.resting_of("X") == [first, second]
     assert engine.resting_of("nothing") == []
+
+
+def test_would_fill_is_false_only_when_the_book_move_does_nothing() -> None:
+    import copy
+    import random
+
+    from trading_engine.backtest.models import queue_model
+
+    rng = random.Random(7)
+    moved = 0
+    for trial in range(400):
+        engine = MatchingEngine(queue_model("front", 1.0) if trial % 2 else None)
+        for i in range(rng.randint(1, 4)):
+            side = rng.choice(("buy", "sell"))
+            price = rng.randint(95, 105)
+            # Rest it against an empty book, then maybe cancel it outside the engine.
+            resting = MatchOrder(f"o{i}", "X", side, "limit", price, rng.randint(1, 9), "GTC")
+            engine.submit(resting, SortedLevels({}, {}))
+            if rng.random() < 0.05:
+                resting.status = "canceled"
+        bid = rng.randint(90, 104)
+        book = SortedLevels({bid: rng.randint(1, 9)}, {bid + rng.randint(1, 5): 4})
+        best_bid = next(iter(book.bids()))[0]
+        best_ask = next(iter(book.asks()))[0]
+        expected = engine.would_fill("X", best_bid, best_ask)
+        before = copy.deepcopy(engine.resting)
+        fills = engine.on_book("X", book)
+        changed = bool(fills) or engine.resting.keys() != before.keys()
+        # Never a false "nothing to do"; and when it says so, nothing happens.
+        assert changed <= expected
+        if not expected:
+            assert fills == []
+            assert engine.resting.keys() == before.keys()
+        moved += changed
+    assert moved > 50  # the random books do reach resting orders
+    assert MatchingEngine().would_fill("X", 100, 101) is False

@@ -202,6 +202,17 @@ class OrderBook:
         price = self.best_ask
         return None if price is None else (price, self._asks[price])
 
+    def top(self) -> tuple[int, int, int, int] | None:
+        """``(best bid, its size, best ask, its size)``, or None if a side is empty. ``O(1)``.
+
+        The whole top of the book in one call and one tuple: what a quoting
+        strategy reads on every update.
+        """
+        bid, ask = self.best_bid, self.best_ask
+        if bid is None or ask is None:
+            return None
+        return bid, self._bids[bid], ask, self._asks[ask]
+
     def bid_size(self, price: int) -> int:
         """Size at a bid price, 0 when there is no level. ``O(1)``."""
         return self._bids.get(price, 0)
@@ -250,8 +261,18 @@ class OrderBook:
         """
         if self.best_bid is None or self.best_ask is None:
             return None
-        bid_size = sum(size for _, size in self.bids(levels))
-        ask_size = sum(size for _, size in self.asks(levels))
+        # Index loops rather than sums over the level iterators: no generator
+        # and no tuple per level (this runs on every update a strategy reads).
+        bids = self._bids
+        prices = self._bid_prices
+        bid_size = 0
+        for index in range(len(prices) - 1, len(prices) - 1 - min(len(prices), levels), -1):
+            bid_size += bids[prices[index]]
+        asks = self._asks
+        keys = self._ask_keys
+        ask_size = 0
+        for index in range(len(keys) - 1, len(keys) - 1 - min(len(keys), levels), -1):
+            ask_size += asks[-keys[index]]
         return (bid_size - ask_size) / (bid_size + ask_size)
 
     # -- depth and iteration --------------------------------------------

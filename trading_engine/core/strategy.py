@@ -163,6 +163,16 @@ class BookView:
     def spread(self) -> int | None:
         return self._entry.book.spread() if self.live else None
 
+    def top(self) -> tuple[int, int, int, int] | None:
+        """``(best bid, bid size, best ask, ask size)`` in ticks and lots, or None.
+
+        None unless the book is live and both sides have a level. One call
+        for what ``best_bid_level()`` and ``best_ask_level()`` give in two:
+        the cheapest read of the top of the book.
+        """
+        entry = self._entry
+        return entry.book.top() if entry.state is _LIVE else None
+
     def mid(self) -> Fraction | None:
         return self._entry.book.mid() if self.live else None
 

@@ -148,8 +148,39 @@ class StrategyRunner:
     # -- evaluation ---------------------------------------------------------
 
     def book(self, view: BookView) -> None:
-        """Evaluate ``on_book`` for one update."""
-        self._run(self._on_book, self._on_book_async, (view,))
+        """Evaluate ``on_book`` for one update.
+
+        A plain ``def`` hook (the common case) runs here, inline: the same
+        steps as :meth:`_run` without its argument tuple, its extra call
+        and its async branches (about a fifth of a strategy's fixed cost per
+        update, measured by ``benchmarks/backtest.py``).
+        """
+        if self._on_book_async:
+            self._run(self._on_book, True, (view,))
+            return
+        if not self.enabled:
+            return
+        if self.in_flight is not None:
+            self.skipped_busy += 1
+            return
+        clock = self._clock
+        start = clock()
+        self.last_evaluation_ns = start
+        self.evaluations += 1
+        try:
+            result = self._on_book(view)
+            if result is not None and asyncio.iscoroutine(result):
+                # A plain def that returned a coroutine: run it like async.
+                try:
+                    yielded = result.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    self._suspend(result, yielded, start, True)
+            self.consecutive_errors = 0
+        except Exception as exc:
+            self._failed(exc)
+        self.latency.observe_ns(clock() - start)
 
     def trade(self, view: BookView, trade: Trade) -> None:
         """Evaluate ``on_trade`` for one print (if the strategy has it)."""

@@ -109,8 +109,13 @@ class _Context:
         return self._engine.positions.of_strategy(self.name, symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        orders = self._engine.open_orders.get(self.name, {}).values()
-        return [o for o in orders if symbol is None or o.symbol == symbol]
+        # Asked on every update by most strategies: no empty dict made per call.
+        orders = self._engine.open_orders.get(self.name)
+        if not orders:
+            return []
+        if symbol is None:
+            return list(orders.values())
+        return [o for o in orders.values() if o.symbol == symbol]
 
     def now_ns(self) -> int:
         return self._engine.clock.monotonic_ns()

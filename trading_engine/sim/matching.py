@@ -72,6 +72,8 @@ __all__ = [
 ]
 
 _OPEN = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+_LIMIT = OrderType.LIMIT
+_BUY = Side.BUY
 #: Fill-or-kill: a time in force the engine never sends, that venues (and so
 #: the simulator's Binance dialect) accept.
 FOK = "FOK"
@@ -274,6 +276,31 @@ class MatchingEngine:
         else:
             order.status = OrderStatus.PARTIALLY_FILLED
         return MatchFill(order, price, take)
+
+    def would_fill(self, symbol: str, best_bid: int | None, best_ask: int | None) -> bool:
+        """False only when :meth:`on_book` with this top of book would do nothing.
+
+        True as soon as one resting order of ``symbol`` could move: a limit
+        buy at or above ``best_ask``, a limit sell at or below ``best_bid``,
+        any other order type, or an order no longer open. A check that
+        costs a few comparisons per resting order, so a backtest calls
+        :meth:`on_book` (which reads the book's levels and copies the
+        orders) only for the updates that reach an order. O(resting orders
+        of ``symbol``).
+        """
+        orders = self._by_symbol.get(symbol)
+        if not orders:
+            return False
+        for order in orders.values():
+            limit = order.price
+            if limit is None or order.type != _LIMIT or not order.is_open:
+                return True
+            if order.side == _BUY:
+                if best_ask is not None and best_ask <= limit:
+                    return True
+            elif best_bid is not None and best_bid >= limit:
+                return True
+        return False
 
     def on_book(self, symbol: str, book: BookLevels) -> list[MatchFill]:
         """``symbol``'s book moved: fill its resting orders that the book now crosses.

@@ -390,7 +390,10 @@ class DelayedVenue(SimulatedVenue):
                     matching.on_depth(symbol, side, price, size, after)
             before.clear()
         if matching.resting and entry.state is BookState.LIVE:
-            self._settle(matching.on_book(entry.symbol, entry.book))
+            book = entry.book
+            # Most updates reach no resting order: skip reading the book's levels.
+            if matching.would_fill(entry.symbol, book.best_bid, book.best_ask):
+                self._settle(matching.on_book(entry.symbol, book))
 
     def on_trade(self, entry: BookEntry, trade: Trade) -> None:
         """A print on the venue: with a queue model it fills what it reaches, else as a move."""
