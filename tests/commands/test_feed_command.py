@@ -138,7 +138,7 @@ def test_run_starts_a_process_per_spawned_entry(tmp_path: Path) -> None:
 def test_instruments_toml_is_a_valid_configuration() -> None:
     text = instruments_toml(
         [
-            VenueInstrument("BTCUSDT", "0.01", "0.00001", "0.00001", "5"),
+            VenueInstrument("BTCUSDT", "0.01", "0.00001", "0.00001", "5", "BTC", "USDT"),
             VenueInstrument("BTC/USD", "0.1", "0.00000001"),
         ],
         "binance",
@@ -147,5 +147,6 @@ def test_instruments_toml_is_a_valid_configuration() -> None:
 
     config = parse_config(tomllib.loads(text), environ={})
     assert config.instruments[0].min_notional == "5"
+    assert (config.instruments[0].base_asset, config.instruments[0].quote_asset) == ("BTC", "USDT")
     assert config.instruments[1].min_quantity is None
     assert config.instrument_map()["BTC/USD"].symbol == "BTC/USD"

@@ -243,6 +243,10 @@ def instruments_toml(instruments: Sequence[VenueInstrument], venue_name: str) ->
             lines.append(f'min_quantity = "{item.min_quantity}"')
         if item.min_notional is not None:
             lines.append(f'min_notional = "{item.min_notional}"')
+        if item.base_asset is not None:
+            lines.append(f'base_asset = "{item.base_asset}"')
+        if item.quote_asset is not None:
+            lines.append(f'quote_asset = "{item.quote_asset}"')
     return "\n".join(lines) + "\n"
 
 
@@ -302,6 +306,15 @@ def _differences(item: InstrumentConfig, theirs: VenueInstrument, venue_name: st
             problems.append(
                 f"instruments[{item.symbol}].{key}: {ours_optional} here, "
                 f"{value_optional or 'none'} on {venue_name} ({theirs.symbol})"
+            )
+    for key, asset, venue_asset in (
+        ("base_asset", item.base_asset, theirs.base_asset),
+        ("quote_asset", item.quote_asset, theirs.quote_asset),
+    ):
+        if asset is not None and venue_asset is not None and asset != venue_asset:
+            problems.append(
+                f"instruments[{item.symbol}].{key}: {asset} here, {venue_asset} on {venue_name} "
+                f"({theirs.symbol})"
             )
     return problems
 

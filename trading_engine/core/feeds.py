@@ -173,3 +173,6 @@ class VenueInstrument:
     lot_size: str
     min_quantity: str | None = None
     min_notional: str | None = None
+    #: The asset traded and the asset prices are in (``BTC``, ``USDT``), where the venue says.
+    base_asset: str | None = None
+    quote_asset: str | None = None

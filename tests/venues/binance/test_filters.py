@@ -11,14 +11,16 @@ import pytest
 
 from trading_engine.core.errors import UnreadableAnswer
 from trading_engine.core.instruments import Instrument
-from trading_engine.core.orders import OrderType
+from trading_engine.core.orders import Order, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
+from trading_engine.venues.binance import BinanceSpotCodec, HmacSha256Signer
 from trading_engine.venues.binance.filters import (
     FILTER_REASONS,
     SymbolFilters,
     parse_symbol_filters,
 )
 from trading_engine.venues.binance.instruments import parse_exchange_info
+from trading_engine.venues.binance.order_api import BinanceOrderDialect
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "venues" / "binance"
 BODY = (DATA / "exchange_info.json").read_bytes()
@@ -206,6 +208,7 @@ def test_one_reader_serves_the_instruments_command_and_the_checks() -> None:
         "0.00001",
         "10",
     )
+    assert (instrument.base_asset, instrument.quote_asset) == ("BTC", "USDT")
     with pytest.raises(UnreadableAnswer, match="does not list"):
         parse_symbol_filters(BODY, {"DOGEUSDT": BTC})
 
@@ -222,3 +225,19 @@ def test_bounds_between_grid_points_round_the_safe_way() -> None:
     check(filters, "lot_size_max", BUY, LIMIT, 4, 3)
     check(filters, "price_filter_min", BUY, LIMIT, 2, 1)
     check(filters, "price_filter_max", BUY, LIMIT, 2, 4)
+
+
+def test_the_order_dialect_takes_the_venues_assets_and_refuses_contradicting_ones() -> None:
+    codec = BinanceSpotCodec("key", HmacSha256Signer("secret"), {"BTCUSDT": BTC})
+    dialect = BinanceOrderDialect(codec, "key")
+    made = Order("c-1", "s", "BTCUSDT", Side.BUY, OrderType.LIMIT, 1, 100, TimeInForce.GTC)
+    assert dialect.rule_refusal(made, None, None) == "venue_rules_unknown"
+    dialect.load_rules(BODY)
+    assert (codec.base_assets, codec.quote_assets) == ({"BTCUSDT": "BTC"}, {"BTCUSDT": "USDT"})
+    # 1 lot of 0.00001 at 1.00: below the recorded MIN_NOTIONAL of 10.
+    assert dialect.rule_refusal(made, None, None) == "min_notional"
+    wrong = BinanceSpotCodec(
+        "key", HmacSha256Signer("secret"), {"BTCUSDT": BTC}, quote_assets={"BTCUSDT": "EUR"}
+    )
+    with pytest.raises(UnreadableAnswer, match=r"quote_asset is 'USDT' on the venue, 'EUR'"):
+        BinanceOrderDialect(wrong, "key").load_rules(BODY)

@@ -115,7 +115,7 @@ def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstru
     venue does not list, or a symbol without a tick size or lot size.
     """
     found: list[VenueInstrument] = []
-    for (_, filters), symbol in zip(symbol_entries(body, symbols), symbols, strict=True):
+    for (entry, filters), symbol in zip(symbol_entries(body, symbols), symbols, strict=True):
         price = filters.get("PRICE_FILTER", {})
         lot = filters.get("LOT_SIZE", {})
         tick = _decimal(price.get("tickSize"), f"{symbol} PRICE_FILTER.tickSize")
@@ -131,5 +131,16 @@ def parse_exchange_info(body: bytes, symbols: Sequence[str]) -> list[VenueInstru
             if "minNotional" in notional
             else None
         )
-        found.append(VenueInstrument(symbol, tick, step, min_quantity, min_notional))
+        base, quote_asset = entry.get("baseAsset"), entry.get("quoteAsset")
+        found.append(
+            VenueInstrument(
+                symbol,
+                tick,
+                step,
+                min_quantity,
+                min_notional,
+                base if isinstance(base, str) and base else None,
+                quote_asset if isinstance(quote_asset, str) and quote_asset else None,
+            )
+        )
     return found
