@@ -71,12 +71,12 @@ def test_binance_order_benchmark_runs() -> None:
 @pytest.mark.slow
 def test_sweep_benchmark_runs_serial_and_on_the_pool() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sweep", "--events", "20000", "--runs", "1"],
+        [sys.executable, "-m", "benchmarks.sweep", "--messages", "2000", "--runs", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert figures["sets"] == 8
+    assert len(figures["serial"]["fills"]) == 8  # one row per parameter set
     assert figures["serial"]["fills"] == figures["processes:2"]["fills"]
     assert figures["processes:2"]["ratio_to_serial"] > 0
 
