@@ -184,3 +184,26 @@ def test_bench_pins_the_engine(tmp_path: Path) -> None:
     assert report["settings"]["pinned"] is True
     assert report["engine"]["orders_per_round"] == [21]
     assert os.sched_getaffinity(0)  # this process was never pinned
+
+
+@pytest.mark.slow
+def test_bench_runs_both_dialects_in_one_run(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        command("bench", "--dialect", "both", "--ticks", "30", "--rounds", "2", "--burst", "500",
+                "--background-rate", "500", "--json", str(report_path)),
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "binance over own" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["dialects"] == ["own", "binance"]
+    for section in (report["engine"], report["binance"]):
+        # Every tick's order reached the venue, stamped, and was paired with its tick.
+        assert section["orders_per_round"] == [31, 31]
+        assert 0 < section["wire_to_wire_us"]["p50"] <= section["wire_to_wire_us"]["p99"]
+        assert section["stages_us"]["tick_to_trade"]["p50"] < section["wire_to_wire_us"]["p50"]
+        assert section["throughput_msg_per_s"] > 0
+    assert set(report["binance"]["added_us"]) == {
+        "wire_to_wire_p50", "wire_to_wire_p99", "tick_to_trade_p50", "tick_to_trade_p99",
+    }  # fmt: skip
