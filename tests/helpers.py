@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,14 +217,31 @@ class EngineRun:
         except sqlite3.Error:
             return []
 
-    async def kill_when(
-        self, predicate: Callable[[], Awaitable[bool]], within_s: float, what: str
+    async def kill_mid_trading(
+        self,
+        position: Callable[[], int],
+        venue_orders: Callable[[], Iterable[Any]],
+        within_s: float,
     ) -> None:
-        """SIGKILL the process as soon as ``predicate`` holds (``what``: for the failure)."""
-        await wait_for(predicate, within_s, what)
+        """SIGKILL the process mid-trading, then check the venue kept what it had.
+
+        Mid-trading: the journal has an order of unknown outcome, the venue a
+        long ``position()`` (lots) and :class:`Accumulator`'s deep bid open
+        among ``venue_orders()`` (the simulator's orders, ``is_open`` and
+        ``quantity`` in lots). Fails the test after ``within_s``.
+        """
+
+        async def unknown_in_flight() -> bool:
+            resting = any(o.is_open and o.quantity == 4 for o in venue_orders())
+            return "unknown" in self.journal_statuses() and position() > 0 and resting
+
+        await wait_for(
+            unknown_in_flight, within_s, "an order of unknown outcome, a fill, a deep bid"
+        )
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         assert await self.process.wait() == -signal.SIGKILL
+        assert position() > 0
 
     async def restart(self, within_s: float) -> None:
         """Start the process again; return once its ``/readyz`` answers 200."""

@@ -56,17 +56,7 @@ async def test_sigkill_mid_trading_then_restart_matches_the_exchange(tmp_path: P
     ):  # fmt: skip
         sim.publish_to("127.0.0.1", engine.feed)
 
-        async def unknown_in_flight() -> bool:
-            position, _ = exchange_position(sim)
-            resting = any(o.is_open and o.quantity == 4 for o in sim.orders.values())
-            return "unknown" in engine.journal_statuses() and position > 0 and resting
-
-        await engine.kill_when(
-            unknown_in_flight, 60, "an order of unknown outcome, a fill, a resting bid"
-        )
-        killed_at, _ = exchange_position(sim)
-        assert killed_at > 0
-
+        await engine.kill_mid_trading(lambda: exchange_position(sim)[0], sim.orders.values, 60)
         await engine.restart(30)
         report = (await engine.status())["reconciliation"]
         assert report["journal_open_orders"] >= 2  # the deep bid and the unknown order(s)
