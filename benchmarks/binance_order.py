@@ -17,8 +17,6 @@ at most 10 us).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from benchmarks._common import machine, percentile
+from benchmarks._common import BINANCE_API_KEY, BINANCE_SECRET, Variants, print_variants
 from trading_engine import Instrument, Order, OrderType, Side, TimeInForce
 from trading_engine.config import GatewayConfig
 from trading_engine.core.breaker import BreakerSettings, CircuitBreaker
@@ -34,8 +32,7 @@ from trading_engine.io.gateway import HttpGateway
 from trading_engine.venues.binance import BinanceSpotCodec, Ed25519Signer, HmacSha256Signer
 
 SYMBOL = "BTCUSDT"
-API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+UNSIGNED = "own API body (unsigned)"
 TIMESTAMP_MS = 1_760_000_000_000
 
 
@@ -56,11 +53,13 @@ def _variants() -> dict[str, Callable[[Order], object]]:
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    hmac_codec = BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET), {SYMBOL: instrument})
-    ed_codec = BinanceSpotCodec(API_KEY, Ed25519Signer(pem), {SYMBOL: instrument})
+    hmac_codec = BinanceSpotCodec(
+        BINANCE_API_KEY, HmacSha256Signer(BINANCE_SECRET), {SYMBOL: instrument}
+    )
+    ed_codec = BinanceSpotCodec(BINANCE_API_KEY, Ed25519Signer(pem), {SYMBOL: instrument})
     hmac_order, ed_order = hmac_codec.new_order, ed_codec.new_order
     return {
-        "own API body (unsigned)": gateway.order_body,
+        UNSIGNED: gateway.order_body,
         "binance, HMAC-SHA256": lambda order: hmac_order(order, TIMESTAMP_MS),
         "binance, Ed25519": lambda order: ed_order(order, TIMESTAMP_MS),
     }
@@ -91,24 +90,11 @@ def run(orders: int = 20_000, runs: int = 5, prices: int = 1_000) -> dict[str, A
     batch = _orders(orders, prices)
     for build in variants.values():
         _time_each(build, batch[: min(len(batch), 5_000)])  # warm-up: caches, allocator
-    per_run: dict[str, dict[str, list[float]]] = {name: {"p50": [], "p99": []} for name in variants}
+    figures = Variants(list(variants))
     for _ in range(runs):
         for name, build in variants.items():
-            samples = sorted(_time_each(build, batch))
-            per_run[name]["p50"].append(percentile(samples, 0.50))
-            per_run[name]["p99"].append(percentile(samples, 0.99))
-    result: dict[str, Any] = {"orders": orders, "runs": runs, "variants": {}}
-    for name, figures in per_run.items():
-        result["variants"][name] = {
-            "p50_ns": statistics.median(figures["p50"]),
-            "p99_ns": statistics.median(figures["p99"]),
-            "p50_ns_range": [min(figures["p50"]), max(figures["p50"])],
-        }
-    base = result["variants"]["own API body (unsigned)"]
-    for figures in result["variants"].values():
-        figures["added_p50_ns"] = figures["p50_ns"] - base["p50_ns"]
-        figures["added_p99_ns"] = figures["p99_ns"] - base["p99_ns"]
-    return result
+            figures.add_run(name, _time_each(build, batch))
+    return figures.result(UNSIGNED, orders=orders, runs=runs)
 
 
 def main() -> None:
@@ -118,18 +104,7 @@ def main() -> None:
     parser.add_argument("--prices", type=int, default=1_000)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    result = run(args.orders, args.runs, args.prices)
-    result["machine"] = machine()
-    print(result["machine"])
-    print(f"{'variant':<26} {'p50 us':>8} {'p99 us':>8} {'added p50':>10} {'added p99':>10}")
-    for name, figures in result["variants"].items():
-        print(
-            f"{name:<26} {figures['p50_ns'] / 1000:8.2f} {figures['p99_ns'] / 1000:8.2f} "
-            f"{figures['added_p50_ns'] / 1000:10.2f} {figures['added_p99_ns'] / 1000:10.2f}"
-        )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    print_variants(run(args.orders, args.runs, args.prices), "variant", args)
 
 
 if __name__ == "__main__":

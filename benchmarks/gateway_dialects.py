@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
-import statistics
 import time
 from typing import Any
 
-from benchmarks._common import machine, percentile
+from benchmarks._common import BINANCE_API_KEY as API_KEY
+from benchmarks._common import BINANCE_SECRET as SECRET
+from benchmarks._common import Variants, print_variants
 from trading_engine import Instrument
 from trading_engine.config import GatewayConfig
 from trading_engine.core.breaker import BreakerSettings, CircuitBreaker
@@ -42,8 +42,6 @@ from trading_engine.sim.exchange_sim import ExchangeSimulator
 from trading_engine.venues.binance import BinanceSpotCodec, HmacSha256Signer
 from trading_engine.venues.binance.order_api import BinanceOrderDialect
 
-API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
 OWN = "own API (unsigned JSON)"
 BINANCE = "binance (HMAC-signed form)"
 
@@ -148,9 +146,7 @@ async def run(orders: int, runs: int) -> dict[str, Any]:
         assert gateway.fast is not None
         await gateway.fast.start()
     await binance.check_clock()
-    per_run: dict[str, dict[str, list[float]]] = {
-        name: {"p50": [], "p99": []} for name in (OWN, BINANCE)
-    }
+    figures = Variants([OWN, BINANCE])
     count = 0
 
     def order(symbol: str, price: int) -> Order:
@@ -177,28 +173,13 @@ async def run(orders: int, runs: int) -> dict[str, Any]:
             if run_index == 0:
                 continue
             for name, values in samples.items():
-                values.sort()
-                per_run[name]["p50"].append(percentile(values, 0.50))
-                per_run[name]["p99"].append(percentile(values, 0.99))
+                figures.add_run(name, values)
     finally:
         for gateway in (own, binance):
             await gateway.close()
         await own_sim.stop()
         await bin_sim.stop()
-    result: dict[str, Any] = {"orders": orders, "runs": runs, "variants": {}}
-    for name, figures in per_run.items():
-        result["variants"][name] = {
-            "p50_ns": statistics.median(figures["p50"]),
-            "p99_ns": statistics.median(figures["p99"]),
-            "p50_ns_range": [min(figures["p50"]), max(figures["p50"])],
-            "p99_ns_range": [min(figures["p99"]), max(figures["p99"])],
-            "samples_per_run": len(samples[name]),
-        }
-    base = result["variants"][OWN]
-    for figures in result["variants"].values():
-        figures["added_p50_ns"] = figures["p50_ns"] - base["p50_ns"]
-        figures["added_p99_ns"] = figures["p99_ns"] - base["p99_ns"]
-    return result
+    return figures.result(OWN, orders=orders, runs=runs)
 
 
 def main() -> None:
@@ -207,18 +188,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    result = asyncio.run(run(args.orders, args.runs))
-    result["machine"] = machine()
-    print(result["machine"])
-    print(f"{'dialect':<28} {'p50 us':>8} {'p99 us':>8} {'added p50':>10} {'added p99':>10}")
-    for name, figures in result["variants"].items():
-        print(
-            f"{name:<28} {figures['p50_ns'] / 1000:8.2f} {figures['p99_ns'] / 1000:8.2f} "
-            f"{figures['added_p50_ns'] / 1000:10.2f} {figures['added_p99_ns'] / 1000:10.2f}"
-        )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    print_variants(asyncio.run(run(args.orders, args.runs)), "dialect", args)
 
 
 if __name__ == "__main__":

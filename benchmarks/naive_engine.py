@@ -10,7 +10,7 @@ ask is at or below the trigger, one order per update). Prices stay
 ``Decimal``, never float.
 
     python benchmarks/naive_engine.py --exchange http://127.0.0.1:8080 \\
-        --trigger 1050.00 --quantity 0.001 [--port 0]
+        --trigger 150.00 --quantity 0.001 [--port 0]
 
 Prints ``listening PORT`` once the feed server listens; runs until SIGTERM.
 """
@@ -121,7 +121,7 @@ class FeedProtocol(asyncio.Protocol):
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exchange", required=True)
-    parser.add_argument("--trigger", default="1050.00")
+    parser.add_argument("--trigger", default="150.00")
     parser.add_argument("--quantity", default="0.001")
     parser.add_argument("--symbol", default="BTC-USD")
     parser.add_argument("--port", type=int, default=0)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from tests.integration.test_cli import ROOT, command
 from trading_engine.commands.bench import percentiles, wire_to_wire
 from trading_engine.commands.bench.orchestration import pin_sets
+from trading_engine.core.instruments import Instrument
+from trading_engine.sim.binance import BinanceSimulator
+from trading_engine.sim.exchange_sim import ExchangeSimulator
 
 
 def test_wire_to_wire_pairs_each_order_with_its_tick() -> None:
@@ -69,35 +76,58 @@ def test_bench_refuses_nonsense() -> None:
     assert "--ticks >= 10" in done.stderr
 
 
+def _own_order(client_order_id: str) -> tuple[bytes, bytes]:
+    """A raw order request of the own API: (head, body)."""
+    body = json.dumps(
+        {"client_order_id": client_order_id, "symbol": "BTC-USD", "side": "buy",
+         "type": "limit", "price": "1.00", "quantity": "0.001", "time_in_force": "IOC"}
+    ).encode()  # fmt: skip
+    head = (
+        f"POST /orders HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head, body
+
+
+def _binance_order(client_order_id: str) -> tuple[bytes, bytes]:
+    """A raw signed new-order request of Binance spot: (head, body)."""
+    from tests.sim.binance.helpers import API_KEY, sign_hmac
+
+    payload = urlencode(
+        {"symbol": "BTC-USD", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC",
+         "price": "99.00", "quantity": "0.001", "newClientOrderId": client_order_id,
+         "timestamp": str(time.time_ns() // 1_000_000)}
+    )  # fmt: skip
+    body = f"{payload}&signature={sign_hmac(payload)}".encode()
+    head = (
+        f"POST /api/v3/order HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {API_KEY}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head, body
+
+
+def _simulator(dialect: str) -> ExchangeSimulator:
+    instrument = Instrument("BTC-USD", "0.01", "0.001")
+    if dialect == "own":
+        return ExchangeSimulator([instrument], api_key="k", port=0, stamp_arrivals=True)
+    from tests.sim.binance.helpers import keys
+
+    return BinanceSimulator([instrument], keys=keys(), port=0, stamp_arrivals=True)
+
+
 @pytest.mark.asyncio
-async def test_simulator_stamps_each_request_at_its_first_bytes() -> None:
-    import asyncio
-    import time
-
-    from trading_engine.core.instruments import Instrument
-    from trading_engine.sim.exchange_sim import ExchangeSimulator
-
-    sim = ExchangeSimulator(
-        [Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, stamp_arrivals=True
-    )
+@pytest.mark.parametrize("dialect", ["own", "binance"])
+async def test_simulator_stamps_each_request_at_its_first_bytes(dialect: str) -> None:
+    request = _own_order if dialect == "own" else _binance_order
+    sim = _simulator(dialect)
     await sim.start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
 
-        def request(client_order_id: str) -> tuple[bytes, bytes]:
-            body = json.dumps(
-                {"client_order_id": client_order_id, "symbol": "BTC-USD", "side": "buy",
-                 "type": "limit", "price": "1.00", "quantity": "0.001",
-                 "time_in_force": "IOC"}
-            ).encode()  # fmt: skip
-            head = (
-                f"POST /orders HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            return head, body
-
         async def answer() -> None:
-            await reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
             await reader.readuntil(b"}")
 
         # The head first, the body 50 ms later: stamped at the head.
@@ -117,6 +147,14 @@ async def test_simulator_stamps_each_request_at_its_first_bytes() -> None:
         stamps = {o.client_order_id: o.arrival_ns for o in sim.orders.values()}
         assert first_sent <= stamps["a-1"] < first_sent + 40_000_000
         assert second_sent <= stamps["a-2"] < second_sent + 40_000_000
+        auth = {"X-API-Key": "k"}  # the own API's key; Binance's dialect asks none here
+        async with httpx.AsyncClient() as client:
+            listed = (
+                await client.get(f"http://127.0.0.1:{sim.port}/bench/arrivals", headers=auth)
+            ).json()
+        assert sorted((a["client_order_id"], a["arrival_ns"]) for a in listed) == sorted(
+            stamps.items()
+        )
     finally:
         await sim.stop()
 
@@ -146,3 +184,26 @@ def test_bench_pins_the_engine(tmp_path: Path) -> None:
     assert report["settings"]["pinned"] is True
     assert report["engine"]["orders_per_round"] == [21]
     assert os.sched_getaffinity(0)  # this process was never pinned
+
+
+@pytest.mark.slow
+def test_bench_runs_both_dialects_in_one_run(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        command("bench", "--dialect", "both", "--ticks", "30", "--rounds", "2", "--burst", "500",
+                "--background-rate", "500", "--json", str(report_path)),
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "binance over own" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["dialects"] == ["own", "binance"]
+    for section in (report["engine"], report["binance"]):
+        # Every tick's order reached the venue, stamped, and was paired with its tick.
+        assert section["orders_per_round"] == [31, 31]
+        assert 0 < section["wire_to_wire_us"]["p50"] <= section["wire_to_wire_us"]["p99"]
+        assert section["stages_us"]["tick_to_trade"]["p50"] < section["wire_to_wire_us"]["p50"]
+        assert section["throughput_msg_per_s"] > 0
+    assert set(report["binance"]["added_us"]) == {
+        "wire_to_wire_p50", "wire_to_wire_p99", "tick_to_trade_p50", "tick_to_trade_p99",
+    }  # fmt: skip

@@ -19,6 +19,11 @@ After the latency ticks the publisher moves the ask above the trigger and
 sends a burst of updates as fast as it can: the engine's throughput is
 that burst's size over the time the engine took to apply it.
 
+``--dialect`` chooses the order API: the project's own (the default), Binance
+spot against the simulator's Binance dialect, or ``both`` in every round
+(their order swapped every other round), the second reported beside the
+first with the difference.
+
 ``--baseline`` runs, in the same rounds, the naive engine in
 ``benchmarks/naive_engine.py`` (stdlib json, a SortedDict book, an
 ``asyncio.gather`` of tasks per update, a new ``httpx.AsyncClient`` per
@@ -41,7 +46,7 @@ import sys
 from pathlib import Path
 
 from ...core.errors import ConfigError
-from .orchestration import EngineCase, run_bench
+from .orchestration import DIALECTS, EngineCase, run_bench
 from .plot import plot
 from .report import LOADED_PER_CORE, load, load_note, machine, print_report
 from .stats import percentile, percentiles, wire_to_wire
@@ -77,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gateway", choices=("fast", "httpx"), default="fast", help="the engine's order path"
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=tuple(DIALECTS),
+        default="own",
+        help="the order API: the project's own against exchange-sim, Binance spot (signed, "
+        "HMAC-SHA256) against exchange-sim --dialect binance, or both in each round "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--busy-poll-s",

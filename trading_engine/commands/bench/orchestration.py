@@ -3,6 +3,11 @@
 Starts each round's processes on free loopback ports, runs the engine in
 this process with its stages recorded sample by sample, collects the
 exchange's arrival stamps and stops everything, whatever happens.
+
+The engine speaks either order-API dialect: the project's own against
+``exchange-sim``, or Binance spot (signed requests, HMAC-SHA256) against
+``exchange-sim --dialect binance``; both simulators stamp an order's
+arrival the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -29,11 +34,25 @@ from ...core.errors import ConfigError
 from ...lowlevel.metrics import LatencyHistogram
 from .report import build_report
 from .stats import percentiles, wire_to_wire
-from .ticks import OTHER, SYMBOL
+from .ticks import OTHER, SYMBOL, TRIGGER
 
-__all__ = ["API_KEY", "EngineCase", "bench_config", "run_bench"]
+__all__ = ["API_KEY", "BINANCE_SYMBOLS", "DIALECTS", "EngineCase", "bench_config", "run_bench"]
 
 API_KEY = "bench-key"
+#: The HMAC-SHA256 secret of the Binance dialect's key.
+API_SECRET = "bench-secret"
+#: ``--dialect``'s choices and the dialects each runs, in the order of a round.
+DIALECTS: Final = {"own": ("own",), "binance": ("binance",), "both": ("own", "binance")}
+#: The symbols the engine configures on the Binance dialect. The gateway takes one
+#: instrument per process on that venue, so the background symbol's frames reach
+#: an engine that does not know it (refused and counted, never applied); once it
+#: takes more, this is ``(SYMBOL, OTHER)`` as on the own dialect.
+BINANCE_SYMBOLS: Final = (SYMBOL,)
+#: The venue's weight and order-count limits, lifted on both sides: at a tick
+#: every 2 ms they would pause the benchmark, which measures latency, not them.
+_UNLIMITED: Final = 10**9
+#: The environment the exchange and the engine read their key (and secret) from.
+_SECRETS: Final = {"TRADING_ENGINE_BENCH_KEY": API_KEY, "TRADING_ENGINE_BENCH_SECRET": API_SECRET}
 
 
 class _Recording(LatencyHistogram):
@@ -69,6 +88,7 @@ def _free_port() -> int:
 
 
 async def _wait_http(url: str, within_s: float = 15.0) -> None:
+    """Poll ``url`` until the server answers anything (an HTTP error status included)."""
     deadline = time.monotonic() + within_s
     async with httpx.AsyncClient() as client:
         while True:
@@ -95,20 +115,31 @@ def _place(pid: int, cpus: set[int] | None) -> None:
             os.sched_setaffinity(pid, cpus)
 
 
-async def _start_exchange(port: int, cpus: set[int] | None = None) -> asyncio.subprocess.Process:
+def _exchange_arguments(port: int, dialect: str) -> list[str]:
+    """``trading-engine exchange-sim``'s arguments for the bench on ``dialect``."""
+    arguments = ["exchange-sim", "--port", str(port), "--stamp-arrivals",
+                 "--api-key-env", "TRADING_ENGINE_BENCH_KEY"]  # fmt: skip
+    if dialect == "binance":
+        arguments += ["--dialect", "binance", "--api-secret-env", "TRADING_ENGINE_BENCH_SECRET",
+                      "--weight-limit", str(_UNLIMITED), "--order-limit-10s", str(_UNLIMITED),
+                      "--order-limit-1d", str(_UNLIMITED)]  # fmt: skip
+    return arguments
+
+
+async def _start_exchange(
+    port: int, cpus: set[int] | None = None, dialect: str = "own"
+) -> asyncio.subprocess.Process:
     # The bench sends the market data itself, so the simulator's warning that
     # it publishes none is expected: its stderr is shown only if it fails.
     with tempfile.TemporaryFile() as errors:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "trading_engine", "exchange-sim", "--port", str(port),
-            "--stamp-arrivals", "--api-key-env", "TRADING_ENGINE_BENCH_KEY",
-            env={**os.environ, "TRADING_ENGINE_BENCH_KEY": API_KEY,
-                 "TRADING_ENGINE__ENGINE__LOG_LEVEL": "error"},
+            sys.executable, "-m", "trading_engine", *_exchange_arguments(port, dialect),
+            env={**os.environ, **_SECRETS, "TRADING_ENGINE__ENGINE__LOG_LEVEL": "error"},
             stdout=asyncio.subprocess.DEVNULL, stderr=errors,
         )  # fmt: skip
         _place(process.pid, cpus)
         try:
-            await _wait_http(f"http://127.0.0.1:{port}/orders")
+            await _wait_http(f"http://127.0.0.1:{port}/bench/arrivals")
         except httpx.TransportError:
             await _stop(process)
             errors.seek(0)
@@ -172,8 +203,15 @@ def bench_config(
     exchange_port: int,
     busy_poll_s: float = 0.0,
     journal_path: str = ":memory:",
+    dialect: str = "own",
 ) -> Config:
-    """The engine's configuration for the benchmark: ThresholdTaker firing on every tick."""
+    """The engine's configuration for the benchmark: ThresholdTaker firing on every tick.
+
+    ``dialect`` is the order API's (``own`` or ``binance``); on ``binance``
+    the instruments are :data:`BINANCE_SYMBOLS`.
+    """
+    symbols = BINANCE_SYMBOLS if dialect == "binance" else (SYMBOL, OTHER)
+    signing = {"api_secret_env": "TRADING_ENGINE_BENCH_SECRET"} if dialect == "binance" else {}
     return parse_config(
         {
             "engine": {"loop": loop, "log_level": "error", "busy_poll_s": busy_poll_s},
@@ -182,8 +220,10 @@ def bench_config(
             "admin": {"port": 0},
             "gateway": {
                 "mode": gateway,
+                "venue": dialect,
                 "base_url": f"http://127.0.0.1:{exchange_port}",
                 "api_key_env": "TRADING_ENGINE_BENCH_KEY",
+                **signing,
                 "max_requests_per_s": 100000,
                 "fast_connections": 4,
             },
@@ -195,15 +235,14 @@ def bench_config(
                 "price_band": 0.1,
             },
             "instruments": [
-                {"symbol": SYMBOL, "tick_size": "0.01", "lot_size": "0.001"},
-                {"symbol": OTHER, "tick_size": "0.01", "lot_size": "0.001"},
+                {"symbol": symbol, "tick_size": "0.01", "lot_size": "0.001"} for symbol in symbols
             ],
             "strategies": [
                 {
                     "name": "taker",
                     "class": "strategies.threshold:ThresholdTaker",
                     "symbols": [SYMBOL],
-                    "params": {"side": "buy", "trigger_price": "1050.00", "quantity": "0.001"},
+                    "params": {"side": "buy", "trigger_price": TRIGGER, "quantity": "0.001"},
                 }
             ],
         },
@@ -226,6 +265,8 @@ class EngineCase:
     #: Journal every order to an SQLite file in a temporary folder (off: no journal).
     journal: bool = True
     pin: bool = False
+    #: The order API's dialect: ``own`` or ``binance``.
+    dialect: str = "own"
 
 
 async def _engine_run(case: EngineCase) -> dict[str, Any]:
@@ -235,7 +276,7 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
     pins = pin_sets() if case.pin else None
     others = None if pins is None else pins[1]
     exchange_port = _free_port()
-    exchange = await _start_exchange(exchange_port, others)
+    exchange = await _start_exchange(exchange_port, others, case.dialect)
     folder = tempfile.TemporaryDirectory(prefix="trading-engine-bench-")
     try:
         config = bench_config(
@@ -244,10 +285,13 @@ async def _engine_run(case: EngineCase) -> dict[str, Any]:
             exchange_port,
             case.busy_poll_s,
             journal_path=str(Path(folder.name) / "journal.db"),
+            dialect=case.dialect,
         )
-        engine = build_engine(
-            config, environ={"TRADING_ENGINE_BENCH_KEY": API_KEY}, journal=case.journal
-        )
+        engine = build_engine(config, environ=_SECRETS, journal=case.journal)
+        dialect = getattr(engine.sink, "dialect", None)
+        if dialect is not None and hasattr(dialect, "order_limit_10s"):
+            # The venue's limits, lifted as the simulator's are (see _UNLIMITED).
+            dialect.weight_limit_1m = dialect.order_limit_10s = _UNLIMITED
         await engine.start()
         assert engine.feed is not None
         GcMonitor.tune(config.engine.gc_freeze, config.engine.gc_threshold)  # as `run` does
@@ -345,7 +389,7 @@ async def _baseline_run(
     try:
         engine = await asyncio.create_subprocess_exec(
             sys.executable, str(script), "--exchange", f"http://127.0.0.1:{exchange_port}",
-            "--trigger", "1050.00", "--quantity", "0.001",
+            "--trigger", TRIGGER, "--quantity", "0.001",
             env={**os.environ, "EXCHANGE_API_KEY": API_KEY}, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -384,9 +428,18 @@ def _find_baseline(path: str | None) -> Path:
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every round and return the report (also printed unless ``quiet``)."""
+    """Run every round and return the report.
+
+    Each round runs the engine on every dialect ``args.dialect`` names
+    (``both``: own and Binance, their order swapped every other round so
+    that drift in the machine's load hits both alike); the comparisons
+    (``--compare-metrics``, ``--compare-journal``, ``--baseline``) run with
+    the first. Raises :class:`ConfigError` when ``--baseline`` cannot find
+    its script.
+    """
     baseline_script = _find_baseline(args.baseline_script) if args.baseline else None
     interval_s = args.interval_ms / 1000
+    dialects = DIALECTS[getattr(args, "dialect", "own")]
     rounds: list[dict[str, Any]] = []
     for number in range(args.rounds):
         current: dict[str, Any] = {}
@@ -400,9 +453,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             True,
             rate,
             args.busy_poll_s,
-            args.pin,
+            pin=args.pin,
+            dialect=dialects[0],
         )
-        current["engine"] = _engine_case(case)
+        for dialect in dialects[::-1] if number % 2 else dialects:
+            key = "engine" if dialect == dialects[0] else f"engine_{dialect}"
+            current[key] = _engine_case(replace(case, dialect=dialect))
         if args.compare_metrics:
             current["engine_metrics_off"] = _engine_case(replace(case, burst=0, metrics=False))
         if args.compare_journal:
@@ -417,10 +473,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         rounds.append(current)
-        w2w = percentiles(current["engine"]["wire_to_wire_us"])
-        print(
-            f"round {number + 1}/{args.rounds}: engine wire-to-wire p50 {w2w['p50']:.1f} us "
-            f"p99 {w2w['p99']:.1f} us ({current['engine']['orders']} orders)",
-            file=sys.stderr,
-        )
-    return build_report(args, rounds)
+        for dialect in dialects:
+            key = "engine" if dialect == dialects[0] else f"engine_{dialect}"
+            w2w = percentiles(current[key]["wire_to_wire_us"])
+            print(
+                f"round {number + 1}/{args.rounds}: engine ({dialect} dialect) wire-to-wire "
+                f"p50 {w2w['p50']:.1f} us p99 {w2w['p99']:.1f} us ({current[key]['orders']} "
+                "orders)",
+                file=sys.stderr,
+            )
+    return build_report(args, rounds, dialects)

@@ -84,28 +84,67 @@ def _median_of(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
-def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per quantile, the median over the rounds of each round's figure."""
+    return {name: _median_of(runs, name) for name in ("p50", "p90", "p99", "p99.9", "max")}
+
+
+def _engine_section(rounds: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """One engine run's figures over the rounds: wire to wire, its stages, throughput."""
+    runs = [r[kind] for r in rounds]
+    stage_names = sorted({name for run in runs for name in run["stages_us"]})
+    throughputs = [run["throughput_msg_per_s"] for run in runs if run["throughput_msg_per_s"]]
+    return {
+        "wire_to_wire_us": _summary([percentiles(run["wire_to_wire_us"]) for run in runs]),
+        "orders_per_round": [run["orders"] for run in runs],
+        "stages_us": {
+            name: _summary([percentiles(run["stages_us"][name]) for run in runs])
+            for name in stage_names
+            if all(run["stages_us"].get(name) for run in runs)
+        },
+        "throughput_msg_per_s": statistics.median(throughputs) if throughputs else None,
+    }
+
+
+def _added(second: dict[str, Any], first: dict[str, Any]) -> dict[str, float]:
+    """What ``second`` adds to ``first`` at p50 and p99 (us): wire to wire and the engine's own."""
+    added = {}
+    for name, (a, b) in {
+        "wire_to_wire": (second["wire_to_wire_us"], first["wire_to_wire_us"]),
+        "tick_to_trade": (
+            second["stages_us"].get("tick_to_trade"),
+            first["stages_us"].get("tick_to_trade"),
+        ),
+    }.items():
+        if a is not None and b is not None:
+            added[f"{name}_p50"] = a["p50"] - b["p50"]
+            added[f"{name}_p99"] = a["p99"] - b["p99"]
+    return added
+
+
+def build_report(
+    args: argparse.Namespace,
+    rounds: list[dict[str, Any]],
+    dialects: tuple[str, ...] = ("own",),
+) -> dict[str, Any]:
+    """The report of ``rounds`` (each a dict of engine runs by kind, as ``run_bench`` makes).
+
+    ``engine`` is the run on ``dialects[0]``; each later dialect's is
+    under its name (``binance``), with what it adds to the first
+    dialect's (``added_us``: wire to wire and the engine's tick to order
+    written, p50 and p99). Microseconds throughout.
+    """
+
     def per_round(kind: str, key: str = "wire_to_wire_us") -> list[dict[str, float]]:
         return [percentiles(r[kind][key]) for r in rounds if kind in r]
 
-    def summary(runs: list[dict[str, float]]) -> dict[str, float]:
-        return {name: _median_of(runs, name) for name in ("p50", "p90", "p99", "p99.9", "max")}
-
-    engine_w2w = per_round("engine")
-    stage_names = sorted({name for r in rounds for name in r["engine"]["stages_us"]})
-    stages = {
-        name: summary([percentiles(r["engine"]["stages_us"][name]) for r in rounds])
-        for name in stage_names
-        if all(r["engine"]["stages_us"].get(name) for r in rounds)
-    }
-    throughputs = [
-        r["engine"]["throughput_msg_per_s"] for r in rounds if r["engine"]["throughput_msg_per_s"]
-    ]
+    summary = _summary
     report: dict[str, Any] = {
         "machine": machine(),
         "settings": {
             "loop": args.loop,
             "gateway": args.gateway,
+            "dialects": list(dialects),
             "busy_poll_s": args.busy_poll_s,
             "pinned": bool(getattr(args, "pin", False)),
             "background_rate": args.background_rate,
@@ -116,15 +155,15 @@ def build_report(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict
             "baseline_ticks": args.baseline_ticks if args.baseline else None,
             "baseline_interval_ms": args.baseline_interval_ms if args.baseline else None,
         },
-        "engine": {
-            "wire_to_wire_us": summary(engine_w2w),
-            "orders_per_round": [r["engine"]["orders"] for r in rounds],
-            "stages_us": stages,
-            "throughput_msg_per_s": statistics.median(throughputs) if throughputs else None,
-        },
+        "engine": {"dialect": dialects[0], **_engine_section(rounds, "engine")},
         "note": "medians over rounds of each round's percentile; microseconds",
     }
     samples = {"engine": [x for r in rounds for x in r["engine"]["wire_to_wire_us"]]}
+    for dialect in dialects[1:]:
+        section = _engine_section(rounds, f"engine_{dialect}")
+        section["added_us"] = _added(section, report["engine"])
+        report[dialect] = section
+        samples[dialect] = [x for r in rounds for x in r[f"engine_{dialect}"]["wire_to_wire_us"]]
     if any("engine_metrics_off" in r for r in rounds):
         off = per_round("engine_metrics_off")
         internal_on = summary(
@@ -185,16 +224,17 @@ def print_report(report: dict[str, Any]) -> None:
         f"{m['cores']} cores, {m['build']} build\n"
         f"loop {s['loop']} (busy_poll_s {s['busy_poll_s']}"
         f"{', engine pinned to its own CPU' if s.get('pinned') else ''}), gateway "
-        f"{s['gateway']}, {s['ticks']} ticks every {s['interval_ms']} ms with "
+        f"{s['gateway']}, order API {' and '.join(s.get('dialects', ['own']))}, "
+        f"{s['ticks']} ticks every {s['interval_ms']} ms with "
         f"{s['background_rate']:g} background updates/s, {s['rounds']} rounds\n"
         f"({report['note']})\n"
     )
-    header = f"{'':34s}{'p50':>10s}{'p90':>10s}{'p99':>10s}{'p99.9':>10s}{'max':>10s}"
+    header = f"{'':44s}{'p50':>10s}{'p90':>10s}{'p99':>10s}{'p99.9':>10s}{'max':>10s}"
     print(header)
 
     def row(name: str, values: dict[str, float]) -> None:
         cells = "".join(f"{values[k]:10.1f}" for k in ("p50", "p90", "p99", "p99.9", "max"))
-        print(f"{name:34s}{cells}")
+        print(f"{name:44s}{cells}")
 
     engine = report["engine"]
     row("wire to wire (tick sent -> order in)", engine["wire_to_wire_us"])
@@ -207,6 +247,22 @@ def print_report(report: dict[str, Any]) -> None:
     }
     for name, values in engine["stages_us"].items():
         row(labels.get(name, name), values)
+    for dialect in s.get("dialects", [])[1:]:
+        other = report[dialect]
+        row(f"{dialect}: wire to wire", other["wire_to_wire_us"])
+        for name, values in other["stages_us"].items():
+            row(f"{dialect}: {labels.get(name, name).strip()}", values)
+        added = other["added_us"]
+        print(
+            f"{dialect} over {engine['dialect']}: wire to wire {added['wire_to_wire_p50']:+.1f} us "
+            f"at p50, {added['wire_to_wire_p99']:+.1f} us at p99"
+            + (
+                f"; bytes in -> written {added['tick_to_trade_p50']:+.1f} us at p50, "
+                f"{added['tick_to_trade_p99']:+.1f} us at p99"
+                if "tick_to_trade_p50" in added
+                else ""
+            )
+        )
     if "metrics_off" in report:
         off = report["metrics_off"]
         row("metrics off: wire to wire", off["wire_to_wire_us"])
@@ -234,3 +290,8 @@ def print_report(report: dict[str, Any]) -> None:
     if engine["throughput_msg_per_s"]:
         print(f"throughput: {engine['throughput_msg_per_s']:,.0f} updates/s applied (burst)")
     print(f"orders per round: {engine['orders_per_round']} of {s['ticks']} ticks")
+    for dialect in s.get("dialects", [])[1:]:
+        other = report[dialect]
+        if other["throughput_msg_per_s"]:
+            print(f"{dialect}: throughput {other['throughput_msg_per_s']:,.0f} updates/s applied")
+        print(f"{dialect}: orders per round: {other['orders_per_round']} of {s['ticks']} ticks")

@@ -2,7 +2,10 @@
 
 Each tick moves the best ask of ``SYMBOL`` to a price no other tick has
 within ``PRICE_CYCLE`` ticks, so an order names the tick that caused it
-by its price. It runs as a separate process (``python -m
+by its price. The prices (100.00 to 139.99, ``TRIGGER`` above them and
+the burst's ask above that) sit inside the exchange simulator's
+percent-price band on either dialect: its resting book, which no one
+moves during the bench, has its mid at 100.00. It runs as a separate process (``python -m
 trading_engine.commands.bench``, see ``__main__``) so that its sending
 does not share the engine's interpreter.
 """
@@ -15,15 +18,19 @@ from typing import Any
 
 import orjson
 
-__all__ = ["OTHER", "PRICE_CYCLE", "SYMBOL", "publish"]
+__all__ = ["OTHER", "PRICE_CYCLE", "SYMBOL", "TRIGGER", "publish"]
 
 SYMBOL = "BTC-USD"
 OTHER = "ETH-USD"  # background market data nobody trades
-PRICE_CYCLE = 4000  # distinct ask prices: 1000.00 .. 1039.99
+PRICE_CYCLE = 4000  # distinct ask prices: 100.00 .. 139.99
+#: The taker's trigger: every tick's ask is at or below it, the burst's above.
+TRIGGER = "150.00"
+_BID = "99.99"
+_BURST_ASK = "160.00"
 
 
 def _ask(i: int) -> str:
-    cents = 100_000 + i % PRICE_CYCLE
+    cents = 10_000 + i % PRICE_CYCLE
     return f"{cents // 100}.{cents % 100:02d}"
 
 
@@ -44,7 +51,7 @@ def publish(
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     seq = 1
-    for symbol, bid, ask in ((SYMBOL, "999.99", _ask(0)), (OTHER, "99.99", "100.01")):
+    for symbol, bid, ask in ((SYMBOL, _BID, _ask(0)), (OTHER, "99.99", "100.01")):
         snapshot = {"type": "snapshot", "symbol": symbol, "seq": 1,
                     "bids": [[bid, "10"]], "asks": [[ask, "1"]]}  # fmt: skip
         sock.sendall(orjson.dumps(snapshot, option=orjson.OPT_APPEND_NEWLINE))
@@ -73,11 +80,11 @@ def publish(
     burst_first = seq + 2
     if burst:
         seq += 1
-        sock.sendall(_frame(seq, [], [[previous, "0"], ["1060.00", "1"]]))
+        sock.sendall(_frame(seq, [], [[previous, "0"], [_BURST_ASK, "1"]]))
         frames = []
         for i in range(burst):
             seq += 1
-            frames.append(_frame(seq, [["999.99", str(1 + i % 9)]], []))
+            frames.append(_frame(seq, [[_BID, str(1 + i % 9)]], []))
         payload = b"".join(frames)
         view = memoryview(payload)
         for start in range(0, len(payload), 65536):

@@ -418,6 +418,9 @@ class BinanceSimulator(ExchangeSimulator):
                 "minutes.",
             )  # fmt: skip
         order, answer_type = self._take(params)
+        # The bench's stamp, taken at the request's first bytes, is noted after
+        # matching: the order's way through the venue carries no timing.
+        order.arrival_ns = self._arrival_ns(request)
         now = self.now_ms()
         if self._roll(faults.fail_after):
             self._count("fail_after")
