@@ -47,7 +47,7 @@ DIALECTS: Final = {"own": ("own",), "binance": ("binance",), "both": ("own", "bi
 #: instrument per process on that venue, so the background symbol's frames reach
 #: an engine that does not know it (refused and counted, never applied); once it
 #: takes more, this is ``(SYMBOL, OTHER)`` as on the own dialect.
-BINANCE_SYMBOLS: Final = (SYMBOL,)
+BINANCE_SYMBOLS: Final = (SYMBOL, OTHER)
 #: The venue's weight and order-count limits, lifted on both sides: at a tick
 #: every 2 ms they would pause the benchmark, which measures latency, not them.
 _UNLIMITED: Final = 10**9

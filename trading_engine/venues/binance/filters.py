@@ -226,24 +226,25 @@ class SymbolFilters:
                 self._max_notional_market = _flag(
                     notional.get("applyMaxToMarket", False), f"{where}.applyMaxToMarket"
                 )
-        self._percent: tuple[Fraction, Fraction] | None = None
+        #: (down numerator, down denominator, up numerator, up denominator).
+        self._percent: tuple[int, int, int, int] | None = None
         percent = filters.get("PERCENT_PRICE")
         if percent is not None:
             where = f"{symbol} PERCENT_PRICE"
-            self._percent = (
+            self._percent = _band(
                 _number(percent.get("multiplierDown"), f"{where}.multiplierDown"),
                 _number(percent.get("multiplierUp"), f"{where}.multiplierUp"),
             )
-        self._percent_by_side: dict[Side, tuple[Fraction, Fraction]] | None = None
+        self._percent_by_side: dict[Side, tuple[int, int, int, int]] | None = None
         by_side = filters.get("PERCENT_PRICE_BY_SIDE")
         if by_side is not None:
             where = f"{symbol} PERCENT_PRICE_BY_SIDE"
             self._percent_by_side = {
-                Side.BUY: (
+                Side.BUY: _band(
                     _number(by_side.get("bidMultiplierDown"), f"{where}.bidMultiplierDown"),
                     _number(by_side.get("bidMultiplierUp"), f"{where}.bidMultiplierUp"),
                 ),
-                Side.SELL: (
+                Side.SELL: _band(
                     _number(by_side.get("askMultiplierDown"), f"{where}.askMultiplierDown"),
                     _number(by_side.get("askMultiplierUp"), f"{where}.askMultiplierUp"),
                 ),
@@ -314,23 +315,35 @@ class SymbolFilters:
                 return "notional_max"
         if not market and reference_price is not None:
             assert price is not None
+            # Integer cross-multiplication: price < reference * p / q, with
+            # reference = n / d, is price * d * q < n * p (d, q > 0).
+            if type(reference_price) is int:
+                n, d = reference_price, 1
+            else:
+                n, d = reference_price.numerator, reference_price.denominator
+            scaled = price * d
             band = self._percent
             if band is not None:
-                if price < reference_price * band[0]:
+                low_p, low_q, high_p, high_q = band
+                if scaled * low_q < n * low_p:
                     return "percent_price_down"
-                if price > reference_price * band[1]:
+                if scaled * high_q > n * high_p:
                     return "percent_price_up"
             by_side = self._percent_by_side
             if by_side is not None:
-                low, high = by_side[side]
-                if price < reference_price * low:
+                low_p, low_q, high_p, high_q = by_side[side]
+                if scaled * low_q < n * low_p:
                     return "percent_price_by_side_down"
-                if price > reference_price * high:
+                if scaled * high_q > n * high_p:
                     return "percent_price_by_side_up"
         limit = self._max_orders
         if limit is not None and open_orders is not None and open_orders + 1 > limit:
             return "max_num_orders"
         return None
+
+
+def _band(down: Fraction, up: Fraction) -> tuple[int, int, int, int]:
+    return down.numerator, down.denominator, up.numerator, up.denominator
 
 
 def _grid_reason(grid: _Grid | None, lots: int, name: str) -> str | None:
