@@ -138,6 +138,23 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
     }  # fmt: skip
     stricter = merge_status([doc("halted", "closed", "A", 0)], ["w"], own_state="reducing")
     assert stricter["trading_state"] == "halted"
+    assert "venue" not in stricter  # the own API's workers say nothing of a venue
+
+
+def test_merged_status_shows_the_venue_with_the_latest_ban_of_any_worker() -> None:
+    def doc(ban: str | None, offset: int) -> dict[str, object]:
+        return {
+            "trading_state": "halted" if ban else "active", "breaker": "closed", "books": {},
+            "positions": {}, "open_orders": 0, "strategies": {},
+            "venue": {"dialect": "binance", "ban_until": ban, "clock_offset_ms": offset},
+        }  # fmt: skip
+
+    merged = merge_status(
+        [doc(None, 3), doc("2026-12-06T04:10:00Z", 4), doc("2026-12-06T04:05:00Z", 5)], []
+    )
+    assert merged["venue"] == {
+        "dialect": "binance", "ban_until": "2026-12-06T04:10:00Z", "clock_offset_ms": 3
+    }  # fmt: skip
 
 
 def test_order_metrics_count_every_status_faults_and_long_latencies() -> None:

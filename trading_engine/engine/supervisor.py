@@ -386,7 +386,7 @@ class Supervisor:
         for described, document in zip(workers, documents, strict=True):
             described["trading_state"] = None if document is None else document["trading_state"]
             # Each worker reconciles and journals on its own: show each one's.
-            for key in ("reconciliation", "journal"):
+            for key in ("reconciliation", "journal", "venue"):
                 described[key] = None if document is None else document.get(key)
         merged = merge_status(
             documents,
@@ -519,6 +519,14 @@ def merge_status(
             merged[key].update(document[key])
         merged["open_orders"] += document["open_orders"]
         merged["open_order_list"].extend(document.get("open_order_list", ()))
+        venue = document.get("venue")
+        if isinstance(venue, dict):
+            # One account: the first answering worker's view, with the latest ban of any
+            # (ISO-8601 UTC times compare as text); each worker's own is in ``workers``.
+            shown = merged.setdefault("venue", dict(venue))
+            ban = venue.get("ban_until")
+            if ban is not None and (shown.get("ban_until") is None or ban > shown["ban_until"]):
+                shown["ban_until"] = ban
         # Venue fees in an asset without a price: each worker's own fills, summed per asset.
         for asset, amount in document.get("fees_unconverted", {}).items():
             total = Decimal(merged["fees_unconverted"].get(asset, "0")) + Decimal(amount)
