@@ -96,10 +96,20 @@ def run(args: argparse.Namespace, config: Any) -> int:
     if args.from_ns is not None and args.to_ns is not None and args.to_ns < args.from_ns:
         raise BacktestUsageError("--to is before --from")
     if getattr(args, "sweep", None):
-        from ..backtest.sweep import BacktestJob, sweep_command
+        from ..backtest.sweep import (
+            BacktestJob,
+            SweepSpecError,
+            check_grid,
+            parse_sweep,
+            sweep_command,
+        )
 
         if args.json is not None:
             raise BacktestUsageError("--json: a sweep writes its table into --report DIR")
+        try:
+            check_grid(config, parse_sweep(args.sweep))
+        except SweepSpecError as exc:
+            raise BacktestUsageError(str(exc)) from None
         job = BacktestJob(
             args.config,
             tuple(args.data),
