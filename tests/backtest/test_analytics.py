@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -101,6 +102,22 @@ def test_sharpe_and_sortino_by_hand() -> None:
     assert r.periods_per_year == 365 * 86_400
     assert r.sharpe_annualised == pytest.approx(19 / math.sqrt(4363) * math.sqrt(31_536_000))
     assert r.interval_ns == S
+
+
+def test_the_grid_starts_when_the_strategies_start_trading() -> None:
+    # With --from, the data before it only builds the books: an equity grid
+    # from the data's first instant adds intervals of zero return in which no
+    # strategy could trade, and dilutes Sharpe and Sortino.
+    hand = _hand_result()
+    early = dataclasses.replace(hand.meta, first_ns=-100 * S, from_ns=0)
+    a = analyze(dataclasses.replace(hand, meta=early))
+    assert a.times == (0, S, 2 * S, 3 * S)
+    r = a.currencies["USD"].ratios
+    assert r.intervals == 3
+    assert r.sharpe == pytest.approx(19 / math.sqrt(4363))
+    # A --from before the data changes nothing: the grid starts with the data.
+    before = dataclasses.replace(hand.meta, from_ns=-100 * S)
+    assert analyze(dataclasses.replace(hand, meta=before)).times == (0, S, 2 * S, 3 * S)
 
 
 def test_a_coarser_interval_is_stated_and_used() -> None:

@@ -238,3 +238,41 @@ def test_a_recorded_2022_okx_message_goes_through_the_okx_dialect(tmp_path: Path
     assert (len(snapshot.bids), len(snapshot.asks)) == (39, 37)
     assert snapshot.bids[0] == (7014, 56)
     assert snapshot.asks[0] == (7026, 5)
+
+
+def test_a_repeated_tardis_trade_is_counted_not_traded_twice(tmp_path: Path) -> None:
+    # A row written twice (a merged or re-downloaded file) has the same trade id
+    # and time: traded twice it would move a resting order's queue twice.
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        TRADES_CSV
+        + "binance,XMRBTC,1,1000,7,buy,0.005,1.5\n"
+        + "binance,XMRBTC,1,1000,7,buy,0.005,1.5\n"
+        + "binance,XMRBTC,1,1000,,sell,0.005,1\n"  # no id: cannot be told apart
+        + "binance,XMRBTC,1,1000,,sell,0.005,1\n"
+        + "binance,XMRBTC,2,2000,8,sell,0.004,0.25\n"
+    )
+    events, skipped = read([path], XMRBTC)
+    assert [(e.ts_ns, e.message.size) for e in events] == [  # type: ignore[union-attr]
+        (1_000_000, 1500),
+        (1_000_000, 1000),
+        (1_000_000, 1000),
+        (2_000_000, 250),
+    ]
+    assert skipped == {"duplicate": 1}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a negative or zero size, or a price that is zero, negative or not a number, is "
+    "counted off_grid (InvalidValue's reason is dropped): the count points at the grids",
+)
+def test_a_size_that_is_not_positive_is_counted_as_a_bad_size(tmp_path: Path) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        TRADES_CSV
+        + "binance,XMRBTC,1,1000,7,buy,0.005,-1.5\n"
+        + "binance,XMRBTC,1,2000,8,buy,0.005,0\n"
+    )
+    _events, skipped = read([path], XMRBTC)
+    assert skipped == {"bad_size": 2}

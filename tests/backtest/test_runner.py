@@ -296,3 +296,50 @@ def test_the_command_sweeps_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     bad = ["backtest", "--config", str(cfg), str(TARDIS), "--sweep", "no-equals-sign"]
     assert main(bad) == 2
+
+
+@pytest.mark.parametrize(
+    ("bounds", "says"),
+    [
+        (["--from", "2030-01-01T00:00:00Z"], "before --from"),
+        (["--to", "2000-01-01T00:00:00Z"], "the data starts after --to"),
+    ],
+)
+def test_a_range_outside_the_data_is_said_not_silent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounds: list[str], says: str
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    assert main(["backtest", "--config", str(cfg), str(TARDIS), *bounds]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "no data in the range" in err[0]
+    assert says in err[0]
+    # Inside the data, nothing is said.
+    assert main(["backtest", "--config", str(cfg), str(TARDIS)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--from/--to take any integer as ns: a time in seconds (1628952397) is read as "
+    "1970 and the whole file runs, silently; the lead decides whether to refuse it",
+)
+def test_a_time_in_seconds_is_not_taken_for_nanoseconds(tmp_path: Path) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    try:
+        code = main(["backtest", "--config", str(cfg), str(TARDIS), "--from", "1628952397"])
+    except SystemExit as exited:
+        code = exited.code
+    assert code == 2

@@ -249,3 +249,42 @@ def test_backtest_job_loads_the_config_and_sets_the_parameters(
         "seed": 7,
         "parameters": {"market_maker": {"spread_ticks": "3", "size": "0.002"}},
     }
+
+
+_MM_CONFIG = (
+    '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+    '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+    'params = { quantity = "0.5", max_inventory = "5" }\n'
+    '[journal]\npath = ":memory:"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        # A parameter the strategy does not have.
+        ("mm.no_such_param=1,2", "mm.no_such_param=1: strategies[0].params.no_such_param"),
+        # A value of the wrong type, and one off the instrument's grid.
+        ("mm.half_spread_ticks=1,two", "mm.half_spread_ticks=two: strategies[0].params."),
+        ("mm.quantity=0.5,0.0005", "mm.quantity=0.0005: strategies[0].params.quantity"),
+        # A strategy that is not configured.
+        ("nobody.quantity=1", "--sweep nobody.quantity: no strategy named 'nobody'"),
+    ],
+)
+def test_a_sweep_value_the_strategy_refuses_is_a_usage_error_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, names: str
+) -> None:
+    from trading_engine.commands.cli import main
+
+    from .test_runner import TARDIS
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(_MM_CONFIG)
+    out = tmp_path / "sweep"
+    code = main(["backtest", "--config", str(cfg), str(TARDIS), "--report", str(out),
+                 "--workers", "1", "--sweep", spec])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1, err
+    assert names in err[0]
+    assert not out.exists()  # refused before any combination ran

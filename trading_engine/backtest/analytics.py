@@ -319,7 +319,12 @@ def _equity2(position: Position, mid2: int | None, last_price: int) -> tuple[int
 def _grid(result: BacktestResult, interval_ns: int) -> tuple[int, ...]:
     instants = [f.ts_ns for f in result.fills] + [m.ts_ns for m in result.marks]
     meta = result.meta
-    instants += [t for t in (meta.first_ns, meta.last_ns) if t is not None]
+    first = meta.first_ns
+    if first is not None and meta.from_ns is not None and meta.from_ns > first:
+        # The data before ``from`` only built the books: no strategy traded
+        # there, and intervals of it would dilute the ratios with zeros.
+        first = meta.from_ns if meta.last_ns is None else min(meta.from_ns, meta.last_ns)
+    instants += [t for t in (first, meta.last_ns) if t is not None]
     if not instants:
         return ()
     start, end = min(instants), max(instants)

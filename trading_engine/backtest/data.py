@@ -22,7 +22,7 @@ merge: at equal times, the file named first goes first).
 Bad input is never silent: a file that cannot be read at all (missing,
 empty, an unknown format, a corrupt or truncated gzip stream) raises
 :class:`DataError` naming it; a line that cannot be used is left out and
-counted in ``skipped`` by reason (``out_of_order``, ``cut_line``,
+counted in ``skipped`` by reason (``out_of_order``, ``duplicate``, ``cut_line``,
 ``bad_line``, ``unknown_symbol``, ``off_grid``, ``before_snapshot``,
 ``resync_gap``...), which the result reports.
 """
@@ -531,6 +531,8 @@ def _tardis_trades(
     """``trades`` rows, one trade each; ``side`` is the aggressor (``unknown`` is left out)."""
     grids = {symbol: Grid(inst) for symbol, inst in instruments.items()}
     last = 0
+    # Per symbol, the (time, id) of its last trade: a row written twice is left out.
+    previous: dict[str, tuple[int, str]] = {}
     lines = _lines(path, skipped)
     next(lines, None)  # the header
     for line in lines:
@@ -551,6 +553,11 @@ def _tardis_trades(
             _bump(skipped, "out_of_order")
             continue
         last = ts
+        if _id:
+            if previous.get(symbol) == (ts, _id):
+                _bump(skipped, "duplicate")
+                continue
+            previous[symbol] = (ts, _id)
         side = _SIDES.get(side_text)
         if side is None:
             _bump(skipped, "trade_side_unknown")

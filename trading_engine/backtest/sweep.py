@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import orjson
 
+from ..config import Config
 from .analytics import analyze, decimal_text
 from .result import BacktestResult
 
@@ -56,6 +57,7 @@ __all__ = [
     "SweepRow",
     "SweepSpecError",
     "add_sweep_arguments",
+    "check_grid",
     "combinations",
     "evaluate",
     "nested_parameters",
@@ -134,6 +136,44 @@ def nested_parameters(combination: Mapping[str, str]) -> dict[str, dict[str, str
         strategy, _, parameter = key.partition(".")
         nested.setdefault(strategy, {})[parameter] = value
     return nested
+
+
+def check_grid(config: Config, grid: Mapping[str, Sequence[str]]) -> None:
+    """Check every swept value against its strategy before anything runs.
+
+    Each value is set alone over the configured params and its strategy is
+    built as ``check-config`` builds it (class, params model, tick and lot
+    grids), so a parameter the strategy does not have, a value of the wrong
+    type or off the instrument's grid, or a strategy that is not configured
+    is refused once, up front, instead of failing every combination. Raises
+    :class:`SweepSpecError` with one line naming the key and the value.
+    Values that are only invalid together are still failed rows.
+    """
+    from ..core.errors import ConfigError
+    from ..engine.engine import Engine
+    from ..sim.venue import simulated_venue
+
+    index = {item.name: i for i, item in enumerate(config.strategies)}
+    for key, values in grid.items():
+        name, _, parameter = key.partition(".")
+        i = index.get(name)
+        if i is None:
+            configured = ", ".join(sorted(index)) or "none"
+            raise SweepSpecError(
+                f"--sweep {key}: no strategy named {name!r} is configured (configured: "
+                f"{configured})"
+            )
+        item = config.strategies[i]
+        for value in values:
+            one = item.model_copy(update={"params": {**item.params, parameter: value}})
+            try:
+                Engine(
+                    config.model_copy(update={"strategies": [one]}),
+                    sink_factory=simulated_venue,
+                )
+            except ConfigError as exc:
+                problem = exc.problems[0].replace("strategies[0].", f"strategies[{i}].", 1)
+                raise SweepSpecError(f"--sweep {key}={value}: {problem}") from None
 
 
 def validate_cluster(address: str) -> str:

@@ -96,10 +96,20 @@ def run(args: argparse.Namespace, config: Any) -> int:
     if args.from_ns is not None and args.to_ns is not None and args.to_ns < args.from_ns:
         raise BacktestUsageError("--to is before --from")
     if getattr(args, "sweep", None):
-        from ..backtest.sweep import BacktestJob, sweep_command
+        from ..backtest.sweep import (
+            BacktestJob,
+            SweepSpecError,
+            check_grid,
+            parse_sweep,
+            sweep_command,
+        )
 
         if args.json is not None:
             raise BacktestUsageError("--json: a sweep writes its table into --report DIR")
+        try:
+            check_grid(config, parse_sweep(args.sweep))
+        except SweepSpecError as exc:
+            raise BacktestUsageError(str(exc)) from None
         job = BacktestJob(
             args.config,
             tuple(args.data),
@@ -136,7 +146,23 @@ def run(args: argparse.Namespace, config: Any) -> int:
         writer(result, Path(args.report))
     if args.json != "-":
         _summary(result)
+    _warn_if_nothing_traded(result.meta)
     return 0
+
+
+def _warn_if_nothing_traded(meta: Any) -> None:
+    """One line on standard error when --from/--to left the strategies no data.
+
+    A range outside the data (a mistyped date) otherwise gives an empty
+    result that reads like a strategy that never traded.
+    """
+    if meta.last_ns is None and meta.to_ns is not None:
+        where = "the data starts after --to"
+    elif meta.last_ns is not None and meta.from_ns is not None and meta.from_ns > meta.last_ns:
+        where = f"the data ends at {meta.last_ns} ns, before --from"
+    else:
+        return
+    print(f"backtest: no data in the range: {where}; the strategies saw nothing", file=sys.stderr)
 
 
 def _summary(result: Any) -> None:
