@@ -262,11 +262,6 @@ def test_a_repeated_tardis_trade_is_counted_not_traded_twice(tmp_path: Path) -> 
     assert skipped == {"duplicate": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a negative or zero size, or a price that is zero, negative or not a number, is "
-    "counted off_grid (InvalidValue's reason is dropped): the count points at the grids",
-)
 def test_a_size_that_is_not_positive_is_counted_as_a_bad_size(tmp_path: Path) -> None:
     path = tmp_path / "trades.csv"
     path.write_text(

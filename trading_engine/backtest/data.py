@@ -23,7 +23,8 @@ Bad input is never silent: a file that cannot be read at all (missing,
 empty, an unknown format, a corrupt or truncated gzip stream) raises
 :class:`DataError` naming it; a line that cannot be used is left out and
 counted in ``skipped`` by reason (``out_of_order``, ``duplicate``, ``cut_line``,
-``bad_line``, ``unknown_symbol``, ``off_grid``, ``before_snapshot``,
+``bad_line``, ``unknown_symbol``, ``off_grid``, ``bad_price``, ``bad_size``,
+``bad_level``, ``before_snapshot``,
 ``resync_gap``...), which the result reports.
 """
 
@@ -108,6 +109,13 @@ class DataEvent:
 
 def _bump(skipped: dict[str, int], reason: str, by: int = 1) -> None:
     skipped[reason] = skipped.get(reason, 0) + by
+
+
+def _unusable(exc: InvalidValue, what: str) -> str:
+    """The skip reason of a number that failed to parse: ``off_grid`` for a value
+    between the instrument's ticks or lots, else ``bad_<what>`` (negative, not a
+    number, malformed, too long), so the count points at the data, not the grids."""
+    return "off_grid" if exc.reason.startswith("off_") else f"bad_{what}"
 
 
 def _open(path: Path) -> BinaryIO:
@@ -385,8 +393,8 @@ def _book_frame(
     try:
         bids = _levels(frame.bids, grid, frame.snapshot)
         asks = _levels(frame.asks, grid, frame.snapshot)
-    except InvalidValue:
-        _bump(skipped, "off_grid")
+    except InvalidValue as exc:
+        _bump(skipped, _unusable(exc, "level"))
         return None
     kind = _SNAPSHOT if frame.snapshot else _UPDATE
     return DataEvent(
@@ -407,9 +415,13 @@ def _trade_frame(
         return None
     try:
         price = grid.price(frame.price)
+    except InvalidValue as exc:
+        _bump(skipped, _unusable(exc, "price"))
+        return None
+    try:
         size = grid.size(frame.size)
-    except InvalidValue:
-        _bump(skipped, "off_grid")
+    except InvalidValue as exc:
+        _bump(skipped, _unusable(exc, "size"))
         return None
     if size <= 0:
         _bump(skipped, "bad_size")
@@ -484,9 +496,13 @@ def _tardis_book(
             grid = grids[symbol]
             try:
                 ticks = grid.price(price.decode("ascii", "replace"))
+            except InvalidValue as exc:
+                _bump(skipped, _unusable(exc, "price"))
+                continue
+            try:
                 lots = grid.size(amount.decode("ascii", "replace"))
-            except InvalidValue:
-                _bump(skipped, "off_grid")
+            except InvalidValue as exc:
+                _bump(skipped, _unusable(exc, "size"))
                 continue
             if len(price_cache) > 65536:
                 price_cache.clear()
@@ -564,9 +580,13 @@ def _tardis_trades(
             continue
         try:
             trade_price = grid.price(price)
+        except InvalidValue as exc:
+            _bump(skipped, _unusable(exc, "price"))
+            continue
+        try:
             size = grid.size(amount)
-        except InvalidValue:
-            _bump(skipped, "off_grid")
+        except InvalidValue as exc:
+            _bump(skipped, _unusable(exc, "size"))
             continue
         if size <= 0:
             _bump(skipped, "bad_size")

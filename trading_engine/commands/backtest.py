@@ -17,14 +17,29 @@ from typing import Any
 __all__ = ["add_parser", "options", "parse_time", "run"]
 
 
+#: The earliest ns time taken (1973-03-03): smaller integers are seconds, ms or us.
+_EARLIEST_NS = 10**17
+
+
 def parse_time(text: str) -> int:
     """A time option: ns since the epoch (digits), or RFC 3339 (``2021-08-14T14:46:37Z``).
+
+    An integer below 10**17 (before 1973 in ns) is refused: it is a time in
+    seconds, milliseconds or microseconds, which read as ns would silently
+    start the run in 1970.
 
     Raises ``argparse.ArgumentTypeError`` for anything else (a time without
     a UTC offset is refused: a backtest's clock is UTC).
     """
     if text.isdigit():
-        return int(text)
+        value = int(text)
+        if value < _EARLIEST_NS:
+            # 1628952397 is a time in seconds; read as ns it is 1970 and the whole file runs.
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is before 1973 in ns since the epoch: seconds, ms or us? give ns "
+                "(1628952397000000000) or an RFC 3339 time (2021-08-14T14:46:37Z)"
+            )
+        return value
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
