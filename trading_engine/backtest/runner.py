@@ -139,10 +139,16 @@ class _Recorder:
     def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.sink: DelayedVenue | None = None
-        self.orders: list[Order] = []
+        #: Orders the engine still tracks, in submission order.
         self.by_id: dict[str, Order] = {}
         self.decided: dict[str, int] = {}
         self.arrived: dict[str, int] = {}
+        #: Orders the engine forgot (closed longer than its retention): their
+        #: records with their submission numbers, so memory follows the open
+        #: orders, not every order of the run.
+        self.done: list[tuple[int, OrderRecord]] = []
+        self.number: dict[str, int] = {}
+        self._count = itertools.count()
 
     def _venue(self) -> DelayedVenue:
         assert self.sink is not None
@@ -152,10 +158,35 @@ class _Recorder:
         return True
 
     def submit(self, order: Order) -> str | None:
-        self.orders.append(order)
-        self.by_id[order.client_order_id] = order
-        self.decided[order.client_order_id] = self.clock.now_ns
+        cid = order.client_order_id
+        self.by_id[cid] = order
+        self.number[cid] = next(self._count)
+        self.decided[cid] = self.clock.now_ns
         return self._venue().submit(order)
+
+    def record(self, order: Order) -> OrderRecord:
+        """``order`` as the result lists it (its state now)."""
+        cid = order.client_order_id
+        return OrderRecord(
+            decided_ns=self.decided[cid],
+            arrived_ns=self.arrived.get(cid),
+            strategy=order.strategy,
+            symbol=order.symbol,
+            client_order_id=cid,
+            side=order.side,
+            order_type=str(order.type),
+            time_in_force=str(order.time_in_force),
+            price=order.price,
+            quantity=order.quantity,
+            filled=order.filled,
+            status=str(order.status),
+            reason=order.reason,
+        )
+
+    def records(self) -> list[OrderRecord]:
+        """Every order of the run, in submission order."""
+        kept = [(self.number[cid], self.record(order)) for cid, order in self.by_id.items()]
+        return [record for _, record in sorted(self.done + kept, key=lambda item: item[0])]
 
     def cancel(self, order: Order) -> None:
         self._venue().cancel(order)
@@ -177,6 +208,12 @@ class _Recorder:
 
     def forget(self, client_order_id: str) -> None:
         self._venue().forget(client_order_id)
+        order = self.by_id.get(client_order_id)
+        if order is not None:
+            self.done.append((self.number.pop(client_order_id), self.record(order)))
+            del self.by_id[client_order_id]
+            del self.decided[client_order_id]
+            self.arrived.pop(client_order_id, None)
 
     def not_ready(self) -> str | None:
         return None
@@ -293,7 +330,13 @@ class _Run:
 
     def on_fill(self, fill: MatchFill, liquidity: str, ts_ns: int) -> None:
         cid = fill.order.client_order_id
-        order = self.recorder.by_id[cid]
+        order = self.recorder.by_id.get(cid)
+        if order is None:
+            # The venue filled an order the engine forgot (closed past its retention).
+            self.skipped["fill_of_forgotten_order"] = (
+                self.skipped.get("fill_of_forgotten_order", 0) + 1
+            )
+            return
         symbol = order.symbol
         taker = fill.lots if liquidity == "taker" else 0
         fee = self.fees.get(symbol, NO_FEES).fee(fill.price, fill.lots, taker)
@@ -376,6 +419,10 @@ class _Run:
                 last_ns = ts
                 frames += 1
                 events += event.levels
+                if not frames & 4095:
+                    # As live does on a timer: orders closed longer than the
+                    # retention time leave the ledger, and their records the run.
+                    engine.evict_closed()
                 # The venue's market moves now.
                 if message is None:
                     venue_builder.mark_stale((symbol,))
@@ -450,28 +497,7 @@ class _Run:
         )
 
     def _order_records(self) -> list[OrderRecord]:
-        recorder = self.recorder
-        records = []
-        for order in recorder.orders:
-            cid = order.client_order_id
-            records.append(
-                OrderRecord(
-                    decided_ns=recorder.decided[cid],
-                    arrived_ns=recorder.arrived.get(cid),
-                    strategy=order.strategy,
-                    symbol=order.symbol,
-                    client_order_id=cid,
-                    side=order.side,
-                    order_type=str(order.type),
-                    time_in_force=str(order.time_in_force),
-                    price=order.price,
-                    quantity=order.quantity,
-                    filled=order.filled,
-                    status=str(order.status),
-                    reason=order.reason,
-                )
-            )
-        return records
+        return self.recorder.records()
 
 
 def _with_latency_effect(result: BacktestResult, baseline: BacktestResult) -> BacktestResult:
