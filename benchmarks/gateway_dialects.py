@@ -146,6 +146,10 @@ async def run(orders: int, runs: int) -> dict[str, Any]:
         assert gateway.fast is not None
         await gateway.fast.start()
     await binance.check_clock()
+    # The venue's filters are checked before each order, as the engine does:
+    # read at start, the order's own price standing for the book's mid.
+    await binance.load_rules()
+    binance.market = lambda order: (order.price, 0)
     figures = Variants([OWN, BINANCE])
     count = 0
 

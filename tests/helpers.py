@@ -144,6 +144,33 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float, wh
         await asyncio.sleep(0.05)
 
 
+async def start_run(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``trading-engine run --config config`` as a process, stderr appended to ``log``;
+    ``env`` is added to this process's environment."""
+    with log.open("ab") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trading_engine", "run", "--config", str(config),
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )  # fmt: skip
+
+
+def journal_statuses(journal: Path) -> list[str]:
+    """Every order's status in the journal at ``journal``, read-only ([] before it exists)."""
+    if not journal.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in db.execute("SELECT status FROM orders")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+
+
 class EngineRun:
     """``trading-engine run`` of :class:`Accumulator` on ``symbol``, as a real process.
 
@@ -198,24 +225,11 @@ class EngineRun:
 
     async def start(self) -> None:
         """Start the process (again): the same configuration, journal and log."""
-        with self.log.open("ab") as stderr:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "trading_engine", "run", "--config", str(self.config),
-                cwd=ROOT, env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
+        self.process = await start_run(self.config, self.log, self.env)
 
     def journal_statuses(self) -> list[str]:
         """Every order's status in the journal, read-only ([] before it exists)."""
-        if not self.journal.exists():
-            return []
-        try:
-            db = sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True)
-            try:
-                return [row[0] for row in db.execute("SELECT status FROM orders")]
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return []
+        return journal_statuses(self.journal)
 
     async def kill_mid_trading(
         self,

@@ -22,14 +22,14 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import free_port_ranges
-from tests.integration.test_binance_venue import start_engine
-from tests.integration.test_crash import wait_for
-from tests.sim.binance.helpers import keys
+from tests.helpers import free_port_ranges, start_run, wait_for
+from tests.sim.binance.helpers import API_KEY, SECRET, keys
 from trading_engine import BookView, Instrument, Strategy, TimeInForce
 from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
 
+#: What the engine processes need: the simulator's key and secret.
+ENV = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
 SYMBOL = "BTCUSDT"
 INSTRUMENT = Instrument(SYMBOL, "0.01", "0.001")
 
@@ -144,7 +144,7 @@ async def running(
     feed, admin = free_port_ranges(1, 1)
     config = write_config(tmp_path, sim.port, feed, admin, fills_poll_s=fills_poll_s, params=params)
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}", timeout=2.0)
-    engine = await start_engine(config, tmp_path / "engine.log")
+    engine = await start_run(config, tmp_path / "engine.log", ENV)
     try:
         sim.publish_to("127.0.0.1", feed)
 
@@ -247,7 +247,7 @@ async def test_a_venue_clock_beyond_the_receive_window_refuses_the_start(tmp_pat
         feed, admin = free_port_ranges(1, 1)
         config = write_config(tmp_path, sim.port, feed, admin, fills_poll_s=1.0, params="")
         log = tmp_path / "engine.log"
-        engine = await start_engine(config, log)
+        engine = await start_run(config, log, ENV)
         try:
             code = await asyncio.wait_for(engine.wait(), 30)
         except TimeoutError:

@@ -19,14 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port_ranges
-from tests.integration.test_binance_venue import start_engine
-from tests.integration.test_crash import journal_statuses, wait_for
-from tests.sim.binance.helpers import keys
+from tests.helpers import free_port_ranges, journal_statuses, start_run, wait_for
+from tests.sim.binance.helpers import API_KEY, SECRET, keys
 from trading_engine import BookView, Instrument, Order, Strategy, TimeInForce
 from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import Faults
 
+#: What the engine processes need: the simulator's key and secret.
+ENV = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
 INSTRUMENTS = {
     "BTCUSDT": Instrument("BTCUSDT", "0.01", "0.001"),
     "ETHUSDT": Instrument("ETHUSDT", "0.01", "0.001"),
@@ -144,7 +144,7 @@ async def test_two_symbols_whose_trade_ids_overlap_survive_sigkill_and_match_the
     log = tmp_path / "engine.log"
     journal = tmp_path / "journal.db"
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}", timeout=2.0)
-    engine = await start_engine(config, log)
+    engine = await start_run(config, log, ENV)
     try:
         sim.publish_to("127.0.0.1", feed)
 
@@ -159,7 +159,7 @@ async def test_two_symbols_whose_trade_ids_overlap_survive_sigkill_and_match_the
         ids = {symbol: {t.id for t in sim.trades[symbol]} for symbol in INSTRUMENTS}
         assert ids["BTCUSDT"] & ids["ETHUSDT"], ids
 
-        engine = await start_engine(config, log)
+        engine = await start_run(config, log, ENV)
 
         async def ready() -> bool:
             try:

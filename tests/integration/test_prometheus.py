@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.fakes import config
 from tests.helpers import ci_binary, free_port, wait_until
+from tests.sim.binance.helpers import API_KEY, SECRET, keys
 from tests.venues.fake_venue import FakeVenue
 from trading_engine import Instrument
 from trading_engine.core.risk import TradingState
@@ -25,6 +26,7 @@ from trading_engine.io.feedhandler import (
     FeedHandlerSettings,
     serve_metrics,
 )
+from trading_engine.sim.binance import BinanceSimulator
 from trading_engine.sim.exchange_sim import ExchangeSimulator
 from trading_engine.venues.binance import BinanceMarketData
 
@@ -58,6 +60,24 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
     assert service.engine.feed is not None
     simulator.publish_to("127.0.0.1", service.engine.feed.port)
 
+    # An engine on the Binance dialect, for the venue panels (user data stream, clock).
+    binance = BinanceSimulator(
+        [Instrument("BTCUSDT", "0.01", "0.001")], keys=keys(), port=0, rate=50, seed=5
+    )
+    await binance.start()
+    binance_cfg = config(
+        [],
+        feed={"port": 0},
+        admin={"port": 0},
+        gateway={"venue": "binance", "base_url": f"http://127.0.0.1:{binance.port}",
+                 "api_secret_env": "BINANCE_TEST_SECRET"},
+        journal={"path": ":memory:"},
+        instruments=[{"symbol": "BTCUSDT", "tick_size": "0.01", "lot_size": "0.001"}],
+    )  # fmt: skip
+    binance_env = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
+    binance_service = Service(build_engine(binance_cfg, environ=binance_env), environ={})
+    await binance_service.start()
+
     # A feed handler replaying a recorded Binance session, for the feed handler panels.
     data = ROOT / "tests" / "data" / "venues" / "binance"
     venue = FakeVenue()
@@ -84,7 +104,8 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         f"rule_files: ['{ROOT / 'config' / 'alerts.yml'}']\n"
         "scrape_configs:\n  - job_name: trading-engine\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{service.admin.port}']\n"
+        f"      - targets: ['127.0.0.1:{service.admin.port}', "
+        f"'127.0.0.1:{binance_service.admin.port}']\n"
         "  - job_name: feed-handlers\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{handler_port}']\n"
     )
@@ -159,3 +180,5 @@ async def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
         await venue.stop()
         await service.shutdown()
         await simulator.stop()
+        await binance_service.shutdown()
+        await binance.stop()
