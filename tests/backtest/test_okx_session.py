@@ -155,3 +155,27 @@ def test_the_readme_walk_through_runs_as_written(
     result = BacktestResult.from_json((tmp_path / "elon.json").read_bytes())
     assert len(result.fills) == 5
     assert (tmp_path / "elon-report" / "report.json").exists()
+
+
+
+def test_order_requests_refused_before_sending_are_counted_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    # The example without its [risk] table: the default quantity limits refuse every order.
+    text = CONFIG.read_text()
+    start = text.index("[risk]")
+    end = text.find("\n[", start + 1)
+    config = tmp_path / "no-risk.toml"
+    config.write_text(text[:start] + (text[end + 1 :] if end >= 0 else ""))
+    out = tmp_path / "result.json"
+    assert main(["backtest", "--config", str(config), str(SESSION), "--json", str(out)]) == 0
+    result = BacktestResult.from_json(out.read_bytes())
+    assert result.orders == []
+    assert result.fills == []
+    refused = result.meta.denied["taker"]["max_quantity"]
+    assert refused > 0
+    assert set(result.meta.denied) == {"taker"}
+    said = capsys.readouterr().out
+    assert f"taker: order requests refused before sending: max_quantity {refused}" in said

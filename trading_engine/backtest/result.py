@@ -115,7 +115,9 @@ class BacktestMeta:
     machine time the run took (the only field that differs between two
     runs of the same inputs). ``skipped`` counts input left out by reason
     (``out_of_order``, ``sequence_gap``, ``unknown_symbol``, ...): every
-    skip is counted here, none is silent. ``parameters`` holds the
+    skip is counted here, none is silent. ``denied`` counts each strategy's
+    order requests refused before they became orders, by reason
+    (``max_quantity``, ``venue_rule``, ...). ``parameters`` holds the
     strategy parameters a sweep set for this run (empty otherwise).
     """
 
@@ -133,6 +135,9 @@ class BacktestMeta:
     order_latency: str
     skipped: Mapping[str, int] = field(default_factory=dict)
     parameters: Mapping[str, str] = field(default_factory=dict)
+    #: Order requests refused before they became orders (risk, the venue's
+    #: rules, lateness), by strategy then reason: they are in no order list.
+    denied: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,9 @@ def meta_dict(meta: BacktestMeta) -> dict[str, Any]:
         "order_latency": meta.order_latency,
         "skipped": dict(sorted(meta.skipped.items())),
         "parameters": dict(sorted(meta.parameters.items())),
+        "denied": {
+            name: dict(sorted(reasons.items())) for name, reasons in sorted(meta.denied.items())
+        },
     }
 
 
@@ -279,6 +287,7 @@ def _from_dict(d: dict[str, Any]) -> BacktestResult:
         order_latency=m["order_latency"],
         skipped=dict(m["skipped"]),
         parameters=dict(m["parameters"]),
+        denied={name: dict(reasons) for name, reasons in m.get("denied", {}).items()},
     )
     instruments = {
         symbol: Instrument(symbol, i["tick_size"], i["lot_size"])

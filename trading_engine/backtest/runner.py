@@ -477,6 +477,11 @@ class _Run:
             order_latency=f"{self.order_latency.description} to the venue, "
             f"{self.response_latency.description} back",
             skipped=dict(sorted(self.skipped.items())),
+            denied={
+                runner.name: {str(reason): n for reason, n in sorted(runner.denials.items())}
+                for runner in self.engine.dispatcher.runners
+                if runner.denials
+            },
             parameters={
                 f"{name}.{key}": value
                 for name, values in sorted(self.options.parameters.items())

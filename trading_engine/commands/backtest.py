@@ -191,6 +191,9 @@ def _summary(result: Any) -> None:
     if meta.skipped:
         skipped = ", ".join(f"{reason} {count}" for reason, count in meta.skipped.items())
         print(f"left out: {skipped}")
+    for strategy, reasons in meta.denied.items():
+        refused = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
+        print(f"  {strategy}: order requests refused before sending: {refused}")
     fills: dict[tuple[str, str], list[int]] = {}
     for fill in result.fills:
         row = fills.setdefault((fill.strategy, fill.symbol), [0, 0, 0])
