@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                scheduler_port=0, dashboard_address=None,
+                scheduler_port=0, dashboard_address="127.0.0.1:0",
             )  # fmt: skip
             configs.append(("dask:2 processes", ["--cluster", cluster.scheduler_address]))
         figures: dict[str, Any] = {

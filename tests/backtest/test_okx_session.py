@@ -157,7 +157,6 @@ def test_the_readme_walk_through_runs_as_written(
     assert (tmp_path / "elon-report" / "report.json").exists()
 
 
-
 def test_order_requests_refused_before_sending_are_counted_and_said(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,7 +138,7 @@ def dask_cluster() -> Iterator[str]:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
-        host="127.0.0.1", scheduler_port=0, dashboard_address=None,
+        host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
     ) as cluster:  # fmt: skip
         yield str(cluster.scheduler_address)
 
@@ -208,7 +208,7 @@ def test_dask_cluster_of_worker_processes() -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        scheduler_port=0, dashboard_address=None,
+        scheduler_port=0, dashboard_address="127.0.0.1:0",
     ) as cluster:  # fmt: skip
         result = run_sweep(GRID, fake_backtest, cluster=str(cluster.scheduler_address))
     assert result.failed == 0
