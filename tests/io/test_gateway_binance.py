@@ -486,3 +486,27 @@ async def test_new_orders_are_refused_now_when_the_venues_order_count_is_nearly_
         assert gw.counts["venue_rate_limited"] == 0
         clock.now_ms += 10_000  # the venue's next 10 s
         assert await placed(gw, listener, order("n-10", Side.BUY, below(bid))) is S.NEW
+
+
+async def test_a_stream_fill_the_poll_already_read_is_not_handed_on_again() -> None:
+    """A trade at or below its symbol's fills cursor was handed to the ledger by the poll.
+
+    The ledger counts a fill id once only while it still holds the order
+    (``closed_order_retention_s``); a venue that sends an old execution
+    report again after that (a duplicated or replayed event) would have
+    the fill credited a second time as an overfill. The cursor knows it
+    was read: the stream's copy is dropped and counted.
+    """
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        _, ask = book_prices(sim)
+        taker = order("t-1", Side.BUY, ask, tif=TIF.IOC)
+        assert await placed(gw, listener, taker) in (S.FILLED, S.PARTIALLY_FILLED, S.CANCELED)
+        assert await gw.poll_fills() >= 1
+        trade = sim.trades[SYMBOL][0]
+        assert gw.fills_cursors[SYMBOL] >= trade.id
+        fills_before = [e for e in listener.events if e[0] == "fill"]
+        listener.known.pop("t-1", None)  # the ledger let the closed order go
+        replayed = FillReport("t-1", taker.price or 0, 10, trade.id, SYMBOL, Side.BUY, None)
+        gw.stream_update(None, replayed, None)
+        assert [e for e in listener.events if e[0] == "fill"] == fills_before
+        assert gw.counts["stream_fill_read"] == 1

@@ -161,6 +161,7 @@ EVENTS: Final = (
     "weight_tight",  # an answer saying the venue's used request weight is near its limit
     "order_count_tight",  # an answer saying the venue's 10-second order count is near its limit
     "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
+    "stream_fill_read",  # a stream's fill at or below its fills cursor: the poll handed it on
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -372,7 +373,10 @@ class HttpGateway:
         this deployment's from others' and counts each fill id once); the
         dialect learns ``venue_order_id`` (its trades name the order by it).
         The fills poll stays the fallback: what the stream missed, the poll
-        reads from each stream's cursor.
+        reads from each stream's cursor. A fill at or below its stream's
+        cursor was handed on by the poll already and is dropped here
+        (``stream_fill_read``): the ledger counts a fill id once only while
+        it holds the order, and would credit a replayed one as an overfill.
         """
         if report is not None:
             cid = report.client_order_id
@@ -382,8 +386,23 @@ class HttpGateway:
             if order is not None and order.is_open and cid not in self._placing:
                 self._listener.on_report(report)
         if fill is not None:
+            if self._read_by_poll(fill):
+                # Already handed on by the poll; the ledger may have let the
+                # order go since, and would take this copy as an overfill.
+                self.counts["stream_fill_read"] += 1
+                return
             self._listener.on_fill(fill)
             self._completed_by_fills(fill.client_order_id)
+
+    def _read_by_poll(self, fill: FillReport) -> bool:
+        """Is ``fill`` at or below its fills stream's cursor (the poll read it)?"""
+        fill_id = fill.fill_id
+        if fill_id is None:
+            return False
+        cursors = self._fills_cursors
+        stream = fill.symbol if fill.symbol in cursors else "*"
+        cursor = cursors.get(stream)
+        return cursor is not None and fill_id <= cursor
 
     def _completed_by_fills(self, cid: str) -> None:
         """Fills brought an open order's lots to its quantity: read it back now.
