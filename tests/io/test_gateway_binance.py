@@ -510,3 +510,26 @@ async def test_a_stream_fill_the_poll_already_read_is_not_handed_on_again() -> N
         gw.stream_update(None, replayed, None)
         assert [e for e in listener.events if e[0] == "fill"] == fills_before
         assert gw.counts["stream_fill_read"] == 1
+
+
+async def test_a_stream_report_of_another_venue_order_leaves_ours_alone() -> None:
+    """A report naming one of our client order ids with another venue order id, or
+    another symbol, is not our order's: it is counted and ignored, and our
+    order stays open (its exposure held) as the venue holds it."""
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("r-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        ours = int(resting_id(listener, "r-1"))
+        made.exchange_order_id = str(ours)  # as the ledger keeps it from the answer
+        gw.stream_update(
+            OrderReport("r-1", S.CANCELED, 0, None, str(ours + 7), None), None, ours + 7
+        )
+        assert made.status is S.NEW
+        gw.stream_update(
+            OrderReport("r-1", S.CANCELED, 0, None, str(ours), None), None, ours, symbol="ETHUSDT"
+        )
+        assert made.status is S.NEW
+        assert gw.counts["stream_report_mismatch"] == 2
+        gw.stream_update(OrderReport("r-1", S.CANCELED, 0, None, str(ours), None), None, ours)
+        assert made.status is S.CANCELED

@@ -131,7 +131,10 @@ class UserStreamLink:
     def _on_update(self, update: ExecutionUpdate) -> None:
         fill = update.fill
         self.gateway.stream_update(
-            update.report, None if fill is None else fill.report, update.order_id
+            update.report,
+            None if fill is None else fill.report,
+            update.order_id,
+            symbol=update.symbol or None,
         )
 
     def _on_live_change(self, live: bool, reason: str) -> None:

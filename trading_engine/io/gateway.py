@@ -162,6 +162,7 @@ EVENTS: Final = (
     "order_count_tight",  # an answer saying the venue's 10-second order count is near its limit
     "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
     "stream_fill_read",  # a stream's fill at or below its fills cursor: the poll handed it on
+    "stream_report_mismatch",  # a stream report naming our order id on another venue order
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -364,7 +365,12 @@ class HttpGateway:
         self._spawn(self._cancel(order), f"cancel:{cid}")
 
     def stream_update(
-        self, report: OrderReport | None, fill: FillReport | None, venue_order_id: int | None
+        self,
+        report: OrderReport | None,
+        fill: FillReport | None,
+        venue_order_id: int | None,
+        *,
+        symbol: str | None = None,
     ) -> None:
         """An execution report of the venue's own stream (Binance's user data stream).
 
@@ -377,12 +383,33 @@ class HttpGateway:
         cursor was handed on by the poll already and is dropped here
         (``stream_fill_read``): the ledger counts a fill id once only while
         it holds the order, and would credit a replayed one as an overfill.
+        A report whose ``symbol`` (the engine's) or venue order id is not
+        those of the tracked order its client order id names is another
+        order's (the venue numbers orders per symbol, and other programs
+        may reuse an id): it and its fill are dropped, counted
+        ``stream_report_mismatch``, and the order keeps its state.
         """
         if report is not None:
             cid = report.client_order_id
+            order = self._listener.order(cid)
+            if order is not None and (
+                (symbol is not None and symbol != order.symbol)
+                or (
+                    venue_order_id is not None
+                    and order.exchange_order_id is not None
+                    and str(venue_order_id) != order.exchange_order_id
+                )
+            ):
+                self.counts["stream_report_mismatch"] += 1
+                # The first at warning; a venue sending many costs no log flood.
+                say = log.warning if self.counts["stream_report_mismatch"] == 1 else log.debug
+                say(
+                    "user stream: a report for %s names %s order %s, the order is %s %s: ignored",
+                    cid, symbol, venue_order_id, order.symbol, order.exchange_order_id,
+                )  # fmt: skip
+                return
             if venue_order_id is not None:
                 self.dialect.learn_order_id(venue_order_id, cid)
-            order = self._listener.order(cid)
             if order is not None and order.is_open and cid not in self._placing:
                 self._listener.on_report(report)
         if fill is not None:
