@@ -74,13 +74,16 @@ async def gateway(
     ed25519: bool = False,
     wall_clock: Callable[[], float] = time.time,
     rules: bool = True,
+    instruments: dict[str, Instrument] | None = None,
+    quote_assets: dict[str, str] | None = None,
     **settings: object,
 ) -> AsyncIterator[tuple[HttpGateway, Listener]]:
     listener = Listener()
     base = f"http://127.0.0.1:{sim.port}"
     key = ED_API_KEY if ed25519 else API_KEY
     signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
-    codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
+    instruments = instruments or {SYMBOL: INSTRUMENT}
+    codec = BinanceSpotCodec(key, signer, instruments, quote_assets=quote_assets)
     clock = VenueClock(None, samples=2, wall_ns=lambda: int(wall_clock() * 1e9))
     dialect = BinanceOrderDialect(codec, key, clock=clock)
     fast = None
@@ -99,7 +102,7 @@ async def gateway(
     gw = HttpGateway(
         GatewayConfig.model_validate(options),
         listener,
-        {SYMBOL: INSTRUMENT},
+        instruments,
         breaker,
         api_key=key,
         wall_clock=wall_clock,
@@ -533,3 +536,25 @@ async def test_a_stream_report_of_another_venue_order_leaves_ours_alone() -> Non
         assert gw.counts["stream_report_mismatch"] == 2
         gw.stream_update(OrderReport("r-1", S.CANCELED, 0, None, str(ours), None), None, ours)
         assert made.status is S.CANCELED
+
+
+async def test_a_configured_symbol_the_venue_does_not_list_refuses_the_start() -> None:
+    """exchangeInfo answered -1121 (Invalid symbol) is the configuration's fault:
+    a retry cannot fix it, so start-up stops (exit 2) naming the symbols."""
+    both = {SYMBOL: INSTRUMENT, "NOPEUSDT": Instrument("NOPEUSDT", "0.01", "0.001")}
+    async with simulator() as sim, gateway(sim, rules=False, instruments=both) as (gw, _):
+        with pytest.raises(ConfigError, match=r"^instruments: .*NOPEUSDT.*-1121"):
+            await gw.load_rules()
+
+
+async def test_venue_assets_other_than_the_configured_ones_refuse_the_start() -> None:
+    """A symbol whose quote asset on the venue is not the configured one: exit 2,
+    naming the instrument's key and both values, never a start-up retried forever."""
+    async with (
+        simulator() as sim,
+        gateway(sim, rules=False, quote_assets={SYMBOL: "BUSD"}) as (gw, _),
+    ):
+        with pytest.raises(
+            ConfigError, match=r"instruments\[BTCUSDT\]\.quote_asset: .*'USDT'.*'BUSD'"
+        ):
+            await gw.load_rules()

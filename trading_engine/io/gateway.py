@@ -1198,8 +1198,11 @@ class HttpGateway:
         """Start-up: read the venue's trading rules, which orders are checked against.
 
         Raises ``ConnectionError`` (start-up retries) when they cannot be
-        read or are unreadable; no order leaves before they are loaded
-        (each would be refused ``venue_rule: venue_rules_unknown``).
+        read or are unreadable; ``ConfigError`` (start-up stops, exit 2) when
+        the venue refuses the request for the configured symbols (400) or
+        its rules contradict the configuration (the dialect's ``load_rules``);
+        no order leaves before they are loaded (each would be refused
+        ``venue_rule: venue_rules_unknown``).
         """
         request = self.dialect.rules_request()
         if request is None:
@@ -1207,7 +1210,9 @@ class HttpGateway:
             return
         self._rules_loaded = True  # the read below goes through _read_content
         try:
-            content = await self._read_content(request)
+            # A symbol the venue does not list (-1121) is refused 400: the
+            # configuration's, not the venue's passing state.
+            content = await self._read_content(request, refused_key="instruments")
             assert content is not None
             self.dialect.load_rules(content)
         except UnreadableAnswer as exc:
@@ -1675,7 +1680,7 @@ class HttpGateway:
         self.dialect.learn_orders(orders)
 
     async def _read_content(
-        self, request: OrderRequest, *, missing_ok: bool = False
+        self, request: OrderRequest, *, missing_ok: bool = False, refused_key: str | None = None
     ) -> bytes | None:
         """One reconciliation request through the venue's budget: the answer's body.
 
@@ -1685,7 +1690,10 @@ class HttpGateway:
         read of a venue that signs timestamps measures its clock first
         (:meth:`check_clock`). Returns None for "not found" with
         ``missing_ok``. Raises ``ConnectionError`` when unanswered,
-        refused, unreadable or dropped.
+        refused, unreadable or dropped; with ``refused_key``, a 400 the
+        venue refused deliberately (its parameters, which come from the
+        configuration: no retry changes them) raises ``ConfigError``
+        naming that key.
         """
         if not self._clock_checked:
             await self.check_clock()
@@ -1720,6 +1728,9 @@ class HttpGateway:
                     code += f" ({verdict.reason})"  # the venue's own code and message
                 if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
                     code += f" (the exchange refused the API key in {self.config.api_key_env})"
+                if refused_key is not None and kind is AnswerKind.REFUSED and code[:3] == "400":
+                    message = f"{refused_key}: the venue refuses {where}: {code}"
+                    raise ConfigError(message, [message])
                 raise ConnectionError(f"{where}: {code}")
             assert reply is not None
             self.reached = True
