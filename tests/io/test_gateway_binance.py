@@ -558,3 +558,19 @@ async def test_venue_assets_other_than_the_configured_ones_refuse_the_start() ->
             ConfigError, match=r"instruments\[BTCUSDT\]\.quote_asset: .*'USDT'.*'BUSD'"
         ):
             await gw.load_rules()
+
+
+async def test_a_ban_answered_to_the_first_clock_sample_pauses_every_request() -> None:
+    """Start-up under a ban: the venue answers ``GET /api/v3/time`` 418. The gateway
+    takes it as the ban it is (every request class waits for its end, trading
+    halts, ``/status`` shows it) instead of sending the clock's other samples
+    and every start-up retry into the ban."""
+    async with simulator() as sim:
+        sim.limiter.banned_until_ms = sim.now_ms() + 30_000
+        async with gateway(sim, rules=False) as (gw, listener):
+            with pytest.raises(ConnectionError):
+                await gw.open_orders()
+            assert gw.banned_until is not None
+            assert gw.counts["venue_banned"] == 1
+            assert ("fault", "*", "venue_banned") in listener.events
+            assert sim.limiter.counts["418"] == 1  # one request into the ban, no more

@@ -1129,7 +1129,9 @@ class HttpGateway:
 
         The signing clock's transport. Raises ``ConnectionError`` when the
         request is dropped (a halt or stop) or unanswered, and
-        :class:`UnreadableAnswer` for another status.
+        :class:`UnreadableAnswer` for another status; a 429 pauses the
+        venue and a 418 is its ban (every request class waits, trading
+        halts), as on any other request.
         """
         request = self.dialect.time_request()
         if request is None:
@@ -1142,8 +1144,11 @@ class HttpGateway:
         if reply is None:
             raise ConnectionError("the venue's time: no answer")
         if reply.status_code != 200:
-            if self._verdict(reply).kind is AnswerKind.RATE_LIMITED:
-                self._venue_paused(reply)
+            verdict = self._verdict(reply)
+            if verdict.kind in (AnswerKind.RATE_LIMITED, AnswerKind.BANNED):
+                # A 418 here is the ban of every request (a start-up under a ban
+                # reads the time first): the clock's next samples must wait too.
+                self._read_refused(verdict, reply)
             raise UnreadableAnswer(f"the venue's time: HTTP {reply.status_code}")
         return reply.content
 
