@@ -574,3 +574,34 @@ async def test_a_ban_answered_to_the_first_clock_sample_pauses_every_request() -
             assert gw.counts["venue_banned"] == 1
             assert ("fault", "*", "venue_banned") in listener.events
             assert sim.limiter.counts["418"] == 1  # one request into the ban, no more
+
+
+async def test_a_polled_trade_the_stream_already_handed_on_is_not_handed_on_again() -> None:
+    """The stream brings a fill first; the poll reaches the trade only after the
+    ledger let the closed order go (its myTrades reads failed or were deferred
+    for longer than ``closed_order_retention_s``). The trade went to the
+    ledger once: the poll moves its cursor past it without handing it on
+    again (which the ledger would take as an overfill)."""
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        _, ask = book_prices(sim)
+        taker = Client(sim)
+        try:  # an order the stream reports: it fills at once, one trade
+            reply = await taker.order(
+                side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.010", price=ask,
+                newClientOrderId="s-1",
+            )  # fmt: skip
+        finally:
+            await taker.aclose()
+        body = reply.json()
+        assert body["status"] == "FILLED", body
+        venue_id = body["orderId"]
+        trade = sim.trades[SYMBOL][-1]
+        streamed = FillReport("s-1", trade.price, trade.lots, trade.id, SYMBOL, Side.BUY, None)
+        gw.stream_update(None, streamed, venue_id)
+        gw.dialect.learn_order_id(venue_id, "s-1")
+        fills = [e for e in listener.events if e[0] == "fill" and e[1] == "s-1"]
+        assert len(fills) == 1
+        await gw.poll_fills()
+        assert gw.fills_cursors[SYMBOL] >= trade.id
+        assert [e for e in listener.events if e[0] == "fill" and e[1] == "s-1"] == fills
+        assert gw.counts["poll_fill_streamed"] == 1

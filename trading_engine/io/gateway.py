@@ -163,6 +163,7 @@ EVENTS: Final = (
     "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
     "stream_fill_read",  # a stream's fill at or below its fills cursor: the poll handed it on
     "stream_report_mismatch",  # a stream report naming our order id on another venue order
+    "poll_fill_streamed",  # a polled fill the stream had handed on already: not again
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -256,6 +257,9 @@ class HttpGateway:
         self._last_sent_ns: dict[str, int] = {}
         #: The highest fill id read, by fills stream (``OrderApiDialect.fill_streams``).
         self._fills_cursors: dict[str, int] = dict.fromkeys(self.dialect.fill_streams, 0)
+        #: Fill ids above each stream's cursor the venue's own stream handed on (the
+        #: poll skips them; pruned as the cursor passes them).
+        self._streamed_fills: dict[str, set[int]] = {s: set() for s in self._fills_cursors}
         #: The fills log was found reset (reported once until it is whole again).
         self._fills_log_reset = False
         self._fills_wanted = asyncio.Event()
@@ -381,8 +385,10 @@ class HttpGateway:
         The fills poll stays the fallback: what the stream missed, the poll
         reads from each stream's cursor. A fill at or below its stream's
         cursor was handed on by the poll already and is dropped here
-        (``stream_fill_read``): the ledger counts a fill id once only while
-        it holds the order, and would credit a replayed one as an overfill.
+        (``stream_fill_read``), and one above it is remembered so that the
+        poll, reaching it, moves its cursor past without handing it on again
+        (``poll_fill_streamed``): the ledger counts a fill id once only while
+        it holds the order, and would credit a second copy as an overfill.
         A report whose ``symbol`` (the engine's) or venue order id is not
         those of the tracked order its client order id names is another
         order's (the venue numbers orders per symbol, and other programs
@@ -419,16 +425,22 @@ class HttpGateway:
                 self.counts["stream_fill_read"] += 1
                 return
             self._listener.on_fill(fill)
+            if fill.fill_id is not None:
+                streamed = self._streamed_fills.get(self._fill_stream(fill))
+                if streamed is not None:
+                    streamed.add(fill.fill_id)
             self._completed_by_fills(fill.client_order_id)
+
+    def _fill_stream(self, fill: FillReport) -> str:
+        """The fills stream (cursor) ``fill`` belongs to: its symbol's, else the one ``*``."""
+        return fill.symbol if fill.symbol in self._fills_cursors else "*"
 
     def _read_by_poll(self, fill: FillReport) -> bool:
         """Is ``fill`` at or below its fills stream's cursor (the poll read it)?"""
         fill_id = fill.fill_id
         if fill_id is None:
             return False
-        cursors = self._fills_cursors
-        stream = fill.symbol if fill.symbol in cursors else "*"
-        cursor = cursors.get(stream)
+        cursor = self._fills_cursors.get(self._fill_stream(fill))
         return cursor is not None and fill_id <= cursor
 
     def _completed_by_fills(self, cid: str) -> None:
@@ -1259,6 +1271,7 @@ class HttpGateway:
             return -1
         applied = 0
         listener = self._listener
+        streamed = self._streamed_fills.get(stream)
         # In fill-id order, whatever order the venue listed them in: the
         # cursor must not pass a fill that is still to come in this answer.
         entries.sort(key=_fill_order)
@@ -1271,6 +1284,12 @@ class HttpGateway:
             if fill_id <= cursor:
                 continue  # redelivered: counted once, when it was new
             cursor = self._fills_cursors[stream] = fill_id
+            if streamed and fill_id in streamed:
+                # The stream handed it on; the ledger may have let its order go
+                # since, and would take this copy as an overfill.
+                streamed.discard(fill_id)
+                self.counts["poll_fill_streamed"] += 1
+                continue
             if entry.problem is not None:
                 cid = entry.client_order_id
                 order = listener.order(cid) if cid is not None else None
@@ -1288,6 +1307,9 @@ class HttpGateway:
             listener.on_fill(entry.fill)
             self._completed_by_fills(entry.fill.client_order_id)
             applied += 1
+        if streamed:
+            # Ids the cursor has passed are dropped by it from now on (stream_update).
+            streamed.difference_update([i for i in streamed if i <= cursor])
         return applied
 
     async def _read_fills(
