@@ -189,3 +189,16 @@ def test_an_order_the_sink_refuses_is_a_denial_of_its_strategy_not_an_order_sent
     assert (view["orders"], view["denied"], view["denials"]) == (0, 1, {"rate_limited": 1})
     assert view["last_order_at"] is not None
     assert view["last_decision_at"] is not None  # its on_book saw the snapshot
+
+
+def test_summed_pnl_is_a_plain_decimal_on_a_fine_grid() -> None:
+    """A money grid of 7 decimals (tick 0.01, lot 0.00001, as Binance's BTCUSDT):
+    the strategy's sums read like the per-symbol figures, never ``0E-7``."""
+    fine = [{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.00001"}]
+    strategies = [{"name": "probe", "class": "tests.fakes:Probe", "symbols": ["BTC-USD"]}]
+    engine = Engine(config(strategies, instruments=fine), run_id="t", sink_factory=simulated_venue)
+    engine.start_strategies()
+    engine.builder.handle(snapshot(1, [["99.99", "1"]], [["100.00", "1"]]))
+    probe = engine.status()["strategies"]["probe"]
+    assert probe["positions"]["BTC-USD"]["realized_pnl"] == "0.0000000"
+    assert (probe["realized_pnl"], probe["unrealized_pnl"]) == ("0.0000000", "0.0000000")

@@ -82,3 +82,25 @@ async def test_the_stream_refusing_the_signature_halts_with_one_line_naming_the_
         assert link.stream.drops == {"auth_failed": 1}
         assert link.stream.counts["connected"] == 1  # no retry storm
         assert listener.events.count(("fault", "*", "venue_auth_failed")) == 1
+
+
+@pytest.mark.asyncio
+async def test_the_stream_connects_no_more_while_the_venue_bans_this_client() -> None:
+    """The venue banned this IP (418 on REST): a WebSocket API connection is a
+    request of that IP too, and each one sent during the ban is one more the
+    venue holds against it. The stream waits out the gateway's ban."""
+    async with simulator() as sim, gateway(sim, **STREAM) as (gw, _):
+        assert isinstance(gw.dialect, BinanceOrderDialect)
+        link = UserStreamLink(gw, gw.dialect, TaskCrashes())
+        gw.links.append(link)
+        gw.start()
+        await wait_until(lambda: link.stream.live, 10)
+        sim.limiter.banned_until_ms = sim.now_ms() + 60_000
+        with pytest.raises(ConnectionError, match="418"):
+            await gw.open_orders()
+        assert gw.banned_until is not None
+        refused = sim.limiter.counts["418"]
+        await sim.streams.drop_all()
+        await wait_until(lambda: link.stream.counts.get("ban_wait", 0) >= 1, 5)
+        assert not link.stream.live
+        assert sim.limiter.counts["418"] == refused  # no connection tried during the ban

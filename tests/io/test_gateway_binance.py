@@ -74,13 +74,16 @@ async def gateway(
     ed25519: bool = False,
     wall_clock: Callable[[], float] = time.time,
     rules: bool = True,
+    instruments: dict[str, Instrument] | None = None,
+    quote_assets: dict[str, str] | None = None,
     **settings: object,
 ) -> AsyncIterator[tuple[HttpGateway, Listener]]:
     listener = Listener()
     base = f"http://127.0.0.1:{sim.port}"
     key = ED_API_KEY if ed25519 else API_KEY
     signer = Ed25519Signer(ed_private_pem()) if ed25519 else HmacSha256Signer(secret)
-    codec = BinanceSpotCodec(key, signer, {SYMBOL: INSTRUMENT})
+    instruments = instruments or {SYMBOL: INSTRUMENT}
+    codec = BinanceSpotCodec(key, signer, instruments, quote_assets=quote_assets)
     clock = VenueClock(None, samples=2, wall_ns=lambda: int(wall_clock() * 1e9))
     dialect = BinanceOrderDialect(codec, key, clock=clock)
     fast = None
@@ -99,7 +102,7 @@ async def gateway(
     gw = HttpGateway(
         GatewayConfig.model_validate(options),
         listener,
-        {SYMBOL: INSTRUMENT},
+        instruments,
         breaker,
         api_key=key,
         wall_clock=wall_clock,
@@ -486,3 +489,119 @@ async def test_new_orders_are_refused_now_when_the_venues_order_count_is_nearly_
         assert gw.counts["venue_rate_limited"] == 0
         clock.now_ms += 10_000  # the venue's next 10 s
         assert await placed(gw, listener, order("n-10", Side.BUY, below(bid))) is S.NEW
+
+
+async def test_a_stream_fill_the_poll_already_read_is_not_handed_on_again() -> None:
+    """A trade at or below its symbol's fills cursor was handed to the ledger by the poll.
+
+    The ledger counts a fill id once only while it still holds the order
+    (``closed_order_retention_s``); a venue that sends an old execution
+    report again after that (a duplicated or replayed event) would have
+    the fill credited a second time as an overfill. The cursor knows it
+    was read: the stream's copy is dropped and counted.
+    """
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        _, ask = book_prices(sim)
+        taker = order("t-1", Side.BUY, ask, tif=TIF.IOC)
+        assert await placed(gw, listener, taker) in (S.FILLED, S.PARTIALLY_FILLED, S.CANCELED)
+        assert await gw.poll_fills() >= 1
+        trade = sim.trades[SYMBOL][0]
+        assert gw.fills_cursors[SYMBOL] >= trade.id
+        fills_before = [e for e in listener.events if e[0] == "fill"]
+        listener.known.pop("t-1", None)  # the ledger let the closed order go
+        replayed = FillReport("t-1", taker.price or 0, 10, trade.id, SYMBOL, Side.BUY, None)
+        gw.stream_update(None, replayed, None)
+        assert [e for e in listener.events if e[0] == "fill"] == fills_before
+        assert gw.counts["stream_fill_read"] == 1
+
+
+async def test_a_stream_report_of_another_venue_order_leaves_ours_alone() -> None:
+    """A report naming one of our client order ids with another venue order id, or
+    another symbol, is not our order's: it is counted and ignored, and our
+    order stays open (its exposure held) as the venue holds it."""
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        made = order("r-1", Side.BUY, below(bid))
+        assert await placed(gw, listener, made) is S.NEW
+        ours = int(resting_id(listener, "r-1"))
+        made.exchange_order_id = str(ours)  # as the ledger keeps it from the answer
+        gw.stream_update(
+            OrderReport("r-1", S.CANCELED, 0, None, str(ours + 7), None), None, ours + 7
+        )
+        assert made.status is S.NEW
+        gw.stream_update(
+            OrderReport("r-1", S.CANCELED, 0, None, str(ours), None), None, ours, symbol="ETHUSDT"
+        )
+        assert made.status is S.NEW
+        assert gw.counts["stream_report_mismatch"] == 2
+        gw.stream_update(OrderReport("r-1", S.CANCELED, 0, None, str(ours), None), None, ours)
+        assert made.status is S.CANCELED
+
+
+async def test_a_configured_symbol_the_venue_does_not_list_refuses_the_start() -> None:
+    """exchangeInfo answered -1121 (Invalid symbol) is the configuration's fault:
+    a retry cannot fix it, so start-up stops (exit 2) naming the symbols."""
+    both = {SYMBOL: INSTRUMENT, "NOPEUSDT": Instrument("NOPEUSDT", "0.01", "0.001")}
+    async with simulator() as sim, gateway(sim, rules=False, instruments=both) as (gw, _):
+        with pytest.raises(ConfigError, match=r"^instruments: .*NOPEUSDT.*-1121"):
+            await gw.load_rules()
+
+
+async def test_venue_assets_other_than_the_configured_ones_refuse_the_start() -> None:
+    """A symbol whose quote asset on the venue is not the configured one: exit 2,
+    naming the instrument's key and both values, never a start-up retried forever."""
+    async with (
+        simulator() as sim,
+        gateway(sim, rules=False, quote_assets={SYMBOL: "BUSD"}) as (gw, _),
+    ):
+        with pytest.raises(
+            ConfigError, match=r"instruments\[BTCUSDT\]\.quote_asset: .*'USDT'.*'BUSD'"
+        ):
+            await gw.load_rules()
+
+
+async def test_a_ban_answered_to_the_first_clock_sample_pauses_every_request() -> None:
+    """Start-up under a ban: the venue answers ``GET /api/v3/time`` 418. The gateway
+    takes it as the ban it is (every request class waits for its end, trading
+    halts, ``/status`` shows it) instead of sending the clock's other samples
+    and every start-up retry into the ban."""
+    async with simulator() as sim:
+        sim.limiter.banned_until_ms = sim.now_ms() + 30_000
+        async with gateway(sim, rules=False) as (gw, listener):
+            with pytest.raises(ConnectionError):
+                await gw.open_orders()
+            assert gw.banned_until is not None
+            assert gw.counts["venue_banned"] == 1
+            assert ("fault", "*", "venue_banned") in listener.events
+            assert sim.limiter.counts["418"] == 1  # one request into the ban, no more
+
+
+async def test_a_polled_trade_the_stream_already_handed_on_is_not_handed_on_again() -> None:
+    """The stream brings a fill first; the poll reaches the trade only after the
+    ledger let the closed order go (its myTrades reads failed or were deferred
+    for longer than ``closed_order_retention_s``). The trade went to the
+    ledger once: the poll moves its cursor past it without handing it on
+    again (which the ledger would take as an overfill)."""
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        _, ask = book_prices(sim)
+        taker = Client(sim)
+        try:  # an order the stream reports: it fills at once, one trade
+            reply = await taker.order(
+                side="BUY", type="LIMIT", timeInForce="IOC", quantity="0.010", price=ask,
+                newClientOrderId="s-1",
+            )  # fmt: skip
+        finally:
+            await taker.aclose()
+        body = reply.json()
+        assert body["status"] == "FILLED", body
+        venue_id = body["orderId"]
+        trade = sim.trades[SYMBOL][-1]
+        streamed = FillReport("s-1", trade.price, trade.lots, trade.id, SYMBOL, Side.BUY, None)
+        gw.stream_update(None, streamed, venue_id)
+        gw.dialect.learn_order_id(venue_id, "s-1")
+        fills = [e for e in listener.events if e[0] == "fill" and e[1] == "s-1"]
+        assert len(fills) == 1
+        await gw.poll_fills()
+        assert gw.fills_cursors[SYMBOL] >= trade.id
+        assert [e for e in listener.events if e[0] == "fill" and e[1] == "s-1"] == fills
+        assert gw.counts["poll_fill_streamed"] == 1

@@ -79,8 +79,9 @@ def strategies_status(engine: Engine) -> dict[str, Any]:
             "denied": sum(denials.values()),
             "denials": dict(sorted(denials.items())),
             "positions": positions,
-            "realized_pnl": str(realized_total),
-            "unrealized_pnl": str(unrealized_total),
+            # "f": a plain decimal (str() writes a zero of 7 decimals as 0E-7).
+            "realized_pnl": f"{realized_total:f}",
+            "unrealized_pnl": f"{unrealized_total:f}",
             "last_decision_at": _wall(runner.last_evaluation_ns, offset),
             "last_order_at": _wall(runner.last_order_ns, offset),
         }

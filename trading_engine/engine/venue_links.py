@@ -15,7 +15,9 @@ that signs its REST requests. The link is the stream's owner:
   sends again) and sets the fills poll's rate: ``user_stream_fills_poll_s``
   while live (a safety net), ``fills_poll_s`` while down;
 * the venue refusing the key or signature ends the stream and halts
-  trading, with one log line naming the variables, as on the REST path.
+  trading, with one log line naming the variables, as on the REST path;
+* while the gateway knows of a ban of this client (a 418), the stream
+  makes no connection: each would be one more request of the banned IP.
 
 The gateway starts the link after start-up reconciliation and closes it
 first when it closes. :func:`venue_collectors` gives the registry the
@@ -122,16 +124,25 @@ class UserStreamLink:
             on_auth_failed=gateway.refuse_key,
             clock=dialect.clock,
             settings=stream_settings(settings),
+            hold_s=self._ban_left_s,
         )
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"UserStreamLink({self.url!r}, live={self.stream.live})"
 
+    def _ban_left_s(self) -> float:
+        """Seconds left of the venue's ban of this client (the gateway's 418), else 0."""
+        until = self.gateway.banned_until
+        return 0.0 if until is None else max(0.0, until - self._wall_clock())
+
     def _on_update(self, update: ExecutionUpdate) -> None:
         fill = update.fill
         self.gateway.stream_update(
-            update.report, None if fill is None else fill.report, update.order_id
+            update.report,
+            None if fill is None else fill.report,
+            update.order_id,
+            symbol=update.symbol or None,
         )
 
     def _on_live_change(self, live: bool, reason: str) -> None:

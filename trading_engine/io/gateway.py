@@ -161,6 +161,9 @@ EVENTS: Final = (
     "weight_tight",  # an answer saying the venue's used request weight is near its limit
     "order_count_tight",  # an answer saying the venue's 10-second order count is near its limit
     "poll_deferred",  # a fills poll or audit deferred to the venue's next weight minute
+    "stream_fill_read",  # a stream's fill at or below its fills cursor: the poll handed it on
+    "stream_report_mismatch",  # a stream report naming our order id on another venue order
+    "poll_fill_streamed",  # a polled fill the stream had handed on already: not again
 )
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -254,6 +257,9 @@ class HttpGateway:
         self._last_sent_ns: dict[str, int] = {}
         #: The highest fill id read, by fills stream (``OrderApiDialect.fill_streams``).
         self._fills_cursors: dict[str, int] = dict.fromkeys(self.dialect.fill_streams, 0)
+        #: Fill ids above each stream's cursor the venue's own stream handed on (the
+        #: poll skips them; pruned as the cursor passes them).
+        self._streamed_fills: dict[str, set[int]] = {s: set() for s in self._fills_cursors}
         #: The fills log was found reset (reported once until it is whole again).
         self._fills_log_reset = False
         self._fills_wanted = asyncio.Event()
@@ -363,7 +369,12 @@ class HttpGateway:
         self._spawn(self._cancel(order), f"cancel:{cid}")
 
     def stream_update(
-        self, report: OrderReport | None, fill: FillReport | None, venue_order_id: int | None
+        self,
+        report: OrderReport | None,
+        fill: FillReport | None,
+        venue_order_id: int | None,
+        *,
+        symbol: str | None = None,
     ) -> None:
         """An execution report of the venue's own stream (Binance's user data stream).
 
@@ -372,18 +383,65 @@ class HttpGateway:
         this deployment's from others' and counts each fill id once); the
         dialect learns ``venue_order_id`` (its trades name the order by it).
         The fills poll stays the fallback: what the stream missed, the poll
-        reads from each stream's cursor.
+        reads from each stream's cursor. A fill at or below its stream's
+        cursor was handed on by the poll already and is dropped here
+        (``stream_fill_read``), and one above it is remembered so that the
+        poll, reaching it, moves its cursor past without handing it on again
+        (``poll_fill_streamed``): the ledger counts a fill id once only while
+        it holds the order, and would credit a second copy as an overfill.
+        A report whose ``symbol`` (the engine's) or venue order id is not
+        those of the tracked order its client order id names is another
+        order's (the venue numbers orders per symbol, and other programs
+        may reuse an id): it and its fill are dropped, counted
+        ``stream_report_mismatch``, and the order keeps its state.
         """
         if report is not None:
             cid = report.client_order_id
+            order = self._listener.order(cid)
+            if order is not None and (
+                (symbol is not None and symbol != order.symbol)
+                or (
+                    venue_order_id is not None
+                    and order.exchange_order_id is not None
+                    and str(venue_order_id) != order.exchange_order_id
+                )
+            ):
+                self.counts["stream_report_mismatch"] += 1
+                # The first at warning; a venue sending many costs no log flood.
+                say = log.warning if self.counts["stream_report_mismatch"] == 1 else log.debug
+                say(
+                    "user stream: a report for %s names %s order %s, the order is %s %s: ignored",
+                    cid, symbol, venue_order_id, order.symbol, order.exchange_order_id,
+                )  # fmt: skip
+                return
             if venue_order_id is not None:
                 self.dialect.learn_order_id(venue_order_id, cid)
-            order = self._listener.order(cid)
             if order is not None and order.is_open and cid not in self._placing:
                 self._listener.on_report(report)
         if fill is not None:
+            if self._read_by_poll(fill):
+                # Already handed on by the poll; the ledger may have let the
+                # order go since, and would take this copy as an overfill.
+                self.counts["stream_fill_read"] += 1
+                return
             self._listener.on_fill(fill)
+            if fill.fill_id is not None:
+                streamed = self._streamed_fills.get(self._fill_stream(fill))
+                if streamed is not None:
+                    streamed.add(fill.fill_id)
             self._completed_by_fills(fill.client_order_id)
+
+    def _fill_stream(self, fill: FillReport) -> str:
+        """The fills stream (cursor) ``fill`` belongs to: its symbol's, else the one ``*``."""
+        return fill.symbol if fill.symbol in self._fills_cursors else "*"
+
+    def _read_by_poll(self, fill: FillReport) -> bool:
+        """Is ``fill`` at or below its fills stream's cursor (the poll read it)?"""
+        fill_id = fill.fill_id
+        if fill_id is None:
+            return False
+        cursor = self._fills_cursors.get(self._fill_stream(fill))
+        return cursor is not None and fill_id <= cursor
 
     def _completed_by_fills(self, cid: str) -> None:
         """Fills brought an open order's lots to its quantity: read it back now.
@@ -1083,7 +1141,9 @@ class HttpGateway:
 
         The signing clock's transport. Raises ``ConnectionError`` when the
         request is dropped (a halt or stop) or unanswered, and
-        :class:`UnreadableAnswer` for another status.
+        :class:`UnreadableAnswer` for another status; a 429 pauses the
+        venue and a 418 is its ban (every request class waits, trading
+        halts), as on any other request.
         """
         request = self.dialect.time_request()
         if request is None:
@@ -1096,8 +1156,11 @@ class HttpGateway:
         if reply is None:
             raise ConnectionError("the venue's time: no answer")
         if reply.status_code != 200:
-            if self._verdict(reply).kind is AnswerKind.RATE_LIMITED:
-                self._venue_paused(reply)
+            verdict = self._verdict(reply)
+            if verdict.kind in (AnswerKind.RATE_LIMITED, AnswerKind.BANNED):
+                # A 418 here is the ban of every request (a start-up under a ban
+                # reads the time first): the clock's next samples must wait too.
+                self._read_refused(verdict, reply)
             raise UnreadableAnswer(f"the venue's time: HTTP {reply.status_code}")
         return reply.content
 
@@ -1152,8 +1215,11 @@ class HttpGateway:
         """Start-up: read the venue's trading rules, which orders are checked against.
 
         Raises ``ConnectionError`` (start-up retries) when they cannot be
-        read or are unreadable; no order leaves before they are loaded
-        (each would be refused ``venue_rule: venue_rules_unknown``).
+        read or are unreadable; ``ConfigError`` (start-up stops, exit 2) when
+        the venue refuses the request for the configured symbols (400) or
+        its rules contradict the configuration (the dialect's ``load_rules``);
+        no order leaves before they are loaded (each would be refused
+        ``venue_rule: venue_rules_unknown``).
         """
         request = self.dialect.rules_request()
         if request is None:
@@ -1161,7 +1227,9 @@ class HttpGateway:
             return
         self._rules_loaded = True  # the read below goes through _read_content
         try:
-            content = await self._read_content(request)
+            # A symbol the venue does not list (-1121) is refused 400: the
+            # configuration's, not the venue's passing state.
+            content = await self._read_content(request, refused_key="instruments")
             assert content is not None
             self.dialect.load_rules(content)
         except UnreadableAnswer as exc:
@@ -1203,6 +1271,7 @@ class HttpGateway:
             return -1
         applied = 0
         listener = self._listener
+        streamed = self._streamed_fills.get(stream)
         # In fill-id order, whatever order the venue listed them in: the
         # cursor must not pass a fill that is still to come in this answer.
         entries.sort(key=_fill_order)
@@ -1215,6 +1284,12 @@ class HttpGateway:
             if fill_id <= cursor:
                 continue  # redelivered: counted once, when it was new
             cursor = self._fills_cursors[stream] = fill_id
+            if streamed and fill_id in streamed:
+                # The stream handed it on; the ledger may have let its order go
+                # since, and would take this copy as an overfill.
+                streamed.discard(fill_id)
+                self.counts["poll_fill_streamed"] += 1
+                continue
             if entry.problem is not None:
                 cid = entry.client_order_id
                 order = listener.order(cid) if cid is not None else None
@@ -1232,6 +1307,9 @@ class HttpGateway:
             listener.on_fill(entry.fill)
             self._completed_by_fills(entry.fill.client_order_id)
             applied += 1
+        if streamed:
+            # Ids the cursor has passed are dropped by it from now on (stream_update).
+            streamed.difference_update([i for i in streamed if i <= cursor])
         return applied
 
     async def _read_fills(
@@ -1629,7 +1707,7 @@ class HttpGateway:
         self.dialect.learn_orders(orders)
 
     async def _read_content(
-        self, request: OrderRequest, *, missing_ok: bool = False
+        self, request: OrderRequest, *, missing_ok: bool = False, refused_key: str | None = None
     ) -> bytes | None:
         """One reconciliation request through the venue's budget: the answer's body.
 
@@ -1639,7 +1717,10 @@ class HttpGateway:
         read of a venue that signs timestamps measures its clock first
         (:meth:`check_clock`). Returns None for "not found" with
         ``missing_ok``. Raises ``ConnectionError`` when unanswered,
-        refused, unreadable or dropped.
+        refused, unreadable or dropped; with ``refused_key``, a 400 the
+        venue refused deliberately (its parameters, which come from the
+        configuration: no retry changes them) raises ``ConfigError``
+        naming that key.
         """
         if not self._clock_checked:
             await self.check_clock()
@@ -1674,6 +1755,9 @@ class HttpGateway:
                     code += f" ({verdict.reason})"  # the venue's own code and message
                 if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
                     code += f" (the exchange refused the API key in {self.config.api_key_env})"
+                if refused_key is not None and kind is AnswerKind.REFUSED and code[:3] == "400":
+                    message = f"{refused_key}: the venue refuses {where}: {code}"
+                    raise ConfigError(message, [message])
                 raise ConnectionError(f"{where}: {code}")
             assert reply is not None
             self.reached = True

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from trading_engine.core.errors import UnreadableAnswer
+from trading_engine.core.errors import ConfigError, UnreadableAnswer
 from trading_engine.core.instruments import Instrument
 from trading_engine.core.orders import Order, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
@@ -239,5 +239,7 @@ def test_the_order_dialect_takes_the_venues_assets_and_refuses_contradicting_one
     wrong = BinanceSpotCodec(
         "key", HmacSha256Signer("secret"), {"BTCUSDT": BTC}, quote_assets={"BTCUSDT": "EUR"}
     )
-    with pytest.raises(UnreadableAnswer, match=r"quote_asset is 'USDT' on the venue, 'EUR'"):
+    with pytest.raises(
+        ConfigError, match=r"^instruments\[BTCUSDT\]\.quote_asset: .* 'USDT', .* says 'EUR'"
+    ):
         BinanceOrderDialect(wrong, "key").load_rules(BODY)

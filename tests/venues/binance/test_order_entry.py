@@ -440,6 +440,7 @@ def test_a_new_execution_report_is_the_orders_report() -> None:
     assert isinstance(update, ExecutionUpdate)
     assert (update.subscription_id, update.order_id, update.execution_type) == (0, 4293153, "NEW")
     assert update.event_time_ms == 1499405658658
+    assert update.symbol == "ETHBTC"  # the engine's symbol: venue order ids are per symbol
     assert (update.report.client_order_id, update.report.status) == (
         "mUvoqJxFIILMdfAW5iGSOW",
         OrderStatus.NEW,

@@ -41,7 +41,7 @@ from typing import Final
 
 import orjson
 
-from ...core.errors import InvalidValue, UnreadableAnswer
+from ...core.errors import ConfigError, InvalidValue, UnreadableAnswer
 from ...core.orders import Order, Price
 from ...core.reports import MAX_FILL_ID, FillReport
 from ...io.order_api import (
@@ -144,8 +144,10 @@ class BinanceOrderDialect:
         """Take exchangeInfo: each symbol's filters, and its assets where the config names none.
 
         Raises :class:`~trading_engine.core.errors.UnreadableAnswer` naming
-        the symbol and field (:func:`.filters.parse_symbol_filters`), or
-        when the venue's assets of a symbol differ from the configured ones.
+        the symbol and field (:func:`.filters.parse_symbol_filters`), and
+        :class:`~trading_engine.core.errors.ConfigError` naming the key
+        when the venue's assets of a symbol differ from the configured ones
+        (no retry makes them agree).
         """
         codec = self.codec
         by_venue = {codec.venue_symbols[s]: codec.instruments[s] for s in codec.instruments}
@@ -158,10 +160,11 @@ class BinanceOrderDialect:
             ):
                 ours = assets.setdefault(symbol, theirs)
                 if ours != theirs:
-                    raise UnreadableAnswer(
-                        f"binance exchangeInfo: {venue_symbol}: {what} is {theirs!r} on the "
-                        f"venue, {ours!r} in instruments[{symbol}]"
+                    message = (
+                        f"instruments[{symbol}].{what}: binance lists {venue_symbol} with "
+                        f"{what} {theirs!r}, the configuration says {ours!r}"
                     )
+                    raise ConfigError(message, [message])
         self._filters = {s: filters[v] for s, v in codec.venue_symbols.items()}
 
     def rule_refusal(

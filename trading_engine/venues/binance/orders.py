@@ -423,7 +423,9 @@ class ExecutionUpdate(NamedTuple):
     """An ``executionReport``: the order's report, and its fill when it traded.
 
     ``execution_type`` is Binance's ``x`` (``NEW``, ``TRADE``, ``CANCELED``,
-    ``EXPIRED``, ``TRADE_PREVENTION``, ...), ``event_time_ms`` its ``E``.
+    ``EXPIRED``, ``TRADE_PREVENTION``, ...), ``event_time_ms`` its ``E``,
+    ``symbol`` the engine symbol of its ``s`` (Binance numbers orders per
+    symbol: ``order_id`` names an order only with it).
     """
 
     subscription_id: int | None
@@ -432,6 +434,7 @@ class ExecutionUpdate(NamedTuple):
     event_time_ms: int
     report: OrderReport
     fill: VenueFill | None
+    symbol: str = ""
 
 
 class StreamEnded(NamedTuple):
@@ -1205,4 +1208,4 @@ class BinanceSpotCodec:
                 event.get("n"), {"commissionAsset": event.get("N")}
             )
             fill = VenueFill(report_fill, note, maker)
-        return ExecutionUpdate(subscription, order_id, execution, event_time, report, fill)
+        return ExecutionUpdate(subscription, order_id, execution, event_time, report, fill, symbol)

@@ -115,6 +115,7 @@ STREAM_EVENTS: Final = (
     "server_ping",
     "request_failed",
     "callback_failed",
+    "ban_wait",
 )
 
 
@@ -185,6 +186,10 @@ class UserDataStream:
     that ends :meth:`run` (it then logs and halts; without one the stream
     logs the refusal itself).
     ``monotonic`` (seconds) is injected for the age and silence checks.
+    ``hold_s()`` gives the seconds the owner wants no connection made for
+    (the venue's ban of this client, learned on another request path: a
+    WebSocket API connection counts against the same IP); each wait is
+    counted ``ban_wait``.
 
     :attr:`counts` holds :data:`STREAM_EVENTS`; :attr:`drops` each end by
     reason; :attr:`failure` the refusal that ended :meth:`run`, if one did.
@@ -201,8 +206,10 @@ class UserDataStream:
         clock: VenueClock | None = None,
         settings: UserStreamSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        hold_s: Callable[[], float] | None = None,
     ) -> None:
         self.codec = codec
+        self._hold_s = hold_s
         self.url = url
         self.on_update = on_update
         self.on_live_change = on_live_change
@@ -254,6 +261,15 @@ class UserDataStream:
         backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         try:
             while not self._stop.is_set():
+                held = self._hold_s() if self._hold_s is not None else 0.0
+                if held > 0:
+                    # Every connection during a ban is one more request the venue holds
+                    # against this IP: wait it out (looked at again: a ban may grow).
+                    self.counts["ban_wait"] += 1
+                    log.warning("binance user stream: the venue bans this client for "
+                                "%.0f s more; connecting after it", held)  # fmt: skip
+                    await wait_or_stop(self._stop, held)
+                    continue
                 self._live_since = None
                 reason = await self._connection(http)
                 if self.failure is not None or self._stop.is_set():
