@@ -293,10 +293,13 @@ class HttpGateway:
         self._auth_logged = False
         self._clock_wanted = False
         self._clock_checked = False
+        #: A time request's slot was taken (:meth:`_time_slot`) and not yet used.
+        self._time_slot_held = False
         signing_clock = self.dialect.clock
         if signing_clock is not None and signing_clock.fetch is None:
             # The venue's time is read through this gateway: its budget, pauses and bans.
             signing_clock.fetch = self.venue_time
+            signing_clock.slot = self._time_slot
         #: The fills poll's interval now (s): ``fills_poll_s``, or a venue stream's
         #: slower one while the stream pushes fills (:meth:`set_fills_poll_s`).
         self.fills_poll_s = config.fills_poll_s
@@ -1136,6 +1139,16 @@ class HttpGateway:
         clock = self.dialect.clock
         return None if clock is None else clock.offset_ms
 
+    async def _time_slot(self) -> None:
+        """The next time request's slot in the venue's budget (settle class), taken
+        before the clock starts timing its round trip. Raises ``ConnectionError``
+        when a halt or stop drops it."""
+        try:
+            await self.scheduler.acquire(Priority.SETTLE)
+        except Dropped:
+            raise ConnectionError("the venue's time: dropped by a halt or stop") from None
+        self._time_slot_held = True
+
     async def venue_time(self) -> bytes:
         """``GET`` the venue's time through its budget (settle class): the body of a 200.
 
@@ -1148,10 +1161,9 @@ class HttpGateway:
         request = self.dialect.time_request()
         if request is None:
             raise ConnectionError("the venue signs no timestamp: it has no time to read")
-        try:
-            await self.scheduler.acquire(Priority.SETTLE)
-        except Dropped:
-            raise ConnectionError("the venue's time: dropped by a halt or stop") from None
+        if not self._time_slot_held:
+            await self._time_slot()
+        self._time_slot_held = False
         reply = await self._send(request)
         if reply is None:
             raise ConnectionError("the venue's time: no answer")

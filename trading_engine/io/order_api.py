@@ -141,6 +141,10 @@ class SigningClock(Protocol):
 
     #: ``GET`` the venue's time: the answer's body (None: not set yet).
     fetch: Callable[[], Awaitable[bytes]] | None
+    #: Awaited before each sample's timing starts (None: nothing to wait for):
+    #: the request's slot in the venue's budget, so a wait in the gateway's
+    #: queue is never taken for network time in the round trip.
+    slot: Callable[[], Awaitable[None]] | None
 
     @property
     def offset_ms(self) -> int | None:

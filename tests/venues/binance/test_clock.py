@@ -200,3 +200,26 @@ async def test_the_offset_is_tracked_until_stopped() -> None:
     finally:
         clock.stop()
         await asyncio.wait_for(task, 5.0)
+
+
+@pytest.mark.asyncio
+async def test_a_wait_for_the_request_budget_is_not_taken_for_network_time() -> None:
+    # The venue's clock is 1000 ms ahead; its answer takes 2 ms. Each sample first
+    # waits 3 s for a slot in the gateway's budget (a ban, a 429 pause): that wait
+    # must not enter the round trip, whose midpoint would then be 1.5 s off.
+    now = [0]
+
+    async def slot() -> None:
+        now[0] += 3_000_000_000
+
+    async def fetch() -> bytes:
+        now[0] += 1_000_000
+        server_ms = (now[0] + 1_000_000_000) // 1_000_000
+        now[0] += 1_000_000
+        return orjson.dumps({"serverTime": server_ms})
+
+    clock = VenueClock(fetch, samples=2, wall_ns=lambda: now[0], monotonic_ns=lambda: now[0])
+    clock.slot = slot
+    sample = await clock.measure()
+    assert sample.round_trip_ms == 2
+    assert clock.offset_ms == 1000

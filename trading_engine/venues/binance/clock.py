@@ -214,6 +214,8 @@ class VenueClock:
             raise ValueError("interval_s and timeout_s must be > 0")
         #: The transport of ``GET /api/v3/time`` (None: not set yet).
         self.fetch = fetch
+        #: Awaited before a sample's timing starts (the request's slot in a budget).
+        self.slot: Callable[[], Awaitable[None]] | None = None
         self.samples = samples
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -303,6 +305,11 @@ class VenueClock:
         fetch = self.fetch
         if fetch is None:
             raise OSError("no transport for the venue's time")
+        slot = self.slot
+        if slot is not None:
+            # A wait for the budget (bounded as the request is) is not network time.
+            async with asyncio.timeout(self.timeout_s):
+                await slot()
         sent = self._monotonic_ns()
         async with asyncio.timeout(self.timeout_s):
             body = await fetch()
