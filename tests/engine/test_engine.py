@@ -409,6 +409,20 @@ def test_every_status_reached_is_counted() -> None:
     assert order.status is S.FILLED
 
 
+def test_an_older_cumulative_report_is_counted_and_changes_nothing() -> None:
+    engine, _, _ = make_engine()
+    order = submit(engine, BUY, 10)
+    assert order is not None
+    answer(engine, order, S.NEW, 0)
+    answer(engine, order, S.PARTIALLY_FILLED, 6, "100.00")
+    position = engine.positions.by_symbol["BTC-USD"].quantity
+    answer(engine, order, S.PARTIALLY_FILLED, 3, "100.00")  # redelivered out of order
+    assert engine.ignored["stale_report"] == 1
+    assert order.reported == 6
+    assert engine.positions.by_symbol["BTC-USD"].quantity == position
+    assert order.status is S.PARTIALLY_FILLED
+
+
 # -- closed orders leave the hot maps -----------------------------------------------
 
 

@@ -190,7 +190,7 @@ class Ledger:
         self.order_faults: Counter[str] = Counter(dict.fromkeys(LEDGER_FAULTS, 0))
         #: Reports ignored, by reason.
         self.ignored: Counter[str] = Counter(
-            {"duplicate_fill": 0, "unknown_order": 0, "invalid_transition": 0}
+            {"duplicate_fill": 0, "unknown_order": 0, "invalid_transition": 0, "stale_report": 0}
         )
         self._closed: deque[Order] = deque()
         #: Call :meth:`_check` after every change (a debug setting: slow).
@@ -302,7 +302,9 @@ class Ledger:
         that would price new lots at <= 0, is an ``unreadable_answer``
         fault: nothing changes but the lots reported, and False is
         returned (the caller reads the order back). A stale status (``new``
-        after ``partially_filled``) is ignored and counted. Returns True
+        after ``partially_filled``) is ignored and counted, as is an older
+        cumulative report of the same status (fewer lots filled than one
+        already taken: ``stale_report``). Returns True
         when the answer was taken. ``O(1)``.
         """
         cid = report.client_order_id
@@ -317,6 +319,11 @@ class Ledger:
         before = order.reported
         filled = report.filled_lots
         status = report.status
+        if filled < before and status is order.status:
+            # An older cumulative report (3 lots filled after one said 6), as a
+            # stream that redelivers or reorders sends: nothing in it is new.
+            self._ignore("stale_report")
+            return True
         if status is _FILLED and filled < order.quantity:
             # "filled" must account for the whole order: otherwise the answer
             # would release lots no fill and no count accounts for.
