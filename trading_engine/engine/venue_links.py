@@ -125,6 +125,7 @@ class UserStreamLink:
             clock=dialect.clock,
             settings=stream_settings(settings),
             hold_s=self._ban_left_s,
+            on_banned=gateway.venue_banned,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -1070,6 +1070,12 @@ class HttpGateway:
                 reply.headers.get("retry-after"), now, default_s=60.0, cap_s=3 * 86_400.0
             )
             until = now + delay
+        self.venue_banned(until, verdict.reason)
+
+    def venue_banned(self, until: float, reason: str) -> None:
+        """The venue banned this client until ``until`` (wall-clock s), whichever request
+        path heard it (an answer, its user data stream): every request waits; trading halts."""
+        now = self._wall_clock()
         self.counts["venue_banned"] += 1
         first = self.banned_until is None or until > self.banned_until + 1
         self.banned_until = until if self.banned_until is None else max(until, self.banned_until)
@@ -1078,7 +1084,7 @@ class HttpGateway:
             log.error(
                 "the venue banned this client until %s (%s): trading halts",
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
-                verdict.reason,
+                reason,
             )
             self._listener.on_order_fault("*", "venue_banned")
 

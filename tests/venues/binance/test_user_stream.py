@@ -257,6 +257,32 @@ async def test_a_wrong_secret_stops_the_stream_without_retrying() -> None:
     assert owner.changes == []
 
 
+async def test_a_ban_answered_to_the_subscription_is_told_to_the_owner() -> None:
+    """The stream may be the first to hear of a ban (a 418 to its subscription):
+    the owner (the gateway) is told its end, so every request path waits."""
+    bans: list[tuple[float, str]] = []
+    async with running() as sim:
+        until_ms = sim.now_ms() + 60_000
+        sim.limiter.banned_until_ms = until_ms
+        stream = UserDataStream(
+            codec(),
+            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
+            Owner().on_update,
+            settings=FAST,
+            on_banned=lambda until_s, reason: bans.append((until_s, reason)),
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await wait_until(lambda: bool(bans), what="the ban told")
+        finally:
+            stream.stop()
+            await asyncio.wait_for(task, 5.0)
+    (until_s, reason), *_ = bans
+    assert abs(until_s - until_ms / 1000) < 2
+    assert "418" in reason or "banned" in reason.lower()
+    assert not stream.live
+
+
 async def test_a_venue_clock_ahead_is_measured_again_after_a_refused_subscription() -> None:
     import httpx
 

@@ -65,6 +65,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ...core.errors import UnreadableAnswer
+from ...io.scheduler import retry_after_s
 from ...lowlevel.backoff import Backoff
 from ...lowlevel.metrics import counter_family
 from ...lowlevel.tasks import wait_or_stop
@@ -189,7 +190,9 @@ class UserDataStream:
     ``hold_s()`` gives the seconds the owner wants no connection made for
     (the venue's ban of this client, learned on another request path: a
     WebSocket API connection counts against the same IP); each wait is
-    counted ``ban_wait``.
+    counted ``ban_wait``. ``on_banned(until_s, reason)`` is told a ban
+    (a 418, or ``-1003`` "banned until") answered to the subscription, with
+    its end in wall-clock seconds, so every other request path waits too.
 
     :attr:`counts` holds :data:`STREAM_EVENTS`; :attr:`drops` each end by
     reason; :attr:`failure` the refusal that ended :meth:`run`, if one did.
@@ -207,8 +210,10 @@ class UserDataStream:
         settings: UserStreamSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         hold_s: Callable[[], float] | None = None,
+        on_banned: Callable[[float, str], None] | None = None,
     ) -> None:
         self.codec = codec
+        self.on_banned = on_banned
         self._hold_s = hold_s
         self.url = url
         self.on_update = on_update
@@ -330,6 +335,24 @@ class UserDataStream:
             self.counts["connect_failed"] += 1
             self._drop("connect_timeout")
             return "connect_timeout"
+        except aiohttp.WSServerHandshakeError as exc:
+            self.counts["connect_failed"] += 1
+            log.warning("binance user stream: %s refused the connection: %s", self.url, exc)
+            if exc.status in (418, 429):
+                # The venue's limits answer the handshake too: wait what it says,
+                # and a ban (418) holds every request path of this client.
+                retry = exc.headers.get("Retry-After") if exc.headers is not None else None
+                now = time.time()
+                wait_s = retry_after_s(retry, now, default_s=60.0, cap_s=3 * 86_400.0)
+                self._retry_after_s = wait_s
+                if exc.status == 418 and self.on_banned is not None:
+                    try:
+                        self.on_banned(now + wait_s, f"HTTP 418 to {self.url}")
+                    except Exception:
+                        self.counts["callback_failed"] += 1
+                        log.exception("binance user stream: the ban callback failed")
+            self._drop("connect_refused")
+            return "connect_refused"
         except (aiohttp.ClientError, OSError) as exc:
             self.counts["connect_failed"] += 1
             log.warning("binance user stream: cannot connect to %s: %s", self.url, exc)
@@ -494,6 +517,18 @@ class UserDataStream:
                 error.reason,
             )
             return "auth_failed"
+        if error.kind is ErrorKind.BANNED and self.on_banned is not None:
+            until_ms = error.until_ms
+            until_s = (
+                until_ms / 1000
+                if until_ms is not None
+                else time.time() + (self._retry_after_s or 60.0)
+            )
+            try:
+                self.on_banned(until_s, error.reason)
+            except Exception:
+                self.counts["callback_failed"] += 1
+                log.exception("binance user stream: the ban callback failed")
         if error.kind is ErrorKind.CLOCK_SKEW:
             self._resync_clock = True
             return "clock_skew"
