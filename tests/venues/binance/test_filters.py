@@ -243,3 +243,32 @@ def test_the_order_dialect_takes_the_venues_assets_and_refuses_contradicting_one
         ConfigError, match=r"^instruments\[BTCUSDT\]\.quote_asset: .* 'USDT', .* says 'EUR'"
     ):
         BinanceOrderDialect(wrong, "key").load_rules(BODY)
+
+
+def test_the_dialects_cached_verdicts_equal_the_full_check() -> None:
+    """The order dialect caches a limit order's verdict on the filters that depend
+    on the order alone; with the market-bound ones added, it is the full check's."""
+    import random
+
+    codec = BinanceSpotCodec("key", HmacSha256Signer("secret"), {"BTCUSDT": BTC})
+    dialect = BinanceOrderDialect(codec, "key")
+    dialect.load_rules(BODY)
+    filters = parse_symbol_filters(BODY, {"BTCUSDT": BTC})["BTCUSDT"]
+    rng = random.Random(3)
+    reasons = set()
+    for i in range(5000):
+        side = rng.choice([Side.BUY, Side.SELL])
+        made = Order(
+            f"c-{i}", "s", "BTCUSDT", side, OrderType.LIMIT, rng.choice([1, 100, 10**5, 10**9]),
+            rng.choice([1, 99, 2_000_000, 3_000_000, 10**9]), TimeInForce.GTC,
+        )  # fmt: skip
+        made.post_only = rng.random() < 0.5
+        reference = rng.choice([None, 3_000_000, Fraction(6_000_001, 2), 500_000])
+        count = rng.choice([None, 0, 199, 200])
+        expected = filters.check(
+            side, OrderType.LIMIT, made.quantity, made.price, post_only=made.post_only,
+            reference_price=reference, open_orders=count,
+        )  # fmt: skip
+        assert dialect.rule_refusal(made, reference, count) == expected
+        reasons.add(expected)
+    assert len(reasons) >= 5  # the cases reach several filters, and passing orders

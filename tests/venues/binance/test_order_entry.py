@@ -682,3 +682,33 @@ def test_a_full_answer_with_any_field_replaced_is_read_or_unreadable(
         assert fill.report.price > 0
         assert fill.report.fill_id is not None
         assert 0 <= fill.report.fill_id < 2**63
+
+
+def test_the_cached_order_shapes_encode_exactly_as_the_full_encoder() -> None:
+    """``new_order`` reuses each order shape's middle fields; its bodies are the
+    full encoder's, byte for byte, whatever the shape, and refused alike."""
+    import random
+
+    codec = BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET), INSTRUMENTS)
+    rng = random.Random(7)
+    for i in range(2000):
+        kind = rng.choice([OrderType.LIMIT, OrderType.MARKET])
+        made = Order(
+            f"id-{i % 50}", "s", "BTCUSDT", rng.choice([Side.BUY, Side.SELL]), kind,
+            rng.randint(1, 40), None if kind is OrderType.MARKET else rng.randint(1, 300),
+            rng.choice(list(TimeInForce)),
+        )  # fmt: skip
+        made.post_only = kind is OrderType.LIMIT and rng.random() < 0.3
+        stamp = rng.randint(1, 2**41)
+        try:
+            cached: object = codec.new_order(made, stamp).body
+        except ValueError as exc:
+            cached = str(exc)
+        try:
+            full: object = codec.new_order_request(
+                made.symbol, made.side, made.type, made.quantity, made.price,
+                made.client_order_id, stamp, made.time_in_force.value, made.post_only,
+            ).body  # fmt: skip
+        except ValueError as exc:
+            full = str(exc)
+        assert cached == full

@@ -313,8 +313,24 @@ class SymbolFilters:
                 and notional > ceiling
             ):
                 return "notional_max"
-        if not market and reference_price is not None:
-            assert price is not None
+        if market:
+            limit = self._max_orders
+            if limit is not None and open_orders is not None and open_orders + 1 > limit:
+                return "max_num_orders"
+            return None
+        assert price is not None
+        return self.check_dynamic(side, price, reference_price, open_orders)
+
+    def check_dynamic(
+        self, side: Side, price: int, reference_price: Price | None, open_orders: int | None
+    ) -> str | None:
+        """The filters of a limit order at ``price`` ticks that move with the market:
+        the percent-price bands against ``reference_price`` and ``MAX_NUM_ORDERS``
+        against ``open_orders`` (each skipped when None). :meth:`check` runs
+        them last; a caller that cached the rest of a limit order's verdict
+        (it depends on the order alone) runs only these. ``O(1)``.
+        """
+        if reference_price is not None:
             # Integer cross-multiplication: price < reference * p / q, with
             # reference = n / d, is price * d * q < n * p (d, q > 0).
             if type(reference_price) is int:

@@ -43,6 +43,7 @@ import orjson
 
 from ...core.errors import ConfigError, InvalidValue, UnreadableAnswer
 from ...core.orders import Order, Price
+from ...core.protocol import Side
 from ...core.reports import MAX_FILL_ID, FillReport
 from ...io.order_api import (
     AnswerKind,
@@ -74,6 +75,9 @@ MY_TRADES_WEIGHT: Final = 20
 POLL_WEIGHT_SHARE: Final = 0.25
 #: Venue order ids remembered (order id -> client order id) before the oldest go.
 _ORDER_IDS_MAX: Final = 100_000
+#: Limit order shapes whose static filter verdicts are kept (then the cache starts over).
+_VERDICTS_MAX: Final = 65_536
+_UNSEEN: Final = "unseen"
 _KINDS: Final = {kind.value: AnswerKind(kind.value) for kind in ErrorKind}
 _FORM: Final = "application/x-www-form-urlencoded"
 _OK: Final = Verdict(AnswerKind.OK)
@@ -124,6 +128,8 @@ class BinanceOrderDialect:
         self._order_ids: dict[int, str] = {}
         #: Each engine symbol's filters, from :meth:`load_rules`.
         self._filters: dict[str, SymbolFilters] = {}
+        #: A limit order shape's verdict on the filters that depend on it alone.
+        self._static_verdicts: dict[tuple[str, Side, bool, int, int], str | None] = {}
 
     def __repr__(self) -> str:
         return f"BinanceOrderDialect({self.codec!r})"
@@ -166,6 +172,7 @@ class BinanceOrderDialect:
                     )
                     raise ConfigError(message, [message])
         self._filters = {s: filters[v] for s, v in codec.venue_symbols.items()}
+        self._static_verdicts.clear()
 
     def rule_refusal(
         self, order: Order, reference_price: Price | None, open_orders: int | None
@@ -177,15 +184,32 @@ class BinanceOrderDialect:
         found = self._filters.get(order.symbol)
         if found is None:
             return "venue_rules_unknown"
-        return found.check(
-            order.side,
-            order.type,
-            order.quantity,
-            order.price,
-            post_only=order.post_only,
-            reference_price=reference_price,
-            open_orders=open_orders,
-        )
+        price = order.price
+        if price is None:  # a market order's notional needs the reference: checked whole
+            return found.check(
+                order.side,
+                order.type,
+                order.quantity,
+                None,
+                post_only=order.post_only,
+                reference_price=reference_price,
+                open_orders=open_orders,
+            )
+        # A limit order's verdict on every filter but the market-bound ones
+        # depends on the order alone: computed once per order shape.
+        key = (order.symbol, order.side, order.post_only, order.quantity, price)
+        static = self._static_verdicts.get(key, _UNSEEN)
+        if static is _UNSEEN:
+            static = found.check(
+                order.side, order.type, order.quantity, price, post_only=order.post_only
+            )
+            verdicts = self._static_verdicts
+            if len(verdicts) >= _VERDICTS_MAX:
+                verdicts.clear()
+            verdicts[key] = static
+        if static is not None:
+            return static
+        return found.check_dynamic(order.side, price, reference_price, open_orders)
 
     def time_request(self) -> OrderRequest | None:
         return _request(self.codec.server_time())
