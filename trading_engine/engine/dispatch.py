@@ -169,14 +169,8 @@ class StrategyRunner:
         self.evaluations += 1
         try:
             result = self._on_book(view)
-            if result is not None and asyncio.iscoroutine(result):
-                # A plain def that returned a coroutine: run it like async.
-                try:
-                    yielded = result.send(None)
-                except StopIteration:
-                    pass
-                else:
-                    self._suspend(result, yielded, start, True)
+            if result is not None:
+                self._returned(result, start, True)
             self.consecutive_errors = 0
         except Exception as exc:
             self._failed(exc)
@@ -222,18 +216,21 @@ class StrategyRunner:
                     self._suspend(coro, yielded, start, evaluation)
             else:
                 result = hook(*args)
-                if result is not None and asyncio.iscoroutine(result):
-                    # A plain def that returned a coroutine: run it like async.
-                    try:
-                        yielded = result.send(None)
-                    except StopIteration:
-                        pass
-                    else:
-                        self._suspend(result, yielded, start, evaluation)
+                if result is not None:
+                    self._returned(result, start, evaluation)
                 self.consecutive_errors = 0
         except Exception as exc:
             self._failed(exc)
         self.latency.observe_ns(clock() - start)
+
+    def _returned(self, result: object, start_ns: int, evaluation: bool) -> None:
+        """A plain ``def`` hook returned ``result``: a coroutine runs like an async hook's."""
+        if asyncio.iscoroutine(result):
+            try:
+                yielded = result.send(None)
+            except StopIteration:
+                return
+            self._suspend(result, yielded, start_ns, evaluation)
 
     def _suspend(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, start_ns: int, evaluation: bool
