@@ -606,7 +606,17 @@ class BinanceSpotCodec:
     # -- requests -----------------------------------------------------------------------
 
     def new_order(self, order: Order, timestamp_ms: int) -> BinanceRequest:
-        """``POST /api/v3/order`` for an engine order (the hot path).
+        """``POST /api/v3/order`` for an engine order: :meth:`new_order_body` as a request."""
+        body = self.new_order_body(order, timestamp_ms)
+        return BinanceRequest("POST", "/api/v3/order", "", body, self._form_headers, 1, True)
+
+    @property
+    def form_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers of a signed form body (the API key, the content type)."""
+        return self._form_headers
+
+    def new_order_body(self, order: Order, timestamp_ms: int) -> bytes:
+        """The signed form body of ``POST /api/v3/order`` for an engine order (the hot path).
 
         ``timestamp_ms`` is the venue's clock in ms (the host's plus the
         measured offset). A post-only order is a ``LIMIT_MAKER``; otherwise
@@ -639,8 +649,7 @@ class BinanceSpotCodec:
             cid.encode(),
             self._suffix,
         )
-        body = b"%s&signature=%s" % (payload, self.signer.query_signature(payload))
-        return BinanceRequest("POST", "/api/v3/order", "", body, self._form_headers, 1, True)
+        return b"%s&signature=%s" % (payload, self.signer.query_signature(payload))
 
     def _middle(self, key: tuple[str, Side, OrderType, str, bool, int, int | None]) -> bytes:
         """An order shape's fields from ``symbol`` to ``price`` (see :meth:`new_order_request`)."""
