@@ -5,7 +5,7 @@ each short and synchronous inside), bound to ``[admin] host``/``port``:
 
 ================  =====  ================================================
 ``GET /metrics``  none   Prometheus text exposition, rendered a step at a
-                         time (never more than about 0.2 ms of the loop
+                         time (about 0.1 ms of the loop and one unit of work
                          at once, :class:`ExpositionRenderer`)
 ``GET /healthz``  none   200 ``ok`` while the event loop turns
 ``GET /readyz``   none   200 when the feed listens and the gateway has had

@@ -277,7 +277,7 @@ class ExpositionRenderer:
     latter leaves out time the machine gave to other processes).
     """
 
-    def __init__(self, registry: CollectorRegistry, step_s: float = 0.0002) -> None:
+    def __init__(self, registry: CollectorRegistry, step_s: float = 0.0001) -> None:
         self.registry = registry
         self.step_ns = round(step_s * 1e9)
         self.steps = LatencyHistogram()
