@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,20 +46,36 @@ def ci_binary(name: str) -> str:
     return binary
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections (Linux), inclusive."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+#: Where test servers' ports come from: below the ephemeral range, so that no
+#: outgoing connection (the suite's own, a simulator's, a worker's) can be
+#: holding the port as its source port when the server comes to bind it.
+_TEST_PORTS = (10000, max(10001, _EPHEMERAL[0] - 1)) if _EPHEMERAL[0] > 12000 else (1024, 65535)
+_pick = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now, outside the ephemeral range."""
+    return free_port_range(1)
 
 
 def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
+    """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now.
+
+    The ports are outside the kernel's ephemeral range (see ``_TEST_PORTS``).
+    """
+    low, high = _TEST_PORTS
+    for _ in range(500):
+        base = _pick.randrange(low, high - count)
         sockets = []
         try:
             for offset in range(count):

@@ -22,13 +22,18 @@ def _status(admin: int) -> Any:
     return httpx.get(f"http://127.0.0.1:{admin}/status", timeout=5).json()
 
 
-def _wait(admin: int, predicate: Any, within_s: float = 30.0) -> Any:
+def _wait(admin: int, predicate: Any, within_s: float = 30.0, logs: tuple[Path, ...] = ()) -> Any:
+    """The supervisor's ``/status`` once ``predicate`` holds; on timeout, the workers and logs."""
     deadline = time.monotonic() + within_s
     while True:
         status = _status(admin)
         if predicate(status):
             return status
-        assert time.monotonic() < deadline, status
+        if time.monotonic() >= deadline:
+            tails = "\n".join(
+                f"--- {log.name}:\n" + log.read_text(errors="replace")[-3000:] for log in logs
+            )
+            raise AssertionError(f"workers: {status['workers']}\n{tails}")
         time.sleep(0.2)
 
 
@@ -245,6 +250,7 @@ def test_resharding_from_two_workers_to_three_keeps_every_position(tmp_path: Pat
                 len(s["workers"]) == 3
                 and all(w["alive"] and w["trading_state"] is not None for w in s["workers"])
             ),
+            logs=(tmp_path / "run3.log", tmp_path / "sim.log"),
         )
         # The feed still goes to two ports: nothing trades, and the venue is as it was.
         assert _venue_positions(api) == before
