@@ -48,6 +48,10 @@ COMPILED = [
     "trading_engine/core/risk.py",
     "trading_engine/core/breaker.py",
     "trading_engine/core/sharding.py",
+    "trading_engine/venues/binance/signing.py",
+    "trading_engine/venues/binance/filters.py",
+    "trading_engine/venues/binance/orders.py",
+    "trading_engine/venues/binance/order_api.py",
 ]
 
 

@@ -947,3 +947,26 @@ def test_a_binance_gateway_gives_orders_binance_client_order_ids() -> None:
     assert order is not None
     assert re.fullmatch(r"[a-zA-Z0-9_-]{1,36}", order.client_order_id), order.client_order_id
     assert engine.ids.rule.name == "binance"
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "mid"),
+    [
+        ("100.00", "100.10", 10005),
+        ("100.00", "100.11", Fraction(20011, 2)),
+        ("100.01", "100.03", 10002),
+    ],
+)
+def test_the_venue_rules_reference_is_the_books_exact_mid(
+    bid: str, ask: str, mid: int | Fraction
+) -> None:
+    engine, _, _ = make_engine()
+    engine.builder.handle(snapshot(2, [[bid, "5"]], [[ask, "5"]]))
+    order = submit(engine, BUY, 1, BTC.price_to_ticks(bid))
+    assert order is not None
+    reference, open_orders = engine.venue_market(order)
+    assert reference == mid == engine.builder.books["BTC-USD"].book.mid()
+    assert type(reference) is type(mid)  # an int when whole: no Fraction built
+    assert open_orders == 0  # the order itself is not counted
+    engine.builder.handle(snapshot(3, [], [[ask, "5"]]))
+    assert engine.venue_market(order)[0] is None

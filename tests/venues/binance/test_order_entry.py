@@ -28,6 +28,7 @@ from trading_engine.core.orders import (
 )
 from trading_engine.core.protocol import Side
 from trading_engine.venues.binance.orders import (
+    CLIENT_ORDER_ID,
     STATUSES,
     BinanceSpotCodec,
     ErrorKind,
@@ -39,6 +40,7 @@ from trading_engine.venues.binance.orders import (
     classify_error,
     parse_server_time,
     parse_usage,
+    valid_client_order_id,
 )
 from trading_engine.venues.binance.signing import HmacSha256Signer
 
@@ -169,6 +171,24 @@ def test_an_order_the_venue_cannot_take_is_refused_before_bytes(
         codec().new_order_request(symbol, Side.BUY, order_type, lots, price, cid, TS)
     with pytest.raises(ValueError, match="time in force"):
         codec().new_order_request("BTCUSDT", Side.BUY, OrderType.LIMIT, 1, 1, CID, TS, "GTX")
+
+
+@given(
+    st.text(alphabet="Az09_-.:/&é\u00a0 \t\n\u0660\uff11", max_size=40)
+    | st.text(max_size=40)
+    | st.from_regex(CLIENT_ORDER_ID, fullmatch=True)
+)
+def test_the_client_order_id_check_is_the_venues_rule(cid: str) -> None:
+    # The order path's string check and the rule's regular expression agree
+    # (non-ASCII digits and letters, which str.isalnum accepts, included).
+    assert valid_client_order_id(cid) == (CLIENT_ORDER_ID.fullmatch(cid) is not None)
+
+
+@pytest.mark.parametrize(
+    "cid", ["", "-", "_", "a" * 36, "a" * 37, "\u0660", "\uff11", "a b", "a\n", "A-z_0-9"]
+)
+def test_the_client_order_id_check_at_its_edges(cid: str) -> None:
+    assert valid_client_order_id(cid) == (CLIENT_ORDER_ID.fullmatch(cid) is not None)
 
 
 def test_reads_cancels_and_lists_are_signed_queries() -> None:
