@@ -878,7 +878,9 @@ class BinanceSpotCodec:
         params["signature"] = self.signer.sign(payload)
         request = {"id": request_id, "method": "userDataStream.subscribe.signature"}
         request["params"] = params  # type: ignore[assignment]
-        return orjson.dumps(request).decode()
+        # Typed: the compiled build type-checks without orjson's stubs.
+        text: str = orjson.dumps(request).decode()
+        return text
 
     def unsubscribe_user_stream(
         self, request_id: str | int, subscription_id: int | None = None
@@ -887,7 +889,8 @@ class BinanceSpotCodec:
         request: dict[str, object] = {"id": request_id, "method": "userDataStream.unsubscribe"}
         if subscription_id is not None:
             request["params"] = {"subscriptionId": subscription_id}
-        return orjson.dumps(request).decode()
+        text: str = orjson.dumps(request).decode()
+        return text
 
     # -- answers ------------------------------------------------------------------------
 
