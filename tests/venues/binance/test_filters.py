@@ -272,3 +272,37 @@ def test_the_dialects_cached_verdicts_equal_the_full_check() -> None:
         assert dialect.rule_refusal(made, reference, count) == expected
         reasons.add(expected)
     assert len(reasons) >= 5  # the cases reach several filters, and passing orders
+
+
+def test_an_order_checked_then_sent_has_the_body_the_codec_alone_writes() -> None:
+    """The dialect hands the shape it found checking an order to the order's
+    request: the body is the codec's own for that order, and never another
+    order's (checks and sends interleaved, refused orders included)."""
+    import random
+
+    from trading_engine.venues.binance.clock import VenueClock
+
+    stamp_ns = 1_700_000_000_123 * 10**6
+    codec = BinanceSpotCodec("key", HmacSha256Signer("secret"), {"BTCUSDT": BTC})
+    dialect = BinanceOrderDialect(codec, "key", clock=VenueClock(None, wall_ns=lambda: stamp_ns))
+    dialect.load_rules(BODY)
+    rng = random.Random(5)
+    orders = []
+    sent = refused = 0
+    for i in range(3000):
+        made = Order(
+            f"c-{i}", "s", "BTCUSDT", rng.choice([Side.BUY, Side.SELL]), OrderType.LIMIT,
+            rng.choice([100, 10**5, 2 * 10**5]), rng.choice([99, 2_000_000, 3_000_000]),
+            rng.choice([TimeInForce.GTC, TimeInForce.IOC]),
+        )  # fmt: skip
+        made.post_only = rng.random() < 0.3
+        orders.append(made)
+        if dialect.rule_refusal(made, rng.choice([None, 3_000_000]), None) is not None:
+            refused += 1
+        # Usually the order just checked; sometimes an earlier one, checked before.
+        chosen = made if rng.random() < 0.7 else rng.choice(orders)
+        body = dialect.new_order(chosen).body
+        assert body == codec.new_order_body(chosen, stamp_ns // 10**6), chosen.client_order_id
+        sent += 1
+    assert refused > 100
+    assert sent == 3000
