@@ -970,3 +970,20 @@ def test_the_venue_rules_reference_is_the_books_exact_mid(
     assert open_orders == 0  # the order itself is not counted
     engine.builder.handle(snapshot(3, [], [[ask, "5"]]))
     assert engine.venue_market(order)[0] is None
+
+
+def test_the_venue_rules_reference_is_none_unless_the_book_is_live() -> None:
+    """A crossed or stale book says nothing about the venue's price: the
+    reference is None (the price-band filters are the venue's to apply)."""
+    engine, _, _ = make_engine()
+    engine.builder.handle(snapshot(2, [["100.00", "5"]], [["100.10", "5"]]))
+    order = submit(engine, BUY, 1, BTC.price_to_ticks("100.00"))
+    assert order is not None
+    assert engine.venue_market(order)[0] == 10005
+    engine.builder.handle(snapshot(3, [["100.20", "5"]], [["100.10", "5"]]))  # crossed
+    assert engine.builder.books["BTC-USD"].state.value == "crossed"
+    assert engine.venue_market(order)[0] is None
+    engine.builder.handle(snapshot(4, [["100.00", "5"]], [["100.10", "5"]]))
+    assert engine.venue_market(order)[0] == 10005
+    engine.builder.mark_stale(["BTC-USD"])
+    assert engine.venue_market(order)[0] is None

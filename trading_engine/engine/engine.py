@@ -32,7 +32,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from ..config import Config
-from ..core.builder import BookBuilder
+from ..core.builder import BookBuilder, BookState
 from ..core.clock import Clock, SystemClock
 from ..core.errors import ConfigError, StrategyError
 from ..core.instruments import Instrument
@@ -571,7 +571,8 @@ class Engine:
         """What a venue's trading rules check ``order`` against, before it is sent.
 
         The book's exact mid in ticks (None without both sides) stands for
-        the venue's average price, and this engine's other open orders on
+        the venue's average price (only a live book's: a crossed or stale
+        one leaves the price bands to the venue), and this engine's other open orders on
         the symbol for the account's (orders other programs keep on the
         same account are the venue's to count). ``O(1)``. A whole mid is an
         int: only a half-tick mid pays for a :class:`~fractions.Fraction`
@@ -579,7 +580,7 @@ class Engine:
         """
         mid: Price | None = None
         entry = self.builder.books.get(order.symbol)
-        if entry is not None:
+        if entry is not None and entry.state is BookState.LIVE:
             book = entry.book
             bid, ask = book.best_bid, book.best_ask
             if bid is not None and ask is not None:
