@@ -306,3 +306,37 @@ def test_an_order_checked_then_sent_has_the_body_the_codec_alone_writes() -> Non
         sent += 1
     assert refused > 100
     assert sent == 3000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("price", 5_100_000),
+        ("quantity", 200_000),
+        ("side", Side.SELL),
+        ("post_only", True),
+        ("time_in_force", TimeInForce.IOC),
+    ],
+)
+def test_an_order_changed_after_its_check_is_sent_as_it_is_and_spoils_no_other(
+    field: str, value: object
+) -> None:
+    """The shape found by the check is used only while the order still has it;
+    and a shape's fields are its own, never those of an order changed since."""
+    from trading_engine.venues.binance.clock import VenueClock
+
+    stamp_ns = 1_700_000_000_123 * 10**6
+    codec = BinanceSpotCodec("key", HmacSha256Signer("secret"), {"BTCUSDT": BTC})
+    dialect = BinanceOrderDialect(codec, "key", clock=VenueClock(None, wall_ns=lambda: stamp_ns))
+    dialect.load_rules(BODY)
+
+    def made(cid: str) -> Order:
+        return Order(cid, "s", "BTCUSDT", BUY, LIMIT, 100_000, 5_000_000, TimeInForce.GTC)
+
+    changed = made("c-1")  # its shape's fields not yet encoded
+    assert dialect.rule_refusal(changed, None, None) is None
+    setattr(changed, field, value)
+    assert dialect.new_order(changed).body == codec.new_order_body(changed, stamp_ns // 10**6)
+    later = made("c-2")  # the shape as it was checked
+    assert dialect.rule_refusal(later, None, None) is None
+    assert dialect.new_order(later).body == codec.new_order_body(later, stamp_ns // 10**6)

@@ -94,9 +94,10 @@ _TYPES: Final = {"LIMIT": "limit", "LIMIT_MAKER": "limit", "MARKET": "market"}
 class _Shape:
     """A limit order shape's verdict on the filters that depend on it alone, and its fields."""
 
-    __slots__ = ("fields", "verdict")
+    __slots__ = ("fields", "key", "verdict")
 
-    def __init__(self, verdict: str | None) -> None:
+    def __init__(self, key: OrderShape, verdict: str | None) -> None:
+        self.key = key
         self.verdict = verdict
         #: The codec's encoded fields, once an order of this shape was sent.
         self.fields: bytes | None = None
@@ -224,7 +225,7 @@ class BinanceOrderDialect:
         shape = self._shapes.get(key)
         if shape is None:
             side, lots, post_only = order.side, order.quantity, order.post_only
-            shape = _Shape(found.check(side, order.type, lots, price, post_only=post_only))
+            shape = _Shape(key, found.check(side, order.type, lots, price, post_only=post_only))
             shapes = self._shapes
             if len(shapes) >= _VERDICTS_MAX:
                 shapes.clear()
@@ -247,11 +248,13 @@ class BinanceOrderDialect:
         # The hot path: the signed body straight into the gateway's request.
         codec = self.codec
         shape = self._checked_shape
-        if order is self._checked and shape is not None:
+        # The order checked last, unchanged since (an order is not changed
+        # after it is admitted; the comparison makes sure of it).
+        if order is self._checked and shape is not None and order_shape(order) == shape.key:
             self._checked = self._checked_shape = None
             fields = shape.fields
             if fields is None:
-                fields = shape.fields = codec.shape_fields(order_shape(order))
+                fields = shape.fields = codec.shape_fields(shape.key)
             body = codec.signed_order_body(order.client_order_id, fields, self.clock.timestamp_ms())
         else:
             body = codec.new_order_body(order, self.clock.timestamp_ms())
