@@ -43,6 +43,7 @@ import orjson
 
 from ...core.errors import ConfigError, InvalidValue, UnreadableAnswer
 from ...core.orders import Order, Price
+from ...core.protocol import Side
 from ...core.reports import MAX_FILL_ID, FillReport
 from ...io.order_api import (
     AnswerKind,
@@ -53,15 +54,7 @@ from ...io.order_api import (
 )
 from .clock import VenueClock
 from .filters import FILTER_REASONS, SymbolFilters, parse_symbol_filters
-from .orders import (
-    BinanceRequest,
-    BinanceSpotCodec,
-    ErrorKind,
-    OrderShape,
-    classify_error,
-    order_shape,
-    parse_usage,
-)
+from .orders import BinanceRequest, BinanceSpotCodec, ErrorKind, classify_error, parse_usage
 
 __all__ = [
     "MY_TRADES_WEIGHT",
@@ -84,23 +77,12 @@ POLL_WEIGHT_SHARE: Final = 0.25
 _ORDER_IDS_MAX: Final = 100_000
 #: Limit order shapes whose static filter verdicts are kept (then the cache starts over).
 _VERDICTS_MAX: Final = 65_536
+_UNSEEN: Final = "unseen"
 _KINDS: Final = {kind.value: AnswerKind(kind.value) for kind in ErrorKind}
 _FORM: Final = "application/x-www-form-urlencoded"
 _OK: Final = Verdict(AnswerKind.OK)
 _SIDES: Final = {"BUY": "buy", "SELL": "sell"}
 _TYPES: Final = {"LIMIT": "limit", "LIMIT_MAKER": "limit", "MARKET": "market"}
-
-
-class _Shape:
-    """A limit order shape's verdict on the filters that depend on it alone, and its fields."""
-
-    __slots__ = ("fields", "key", "verdict")
-
-    def __init__(self, key: OrderShape, verdict: str | None) -> None:
-        self.key = key
-        self.verdict = verdict
-        #: The codec's encoded fields, once an order of this shape was sent.
-        self.fields: bytes | None = None
 
 
 class BinanceOrderDialect:
@@ -146,13 +128,8 @@ class BinanceOrderDialect:
         self._order_ids: dict[int, str] = {}
         #: Each engine symbol's filters, from :meth:`load_rules`.
         self._filters: dict[str, SymbolFilters] = {}
-        #: Limit order shapes: each one's static filter verdict and encoded fields.
-        self._shapes: dict[OrderShape, _Shape] = {}
-        #: The last order :meth:`rule_refusal` passed and its shape, for
-        #: :meth:`new_order`, which the gateway calls next for it: one shape
-        #: lookup per order, not two.
-        self._checked: Order | None = None
-        self._checked_shape: _Shape | None = None
+        #: A limit order shape's verdict on the filters that depend on it alone.
+        self._static_verdicts: dict[tuple[str, Side, bool, int, int], str | None] = {}
 
     def __repr__(self) -> str:
         return f"BinanceOrderDialect({self.codec!r})"
@@ -195,8 +172,7 @@ class BinanceOrderDialect:
                     )
                     raise ConfigError(message, [message])
         self._filters = {s: filters[v] for s, v in codec.venue_symbols.items()}
-        self._shapes.clear()
-        self._checked = self._checked_shape = None
+        self._static_verdicts.clear()
 
     def rule_refusal(
         self, order: Order, reference_price: Price | None, open_orders: int | None
@@ -221,23 +197,19 @@ class BinanceOrderDialect:
             )
         # A limit order's verdict on every filter but the market-bound ones
         # depends on the order alone: computed once per order shape.
-        key = order_shape(order)
-        shape = self._shapes.get(key)
-        if shape is None:
-            side, lots, post_only = order.side, order.quantity, order.post_only
-            shape = _Shape(key, found.check(side, order.type, lots, price, post_only=post_only))
-            shapes = self._shapes
-            if len(shapes) >= _VERDICTS_MAX:
-                shapes.clear()
-            shapes[key] = shape
-        static = shape.verdict
+        key = (order.symbol, order.side, order.post_only, order.quantity, price)
+        static = self._static_verdicts.get(key, _UNSEEN)
+        if static is _UNSEEN:
+            static = found.check(
+                order.side, order.type, order.quantity, price, post_only=order.post_only
+            )
+            verdicts = self._static_verdicts
+            if len(verdicts) >= _VERDICTS_MAX:
+                verdicts.clear()
+            verdicts[key] = static
         if static is not None:
             return static
-        refusal = found.check_dynamic(order.side, price, reference_price, open_orders)
-        if refusal is None:
-            self._checked = order
-            self._checked_shape = shape
-        return refusal
+        return found.check_dynamic(order.side, price, reference_price, open_orders)
 
     def time_request(self) -> OrderRequest | None:
         return _request(self.codec.server_time())
@@ -247,17 +219,7 @@ class BinanceOrderDialect:
     def new_order(self, order: Order) -> OrderRequest:
         # The hot path: the signed body straight into the gateway's request.
         codec = self.codec
-        shape = self._checked_shape
-        # The order checked last, unchanged since (an order is not changed
-        # after it is admitted; the comparison makes sure of it).
-        if order is self._checked and shape is not None and order_shape(order) == shape.key:
-            self._checked = self._checked_shape = None
-            fields = shape.fields
-            if fields is None:
-                fields = shape.fields = codec.shape_fields(shape.key)
-            body = codec.signed_order_body(order.client_order_id, fields, self.clock.timestamp_ms())
-        else:
-            body = codec.new_order_body(order, self.clock.timestamp_ms())
+        body = codec.new_order_body(order, self.clock.timestamp_ms())
         return OrderRequest("POST", "/api/v3/order", body, codec.form_headers, 1)
 
     def read_order(self, client_order_id: str, symbol: str) -> OrderRequest:

@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any, Final, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -73,7 +73,6 @@ __all__ = [
     "ErrorKind",
     "ExecutionUpdate",
     "OrderAnswer",
-    "OrderShape",
     "OtherEvent",
     "RateUsage",
     "RequestAnswered",
@@ -85,7 +84,6 @@ __all__ = [
     "VenueError",
     "VenueFill",
     "classify_error",
-    "order_shape",
     "parse_server_time",
     "parse_usage",
     "valid_client_order_id",
@@ -93,24 +91,6 @@ __all__ = [
 
 #: Binance's ``newClientOrderId`` (the venue's ``-1100`` answer states the range).
 CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,36}")
-
-
-#: What an order's encoded fields depend on: symbol, side, type, time in force,
-#: post-only, lots and price (ticks, None for a market order).
-OrderShape: TypeAlias = tuple[str, Side, OrderType, str, bool, int, int | None]
-
-
-def order_shape(order: Order) -> OrderShape:
-    """The shape of ``order`` (:data:`OrderShape`): orders of a shape differ in id and time."""
-    return (
-        order.symbol,
-        order.side,
-        order.type,
-        order.time_in_force,  # a str (StrEnum): no ``.value`` property call
-        order.post_only,
-        order.quantity,
-        order.price,
-    )
 
 
 def valid_client_order_id(client_order_id: str) -> bool:
@@ -637,7 +617,7 @@ class BinanceSpotCodec:
         self._fixed: dict[tuple[str, Side, OrderType, str, bool], bytes] = {}
         self._texts: dict[tuple[str, bool, int], bytes] = {}
         #: Each order shape's fields between ``timestamp`` and ``newClientOrderId``.
-        self._middles: dict[OrderShape, bytes] = {}
+        self._middles: dict[tuple[str, Side, OrderType, str, bool, int, int | None], bytes] = {}
         self._quoted = {s: quote(v, safe="") for s, v in self.venue_symbols.items()}
 
     def __repr__(self) -> str:
@@ -668,37 +648,30 @@ class BinanceSpotCodec:
         side, type, time in force, post-only, lots, price; a bounded cache),
         so an order costs its id, its timestamp and its signature.
         """
-        shape = order_shape(order)
-        middle = self._middles.get(shape)
+        cid = order.client_order_id
+        if not valid_client_order_id(cid):
+            raise ValueError(f"client order id {cid!r} breaks Binance's rule")
+        key = (
+            order.symbol,
+            order.side,
+            order.type,
+            order.time_in_force,  # a str (StrEnum): no ``.value`` property call
+            order.post_only,
+            order.quantity,
+            order.price,
+        )
+        middle = self._middles.get(key)
         if middle is None:
-            middle = self._middle(shape)
-        return self.signed_order_body(order.client_order_id, middle, timestamp_ms)
-
-    def shape_fields(self, shape: OrderShape) -> bytes:
-        """An order shape's encoded fields, from ``&symbol=`` to ``&price=...`` (cached).
-
-        ``shape`` is :func:`order_shape`'s. Raises ``ValueError`` as
-        :meth:`new_order_request` does for a shape the venue cannot take.
-        """
-        middle = self._middles.get(shape)
-        return middle if middle is not None else self._middle(shape)
-
-    def signed_order_body(self, client_order_id: str, fields: bytes, timestamp_ms: int) -> bytes:
-        """The signed form body of an order whose shape's fields (:meth:`shape_fields`) are known.
-
-        Raises ``ValueError`` for an id outside ``[A-Za-z0-9_-]{1,36}``.
-        """
-        if not valid_client_order_id(client_order_id):
-            raise ValueError(f"client order id {client_order_id!r} breaks Binance's rule")
+            middle = self._middle(key)
         payload = b"timestamp=%d%s&newClientOrderId=%s%s" % (
             timestamp_ms,
-            fields,
-            client_order_id.encode(),
+            middle,
+            cid.encode(),
             self._suffix,
         )
         return b"%s&signature=%s" % (payload, self.signer.query_signature(payload))
 
-    def _middle(self, key: OrderShape) -> bytes:
+    def _middle(self, key: tuple[str, Side, OrderType, str, bool, int, int | None]) -> bytes:
         """An order shape's fields from ``symbol`` to ``price`` (see :meth:`new_order_request`)."""
         symbol, side, order_type, time_in_force, post_only, lots, price = key
         # The one encoder of the fields: the request of a made-up id, cut at its edges.
