@@ -52,6 +52,8 @@ COMPILED = [
     "trading_engine/venues/binance/filters.py",
     "trading_engine/venues/binance/orders.py",
     "trading_engine/venues/binance/order_api.py",
+    "trading_engine/backtest/events.py",
+    "trading_engine/backtest/tardis.py",
 ]
 
 

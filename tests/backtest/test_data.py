@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.backtest.helpers import MS, T0, book, trade, write_capture
 from tests.fakes import config
@@ -271,3 +273,104 @@ def test_a_size_that_is_not_positive_is_counted_as_a_bad_size(tmp_path: Path) ->
     )
     _events, skipped = read([path], XMRBTC)
     assert skipped == {"bad_size": 2}
+
+
+def test_tardis_messages_are_the_same_across_read_chunks_and_line_endings(
+    tmp_path: Path,
+) -> None:
+    """A book file of several 1 MiB read chunks: every message is its run of rows
+    (one symbol, one local time), whether a run straddles a chunk's end or not,
+    and CRLF line endings read as LF ones."""
+    import random
+
+    rng = random.Random(11)
+    rows = ["binance,XMRBTC,1,1000,true,bid,0.005,1", "binance,XMRBTC,1,1000,true,ask,0.006,1"]
+    expected: list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]] = [
+        (1_000_000, [(5000, 1000)], [(6000, 1000)])
+    ]
+    local = 1000
+    size = 0
+    while size < 2_500_000:
+        local += rng.randint(1, 3)
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
+        for _ in range(rng.randint(1, 4)):
+            ticks, lots = rng.randint(1, 9999), rng.randint(0, 5000)
+            side = rng.choice(("bid", "ask"))
+            (bids if side == "bid" else asks).append((ticks, lots))
+            rows.append(
+                f"binance,XMRBTC,{local},{local},false,{side},{ticks / 10**6:.6f},{lots / 1000}"
+            )
+            size += len(rows[-1]) + 1
+        expected.append((local * 1000, bids, asks))
+    for name, newline in (("lf.csv", "\n"), ("crlf.csv", "\r\n")):
+        path = tmp_path / name
+        path.write_bytes((BOOK_CSV.rstrip("\n") + newline + newline.join(rows) + newline).encode())
+        events, skipped = read([path], XMRBTC)
+        assert skipped == {}
+        got = [(e.ts_ns, e.message.bids, e.message.asks) for e in events]  # type: ignore[union-attr]
+        assert got == expected, name
+        assert sum(e.levels for e in events) == len(rows)
+
+
+def test_a_tardis_trade_time_of_non_ascii_digits_is_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        TRADES_CSV
+        + "binance,XMRBTC,1,1000,7,buy,0.005,1.5\n"
+        + "binance,XMRBTC,2,2\u00b2000,8,buy,0.005,1\n"  # "2²000": digits to str.isdigit
+        + "binance,XMRBTC,3,3000,9,sell,0.004,0.25\n"
+    )
+    events, skipped = read([path], XMRBTC)
+    assert [e.ts_ns for e in events] == [1_000_000, 3_000_000]
+    assert skipped == {"bad_line": 1}
+
+
+@given(
+    st.lists(st.lists(st.integers(min_value=0, max_value=20), max_size=12).map(sorted), max_size=5)
+)
+def test_the_merge_by_time_is_heapq_merges_stable_order(times: list[list[int]]) -> None:
+    """Each stream's events in time order merge as ``heapq.merge`` with a key
+    merges them: by time, and at equal times the stream given first goes first."""
+    import heapq
+
+    from trading_engine.backtest.events import merge_by_time
+
+    def streams() -> list[list[DataEvent]]:
+        return [
+            [DataEvent(t, f"s{n}", None, 1, reason=str(i)) for i, t in enumerate(stamps)]
+            for n, stamps in enumerate(times)
+        ]
+
+    def key(event: DataEvent) -> tuple[int, str, str | None]:
+        return event.ts_ns, event.symbol, event.reason
+
+    ours = [key(e) for e in merge_by_time([iter(s) for s in streams()])]
+    theirs = [key(e) for e in heapq.merge(*streams(), key=lambda e: e.ts_ns)]
+    assert ours == theirs
+
+
+def test_a_tardis_read_stopped_early_closes_its_files(tmp_path: Path) -> None:
+    """Both builds: a reader given up before the end of its files (``--to``, an
+    error in another file) leaves no file open behind it."""
+    import gc
+    import warnings
+
+    book_path = tmp_path / "book.csv"
+    book_path.write_text(
+        BOOK_CSV
+        + "binance,XMRBTC,2,2000,true,bid,0.005,1.5\n"
+        + "binance,XMRBTC,3,3000,false,bid,0.005,1\n"
+        + "binance,XMRBTC,4,4000,false,bid,0.005,2\n"
+    )
+    trades_path = tmp_path / "trades.csv.gz"
+    with gzip.open(trades_path, "wt") as handle:
+        handle.write(TRADES_CSV + "binance,XMRBTC,1,2500,7,buy,0.005,1.5\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for paths in ([book_path], [book_path, trades_path]):
+            events = read_data(paths, XMRBTC, {})
+            assert next(events).ts_ns == 2_000_000
+            del events
+            gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

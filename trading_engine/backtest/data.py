@@ -31,12 +31,11 @@ counted in ``skipped`` by reason (``out_of_order``, ``duplicate``, ``cut_line``,
 from __future__ import annotations
 
 import gzip
-import heapq
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 from ..config import Config
 from ..core.errors import ConfigError, InvalidValue
@@ -54,10 +53,16 @@ from ..core.protocol import (
 )
 from ..io.venue_capture import CaptureEvent
 from ..venues.registry import venue as venue_named
+from .events import DataError, DataEvent, merge_by_time
+from .events import bump as _bump
+from .events import unusable as _unusable
+from .files import lines as _lines
+from .files import open_data as _open
+from .tardis import tardis_book as _tardis_book
+from .tardis import tardis_trades as _tardis_trades
 
 __all__ = ["DataError", "DataEvent", "detect_format", "read_data"]
 
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _TARDIS_BOOK: Final = b"exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
 _TARDIS_TRADES: Final = b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
 _VENUE_LINE: Final = re.compile(rb"^[0-9]+\t(open|ws|snapshot|snapshot_failed|close|out)\t")
@@ -66,101 +71,6 @@ _VENUE_KINDS: Final = frozenset({"open", "ws", "snapshot", "snapshot_failed", "c
 _SNAPSHOT: Final = MessageType.SNAPSHOT
 _UPDATE: Final = MessageType.UPDATE
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
-
-
-class DataError(Exception):
-    """A data file that cannot be read; the message names it (the command exits 2)."""
-
-
-class DataEvent:
-    """One message for one symbol at ``ts_ns``.
-
-    ``message``: a :class:`BookMessage` or :class:`Trade` to apply, a
-    :class:`Rejected` frame of an engine capture (the builder counts it and
-    its sequencing effect), or None for a resynchronization (``reason``):
-    the venue's stream of ``symbol`` broke and its book cannot be trusted
-    until the next snapshot. ``levels``: the book events it holds (levels
-    changed, or 1 for a trade). ``numbered``: the message's ``seq`` is the
-    recorded one (engine captures); otherwise it is 0 and the runner numbers
-    each symbol's messages in the merged order.
-    """
-
-    __slots__ = ("levels", "message", "numbered", "reason", "symbol", "ts_ns")
-
-    def __init__(
-        self,
-        ts_ns: int,
-        symbol: str,
-        message: BookMessage | Trade | Rejected | None,
-        levels: int,
-        reason: str | None = None,
-        numbered: bool = False,
-    ) -> None:
-        self.numbered = numbered
-        self.ts_ns = ts_ns
-        self.symbol = symbol
-        self.message = message
-        self.levels = levels
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"DataEvent({self.ts_ns}, {self.symbol!r}, {self.message!r}, {self.reason!r})"
-
-
-def _bump(skipped: dict[str, int], reason: str, by: int = 1) -> None:
-    skipped[reason] = skipped.get(reason, 0) + by
-
-
-def _unusable(exc: InvalidValue, what: str) -> str:
-    """The skip reason of a number that failed to parse: ``off_grid`` for a value
-    between the instrument's ticks or lots, else ``bad_<what>`` (negative, not a
-    number, malformed, too long), so the count points at the data, not the grids."""
-    return "off_grid" if exc.reason.startswith("off_") else f"bad_{what}"
-
-
-def _open(path: Path) -> BinaryIO:
-    try:
-        handle: BinaryIO = open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open: {exc.strerror}") from exc
-    magic = handle.read(2)
-    if magic == _GZIP_MAGIC:
-        handle.close()
-        # Opened by name: closing the gzip stream closes the file.
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    handle.seek(0)
-    return handle
-
-
-_CHUNK: Final = 1 << 20
-
-
-def _lines(path: Path, skipped: dict[str, int]) -> Iterator[bytes]:
-    """The complete lines of ``path`` (without newline); a cut last line is counted.
-
-    Read in chunks of 1 MiB (a line at a time costs more than the parsing).
-    Raises :class:`DataError` for a gzip stream that is corrupt or ends early.
-    """
-    handle = _open(path)
-    read = handle.read
-    try:
-        rest = b""
-        while True:
-            try:
-                chunk = read(_CHUNK)
-            except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
-                raise DataError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield line[:-1] if line.endswith(b"\r") else line
-        if rest:
-            # The writer was stopped mid-line: its last frame is incomplete.
-            _bump(skipped, "cut_line")
-    finally:
-        handle.close()
 
 
 def detect_format(path: str | Path) -> str:
@@ -220,11 +130,7 @@ def read_data(
             streams.append(_tardis_trades(path, instruments, skipped))
     if len(streams) == 1:
         return streams[0]
-    return heapq.merge(*streams, key=_time)
-
-
-def _time(event: DataEvent) -> int:
-    return event.ts_ns
+    return merge_by_time(streams)
 
 
 # -- the engine's own captures ------------------------------------------------------
@@ -427,168 +333,3 @@ def _trade_frame(
         _bump(skipped, "bad_size")
         return None
     return DataEvent(ts, symbol, Trade(symbol, 0, price, size, side, ts), 1)
-
-
-# -- Tardis.dev CSV -----------------------------------------------------------------
-
-
-def _tardis_book(
-    path: Path, instruments: Mapping[str, Instrument], skipped: dict[str, int]
-) -> Iterator[DataEvent]:
-    """``incremental_book_L2`` rows grouped into messages (see docs/backtest.md).
-
-    Rows of one symbol with the same ``local_timestamp`` and ``is_snapshot``
-    are one message; a snapshot row after an update row starts a new book.
-    """
-    grids = {symbol: Grid(inst) for symbol, inst in instruments.items()}
-    #: Symbols whose first snapshot has been read (updates before it are left out).
-    started: set[str] = set()
-    last = 0
-    # The message being gathered: (symbol, local ts, snapshot?) and its levels.
-    key: tuple[str, int, bool] | None = None
-    bids: list[tuple[int, int]] = []
-    asks: list[tuple[int, int]] = []
-    previous_snapshot: dict[str, bool] = {}
-    # Per symbol, wire bytes -> ticks / lots: rows repeat their prices and sizes.
-    prices: dict[bytes, dict[bytes, int]] = {}
-    sizes: dict[bytes, dict[bytes, int]] = {}
-    names: dict[bytes, str] = {}
-    lines = _lines(path, skipped)
-    next(lines, None)  # the header
-    for line in lines:
-        fields = line.split(b",")
-        if len(fields) != 8:
-            _bump(skipped, "bad_line")
-            continue
-        _exchange, raw_symbol, _timestamp, local, snapshot_text, side, price, amount = fields
-        symbol = names.get(raw_symbol)
-        if symbol is None:
-            symbol = raw_symbol.decode("utf-8", "replace")
-            if symbol not in grids:
-                _bump(skipped, "unknown_symbol")
-                continue
-            names[raw_symbol] = symbol
-            prices[raw_symbol] = {}
-            sizes[raw_symbol] = {}
-        if (
-            not local.isdigit()
-            or (snapshot_text != b"true" and snapshot_text != b"false")
-            or (side != b"bid" and side != b"ask")
-        ):
-            _bump(skipped, "bad_line")
-            continue
-        ts = int(local) * 1000
-        if ts < last:
-            _bump(skipped, "out_of_order")
-            continue
-        last = ts
-        snapshot = snapshot_text == b"true"
-        if snapshot:
-            started.add(symbol)
-        elif symbol not in started:
-            _bump(skipped, "before_snapshot")
-            continue
-        price_cache = prices[raw_symbol]
-        size_cache = sizes[raw_symbol]
-        ticks = price_cache.get(price)
-        lots = size_cache.get(amount)
-        if ticks is None or lots is None:
-            grid = grids[symbol]
-            try:
-                ticks = grid.price(price.decode("ascii", "replace"))
-            except InvalidValue as exc:
-                _bump(skipped, _unusable(exc, "price"))
-                continue
-            try:
-                lots = grid.size(amount.decode("ascii", "replace"))
-            except InvalidValue as exc:
-                _bump(skipped, _unusable(exc, "size"))
-                continue
-            if len(price_cache) > 65536:
-                price_cache.clear()
-                size_cache.clear()
-            price_cache[price] = ticks
-            size_cache[amount] = lots
-        # A snapshot block goes on while its rows stay snapshot rows, whatever their times.
-        if key is not None and (
-            key[0] != symbol
-            or key[2] != snapshot
-            or (key[1] != ts if not snapshot else not previous_snapshot.get(symbol, False))
-        ):
-            yield _tardis_message(key, bids, asks)
-            key = None
-        previous_snapshot[symbol] = snapshot
-        if key is None:
-            key = (symbol, ts, snapshot)
-            bids = []
-            asks = []
-        if snapshot and lots == 0:
-            continue
-        (bids if side == b"bid" else asks).append((ticks, lots))
-    if key is not None:
-        yield _tardis_message(key, bids, asks)
-
-
-def _tardis_message(
-    key: tuple[str, int, bool],
-    bids: list[tuple[int, int]],
-    asks: list[tuple[int, int]],
-) -> DataEvent:
-    symbol, ts, snapshot = key
-    kind = _SNAPSHOT if snapshot else _UPDATE
-    return DataEvent(
-        ts, symbol, BookMessage(kind, symbol, 0, bids, asks, ts), len(bids) + len(asks)
-    )
-
-
-def _tardis_trades(
-    path: Path, instruments: Mapping[str, Instrument], skipped: dict[str, int]
-) -> Iterator[DataEvent]:
-    """``trades`` rows, one trade each; ``side`` is the aggressor (``unknown`` is left out)."""
-    grids = {symbol: Grid(inst) for symbol, inst in instruments.items()}
-    last = 0
-    # Per symbol, the (time, id) of its last trade: a row written twice is left out.
-    previous: dict[str, tuple[int, str]] = {}
-    lines = _lines(path, skipped)
-    next(lines, None)  # the header
-    for line in lines:
-        fields = line.decode("utf-8", "replace").split(",")
-        if len(fields) != 8:
-            _bump(skipped, "bad_line")
-            continue
-        _exchange, symbol, _timestamp, local, _id, side_text, price, amount = fields
-        grid = grids.get(symbol)
-        if grid is None:
-            _bump(skipped, "unknown_symbol")
-            continue
-        if not local.isdigit():
-            _bump(skipped, "bad_line")
-            continue
-        ts = int(local) * 1000
-        if ts < last:
-            _bump(skipped, "out_of_order")
-            continue
-        last = ts
-        if _id:
-            if previous.get(symbol) == (ts, _id):
-                _bump(skipped, "duplicate")
-                continue
-            previous[symbol] = (ts, _id)
-        side = _SIDES.get(side_text)
-        if side is None:
-            _bump(skipped, "trade_side_unknown")
-            continue
-        try:
-            trade_price = grid.price(price)
-        except InvalidValue as exc:
-            _bump(skipped, _unusable(exc, "price"))
-            continue
-        try:
-            size = grid.size(amount)
-        except InvalidValue as exc:
-            _bump(skipped, _unusable(exc, "size"))
-            continue
-        if size <= 0:
-            _bump(skipped, "bad_size")
-            continue
-        yield DataEvent(ts, symbol, Trade(symbol, 0, trade_price, size, side, ts), 1)
