@@ -140,9 +140,14 @@ metrics_port = {metrics_port}
         await venue.connected(within_s=30)
         await venue.send(*MESSAGES)
         # The recorded session ends with best bid 0.005773 x 16.196, best ask 0.00578 x 37.51.
-        status = await poll(status_url, lambda s: book(s)["state"] == "live")
-        assert book(status)["best_bid"] == ["0.005773", "16.196"]
-        assert book(status)["best_ask"] == ["0.005780", "37.510"]
+        # The book is live from the snapshot's first update on: wait for the last one too.
+        final = (["0.005773", "16.196"], ["0.005780", "37.510"])
+        await poll(
+            status_url,
+            lambda s: (
+                book(s)["state"] == "live" and (book(s)["best_bid"], book(s)["best_ask"]) == final
+            ),
+        )
         # A gap: ids 717720871..717720874 never arrive.
         newer = json.loads(SNAPSHOT)
         newer["lastUpdateId"] = 717720880
@@ -156,8 +161,10 @@ metrics_port = {metrics_port}
                    "b": [], "a": []}  # fmt: skip
         await poll(status_url, lambda s: len(venue.requests) >= 2)
         await venue.send(json.dumps({"stream": "xmrbtc@depth@100ms", "data": confirm}))
-        status = await poll(status_url, lambda s: book(s)["state"] == "live")
-        assert book(status)["best_bid"] == ["0.005773", "20.000"]
+        await poll(
+            status_url,
+            lambda s: book(s)["state"] == "live" and book(s)["best_bid"] == ["0.005773", "20.000"],
+        )
         metrics = await poll(
             f"http://127.0.0.1:{metrics_port}/metrics",
             lambda text: (
@@ -200,10 +207,11 @@ async def test_the_feed_command_publishes_to_an_engine_and_records_a_capture(
     try:
         await venue.connected(within_s=30)
         await venue.send(*MESSAGES)
-        status = await poll(
-            f"http://127.0.0.1:{admin_port}/status", lambda s: book(s)["state"] == "live"
+        # Live from the snapshot's first update on: wait for the session's last one too.
+        await poll(
+            f"http://127.0.0.1:{admin_port}/status",
+            lambda s: book(s)["state"] == "live" and book(s)["best_bid"] == ["0.005773", "16.196"],
         )
-        assert book(status)["best_bid"] == ["0.005773", "16.196"]
         assert await asyncio.to_thread(stop, feed) == 0
         kinds = [line.split("\t", 3)[1] for line in capture.read_text().splitlines()]
         assert kinds.count("ws") == len(MESSAGES)
@@ -349,8 +357,12 @@ async def test_the_feed_command_for_okx_and_kraken(
         for message in okx_script() if name == "okx" else kraken_script():
             await poll(status_url, lambda s: bool(venue.received))  # subscribed first
             await venue.send(message)
-        status = await poll(status_url, lambda s: s["books"][symbol]["state"] == "live")
-        assert status["books"][symbol]["best_bid"] == best_bid
+        await poll(
+            status_url,
+            lambda s: (
+                s["books"][symbol]["state"] == "live" and s["books"][symbol]["best_bid"] == best_bid
+            ),
+        )
         assert await asyncio.to_thread(stop, feed) == 0
         assert await asyncio.to_thread(stop, engine) == 0
     finally:
