@@ -374,3 +374,47 @@ def test_a_tardis_read_stopped_early_closes_its_files(tmp_path: Path) -> None:
             del events
             gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected_skips"),
+    [
+        # An empty symbol is an unknown one, whether or not a known row came first.
+        (["binance,,1,1000,true,bid,0.005,1"], {"unknown_symbol": 1}),
+        (
+            ["binance,FOO,1,1000,false,bid,0.005,1", "binance,,1,1000,false,bid,0.005,1"],
+            {"unknown_symbol": 2},
+        ),
+        # An empty or absurdly long local time is a bad line, even on the first row.
+        (["binance,XMRBTC,1,,true,bid,0.005,1"], {"bad_line": 1}),
+        (["binance,XMRBTC,1," + "9" * 5000 + ",true,bid,0.005,1"], {"bad_line": 1}),
+        (["binance,XMRBTC,1,10000000000000000,true,bid,0.005,1"], {"bad_line": 1}),
+    ],
+)
+def test_tardis_book_rows_without_a_usable_symbol_or_time_are_counted(
+    tmp_path: Path, rows: list[str], expected_skips: dict[str, int]
+) -> None:
+    path = tmp_path / "book.csv"
+    path.write_text(BOOK_CSV + "".join(row + "\n" for row in rows))
+    events, skipped = read([path], XMRBTC)
+    assert events == []
+    assert skipped == expected_skips
+
+
+def test_times_longer_than_a_time_can_be_are_bad_lines_in_every_format(tmp_path: Path) -> None:
+    trades = tmp_path / "trades.csv"
+    trades.write_text(
+        TRADES_CSV
+        + "binance,XMRBTC,1," + "1" * 4400 + ",7,buy,0.005,1.5\n"
+        + "binance,XMRBTC,1,9999999999999999,8,buy,0.005,1.5\n"
+    )  # fmt: skip
+    events, skipped = read([trades], XMRBTC)
+    assert [e.ts_ns for e in events] == [9_999_999_999_999_999_000]
+    assert skipped == {"bad_line": 1}
+    capture = write_capture(tmp_path / "data.capture", frames(tmp_path))
+    with capture.open("ab") as handle:
+        handle.write(b"1" * 4400 + b'\t{"type":"heartbeat"}\n')
+        handle.write(b"1" * 20 + b'\t{"type":"heartbeat"}\n')
+    events, skipped = read([capture])
+    assert len(events) == 3
+    assert skipped == {"bad_line": 2}

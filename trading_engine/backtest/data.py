@@ -63,6 +63,8 @@ from .tardis import tardis_trades as _tardis_trades
 
 __all__ = ["DataError", "DataEvent", "detect_format", "read_data"]
 
+#: The most digits of a capture's receive time (ns since the epoch): 19 reach the year 2286.
+_MAX_NS_DIGITS: Final = 19
 _TARDIS_BOOK: Final = b"exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
 _TARDIS_TRADES: Final = b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
 _VENUE_LINE: Final = re.compile(rb"^[0-9]+\t(open|ws|snapshot|snapshot_failed|close|out)\t")
@@ -143,7 +145,7 @@ def _engine_capture(
     last = 0
     for line in _lines(path, skipped):
         stamp, tab, frame = line.partition(b"\t")
-        if not tab or not stamp.isdigit():
+        if not tab or not stamp.isdigit() or len(stamp) > _MAX_NS_DIGITS:
             _bump(skipped, "bad_line")
             continue
         ts = int(stamp)
@@ -193,7 +195,7 @@ def _venue_symbols(
 def _venue_events(path: Path, skipped: dict[str, int]) -> Iterator[CaptureEvent]:
     for line in _lines(path, skipped):
         parts = line.split(b"\t", 3)
-        if len(parts) != 4 or not parts[0].isdigit():
+        if len(parts) != 4 or not parts[0].isdigit() or len(parts[0]) > _MAX_NS_DIGITS:
             _bump(skipped, "bad_line")
             continue
         kind = parts[1].decode("ascii", "replace")

@@ -17,8 +17,10 @@ from ..core.protocol import BookMessage, Grid, MessageType, Side, Trade
 from .events import DataEvent, bump, unusable
 from .files import lines
 
-__all__ = ["tardis_book", "tardis_trades"]
+__all__ = ["MAX_US_DIGITS", "tardis_book", "tardis_trades"]
 
+#: The most digits of a ``local_timestamp`` (us since the epoch): 16 reach the year 2286.
+MAX_US_DIGITS: Final = 16
 _SNAPSHOT: Final = MessageType.SNAPSHOT
 _UPDATE: Final = MessageType.UPDATE
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
@@ -47,8 +49,9 @@ def tardis_book(
     names: dict[bytes, str] = {}
     # The previous row's symbol and local time as read, and what they gave: the
     # rows of a message repeat both.
-    previous_raw = b""
-    previous_local = b""
+    # (A field never holds a comma: the starting values match no field.)
+    previous_raw = b","
+    previous_local = b","
     symbol = ""
     price_cache: dict[bytes, int] = {}
     size_cache: dict[bytes, int] = {}
@@ -81,7 +84,7 @@ def tardis_book(
             bump(skipped, "bad_line")
             continue
         if local != previous_local:
-            if not local.isdigit():
+            if not local.isdigit() or len(local) > MAX_US_DIGITS:
                 bump(skipped, "bad_line")
                 continue
             ts = int(local) * 1000
@@ -167,7 +170,8 @@ def tardis_trades(
         if grid is None:
             bump(skipped, "unknown_symbol")
             continue
-        if not (local.isascii() and local.isdigit()):  # str.isdigit takes "²" too
+        # str.isdigit takes "²" too; more digits than a time in us has are absurd.
+        if not (local.isascii() and local.isdigit()) or len(local) > MAX_US_DIGITS:
             bump(skipped, "bad_line")
             continue
         ts = int(local) * 1000
