@@ -23,6 +23,11 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
 def open_data(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes, through gzip when it starts with :data:`GZIP_MAGIC`.
+
+    Raises :class:`~.events.DataError` naming the file when it cannot be
+    opened; a corrupt gzip stream shows when it is read.
+    """
     try:
         handle: BinaryIO = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
