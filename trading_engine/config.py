@@ -801,13 +801,21 @@ def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a TOML file (default ``config/engine.toml``)."""
+    """Read and validate a TOML file (default ``config/engine.toml``).
+
+    Raises :class:`~trading_engine.core.errors.ConfigError` naming the file
+    when it is missing, cannot be read (a directory, no permission) or is
+    not TOML, and naming each key that is wrong.
+    """
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         with file.open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file", [f"{file}: no such file"]) from None
+    except OSError as exc:  # a directory, no permission
+        message = f"{file}: cannot read: {exc.strerror}"
+        raise ConfigError(message, [message]) from None
     except tomllib.TOMLDecodeError as exc:
         message = f"{file}: not valid TOML: {exc}"
         raise ConfigError(message, [message]) from exc

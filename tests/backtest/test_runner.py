@@ -256,6 +256,38 @@ def test_the_command_writes_the_result_and_refuses_bad_input(
     )
 
 
+def test_bad_report_and_config_paths_are_one_line_errors_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--report naming a file or a path that cannot be made, and --config naming
+    a directory: exit 2 with one line naming it, before any backtest runs."""
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    for report, expected in (
+        (str(cfg), f"--report: {cfg} exists and is not a directory"),
+        (str(cfg / "sub"), f"--report: cannot create {cfg / 'sub'}: "),
+    ):
+        for extra in ([], ["--sweep", "mm.quantity=0.5,1"]):
+            code = main(["backtest", "--config", str(cfg), str(TARDIS), "--report", report, *extra])
+            err = capsys.readouterr().err
+            assert code == 2, err
+            assert expected in err
+            assert "Traceback" not in err
+            assert err.count("\n") == 1
+    code = main(["backtest", "--config", str(tmp_path), str(TARDIS)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{tmp_path}: cannot read: Is a directory" in err
+    assert err.count("\n") == 1
+
+
 def test_with_no_latency_and_no_queue_a_backtest_is_the_replay(tmp_path: Path) -> None:
     # replay reruns a live session (tests/integration/test_replay_fidelity.py); a backtest
     # with no latency and the replay's fill rule gives the same orders, fills and positions.

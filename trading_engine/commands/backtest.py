@@ -131,9 +131,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
             # One run per combination: the zero-latency comparison is for single runs.
             {"from_ns": args.from_ns, "to_ns": args.to_ns, "compare_zero_latency": False},
         )
-        return sweep_command(args, job, Path(args.report or "."))
+        return sweep_command(args, job, _report_directory(args.report or "."))
     writer = None
     if args.report is not None:
+        report_dir = _report_directory(args.report)
         try:
             writer = importlib.import_module("trading_engine.backtest.report").write_report
         except (ImportError, AttributeError):
@@ -158,11 +159,32 @@ def run(args: argparse.Namespace, config: Any) -> int:
                     f"--json: cannot write {args.json}: {exc.strerror}"
                 ) from None
     if writer is not None:
-        writer(result, Path(args.report))
+        try:
+            writer(result, report_dir)
+        except OSError as exc:
+            raise BacktestUsageError(
+                f"--report: cannot write into {report_dir}: {exc.strerror}"
+            ) from None
     if args.json != "-":
         _summary(result)
     _warn_if_nothing_traded(result.meta)
     return 0
+
+
+def _report_directory(name: str) -> Path:
+    """``--report DIR``, made before the run (a run is never lost to a bad path).
+
+    Raises :class:`BacktestUsageError` when ``name`` is an existing file or
+    cannot be made a directory.
+    """
+    path = Path(name)
+    if path.exists() and not path.is_dir():
+        raise BacktestUsageError(f"--report: {name} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BacktestUsageError(f"--report: cannot create {name}: {exc.strerror}") from None
+    return path
 
 
 def _warn_if_nothing_traded(meta: Any) -> None:
