@@ -119,9 +119,13 @@ def test_a_result_with_no_data_at_all_still_reports(tmp_path: Path) -> None:
     nothing = BacktestResult(
         _meta(None, None), {BTC: Instrument(BTC, "0.01", "0.001")}, ("mm",), [], [], [], {}
     )
-    doc, _ = _load(write_report(nothing, tmp_path))
+    doc, page = _load(write_report(nothing, tmp_path))
     assert doc["series"]["times_ns"] == []
     assert doc["summary"][0]["sharpe"] is None
+    # The sampling interval's periods (1 s: a year's seconds), and no Python None on the page.
+    assert doc["definitions"]["periods_per_year"] == 365 * 86_400
+    assert "None" not in page
+    assert "none (no event in the range)" in page
 
 
 def test_one_symbol_reports(tmp_path: Path) -> None:

@@ -384,3 +384,14 @@ def test_a_time_in_seconds_is_not_taken_for_nanoseconds(tmp_path: Path) -> None:
     except SystemExit as exited:
         code = exited.code
     assert code == 2
+
+
+def test_a_backtest_without_a_configuration_file_says_it_uses_the_built_in_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trading_engine.commands.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no config/engine.toml here
+    assert main(["backtest", str(TARDIS)]) == 0
+    err = capsys.readouterr().err
+    assert "backtest: the built-in default configuration (no --config and no " in err

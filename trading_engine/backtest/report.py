@@ -25,6 +25,7 @@ from typing import Any, Final
 import orjson
 
 from .analytics import (
+    NS_PER_YEAR,
     Analytics,
     LatencyEffect,
     Markout,
@@ -203,8 +204,8 @@ def report_document(result: BacktestResult, analytics: Analytics) -> dict[str, A
 
 
 def _periods(a: Analytics) -> float:
-    first = next(iter(a.currencies.values()), None)
-    return first.ratios.periods_per_year if first is not None else 0.0
+    # The sampling interval's, even with no currency to report (an empty range).
+    return NS_PER_YEAR / a.interval_ns
 
 
 def _texts(values: Sequence[Fraction]) -> list[str]:
@@ -333,7 +334,10 @@ def _html(doc: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
             [
                 ["data", ", ".join(meta["data"])],
                 ["strategies", ", ".join(meta["strategies"])],
-                ["first / last event (ns)", f"{meta['first_ns']} / {meta['last_ns']}"],
+                [
+                    "first / last event (ns)",
+                    f"{_or_none(meta['first_ns'])} / {_or_none(meta['last_ns'])}",
+                ],
                 ["events / frames", f"{meta['events']} / {meta['frames']}"],
                 ["fill model", meta["fill_model"]],
                 ["feed latency", meta["feed_latency"]],
@@ -590,3 +594,7 @@ def write_report(
         path.write_bytes(pngs[stem])
         written.append(path)
     return written
+
+
+def _or_none(value: object) -> str:
+    return "none (no event in the range)" if value is None else str(value)

@@ -428,8 +428,16 @@ def _bench(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     from .backtest import BacktestUsageError, run
 
+    config = _config(args)
+    if args.config is None and not DEFAULT_CONFIG_PATH.exists():
+        # Its instruments are the demo's: say so before "unknown_symbol" does.
+        print(
+            "backtest: the built-in default configuration "
+            f"(no --config and no {DEFAULT_CONFIG_PATH} here)",
+            file=sys.stderr,
+        )
     try:
-        return run(args, _config(args))
+        return run(args, config)
     except BacktestUsageError as exc:
         raise UsageError(str(exc)) from None
 
