@@ -53,6 +53,21 @@ def test_formats_are_told_by_content_not_by_name(tmp_path: Path) -> None:
     assert detect_format(plain) == "tardis_book"
 
 
+def test_a_csv_header_with_a_typo_names_the_headers_it_could_have_been(tmp_path: Path) -> None:
+    typo = tmp_path / "book.csv"
+    typo.write_text(BOOK_CSV.replace("local_timestamp", "localTimestamp"))
+    with pytest.raises(DataError) as raised:
+        detect_format(typo)
+    message = str(raised.value)
+    assert message.startswith(f"{typo}: a CSV header this reader does not know")
+    assert BOOK_CSV.strip() in message
+    assert TRADES_CSV.strip() in message
+    headless = tmp_path / "rows.csv"
+    headless.write_text("binance,XMRBTC,2,2000,true,bid,0.005,1.5\n")
+    with pytest.raises(DataError, match="a Tardis CSV with its header line"):
+        detect_format(headless)
+
+
 def test_gzip_is_read_directly(tmp_path: Path) -> None:
     capture = write_capture(tmp_path / "data.capture", frames(tmp_path))
     packed = tmp_path / "data.bin"
@@ -68,7 +83,7 @@ def test_gzip_is_read_directly(tmp_path: Path) -> None:
     [
         (b"", "empty file"),
         (b"hello world\n", "unknown format"),
-        (b"exchange,symbol,timestamp,local_timestamp,funding_rate\n", "other than"),
+        (b"exchange,symbol,timestamp,local_timestamp,funding_rate\n", "another Tardis data type"),
     ],
 )
 def test_a_file_that_cannot_be_read_is_an_error_naming_it(

@@ -395,3 +395,23 @@ def test_a_backtest_without_a_configuration_file_says_it_uses_the_built_in_one(
     assert main(["backtest", str(TARDIS)]) == 0
     err = capsys.readouterr().err
     assert "backtest: the built-in default configuration (no --config and no " in err
+
+
+def test_the_summary_names_every_strategy_and_a_range_past_the_data_in_utc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[[strategies]]\nname = "idle"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    code = main(["backtest", "--config", str(cfg), str(TARDIS), "--from", "2030-01-01T00:00:00Z"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "  idle: no orders" in captured.out
+    assert "the data ends at 2021-08-14T" in captured.err
+    assert "Z (1628" in captured.err

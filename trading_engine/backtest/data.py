@@ -97,14 +97,19 @@ def detect_format(path: str | Path) -> str:
         return "tardis_book"
     if head == _TARDIS_TRADES:
         return "tardis_trades"
-    if head.startswith(b"exchange,symbol,timestamp,local_timestamp,"):
-        raise DataError(f"{path}: a Tardis CSV of a type other than incremental_book_L2 or trades")
+    if head.startswith(b"exchange,"):
+        raise DataError(
+            f"{path}: a CSV header this reader does not know (another Tardis data type, or a "
+            f"typo): a Tardis incremental_book_L2 file starts with {_TARDIS_BOOK.decode()}, "
+            f"a trades file with {_TARDIS_TRADES.decode()}"
+        )
     if _VENUE_LINE.match(head):
         return "venue_capture"
     if _ENGINE_LINE.match(head):
         return "engine_capture"
     raise DataError(
-        f"{path}: unknown format (not an engine capture, a venue capture or a Tardis CSV)"
+        f"{path}: unknown format (not an engine capture, a venue capture or a Tardis CSV "
+        "with its header line)"
     )
 
 

@@ -196,7 +196,7 @@ def _warn_if_nothing_traded(meta: Any) -> None:
     if meta.last_ns is None and meta.to_ns is not None:
         where = "the data starts after --to"
     elif meta.last_ns is not None and meta.from_ns is not None and meta.from_ns > meta.last_ns:
-        where = f"the data ends at {meta.last_ns} ns, before --from"
+        where = f"the data ends at {_rfc3339(meta.last_ns)} ({meta.last_ns} ns), before --from"
     else:
         return
     print(f"backtest: no data in the range: {where}; the strategies saw nothing", file=sys.stderr)
@@ -227,6 +227,9 @@ def _summary(result: Any) -> None:
         key = (order.strategy, order.symbol)
         orders[key] = orders.get(key, 0) + 1
     keys = sorted(set(fills) | set(orders) | set(result.end_positions))
+    for strategy in result.strategies:
+        if not any(name == strategy for name, _ in keys):
+            print(f"  {strategy}: no orders")
     for strategy, symbol in keys:
         count, lots, fee = fills.get((strategy, symbol), [0, 0, 0])
         inst = result.instruments[symbol]
@@ -236,3 +239,10 @@ def _summary(result: Any) -> None:
             f"({inst.format_size(lots)})  fees {inst.format_money(fee)}  "
             f"position {inst.format_size(position)}"
         )
+
+
+def _rfc3339(ns: int) -> str:
+    """``ns`` since the epoch as an RFC 3339 UTC time with its nanoseconds."""
+    seconds, rest = divmod(ns, 10**9)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest:09d}Z"
