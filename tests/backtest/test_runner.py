@@ -208,19 +208,25 @@ def test_the_tardis_file_gives_the_same_book_as_the_venue_messages() -> None:
     assert book_states(tardis) == book_states(venue)
 
 
+def market_maker_config(tmp_path: Path, name: str = "mm", taker_fee: str = "0") -> Path:
+    """bt.toml in ``tmp_path``: XMRBTC and one market maker ``name``, no journal file."""
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        f'taker_fee = "{taker_fee}"\n'
+        f'[[strategies]]\nname = "{name}"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
+        'params = { quantity = "0.5", max_inventory = "5" }\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    return cfg
+
+
 def test_the_command_writes_the_result_and_refuses_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from trading_engine.commands.cli import main
 
-    cfg = tmp_path / "bt.toml"
-    cfg.write_text(
-        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
-        'taker_fee = "0.001"\n'
-        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
-        'params = { quantity = "0.5", max_inventory = "5" }\n'
-        '[journal]\npath = ":memory:"\n'
-    )
+    cfg = market_maker_config(tmp_path, taker_fee="0.001")
     out = tmp_path / "result.json"
     code = main(["backtest", "--config", str(cfg), str(BINANCE), str(TARDIS), "--json", str(out),
                  "--from", "2021-08-14T14:46:36Z", "--to", "1628952398000000000"])  # fmt: skip
@@ -263,13 +269,7 @@ def test_bad_report_and_config_paths_are_one_line_errors_before_the_run(
     a directory: exit 2 with one line naming it, before any backtest runs."""
     from trading_engine.commands.cli import main
 
-    cfg = tmp_path / "bt.toml"
-    cfg.write_text(
-        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
-        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
-        'params = { quantity = "0.5", max_inventory = "5" }\n'
-        '[journal]\npath = ":memory:"\n'
-    )
+    cfg = market_maker_config(tmp_path)
     for report, expected in (
         (str(cfg), f"--report: {cfg} exists and is not a directory"),
         (str(cfg / "sub"), f"--report: cannot create {cfg / 'sub'}: "),
@@ -318,13 +318,7 @@ def test_the_command_sweeps_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
 
     from trading_engine.commands.cli import main
 
-    cfg = tmp_path / "bt.toml"
-    cfg.write_text(
-        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
-        '[[strategies]]\nname = "mm"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
-        'params = { quantity = "0.5", max_inventory = "5" }\n'
-        '[journal]\npath = ":memory:"\n'
-    )
+    cfg = market_maker_config(tmp_path)
     report = tmp_path / "report"
     code = main(["backtest", "--config", str(cfg), str(TARDIS), "--report", str(report)])
     assert code == 0
@@ -402,13 +396,7 @@ def test_the_summary_names_every_strategy_and_a_range_past_the_data_in_utc(
 ) -> None:
     from trading_engine.commands.cli import main
 
-    cfg = tmp_path / "bt.toml"
-    cfg.write_text(
-        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
-        '[[strategies]]\nname = "idle"\nclass = "market_maker"\nsymbols = ["XMRBTC"]\n'
-        'params = { quantity = "0.5", max_inventory = "5" }\n'
-        '[journal]\npath = ":memory:"\n'
-    )
+    cfg = market_maker_config(tmp_path, "idle")
     code = main(["backtest", "--config", str(cfg), str(TARDIS), "--from", "2030-01-01T00:00:00Z"])
     captured = capsys.readouterr()
     assert code == 0
