@@ -16,7 +16,7 @@ from typing import BinaryIO, Final
 
 from .events import DataError, bump
 
-__all__ = ["GZIP_MAGIC", "line_chunks", "lines", "open_data"]
+__all__ = ["GZIP_MAGIC", "lines", "open_data"]
 
 #: The first two bytes of a gzip stream (RFC 1952).
 GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -44,8 +44,8 @@ def open_data(path: Path) -> BinaryIO:
 _CHUNK: Final = 1 << 20
 
 
-def line_chunks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
-    """The complete lines of ``path`` (without newline), a list per chunk read.
+def lines(path: Path, skipped: dict[str, int]) -> Iterator[bytes]:
+    """The complete lines of ``path``, without their newline.
 
     Read in chunks of 1 MiB (a line at a time costs more than the parsing);
     a ``\r`` before a newline is dropped. An incomplete last line (the
@@ -68,14 +68,8 @@ def line_chunks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
                 data = data.replace(b"\r\n", b"\n")
             found = data.split(b"\n")
             rest = found.pop()
-            yield found
+            yield from found
         if rest:
             bump(skipped, "cut_line")
     finally:
         handle.close()
-
-
-def lines(path: Path, skipped: dict[str, int]) -> Iterator[bytes]:
-    """The complete lines of ``path``, one by one (see :func:`line_chunks`)."""
-    for chunk in line_chunks(path, skipped):
-        yield from chunk
