@@ -36,8 +36,14 @@ def frames(tmp_path: Path) -> list[tuple[int, bytes]]:
 
 
 def read(paths: list[Path], cfg: Config | None = None) -> tuple[list[DataEvent], dict[str, int]]:
+    """The events of ``paths`` and what they left out, summed over the files."""
+    by_file: dict[str, dict[str, int]] = {}
+    events = list(read_data(paths, cfg or config(), by_file))
+    assert set(by_file) == {str(path) for path in paths}
     skipped: dict[str, int] = {}
-    events = list(read_data(paths, cfg or config(), skipped))
+    for counts in by_file.values():
+        for reason, count in counts.items():
+            skipped[reason] = skipped.get(reason, 0) + count
     return events, skipped
 
 

@@ -63,6 +63,7 @@ def digest(result: BacktestResult) -> dict[str, Any]:
     document = orjson.loads(result.to_json())
     document["meta"].pop("wall_s")
     document["meta"].pop("data")  # the input's paths: a temporary directory
+    document["meta"].pop("skipped_by_file")  # by path too; their sum is `skipped`
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return {
         "orders": len(result.orders),

@@ -403,3 +403,105 @@ def test_the_summary_names_every_strategy_and_a_range_past_the_data_in_utc(
     assert "  idle: no orders" in captured.out
     assert "the data ends at 2021-08-14T" in captured.err
     assert "Z (1628" in captured.err
+
+
+def test_a_data_file_given_twice_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Merged with itself, every event of the file would count twice."""
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    link = tmp_path / "same.csv.gz"
+    link.symlink_to(TARDIS)
+    for data, says in (
+        ([TARDIS, TARDIS], f"DATA: {TARDIS} is given twice"),
+        ([TARDIS, link], f"DATA: {link} is given twice ({TARDIS} and {link} are one file)"),
+    ):
+        code = main(["backtest", "--config", str(cfg), *map(str, data), "--json", "-"])
+        captured = capsys.readouterr()
+        assert code == 2
+        assert captured.err == f"trading-engine: {says}\n"
+        assert captured.out == ""
+
+
+def test_workers_and_cluster_without_a_sweep_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    for flag, value in (("--workers", "2"), ("--cluster", "tcp://127.0.0.1:1")):
+        code = main(["backtest", "--config", str(cfg), str(TARDIS), flag, value])
+        captured = capsys.readouterr()
+        assert code == 2
+        assert captured.err == f"trading-engine: {flag}: only for a sweep (add --sweep)\n"
+        assert captured.out == ""
+
+
+def test_a_mistyped_strategy_parameter_gets_a_suggestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("max_inventory", "max_inventry"))
+    assert main(["backtest", "--config", str(cfg), str(TARDIS)]) == 2
+    err = capsys.readouterr().err
+    assert "strategies[0].params.max_inventry: Extra inputs are not permitted" in err
+    assert "did you mean `strategies[0].params.max_inventory`?" in err
+
+
+def test_times_in_milliseconds_are_run_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Tardis file in ms reads as January 1970: said once, on standard error."""
+    import gzip
+
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    book_csv = tmp_path / "ms.csv.gz"
+    with gzip.open(book_csv, "wt") as handle:
+        handle.write("exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n")
+        handle.write("binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1\n")
+        handle.write("binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1\n")
+        handle.write("binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2\n")
+    assert main(["backtest", "--config", str(cfg), str(book_csv)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "backtest: the data starts at 1970-01-19T20:29:12.397001000Z, before 2000: are its "
+        "times in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?"
+    ]
+
+
+def test_left_out_input_is_counted_file_by_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    trades = tmp_path / "trades.csv.gz"
+    with gzip.open(trades, "wt") as handle:
+        handle.write("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n")
+        handle.write("binance,XMRBTC,1628952397000000,1628952397000001,1,buy,0.005,1\n")
+        handle.write("binance,ETHBTC,1628952397000000,1628952397000002,2,buy,0.07,1\n")
+        handle.write("binance,XMRBTC,1628952397000000,x,3,buy,0.005,1\n")
+    out = tmp_path / "result.json"
+    code = main(["backtest", "--config", str(cfg), str(TARDIS), str(trades), "--json", str(out)])
+    assert code == 0
+    meta = BacktestResult.from_json(out.read_bytes()).meta
+    # The recorded book file starts with two updates before its snapshot.
+    assert meta.skipped_by_file == {
+        str(TARDIS): {"before_snapshot": 2},
+        str(trades): {"bad_line": 1, "unknown_symbol": 1},
+    }
+    assert meta.skipped == {"bad_line": 1, "before_snapshot": 2, "unknown_symbol": 1}
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("left out: bad_line 1, before_snapshot 2, unknown_symbol 1")
+    assert lines[at + 1 : at + 3] == [
+        f"  {TARDIS}: before_snapshot 2",
+        f"  {trades}: bad_line 1, unknown_symbol 1",
+    ]

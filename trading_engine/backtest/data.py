@@ -114,9 +114,12 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_data(
-    paths: Sequence[str | Path], config: Config, skipped: dict[str, int]
+    paths: Sequence[str | Path], config: Config, skipped_by_file: dict[str, dict[str, int]]
 ) -> Iterator[DataEvent]:
-    """Every file's events merged by time; counts what is left out in ``skipped``.
+    """Every file's events merged by time; counts what each file leaves out.
+
+    ``skipped_by_file`` gets one dict per file (keyed by ``str(path)``): reason ->
+    lines or messages left out, filled while the stream is read.
 
     Raises :class:`DataError` (before the first event for a file that
     cannot be opened or whose format is unknown; while reading for a
@@ -127,6 +130,7 @@ def read_data(
     for raw in paths:
         path = Path(raw)
         kind = detect_format(path)
+        skipped = skipped_by_file.setdefault(str(raw), {})
         if kind == "engine_capture":
             streams.append(_engine_capture(path, instruments, skipped))
         elif kind == "venue_capture":

@@ -138,6 +138,9 @@ class BacktestMeta:
     #: Order requests refused before they became orders (risk, the venue's
     #: rules, lateness), by strategy then reason: they are in no order list.
     denied: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: The part of ``skipped`` each data file left out, by file (as named
+    #: in ``data``) then reason; files that left nothing out are absent.
+    skipped_by_file: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,9 @@ def meta_dict(meta: BacktestMeta) -> dict[str, Any]:
         "parameters": dict(sorted(meta.parameters.items())),
         "denied": {
             name: dict(sorted(reasons.items())) for name, reasons in sorted(meta.denied.items())
+        },
+        "skipped_by_file": {
+            name: dict(sorted(reasons.items())) for name, reasons in meta.skipped_by_file.items()
         },
     }
 
@@ -288,6 +294,9 @@ def _from_dict(d: dict[str, Any]) -> BacktestResult:
         skipped=dict(m["skipped"]),
         parameters=dict(m["parameters"]),
         denied={name: dict(reasons) for name, reasons in m.get("denied", {}).items()},
+        skipped_by_file={
+            name: dict(reasons) for name, reasons in m.get("skipped_by_file", {}).items()
+        },
     )
     instruments = {
         symbol: Instrument(symbol, i["tick_size"], i["lot_size"])

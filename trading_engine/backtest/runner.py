@@ -254,7 +254,10 @@ class _Run:
             settings.response_latency_us, settings.response_latency_file, seed + 2, zero_latency
         )
         self.queue = queue_model(settings.queue_model, settings.queue_power)
+        #: What the run left out that no file did (reason -> count).
         self.skipped: dict[str, int] = {}
+        #: What each data file left out (file -> reason -> count).
+        self.skipped_by_file: dict[str, dict[str, int]] = {}
         self.clock = ManualClock(start_ns=0)
         self.heap: list[tuple[int, int, int, Callable[[], None]]] = []
         #: Market data on its way to the engine: (at ns, event), in time order (a
@@ -392,7 +395,7 @@ class _Run:
             engine.start_strategies()
         feed = self.feed
         run_due = self.run_due
-        stream = read_data(self.data, self.config, self.skipped)
+        stream = read_data(self.data, self.config, self.skipped_by_file)
         try:
             for event in stream:
                 ts = event.ts_ns
@@ -476,7 +479,12 @@ class _Run:
             feed_latency=self.feed_latency.description,
             order_latency=f"{self.order_latency.description} to the venue, "
             f"{self.response_latency.description} back",
-            skipped=dict(sorted(self.skipped.items())),
+            skipped=self._all_skipped(),
+            skipped_by_file={
+                name: dict(sorted(counts.items()))
+                for name, counts in self.skipped_by_file.items()
+                if counts
+            },
             denied={
                 runner.name: {str(reason): n for reason, n in sorted(runner.denials.items())}
                 for runner in self.engine.dispatcher.runners
@@ -500,6 +508,14 @@ class _Run:
             marks=self.marks,
             end_positions=positions,
         )
+
+    def _all_skipped(self) -> dict[str, int]:
+        """Everything left out, by reason: the files' and the run's own."""
+        total = dict(self.skipped)
+        for counts in self.skipped_by_file.values():
+            for reason, count in counts.items():
+                total[reason] = total.get(reason, 0) + count
+        return dict(sorted(total.items()))
 
     def _order_records(self) -> list[OrderRecord]:
         return self.recorder.records()

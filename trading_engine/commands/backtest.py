@@ -110,6 +110,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     if args.from_ns is not None and args.to_ns is not None and args.to_ns < args.from_ns:
         raise BacktestUsageError("--to is before --from")
+    _check_data_once(args.data)
+    if not getattr(args, "sweep", None):
+        for flag in ("workers", "cluster"):
+            if getattr(args, flag, None) is not None:
+                raise BacktestUsageError(f"--{flag}: only for a sweep (add --sweep)")
     if getattr(args, "sweep", None):
         from ..backtest.sweep import (
             BacktestJob,
@@ -168,7 +173,29 @@ def run(args: argparse.Namespace, config: Any) -> int:
     if args.json != "-":
         _summary(result)
     _warn_if_nothing_traded(result.meta)
+    _warn_if_too_early(result.meta)
     return 0
+
+
+def _check_data_once(names: list[str]) -> None:
+    """Refuse a data file given twice (merged, every event would count twice).
+
+    Raises :class:`BacktestUsageError` naming both spellings; files that do
+    not exist are left to the reader's error.
+    """
+    seen: dict[tuple[int, int], str] = {}
+    for name in names:
+        try:
+            stat = Path(name).stat()
+        except OSError:
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        first = seen.get(key)
+        if first is None:
+            seen[key] = name
+        else:
+            same = f"twice ({first} and {name} are one file)" if first != name else "twice"
+            raise BacktestUsageError(f"DATA: {name} is given {same}")
 
 
 def _report_directory(name: str) -> Path:
@@ -202,6 +229,26 @@ def _warn_if_nothing_traded(meta: Any) -> None:
     print(f"backtest: no data in the range: {where}; the strategies saw nothing", file=sys.stderr)
 
 
+#: 2000-01-01T00:00:00Z in ns: recorded venue data before it is a time in the wrong unit.
+_Y2000_NS = 946_684_800 * 10**9
+
+
+def _warn_if_too_early(meta: Any) -> None:
+    """One line on standard error when the data's times read as before 2000.
+
+    Times in milliseconds where a format has microseconds (Tardis) or
+    nanoseconds (captures) read as January 1970: the run is otherwise
+    valid, so this is a warning, not an error.
+    """
+    if meta.first_ns is None or meta.first_ns >= _Y2000_NS:
+        return
+    print(
+        f"backtest: the data starts at {_rfc3339(meta.first_ns)}, before 2000: are its times "
+        "in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?",
+        file=sys.stderr,
+    )
+
+
 def _summary(result: Any) -> None:
     meta = result.meta
     rate = meta.events / meta.wall_s if meta.wall_s else 0.0
@@ -213,6 +260,8 @@ def _summary(result: Any) -> None:
     if meta.skipped:
         skipped = ", ".join(f"{reason} {count}" for reason, count in meta.skipped.items())
         print(f"left out: {skipped}")
+        for name, counts in meta.skipped_by_file.items():
+            print(f"  {name}: {', '.join(f'{reason} {count}' for reason, count in counts.items())}")
     for strategy, reasons in meta.denied.items():
         refused = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
         print(f"  {strategy}: order requests refused before sending: {refused}")

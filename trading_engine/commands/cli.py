@@ -76,10 +76,22 @@ def _config_and_source(args: argparse.Namespace) -> tuple[Config, str]:
     )
 
 
-def _print_config_error(exc: ConfigError) -> None:
+def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
+    """``exc`` on standard error, with check-config's hints for strategy settings."""
+    problems = exc.problems
+    path = getattr(args, "config", None)
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = str(DEFAULT_CONFIG_PATH)
+    if path is not None and any(problem.startswith("strategies[") for problem in problems):
+        # The file loaded (its strategies' settings failed later, as they were built).
+        try:
+            config: Config | None = load_config(path)
+        except ConfigError:
+            config = None
+        problems = _with_strategy_hints(config, str(path), problems)
     print(f"trading-engine: invalid configuration: {exc}", file=sys.stderr)
-    for problem in exc.problems:
-        if problem != str(exc):
+    for plain, problem in zip(exc.problems, problems, strict=True):
+        if plain != str(exc) or problem != plain:
             print(f"  {problem}", file=sys.stderr)
 
 
@@ -910,7 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        _print_config_error(exc)
+        _print_config_error(exc, args)
         return EXIT_USAGE
     except UsageError as exc:
         print(f"trading-engine: {exc}", file=sys.stderr)

@@ -226,7 +226,11 @@ def build_engine(
             raise ConfigError(message, [message])
         return _with_journal(Engine(config, sink_factory=venue), journal)
     for problem in budget_problems(config):
-        log.warning("%s: new orders beyond it are refused rate_limited", problem)
+        log.warning(
+            "%s: new orders beyond it are refused rate_limited (live only: a backtest "
+            "sends no requests)",
+            problem,
+        )
     ca_file = config.gateway.ca_file
     if ca_file is not None:
         try:
