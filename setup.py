@@ -33,7 +33,8 @@ BUILD_INFO = PACKAGE / "build.json"
 GROUP = "trading_engine.core._native"
 
 #: Modules compiled to C. ``core/strategy.py`` stays interpreted: strategies
-#: subclass ``Strategy`` and ``StrategyContext`` from ordinary Python.
+#: subclass ``Strategy`` and ``StrategyContext`` from ordinary Python; so does
+#: ``sim/matching.py``, whose ``MatchOrder`` the exchange simulator subclasses.
 COMPILED = [
     "trading_engine/core/errors.py",
     "trading_engine/core/instruments.py",
@@ -54,6 +55,9 @@ COMPILED = [
     "trading_engine/venues/binance/order_api.py",
     "trading_engine/backtest/events.py",
     "trading_engine/backtest/tardis.py",
+    "trading_engine/backtest/runner.py",
+    "trading_engine/engine/dispatch.py",
+    "trading_engine/sim/venue.py",
 ]
 
 

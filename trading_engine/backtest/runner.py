@@ -122,7 +122,8 @@ def _with_parameters(config: Config, parameters: Mapping[str, Mapping[str, str]]
         else item
         for item in config.strategies
     ]
-    return config.model_copy(update={"strategies": strategies})
+    updated: Config = config.model_copy(update={"strategies": strategies})
+    return updated
 
 
 def _latency(us: float, path: str | None, seed: int, zero: bool) -> Latency:
