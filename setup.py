@@ -33,8 +33,9 @@ BUILD_INFO = PACKAGE / "build.json"
 GROUP = "trading_engine.core._native"
 
 #: Modules compiled to C. ``core/strategy.py`` stays interpreted: strategies
-#: subclass ``Strategy`` and ``StrategyContext`` from ordinary Python; so does
-#: ``sim/matching.py``, whose ``MatchOrder`` the exchange simulator subclasses.
+#: subclass ``Strategy`` and ``StrategyContext`` from ordinary Python.
+#: ``sim/matching.py``'s ``MatchOrder`` allows interpreted subclasses (the
+#: exchange simulator's orders).
 COMPILED = [
     "trading_engine/core/errors.py",
     "trading_engine/core/instruments.py",
@@ -58,6 +59,8 @@ COMPILED = [
     "trading_engine/backtest/runner.py",
     "trading_engine/engine/dispatch.py",
     "trading_engine/sim/venue.py",
+    "trading_engine/sim/matching.py",
+    "trading_engine/lowlevel/histogram.py",
 ]
 
 

@@ -57,6 +57,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from ..core.orders import OrderStatus, OrderType, TimeInForce
 from ..core.protocol import Side
 
@@ -103,6 +105,7 @@ class SortedLevels:
         return sorted(self._asks.items())
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(eq=False)
 class MatchOrder:
     """An order as the matching engine sees it.
