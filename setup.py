@@ -61,6 +61,8 @@ COMPILED = [
     "trading_engine/sim/venue.py",
     "trading_engine/sim/matching.py",
     "trading_engine/lowlevel/histogram.py",
+    "trading_engine/core/view.py",
+    "trading_engine/engine/context.py",
 ]
 
 

@@ -35,7 +35,6 @@ from ..config import Config
 from ..core.builder import BookBuilder, BookState
 from ..core.clock import Clock, SystemClock
 from ..core.errors import ConfigError, StrategyError
-from ..core.instruments import Instrument
 from ..core.ledger import HALTING_FAULTS, Ledger
 from ..core.orders import (
     CLIENT_ID_RULES,
@@ -48,11 +47,11 @@ from ..core.orders import (
     TimeInForce,
     valid_tag,
 )
-from ..core.positions import Position, Positions
+from ..core.positions import Positions
 from ..core.protocol import Side
 from ..core.reports import FillReport, OrderReport
 from ..core.risk import Denial, RiskEngine, TradingState
-from ..core.strategy import BookView, Fill, load_strategy_class, validate_params
+from ..core.strategy import Fill, load_strategy_class, validate_params
 from ..io.capture import CaptureWriter
 from ..io.feed import FeedServer
 from ..io.journal import Journal
@@ -61,6 +60,7 @@ from ..lowlevel.backoff import Backoff
 from ..lowlevel.build import BUILD
 from ..lowlevel.metrics import LatencyHistogram
 from ..lowlevel.tasks import TaskCrashes
+from .context import EngineContext
 from .dispatch import Dispatcher, StrategyRunner
 from .notices import Notices, journal_venues_notice
 from .strategy_view import strategies_status
@@ -88,128 +88,6 @@ TASK_KINDS = (
     "timers",
     "book-watch",
 )
-
-
-class _Context:
-    """A strategy's :class:`~trading_engine.strategy.StrategyContext`."""
-
-    def __init__(self, engine: Engine, name: str) -> None:
-        self._engine = engine
-        self.name = name
-        self.log = logging.getLogger(f"trading_engine.strategy.{name}")
-        self.runner: StrategyRunner | None = None
-        self._last_denial: str | None = None
-
-    def book(self, symbol: str) -> BookView:
-        return self._engine.dispatcher.view(self._engine.builder.books[symbol])
-
-    def instrument(self, symbol: str) -> Instrument:
-        return self._engine.instruments[symbol]
-
-    def position(self, symbol: str) -> Position:
-        return self._engine.positions.of_strategy(self.name, symbol)
-
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        # Asked on every update by most strategies: no empty dict made per call.
-        orders = self._engine.open_orders.get(self.name)
-        if not orders:
-            return []
-        if symbol is None:
-            return list(orders.values())
-        return [o for o in orders.values() if o.symbol == symbol]
-
-    def now_ns(self) -> int:
-        return self._engine.clock.monotonic_ns()
-
-    @property
-    def last_denial(self) -> str | None:
-        return self._last_denial
-
-    def submit(
-        self,
-        symbol: str,
-        side: Side,
-        lots: int,
-        price: int | None = None,
-        order_type: OrderType = OrderType.LIMIT,
-        time_in_force: TimeInForce = TimeInForce.GTC,
-        *,
-        tag: str | None = None,
-        post_only: bool = False,
-    ) -> Order | None:
-        assert self.runner is not None
-        order, denial = self._engine.submit(
-            self.runner,
-            symbol,
-            side,
-            lots,
-            price,
-            order_type,
-            time_in_force,
-            tag=tag,
-            post_only=post_only,
-        )
-        self._last_denial = None if denial is None else denial.value
-        return order
-
-    def buy(
-        self,
-        symbol: str,
-        lots: int,
-        price: int | None = None,
-        time_in_force: TimeInForce = TimeInForce.GTC,
-        *,
-        tag: str | None = None,
-        post_only: bool = False,
-    ) -> Order | None:
-        return self._simple(Side.BUY, symbol, lots, price, time_in_force, tag, post_only)
-
-    def sell(
-        self,
-        symbol: str,
-        lots: int,
-        price: int | None = None,
-        time_in_force: TimeInForce = TimeInForce.GTC,
-        *,
-        tag: str | None = None,
-        post_only: bool = False,
-    ) -> Order | None:
-        return self._simple(Side.SELL, symbol, lots, price, time_in_force, tag, post_only)
-
-    def _simple(
-        self,
-        side: Side,
-        symbol: str,
-        lots: int,
-        price: int | None,
-        time_in_force: TimeInForce,
-        tag: str | None,
-        post_only: bool,
-    ) -> Order | None:
-        """A limit order, or a market order when ``price`` is None."""
-        order_type = OrderType.MARKET if price is None else OrderType.LIMIT
-        return self.submit(
-            symbol, side, lots, price, order_type, time_in_force, tag=tag, post_only=post_only
-        )
-
-    def cancel(self, order: Order) -> bool:
-        return self._engine.cancel(order, self.name)
-
-    def replace(
-        self, order: Order, lots: int | None = None, price: int | None = None
-    ) -> Order | None:
-        if not self.cancel(order):
-            return None
-        return self.submit(
-            order.symbol,
-            order.side,
-            order.quantity - order.filled if lots is None else lots,
-            order.price if price is None else price,
-            order.type,
-            order.time_in_force,
-            tag=order.tag,
-            post_only=order.post_only,
-        )
 
 
 class Engine:
@@ -240,7 +118,7 @@ class Engine:
         self.tick_to_trade = LatencyHistogram()
         #: One admission: the pre-trade risk check, the order's creation and its hold.
         self.risk_latency = LatencyHistogram()
-        self.contexts: dict[str, _Context] = {}
+        self.contexts: dict[str, EngineContext] = {}
         runners = self._load_strategies()
         self.runners = {runner.name: runner for runner, _ in runners}
         self.dispatcher = Dispatcher(runners)
@@ -323,7 +201,7 @@ class Engine:
             except StrategyError as exc:
                 problems.extend(f"strategies[{i}].{problem}" for problem in exc.problems)
                 continue
-            context = _Context(self, item.name)
+            context = EngineContext(self, item.name)
             try:
                 strategy = cls(item.name, params, context, item.symbols)
             except StrategyError as exc:
