@@ -64,6 +64,9 @@ def digest(result: BacktestResult) -> dict[str, Any]:
     document["meta"].pop("wall_s")
     document["meta"].pop("data")  # the input's paths: a temporary directory
     document["meta"].pop("skipped_by_file")  # by path too; their sum is `skipped`
+    if not document["meta"]["strategy_errors"]:
+        # Recorded before the field existed; a run with errors keeps it.
+        document["meta"].pop("strategy_errors")
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return {
         "orders": len(result.orders),

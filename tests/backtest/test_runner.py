@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import orjson
@@ -437,6 +438,92 @@ def test_workers_and_cluster_without_a_sweep_are_refused(
         assert code == 2
         assert captured.err == f"trading-engine: {flag}: only for a sweep (add --sweep)\n"
         assert captured.out == ""
+    both = ["--sweep", "mm.quantity=0.5,1", "--workers", "2", "--cluster", "tcp://127.0.0.1:1"]
+    assert main(["backtest", "--config", str(cfg), str(TARDIS), *both]) == 2
+    err = capsys.readouterr().err
+    assert err == "trading-engine: --workers: local processes or --cluster, not both\n"
+
+
+def test_a_sweep_refuses_an_unreadable_data_file_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    missing = tmp_path / "missing.csv.gz"
+    sweep = ["--sweep", "mm.quantity=0.5,1", "--workers", "1", "--report", str(tmp_path / "r")]
+    assert main(["backtest", "--config", str(cfg), str(TARDIS), str(missing), *sweep]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert str(missing) in captured.err
+    assert not (tmp_path / "r" / "sweep.csv").exists()
+
+
+def test_a_directory_named_twice_gets_the_readers_error_not_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    assert main(["backtest", "--config", str(cfg), str(folder), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "given twice" not in err
+    assert str(folder) in err
+
+
+def test_an_engine_captures_gap_and_the_stale_frames_after_it_are_counted(tmp_path: Path) -> None:
+    capture = write_capture(
+        tmp_path / "gap.capture",
+        [
+            (T0, book("snapshot", 1, [["100.00", "1.000"]], [["100.10", "2.000"]])),
+            (T0 + MS, book("update", 2, [["100.00", "0.900"]], [])),
+            # seq 3 is lost: 4 is a gap, 5 arrives on a stale book.
+            (T0 + 2 * MS, book("update", 4, [["100.00", "0.800"]], [])),
+            (T0 + 3 * MS, book("update", 5, [["100.00", "0.700"]], [])),
+            (T0 + 4 * MS, book("snapshot", 6, [["100.00", "0.600"]], [["100.10", "2.000"]])),
+        ],
+    )
+    result = run_backtest(config(), [capture], BacktestOptions(compare_zero_latency=False))
+    assert result.meta.skipped == {"gap": 1, "stale": 1}
+    assert result.meta.frames == 5
+    # Applied: the snapshots' 2 + 2 levels and the one update's 1.
+    assert result.meta.events == 5
+
+
+def test_a_strategy_that_raises_is_named_in_the_result_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trading_engine.commands.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the command imports strategies from here
+    monkeypatch.setattr("sys.path", list(sys.path))
+    cfg = tmp_path / "bt.toml"
+    module = tmp_path / "raising_strategy.py"
+    module.write_text(
+        "from trading_engine import Strategy\n\n\n"
+        "class Raising(Strategy):\n"
+        "    def on_book(self, book):\n"
+        "        raise RuntimeError('boom')\n"
+    )
+    cfg.write_text(
+        '[[instruments]]\nsymbol = "XMRBTC"\ntick_size = "0.000001"\nlot_size = "0.001"\n'
+        '[[strategies]]\nname = "bad"\nclass = "raising_strategy:Raising"\nsymbols = ["XMRBTC"]\n'
+        '[journal]\npath = ":memory:"\n'
+    )
+    out = tmp_path / "result.json"
+    assert main(["backtest", "--config", str(cfg), str(TARDIS), "--json", str(out)]) == 0
+    errors = BacktestResult.from_json(out.read_bytes()).meta.strategy_errors
+    assert set(errors) == {"bad"}
+    assert errors["bad"]["errors"] == 5
+    assert errors["bad"]["last"] == "RuntimeError: boom"
+    assert errors["bad"]["disabled"] == "5 consecutive errors, the last RuntimeError: boom"
+    summary = capsys.readouterr().out
+    assert (
+        "  bad: 5 hook errors, the last RuntimeError: boom; disabled: 5 consecutive errors, "
+        "the last RuntimeError: boom"
+    ) in summary
 
 
 def test_a_mistyped_strategy_parameter_gets_a_suggestion(

@@ -141,6 +141,9 @@ class BacktestMeta:
     #: The part of ``skipped`` each data file left out, by file (as named
     #: in ``data``) then reason; files that left nothing out are absent.
     skipped_by_file: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: Strategies whose hooks raised: ``{"errors": count, "last": "Type:
+    #: message", "disabled": why, or None while it still ran at the end}``.
+    strategy_errors: Mapping[str, Mapping[str, int | str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,7 @@ def meta_dict(meta: BacktestMeta) -> dict[str, Any]:
         "skipped_by_file": {
             name: dict(sorted(reasons.items())) for name, reasons in meta.skipped_by_file.items()
         },
+        "strategy_errors": {name: dict(row) for name, row in sorted(meta.strategy_errors.items())},
     }
 
 
@@ -297,6 +301,7 @@ def _from_dict(d: dict[str, Any]) -> BacktestResult:
         skipped_by_file={
             name: dict(reasons) for name, reasons in m.get("skipped_by_file", {}).items()
         },
+        strategy_errors={name: dict(row) for name, row in m.get("strategy_errors", {}).items()},
     )
     instruments = {
         symbol: Instrument(symbol, i["tick_size"], i["lot_size"])

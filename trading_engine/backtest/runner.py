@@ -396,6 +396,7 @@ class _Run:
             engine.start_strategies()
         feed = self.feed
         run_due = self.run_due
+        skipped = self.skipped
         stream = read_data(self.data, self.config, self.skipped_by_file)
         try:
             for event in stream:
@@ -422,12 +423,12 @@ class _Run:
                     first_ns = ts
                 last_ns = ts
                 frames += 1
-                events += event.levels
                 if not frames & 4095:
                     # As live does on a timer: orders closed longer than the
                     # retention time leave the ledger, and their records the run.
                     engine.evict_closed()
                 # The venue's market moves now.
+                applied: object = None
                 if message is None:
                     venue_builder.mark_stale((symbol,))
                 elif type(message) is BookMessage:
@@ -440,7 +441,15 @@ class _Run:
                     if type(applied) is BookEntry:
                         venue.on_trade(applied, message)
                 else:
+                    # A frame the decoder refused: its reader counted it.
                     venue_builder.apply(message, ts)
+                if applied is None or type(applied) is BookEntry:
+                    events += event.levels
+                else:
+                    # Refused by the book's sequence rules (an engine capture's
+                    # gap, then its stale frames until the next snapshot).
+                    reason = str(applied)
+                    skipped[reason] = skipped.get(reason, 0) + 1
                 if listening and symbol in venue_builder.books:
                     due = next_mark.get(symbol)
                     if due is None or ts >= due:
@@ -481,6 +490,15 @@ class _Run:
             order_latency=f"{self.order_latency.description} to the venue, "
             f"{self.response_latency.description} back",
             skipped=self._all_skipped(),
+            strategy_errors={
+                runner.name: {
+                    "errors": runner.errors,
+                    "last": runner.last_error,
+                    "disabled": runner.disabled_reason,
+                }
+                for runner in self.engine.dispatcher.runners
+                if runner.errors
+            },
             skipped_by_file={
                 name: dict(sorted(counts.items()))
                 for name, counts in self.skipped_by_file.items()

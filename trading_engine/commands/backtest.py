@@ -12,6 +12,7 @@ import importlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 __all__ = ["add_parser", "options", "parse_time", "run"]
@@ -115,6 +116,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         for flag in ("workers", "cluster"):
             if getattr(args, flag, None) is not None:
                 raise BacktestUsageError(f"--{flag}: only for a sweep (add --sweep)")
+    elif getattr(args, "workers", None) is not None and getattr(args, "cluster", None):
+        raise BacktestUsageError("--workers: local processes or --cluster, not both")
     if getattr(args, "sweep", None):
         from ..backtest.sweep import (
             BacktestJob,
@@ -126,6 +129,14 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
         if args.json is not None:
             raise BacktestUsageError("--json: a sweep writes its table into --report DIR")
+        # Every file readable before the first run (not one failure per combination).
+        from ..backtest.data import detect_format
+
+        for name in args.data:
+            try:
+                detect_format(name)
+            except DataError as exc:
+                raise BacktestUsageError(str(exc)) from None
         try:
             check_grid(config, parse_sweep(args.sweep))
         except SweepSpecError as exc:
@@ -180,8 +191,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
 def _check_data_once(names: list[str]) -> None:
     """Refuse a data file given twice (merged, every event would count twice).
 
-    Raises :class:`BacktestUsageError` naming both spellings; files that do
-    not exist are left to the reader's error.
+    Raises :class:`BacktestUsageError` naming both spellings; paths that
+    do not exist or are not regular files are left to the reader's error.
     """
     seen: dict[tuple[int, int], str] = {}
     for name in names:
@@ -189,6 +200,8 @@ def _check_data_once(names: list[str]) -> None:
             stat = Path(name).stat()
         except OSError:
             continue
+        if not S_ISREG(stat.st_mode):
+            continue  # a directory, a device: the reader names what it is
         key = (stat.st_dev, stat.st_ino)
         first = seen.get(key)
         if first is None:
@@ -262,6 +275,9 @@ def _summary(result: Any) -> None:
         print(f"left out: {skipped}")
         for name, counts in meta.skipped_by_file.items():
             print(f"  {name}: {', '.join(f'{reason} {count}' for reason, count in counts.items())}")
+    for strategy, row in meta.strategy_errors.items():
+        disabled = f"; disabled: {row['disabled']}" if row["disabled"] else ""
+        print(f"  {strategy}: {row['errors']} hook errors, the last {row['last']}{disabled}")
     for strategy, reasons in meta.denied.items():
         refused = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
         print(f"  {strategy}: order requests refused before sending: {refused}")

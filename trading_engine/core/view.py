@@ -6,6 +6,7 @@ it on every update. :mod:`trading_engine.core.strategy` re-exports it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Final
@@ -82,14 +83,38 @@ class BookView:
     def microprice(self) -> Fraction | None:
         return self._entry.book.microprice() if self.live else None
 
-    def imbalance(self, levels: int = 1) -> float | None:
-        return self._entry.book.imbalance(levels) if self.live else None
+    def imbalance(self, levels: object = 1) -> float | None:
+        """Top-``levels`` size imbalance in [-1, 1] (a ratio, so a float), or None.
 
-    def bids(self, depth: int | None = None) -> Iterator[Level]:
-        return self._entry.book.bids(depth) if self.live else iter(())
+        Raises ``ValueError`` for ``levels`` below 1 and ``TypeError`` for
+        one that is not an integer (numpy integers are integers).
+        """
+        count = _count(levels, "levels")
+        if count < 1:
+            raise ValueError(f"imbalance: levels must be at least 1, got {count}")
+        return self._entry.book.imbalance(count) if self.live else None
 
-    def asks(self, depth: int | None = None) -> Iterator[Level]:
-        return self._entry.book.asks(depth) if self.live else iter(())
+    def bids(self, depth: object = None) -> Iterator[Level]:
+        """Bid levels ``(ticks, lots)`` from the best down (``depth``: at most that many)."""
+        count = None if depth is None else _count(depth, "depth")
+        return self._entry.book.bids(count) if self.live else iter(())
 
-    def depth(self, levels: int) -> tuple[list[Level], list[Level]]:
-        return self._entry.book.depth(levels) if self.live else ([], [])
+    def asks(self, depth: object = None) -> Iterator[Level]:
+        """Ask levels ``(ticks, lots)`` from the best up (``depth``: at most that many)."""
+        count = None if depth is None else _count(depth, "depth")
+        return self._entry.book.asks(count) if self.live else iter(())
+
+    def depth(self, levels: object) -> tuple[list[Level], list[Level]]:
+        """The best ``levels`` bids and asks, each from the best price outward."""
+        count = _count(levels, "levels")
+        return self._entry.book.depth(count) if self.live else ([], [])
+
+
+def _count(value: object, name: str) -> int:
+    """``value`` as an int (anything with ``__index__``); ``TypeError`` naming ``name`` else."""
+    if type(value) is int:
+        return value
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None

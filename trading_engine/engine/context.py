@@ -9,12 +9,14 @@ it asks the :class:`~trading_engine.engine.engine.Engine`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import operator
+from typing import TYPE_CHECKING, cast
 
 from ..core.instruments import Instrument
 from ..core.orders import Order, OrderType, TimeInForce
 from ..core.positions import Position
 from ..core.protocol import Side
+from ..core.risk import Denial
 from ..core.view import BookView
 from .dispatch import StrategyRunner
 
@@ -61,64 +63,75 @@ class EngineContext:
 
     def submit(
         self,
-        symbol: str,
-        side: Side,
-        lots: int,
-        price: int | None = None,
-        order_type: OrderType = OrderType.LIMIT,
-        time_in_force: TimeInForce = TimeInForce.GTC,
+        symbol: object,
+        side: object,
+        lots: object,
+        price: object = None,
+        order_type: object = OrderType.LIMIT,
+        time_in_force: object = TimeInForce.GTC,
         *,
-        tag: str | None = None,
-        post_only: bool = False,
+        tag: object = None,
+        post_only: object = False,
     ) -> Order | None:
-        assert self.runner is not None
+        """See :meth:`~trading_engine.core.strategy.StrategyContext.submit`.
+
+        The arguments are taken as loosely as a Python caller may pass them,
+        the same in the compiled and the pure build: ``lots`` and ``price``
+        as integers (anything with ``__index__``, such as a numpy integer;
+        a float, ``Fraction`` or ``Decimal`` is refused ``invalid_order``:
+        prices are ticks, never a float), ``side``, ``order_type`` and
+        ``time_in_force`` as their enums or their values (``"buy"``,
+        ``"IOC"``), ``post_only`` as a bool, ``tag`` as a string or None
+        (another is refused ``invalid_tag``).
+        """
+        runner = self.runner
+        assert runner is not None
+        exact = _exact(side, lots, price, order_type, time_in_force, tag, post_only)
+        if isinstance(exact, Denial) or not isinstance(symbol, str):
+            refused = exact if isinstance(exact, Denial) else Denial.INVALID_ORDER
+            self._last_denial = self._engine.risk.deny(refused).value
+            runner.denied(refused)
+            return None
+        side_, lots_, price_, type_, tif, tag_, post_only_ = exact
         order, denial = self._engine.submit(
-            self.runner,
-            symbol,
-            side,
-            lots,
-            price,
-            order_type,
-            time_in_force,
-            tag=tag,
-            post_only=post_only,
+            runner, symbol, side_, lots_, price_, type_, tif, tag=tag_, post_only=post_only_
         )
         self._last_denial = None if denial is None else denial.value
         return order
 
     def buy(
         self,
-        symbol: str,
-        lots: int,
-        price: int | None = None,
-        time_in_force: TimeInForce = TimeInForce.GTC,
+        symbol: object,
+        lots: object,
+        price: object = None,
+        time_in_force: object = TimeInForce.GTC,
         *,
-        tag: str | None = None,
-        post_only: bool = False,
+        tag: object = None,
+        post_only: object = False,
     ) -> Order | None:
         return self._simple(Side.BUY, symbol, lots, price, time_in_force, tag, post_only)
 
     def sell(
         self,
-        symbol: str,
-        lots: int,
-        price: int | None = None,
-        time_in_force: TimeInForce = TimeInForce.GTC,
+        symbol: object,
+        lots: object,
+        price: object = None,
+        time_in_force: object = TimeInForce.GTC,
         *,
-        tag: str | None = None,
-        post_only: bool = False,
+        tag: object = None,
+        post_only: object = False,
     ) -> Order | None:
         return self._simple(Side.SELL, symbol, lots, price, time_in_force, tag, post_only)
 
     def _simple(
         self,
         side: Side,
-        symbol: str,
-        lots: int,
-        price: int | None,
-        time_in_force: TimeInForce,
-        tag: str | None,
-        post_only: bool,
+        symbol: object,
+        lots: object,
+        price: object,
+        time_in_force: object,
+        tag: object,
+        post_only: object,
     ) -> Order | None:
         """A limit order, or a market order when ``price`` is None."""
         order_type = OrderType.MARKET if price is None else OrderType.LIMIT
@@ -129,9 +142,7 @@ class EngineContext:
     def cancel(self, order: Order) -> bool:
         return self._engine.cancel(order, self.name)
 
-    def replace(
-        self, order: Order, lots: int | None = None, price: int | None = None
-    ) -> Order | None:
+    def replace(self, order: Order, lots: object = None, price: object = None) -> Order | None:
         if not self.cancel(order):
             return None
         return self.submit(
@@ -144,3 +155,48 @@ class EngineContext:
             tag=order.tag,
             post_only=order.post_only,
         )
+
+
+_Exact = tuple[Side, int, int | None, OrderType, TimeInForce, str | None, bool]
+
+
+def _exact(
+    side: object,
+    lots: object,
+    price: object,
+    order_type: object,
+    time_in_force: object,
+    tag: object,
+    post_only: object,
+) -> _Exact | Denial:
+    """An order request's arguments in their exact types, or why it is refused."""
+    exact = (
+        type(lots) is int
+        and (price is None or type(price) is int)
+        and type(side) is Side
+        and type(order_type) is OrderType
+        and type(time_in_force) is TimeInForce
+        and type(post_only) is bool
+        and (tag is None or type(tag) is str)
+    )
+    if exact:
+        # A flag, not the condition itself: with the narrowing condition in
+        # the ``if``, the compiled build raised TypeError for a ``lots`` with
+        # ``__index__`` below (tests/engine/test_context_arguments.py).
+        return cast(_Exact, (side, lots, price, order_type, time_in_force, tag, post_only))
+    # The loose forms (rare): normalized, or refused with a counted reason.
+    if tag is not None and not isinstance(tag, str):
+        return Denial.INVALID_TAG
+    if not isinstance(post_only, bool):
+        return Denial.INVALID_ORDER
+    try:
+        whole_lots = operator.index(lots)  # type: ignore[arg-type]
+        whole_price = None if price is None else operator.index(price)  # type: ignore[arg-type]
+        exact_side = Side(str(side)) if isinstance(side, str) else None
+        exact_type = OrderType(str(order_type)) if isinstance(order_type, str) else None
+        exact_tif = TimeInForce(str(time_in_force)) if isinstance(time_in_force, str) else None
+    except (TypeError, ValueError):
+        return Denial.INVALID_ORDER
+    if exact_side is None or exact_type is None or exact_tif is None:
+        return Denial.INVALID_ORDER
+    return exact_side, whole_lots, whole_price, exact_type, exact_tif, tag, post_only

@@ -41,6 +41,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from ..core.builder import BookEntry, BookState
+from ..core.errors import StrategyError
 from ..core.protocol import Trade
 from ..core.strategy import BookView, Strategy
 from ..lowlevel.metrics import LatencyHistogram
@@ -235,10 +236,17 @@ class StrategyRunner:
     def _suspend(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, start_ns: int, evaluation: bool
     ) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # backtest, replay and the test harness step hooks by hand, with no loop.
+            coro.close()
+            raise StrategyError(
+                f"strategy {self.name}: an async hook suspended with no event loop running "
+                "(backtest, replay, test harness): there a hook must not await"
+            ) from None
         self.suspended += 1
-        task = asyncio.get_running_loop().create_task(
-            _drive(_Resume(coro, yielded)), name=f"strategy:{self.name}"
-        )
+        task = loop.create_task(_drive(_Resume(coro, yielded)), name=f"strategy:{self.name}")
         if evaluation:
             self.expired = False
             self.in_flight = task
