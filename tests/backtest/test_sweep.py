@@ -269,6 +269,11 @@ _MM_CONFIG = (
         ("mm.quantity=0.5,0.0005", "mm.quantity=0.0005: strategies[0].params.quantity"),
         # A strategy that is not configured.
         ("nobody.quantity=1", "--sweep nobody.quantity: no strategy named 'nobody'"),
+        # A typo: the closest parameter is named.
+        (
+            "mm.half_spread_tick=1,2",
+            "not permitted (value '1'); did you mean `--sweep mm.half_spread_ticks=...`?",
+        ),
     ],
 )
 def test_a_sweep_value_the_strategy_refuses_is_a_usage_error_before_anything_runs(

@@ -173,7 +173,23 @@ def check_grid(config: Config, grid: Mapping[str, Sequence[str]]) -> None:
                 )
             except ConfigError as exc:
                 problem = exc.problems[0].replace("strategies[0].", f"strategies[{i}].", 1)
+                if "not permitted" in problem:
+                    problem += _parameter_hint(name, item.class_, parameter)
                 raise SweepSpecError(f"--sweep {key}={value}: {problem}") from None
+
+
+def _parameter_hint(name: str, class_spec: str, parameter: str) -> str:
+    """``; did you mean `name.param`?`` for the strategy's closest parameter, or ``""``."""
+    from ..config import did_you_mean
+    from ..core.errors import StrategyError
+    from ..core.strategy import load_strategy_class
+
+    try:
+        fields = list(load_strategy_class(name, class_spec).Params.model_fields)
+    except StrategyError:
+        return ""
+    hint = did_you_mean(parameter, fields)
+    return "" if hint is None else f"; did you mean `--sweep {name}.{hint}=...`?"
 
 
 def validate_cluster(address: str) -> str:

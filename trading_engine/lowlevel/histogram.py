@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["LATENCY_BUCKETS_S", "LatencyHistogram", "SampledHistogram"]
 
 #: Upper bounds in seconds: 1 us to 10 s, resolving microseconds, and
@@ -24,6 +26,9 @@ LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
 )  # fmt: skip
 
 
+# Open to interpreted subclasses: the bench command swaps in recording and
+# no-op histograms to measure what the metrics cost.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LatencyHistogram:
     """Counts of durations (observed in ns) per bucket, plus sum and count.
 
