@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
 from pathlib import Path
 
@@ -406,6 +407,12 @@ def test_the_summary_names_every_strategy_and_a_range_past_the_data_in_utc(
     assert "Z (1628" in captured.err
 
 
+def write_gzip(path: Path, *lines: str) -> Path:
+    """``lines`` (a CSV's header and rows) gzip-compressed into ``path``."""
+    path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
+    return path
+
+
 def test_a_data_file_given_twice_is_refused_before_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -543,17 +550,16 @@ def test_times_in_milliseconds_are_run_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A Tardis file in ms reads as January 1970: said once, on standard error."""
-    import gzip
-
     from trading_engine.commands.cli import main
 
     cfg = market_maker_config(tmp_path)
-    book_csv = tmp_path / "ms.csv.gz"
-    with gzip.open(book_csv, "wt") as handle:
-        handle.write("exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n")
-        handle.write("binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1\n")
-        handle.write("binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1\n")
-        handle.write("binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2\n")
+    book_csv = write_gzip(
+        tmp_path / "ms.csv.gz",
+        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount",
+        "binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1",
+        "binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1",
+        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2",
+    )
     assert main(["backtest", "--config", str(cfg), str(book_csv)]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == [
@@ -565,17 +571,16 @@ def test_times_in_milliseconds_are_run_with_a_warning(
 def test_left_out_input_is_counted_file_by_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import gzip
-
     from trading_engine.commands.cli import main
 
     cfg = market_maker_config(tmp_path)
-    trades = tmp_path / "trades.csv.gz"
-    with gzip.open(trades, "wt") as handle:
-        handle.write("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n")
-        handle.write("binance,XMRBTC,1628952397000000,1628952397000001,1,buy,0.005,1\n")
-        handle.write("binance,ETHBTC,1628952397000000,1628952397000002,2,buy,0.07,1\n")
-        handle.write("binance,XMRBTC,1628952397000000,x,3,buy,0.005,1\n")
+    trades = write_gzip(
+        tmp_path / "trades.csv.gz",
+        "exchange,symbol,timestamp,local_timestamp,id,side,price,amount",
+        "binance,XMRBTC,1628952397000000,1628952397000001,1,buy,0.005,1",
+        "binance,ETHBTC,1628952397000000,1628952397000002,2,buy,0.07,1",
+        "binance,XMRBTC,1628952397000000,x,3,buy,0.005,1",
+    )
     out = tmp_path / "result.json"
     code = main(["backtest", "--config", str(cfg), str(TARDIS), str(trades), "--json", str(out)])
     assert code == 0
