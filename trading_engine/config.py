@@ -831,6 +831,22 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+def closest_strategy_parameter(name: str, class_spec: str, parameter: str) -> str | None:
+    """The parameter of strategy ``class_spec`` closest to a misspelled ``parameter``.
+
+    None when nothing is close or the class cannot be loaded (its own error
+    is reported elsewhere).
+    """
+    from .core.errors import StrategyError
+    from .core.strategy import load_strategy_class
+
+    try:
+        fields = list(load_strategy_class(name, class_spec).Params.model_fields)
+    except StrategyError:
+        return None
+    return did_you_mean(parameter, fields)
+
+
 def _field_names(model: type[BaseModel]) -> list[str]:
     """The keys a section accepts: each field's alias where it has one (``class``)."""
     return [info.alias or name for name, info in model.model_fields.items()]

@@ -179,16 +179,10 @@ def check_grid(config: Config, grid: Mapping[str, Sequence[str]]) -> None:
 
 
 def _parameter_hint(name: str, class_spec: str, parameter: str) -> str:
-    """``; did you mean `name.param`?`` for the strategy's closest parameter, or ``""``."""
-    from ..config import did_you_mean
-    from ..core.errors import StrategyError
-    from ..core.strategy import load_strategy_class
+    """``; did you mean `--sweep name.param=...`?`` for the closest parameter, or ``""``."""
+    from ..config import closest_strategy_parameter
 
-    try:
-        fields = list(load_strategy_class(name, class_spec).Params.model_fields)
-    except StrategyError:
-        return ""
-    hint = did_you_mean(parameter, fields)
+    hint = closest_strategy_parameter(name, class_spec, parameter)
     return "" if hint is None else f"; did you mean `--sweep {name}.{hint}=...`?"
 
 

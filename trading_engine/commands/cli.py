@@ -151,8 +151,7 @@ def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) 
     import re
     from pathlib import Path
 
-    from ..config import did_you_mean
-    from ..core.strategy import load_strategy_class
+    from ..config import closest_strategy_parameter
     from .strategy_finder import bare_class_hint, find_strategy_classes
 
     found: list[str] | None = None
@@ -169,12 +168,7 @@ def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) 
                 found = find_strategy_classes(Path(file).parent)
             problem += bare_class_hint(item.class_, found)
         elif match.group(3) is not None and "not permitted" in problem:
-            try:
-                params = load_strategy_class(item.name, item.class_).Params
-            except StrategyError:
-                params = None
-            keys = [] if params is None else list(params.model_fields)
-            hint = did_you_mean(match.group(3), keys)
+            hint = closest_strategy_parameter(item.name, item.class_, match.group(3))
             if hint is not None:
                 problem += f"; did you mean `strategies[{index}].params.{hint}`?"
         out.append(problem)
