@@ -568,6 +568,38 @@ def test_times_in_milliseconds_are_run_with_a_warning(
     ]
 
 
+def test_a_sweep_says_what_a_single_run_would_warn_of_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Times before 2000 and lines left out are the data's: one note each, not one per row."""
+    import csv
+
+    from trading_engine.commands.cli import main
+
+    cfg = market_maker_config(tmp_path)
+    book_csv = write_gzip(
+        tmp_path / "ms.csv.gz",
+        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount",
+        "binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1",
+        "binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1",
+        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005",
+        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2",
+    )
+    sweep = tmp_path / "sweep"
+    argv = ["backtest", "--config", str(cfg), str(book_csv), "--report", str(sweep),
+            "--workers", "1", "--sweep", "mm.half_spread_ticks=1,2"]  # fmt: skip
+    assert main(argv) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: the data starts at 1970-01-19T20:29:12.397001000Z, before 2000: are its "
+        "times in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?",
+        "note: left out: bad_line 1",
+    ]
+    with (sweep / "sweep.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    assert [row["notes"] for row in rows] == [notes[0][6:] + "; " + notes[1][6:]] * 2
+
+
 def test_left_out_input_is_counted_file_by_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

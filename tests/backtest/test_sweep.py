@@ -15,6 +15,8 @@ from trading_engine.backtest.result import BacktestResult, FillRecord, MarkSampl
 from trading_engine.backtest.sweep import (
     MAX_COMBINATIONS,
     SweepError,
+    SweepResult,
+    SweepRow,
     SweepSpecError,
     add_sweep_arguments,
     combinations,
@@ -194,7 +196,12 @@ def test_command_exit_codes(tmp_path: Path) -> None:
     lines.clear()
     args = _args("--sweep", "mm.spread=1,boom", "--workers", "1")
     assert sweep_command(args, fake_backtest, tmp_path, out=lines.append) == 1
-    assert lines[-1].startswith("failed: {'mm.spread': 'boom'}: ValueError")
+    assert lines[1].startswith("failed: {'mm.spread': 'boom'}: ValueError")
+    # The fake's times are the epoch's: the one row that ran says so once.
+    assert lines[2:] == [
+        "note: the data starts at 1970-01-01T00:00:00.000000000Z, before 2000: are its times in "
+        "the unit its format has (Tardis CSV: us since the epoch; captures: ns)?"
+    ]
     with pytest.raises(argparse.ArgumentError, match="positive integer"):
         _args("--workers", "0")
     assert sweep_command(_args("--sweep", "mm.a=1", "--cluster", "x"), fake_backtest, tmp_path,
@@ -293,3 +300,21 @@ def test_a_sweep_value_the_strategy_refuses_is_a_usage_error_before_anything_run
     assert len(err) == 1, err
     assert names in err[0]
     assert not out.exists()  # refused before any combination ran
+
+
+def test_notes_of_some_rows_name_their_combinations() -> None:
+    rows = (
+        SweepRow(0, {"a.x": "1"}, notes=("left out: gap 1", "mm: 2 hook errors, the last E")),
+        SweepRow(1, {"a.x": "2"}, notes=("left out: gap 1",)),
+        SweepRow(2, {"a.x": "3"}, error="ValueError: no"),
+        SweepRow(3, {"a.x": "4"}, notes=("left out: gap 1", "mm: 2 hook errors, the last E")),
+    )
+    result = SweepResult({"a.x": ["1", "2", "3", "4"]}, rows, 1, "serial", 0.0)
+    assert result.notes() == [
+        "left out: gap 1",
+        "mm: 2 hook errors, the last E (combinations 0, 3)",
+    ]
+    assert [row["notes"] for row in result.table()] == [
+        "left out: gap 1; mm: 2 hook errors, the last E", "left out: gap 1", "",
+        "left out: gap 1; mm: 2 hook errors, the last E",
+    ]  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -32,12 +33,14 @@ from ..core.instruments import Instrument
 from ..core.protocol import Side
 
 __all__ = [
+    "Y2000_NS",
     "BacktestMeta",
     "BacktestResult",
     "FillRecord",
     "MarkSample",
     "OrderRecord",
     "meta_dict",
+    "rfc3339",
 ]
 
 Liquidity = Literal["maker", "taker"]
@@ -144,6 +147,46 @@ class BacktestMeta:
     #: Strategies whose hooks raised: ``{"errors": count, "last": "Type:
     #: message", "disabled": why, or None while it still ran at the end}``.
     strategy_errors: Mapping[str, Mapping[str, int | str | None]] = field(default_factory=dict)
+
+    def data_warnings(self) -> list[str]:
+        """What makes this run's figures suspect whatever the strategies did, a line each.
+
+        ``--from``/``--to`` outside the data (a mistyped date gives an
+        empty result that reads like a strategy that never traded), and
+        data whose times read as before 2000 (milliseconds where the
+        format has microseconds or nanoseconds: the run is otherwise
+        valid). Empty when neither applies.
+        """
+        out = []
+        if self.last_ns is None and self.to_ns is not None:
+            out.append(
+                "no data in the range: the data starts after --to; the strategies saw nothing"
+            )
+        elif self.last_ns is not None and self.from_ns is not None and self.from_ns > self.last_ns:
+            out.append(
+                f"no data in the range: the data ends at {rfc3339(self.last_ns)} "
+                f"({self.last_ns} ns), before --from; the strategies saw nothing"
+            )
+        if self.first_ns is not None and self.first_ns < Y2000_NS:
+            out.append(
+                f"the data starts at {rfc3339(self.first_ns)}, before 2000: are its times in the "
+                "unit its format has (Tardis CSV: us since the epoch; captures: ns)?"
+            )
+        return out
+
+    def notes(self) -> list[str]:
+        """:meth:`data_warnings`, then the input left out and the strategies' hook errors.
+
+        One line each, for a table of many runs (a sweep's): what a
+        single run's summary prints about its input and its strategies.
+        """
+        out = self.data_warnings()
+        if self.skipped:
+            out.append("left out: " + ", ".join(f"{r} {n}" for r, n in self.skipped.items()))
+        for strategy, row in self.strategy_errors.items():
+            disabled = f"; disabled: {row['disabled']}" if row["disabled"] else ""
+            out.append(f"{strategy}: {row['errors']} hook errors, the last {row['last']}{disabled}")
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,3 +394,14 @@ def _from_dict(d: dict[str, Any]) -> BacktestResult:
         end_positions=end_positions,
         latency_effect={key: dict(row) for key, row in d.get("latency_effect", {}).items()},
     )
+
+
+#: 2000-01-01T00:00:00Z in ns: recorded venue data before it is a time in the wrong unit.
+Y2000_NS = 946_684_800 * 10**9
+
+
+def rfc3339(ns: int) -> str:
+    """``ns`` since the epoch as an RFC 3339 UTC time with its nanoseconds."""
+    seconds, rest = divmod(ns, 10**9)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest:09d}Z"

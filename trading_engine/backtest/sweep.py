@@ -216,7 +216,10 @@ class SweepRow:
 
     ``index`` is its place in :func:`combinations`; ``figures`` maps a
     quote currency to its :class:`CurrencyFigures` (empty on error);
-    ``wall_s`` the machine time its backtest and analytics took.
+    ``wall_s`` the machine time its backtest and analytics took;
+    ``notes`` what its single run's summary would say about its input and
+    its strategies (:meth:`~.result.BacktestMeta.notes`: a range with no
+    data, input left out, hooks that raised).
     """
 
     index: int
@@ -227,6 +230,7 @@ class SweepRow:
     orders: int = 0
     interval_ns: int = 0
     wall_s: float = 0.0
+    notes: tuple[str, ...] = ()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -266,6 +270,7 @@ def evaluate(
         orders=a.orders,
         interval_ns=a.interval_ns,
         wall_s=time.perf_counter() - started,
+        notes=tuple(result.meta.notes()),
     )
 
 
@@ -289,11 +294,31 @@ class SweepResult:
         """Every quote currency any row has figures in, sorted."""
         return sorted({c for row in self.rows for c in row.figures})
 
+    def notes(self) -> list[str]:
+        """Each distinct note of the rows (:attr:`SweepRow.notes`), once, in first-seen order.
+
+        A note every row that ran has (the data's: the same input for
+        all) stands alone; any other names its combinations' indexes.
+        """
+        ran = [row for row in self.rows if not row.error]
+        where: dict[str, list[int]] = {}
+        for row in ran:
+            for note in row.notes:
+                where.setdefault(note, []).append(row.index)
+        return [
+            note
+            if len(indexes) == len(ran)
+            else f"{note} (combination{'s' if len(indexes) > 1 else ''} "
+            f"{', '.join(map(str, indexes))})"
+            for note, indexes in where.items()
+        ]
+
     def table(self) -> list[dict[str, object]]:
         """One dict per row: ``index``, the parameters, ``status``, ``error``, figures per currency.
 
         Figure columns are ``NAME_CURRENCY`` (``pnl_net_USD``); empty for
-        a failed row. The CSV and the JSON hold exactly this.
+        a failed row. ``notes`` joins the row's notes with ``"; "``. The
+        CSV and the JSON hold exactly this.
         """
         out: list[dict[str, object]] = []
         for row in self.rows:
@@ -309,6 +334,7 @@ class SweepResult:
             entry["fills"] = row.fills
             entry["orders"] = row.orders
             entry["wall_s"] = round(row.wall_s, 6)
+            entry["notes"] = "; ".join(row.notes)
             out.append(entry)
         return out
 
@@ -586,4 +612,6 @@ def sweep_command(
     for row in result.rows:
         if row.error:
             out(f"failed: {dict(row.parameters)}: {row.error}")
+    for line in result.notes():
+        out(f"note: {line}")
     return 1 if result.failed else 0

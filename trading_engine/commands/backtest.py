@@ -183,8 +183,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
             ) from None
     if args.json != "-":
         _summary(result)
-    _warn_if_nothing_traded(result.meta)
-    _warn_if_too_early(result.meta)
+    for line in result.meta.data_warnings():
+        print(f"backtest: {line}", file=sys.stderr)
     return 0
 
 
@@ -225,41 +225,6 @@ def _report_directory(name: str) -> Path:
     except OSError as exc:
         raise BacktestUsageError(f"--report: cannot create {name}: {exc.strerror}") from None
     return path
-
-
-def _warn_if_nothing_traded(meta: Any) -> None:
-    """One line on standard error when --from/--to left the strategies no data.
-
-    A range outside the data (a mistyped date) otherwise gives an empty
-    result that reads like a strategy that never traded.
-    """
-    if meta.last_ns is None and meta.to_ns is not None:
-        where = "the data starts after --to"
-    elif meta.last_ns is not None and meta.from_ns is not None and meta.from_ns > meta.last_ns:
-        where = f"the data ends at {_rfc3339(meta.last_ns)} ({meta.last_ns} ns), before --from"
-    else:
-        return
-    print(f"backtest: no data in the range: {where}; the strategies saw nothing", file=sys.stderr)
-
-
-#: 2000-01-01T00:00:00Z in ns: recorded venue data before it is a time in the wrong unit.
-_Y2000_NS = 946_684_800 * 10**9
-
-
-def _warn_if_too_early(meta: Any) -> None:
-    """One line on standard error when the data's times read as before 2000.
-
-    Times in milliseconds where a format has microseconds (Tardis) or
-    nanoseconds (captures) read as January 1970: the run is otherwise
-    valid, so this is a warning, not an error.
-    """
-    if meta.first_ns is None or meta.first_ns >= _Y2000_NS:
-        return
-    print(
-        f"backtest: the data starts at {_rfc3339(meta.first_ns)}, before 2000: are its times "
-        "in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?",
-        file=sys.stderr,
-    )
 
 
 def _summary(result: Any) -> None:
@@ -304,10 +269,3 @@ def _summary(result: Any) -> None:
             f"({inst.format_size(lots)})  fees {inst.format_money(fee)}  "
             f"position {inst.format_size(position)}"
         )
-
-
-def _rfc3339(ns: int) -> str:
-    """``ns`` since the epoch as an RFC 3339 UTC time with its nanoseconds."""
-    seconds, rest = divmod(ns, 10**9)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest:09d}Z"
