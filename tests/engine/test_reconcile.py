@@ -286,12 +286,26 @@ async def test_an_unreachable_venue_keeps_the_engine_not_ready_until_it_answers(
     assert reason is not None
     assert "could not be read" in reason
     assert StartProbe.seen == {}
+    # Unknown, not flat: no positions in /status and no position samples in the metrics.
+    status = engine.status()
+    assert status["positions"] is None
+    assert status["strategies"]["maker"]["positions"] is None
+    assert status["strategies"]["maker"]["realized_pnl"] is None
+    text = generate_latest(registry_for(engine)).decode()
+    assert "trading_engine_positions_known 0.0" in text
+    assert 'trading_engine_position{symbol="BTC-USD"}' not in text
+    assert 'trading_engine_strategy_position{strategy="maker"' not in text
     simulator = ExchangeSimulator([BTC, ETH], api_key=KEY, port=port, seed=5)
     await simulator.start()
     try:
         await asyncio.wait_for(starting, 10)
         assert engine.not_ready() is None
         assert "maker" in StartProbe.seen
+        assert engine.status()["positions"] == {}
+        assert engine.status()["strategies"]["maker"]["positions"]["BTC-USD"]["quantity"] == "0.000"
+        text = generate_latest(registry_for(engine)).decode()
+        assert "trading_engine_positions_known 1.0" in text
+        assert 'trading_engine_position{symbol="BTC-USD"} 0.0' in text
     finally:
         await engine.stop()
         await simulator.stop()

@@ -129,6 +129,12 @@ def test_merged_status_reports_the_most_restrictive_state() -> None:
     assert merged["open_orders"] == 3
     assert [o["symbol"] for o in merged["open_order_list"]] == ["A", "B", "B"]
     assert merged["workers"] == ["w"]
+    # A worker that did not answer leaves the positions unknown, not a partial map.
+    assert merged["positions"] is None
+    answered = merge_status([doc("active", "open", "A", 1), doc("active", "open", "B", 0)], [])
+    assert answered["positions"] == {"A": {"quantity": "1"}, "B": {"quantity": "1"}}
+    reconciling = {**doc("active", "closed", "B", 0), "positions": None}
+    assert merge_status([doc("active", "open", "A", 1), reconciling], [])["positions"] is None
     # The supervisor's own halt holds when no worker answers; a silent worker's books stay.
     silent = merge_status([None], ["w"], own_state="halted", silent_symbols=["C"])
     assert silent["trading_state"] == "halted"

@@ -136,7 +136,9 @@ def render(
         "",
         f"{'position':10} {'quantity':>12} {'avg price':>12} {'realized':>14} {'unrealized':>14}",
     ]
-    for symbol, position in status["positions"].items():
+    if status["positions"] is None:
+        lines.append("unknown until start-up reconciliation settles them")
+    for symbol, position in (status["positions"] or {}).items():
         lines.append(
             f"{symbol:10} {position['quantity']:>12} {position['avg_price'] or '-':>12} "
             f"{position['realized_pnl']:>14} {position['unrealized_pnl']:>14}"
@@ -168,7 +170,7 @@ def strategy_lines(service: Service) -> list[str]:
         runner = engine.runners[name]
         last = runner.last_evaluation_ns
         ago = "-" if not last else f"{(now_ns - last) / 1e9:.1f} s ago"
-        positions = list(view["positions"].items()) or [("-", None)]
+        positions = list((view["positions"] or {}).items()) or [("-", None)]
         for index, (symbol, position) in enumerate(positions):
             quantity = position["quantity"] if position else "-"
             realized = position["realized_pnl"] if position else "-"

@@ -173,6 +173,10 @@ class Engine:
         self.reconciliation: dict[str, Any] | None = None
         #: Why the engine is not ready beyond the feed (reconciling, refused), or None.
         self.blocked: str | None = "start-up reconciliation has not run"
+        #: False from the start of start-up reconciliation until it succeeds: the
+        #: ledger's positions are then partial or forgotten, so ``/status`` and the
+        #: metrics say nothing of them rather than a flat book (see :attr:`positions_known`).
+        self._positions_known = True
         #: Who set the trading state last, and why (``/status``).
         self.state_by: tuple[str, str | None] = ("start-up", None)
         #: Operator warnings given, by kind (``trading_engine_warnings_total``).
@@ -358,6 +362,7 @@ class Engine:
         reader = self.sink if isinstance(self.sink, VenueReader) else None
         backoff = Backoff(0.2, 5.0)
         attempt = 0
+        self._positions_known = False
         while True:
             attempt += 1
             self.blocked = "start-up reconciliation is running"
@@ -380,6 +385,7 @@ class Engine:
                 await asyncio.sleep(backoff.next_s())
                 continue
             self.blocked = None
+            self._positions_known = True
             return True
 
     async def stop(self, shutdown_drain_s: float | None = None) -> list[Order]:
@@ -771,8 +777,19 @@ class Engine:
             return "the feed server is not listening"
         return self.sink.not_ready()
 
+    @property
+    def positions_known(self) -> bool:
+        """Whether the ledger's positions are the engine's: False while start-up
+        reconciliation runs, retries or has refused (positions rebuilt part-way or
+        forgotten between attempts). ``/status`` then gives ``positions: null``."""
+        return self._positions_known
+
     def status(self) -> dict[str, Any]:
-        """The ``/status`` document of the admin API."""
+        """The ``/status`` document of the admin API.
+
+        ``positions`` is null while :attr:`positions_known` is False (unknown,
+        not flat); each strategy's ``positions`` and PnL sums likewise.
+        """
         books: dict[str, Any] = {}
         for symbol, entry in self.builder.books.items():
             inst = entry.instrument
@@ -818,7 +835,7 @@ class Engine:
             # The exchange gateway's dialect, ban, clock and weight (None: in-process venue).
             "venue": getattr(self.sink, "venue_status", lambda: None)(),
             "books": books,
-            "positions": positions,
+            "positions": positions if self._positions_known else None,
             "open_orders": sum(len(orders) for orders in self.open_orders.values()),
             "open_order_list": [
                 _order_status(order) for order in self.open_order_list()[:_STATUS_ORDERS]

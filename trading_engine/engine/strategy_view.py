@@ -32,13 +32,15 @@ def strategies_status(engine: Engine) -> dict[str, Any]:
     only), ``positions`` by symbol (quantity, avg_price, realized_pnl,
     unrealized_pnl at mid: decimal strings at the instrument's
     precision), ``realized_pnl`` and ``unrealized_pnl`` summed over its
-    symbols (exact decimal strings), and ``last_decision_at`` (its last
+    symbols (exact decimal strings; these three are null while
+    :attr:`~.engine.Engine.positions_known` is False), and ``last_decision_at`` (its last
     hook evaluation) and ``last_order_at`` (its last order request),
     ISO 8601 UTC or null. ``O(strategies * symbols)``.
     """
     # Runner times are perf_counter ns: shift them onto the wall clock once.
     offset = time.time_ns() - perf_counter_ns()
     by_strategy = engine.positions.by_strategy
+    known = engine.positions_known
     strategies: dict[str, Any] = {}
     for name, runner in engine.runners.items():
         symbols = dict.fromkeys(runner.strategy.symbols)
@@ -78,10 +80,11 @@ def strategies_status(engine: Engine) -> dict[str, Any]:
             "fills": runner.fills,
             "denied": sum(denials.values()),
             "denials": dict(sorted(denials.items())),
-            "positions": positions,
+            # Unknown while start-up reconciliation has not settled them (not flat).
+            "positions": positions if known else None,
             # "f": a plain decimal (str() writes a zero of 7 decimals as 0E-7).
-            "realized_pnl": f"{realized_total:f}",
-            "unrealized_pnl": f"{unrealized_total:f}",
+            "realized_pnl": f"{realized_total:f}" if known else None,
+            "unrealized_pnl": f"{unrealized_total:f}" if known else None,
             "last_decision_at": _wall(runner.last_evaluation_ns, offset),
             "last_order_at": _wall(runner.last_order_ns, offset),
         }

@@ -493,7 +493,8 @@ def merge_status(
     supervisor; each worker's own state is in ``workers``). The books of
     ``silent_symbols`` (those of workers that did not answer) are listed
     ``stale`` (nothing is known of them): a book is never dropped from
-    ``/status``.
+    ``/status``. ``positions`` is null when a worker did not answer or
+    gave null (still reconciling): unknown, never a partial map.
     """
     merged: dict[str, Any] = {
         "trading_state": own_state or "active",
@@ -508,6 +509,7 @@ def merge_status(
         # The workers run this process's install.
         "build": BUILD.as_dict(),
     }
+    positions_known = True
     for document in documents:
         if document is None:
             continue
@@ -515,8 +517,12 @@ def merge_status(
             merged["trading_state"] = document["trading_state"]
         if _BREAKER_ORDER[document["breaker"]] > _BREAKER_ORDER[merged["breaker"]]:
             merged["breaker"] = document["breaker"]
-        for key in ("books", "positions", "strategies"):
+        for key in ("books", "strategies"):
             merged[key].update(document[key])
+        if document["positions"] is None:
+            positions_known = False
+        else:
+            merged["positions"].update(document["positions"])
         merged["open_orders"] += document["open_orders"]
         merged["open_order_list"].extend(document.get("open_order_list", ()))
         venue = document.get("venue")
@@ -533,6 +539,10 @@ def merge_status(
             merged["fees_unconverted"][asset] = _plain_decimal(total)
     for symbol in silent_symbols:
         merged["books"].setdefault(symbol, _SILENT_BOOK)
+    # A worker that did not answer, or is still reconciling, leaves the positions
+    # unknown: a partial map would read as flat positions in its symbols.
+    if not positions_known or any(document is None for document in documents):
+        merged["positions"] = None
     return merged
 
 

@@ -470,6 +470,13 @@ class EngineCollector(Collector):
             P + "unrealized_pnl", "Unrealized PnL at mid per symbol.", labels=["symbol"]
         )
         instruments = engine.instruments
+        known = engine.positions_known
+        yield GaugeMetricFamily(
+            P + "positions_known",
+            "1 when the engine's positions are settled; 0 while start-up reconciliation "
+            "runs, retries or refused (the position and PnL series then have no samples).",
+            value=1 if known else 0,
+        )
         for index, symbol in enumerate(listed):
             book = books.get(symbol)
             inst = instruments.get(symbol)
@@ -477,6 +484,8 @@ class EngineCollector(Collector):
                 continue
             for state in BookState:
                 states.add_metric([symbol, state.value], 1 if book.state is state else 0)
+            if not known:
+                continue  # unknown, not flat: no sample (see ``positions_known``)
             position = held.get(symbol)
             quantity = position.quantity if position else 0
             # Gauges are floats by nature; the exact values are in /status.
@@ -639,6 +648,7 @@ def _strategy_metrics(engine: Engine) -> Iterator[Metric]:
     offset_s = time.time() - time.perf_counter()
     by_strategy = engine.positions.by_strategy
     books = engine.builder.books
+    known = engine.positions_known  # unknown, not flat: no position or PnL samples
     for name, runner in engine.runners.items():
         orders.add_metric([name], runner.orders)
         fills.add_metric([name], runner.fills)
@@ -647,7 +657,7 @@ def _strategy_metrics(engine: Engine) -> Iterator[Metric]:
             denied.add_metric([name, denial.value], counts.get(denial, 0))
         last = runner.last_evaluation_ns
         decided.add_metric([name], last / 1e9 + offset_s if last else 0.0)
-        for symbol in runner.strategy.symbols:
+        for symbol in runner.strategy.symbols if known else ():
             inst = engine.instruments.get(symbol)
             entry = books.get(symbol)
             if inst is None or entry is None:
