@@ -250,3 +250,53 @@ def test_the_venue_must_be_known() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"gateway": {"venue": "kraken"}}, environ={})
     assert caught.value.problems[0].startswith("gateway.venue")
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ("[feed]\nport = true", "feed.port: Input should be a valid integer (value true)"),
+        ('[feed]\nport = "7001"', "feed.port: Input should be a valid integer (value '7001')"),
+        ("[feed]\nport = 7001.0", "feed.port: Input should be a valid integer (value 7001.0)"),
+        (
+            '[risk]\ncancel_on_halt = "off"',
+            "risk.cancel_on_halt: Input should be a valid boolean (value 'off')",
+        ),
+        (
+            "[risk]\ncancel_on_halt = 0",
+            "risk.cancel_on_halt: Input should be a valid boolean (value 0)",
+        ),
+        (
+            '[risk]\nprice_band = "0.05"',
+            "risk.price_band: Input should be a valid number (value '0.05')",
+        ),
+        (
+            "[gateway]\ntimeout_s = true",
+            "gateway.timeout_s: Input should be a valid number (value true)",
+        ),
+    ],
+)
+def test_a_file_value_of_the_wrong_type_is_refused_not_converted(
+    tmp_path: Path, toml: str, problem: str
+) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert raised.value.problems == [problem]
+
+
+def test_the_environment_overrides_are_text_and_still_converted(tmp_path: Path) -> None:
+    # The overridden key's file value is not checked either: the variable replaces it.
+    path = tmp_path / "engine.toml"
+    path.write_text("[feed]\nport = true\n[risk]\nprice_band = 0.1\n")
+    config = load_config(
+        path,
+        environ={
+            "TRADING_ENGINE__FEED__PORT": "7005",
+            "TRADING_ENGINE__RISK__CANCEL_ON_HALT": "false",
+        },
+    )
+    assert config.feed.port == 7005
+    assert config.risk.cancel_on_halt is False
+    assert config.risk.price_band == 0.1

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .core.breaker import BreakerSettings
@@ -707,6 +708,34 @@ def budget_problems(config: Config) -> list[str]:
     ]
 
 
+def _converted_file_values(
+    data: Mapping[str, Any], origins: Mapping[tuple[str, str], str], failed: set[tuple[Any, ...]]
+) -> list[str]:
+    """The file's values of the wrong TOML type, which validation would have converted.
+
+    Validation converts for the environment's overrides, which are all
+    text (``TRADING_ENGINE__FEED__PORT=7001``); a value written in the
+    file has its own type, and a wrong one is a mistake: ``port = true``
+    would listen on port 1, ``cancel_on_halt = "off"`` would turn the
+    switch off. The file alone is validated again in strict mode (JSON's
+    rules: no bool for a number, no string for a number or a switch, no
+    number for a string; an integer for a float is fine), skipping keys
+    the environment overrides and places the first validation already
+    named.
+    """
+    try:
+        Config.model_validate_json(orjson.dumps(data, default=str), strict=True)
+    except ValidationError as exc:
+        return [
+            _describe(error, origins)
+            for error in exc.errors()
+            if tuple(error["loc"]) not in failed and tuple(error["loc"])[:2] not in origins
+        ]
+    except orjson.JSONEncodeError:  # TOML has no value JSON cannot hold: not reached
+        return []
+    return []
+
+
 def _apply_env(
     data: dict[str, Any], environ: Mapping[str, str], origins: dict[tuple[str, str], str]
 ) -> list[str]:
@@ -758,7 +787,9 @@ def _describe(error: Mapping[str, Any], origins: Mapping[tuple[str, str], str]) 
         spelled = "" if hint is None else f"; did you mean `{hint}`?"
         kind = "section" if len(loc) == 1 else "key"
         return f"{location}: unknown {kind} (value {value!r}){spelled}"
-    return f"{location}: {error['msg']} (value {value!r})"
+    # A switch as the file writes it (TOML's ``true``, not Python's ``True``).
+    shown = ("true" if value else "false") if type(value) is bool else repr(value)
+    return f"{location}: {error['msg']} (value {shown})"
 
 
 def parse_config(
@@ -771,10 +802,16 @@ def parse_config(
     origins: dict[tuple[str, str], str] = {}
     problems = _apply_env(merged, os.environ if environ is None else environ, origins)
     config: Config | None = None
+    failed: set[tuple[Any, ...]] = set()
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
         problems.extend(_describe(error, origins) for error in exc.errors())
+        failed = {tuple(error["loc"]) for error in exc.errors()}
+    converted = _converted_file_values(data, origins, failed)
+    if converted:
+        problems.extend(converted)
+        config = None
     if config is not None:
         problems.extend(_cross_checks(config))
         for i, item in enumerate(config.instruments):
@@ -805,12 +842,19 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
     Raises :class:`~trading_engine.core.errors.ConfigError` naming the file
     when it is missing, cannot be read (a directory, no permission) or is
-    not TOML, and naming each key that is wrong.
+    not TOML (UTF-8 text, TOML 1.0), and naming each key that is wrong.
     """
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
+        raw = file.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (a Latin-1 comment, a UTF-16 file)
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = (
+            f"{file}: not valid TOML: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 "
+            "(save the file as UTF-8)"
+        )
+        raise ConfigError(message, [message]) from None
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file", [f"{file}: no such file"]) from None
     except OSError as exc:  # a directory, no permission

@@ -40,6 +40,21 @@ def test_check_config_invalid_prints_each_error(
     assert "engine.loop" in err
 
 
+def test_a_config_file_that_is_not_utf8_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = tmp_path / "engine.toml"
+    latin1.write_bytes(b"# settings\n# r\xe9sum\xe9\n[feed]\nport = 7001\n")
+    assert main(["check-config", str(latin1)]) == 2
+    assert main(["run", "--config", str(latin1), "--duration", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{latin1}: invalid"
+    assert err[1] == (
+        f"  {latin1}: not valid TOML: line 2: byte 0xe9 is not UTF-8 (save the file as UTF-8)"
+    )
+    assert "Traceback" not in "\n".join(err)
+
+
 def test_console_script_runs_as_module() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "trading_engine", "--help"],
