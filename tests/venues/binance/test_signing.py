@@ -87,6 +87,23 @@ def test_hmac_is_rfc_2104_hmac_for_any_key_and_payload(key: bytes, payload: byte
     assert HmacSha256Signer(secret).query_signature(payload) == expected.encode()
 
 
+def test_the_signer_hashes_with_cpythons_own_sha256_else_hashlibs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    from trading_engine.venues.binance import signing
+
+    # CPython ships _sha2 (3.12+) or _sha256 (3.11): the order path's cheaper copies.
+    assert signing._builtin_sha256() is not hashlib.sha256
+
+    def missing(name: str) -> None:
+        raise ImportError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert signing._builtin_sha256() is hashlib.sha256
+
+
 def test_a_signer_is_reusable_the_padded_key_is_never_consumed() -> None:
     signer = HmacSha256Signer(SECRET)
     first = signer.sign("a=1")

@@ -84,6 +84,7 @@ __all__ = [
     "VenueError",
     "VenueFill",
     "classify_error",
+    "encoded_client_order_id",
     "parse_server_time",
     "parse_usage",
     "valid_client_order_id",
@@ -93,16 +94,32 @@ __all__ = [
 CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,36}")
 
 
+#: The bytes :data:`CLIENT_ORDER_ID` allows.
+_CLIENT_ORDER_ID_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
 def valid_client_order_id(client_order_id: str) -> bool:
     """Whether ``client_order_id`` matches :data:`CLIENT_ORDER_ID` (1 to 36 of
-    ``[A-Za-z0-9_-]``), without the regular expression engine: the order path
-    asks once per order, and string methods there cost less than a match
-    (the tests check that both agree). ``O(len(client_order_id))``.
+    ``[A-Za-z0-9_-]``), without the regular expression engine (the tests
+    check that both agree). ``O(len(client_order_id))``.
     """
-    if not 0 < len(client_order_id) <= 36 or not client_order_id.isascii():
-        return False
-    rest = client_order_id.replace("-", "").replace("_", "")
-    return not rest or rest.isalnum()
+    return encoded_client_order_id(client_order_id) is not None
+
+
+def encoded_client_order_id(client_order_id: str) -> bytes | None:
+    """``client_order_id`` as the ASCII bytes a request carries, or None when it does
+    not match :data:`CLIENT_ORDER_ID`.
+
+    The order path's check: one encoding (which the body needs anyway) and
+    one ``bytes.translate`` deleting the allowed bytes, where string
+    methods took five calls and the regular expression engine's code is
+    colder still. A character outside ASCII encodes as ``?``, which is
+    not allowed. ``O(len(client_order_id))``.
+    """
+    raw = client_order_id.encode("ascii", "replace")
+    if 0 < len(raw) <= 36 and not raw.translate(None, _CLIENT_ORDER_ID_BYTES):
+        return raw
+    return None
 
 
 #: Every client order id the venue can hold (its whole ``-1100`` range, ``.``, ``:``
@@ -649,7 +666,8 @@ class BinanceSpotCodec:
         so an order costs its id, its timestamp and its signature.
         """
         cid = order.client_order_id
-        if not valid_client_order_id(cid):
+        raw_cid = encoded_client_order_id(cid)
+        if raw_cid is None:
             raise ValueError(f"client order id {cid!r} breaks Binance's rule")
         key = (
             order.symbol,
@@ -666,7 +684,7 @@ class BinanceSpotCodec:
         payload = b"timestamp=%d%s&newClientOrderId=%s%s" % (
             timestamp_ms,
             middle,
-            cid.encode(),
+            raw_cid,
             self._suffix,
         )
         return b"%s&signature=%s" % (payload, self.signer.query_signature(payload))
