@@ -244,6 +244,35 @@ async def test_a_venue_whose_fills_log_resets_while_running_halts_trading(
         # Reported once, not at every check.
         assert await gateway.check_fills_log() is False
         assert engine.order_faults["fills_log_reset"] == 1
+        # Fills the new log numbers at or below the cursor would be lost to this
+        # process: the operator cannot resume it, only halt it and restart it.
+        from prometheus_client import generate_latest
+
+        from trading_engine.engine.telemetry import registry_for
+        from trading_engine.io.admin import AdminServer
+
+        registry = registry_for(engine)
+        admin = AdminServer(engine, engine.config.admin.model_copy(update={"port": 0}), registry,
+                            environ={"TRADING_ENGINE_ADMIN_TOKEN": "t"})  # fmt: skip
+        await admin.start()
+        try:
+            headers = {"Authorization": "Bearer t"}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin.port}") as client:
+                for path in ("/resume", "/reduce"):
+                    answer = await client.post(path, headers=headers)
+                    assert answer.status_code == 409
+                    assert answer.json()["trading_state"] == "halted"
+                    assert "fills log was reset" in answer.json()["refused"]
+                    assert "restart the engine" in answer.json()["refused"]
+                assert engine.risk.state is TradingState.HALTED
+                assert (await client.post("/halt", headers=headers)).status_code == 200
+            text = generate_latest(registry).decode()
+            assert 'trading_engine_admin_switches_refused_total{to="active"} 1.0' in text
+            assert 'trading_engine_admin_switches_refused_total{to="reducing"} 1.0' in text
+        finally:
+            await admin.stop()
+        # The log growing past the old cursor again does not make it trustworthy.
+        assert engine.switch_refusal(TradingState.ACTIVE) is not None
     finally:
         await engine.stop()
 

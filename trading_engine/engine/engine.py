@@ -559,6 +559,23 @@ class Engine:
                 count += 1
         return count
 
+    def switch_refusal(self, state: TradingState) -> str | None:
+        """Why an operator may not switch to ``state`` now, or None.
+
+        Only a halt is always allowed. Once the venue's fills log was found
+        reset (the order fault ``fills_log_reset``), fills the venue now
+        numbers at or below the last id read are lost to this process's
+        poll, so it never trades again: ``/resume`` and ``/reduce`` are
+        refused until a restart, whose venue check settles the positions
+        (docs/operations.md).
+        """
+        if state is TradingState.HALTED:
+            return None
+        seen = getattr(self.sink, "fills_log_reset_seen", None)
+        if seen is not None:
+            return f"{seen}: restart the engine (its venue check settles the positions)"
+        return None
+
     def set_trading_state(
         self, state: TradingState, who: str = "admin", reason: str | None = None
     ) -> None:

@@ -29,12 +29,13 @@ import hmac
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config import AdminConfig
@@ -58,6 +59,9 @@ class AdminTarget(Protocol):
 
     def set_trading_state(self, state: TradingState) -> None:
         """Switch the trading state (``POST /halt``, ``/reduce``, ``/resume``)."""
+
+    def switch_refusal(self, state: TradingState) -> str | None:
+        """Why the switch to ``state`` is refused now (``409``), or None."""
 
 
 class AdminServer:
@@ -86,7 +90,9 @@ class AdminServer:
         self._token = env.get(settings.token_env) or None
         self.registry = registry
         self.renderer = ExpositionRenderer(registry)
-        registry.register(_RendererCollector(self.renderer))
+        #: Switches refused (``409``), by the state asked for.
+        self.refused: Counter[str] = Counter()
+        registry.register(_RendererCollector(self.renderer, self.refused))
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -132,6 +138,12 @@ class AdminServer:
         refused = authorize(request, self._token)
         if refused is not None:
             return refused
+        refusal = self.target.switch_refusal(state)
+        if refusal is not None:
+            self.refused[state.value] += 1
+            log.error("the admin API refused the switch to %s: %s", state.value, refusal)
+            current = self.target.status()["trading_state"]
+            return json_response({"trading_state": current, "refused": refusal}, 409)
         self.target.set_trading_state(state)
         log.warning("trading state set to %s through the admin API", state.value)
         return json_response({"trading_state": state.value}, 200)
@@ -149,8 +161,9 @@ class AdminServer:
 class _RendererCollector(Collector):
     """How long the steps of rendering ``/metrics`` held the event loop."""
 
-    def __init__(self, renderer: ExpositionRenderer) -> None:
+    def __init__(self, renderer: ExpositionRenderer, refused: Counter[str]) -> None:
         self.renderer = renderer
+        self.refused = refused
 
     def collect(self) -> list[Metric]:
         steps = histogram_family(
@@ -164,7 +177,14 @@ class _RendererCollector(Collector):
             "The longest step of the last /metrics render.",
             value=self.renderer.longest_step_ns / 1e9,
         )
-        return [steps, longest]
+        refused = CounterMetricFamily(
+            "trading_engine_admin_switches_refused",
+            "Trading-state switches the admin API refused (409), by the state asked for.",
+            labels=["to"],
+        )
+        for state in TradingState:
+            refused.add_metric([state.value], self.refused[state.value])
+        return [steps, longest, refused]
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -262,6 +262,10 @@ class HttpGateway:
         self._streamed_fills: dict[str, set[int]] = {s: set() for s in self._fills_cursors}
         #: The fills log was found reset (reported once until it is whole again).
         self._fills_log_reset = False
+        #: Why this process can no longer trust its fills cursors: set when a fills log
+        #: is found reset and never cleared (fills it skipped as read are lost to it;
+        #: only a restart's venue check settles them). See :meth:`check_fills_log`.
+        self.fills_log_reset_seen: str | None = None
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._auditor: asyncio.Task[None] | None = None
@@ -1470,7 +1474,9 @@ class HttpGateway:
         poller skips as read, so positions would silently stop following
         the venue. That is the halting order fault ``fills_log_reset``
         (reported once until the log is whole again; a restart then stops
-        at the venue check, see docs/operations.md). Returns True when every
+        at the venue check, see docs/operations.md), and
+        :attr:`fills_log_reset_seen` says so for the rest of the process:
+        the engine refuses ``/resume`` and ``/reduce`` until it restarts. Returns True when every
         log holds its cursor, False when one was reset, None when there is
         nothing to check (no fill read yet) or a log could not be read.
         Raises :class:`Dropped` when a halt or stop drops the read.
@@ -1489,6 +1495,10 @@ class HttpGateway:
             result = False
             if not self._fills_log_reset:
                 self._fills_log_reset = True
+                self.fills_log_reset_seen = (
+                    f"the venue's fills log{'' if stream == ALL_SYMBOLS else f' of {stream}'} "
+                    f"was reset (no fill at or above {cursor}, the last fill id read)"
+                )
                 log.error(
                     "the venue's fills log%s lists no fill at or above %d, the last fill id "
                     "read: it was reset; fills from now on cannot be told from fills already "
