@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,30 @@ def test_help_works(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     assert "check-config" in capsys.readouterr().out
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+    """Every command and subcommand of ``parser``, as argument lists."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append([*prefix, name])
+                found.extend(_commands(sub, [*prefix, name]))
+    return found
+
+
+def test_every_commands_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    from trading_engine.commands.cli import build_parser
+
+    commands = _commands(build_parser(), [])
+    assert ["feed"] in commands
+    assert ["journal", "pnl"] in commands
+    for command in commands:
+        with pytest.raises(SystemExit) as info:
+            main([*command, "--help"])
+        assert info.value.code == 0, command
+        assert capsys.readouterr().out.startswith("usage: "), command
 
 
 def test_usage_error_exits_2() -> None:

@@ -849,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument(
         "--to",
         metavar="HOST:PORT[,...]",
-        help="engine feed ports; a symbol goes to port i = crc32(symbol) % count (default: the "
+        help="engine feed ports; a symbol goes to port i = crc32(symbol) %% count (default: the "
         "[[feeds]] entry's)",
     )
     feed.add_argument(
