@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from ..core.builder import BookState
+from ..core.ledger import LEDGER_FAULTS
 from ..core.orders import OrderStatus
 from ..core.protocol import MessageType, Reason
 from ..core.risk import Denial
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 P = "trading_engine_"
+#: ``trading_engine_order_faults_total{kind}``: the ledger's kinds and start-up
+#: reconciliation's ``venue_changed`` (a journal on a reset or other venue).
+_FAULT_KINDS: Final = (*LEDGER_FAULTS, "venue_changed")
 
 #: Who can set the trading state: the ``who`` label of ``trading_engine_trading_state_by``.
 STATE_SETTERS: Final = ("start-up", "admin", "risk", "journal", "gateway", "supervisor")
@@ -262,7 +266,11 @@ class EngineCollector(Collector):
             "(an overfill halts trading).",
             labels=["kind"],
         )
-        for fault, count in sorted(engine.order_faults.items()):
+        # Every kind from 0, so that a rate() sees the first one (``venue_changed`` is
+        # start-up reconciliation's, not the ledger's).
+        kinds = dict.fromkeys(_FAULT_KINDS, 0)
+        kinds.update(engine.order_faults)
+        for fault, count in sorted(kinds.items()):
             faults.add_metric([fault], count)
         yield faults
 
