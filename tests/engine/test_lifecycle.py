@@ -179,9 +179,18 @@ def _simulated(path: Path, **engine_settings: Any) -> Engine:
         # A restarted worker keeps its own risk halt when the supervisor says active.
         (("halted", "risk", "loss limit"), "active", "halted", ("risk", "loss limit")),
         (("reducing", "journal", None), "active", "reducing", ("journal", None)),
-        # The supervisor's stricter state wins over the worker's journal.
-        (("active", "admin", None), "halted", "halted", ("supervisor", None)),
-        (("halted", "admin", None), "halted", "halted", ("supervisor", None)),
+        # The initial state (the operator's, in the file or through the supervisor)
+        # wins when stricter, as the operator's: no alert on a self-halt.
+        (("active", "admin", None), "halted", "halted", ("admin", "engine.initial_trading_state")),
+        (
+            ("active", "risk", None),
+            "reducing",
+            "reducing",
+            ("admin", "engine.initial_trading_state"),
+        ),
+        # Among equals the journaled halt keeps its own author and reason.
+        (("halted", "admin", None), "halted", "halted", ("admin", None)),
+        (("halted", "risk", "loss limit"), "halted", "halted", ("risk", "loss limit")),
         (("reducing", "admin", None), None, "reducing", ("admin", None)),
     ],
 )

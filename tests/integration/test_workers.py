@@ -139,7 +139,8 @@ def test_two_workers_shard_restart_and_stop(tmp_path: Path) -> None:
         assert [w["trading_state"] for w in status["workers"]] == ["halted", "halted"]
         own = httpx.get(f"http://127.0.0.1:{status['workers'][0]['admin_port']}/status").json()
         assert own["trading_state"] == "halted"
-        assert own["trading_state_by"]["who"] == "supervisor"
+        # The operator's halt, as the worker journaled it: not a halt the engine made.
+        assert own["trading_state_by"] == {"who": "admin", "reason": None}
         # Each worker keeps its own journal.
         assert (tmp_path / "journal.0.db").is_file()
         assert (tmp_path / "journal.1.db").is_file()

@@ -58,7 +58,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ..core.errors import InvalidValue, UnreadableAnswer
 from ..core.fees import fee_to_units
@@ -653,29 +653,39 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
+#: The reason journaled with a start-up state that came from the configuration.
+_INITIAL_STATE: Final = "engine.initial_trading_state"
+
+
 def _settle_trading_state(engine: Engine, state: JournalState) -> None:
     """Step 6: the strictest of the trading states start-up was given.
 
     Candidates, in this order of precedence among equals: the state set
     while start-up ran (an operator's ``/halt``, the supervisor's, a
-    journal failure), ``[engine] initial_trading_state`` (the supervisor's
-    for a worker it starts), and the journal's last. So a halt that arrived
-    during reconciliation is never undone by an older journaled state, and
-    a worker restarted by a supervisor that says ``active`` still keeps
-    its own journaled halt (risk, journal or operator). Only the
-    initial state is journaled here: the others already are.
+    journal failure), the journal's last, and ``[engine]
+    initial_trading_state``. So a halt that arrived during reconciliation
+    is never undone by an older journaled state; a worker restarted by a
+    supervisor that says ``active`` still keeps its own journaled halt
+    (risk, journal or operator), and one that says ``halted`` keeps the
+    journaled halt's own author and reason. The initial state is the
+    operator's (written in the configuration, or the state the operator
+    last set through the workers' supervisor, which sets it for the
+    workers it starts): it is journaled as set by ``admin`` with the
+    reason ``engine.initial_trading_state``, so an alert on halts the
+    engine made itself (``who`` other than ``admin``) stays quiet. Only
+    the initial state is journaled here: the others already are.
     """
     journal = engine.journal
     candidates: list[tuple[TradingState, str, str | None, bool]] = []
     who, why = engine.state_by
     if who != "start-up":
         candidates.append((engine.risk.state, who, why, False))
-    initial = engine.config.engine.initial_trading_state
-    if initial is not None:
-        candidates.append((TradingState(initial), "supervisor", None, True))
     if state.trading_state is not None:
         value, who, why = state.trading_state
         candidates.append((TradingState(value), who, why, False))
+    initial = engine.config.engine.initial_trading_state
+    if initial is not None:
+        candidates.append((TradingState(initial), "admin", _INITIAL_STATE, True))
     if not candidates:
         return
     # max() keeps the first of equals: the order above is the precedence.
