@@ -131,6 +131,16 @@ def test_snapshot_specific_rules() -> None:
     assert twice.reason is Reason.BAD_FIELD
 
 
+def test_a_trade_of_size_zero_is_a_trade() -> None:
+    """Only a snapshot's levels must have a positive size (the protocol's rule 8)."""
+    msg = decode(
+        {"type": "trade", "symbol": "BTC-USD", "seq": 9, "price": "100.01", "size": "0",
+         "side": "buy"}
+    )  # fmt: skip
+    assert isinstance(msg, Trade)
+    assert (msg.seq, msg.size) == (9, 0)
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
@@ -138,7 +148,6 @@ def test_snapshot_specific_rules() -> None:
         ({"side": None}, Reason.BAD_FIELD),
         ({"price": None}, Reason.BAD_FIELD),
         ({"price": "100.005"}, Reason.OFF_TICK),
-        ({"size": "0"}, Reason.BAD_SIZE),
         ({"size": "-1"}, Reason.BAD_SIZE),
         ({"size": "nan"}, Reason.BAD_NUMBER),
     ],
@@ -261,6 +270,7 @@ VALID_FRAMES = [
         b'{"type":"snapshot","symbol":"BTC-USD","seq":2,"bids":[["1","1"],["1.00","2"]],"asks":[]}',
         b'{"type":"update","symbol":"ETH-USD","seq":2,"bids":[],"asks":[]}',
         b'{"type":"update","symbol":"\\ud800","seq":2,"bids":[],"asks":[]}',
+        b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"-1","side":"buy"}',
         b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"0","side":"buy"}',
         b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":"100.01","size":"1","side":"BUY"}',
         b'{"type":"trade","symbol":"BTC-USD","seq":3,"price":true,"size":"1","side":"buy"}',

@@ -455,7 +455,7 @@ class Decoder:
                 size = grid.size(trade.size)
             except InvalidValue:
                 return None
-            if size <= 0:
+            if size < 0:
                 return None
             return Trade(trade.symbol, trade.seq, price, size, aggressor, trade.ts)
         if cls is WireHeartbeat:
@@ -583,8 +583,8 @@ class Decoder:
             size = grid.size(raw_size)
         except InvalidValue as exc:
             return Rejected(_SIZE_REASON.get(exc.reason, Reason.BAD_SIZE), str(exc), symbol, seq)
-        if size <= 0:
-            return Rejected(Reason.BAD_SIZE, "trade size is zero", symbol, seq, "trade")
+        if size < 0:  # zero is a size a trade may have (only a snapshot's levels may not)
+            return Rejected(Reason.BAD_SIZE, "trade size is negative", symbol, seq, "trade")
         return Trade(symbol, seq, price, size, aggressor, ts)
 
 
