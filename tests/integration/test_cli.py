@@ -98,6 +98,13 @@ def test_exchange_sim_rejects_bad_flags() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "between 0 and 1" in done.stderr
+    # Retry-After is whole seconds: a fraction is refused, not cut down to 0.
+    done = subprocess.run(
+        command("exchange-sim", "--retry-after-s", "0.5"), cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "expected whole seconds (0, 1, 2, ...), got '0.5'" in done.stderr
 
 
 def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None:

@@ -48,3 +48,23 @@ async def test_an_order_list_filter_other_than_open_is_a_400() -> None:
             assert (await http.get(url, params={"status": "open"})).json() == []
     finally:
         await sim.stop()
+
+
+async def test_a_price_or_quantity_as_a_json_number_is_a_400() -> None:
+    sim = ExchangeSimulator([Instrument("BTC-USD", "0.01", "0.001")], api_key="k", port=0, seed=1)
+    await sim.start()
+    try:
+        url = f"http://127.0.0.1:{sim.port}/orders"
+        order = {"symbol": "BTC-USD", "side": "buy", "type": "limit", "price": "1.00",
+                 "quantity": "0.010"}  # fmt: skip
+        async with httpx.AsyncClient(headers={"X-API-Key": "k"}) as http:
+            for name, number in (("price", 1.0), ("quantity", 0.01)):
+                refused = await http.post(
+                    url, json={**order, "client_order_id": f"n-{name}", name: number}
+                )
+                assert refused.status_code == 400
+                assert refused.json()["error"] == f"{name} must be a decimal string"
+            assert (await http.post(url, json={**order, "client_order_id": "s"})).status_code == 200
+            assert [o["client_order_id"] for o in (await http.get(url)).json()] == ["s"]
+    finally:
+        await sim.stop()

@@ -298,13 +298,20 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _whole_seconds(text: str) -> int:
+    """A ``Retry-After`` in whole seconds (RFC 9110's delay-seconds): 0.5 is refused, not cut."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected whole seconds (0, 1, 2, ...), got {text!r}")
+    return int(text)
+
+
 FAULT_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "fail_before": (_probability, "probability of a 503 before an order is taken"),
     "fail_after": (_probability, "probability of a 500 after an order was taken"),
     "hang": (_probability, "probability of holding the answer past the client timeout"),
     "hang_s": (_non_negative, "how long a held answer is held (seconds)"),
     "rate_limit": (_probability, "probability of a 429 with Retry-After"),
-    "retry_after_s": (lambda t: int(_non_negative(t)), "the Retry-After of a 429 (seconds)"),
+    "retry_after_s": (_whole_seconds, "the Retry-After of a 429 (whole seconds)"),
     "read_rate_limit": (_probability, "probability of a 429 on GET /orders/{id} and GET /fills"),
     "forget": (_probability, "probability that a resting order is lost (GET/DELETE answer 404)"),
     "late_answer": (_probability, "probability of answering an order after its fills"),

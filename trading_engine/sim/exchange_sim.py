@@ -399,6 +399,10 @@ class ExchangeSimulator:
         if post_only and (kind != "limit" or tif != "GTC"):
             return "post_only needs a GTC limit order"
         price: int | None = None
+        # Decimal strings, as the API says: a JSON number (a binary float) is refused.
+        for name in ("price", "quantity"):
+            if body.get(name) is not None and type(body[name]) is not str:
+                return f"{name} must be a decimal string"
         try:
             if kind == "limit":
                 if "price" not in body:
