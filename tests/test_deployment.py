@@ -448,3 +448,32 @@ def test_the_binance_testnet_file_is_valid_and_keeps_the_safety_checklist() -> N
     )  # fmt: skip
     assert done.returncode == 2  # the keys are not set here: named, exit 2
     assert "BINANCE_TESTNET_SECRET_KEY" in done.stderr + done.stdout
+
+
+def test_every_image_service_health_checks_a_port_it_serves() -> None:
+    """The image's healthcheck asks the default admin port (9100): a service that
+    serves elsewhere, or serves no admin API, has its own."""
+    import re
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "'9100') + '/healthz'" in dockerfile
+    for name, service in _image_services().items():
+        command = service["command"]
+        check = service.get("healthcheck")
+        if command[1] == "run":
+            config_path = command[command.index("--config") + 1]
+            config = load_config(ROOT / config_path.removeprefix("/app/"), environ={})
+            admin = int(service.get("environment", {}).get("TRADING_ENGINE__ADMIN__PORT", 0)) or (
+                config.admin.port
+            )
+            if check is None:
+                assert admin == 9100, name  # the image's own check
+                continue
+            assert f"http://127.0.0.1:{admin}/healthz" in " ".join(check["test"]), name
+        else:
+            assert check is not None, f"{name} has no admin API: it needs its own healthcheck"
+            text = " ".join(check["test"])
+            published = {p.rsplit(":", 1)[1] for p in service.get("ports", [])}
+            checked = re.findall(r"127\.0\.0\.1\D{0,4}(\d+)", text)
+            assert checked, (name, text)
+            assert set(checked) <= published, (name, checked, published)
