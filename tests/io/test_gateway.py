@@ -634,6 +634,30 @@ async def test_reads_never_feed_the_breaker(respx_mock: respx.MockRouter) -> Non
 
 @pytest.mark.asyncio
 @respx.mock(base_url=BASE)
+async def test_the_round_trip_histogram_times_order_requests_not_reads(
+    respx_mock: respx.MockRouter,
+) -> None:
+    listener = Listener()
+    gw = make_gateway(listener)
+    respx_mock.get("/fills").mock(return_value=httpx.Response(200, content=b"[]"))
+    respx_mock.post("/orders").mock(return_value=answer("new", cid="s-r-1"))
+    respx_mock.delete("/orders/s-r-1").mock(return_value=answer("canceled", cid="s-r-1"))
+    for _ in range(5):
+        assert await gw.poll_fills() == 0
+    assert gw.roundtrip.count == 0
+    order = make_order()
+    listener.attach(gw)
+    gw.submit(order)
+    await wait_until(lambda: "new" in listener.statuses())
+    assert gw.roundtrip.count == 1
+    gw.cancel(order)
+    await wait_until(lambda: "canceled" in listener.statuses())
+    assert gw.roundtrip.count == 2
+    await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
 async def test_failed_placements_open_the_breaker_among_successful_reads(
     respx_mock: respx.MockRouter,
 ) -> None:

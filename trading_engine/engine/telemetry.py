@@ -296,7 +296,9 @@ class EngineCollector(Collector):
         yield ignored
 
         roundtrip = histogram_family(
-            P + "order_roundtrip_seconds", "Order request written to exchange answer read."
+            P + "order_roundtrip_seconds",
+            "Order request (placement, re-send, cancel) written to exchange answer read; "
+            "timeouts and lost connections are in gateway_events_total.",
         )
         gateway_histogram = getattr(engine.sink, "roundtrip", None)
         add_histogram(

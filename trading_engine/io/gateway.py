@@ -269,6 +269,8 @@ class HttpGateway:
         self._fills_wanted = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._auditor: asyncio.Task[None] | None = None
+        #: Order requests (placements, re-sends, cancels) written -> their answer read; a
+        #: request that timed out or lost its connection has no answer (``counts``).
         self.roundtrip = LatencyHistogram()
         self.counts: Counter[str] = Counter()
         #: Failed reads by what was read (``order``, ``fills``, ``open_orders``).
@@ -749,7 +751,7 @@ class HttpGateway:
                 self._last_sent_ns[cid] = started
                 reply = None
                 if request is not None:
-                    reply = await self._send(request, written=order if first else None)
+                    reply = await self._send(request, written=order if first else None, timed=True)
                 if first:
                     self._record_placement(started, reply)
             first = False
@@ -881,7 +883,7 @@ class HttpGateway:
             self.counts["resent"] += 1
             started = self._last_sent_ns[cid] = self._clock()
             request = self._new_request(order)
-            resent = None if request is None else await self._send(request)
+            resent = None if request is None else await self._send(request, timed=True)
             self._record_placement(started, resent)
             verdict = self._verdict(resent)
             kind = verdict.kind
@@ -969,7 +971,7 @@ class HttpGateway:
         backoff = self._backoff()
         while order.is_open:
             await self.scheduler.acquire(Priority.CANCEL)
-            reply = await self._send(dialect.cancel_order(cid, order.symbol))
+            reply = await self._send(dialect.cancel_order(cid, order.symbol), timed=True)
             if not order.is_open:
                 return  # settled meanwhile (its placement's answer, a read)
             verdict = self._verdict(reply)
@@ -1539,10 +1541,16 @@ class HttpGateway:
                 except Exception:
                     log.exception("%s failed", check.__name__)
 
-    async def _send(self, request: OrderRequest, written: Order | None = None) -> Reply | None:
-        """One request over httpx with the dialect's headers (its slot already granted)."""
+    async def _send(
+        self, request: OrderRequest, written: Order | None = None, *, timed: bool = False
+    ) -> Reply | None:
+        """One request over httpx with the dialect's headers (its slot already granted).
+
+        ``timed``: an order request (a placement, a re-send, a cancel), whose
+        answer's latency goes in :attr:`roundtrip`; reads and polls do not.
+        """
         return await self._http(
-            request.method, request.target, request.body, written, request.headers
+            request.method, request.target, request.body, written, request.headers, timed
         )
 
     async def _http(
@@ -1552,6 +1560,7 @@ class HttpGateway:
         content: bytes | None = None,
         written: Order | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        timed: bool = False,
     ) -> Reply | None:
         """One httpx call (its slot already granted); None when nothing was answered.
 
@@ -1584,7 +1593,8 @@ class HttpGateway:
             self.counts["connection_error"] += 1
             log.warning("%s %s: %s", method, url.partition("?")[0], type(exc).__name__)
             return None
-        self.roundtrip.observe_ns(self._clock() - start)
+        if timed:
+            self.roundtrip.observe_ns(self._clock() - start)
         return response
 
     async def _fast_answer(self, waiter: asyncio.Future[Answer], start_ns: int) -> Answer | None:
