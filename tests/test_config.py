@@ -164,8 +164,8 @@ def test_the_shipped_limits_fit_the_venue_budget() -> None:
     assert shipped.gateway.mode == "fast"
     assert parse_config({}, environ={}).gateway.mode == "fast"  # the default path
     assert budget_problems(shipped) == []
-    # Without the shipped file's [risk] rate, run warns about the 50 orders/s default.
-    assert len(budget_problems(parse_config({}, environ={}))) == 1
+    # The defaults fit each other: 50 orders/s, a cancel each and 10 polls in 120 requests/s.
+    assert budget_problems(parse_config({}, environ={})) == []
     # The old shipped numbers: 50 orders/s against a 20 requests/s budget.
     old = parse_config(
         {"gateway": {"max_requests_per_s": 20}, "risk": {"max_orders_per_s": 50}}, environ={}

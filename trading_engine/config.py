@@ -262,9 +262,11 @@ class GatewayConfig(_Section):
     )
     fast_connections: int = Field(2, ge=1, le=64, description="fast-path connections kept warm")
     max_requests_per_s: int = Field(
-        50,
+        120,
         ge=1,
-        description="the venue's request budget: requests of any kind started in any 1 s",
+        description="the venue's request budget: requests of any kind started in any 1 s "
+        "(the default fits the default risk.max_orders_per_s: 50 orders, 50 cancels and "
+        "10 fill polls)",
     )
     max_order_wait_s: float = Field(
         0.0,
