@@ -65,6 +65,23 @@ def test_check_config_invalid_prints_each_error(
     assert "engine.loop" in err
 
 
+def test_check_config_prints_the_strategies_errors_with_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "engine.toml"
+    bad.write_text(
+        '[feed]\nport = -1\n[[instruments]]\nsymbol = "BTC-USD"\ntick_size = "0.01"\n'
+        'lot_size = "0.001"\n[[strategies]]\nname = "t"\n'
+        'class = "strategies.threshold:ThresholdTaker"\nsymbols = ["BTC-USD"]\n'
+        'params = { side = "up", trigger_price = "99.00", quantity = "1" }\n'
+    )
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[1].startswith("  feed.port: ")
+    assert err[2] == "  strategies[0].params.side: Input should be 'buy' or 'sell' (value 'up')"
+    assert len(err) == 3
+
+
 def test_a_config_file_that_is_not_utf8_is_a_configuration_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

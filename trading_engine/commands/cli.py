@@ -119,8 +119,15 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         prepare_engine(config, venue=simulated_venue, require_secrets=False, journal=False)
     except ConfigError as exc:
+        problems = exc.problems
+        if config is None:
+            # Other sections failed: the strategies are still checked, alone, so that
+            # every error is printed in one run.
+            strategies, partial = _strategies_alone(args.file)
+            problems = problems + [p for p in strategies if p not in problems]
+            config = partial
         print(f"{args.file}: invalid", file=sys.stderr)
-        for problem in _with_strategy_hints(config, args.file, exc.problems):
+        for problem in _with_strategy_hints(config, args.file, problems):
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
     for line in missing_secrets(config):
@@ -141,6 +148,31 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{count} strateg{'y' if count == 1 else 'ies'})"
     )
     return EXIT_OK
+
+
+def _strategies_alone(file: str) -> tuple[list[str], Config | None]:
+    """The problems of ``file``'s strategies, built against its instruments with every
+    other setting at its default, and that partial configuration (None when the
+    instruments or the strategies' own keys do not validate: nothing more to say)."""
+    import tomllib
+    from pathlib import Path
+
+    from ..config import parse_config
+    from ..engine.runner import prepare_engine
+    from ..sim.venue import simulated_venue
+
+    try:
+        data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+        partial = parse_config(
+            {key: data[key] for key in ("instruments", "strategies") if key in data}, environ={}
+        )
+    except (OSError, ValueError, ConfigError):
+        return [], None
+    try:
+        prepare_engine(partial, venue=simulated_venue, require_secrets=False, journal=False)
+    except ConfigError as exc:
+        return [p for p in exc.problems if p.startswith("strategies")], partial
+    return [], partial
 
 
 def _with_strategy_hints(config: Config | None, file: str, problems: list[str]) -> list[str]:
