@@ -252,7 +252,7 @@ async def test_a_wrong_secret_stops_the_stream_without_retrying() -> None:
     assert stream.failure is not None
     assert "-1022" in stream.failure
     assert (stream.counts["connected"], stream.counts["subscribe_failed"]) == (1, 1)
-    assert stream.drops == {"auth_failed": 1}
+    assert {r: n for r, n in stream.drops.items() if n} == {"auth_failed": 1}
     assert not stream.live
     assert owner.changes == []
 
@@ -327,3 +327,13 @@ async def test_nothing_listening_is_retried_with_back_off() -> None:
     assert time.monotonic() - started >= FAST.backoff_initial_s
     assert stream.drops["connect_failed"] == stream.counts["connect_failed"]
     assert owner.changes == []
+
+
+async def test_every_drop_reason_is_exported_from_zero() -> None:
+    import inspect
+    import re
+
+    from trading_engine.venues.binance import user_stream
+
+    returned = set(re.findall(r'return "(\w+)"', inspect.getsource(user_stream)))
+    assert returned - {"stopped"} <= set(user_stream.DROP_REASONS)

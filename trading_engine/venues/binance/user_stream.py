@@ -83,6 +83,7 @@ from .orders import (
 
 __all__ = [
     "DEFAULT_WS_API_URL",
+    "DROP_REASONS",
     "STREAM_EVENTS",
     "TESTNET_WS_API_URL",
     "UserDataStream",
@@ -98,6 +99,24 @@ DEFAULT_WS_API_URL: Final = "wss://ws-api.binance.com:443/ws-api/v3"
 TESTNET_WS_API_URL: Final = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 
 _CLOSE_TIMEOUT_S: Final = 1.0
+
+#: Reasons of ``trading_engine_user_stream_drops_total{reason}``, all exported from the start
+#: (a dashboard's ``increase()`` then sees the first drop).
+DROP_REASONS: Final = (
+    "connect_timeout",
+    "connect_refused",
+    "connect_failed",
+    "silent",
+    "subscribe_timeout",
+    "connection_age",
+    "ws_error",
+    "closed",
+    "server_shutdown",
+    "stream_terminated",
+    "auth_failed",
+    "clock_skew",
+    "subscribe_refused",
+)
 
 #: Counters of ``trading_engine_user_stream_events_total{event}``, all exported from the start.
 STREAM_EVENTS: Final = (
@@ -223,7 +242,7 @@ class UserDataStream:
         self.settings = settings or UserStreamSettings()
         self._monotonic = monotonic
         self.counts: dict[str, int] = dict.fromkeys(STREAM_EVENTS, 0)
-        self.drops: dict[str, int] = {}
+        self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         #: The error answer that ended :meth:`run` (a bad key or signature), if any.
         self.failure: str | None = None
         self._live = False
