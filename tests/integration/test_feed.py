@@ -267,55 +267,6 @@ async def test_heartbeats_keep_a_connection_alive() -> None:
 
 
 @pytest.mark.asyncio
-async def test_redundant_publishers_keep_a_book_live_when_one_drops_or_goes_silent() -> None:
-    now = [10**9]
-    builder = BookBuilder([BTC, ETH], Dispatch())
-    config = FeedConfig.model_validate({"host": "127.0.0.1", "port": 0, "idle_timeout_s": 1.0})
-    server = FeedServer(config, builder, clock=lambda: now[0])
-    btc = builder.books["BTC-USD"]
-    async with server, Publisher("127.0.0.1", server.port) as b:
-        async with Publisher("127.0.0.1", server.port) as a:
-            # Both send the same stream of BTC-USD; only A also sends ETH-USD.
-            await a.send(snapshot() + b"\n" + snapshot(symbol="ETH-USD") + b"\n")
-            await wait_until(lambda: builder.books["ETH-USD"].state is BookState.LIVE)
-            await b.send(snapshot() + b"\n" + update(2) + b"\n")
-            await wait_until(lambda: btc.seq == 2)
-            await a.send(update(2) + b"\n" + update(3)[:25])  # a duplicate, then cut off
-            await wait_until(lambda: builder.rejected[Reason.DUPLICATE] == 1)
-        await wait_until(lambda: server.stats.connections_closed == 1)
-        # B still feeds BTC-USD: live, and the frame A lost comes from B.
-        assert btc.state is BookState.LIVE
-        assert builder.books["ETH-USD"].state is BookState.STALE  # nobody else feeds it
-        await b.send(update(3) + b"\n")
-        await wait_until(lambda: btc.seq == 3)
-        assert btc.state is BookState.LIVE
-        # With no other connection, B's silence makes it stale.
-        now[0] += 1_000_000_000
-        server.check_idle()
-        assert btc.state is BookState.STALE
-
-
-@pytest.mark.asyncio
-async def test_a_connection_that_stopped_feeding_a_symbol_does_not_keep_it_live() -> None:
-    now = [10**9]
-    builder = BookBuilder([BTC, ETH], Dispatch())
-    config = FeedConfig.model_validate({"host": "127.0.0.1", "port": 0, "idle_timeout_s": 1.0})
-    server = FeedServer(config, builder, clock=lambda: now[0])
-    btc = builder.books["BTC-USD"]
-    async with server, Publisher("127.0.0.1", server.port) as b:
-        await b.send(snapshot() + b"\n")  # B fed BTC-USD once, long ago
-        await wait_until(lambda: btc.state is BookState.LIVE)
-        now[0] += 2_000_000_000
-        async with Publisher("127.0.0.1", server.port) as a:
-            await a.send(update(2) + b"\n")
-            await wait_until(lambda: btc.seq == 2)
-            await b.send(snapshot(symbol="ETH-USD") + b"\n")  # B is not idle: it feeds ETH-USD
-            await wait_until(lambda: builder.books["ETH-USD"].state is BookState.LIVE)
-        await wait_until(lambda: server.stats.connections_closed == 1)
-        assert btc.state is BookState.STALE
-
-
-@pytest.mark.asyncio
 async def test_bad_peer_is_closed_after_the_threshold(feed: Feed) -> None:
     server, builder, _ = feed
     async with Publisher("127.0.0.1", server.port) as good:

@@ -21,10 +21,6 @@ Session lifecycle (see ``docs/design.md``)::
         │                     ▼
         └──── peer closes ──► closed (books it fed: stale)
 
-On closing or going idle, a connection's books go stale unless another
-open, non-idle connection applied a message to them within
-``idle_timeout_s`` (redundant publishers of a symbol).
-
 An oversized frame (longer than ``max_frame_bytes`` before its newline)
 is counted once and skipped to the next newline without being buffered.
 A frame cut short by the connection closing (FIN or reset) is dropped and
@@ -102,9 +98,8 @@ class FeedSession(asyncio.BufferedProtocol):
         self._bad_streak = 0
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
-        #: Symbols whose books this connection applied a message to, with the receive
-        #: time (ns, the server's clock) of the last one.
-        self.fed: dict[str, int] = {}
+        #: Symbols whose books this connection applied a message to.
+        self.fed: set[str] = set()
         self.last_rx_ns = 0
         self.idle = False
         self.frames = 0
@@ -165,7 +160,9 @@ class FeedSession(asyncio.BufferedProtocol):
                     stage.observe_ns(perf_counter_ns() - started)
                 if type(result) is BookEntry:
                     self._bad_streak = 0
-                    self.fed[result.symbol] = recv_ns
+                    fed = self.fed
+                    if result.symbol not in fed:
+                        fed.add(result.symbol)
                 elif result is None:
                     self._bad_streak = 0
                 elif result in BAD_INPUT:
@@ -309,37 +306,13 @@ class FeedServer:
         self.sessions.discard(session)
         self.stats.connections_closed += 1
         if session.fed:
-            self.builder.mark_stale(self._orphaned(session))
+            self.builder.mark_stale(session.fed)
         log.info(
             "feed connection %s closed after %d frames%s",
             session.peer,
             session.frames,
             f" ({exc})" if exc else "",
         )
-
-    def _orphaned(self, session: FeedSession) -> list[str]:
-        """The books ``session`` fed that no other connection feeds any more.
-
-        Another connection feeds a book when it is open, not idle, and
-        applied a message to it within ``idle_timeout_s``: redundant
-        publishers of one symbol (one shared sequence) keep its book live
-        when one of them drops, and a message the dropped one lost shows as
-        a gap if the others do not carry it. ``O(sessions + symbols fed)``.
-        """
-        since = self.clock() - round(self.config.idle_timeout_s * 1e9)
-        fed_elsewhere: set[str] = set()
-        for other in self.sessions:
-            if other is session or other.idle or other.closed:
-                continue
-            fed_elsewhere.update(s for s, last in other.fed.items() if last >= since)
-        kept = [symbol for symbol in session.fed if symbol in fed_elsewhere]
-        if kept:
-            log.info(
-                "feed connection %s: %s stay live, fed by another connection",
-                session.peer,
-                ", ".join(sorted(kept)),
-            )
-        return [symbol for symbol in session.fed if symbol not in fed_elsewhere]
 
     def check_idle(self) -> None:
         """Mark the books of connections silent past ``idle_timeout_s`` stale."""
@@ -350,7 +323,7 @@ class FeedServer:
                 session.idle = True
                 self.stats.idle_timeouts += 1
                 if session.fed:
-                    self.builder.mark_stale(self._orphaned(session))
+                    self.builder.mark_stale(session.fed)
                     log.warning(
                         "feed connection %s silent for %.1f s: its books are stale",
                         session.peer,
