@@ -300,3 +300,19 @@ def test_the_environment_overrides_are_text_and_still_converted(tmp_path: Path) 
     assert config.feed.port == 7005
     assert config.risk.cancel_on_halt is False
     assert config.risk.price_band == 0.1
+
+
+def test_the_strict_check_holds_with_a_huge_integer_and_takes_inf(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text("[gateway]\nmax_requests_per_s = 18446744073709551616\n[feed]\nport = true\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert raised.value.problems == ["feed.port: Input should be a valid integer (value true)"]
+    path.write_text("[breaker]\nslow_call_s = inf\n")
+    assert load_config(path, environ={}).breaker.slow_call_s == float("inf")
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_bytes(b"\xef\xbb\xbf[feed]\nport = 7005\n")
+    assert load_config(path, environ={}).feed.port == 7005

@@ -14,6 +14,7 @@ file: it names the environment variables that hold them.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .core.breaker import BreakerSettings
@@ -725,16 +725,16 @@ def _converted_file_values(
     the environment overrides and places the first validation already
     named.
     """
+    # The standard library's encoder: integers of any size, and inf/nan as the
+    # ``Infinity``/``NaN`` pydantic reads back (orjson refuses the one, nulls the other).
     try:
-        Config.model_validate_json(orjson.dumps(data, default=str), strict=True)
+        Config.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         return [
             _describe(error, origins)
             for error in exc.errors()
             if tuple(error["loc"]) not in failed and tuple(error["loc"])[:2] not in origins
         ]
-    except orjson.JSONEncodeError:  # TOML has no value JSON cannot hold: not reached
-        return []
     return []
 
 
@@ -849,7 +849,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         raw = file.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
+        # UTF-8, with the byte-order mark some editors write taken off.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:  # TOML is UTF-8 (a Latin-1 comment, a UTF-16 file)
         line = raw.count(b"\n", 0, exc.start) + 1
         message = (
