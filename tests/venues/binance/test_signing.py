@@ -166,6 +166,19 @@ def test_keys_never_show_in_repr_str_or_pickle() -> None:
             pickle.dumps(signer)
 
 
+@pytest.mark.parametrize("secret", ["abc\udcffdef", "abc\u00e9def", "abc\ndef"])
+def test_a_secret_that_is_not_printable_ascii_is_a_configuration_error(secret: str) -> None:
+    # An undecodable byte in the environment arrives as a surrogate: no traceback,
+    # and nothing of the value in the message.
+    with pytest.raises(ConfigError) as raised:
+        signer_from_environment("BINANCE_SECRET", None, {"BINANCE_SECRET": secret})
+    assert str(raised.value) == (
+        "BINANCE_SECRET: the secret key is not printable ASCII (Binance's keys are)"
+    )
+    with pytest.raises(ValueError, match="not valid text"):
+        HmacSha256Signer("abc\udcffdef")
+
+
 def test_the_environment_names_the_signer(tmp_path: Path) -> None:
     signer = signer_from_environment("BINANCE_SECRET", "BINANCE_KEY", {"BINANCE_SECRET": SECRET})
     assert isinstance(signer, HmacSha256Signer)

@@ -117,7 +117,10 @@ class HmacSha256Signer:
     def __init__(self, secret: str) -> None:
         if not secret:
             raise ValueError("the HMAC secret key is empty")
-        key = secret.encode()
+        try:
+            key = secret.encode()
+        except UnicodeEncodeError:  # undecodable bytes from the environment
+            raise ValueError("the HMAC secret key is not valid text") from None
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
@@ -208,6 +211,10 @@ def signer_from_environment(
         message = f"both {secret_env} and {private_key_env} are set: set the key of one kind"
         raise ConfigError(message, [message])
     if secret:
+        if not (secret.isascii() and secret.isprintable()):
+            # Never the value, nor a character of it, in a message.
+            message = f"{secret_env}: the secret key is not printable ASCII (Binance's keys are)"
+            raise ConfigError(message, [message])
         return HmacSha256Signer(secret)
     if pem and private_key_env:
         if "-----BEGIN" not in pem:
@@ -219,6 +226,9 @@ def signer_from_environment(
         passphrase = env.get(f"{private_key_env}_PASSPHRASE")
         try:
             return Ed25519Signer(pem, passphrase.encode() if passphrase else None)
+        except UnicodeEncodeError:  # undecodable bytes in the PEM or its passphrase
+            message = f"{private_key_env}: the private key or its passphrase is not valid text"
+            raise ConfigError(message, [message]) from None
         except ValueError as exc:
             message = f"{private_key_env}: {exc}"
             raise ConfigError(message, [message]) from None
