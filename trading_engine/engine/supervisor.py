@@ -121,6 +121,9 @@ class Worker:
         #: The supervisor's trading state this process is known to hold (through
         #: its environment at start, or a switch its admin API answered 200).
         self.delivered: str | None = None
+        #: The state this process refused to switch to (409: after a fills-log reset it
+        #: trades no more): not retried until another state is asked or it restarts.
+        self.refused: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -264,6 +267,7 @@ class Supervisor:
         if self.trading_state is not None:
             env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
         worker.delivered = self.trading_state
+        worker.refused = None
         worker.process = await asyncio.create_subprocess_exec(
             *self.command, env=env, preexec_fn=_terminate_with_parent
         )
@@ -406,7 +410,10 @@ class Supervisor:
 
         200: every worker applied it. 202: the workers that did not answer
         (starting, or restarting) get it as soon as they can (``pending``).
-        502: a worker answered with an error.
+        409: a worker refused it (``refused``, its reason in ``workers``; after a
+        fills-log reset it trades no more) and is not asked again until another
+        state is asked or it restarts. 502: a worker answered with an error.
+        ``trading_state`` is the state asked for, which the others hold.
         """
         refused = authorize(request, self.token)
         if refused is not None:
@@ -426,7 +433,14 @@ class Supervisor:
                 }
             else:
                 results[str(worker.index)] = answer.json()
-        failed = any(answer is not None and answer.status_code != 200 for answer in answers)
+        refusing = [
+            worker.index
+            for worker, answer in zip(self.workers, answers, strict=True)
+            if answer is not None and answer.status_code == 409
+        ]
+        failed = any(
+            answer is not None and answer.status_code not in (200, 409) for answer in answers
+        )
         if pending:
             self._undelivered.set()
         log.warning(
@@ -436,8 +450,11 @@ class Supervisor:
             pending or "none",
             failed,
         )
-        code = 502 if failed else 202 if pending else 200
-        return json_response({"trading_state": state, "workers": results, "pending": pending}, code)
+        code = 502 if failed else 409 if refusing else 202 if pending else 200
+        return json_response(
+            {"trading_state": state, "workers": results, "pending": pending, "refused": refusing},
+            code,
+        )
 
     async def _switch(self, worker: Worker, state: str) -> httpx.Response | None:
         """POST the switch to ``state`` to one worker; notes it delivered on a 200."""
@@ -449,6 +466,9 @@ class Supervisor:
         )
         if answer is not None and answer.status_code == 200:
             worker.delivered = state
+            worker.refused = None
+        elif answer is not None and answer.status_code == 409:
+            worker.refused = state
         return answer
 
     async def _deliver_forever(self) -> None:
@@ -462,12 +482,16 @@ class Supervisor:
             await self._undelivered.wait()
             async with self._deliveries:
                 state = self.trading_state
-                behind = [w for w in self.workers if w.alive and w.delivered != state]
+                behind = [
+                    w
+                    for w in self.workers
+                    if w.alive and w.delivered != state and w.refused != state
+                ]
                 if state is None or not behind:
                     self._undelivered.clear()
                     continue
                 await asyncio.gather(*(self._switch(w, state) for w in behind))
-            if any(w.alive and w.delivered != state for w in behind):
+            if any(w.alive and w.delivered != state and w.refused != state for w in behind):
                 await asyncio.sleep(_DELIVERY_RETRY_S)
 
 
