@@ -280,6 +280,9 @@ async def test_an_unreachable_venue_keeps_the_engine_not_ready_until_it_answers(
     )  # fmt: skip
     engine = build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY})
     StartProbe.seen.clear()
+    assert engine.status()["positions"] == {}  # an engine that is not started: its ledger's
+    engine.mark_reconciliation_pending()  # the service, before its admin API serves
+    assert engine.status()["positions"] is None
     starting = asyncio.get_running_loop().create_task(engine.start())
     await wait_until(lambda: engine.order_counts["reconciliation_failed"] >= 1, 5, "a failure")
     reason = engine.not_ready()
@@ -289,6 +292,7 @@ async def test_an_unreachable_venue_keeps_the_engine_not_ready_until_it_answers(
     # Unknown, not flat: no positions in /status and no position samples in the metrics.
     status = engine.status()
     assert status["positions"] is None
+    assert status["fees_unconverted"] is None
     assert status["strategies"]["maker"]["positions"] is None
     assert status["strategies"]["maker"]["realized_pnl"] is None
     text = generate_latest(registry_for(engine)).decode()
@@ -348,3 +352,36 @@ async def test_an_own_order_for_an_instrument_no_longer_configured_is_canceled(
         assert sim.orders["maker-runA-9"].status == "canceled"
     finally:
         await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_service_shows_no_positions_before_the_engine_starts_reconciling(
+    tmp_path: Path,
+) -> None:
+    """The admin API serves before the engine binds its feed and reconciles."""
+    from trading_engine.engine.runner import Service
+
+    cfg = config(
+        feed={"port": 0}, admin={"port": 0}, journal={"path": str(tmp_path / "j.db")},
+        gateway={"mode": "simulated"},
+    )  # fmt: skip
+    from trading_engine.sim.venue import simulated_venue
+
+    engine = build_engine(cfg, environ={"EXCHANGE_API_KEY": KEY}, venue=simulated_venue)
+    service = Service(engine)
+    held = asyncio.Event()
+
+    async def start_later(serve_feed: bool = True) -> None:
+        await held.wait()
+
+    engine.start = start_later  # type: ignore[method-assign]
+    starting = asyncio.get_running_loop().create_task(service.start())
+    try:
+        await wait_until(lambda: service.admin.port != 0 and service.admin._runner is not None)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.admin.port}") as client:
+            status = (await client.get("/status")).json()
+        assert status["positions"] is None
+    finally:
+        held.set()
+        await starting
+        await service.admin.stop()

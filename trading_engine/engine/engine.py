@@ -307,6 +307,7 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        self.mark_reconciliation_pending()
         # Books build from the first frame; strategies see them once started.
         self.builder.set_listener(None)
         if serve_feed:
@@ -794,6 +795,15 @@ class Engine:
             return "the feed server is not listening"
         return self.sink.not_ready()
 
+    def mark_reconciliation_pending(self) -> None:
+        """Positions are unknown from now until start-up reconciliation succeeds.
+
+        :meth:`start` does it first; a service that serves ``/status`` before
+        it calls :meth:`start` (its admin API starts first) calls this before
+        serving, so that no window shows the empty ledger as flat positions.
+        """
+        self._positions_known = False
+
     @property
     def positions_known(self) -> bool:
         """Whether the ledger's positions are the engine's: False while start-up
@@ -805,7 +815,8 @@ class Engine:
         """The ``/status`` document of the admin API.
 
         ``positions`` is null while :attr:`positions_known` is False (unknown,
-        not flat); each strategy's ``positions`` and PnL sums likewise.
+        not flat); each strategy's ``positions`` and PnL sums, and
+        ``fees_unconverted``, likewise.
         """
         books: dict[str, Any] = {}
         for symbol, entry in self.builder.books.items():
@@ -862,7 +873,9 @@ class Engine:
             "fees_unconverted": {
                 asset: format(amount.normalize(), "f") if amount else "0"
                 for asset, amount in sorted(self.fees_unconverted.items())
-            },
+            }
+            if self._positions_known
+            else None,
             # Which build runs: the compiled core or the pure-Python one.
             "build": BUILD.as_dict(),
         }

@@ -353,6 +353,8 @@ class Service:
         """
         self.monitor.start(self.engine.task_crashes)
         self.gc_monitor.install()
+        # /status serves from now on; the positions are known once reconciled.
+        self.engine.mark_reconciliation_pending()
         try:
             try:
                 await self.admin.start()

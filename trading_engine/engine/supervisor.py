@@ -558,7 +558,7 @@ def merge_status(
             if ban is not None and (shown.get("ban_until") is None or ban > shown["ban_until"]):
                 shown["ban_until"] = ban
         # Venue fees in an asset without a price: each worker's own fills, summed per asset.
-        for asset, amount in document.get("fees_unconverted", {}).items():
+        for asset, amount in (document.get("fees_unconverted") or {}).items():
             total = Decimal(merged["fees_unconverted"].get(asset, "0")) + Decimal(amount)
             merged["fees_unconverted"][asset] = _plain_decimal(total)
     for symbol in silent_symbols:
@@ -567,6 +567,7 @@ def merge_status(
     # unknown: a partial map would read as flat positions in its symbols.
     if not positions_known or any(document is None for document in documents):
         merged["positions"] = None
+        merged["fees_unconverted"] = None
     return merged
 
 
