@@ -318,3 +318,11 @@ def test_notes_of_some_rows_name_their_combinations() -> None:
         "left out: gap 1; mm: 2 hook errors, the last E", "left out: gap 1", "",
         "left out: gap 1; mm: 2 hook errors, the last E",
     ]  # fmt: skip
+
+
+def test_a_hook_error_with_line_breaks_is_one_note() -> None:
+    import dataclasses
+
+    row = {"errors": 5, "last": "ValueError: a\nnote: fake\r\n b", "disabled": None}
+    meta = dataclasses.replace(_meta(first=10**18), strategy_errors={"evil": row})
+    assert meta.notes() == ["evil: 5 hook errors, the last ValueError: a note: fake b"]

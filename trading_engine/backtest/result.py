@@ -41,6 +41,7 @@ __all__ = [
     "OrderRecord",
     "meta_dict",
     "rfc3339",
+    "strategy_error_line",
 ]
 
 Liquidity = Literal["maker", "taker"]
@@ -184,8 +185,7 @@ class BacktestMeta:
         if self.skipped:
             out.append("left out: " + ", ".join(f"{r} {n}" for r, n in self.skipped.items()))
         for strategy, row in self.strategy_errors.items():
-            disabled = f"; disabled: {row['disabled']}" if row["disabled"] else ""
-            out.append(f"{strategy}: {row['errors']} hook errors, the last {row['last']}{disabled}")
+            out.append(strategy_error_line(strategy, row))
         return out
 
 
@@ -405,3 +405,14 @@ def rfc3339(ns: int) -> str:
     seconds, rest = divmod(ns, 10**9)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{rest:09d}Z"
+
+
+def strategy_error_line(strategy: str, row: Mapping[str, int | str | None]) -> str:
+    """One line for a strategy's hook errors (``BacktestMeta.strategy_errors``): the
+    exception's text with its line breaks and runs of spaces made single spaces."""
+    disabled = f"; disabled: {_one_line(row['disabled'])}" if row["disabled"] else ""
+    return f"{strategy}: {row['errors']} hook errors, the last {_one_line(row['last'])}{disabled}"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())

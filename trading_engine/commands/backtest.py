@@ -228,6 +228,8 @@ def _report_directory(name: str) -> Path:
 
 
 def _summary(result: Any) -> None:
+    from ..backtest.result import strategy_error_line
+
     meta = result.meta
     rate = meta.events / meta.wall_s if meta.wall_s else 0.0
     print(
@@ -241,8 +243,7 @@ def _summary(result: Any) -> None:
         for name, counts in meta.skipped_by_file.items():
             print(f"  {name}: {', '.join(f'{reason} {count}' for reason, count in counts.items())}")
     for strategy, row in meta.strategy_errors.items():
-        disabled = f"; disabled: {row['disabled']}" if row["disabled"] else ""
-        print(f"  {strategy}: {row['errors']} hook errors, the last {row['last']}{disabled}")
+        print(f"  {strategy_error_line(strategy, row)}")
     for strategy, reasons in meta.denied.items():
         refused = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
         print(f"  {strategy}: order requests refused before sending: {refused}")
