@@ -546,6 +546,19 @@ def test_a_mistyped_strategy_parameter_gets_a_suggestion(
     assert "did you mean `strategies[0].params.max_inventory`?" in err
 
 
+#: A Tardis book file whose times are in ms where the format has us: they read as 1970.
+_MS_BOOK = (
+    "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount",
+    "binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1",
+    "binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1",
+)
+_MS_UPDATE = "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2"
+_BEFORE_2000 = (
+    "the data starts at 1970-01-19T20:29:12.397001000Z, before 2000: are its times in the "
+    "unit its format has (Tardis CSV: us since the epoch; captures: ns)?"
+)
+
+
 def test_times_in_milliseconds_are_run_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -553,19 +566,10 @@ def test_times_in_milliseconds_are_run_with_a_warning(
     from trading_engine.commands.cli import main
 
     cfg = market_maker_config(tmp_path)
-    book_csv = write_gzip(
-        tmp_path / "ms.csv.gz",
-        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount",
-        "binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1",
-        "binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1",
-        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2",
-    )
+    book_csv = write_gzip(tmp_path / "ms.csv.gz", *_MS_BOOK, _MS_UPDATE)
     assert main(["backtest", "--config", str(cfg), str(book_csv)]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert err == [
-        "backtest: the data starts at 1970-01-19T20:29:12.397001000Z, before 2000: are its "
-        "times in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?"
-    ]
+    assert err == [f"backtest: {_BEFORE_2000}"]
 
 
 def test_a_sweep_says_what_a_single_run_would_warn_of_once(
@@ -577,24 +581,14 @@ def test_a_sweep_says_what_a_single_run_would_warn_of_once(
     from trading_engine.commands.cli import main
 
     cfg = market_maker_config(tmp_path)
-    book_csv = write_gzip(
-        tmp_path / "ms.csv.gz",
-        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount",
-        "binance,XMRBTC,1628952397000,1628952397001,true,bid,0.005,1",
-        "binance,XMRBTC,1628952397000,1628952397001,true,ask,0.006,1",
-        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005",
-        "binance,XMRBTC,1628952398000,1628952398001,false,bid,0.005,2",
-    )
+    cut = _MS_UPDATE.rsplit(",", 1)[0]  # a row without its amount: left out, counted
+    book_csv = write_gzip(tmp_path / "ms.csv.gz", *_MS_BOOK, cut, _MS_UPDATE)
     sweep = tmp_path / "sweep"
     argv = ["backtest", "--config", str(cfg), str(book_csv), "--report", str(sweep),
             "--workers", "1", "--sweep", "mm.half_spread_ticks=1,2"]  # fmt: skip
     assert main(argv) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
-    assert notes == [
-        "note: the data starts at 1970-01-19T20:29:12.397001000Z, before 2000: are its "
-        "times in the unit its format has (Tardis CSV: us since the epoch; captures: ns)?",
-        "note: left out: bad_line 1",
-    ]
+    assert notes == [f"note: {_BEFORE_2000}", "note: left out: bad_line 1"]
     with (sweep / "sweep.csv").open() as table:
         rows = list(csv.DictReader(table))
     assert [row["notes"] for row in rows] == [notes[0][6:] + "; " + notes[1][6:]] * 2

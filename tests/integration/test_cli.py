@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import free_port, free_port_ranges
 
@@ -91,20 +92,21 @@ def test_run_without_the_api_key_is_a_configuration_error(tmp_path: Path) -> Non
     assert not (tmp_path / "state").exists()  # a refused configuration opens no journal
 
 
-def test_exchange_sim_rejects_bad_flags() -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--fail-before", "2", "between 0 and 1"),
+        # Retry-After is whole seconds: a fraction is refused, not cut down to 0.
+        ("--retry-after-s", "0.5", "expected whole seconds (0, 1, 2, ...), got '0.5'"),
+    ],
+)
+def test_exchange_sim_rejects_bad_flags(flag: str, value: str, says: str) -> None:
     done = subprocess.run(
-        command("exchange-sim", "--fail-before", "2"), cwd=ROOT, capture_output=True,
+        command("exchange-sim", flag, value), cwd=ROOT, capture_output=True,
         text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "between 0 and 1" in done.stderr
-    # Retry-After is whole seconds: a fraction is refused, not cut down to 0.
-    done = subprocess.run(
-        command("exchange-sim", "--retry-after-s", "0.5"), cwd=ROOT, capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert "expected whole seconds (0, 1, 2, ...), got '0.5'" in done.stderr
+    assert says in done.stderr
 
 
 def test_demo_runs_for_its_duration_and_prints_a_summary(tmp_path: Path) -> None:
