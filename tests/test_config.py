@@ -302,17 +302,33 @@ def test_the_environment_overrides_are_text_and_still_converted(tmp_path: Path) 
     assert config.risk.price_band == 0.1
 
 
-def test_the_strict_check_holds_with_a_huge_integer_and_takes_inf(tmp_path: Path) -> None:
+def test_a_huge_integer_or_inf_is_refused_and_the_type_check_still_holds(tmp_path: Path) -> None:
     path = tmp_path / "engine.toml"
-    path.write_text("[gateway]\nmax_requests_per_s = 18446744073709551616\n[feed]\nport = true\n")
+    path.write_text(
+        "[gateway]\nmax_requests_per_s = 18446744073709551616\n[feed]\nport = true\n"
+        "[breaker]\nslow_call_s = inf\n[engine]\ngc_threshold = 4294967296\n"
+    )
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
-    assert raised.value.problems == ["feed.port: Input should be a valid integer (value true)"]
-    path.write_text("[breaker]\nslow_call_s = inf\n")
-    assert load_config(path, environ={}).breaker.slow_call_s == float("inf")
+    assert sorted(raised.value.problems) == [
+        "breaker.slow_call_s: Input should be a finite number (value inf)",
+        "engine.gc_threshold: Input should be less than or equal to 2147483647 (value 4294967296)",
+        "feed.port: Input should be a valid integer (value true)",
+        "gateway.max_requests_per_s: Value error, is out of range (at most 2**63 - 1) "
+        "(value 18446744073709551616)",
+    ]
 
 
 def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = tmp_path / "engine.toml"
     path.write_bytes(b"\xef\xbb\xbf[feed]\nport = 7005\n")
     assert load_config(path, environ={}).feed.port == 7005
+
+
+def test_a_byte_that_is_not_utf8_after_a_byte_order_mark_is_named_where_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_bytes(b"\xef\xbb\xbf[engine]\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"line 2: byte 0xe9 is not UTF-8"):
+        load_config(path, environ={})

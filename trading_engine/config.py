@@ -13,6 +13,7 @@ file: it names the environment variables that hold them.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import os
@@ -22,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .core.breaker import BreakerSettings
 from .core.errors import ConfigError
@@ -84,7 +85,17 @@ FeeRate = Annotated[str, AfterValidator(_fee_rate)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf would pass every ``gt=`` bound and then break a timer or a window.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sixty_four_bits(cls, value: Any) -> Any:
+        """No integer setting beyond 64 bits: a count or limit that large is a typo, and
+        the parts it configures (a window, a rate, C's ``gc`` threshold) overflow."""
+        if type(value) is int and not -(2**63) <= value < 2**63:
+            raise ValueError("is out of range (at most 2**63 - 1)")
+        return value
 
 
 class EngineConfig(_Section):
@@ -105,7 +116,10 @@ class EngineConfig(_Section):
         True, description="gc.freeze() once started: start-up objects leave the collector's sight"
     )
     gc_threshold: int | None = Field(
-        10_000, ge=1, description="generation-0 collection threshold (None: Python's default)"
+        10_000,
+        ge=1,
+        le=2**31 - 1,
+        description="generation-0 collection threshold (None: Python's default)",
     )
     deployment: str = Field(
         "te",
@@ -852,9 +866,11 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         # UTF-8, with the byte-order mark some editors write taken off.
         data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:  # TOML is UTF-8 (a Latin-1 comment, a UTF-16 file)
-        line = raw.count(b"\n", 0, exc.start) + 1
+        # The decoder counts from after a byte-order mark.
+        at = exc.start + (3 if raw.startswith(codecs.BOM_UTF8) else 0)
+        line = raw.count(b"\n", 0, at) + 1
         message = (
-            f"{file}: not valid TOML: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 "
+            f"{file}: not valid TOML: line {line}: byte 0x{raw[at]:02x} is not UTF-8 "
             "(save the file as UTF-8)"
         )
         raise ConfigError(message, [message]) from None

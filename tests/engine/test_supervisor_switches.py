@@ -29,6 +29,8 @@ async def test_a_worker_that_refuses_a_switch_is_not_asked_again_and_again() -> 
     refusal = {"trading_state": "halted", "refused": "the venue's fills log was reset"}
 
     async def ask(worker: Worker, path: str, **_: Any) -> httpx.Response | None:
+        if path == "/metrics":
+            return None  # a scrape: nothing to merge here
         asked.append(worker.index)
         if worker.index == 0:
             return httpx.Response(409, json=refusal)
@@ -56,6 +58,12 @@ async def test_a_worker_that_refuses_a_switch_is_not_asked_again_and_again() -> 
         await asyncio.sleep(0.5)
         assert asked.count(0) == 1
         assert supervisor.workers[0].refused == "active"
+        assert supervisor.workers[0].describe()["refused"] == "active"
+        # Refused is not pending: no alert that the worker may still trade against a halt.
+        answer = await supervisor._metrics(make_mocked_request("GET", "/metrics"))
+        assert isinstance(answer.body, bytes)
+        text = answer.body.decode()
+        assert 'trading_engine_worker_trading_state_pending{worker="0"} 0.0' in text
     finally:
         delivery.cancel()
         await asyncio.gather(delivery, return_exceptions=True)

@@ -162,7 +162,7 @@ def _strategies_alone(file: str) -> tuple[list[str], Config | None]:
     from ..sim.venue import simulated_venue
 
     try:
-        data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(file).read_text(encoding="utf-8-sig"))
         partial = parse_config(
             {key: data[key] for key in ("instruments", "strategies") if key in data}, environ={}
         )

@@ -76,8 +76,14 @@ def missing_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         return []
     problems = []
     name = settings.api_key_env
-    if not env.get(name):
+    key = env.get(name)
+    if not key:
         problems.append(f"gateway.api_key_env: the environment variable {name} is not set")
+    elif not (key.isascii() and key.isprintable()) or " " in key:
+        # It goes in a header: never a character of it in a message.
+        problems.append(
+            f"gateway.api_key_env: the API key in {name} is not printable ASCII without spaces"
+        )
     if settings.venue == "binance":
         problems.extend(signing_key_problems(config, env))
     return problems
@@ -184,6 +190,7 @@ def prepare_engine(
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
+        problems = list(dict.fromkeys(problems))  # the key's problem, once (two checks see it)
         raise ConfigError(f"{len(problems)} invalid setting(s)", problems)
     assert engine is not None
     # Only a valid configuration opens (or creates) the journal.

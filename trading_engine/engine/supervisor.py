@@ -137,6 +137,8 @@ class Worker:
             "restarts": self.restarts,
             "feed_port": self.feed_port,
             "admin_port": self.admin_port,
+            # The switch it refused (409), not asked again: it is not pending.
+            "refused": self.refused,
         }
 
 
@@ -350,7 +352,7 @@ class Supervisor:
                 worker.index,
                 worker.restarts,
                 answer.text if answer is not None and answer.status_code == 200 else None,
-                state is not None and worker.delivered != state,
+                state is not None and worker.delivered != state and worker.refused != state,
             )
             for worker, answer in zip(self.workers, answers, strict=True)
         ]

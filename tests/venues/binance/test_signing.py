@@ -166,17 +166,25 @@ def test_keys_never_show_in_repr_str_or_pickle() -> None:
             pickle.dumps(signer)
 
 
-@pytest.mark.parametrize("secret", ["abc\udcffdef", "abc\u00e9def", "abc\ndef"])
+@pytest.mark.parametrize("secret", ["abc\udcffdef", "abc\u00e9def", "abc\ndef", "abc "])
 def test_a_secret_that_is_not_printable_ascii_is_a_configuration_error(secret: str) -> None:
     # An undecodable byte in the environment arrives as a surrogate: no traceback,
     # and nothing of the value in the message.
     with pytest.raises(ConfigError) as raised:
         signer_from_environment("BINANCE_SECRET", None, {"BINANCE_SECRET": secret})
     assert str(raised.value) == (
-        "BINANCE_SECRET: the secret key is not printable ASCII (Binance's keys are)"
+        "BINANCE_SECRET: the secret key is not printable ASCII without spaces (Binance's keys are)"
     )
     with pytest.raises(ValueError, match="not valid text"):
         HmacSha256Signer("abc\udcffdef")
+
+
+def test_a_private_key_file_that_is_not_pem_text_names_no_byte_of_it(tmp_path: Path) -> None:
+    der = tmp_path / "key.der"
+    der.write_bytes(bytes.fromhex("302e020100300506032b657004220420") + b"\xd4\x60" * 16)
+    with pytest.raises(ConfigError) as raised:
+        signer_from_environment(None, "BINANCE_KEY", {"BINANCE_KEY": str(der)})
+    assert str(raised.value) == "BINANCE_KEY: the private key file is not PEM text"
 
 
 def test_the_environment_names_the_signer(tmp_path: Path) -> None:

@@ -211,9 +211,12 @@ def signer_from_environment(
         message = f"both {secret_env} and {private_key_env} are set: set the key of one kind"
         raise ConfigError(message, [message])
     if secret:
-        if not (secret.isascii() and secret.isprintable()):
+        if not (secret.isascii() and secret.isprintable()) or " " in secret:
             # Never the value, nor a character of it, in a message.
-            message = f"{secret_env}: the secret key is not printable ASCII (Binance's keys are)"
+            message = (
+                f"{secret_env}: the secret key is not printable ASCII without spaces "
+                "(Binance's keys are)"
+            )
             raise ConfigError(message, [message])
         return HmacSha256Signer(secret)
     if pem and private_key_env:
@@ -222,6 +225,9 @@ def signer_from_environment(
                 pem = Path(pem).read_text()
             except OSError as exc:
                 message = f"{private_key_env}: cannot read the private key file ({exc.strerror})"
+                raise ConfigError(message, [message]) from None
+            except UnicodeDecodeError:  # DER, not PEM: never a byte of the key in a message
+                message = f"{private_key_env}: the private key file is not PEM text"
                 raise ConfigError(message, [message]) from None
         passphrase = env.get(f"{private_key_env}_PASSPHRASE")
         try:
