@@ -173,7 +173,8 @@ class Engine:
         self.reconciliation: dict[str, Any] | None = None
         #: Why the engine is not ready beyond the feed (reconciling, refused), or None.
         self.blocked: str | None = "start-up reconciliation has not run"
-        #: False from the start of start-up reconciliation until it succeeds: the
+        #: False from :meth:`mark_reconciliation_pending` (:meth:`start`, or a service
+        #: before its admin API serves) until start-up reconciliation succeeds: the
         #: ledger's positions are then partial or forgotten, so ``/status`` and the
         #: metrics say nothing of them rather than a flat book (see :attr:`positions_known`).
         self._positions_known = True
