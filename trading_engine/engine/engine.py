@@ -364,7 +364,6 @@ class Engine:
         reader = self.sink if isinstance(self.sink, VenueReader) else None
         backoff = Backoff(0.2, 5.0)
         attempt = 0
-        self._positions_known = False
         while True:
             attempt += 1
             self.blocked = "start-up reconciliation is running"
