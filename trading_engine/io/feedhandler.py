@@ -43,8 +43,10 @@ counting:
 * **Snapshots.** Each :class:`~trading_engine.core.feeds.FetchSnapshot`
   runs as its own task with a timeout and a body limit
   (``max_snapshot_bytes``); a failure is counted, told to the dialect and
-  retried with back-off until the connection ends. A 429 or 418 holds
-  every fetch for its ``Retry-After``.
+  retried with back-off until the connection ends. A snapshot that the
+  dialect's answer to it asks for again (too old for the stream) is
+  fetched again by the same task, after the same back-off. A 429 or 418
+  holds every fetch for its ``Retry-After``.
 * **Engines.** A refused or closed engine connection is retried with
   back-off (reset after a connection open ``engine_backoff_max_s``);
   frames for its symbols meanwhile are dropped and counted, and the
@@ -286,6 +288,8 @@ class FeedHandler:
         self._reconnect_reason: str | None = None
         self._generation = 0
         self._fetches: dict[str, asyncio.Task[None]] = {}
+        #: A running fetch whose own answer led the dialect to ask again: symbol -> URL.
+        self._fetch_again: dict[str, str] = {}
         self._max_levels = self.settings.max_book_levels
         #: Venue price text to the copy's key (see :func:`_price_key`).
         self._price_keys: dict[str, str] = {}
@@ -505,6 +509,7 @@ class FeedHandler:
         for task in self._fetches.values():
             task.cancel()
         self._fetches.clear()
+        self._fetch_again.clear()
         self._outbox.clear()
         if self.capture is not None:
             self.capture.write(self.clock_ns(), "close", reason, b"")
@@ -746,7 +751,11 @@ class FeedHandler:
         current = self._fetches.get(symbol)
         if current is not None and not current.done():
             if current is asyncio.current_task():
-                return  # the failing fetch itself asked again: it retries with back-off
+                # The fetch itself asked again: for its own snapshot (too old for
+                # the stream) or after a failure. Either way it goes round again,
+                # after its back-off.
+                self._fetch_again[symbol] = url
+                return
             current.cancel()
         self._fetches[symbol] = asyncio.create_task(self._fetch_loop(symbol, url, self._generation))
 
@@ -787,7 +796,12 @@ class FeedHandler:
                     return
                 self._act(actions, recv_ns)
                 await self._flush_outbox()
-                return
+                again = self._fetch_again.pop(symbol, None)
+                if again is None:
+                    return
+                url = again
+                await asyncio.sleep(backoff.next_s())
+                continue
             _bump(self.counts.snapshot_failures, reason)
             log.warning("%s: snapshot of %s failed (%s)", self.venue, symbol, reason)
             delay_s = backoff.next_s()
@@ -799,6 +813,7 @@ class FeedHandler:
             if self.capture is not None:
                 self.capture.write(now_ns, "snapshot_failed", symbol, reason)
             self._act(self.dialect.on_snapshot_failed(symbol, reason, now_ns))
+            url = self._fetch_again.pop(symbol, url)
             await asyncio.sleep(delay_s)
 
     async def _get(self, http: httpx.AsyncClient, url: str) -> tuple[bytes | None, str, str | None]:
