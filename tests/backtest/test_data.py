@@ -397,6 +397,35 @@ def test_a_tardis_read_stopped_early_closes_its_files(tmp_path: Path) -> None:
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
+def test_every_row_of_a_message_is_checked_and_a_bad_row_moves_nothing(tmp_path: Path) -> None:
+    # Rows of one message share their head (symbol, times, snapshot flag); each
+    # row is still counted on its own, and a row left out for its side or
+    # price neither moves the file's time nor ends the message being gathered.
+    path = tmp_path / "book.csv"
+    path.write_text(
+        BOOK_CSV
+        + "binance,XMRBTC,2,2000,true,bid,0.005,1.5\n"
+        + "binance,XMRBTC,2,2000,true,ask,0.006,2\n"
+        + "binance,XMRBTC,9,9000,false,mid,0.005,1\n"  # bad side, later time
+        + "binance,XMRBTC,3,3000,false,bid,0.004,3\n"  # not out of order
+        + "binance,XMRBTC,3,3000,false,bid,0.0041x,3\n"  # bad price, same message
+        + "binance,XMRBTC,3,3000,false,ask,0.007,4\n"
+        + "binance,XMRBTC,4,,false,ask,0.007,1\n"  # a bad head, twice
+        + "binance,XMRBTC,4,,false,ask,0.008,1\n"
+        + "binance,XMRBTC,5,5000,false,ask,0.00600001,1\n"  # off the grid: no message
+        + "binance,XMRBTC,6,6000,false,bid,0.005,0\n"
+    )
+    events, skipped = read([path], XMRBTC)
+    messages = [e.message for e in events]
+    assert [(m.type.value, m.bids, m.asks) for m in messages] == [  # type: ignore[union-attr]
+        ("snapshot", [(5000, 1500)], [(6000, 2000)]),
+        ("update", [(4000, 3000)], [(7000, 4000)]),
+        ("update", [(5000, 0)], []),
+    ]
+    assert [e.ts_ns for e in events] == [2_000_000, 3_000_000, 6_000_000]
+    assert skipped == {"bad_line": 3, "bad_price": 1, "off_grid": 1}
+
+
 @pytest.mark.parametrize(
     ("rows", "expected_skips"),
     [

@@ -176,3 +176,32 @@ def test_digit_loop_agrees_with_decimal(text: str, scale: int) -> None:
     assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", text)
     assert units == Decimal(text) * 10**scale
     assert parse_decimal(text, scale) == units
+
+
+@given(
+    text=st.one_of(
+        st.text(alphabet="0123456789.-+e ", max_size=22),
+        st.integers(min_value=0, max_value=10**17).map(str),
+        st.integers(min_value=0, max_value=10**8).map(lambda n: f"{n / 1000:.3f}"),
+    ),
+    tick=st.sampled_from(["0.01", "0.05", "1", "0.0001", "25"]),
+)
+def test_a_files_fast_path_agrees_with_the_full_conversion(text: str, tick: str) -> None:
+    """``plain_price_ticks``/``plain_size_lots`` give the full path's value, or -1."""
+    inst = Instrument("X", tick, tick)
+    for fast, full in (
+        (inst.plain_price_ticks, inst.price_to_ticks),
+        (inst.plain_size_lots, inst.size_to_lots),
+    ):
+        got = fast(text.encode())
+        try:
+            expected = full(text)
+        except InvalidValue:
+            assert got == -1
+        else:
+            assert got in (expected, -1)
+            places = len(tick.partition(".")[2])
+            if re.fullmatch(rf"[0-9]{{1,9}}(\.[0-9]{{1,{max(places, 1)}}})?", text) and (
+                places or "." not in text
+            ):
+                assert got == expected  # a plain short decimal on the grid is decided here

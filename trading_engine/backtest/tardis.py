@@ -15,7 +15,7 @@ from ..core.errors import InvalidValue
 from ..core.instruments import Instrument
 from ..core.protocol import BookMessage, Grid, MessageType, Side, Trade
 from .events import DataEvent, bump, unusable
-from .files import lines
+from .files import line_blocks, lines
 
 __all__ = ["MAX_US_DIGITS", "tardis_book", "tardis_trades"]
 
@@ -24,6 +24,8 @@ MAX_US_DIGITS: Final = 16
 _SNAPSHOT: Final = MessageType.SNAPSHOT
 _UPDATE: Final = MessageType.UPDATE
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
+#: Stands for a symbol's instrument before the first usable row (never used then).
+_NO_INSTRUMENT: Final = Instrument("-", "1", "1")
 
 
 def tardis_book(
@@ -43,97 +45,104 @@ def tardis_book(
     bids: list[tuple[int, int]] = []
     asks: list[tuple[int, int]] = []
     previous_snapshot: dict[str, bool] = {}
-    # Per symbol, wire bytes -> ticks / lots: rows repeat their prices and sizes.
-    prices: dict[bytes, dict[bytes, int]] = {}
-    sizes: dict[bytes, dict[bytes, int]] = {}
     names: dict[bytes, str] = {}
-    # The previous row's symbol and local time as read, and what they gave: the
-    # rows of a message repeat both.
-    # (A field never holds a comma: the starting values match no field.)
-    previous_raw = b","
-    previous_local = b","
+    # A row is its head (exchange, symbol, timestamp, local_timestamp,
+    # is_snapshot) and its level (side, price, amount). The rows of a message
+    # repeat their head, so a head is read once per run of equal heads: what it
+    # gave is kept, including why its rows are left out (``head_skip``).
+    previous_head = b","  # (a head of one field matches no row: it is never split short)
+    head_skip = ""
+    # A new head's first usable row decides whether the message being gathered ends.
+    fresh = True
     symbol = ""
-    price_cache: dict[bytes, int] = {}
-    size_cache: dict[bytes, int] = {}
+    snapshot = False
+    instrument = _NO_INSTRUMENT  # the current head's, once a head was usable
     ts = 0
-    rows = lines(path, skipped)
-    next(rows, None)  # the header
-    for line in rows:
-        fields = line.split(b",")
-        if len(fields) != 8:
-            bump(skipped, "bad_line")
-            continue
-        _exchange, raw_symbol, _timestamp, local, snapshot_text, side, price, amount = fields
-        if raw_symbol != previous_raw:
-            known = names.get(raw_symbol)
-            if known is None:
-                known = raw_symbol.decode("utf-8", "replace")
-                if known not in grids:
-                    bump(skipped, "unknown_symbol")
-                    continue
-                names[raw_symbol] = known
-                prices[raw_symbol] = {}
-                sizes[raw_symbol] = {}
-            symbol = known
-            price_cache = prices[raw_symbol]
-            size_cache = sizes[raw_symbol]
-            previous_raw = raw_symbol
-        if (snapshot_text != b"true" and snapshot_text != b"false") or (
-            side != b"bid" and side != b"ask"
-        ):
-            bump(skipped, "bad_line")
-            continue
-        if local != previous_local:
-            if not local.isdigit() or len(local) > MAX_US_DIGITS:
+    header = True
+    for block in line_blocks(path, skipped):
+        for line in block:
+            if header:
+                header = False
+                continue
+            parts = line.rsplit(b",", 3)
+            if len(parts) != 4:
                 bump(skipped, "bad_line")
                 continue
-            ts = int(local) * 1000
-            previous_local = local
-        if ts < last:
-            bump(skipped, "out_of_order")
-            continue
-        last = ts
-        snapshot = snapshot_text == b"true"
-        if snapshot:
-            started.add(symbol)
-        elif symbol not in started:
-            bump(skipped, "before_snapshot")
-            continue
-        ticks = price_cache.get(price)
-        lots = size_cache.get(amount)
-        if ticks is None or lots is None:
-            grid = grids[symbol]
-            try:
-                ticks = grid.price(price.decode("ascii", "replace"))
-            except InvalidValue as exc:
-                bump(skipped, unusable(exc, "price"))
+            head, side, price, amount = parts
+            if side != b"bid" and side != b"ask":
+                bump(skipped, "bad_line")
                 continue
-            try:
-                lots = grid.size(amount.decode("ascii", "replace"))
-            except InvalidValue as exc:
-                bump(skipped, unusable(exc, "size"))
+            if head != previous_head:
+                previous_head = head
+                fresh = True
+                head_skip = ""
+                fields = head.split(b",")
+                if len(fields) != 5:
+                    head_skip = "bad_line"
+                else:
+                    _exchange, raw_symbol, _timestamp, local, snapshot_text = fields
+                    known = names.get(raw_symbol)
+                    if known is None:
+                        known = raw_symbol.decode("utf-8", "replace")
+                        if known in grids:
+                            names[raw_symbol] = known
+                    if known not in grids:
+                        head_skip = "unknown_symbol"
+                    elif (
+                        (snapshot_text != b"true" and snapshot_text != b"false")
+                        or not local.isdigit()
+                        or len(local) > MAX_US_DIGITS
+                    ):
+                        head_skip = "bad_line"
+                    else:
+                        ts = int(local) * 1000
+                        if ts < last:
+                            head_skip = "out_of_order"
+                        else:
+                            last = ts
+                            symbol = known
+                            instrument = instruments[known]
+                            snapshot = snapshot_text == b"true"
+                            if snapshot:
+                                started.add(symbol)
+                            elif symbol not in started:
+                                head_skip = "before_snapshot"
+            if head_skip:
+                bump(skipped, head_skip)
                 continue
-            if len(price_cache) > 65536:
-                price_cache.clear()
-                size_cache.clear()
-            price_cache[price] = ticks
-            size_cache[amount] = lots
-        # A snapshot block goes on while its rows stay snapshot rows, whatever their times.
-        if key is not None and (
-            key[0] != symbol
-            or key[2] != snapshot
-            or (key[1] != ts if not snapshot else not previous_snapshot.get(symbol, False))
-        ):
-            yield _message(key, bids, asks)
-            key = None
-        previous_snapshot[symbol] = snapshot
-        if key is None:
-            key = (symbol, ts, snapshot)
-            bids = []
-            asks = []
-        if snapshot and lots == 0:
-            continue
-        (bids if side == b"bid" else asks).append((ticks, lots))
+            ticks = instrument.plain_price_ticks(price)
+            lots = instrument.plain_size_lots(amount)
+            if ticks < 0 or lots < 0:
+                grid = grids[symbol]
+                try:
+                    ticks = grid.price(price.decode("ascii", "replace"))
+                except InvalidValue as exc:
+                    bump(skipped, unusable(exc, "price"))
+                    continue
+                try:
+                    lots = grid.size(amount.decode("ascii", "replace"))
+                except InvalidValue as exc:
+                    bump(skipped, unusable(exc, "size"))
+                    continue
+            if fresh:
+                fresh = False
+                # A snapshot block goes on while its rows stay snapshot rows,
+                # whatever their times.
+                if key is not None and (
+                    key[0] != symbol
+                    or key[2] != snapshot
+                    or (key[1] != ts if not snapshot else not previous_snapshot.get(symbol, False))
+                ):
+                    yield _message(key, bids, asks)
+                    key = None
+                previous_snapshot[symbol] = snapshot
+                if key is None:
+                    key = (symbol, ts, snapshot)
+                    bids = []
+                    asks = []
+            if snapshot and lots == 0:
+                continue
+            (bids if side == b"bid" else asks).append((ticks, lots))
     if key is not None:
         yield _message(key, bids, asks)
 
