@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from bisect import bisect_left
 from collections.abc import Iterator
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from trading_engine.lowlevel.histogram import LATENCY_BUCKETS_S
 from trading_engine.lowlevel.metrics import (
     ExpositionRenderer,
     LatencyHistogram,
@@ -19,6 +23,23 @@ from trading_engine.lowlevel.metrics import (
     histogram_family,
     register_process_collectors,
 )
+
+_BOUNDS_NS = [round(bound * 1e9) for bound in LATENCY_BUCKETS_S]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_BOUNDS_NS), st.integers(0, 2 * 10**10)), max_size=40))
+def test_an_observation_lands_in_the_first_bucket_whose_bound_is_not_below_it(
+    values: list[int],
+) -> None:
+    # Prometheus's ``le``: a value equal to a bound counts in that bound's bucket.
+    histogram = LatencyHistogram()
+    expected = [0] * (len(_BOUNDS_NS) + 1)
+    for value in values:
+        histogram.observe_ns(value)
+        expected[bisect_left(_BOUNDS_NS, value)] += 1
+    assert histogram.counts == expected
+    assert histogram.count == len(values)
+    assert histogram.sum_ns == sum(values)
 
 
 def test_sampled_histogram_gives_measured_percentiles() -> None:
