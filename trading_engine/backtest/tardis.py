@@ -26,6 +26,10 @@ _UPDATE: Final = MessageType.UPDATE
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
 #: Stands for a symbol's instrument before the first usable row (never used then).
 _NO_INSTRUMENT: Final = Instrument("-", "1", "1")
+#: Whether this module runs compiled (mypyc builds it as an extension module).
+_COMPILED: Final = not __file__.endswith(".py")
+#: Distinct numbers an interpreted reader keeps per symbol and kind.
+_CACHE_LIMIT: Final = 65536
 
 
 def tardis_book(
@@ -57,6 +61,10 @@ def tardis_book(
     symbol = ""
     snapshot = False
     instrument = _NO_INSTRUMENT  # the current head's, once a head was usable
+    # Per symbol, interpreted only: wire bytes -> ticks, and -> lots.
+    caches: dict[str, tuple[dict[bytes, int], dict[bytes, int]]] = {}
+    price_cache: dict[bytes, int] = {}
+    size_cache: dict[bytes, int] = {}
     ts = 0
     header = True
     for block in line_blocks(path, skipped):
@@ -102,6 +110,7 @@ def tardis_book(
                             last = ts
                             symbol = known
                             instrument = instruments[known]
+                            price_cache, size_cache = caches.setdefault(known, ({}, {}))
                             snapshot = snapshot_text == b"true"
                             if snapshot:
                                 started.add(symbol)
@@ -110,8 +119,22 @@ def tardis_book(
             if head_skip:
                 bump(skipped, head_skip)
                 continue
-            ticks = instrument.plain_price_ticks(price)
-            lots = instrument.plain_size_lots(amount)
+            if _COMPILED:
+                ticks = instrument.plain_price_ticks(price)
+                lots = instrument.plain_size_lots(amount)
+            else:
+                # Interpreted, the digit loop costs more than a lookup, and rows
+                # repeat their numbers (compiled, the loop costs less).
+                ticks = price_cache.get(price, -1)
+                if ticks < 0:
+                    ticks = instrument.plain_price_ticks(price)
+                    if ticks >= 0 and len(price_cache) < _CACHE_LIMIT:
+                        price_cache[price] = ticks
+                lots = size_cache.get(amount, -1)
+                if lots < 0:
+                    lots = instrument.plain_size_lots(amount)
+                    if lots >= 0 and len(size_cache) < _CACHE_LIMIT:
+                        size_cache[amount] = lots
             if ticks < 0 or lots < 0:
                 grid = grids[symbol]
                 try:
