@@ -241,6 +241,9 @@ async def test_a_venue_whose_fills_log_resets_while_running_halts_trading(
         assert engine.risk.state.value == "halted"
         assert engine.status()["trading_state_by"]["reason"] == "fills_log_reset"
         assert engine.order_faults["fills_log_reset"] == 1
+        # The positions no longer follow the venue's: unknown, not the last ones seen.
+        assert engine.positions_known is False
+        assert engine.status()["positions"] is None
         # Reported once, not at every check.
         assert await gateway.check_fills_log() is False
         assert engine.order_faults["fills_log_reset"] == 1
@@ -269,6 +272,8 @@ async def test_a_venue_whose_fills_log_resets_while_running_halts_trading(
             text = generate_latest(registry).decode()
             assert 'trading_engine_admin_switches_refused_total{to="active"} 1.0' in text
             assert 'trading_engine_admin_switches_refused_total{to="reducing"} 1.0' in text
+            assert "trading_engine_positions_known 0.0" in text
+            assert "trading_engine_position{" not in text
         finally:
             await admin.stop()
         # The log growing past the old cursor again does not make it trustworthy.

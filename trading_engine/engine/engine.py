@@ -624,6 +624,10 @@ class Engine:
         self.ledger.apply_status(client_order_id, status, reason)
 
     def on_order_fault(self, client_order_id: str, kind: str) -> None:
+        if kind == "fills_log_reset":
+            # Fills the venue numbers from now on are lost to this process: its
+            # positions stop following the venue's until a restart settles them.
+            self._positions_known = False
         self.ledger.fault(client_order_id, kind)
 
     def resting_orders(self) -> list[Order]:
@@ -808,7 +812,9 @@ class Engine:
     def positions_known(self) -> bool:
         """Whether the ledger's positions are the engine's: False while start-up
         reconciliation runs, retries or has refused (positions rebuilt part-way or
-        forgotten between attempts). ``/status`` then gives ``positions: null``."""
+        forgotten between attempts), and for the rest of the process once the
+        venue's fills log was found reset (``fills_log_reset``: later fills are
+        not seen). ``/status`` then gives ``positions: null``."""
         return self._positions_known
 
     def status(self) -> dict[str, Any]:
