@@ -31,3 +31,13 @@ class Once(Strategy):
         side = Side.BUY if params.side == "buy" else Side.SELL
         tif = TimeInForce(params.time_in_force)
         self.ctx.submit(book.symbol, side, params.lots, params.price_ticks, time_in_force=tif)
+
+
+class OnTimer(Strategy):
+    """At each ``on_timer``: one GTC limit buy of 1 lot at 99.00 (tick 0.01), below the book."""
+
+    def on_book(self, book: BookView) -> None:
+        pass
+
+    def on_timer(self) -> None:
+        self.ctx.submit("BTC-USD", Side.BUY, 1, 9900)

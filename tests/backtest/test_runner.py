@@ -62,6 +62,21 @@ def test_an_aggressive_order_meets_the_book_of_its_arrival(tmp_path: Path) -> No
     assert BacktestResult.from_json(late.to_json()).latency_effect == late.latency_effect
 
 
+def test_strategy_timers_fire_on_the_datas_clock(tmp_path: Path) -> None:
+    # Every 1 ms of data time. The clock moves to T0 (the first timer is due: the
+    # book is not live yet, so its order is denied), T0 + 0.5 ms (not due) and
+    # T0 + 2 ms (due: it fires once, however far behind it fell).
+    data = [aggressive_market(tmp_path)]
+    cfg = config(
+        [{"name": "timed", "class": "tests.backtest.strategies:OnTimer", "symbols": ["BTC-USD"],
+          "timer_s": 0.001}],
+        instruments=[{"symbol": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}],
+    )  # fmt: skip
+    result = run_backtest(cfg, data)
+    assert [order.decided_ns - T0 for order in result.orders] == [2 * MS]
+    assert result.meta.denied == {"timed": {"book_not_live": 1}}
+
+
 def queue_market(tmp_path: Path) -> Path:
     return write_capture(
         tmp_path / "queue.capture",

@@ -288,6 +288,9 @@ class _Run:
             return self.recorder
 
         self.engine = Engine(self.config, clock=self.clock, run_id=_RUN_ID, sink_factory=sink)
+        #: Whether any strategy has a timer (fixed when the engine is built): the
+        #: clock moves at nearly every event, and most runs have none to check.
+        self.timed = bool(self.engine.timers)
 
     # -- the event queue -----------------------------------------------------------
 
@@ -303,6 +306,7 @@ class _Run:
         engine = self.engine
         apply = engine.builder.apply
         mark_stale = engine.builder.mark_stale
+        timed = self.timed
         while True:
             if feed and (not heap or feed[0][0] <= heap[0][0]):
                 at = feed[0][0]
@@ -311,7 +315,8 @@ class _Run:
                 event = feed.popleft()[1]
                 if at > clock.now_ns:
                     clock.now_ns = at
-                    engine.run_timers()
+                    if timed:
+                        engine.run_timers()
                 message = event.message
                 if message is None:
                     mark_stale((event.symbol,))
@@ -327,7 +332,8 @@ class _Run:
             if at > clock.now_ns:
                 clock.now_ns = at
                 # Strategy timers run on the data's clock, before what moved it.
-                engine.run_timers()
+                if timed:
+                    engine.run_timers()
             action()
 
     # -- what the venue reports to the run -------------------------------------------
@@ -381,6 +387,9 @@ class _Run:
         venue = self.recorder._venue()
         clock = self.clock
         feed_latency = self.feed_latency
+        # A constant feed latency is read once, not called per message.
+        feed_constant = feed_latency.ns if type(feed_latency) is ConstantLatency else -1
+        timed = self.timed
         interval = self.interval
         next_mark: dict[str, int] = {}
         seqs: dict[str, int] = {}
@@ -413,7 +422,8 @@ class _Run:
                 run_due(ts, inclusive=False)
                 if ts > clock.now_ns:
                     clock.now_ns = ts
-                    engine.run_timers()
+                    if timed:
+                        engine.run_timers()
                 message = event.message
                 symbol = event.symbol
                 if message is not None and not event.numbered:
@@ -456,7 +466,7 @@ class _Run:
                         next_mark[symbol] = (ts // interval + 1) * interval
                         self.mark(symbol, ts)
                 # The engine sees it a feed latency later, in the feed's order.
-                at = max(ts + feed_latency(), feed_clear)
+                at = max(ts + (feed_constant if feed_constant >= 0 else feed_latency()), feed_clear)
                 feed_clear = at
                 feed.append((at, event))
                 run_due(ts, inclusive=True)
