@@ -39,7 +39,6 @@ from pathlib import Path
 
 from ..config import Config
 from ..core.builder import BookBuilder, BookEntry
-from ..core.clock import ManualClock
 from ..core.fees import NO_FEES
 from ..core.orders import Order, OrderSink
 from ..core.protocol import BookMessage, Trade
@@ -134,10 +133,32 @@ def _latency(us: float, path: str | None, seed: int, zero: bool) -> Latency:
     return ConstantLatency(round(us * 1000))
 
 
+class _DataClock:
+    """The run's clock: the data's time in ns, moved only by the event loop.
+
+    A :class:`~trading_engine.core.clock.Clock` (``monotonic_ns``,
+    ``time_ns``) whose ``now_ns`` is a compiled attribute: the loop reads and
+    moves it at nearly every event. ``time_ns`` adds ``wall_offset_ns``, as
+    :class:`~trading_engine.core.clock.ManualClock` does.
+    """
+
+    __slots__ = ("now_ns", "wall_offset_ns")
+
+    def __init__(self, start_ns: int = 0, wall_offset_ns: int = 1_700_000_000 * 10**9) -> None:
+        self.now_ns = start_ns
+        self.wall_offset_ns = wall_offset_ns
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    def time_ns(self) -> int:
+        return self.now_ns + self.wall_offset_ns
+
+
 class _Recorder:
     """The order sink the engine sees: notes each order and when it was decided."""
 
-    def __init__(self, clock: ManualClock) -> None:
+    def __init__(self, clock: _DataClock) -> None:
         self.clock = clock
         self.sink: DelayedVenue | None = None
         #: Orders the engine still tracks, in submission order.
@@ -259,7 +280,7 @@ class _Run:
         self.skipped: dict[str, int] = {}
         #: What each data file left out (file -> reason -> count).
         self.skipped_by_file: dict[str, dict[str, int]] = {}
-        self.clock = ManualClock(start_ns=0)
+        self.clock = _DataClock(start_ns=0)
         self.heap: list[tuple[int, int, int, Callable[[], None]]] = []
         #: Market data on its way to the engine: (at ns, event), in time order (a
         #: feed keeps its order), so a queue of its own, merged with ``heap``;
