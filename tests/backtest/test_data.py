@@ -435,6 +435,10 @@ def test_every_row_of_a_message_is_checked_and_a_bad_row_moves_nothing(tmp_path:
             ["binance,FOO,1,1000,false,bid,0.005,1", "binance,,1,1000,false,bid,0.005,1"],
             {"unknown_symbol": 2},
         ),
+        # A first row whose head is just "," (its first two fields empty) is no
+        # repeat of a head read before.
+        ([",,bid,1,1"], {"bad_line": 1}),
+        ([",,bid,x,1"], {"bad_line": 1}),
         # An empty or absurdly long local time is a bad line, even on the first row.
         (["binance,XMRBTC,1,,true,bid,0.005,1"], {"bad_line": 1}),
         (["binance,XMRBTC,1," + "9" * 5000 + ",true,bid,0.005,1"], {"bad_line": 1}),

@@ -54,7 +54,7 @@ def tardis_book(
     # is_snapshot) and its level (side, price, amount). The rows of a message
     # repeat their head, so a head is read once per run of equal heads: what it
     # gave is kept, including why its rows are left out (``head_skip``).
-    previous_head = b","  # (a head of one field matches no row: it is never split short)
+    previous_head = b"\n"  # no line holds a newline: the first row's head is always read
     head_skip = ""
     # A new head's first usable row decides whether the message being gathered ends.
     fresh = True
