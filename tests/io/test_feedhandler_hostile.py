@@ -942,3 +942,38 @@ async def test_a_bad_kraken_trade_is_counted_and_the_book_stays_live(
         no_refusals(engine)
     finally:
         await engine.server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_refutes_every_snapshot_is_asked_with_back_off(
+    venue: FakeVenue, engine: Engine
+) -> None:
+    # Each snapshot ends a few ids short of the next event the venue sends, so
+    # the stream refutes it every time (snapshot_stale). The handler keeps one
+    # back-off per symbol until its book goes live, whichever part asks again:
+    # not a request per event.
+    sent = [0]
+
+    async def snapshot(request: web.Request) -> web.Response:
+        answer = json.loads(SNAPSHOT)
+        answer["lastUpdateId"] = 10 * sent[0] + 7  # the next event starts at 10 * (k + 1)
+        return web.json_response(answer)
+
+    venue.rest[DEPTH_PATH] = [snapshot]
+    registry = CollectorRegistry()
+    handler = handler_for(venue, [engine.address], registry=registry, backoff_max_s=0.4)
+    async with Running(handler):
+        await venue.connected()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            sent[0] += 1
+            await venue.send(depth(10 * sent[0], 10 * sent[0] + 5, [["0.0057", "1"]]))
+            await asyncio.sleep(0.02)
+        assert engine.state() is BookState.AWAITING_SNAPSHOT
+        stale = metric(registry, "dialect_errors_total", reason="snapshot_stale")
+        # With back-off (0.05 s doubling to 0.4 s, two at once): about 8; without, one an event.
+        assert 2 <= len(venue.requests) <= 15, (len(venue.requests), stale, sent[0])
+        # Then the venue serves a snapshot the stream confirms: live, and the back-off ends.
+        venue.rest[DEPTH_PATH] = [(200, SNAPSHOT)]
+        await venue.send(*MESSAGES[:3])
+        await wait_until(lambda: engine.state() is BookState.LIVE, what="live", within_s=5.0)

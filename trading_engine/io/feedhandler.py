@@ -43,10 +43,13 @@ counting:
 * **Snapshots.** Each :class:`~trading_engine.core.feeds.FetchSnapshot`
   runs as its own task with a timeout and a body limit
   (``max_snapshot_bytes``); a failure is counted, told to the dialect and
-  retried with back-off until the connection ends. A snapshot that the
-  dialect's answer to it asks for again (too old for the stream) is
-  fetched again by the same task, after the same back-off. A 429 or 418
-  holds every fetch for its ``Retry-After``.
+  retried with back-off until the connection ends. A symbol has one
+  back-off until its book goes live, whichever part asks for a snapshot
+  again (a failure, the dialect finding the snapshot older than the
+  stream, on its answer or on a later event): the first fetch and one
+  retry go at once, later ones wait, so a stream that refutes every
+  snapshot costs no request per event. A 429 or 418 holds every fetch
+  for its ``Retry-After``.
 * **Engines.** A refused or closed engine connection is retried with
   back-off (reset after a connection open ``engine_backoff_max_s``);
   frames for its symbols meanwhile are dropped and counted, and the
@@ -290,6 +293,9 @@ class FeedHandler:
         self._fetches: dict[str, asyncio.Task[None]] = {}
         #: A running fetch whose own answer led the dialect to ask again: symbol -> URL.
         self._fetch_again: dict[str, str] = {}
+        #: Per symbol until its book goes live: the snapshot back-off, shared by
+        #: every fetch task of the symbol, and how many tasks were started.
+        self._snapshot_backoffs: dict[str, tuple[Backoff, list[int]]] = {}
         self._max_levels = self.settings.max_book_levels
         #: Venue price text to the copy's key (see :func:`_price_key`).
         self._price_keys: dict[str, str] = {}
@@ -510,6 +516,7 @@ class FeedHandler:
             task.cancel()
         self._fetches.clear()
         self._fetch_again.clear()
+        self._snapshot_backoffs.clear()
         self._outbox.clear()
         if self.capture is not None:
             self.capture.write(self.clock_ns(), "close", reason, b"")
@@ -555,6 +562,7 @@ class FeedHandler:
             if self._too_deep(frame.symbol, route):
                 return False
             route.live = True
+            self._snapshot_backoffs.pop(frame.symbol, None)
             return self._send_snapshot(route)
         if not route.live:
             _bump(self.counts.dropped, "not_live")
@@ -757,11 +765,29 @@ class FeedHandler:
                 self._fetch_again[symbol] = url
                 return
             current.cancel()
-        self._fetches[symbol] = asyncio.create_task(self._fetch_loop(symbol, url, self._generation))
+        # One back-off per symbol until its book goes live, whichever part asks
+        # (the fetch's own answer, a later stream event, a failure): a stream
+        # that refutes every snapshot is not answered with a request per event.
+        # The first fetch and one retry go at once (a snapshot older than the
+        # stream is common at a connection's start).
+        state = self._snapshot_backoffs.get(symbol)
+        if state is None:
+            settings = self.settings
+            state = (Backoff(settings.backoff_initial_s, settings.backoff_max_s), [0])
+            self._snapshot_backoffs[symbol] = state
+        backoff, started = state
+        started[0] += 1
+        delay_s = backoff.next_s() if started[0] > 2 else 0.0
+        self._fetches[symbol] = asyncio.create_task(
+            self._fetch_loop(symbol, url, self._generation, backoff, delay_s)
+        )
 
-    async def _fetch_loop(self, symbol: str, url: str, generation: int) -> None:
+    async def _fetch_loop(
+        self, symbol: str, url: str, generation: int, backoff: Backoff, delay_s: float
+    ) -> None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
         settings = self.settings
-        backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         http = self._http
         assert http is not None
         while generation == self._generation:
