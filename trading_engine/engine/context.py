@@ -3,7 +3,8 @@
 One per strategy (``self.ctx``): every read a strategy makes on an update
 and every order it sends passes through it, so it is compiled with the
 core (``setup.py``). It holds no state of its own beyond the last denial:
-it asks the :class:`~trading_engine.engine.engine.Engine`.
+it asks the :class:`~trading_engine.engine.engine.Engine`, and the
+engine's ledger and clock directly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import logging
 import operator
 from typing import TYPE_CHECKING, cast
 
+from ..core.clock import Clock
 from ..core.instruments import Instrument
+from ..core.ledger import Ledger
 from ..core.orders import Order, OrderType, TimeInForce
 from ..core.positions import Position
 from ..core.protocol import Side
@@ -31,6 +34,10 @@ class EngineContext:
 
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine = engine
+        self._clock: Clock = engine.clock
+        #: The engine's ledger, read on first use: the engine makes it after the
+        #: strategies (and so their contexts), and never replaces it.
+        self._ledger: Ledger | None = None
         self.name = name
         self.log = logging.getLogger(f"trading_engine.strategy.{name}")
         self.runner: StrategyRunner | None = None
@@ -42,12 +49,18 @@ class EngineContext:
     def instrument(self, symbol: str) -> Instrument:
         return self._engine.instruments[symbol]
 
+    def _the_ledger(self) -> Ledger:
+        ledger = self._ledger
+        if ledger is None:
+            ledger = self._ledger = self._engine.ledger
+        return ledger
+
     def position(self, symbol: str) -> Position:
-        return self._engine.positions.of_strategy(self.name, symbol)
+        return self._the_ledger().positions.of_strategy(self.name, symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         # Asked on every update by most strategies: no empty dict made per call.
-        orders = self._engine.open_orders.get(self.name)
+        orders = self._the_ledger().open_orders.get(self.name)
         if not orders:
             return []
         if symbol is None:
@@ -55,7 +68,7 @@ class EngineContext:
         return [o for o in orders.values() if o.symbol == symbol]
 
     def now_ns(self) -> int:
-        return self._engine.clock.monotonic_ns()
+        return self._clock.monotonic_ns()
 
     @property
     def last_denial(self) -> str | None:
