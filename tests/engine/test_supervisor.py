@@ -51,6 +51,35 @@ async def test_stop_escalates_to_kill_for_a_worker_that_ignores_sigterm() -> Non
     assert all(worker.restarts == 0 for worker in supervisor.workers)
 
 
+@pytest.mark.asyncio
+async def test_accept_new_venue_reaches_each_workers_first_start_only(tmp_path: Path) -> None:
+    # ``run --workers 2 --accept-new-venue``: the command line sets the key on
+    # the supervisor's configuration; the workers read the file, so it must
+    # reach them, and only once: a crashed worker's restart is checked again.
+    record = tmp_path / "starts"
+    stand_in = (
+        "import os, sys; open(sys.argv[1], 'a').write(os.environ['TRADING_ENGINE__ENGINE__SHARD']"
+        " + ':' + os.environ.get('TRADING_ENGINE__JOURNAL__ACCEPT_NEW_VENUE', '-') + '\\n');"
+        " sys.exit(3)"
+    )
+    feed, admin = free_port_ranges(2, 3)
+    cfg = config(feed={"port": feed}, admin={"port": admin}, journal={"accept_new_venue": True})
+    supervisor = Supervisor(
+        cfg, 2, environ={}, command=[sys.executable, "-c", stand_in, str(record)]
+    )
+    await supervisor.start()
+    try:
+        await wait_until(lambda: all(w.restarts >= 1 for w in supervisor.workers), 10.0)
+        await wait_until(lambda: len(record.read_text().splitlines()) >= 4, 10.0)
+    finally:
+        await supervisor.shutdown()
+    starts = record.read_text().splitlines()
+    for shard in ("0", "1"):
+        mine = [line.split(":")[1] for line in starts if line.startswith(shard + ":")]
+        assert mine[0] == "true"
+        assert set(mine[1:]) == {"-"}
+
+
 def test_workers_need_fixed_ports() -> None:
     with pytest.raises(ConfigError) as caught:
         Supervisor(config(feed={"port": 0}, admin={"port": 0}), 2, environ={})

@@ -266,6 +266,11 @@ class Supervisor:
 
     async def _spawn(self, worker: Worker) -> None:
         env = {**self.environ, **worker.env}
+        if self.config.journal.accept_new_venue and worker.restarts == 0:
+            # ``run --workers N --accept-new-venue`` (or the key): each worker's
+            # first start accepts a new venue. A restart after a crash does not:
+            # it must stop at the venue check like any start.
+            env[f"{ENV_PREFIX}JOURNAL__ACCEPT_NEW_VENUE"] = "true"
         if self.trading_state is not None:
             env[f"{ENV_PREFIX}ENGINE__INITIAL_TRADING_STATE"] = self.trading_state
         worker.delivered = self.trading_state
