@@ -221,6 +221,28 @@ class _Counts:
     oversized_updates: int = 0
 
 
+class _SnapshotPacing:
+    """How a symbol's snapshot requests are spaced until its book goes live.
+
+    One back-off per symbol, whichever part asks again (a failure, the
+    dialect finding a snapshot older than the stream, on its answer or on a
+    later event), so a stream that refutes every snapshot gets a growing
+    wait, not a request per event. The first request and one retry go at
+    once: a snapshot older than the stream is common at a connection's start.
+    """
+
+    __slots__ = ("backoff", "requests")
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.requests = 0
+
+    def next_s(self) -> float:
+        """The wait before the next request, in seconds (0 for the first two)."""
+        self.requests += 1
+        return self.backoff.next_s() if self.requests > 2 else 0.0
+
+
 def _bump(counts: dict[str, int], key: str, by: int = 1) -> None:
     counts[key] = counts.get(key, 0) + by
 
@@ -293,9 +315,8 @@ class FeedHandler:
         self._fetches: dict[str, asyncio.Task[None]] = {}
         #: A running fetch whose own answer led the dialect to ask again: symbol -> URL.
         self._fetch_again: dict[str, str] = {}
-        #: Per symbol until its book goes live: the snapshot back-off, shared by
-        #: every fetch task of the symbol, and how many tasks were started.
-        self._snapshot_backoffs: dict[str, tuple[Backoff, list[int]]] = {}
+        #: Per symbol until its book goes live: its snapshot requests' pacing.
+        self._snapshot_pacing: dict[str, _SnapshotPacing] = {}
         self._max_levels = self.settings.max_book_levels
         #: Venue price text to the copy's key (see :func:`_price_key`).
         self._price_keys: dict[str, str] = {}
@@ -516,7 +537,7 @@ class FeedHandler:
             task.cancel()
         self._fetches.clear()
         self._fetch_again.clear()
-        self._snapshot_backoffs.clear()
+        self._snapshot_pacing.clear()
         self._outbox.clear()
         if self.capture is not None:
             self.capture.write(self.clock_ns(), "close", reason, b"")
@@ -562,7 +583,7 @@ class FeedHandler:
             if self._too_deep(frame.symbol, route):
                 return False
             route.live = True
-            self._snapshot_backoffs.pop(frame.symbol, None)
+            self._snapshot_pacing.pop(frame.symbol, None)
             return self._send_snapshot(route)
         if not route.live:
             _bump(self.counts.dropped, "not_live")
@@ -765,29 +786,26 @@ class FeedHandler:
                 self._fetch_again[symbol] = url
                 return
             current.cancel()
-        # One back-off per symbol until its book goes live, whichever part asks
-        # (the fetch's own answer, a later stream event, a failure): a stream
-        # that refutes every snapshot is not answered with a request per event.
-        # The first fetch and one retry go at once (a snapshot older than the
-        # stream is common at a connection's start).
-        state = self._snapshot_backoffs.get(symbol)
-        if state is None:
-            settings = self.settings
-            state = (Backoff(settings.backoff_initial_s, settings.backoff_max_s), [0])
-            self._snapshot_backoffs[symbol] = state
-        backoff, started = state
-        started[0] += 1
-        delay_s = backoff.next_s() if started[0] > 2 else 0.0
+        pacing = self._pacing(symbol)
         self._fetches[symbol] = asyncio.create_task(
-            self._fetch_loop(symbol, url, self._generation, backoff, delay_s)
+            self._fetch_loop(symbol, url, self._generation, pacing, pacing.next_s())
         )
 
+    def _pacing(self, symbol: str) -> _SnapshotPacing:
+        pacing = self._snapshot_pacing.get(symbol)
+        if pacing is None:
+            settings = self.settings
+            pacing = _SnapshotPacing(Backoff(settings.backoff_initial_s, settings.backoff_max_s))
+            self._snapshot_pacing[symbol] = pacing
+        return pacing
+
     async def _fetch_loop(
-        self, symbol: str, url: str, generation: int, backoff: Backoff, delay_s: float
+        self, symbol: str, url: str, generation: int, pacing: _SnapshotPacing, delay_s: float
     ) -> None:
         if delay_s > 0:
             await asyncio.sleep(delay_s)
         settings = self.settings
+        backoff = pacing.backoff
         http = self._http
         assert http is not None
         while generation == self._generation:
@@ -826,7 +844,7 @@ class FeedHandler:
                 if again is None:
                     return
                 url = again
-                await asyncio.sleep(backoff.next_s())
+                await asyncio.sleep(pacing.next_s())
                 continue
             _bump(self.counts.snapshot_failures, reason)
             log.warning("%s: snapshot of %s failed (%s)", self.venue, symbol, reason)
