@@ -108,7 +108,11 @@ def _plain_units(text: str, scale: int) -> int:
 
 
 def _plain_units_bytes(text: bytes, scale: int) -> int:
-    """:func:`_plain_units` of ASCII bytes (a CSV field), or -1 for "not that simple"."""
+    """:func:`_plain_units` of ASCII bytes (a CSV field), or -1 for "not that simple".
+
+    Its twin for ``str`` is kept apart rather than shared through an
+    ``encode``: each stays one native loop with no intermediate object.
+    """
     length = len(text)
     if length == 0 or length > _PLAIN_DIGITS:
         return -1
