@@ -560,7 +560,7 @@ async def test_a_429_pauses_the_venue_and_retries_only_that_order(
     respx_mock.delete("/orders/other").mock(side_effect=timed(deletes, answer("canceled")))
     gw.submit(make_order())
     await wait_until(lambda: post.call_count == 1)
-    await asyncio.sleep(0.01)
+    await wait_until(gw.scheduler.paused, what="the 429's pause")
     gw.submit(make_order("s-r-2"))  # paused: refused at once
     assert listener.reasons["s-r-2"] == "rate_limited"
     resting = make_order("other")
