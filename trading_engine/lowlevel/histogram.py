@@ -31,9 +31,9 @@ LATENCY_BUCKETS_S: Final[tuple[float, ...]] = (
 class LatencyHistogram:
     """Counts of durations (observed in ns) per bucket, plus sum and count.
 
-    ``observe_ns`` is a scan of the bounds from the smallest and two additions. ``counts[i]`` is the
-    number of observations in bucket ``i`` (not cumulative); the last slot
-    is +Inf.
+    ``observe_ns`` is a scan of the bounds from the smallest and two
+    additions. ``counts[i]`` is the number of observations in bucket ``i``
+    (not cumulative); the last slot is +Inf.
     """
 
     __slots__ = ("_bounds_ns", "bounds_s", "count", "counts", "sum_ns")
