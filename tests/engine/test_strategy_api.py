@@ -193,6 +193,11 @@ def test_a_bad_tag_is_denied_and_counted(tag: str) -> None:
     assert ctx.buy("BTC-USD", 1, 9999, tag=tag) is None
     assert ctx.last_denial == "invalid_tag"
     assert h.denials() == {"invalid_tag": 1}
+    # Counted for the strategy too (a backtest's ``denied``, /status).
+    assert h.engine.runners["test"].denials == {"invalid_tag": 1}
+    # post_only on an order that cannot rest: refused and counted the same way.
+    assert ctx.buy("BTC-USD", 1, 9999, "IOC", post_only=True) is None
+    assert h.engine.runners["test"].denials == {"invalid_tag": 1, "invalid_order": 1}
     h.expect_no_order()
 
 

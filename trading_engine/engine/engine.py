@@ -496,6 +496,8 @@ class Engine:
         if tag is not None or post_only:
             refused = _refuse_extras(tag, post_only, order_type, time_in_force)
             if refused is not None:
+                runner.last_order_ns = perf_counter_ns()
+                runner.denied(refused)
                 return None, self.risk.deny(refused)
         if runner.expired:
             runner.late_orders += 1
