@@ -63,9 +63,9 @@ def test_an_aggressive_order_meets_the_book_of_its_arrival(tmp_path: Path) -> No
 
 
 def test_strategy_timers_fire_on_the_datas_clock(tmp_path: Path) -> None:
-    # Every 1 ms of data time. The clock moves to T0 (the first timer is due: the
-    # book is not live yet, so its order is denied), T0 + 0.5 ms (not due) and
-    # T0 + 2 ms (due: it fires once, however far behind it fell).
+    # Every 1 ms of data time from the start, the data's first event (T0): the
+    # clock moves to T0 + 0.5 ms (not due) and T0 + 2 ms (due at T0 + 1 ms: it
+    # fires once, however far behind it fell). Never at the epoch.
     data = [aggressive_market(tmp_path)]
     cfg = config(
         [{"name": "timed", "class": "tests.backtest.strategies:OnTimer", "symbols": ["BTC-USD"],
@@ -74,7 +74,19 @@ def test_strategy_timers_fire_on_the_datas_clock(tmp_path: Path) -> None:
     )  # fmt: skip
     result = run_backtest(cfg, data)
     assert [order.decided_ns - T0 for order in result.orders] == [2 * MS]
-    assert result.meta.denied == {"timed": {"book_not_live": 1}}
+    assert result.meta.denied == {}
+    # From --from: the first timer is due one interval after it.
+    later = run_backtest(cfg, data, BacktestOptions(from_ns=T0 + MS // 4))
+    assert [order.decided_ns - T0 for order in later.orders] == [2 * MS]
+    sooner = run_backtest(
+        cfg.model_copy(update={"strategies": [
+            cfg.strategies[0].model_copy(update={"timer_s": 0.0002})
+        ]}),
+        data,
+        BacktestOptions(from_ns=T0 + MS // 4),
+    )  # fmt: skip
+    # Due at T0 + 0.45 ms: fires at T0 + 0.5 ms, then at T0 + 2 ms.
+    assert [order.decided_ns - T0 for order in sooner.orders] == [MS // 2, 2 * MS]
 
 
 def queue_market(tmp_path: Path) -> Path:
@@ -358,8 +370,13 @@ def test_the_command_sweeps_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.parametrize(
     ("bounds", "says"),
     [
-        (["--from", "2030-01-01T00:00:00Z"], "before --from"),
+        (["--from", "2030-01-01T00:00:00Z"], "the data ends at 2021-08-14T14:46:38"),
         (["--to", "2000-01-01T00:00:00Z"], "the data starts after --to"),
+        # The file runs to 14:46:38: an empty range inside it is not its end.
+        (
+            ["--from", "2021-08-14T14:46:36.5Z", "--to", "2021-08-14T14:46:37Z"],
+            "the last event up to --to is at 2021-08-14T14:46:36",
+        ),
     ],
 )
 def test_a_range_outside_the_data_is_said_not_silent(

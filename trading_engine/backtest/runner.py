@@ -422,8 +422,10 @@ class _Run:
         if not listening:
             # Before ``from``: the books build, the strategies do not see them.
             builder.set_listener(None)
-        if listening:
-            engine.start_strategies()
+        # The strategies start at ``from``, else at the data's first event: on
+        # the data's clock, so their timers' first ``on_timer`` is one interval
+        # after that (docs/strategies.md), never at the epoch.
+        started = False
         feed = self.feed
         run_due = self.run_due
         skipped = self.skipped
@@ -433,13 +435,16 @@ class _Run:
                 ts = event.ts_ns
                 if to_ns is not None and ts > to_ns:
                     break
-                if not listening and from_ns is not None and ts >= from_ns:
-                    listening = True
-                    run_due(ts, inclusive=False)
-                    clock.now_ns = max(clock.now_ns, ts)
-                    builder.set_listener(engine.dispatcher)
+                if not started and (from_ns is None or ts >= from_ns):
+                    start_ns = ts if from_ns is None else from_ns
+                    run_due(start_ns, inclusive=False)
+                    clock.now_ns = max(clock.now_ns, start_ns)
+                    if not listening:
+                        listening = True
+                        builder.set_listener(engine.dispatcher)
                     # The strategies' timers start with their trading.
                     engine.start_strategies()
+                    started = True
                 run_due(ts, inclusive=False)
                 if ts > clock.now_ns:
                     clock.now_ns = ts
@@ -505,7 +510,8 @@ class _Run:
             key: position.quantity
             for key, position in sorted(engine.ledger.positions.by_strategy.items())
         }
-        engine.stop_strategies()
+        if started:
+            engine.stop_strategies()
         meta = BacktestMeta(
             data=self.data,
             from_ns=from_ns,
