@@ -164,10 +164,17 @@ class BacktestMeta:
                 "no data in the range: the data starts after --to; the strategies saw nothing"
             )
         elif self.last_ns is not None and self.from_ns is not None and self.from_ns > self.last_ns:
-            out.append(
-                f"no data in the range: the data ends at {rfc3339(self.last_ns)} "
-                f"({self.last_ns} ns), before --from; the strategies saw nothing"
-            )
+            if self.to_ns is None:
+                where = (
+                    f"the data ends at {rfc3339(self.last_ns)} ({self.last_ns} ns), before --from"
+                )
+            else:
+                # The read stops at --to: the data may go on past it.
+                where = (
+                    f"the last event up to --to is at {rfc3339(self.last_ns)} "
+                    f"({self.last_ns} ns), before --from"
+                )
+            out.append(f"no data in the range: {where}; the strategies saw nothing")
         if self.first_ns is not None and self.first_ns < Y2000_NS:
             out.append(
                 f"the data starts at {rfc3339(self.first_ns)}, before 2000: are its times in the "
