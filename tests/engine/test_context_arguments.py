@@ -115,15 +115,23 @@ class Awaits(Strategy):
         await asyncio.sleep(0)
 
 
-def test_an_awaiting_hook_without_a_loop_is_a_counted_error_that_says_why() -> None:
-    h = StrategyHarness(Awaits, params={})
+class Sleeps(Strategy):
+    async def on_book(self, book: BookView) -> None:
+        await asyncio.sleep(0.01)  # asks for the running loop first
+
+
+@pytest.mark.parametrize("strategy", [Awaits, Sleeps], ids=["sleep(0)", "sleep(0.01)"])
+def test_an_awaiting_hook_without_a_loop_is_a_counted_error_that_says_why(
+    strategy: type[Strategy],
+) -> None:
+    h = StrategyHarness(strategy, params={})
     h.snapshot(bids=[("100.00", "1")], asks=[("100.10", "1")])
     runner = h.engine.dispatcher.runners[0]
     assert runner.errors == 1
     assert runner.in_flight is None
     assert runner.last_error is not None
     assert "must not await" in runner.last_error
-    assert runner.last_error.startswith("StrategyError: strategy test: an async hook suspended")
+    assert runner.last_error.startswith("StrategyError: strategy test: an async hook ")
 
 
 class Reads(Strategy):

@@ -213,6 +213,8 @@ class StrategyRunner:
                     yielded = coro.send(None)
                 except StopIteration:
                     self.consecutive_errors = 0
+                except RuntimeError as exc:
+                    raise self._needs_loop(exc) from exc
                 else:
                     self._suspend(coro, yielded, start, evaluation)
             else:
@@ -231,7 +233,27 @@ class StrategyRunner:
                 yielded = result.send(None)
             except StopIteration:
                 return
+            except RuntimeError as exc:
+                raise self._needs_loop(exc) from exc
             self._suspend(result, yielded, start_ns, evaluation)
+
+    def _needs_loop(self, exc: RuntimeError) -> Exception:
+        """What a hook's first step raising ``exc`` means: with no event loop
+        running (backtest, replay, the test harness), an await that needs one
+        (``asyncio.sleep(0.01)`` asks for the loop): the same error as a hook
+        that suspends there; else ``exc`` itself."""
+        if "no running event loop" not in str(exc):
+            return exc  # the hook's own error
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return exc
+        return StrategyError(
+            f"strategy {self.name}: an async hook awaited something that needs the event loop, "
+            f"and none runs (backtest, replay, test harness): there a hook must not await ({exc})"
+        )
 
     def _suspend(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, start_ns: int, evaluation: bool
