@@ -101,6 +101,10 @@ class RateLimiter:
         #: Answers by kind: ``429``, ``418``, ``orders_429``, ``bans``.
         self.counts: dict[str, int] = {"429": 0, "418": 0, "orders_429": 0, "bans": 0}
 
+    def backing_off(self, now_ms: int) -> bool:
+        """Whether a 429's ``Retry-After`` still runs: requests now count towards a ban."""
+        return now_ms < self._backoff_until_ms
+
     def used_weight(self, now_ms: int) -> int:
         """The minute's weight so far (the ``X-MBX-USED-WEIGHT-1M`` header)."""
         return self._weight.current(now_ms)
