@@ -75,6 +75,7 @@ def test_strategy_timers_fire_on_the_datas_clock(tmp_path: Path) -> None:
     result = run_backtest(cfg, data)
     assert [order.decided_ns - T0 for order in result.orders] == [2 * MS]
     assert result.meta.denied == {}
+    assert 0 < result.meta.wall_s < 60  # the run's own time, not the process's
     # From --from: the first timer is due one interval after it.
     later = run_backtest(cfg, data, BacktestOptions(from_ns=T0 + MS // 4))
     assert [order.decided_ns - T0 for order in later.orders] == [2 * MS]

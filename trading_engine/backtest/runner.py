@@ -425,7 +425,7 @@ class _Run:
         # The strategies start at ``from``, else at the data's first event: on
         # the data's clock, so their timers' first ``on_timer`` is one interval
         # after that (docs/strategies.md), never at the epoch.
-        started = False
+        trading = False
         feed = self.feed
         run_due = self.run_due
         skipped = self.skipped
@@ -435,7 +435,7 @@ class _Run:
                 ts = event.ts_ns
                 if to_ns is not None and ts > to_ns:
                     break
-                if not started and (from_ns is None or ts >= from_ns):
+                if not trading and (from_ns is None or ts >= from_ns):
                     start_ns = ts if from_ns is None else from_ns
                     run_due(start_ns, inclusive=False)
                     clock.now_ns = max(clock.now_ns, start_ns)
@@ -444,7 +444,7 @@ class _Run:
                         builder.set_listener(engine.dispatcher)
                     # The strategies' timers start with their trading.
                     engine.start_strategies()
-                    started = True
+                    trading = True
                 run_due(ts, inclusive=False)
                 if ts > clock.now_ns:
                     clock.now_ns = ts
@@ -510,7 +510,7 @@ class _Run:
             key: position.quantity
             for key, position in sorted(engine.ledger.positions.by_strategy.items())
         }
-        if started:
+        if trading:
             engine.stop_strategies()
         meta = BacktestMeta(
             data=self.data,
