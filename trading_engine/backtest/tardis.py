@@ -110,7 +110,11 @@ def tardis_book(
                             last = ts
                             symbol = known
                             instrument = instruments[known]
-                            price_cache, size_cache = caches.setdefault(known, ({}, {}))
+                            if not _COMPILED:
+                                pair = caches.get(known)
+                                if pair is None:
+                                    pair = caches[known] = ({}, {})
+                                price_cache, size_cache = pair
                             snapshot = snapshot_text == b"true"
                             if snapshot:
                                 started.add(symbol)
