@@ -21,6 +21,14 @@ Quotes are GTC limit orders that never cross the touch, nor one of the
 strategy's own open orders on the other side (a quote being replaced still
 rests until its cancel is answered), so self-trade prevention never has to
 refuse one.
+
+An update that changes neither the touch (best prices and sizes) nor the
+inventory, after one that asked for nothing, is answered at once when
+the pause that held a quote back (if any) has not ended: nothing the
+quotes depend on has moved. A status change of one of the strategy's
+orders on the symbol (``on_order_update``) and any order request it
+makes end that shortcut, so the decisions are exactly those of a full
+evaluation on every update.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from trading_engine import (
 
 _BUY = Side.BUY
 _SELL = Side.SELL
+#: Later than any engine time (ns): a quote that is as wanted stands until its inputs move.
+_FOREVER = 1 << 62
 
 
 class MarketMakerParams(BaseModel):
@@ -78,6 +88,10 @@ class MarketMaker(Strategy):
         self._requote_ticks = params.requote_ticks
         #: Time of the last order request per (symbol, side), engine clock.
         self._last_ns: dict[tuple[str, Side], int] = {}
+        #: Per symbol: the (touch, inventory) of the last update that asked for
+        #: nothing, and the engine time until which the same inputs ask for
+        #: nothing (a held-back quote's pause end); gone after any own order event.
+        self._settled: dict[str, tuple[tuple[tuple[int, int, int, int], int], int]] = {}
 
     def targets(self, book: BookView) -> tuple[int | None, int | None]:
         """The (bid, ask) prices to quote now (ticks), None for a side not quoted.
@@ -91,9 +105,13 @@ class MarketMaker(Strategy):
         top = book.top()
         if top is None:
             return None, None
-        bid, bid_size, ask, ask_size = top
         symbol = book.symbol
-        inventory = self.ctx.position(symbol).quantity
+        return self._targets(symbol, top, self.ctx.position(symbol).quantity)
+
+    def _targets(
+        self, symbol: str, top: tuple[int, int, int, int], inventory: int
+    ) -> tuple[int | None, int | None]:
+        bid, bid_size, ask, ask_size = top
         limit = self._max[symbol]
         held = -limit if inventory < -limit else limit if inventory > limit else inventory
         size = bid_size + ask_size
@@ -113,8 +131,18 @@ class MarketMaker(Strategy):
         )
 
     def on_book(self, book: BookView) -> None:
-        bid, ask = self.targets(book)
         symbol = book.symbol
+        top = book.top()
+        if top is None:
+            bid = ask = None
+            settled = None
+        else:
+            inventory = self.ctx.position(symbol).quantity
+            settled = (top, inventory)
+            memo = self._settled.get(symbol)
+            if memo is not None and memo[0] == settled and self.ctx.now_ns() < memo[1]:
+                return
+            bid, ask = self._targets(symbol, top, inventory)
         # One pass over the open orders: the live (not being canceled) quotes
         # per side, in the order they were sent, and the own prices a new
         # quote must not cross (a quote being canceled still rests).
@@ -138,27 +166,40 @@ class MarketMaker(Strategy):
             bid = lowest_sell - 1
         if ask is not None and highest_buy is not None and ask < highest_buy + 1:
             ask = highest_buy + 1
-        self._quote(symbol, _BUY, bid if bid is None or bid > 0 else None, buys)
-        self._quote(symbol, _SELL, ask, sells)
+        bid_stands = self._quote(symbol, _BUY, bid if bid is None or bid > 0 else None, buys)
+        ask_stands = self._quote(symbol, _SELL, ask, sells)
+        if settled is None or bid_stands is None or ask_stands is None:
+            self._settled.pop(symbol, None)
+        else:
+            self._settled[symbol] = (settled, min(bid_stands, ask_stands))
 
-    def _quote(self, symbol: str, side: Side, price: int | None, live: list[Order]) -> None:
-        """Keep one live quote on ``side`` at ``price`` (None: none); ``live`` oldest first."""
+    def on_order_update(self, order: Order) -> None:
+        self._settled.pop(order.symbol, None)
+
+    def _quote(self, symbol: str, side: Side, price: int | None, live: list[Order]) -> int | None:
+        """Keep one live quote on ``side`` at ``price`` (None: none); ``live`` oldest first.
+
+        Returns None when it asked for something (a cancel or an order),
+        else the engine time (ns) until which the same quote and orders ask
+        for nothing: the end of the ``requote_interval_s`` pause holding a
+        new quote back, or :data:`_FOREVER` when the quote is as wanted.
+        """
         if price is None:
             for order in live:
                 self.ctx.cancel(order)
-            return
+            return None if live else _FOREVER
         if live:
             current = live[0]
             for order in live[1:]:
                 self.ctx.cancel(order)
             assert current.price is not None
             if abs(current.price - price) < self._requote_ticks:
-                return
+                return None if len(live) > 1 else _FOREVER
         now = self.ctx.now_ns()
         key = (symbol, side)
         last = self._last_ns.get(key)
         if self._interval_ns and last is not None and now - last < self._interval_ns:
-            return
+            return None if len(live) > 1 else last + self._interval_ns
         self._last_ns[key] = now
         if live:
             self.ctx.replace(live[0], lots=self._lots[symbol], price=price)
@@ -166,3 +207,4 @@ class MarketMaker(Strategy):
             self.ctx.submit(
                 symbol, side, self._lots[symbol], price, OrderType.LIMIT, TimeInForce.GTC
             )
+        return None

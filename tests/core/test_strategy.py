@@ -302,3 +302,96 @@ def test_threshold_taker_cools_down_after_a_refused_order_too() -> None:
     clock.advance(0.2)
     engine.builder.handle(update(6, [["98.96", "1"]], []))
     assert engine.risk.denied[Denial.HALTED] == 2
+
+
+class MarketMakerWithoutShortcut(MarketMaker):
+    """The market maker with its unchanged-inputs shortcut forgotten before every update."""
+
+    def on_book(self, book: Any) -> None:
+        self._settled.clear()
+        super().on_book(book)
+
+
+class CountingMarketMaker(MarketMaker):
+    """The market maker counting its updates and its full evaluations."""
+
+    updates = 0
+    evaluations = 0
+
+    def on_book(self, book: Any) -> None:
+        CountingMarketMaker.updates += 1
+        super().on_book(book)
+
+    def _targets(self, symbol: str, top: Any, inventory: int) -> tuple[int | None, int | None]:
+        CountingMarketMaker.evaluations += 1
+        return super()._targets(symbol, top, inventory)
+
+
+@pytest.mark.parametrize(
+    ("params", "latency_us"),
+    [
+        ({"quantity": "0.05", "max_inventory": "1", "requote_interval_s": 0.05}, 200),
+        ({"quantity": "0.05", "max_inventory": "0.2", "half_spread_ticks": 1}, 200),
+        ({"quantity": "0.1", "max_inventory": "0.3", "requote_ticks": 3, "skew_ticks": 5,
+          "half_spread_ticks": 1, "requote_interval_s": 0.2}, 200),
+        # Cancels answered several updates later: quotes clamped by an own order
+        # being canceled move once its cancel is answered, the touch unchanged.
+        ({"quantity": "0.1", "max_inventory": "0.3", "skew_ticks": 8,
+          "half_spread_ticks": 1}, 5000),
+    ],
+)  # fmt: skip
+def test_the_market_makers_shortcut_decides_exactly_as_a_full_evaluation(
+    tmp_path: Any, params: dict[str, Any], latency_us: int
+) -> None:
+    """Skipping updates whose touch and inventory did not move changes no order, fill or mark."""
+    from benchmarks.backtest import SYMBOLS, write_data
+    from tests.backtest.test_golden import digest
+    from trading_engine.backtest.runner import BacktestOptions, run_backtest
+    from trading_engine.config import parse_config
+
+    data = write_data(tmp_path, 6000, seed=7)
+    raw: dict[str, Any] = {
+        "instruments": [
+            {"symbol": s, "tick_size": "0.01", "lot_size": "0.001", "maker_fee": "0.0001",
+             "taker_fee": "0.0005"} for s in SYMBOLS
+        ],
+        "risk": {"max_orders_per_s": 1000, "max_position": "1000"},
+        "journal": {"path": ":memory:"},
+        "backtest": {"queue_model": "prob", "order_latency_us": latency_us,
+                     "response_latency_us": latency_us},
+    }  # fmt: skip
+    digests = []
+    CountingMarketMaker.updates = CountingMarketMaker.evaluations = 0
+    for cls in ("CountingMarketMaker", "MarketMakerWithoutShortcut"):
+        raw["strategies"] = [
+            {"name": "maker", "class": f"tests.core.test_strategy:{cls}",
+             "symbols": ["BTC-USD", "ETH-USD"], "params": params}
+        ]  # fmt: skip
+        result = run_backtest(
+            parse_config(raw, environ={}), data, BacktestOptions(compare_zero_latency=False)
+        )
+        digests.append(digest(result))
+    assert digests[0] == digests[1]
+    assert digests[0]["orders"] > 50
+    assert digests[0]["fills"] > 0
+    # The shortcut was taken: most updates were answered without an evaluation.
+    assert CountingMarketMaker.evaluations < CountingMarketMaker.updates / 2
+
+
+def test_market_maker_requotes_when_the_fills_feed_alone_moves_its_inventory() -> None:
+    """A fill listed by the venue's fills log (no order answer) skews the next quotes."""
+    from trading_engine.core.reports import FillReport
+
+    params = {"quantity": "1", "max_inventory": "2", "skew_ticks": 4}
+    engine, _ = make(MM, params)
+    engine.builder.handle(snapshot(1, [["100.00", "1"], ["99.00", "1"]], [["100.10", "1"]]))
+    bid, _ = orders(engine)
+    engine.builder.handle(update(2, [["99.00", "2"]], []))  # below the touch: nothing to do
+    assert len(orders(engine)) == 2
+    assert bid.price is not None
+    engine.on_fill(FillReport(bid.client_order_id, bid.price, bid.quantity // 2, 1))
+    assert engine.positions.quantity("BTC-USD") == bid.quantity // 2
+    # No status changed (no on_order_update): only the inventory tells.
+    assert [o.status for o in orders(engine)] == [OrderStatus.NEW] * 2
+    engine.builder.handle(update(3, [["99.00", "3"]], []))  # the touch unchanged again
+    assert len(orders(engine)) == 4  # both quotes moved down against the long inventory
