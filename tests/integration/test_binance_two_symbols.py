@@ -173,9 +173,9 @@ async def test_two_symbols_whose_trade_ids_overlap_survive_sigkill_and_match_the
         ids = {symbol: {t.id for t in sim.trades[symbol]} for symbol in INSTRUMENTS}
         assert ids["BTCUSDT"] & ids["ETHUSDT"], ids
         sim.faults = SOME_FAULTS
-        # A 429 answered to the killed process may still run its Retry-After: the
-        # venue counts requests sent meanwhile towards a ban, and a new process
-        # cannot know of it (docs/venues.md). Restart once it has run out.
+        # The journal keeps the pauses the killed process read; a 429 answered to a
+        # request in flight when it died never reached it, and the venue counts requests
+        # sent meanwhile towards a ban (docs/venues.md): restart once it has run out.
         await wait_until(
             lambda: not sim.limiter.backing_off(sim.now_ms()), 65, "the 429's Retry-After to end"
         )

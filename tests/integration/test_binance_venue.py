@@ -16,8 +16,11 @@ and the venue agree.
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import EngineRun, wait_for, wait_until
@@ -70,9 +73,9 @@ async def test_every_fault_then_sigkill_then_restart_matches_the_binance_venue(
         sim.publish_to("127.0.0.1", engine.feed)
 
         await engine.kill_mid_trading(lambda: venue_position(sim)[0], sim.binance_orders.values, 90)
-        # A 429 answered to the killed process may still run its Retry-After, and
-        # the venue counts requests sent meanwhile towards a ban that a new process
-        # cannot know of (docs/venues.md): restart once it has run out.
+        # The journal keeps the pauses the killed process read; a 429 answered to a
+        # request in flight when it died never reached it, and the venue counts requests
+        # sent meanwhile towards a ban (docs/venues.md): restart once it has run out.
         await wait_until(
             lambda: not sim.limiter.backing_off(sim.now_ms()), 65, "the 429's Retry-After to end"
         )
@@ -106,3 +109,69 @@ async def test_every_fault_then_sigkill_then_restart_matches_the_binance_venue(
         counts = sim.counts
         assert counts.get("fail_after", 0) + counts.get("unknown_status", 0) >= 1, counts
         assert await engine.terminate() == 0, engine.log.read_text()[-3000:]
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_an_engine_killed_during_a_ban_and_started_again_sends_nothing_into_it(
+    tmp_path: Path,
+) -> None:
+    """The venue bans the engine (418, 12 s); the engine halts and journals the
+    ban's end; it is killed (SIGKILL) and started again at once. The new process
+    sends no request until the ban ends (the venue lengthens a repeat offender's
+    ban): ``/readyz`` says what start-up waits for, ``/status`` shows the ban's
+    end and the halt; then it reconciles and is ready, still halted."""
+    sim = BinanceSimulator([INSTRUMENT], keys=keys(), port=0, rate=50, seed=5)
+    gateway = {"venue": "binance", "api_secret_env": "BINANCE_TEST_SECRET", "fills_poll_s": 0.1}
+    risk = {"max_position": INSTRUMENT.format_size(MAX_POSITION_LOTS)}
+    async with (
+        sim,
+        EngineRun(
+            tmp_path, SYMBOL, sim.port, gateway=gateway, risk=risk,
+            env={"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET},
+        ) as engine,
+    ):  # fmt: skip
+        await wait_ready(engine, 60)
+        sim.limiter.banned_until_ms = ban_end_ms = sim.now_ms() + 12_000
+
+        async def banned() -> bool:
+            status = await engine.status()
+            return bool(status["venue"]["ban_until"]) and status["trading_state"] == "halted"
+
+        await wait_for(banned, 8, "the engine to hear the ban and halt")
+        assert engine.process is not None
+        engine.process.send_signal(signal.SIGKILL)
+        await engine.process.wait()
+        answered = sim.limiter.counts["418"]
+        requests = len(sim.request_log)
+        await engine.start()
+
+        async def waits_for_the_ban() -> bool:
+            try:
+                answer = await engine.client.get("/readyz")
+            except httpx.HTTPError:
+                return False
+            return answer.status_code == 503 and "ban" in answer.text
+
+        await wait_for(waits_for_the_ban, 20, "the restarted engine to say it waits for the ban")
+        assert sim.now_ms() < ban_end_ms, "the test is too slow for its ban"
+        status = await engine.status()
+        assert status["venue"]["ban_until"] is not None
+        assert status["trading_state"] == "halted"
+        await wait_ready(engine, 40)
+        assert sim.now_ms() >= ban_end_ms
+        assert sim.limiter.counts["418"] == answered  # nothing was sent into the ban
+        first = sim.request_log[requests][0]  # the new process's first request
+        assert first >= time.monotonic_ns() - (sim.now_ms() - ban_end_ms) * 1_000_000 - 10**8
+        assert (await engine.status())["trading_state"] == "halted"
+        assert await engine.terminate() == 0, engine.log.read_text()[-3000:]
+
+
+async def wait_ready(engine: EngineRun, within_s: float) -> None:
+    async def ready() -> bool:
+        try:
+            return (await engine.client.get("/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(ready, within_s, "the engine to be ready")

@@ -8,6 +8,7 @@ over the fast path and over httpx.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -574,6 +575,88 @@ async def test_a_ban_answered_to_the_first_clock_sample_pauses_every_request() -
             assert gw.counts["venue_banned"] == 1
             assert ("fault", "*", "venue_banned") in listener.events
             assert sim.limiter.counts["418"] == 1  # one request into the ban, no more
+
+
+class PauseLog:
+    """The journal's two pause rows, in memory (``Journal.venue_paused`` and ``venue_pauses``)."""
+
+    def __init__(self, paused: float = 0.0, banned: float = 0.0) -> None:
+        self.ends = [paused, banned]
+
+    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
+        self.ends[banned] = max(self.ends[banned], until_s)
+
+    def venue_pauses(self) -> tuple[float, float]:
+        return self.ends[0], self.ends[1]
+
+
+@pytest.mark.parametrize("restore", [True, False])
+async def test_a_gateway_started_during_an_earlier_runs_429_pause_sends_nothing_into_it(
+    restore: bool,
+) -> None:
+    """A read answered 429 (``Retry-After: 2``) is journaled; a gateway started
+    again before the pause ends (a restart after a crash) waits for its end
+    before its first request. The venue bans a client at the first request
+    sent into the pause (``ban_after = 1``): without the journaled pause
+    (``restore=False``) the restarted gateway is banned."""
+    limits = LimitSettings(ban_after=1, ban_s=120)
+    journal = PauseLog()
+    faults = Faults(read_rate_limit=1.0, retry_after_s=2)
+    async with simulator(faults, limits=limits) as sim:
+        async with gateway(sim, rules=False) as (first, _):
+            first.keep_pauses(journal)
+            start = time.time()
+            with pytest.raises((ConnectionError, TimeoutError)):  # the read waits for its end
+                await asyncio.wait_for(first.open_orders(), 0.5)
+            assert first.counts["venue_rate_limited"] == 1
+        paused, banned = journal.venue_pauses()
+        assert start + 1.5 < paused < time.time() + 2.5
+        assert banned == 0.0
+        sim.faults = Faults()
+        async with gateway(sim, rules=False) as (again, listener):
+            waiting = again.keep_pauses(journal, restore=restore)
+            if restore:
+                assert waiting is not None
+                assert "rate-limit pause" in waiting
+                assert again.counts["pause_restored"] == 1
+                assert await asyncio.wait_for(again.open_orders(), 5) == []
+                assert time.time() >= paused - 0.05
+                assert sim.limiter.counts["bans"] == 0
+                assert listener.events == []  # a 429 pause halts nothing
+            else:
+                assert waiting is None
+                with pytest.raises((ConnectionError, TimeoutError)):  # waits for the ban's end
+                    await asyncio.wait_for(again.open_orders(), 1)
+                assert sim.limiter.counts["bans"] == 1
+                assert again.banned_until is not None
+
+
+async def test_a_ban_is_journaled_and_a_gateway_started_during_it_sends_nothing() -> None:
+    """A 418 is journaled with its end; a gateway started again during the ban
+    sends no request (the venue would lengthen a repeat offender's ban), shows
+    the ban's end in ``/status``, halts trading, and reads once it is over."""
+    journal = PauseLog()
+    async with simulator() as sim:
+        sim.limiter.banned_until_ms = sim.now_ms() + 1_500
+        async with gateway(sim, rules=False) as (first, _):
+            first.keep_pauses(journal)
+            with pytest.raises((ConnectionError, TimeoutError)):  # the read waits for its end
+                await asyncio.wait_for(first.open_orders(), 0.5)
+            assert first.counts["venue_banned"] == 1
+        _, banned = journal.venue_pauses()
+        assert banned == pytest.approx(sim.limiter.banned_until_ms / 1000, abs=1)
+        answered = sim.limiter.counts["418"]
+        async with gateway(sim, rules=False) as (again, listener):
+            waiting = again.keep_pauses(journal)
+            assert waiting is not None
+            assert "ban" in waiting
+            assert ("fault", "*", "venue_banned") in listener.events
+            assert again.venue_status()["ban_until"] == time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(banned)
+            )
+            assert await asyncio.wait_for(again.open_orders(), 5) == []
+            assert sim.limiter.counts["418"] == answered  # nothing was sent into the ban
+            assert time.time() >= banned - 0.05
 
 
 async def test_a_polled_trade_the_stream_already_handed_on_is_not_handed_on_again() -> None:

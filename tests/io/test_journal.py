@@ -87,6 +87,22 @@ def test_trading_state_changes_are_written_at_once(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_the_venues_pauses_are_written_at_once_and_keep_their_latest_end(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "j.db")
+    journal = Journal.open(path)
+    assert journal.venue_pauses() == (0.0, 0.0)
+    journal.venue_paused(1_700_000_030.25)
+    journal.venue_paused(1_700_000_010.0)  # an earlier end does not shorten it
+    journal.venue_paused(1_700_000_120.0, banned=True)
+    assert journal.pending == 0  # each was written when it came
+    journal.close()
+    again = Journal.open(path)
+    assert again.venue_pauses() == (1_700_000_030.25, 1_700_000_120.0)
+    again.close()
+
+
 @pytest.mark.asyncio
 async def test_the_periodic_flush_writes_within_a_few_milliseconds(tmp_path: Path) -> None:
     path = str(tmp_path / "j.db")

@@ -362,11 +362,14 @@ class Engine:
         from .reconcile import ReconciliationRefused, VenueReader, reconcile
 
         reader = self.sink if isinstance(self.sink, VenueReader) else None
+        waiting = self._keep_venue_pauses()
         backoff = Backoff(0.2, 5.0)
         attempt = 0
         while True:
             attempt += 1
             self.blocked = "start-up reconciliation is running"
+            if waiting is not None and attempt == 1:
+                self.blocked += f"; it waits: {waiting}"
             try:
                 self.reconciliation = await reconcile(self, reader)
             except ReconciliationRefused as exc:
@@ -388,6 +391,21 @@ class Engine:
             self.blocked = None
             self._positions_known = True
             return True
+
+    def _keep_venue_pauses(self) -> str | None:
+        """The venue's pauses go to the journal; one an earlier run journaled is honoured.
+
+        Only the journal's own venue's: after ``accept_new_venue`` another
+        venue's pauses do not apply. Returns what start-up waits for, or None.
+        """
+        journal = self.journal
+        keep = getattr(self.sink, "keep_pauses", None)
+        if journal is None or keep is None:
+            return None
+        recorded = journal.recorded_venue()
+        same = recorded is None or journal.venue is None or recorded == journal.venue
+        waiting: str | None = keep(journal, restore=same)
+        return waiting
 
     async def stop(self, shutdown_drain_s: float | None = None) -> list[Order]:
         """Shutdown that keeps its promise; returns the orders still open at the end.

@@ -153,6 +153,7 @@ EVENTS: Final = (
     "filled_read_back",  # fills completed an order still open (its report lost): read back
     "rules_loaded",  # the venue's trading rules read (start-up)
     "venue_banned",  # an answer saying the venue banned this client (418): trading halts
+    "pause_restored",  # start-up: an earlier run's 429 pause or ban still runs (journal)
     "auth_failed",  # an answer refusing the API key or the signature: trading halts
     "clock_skew",  # an answer saying the request's timestamp was outside the venue's window
     "clock_synced",  # the venue's clock offset measured
@@ -165,6 +166,17 @@ EVENTS: Final = (
     "stream_report_mismatch",  # a stream report naming our order id on another venue order
     "poll_fill_streamed",  # a polled fill the stream had handed on already: not again
 )
+
+
+class PauseJournal(Protocol):
+    """Where the venue's pauses are kept across runs (the engine's journal)."""
+
+    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
+        """The venue takes no request before ``until_s`` (Unix seconds)."""
+
+    def venue_pauses(self) -> tuple[float, float]:
+        """``(paused until, banned until)``, Unix seconds (0.0: none)."""
+
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
 Reply = httpx.Response | Answer
@@ -290,6 +302,9 @@ class HttpGateway:
         self.reached = False
         #: The end of the venue's ban (wall-clock s), once one was answered (418).
         self.banned_until: float | None = None
+        #: Told the end (wall-clock s) of every pause the venue asks for: a 429's
+        #: ``Retry-After``, or a 418 ban (``banned=True``). See :meth:`keep_pauses`.
+        self.on_pause: Callable[..., None] | None = None
         #: The share of the venue's request weight used, as its last answer said.
         self.used_weight_share: float | None = None
         self._polls_wait_until = 0.0
@@ -1086,6 +1101,8 @@ class HttpGateway:
         first = self.banned_until is None or until > self.banned_until + 1
         self.banned_until = until if self.banned_until is None else max(until, self.banned_until)
         self.scheduler.pause(max(0.0, until - now))
+        if self.on_pause is not None:
+            self.on_pause(until, banned=True)
         if first:
             log.error(
                 "the venue banned this client until %s (%s): trading halts",
@@ -1645,7 +1662,48 @@ class HttpGateway:
         )
         self.counts["venue_rate_limited"] += 1
         self.scheduler.pause(delay)
+        if self.on_pause is not None:
+            self.on_pause(self._wall_clock() + delay)
         return delay
+
+    def keep_pauses(self, journal: PauseJournal, *, restore: bool = True) -> str | None:
+        """Start-up: journal the venue's pauses from now on; honour one that still runs.
+
+        Every pause the venue asks for is told to ``journal.venue_paused``
+        from now on. With ``restore``, the ends ``journal.venue_pauses()``
+        gives (the last 429's ``Retry-After`` and the last 418 ban of an
+        earlier run, Unix seconds) are honoured: every request class waits
+        until the one still ahead (counted ``pause_restored``); a ban also
+        halts trading and shows in ``/status`` (``venue.ban_until``), as the
+        ban's own answer does. Call before the first request. Returns what
+        start-up waits for (one line), or None when nothing runs any more.
+        """
+        self.on_pause = journal.venue_paused
+        if not restore:
+            return None
+        paused_until, banned_until = journal.venue_pauses()
+        now = self._wall_clock()
+        if banned_until > now:
+            self.counts["pause_restored"] += 1
+            self.banned_until = banned_until
+            self.scheduler.pause(banned_until - now)
+            end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(banned_until))
+            log.error(
+                "the venue banned this client until %s (journaled by an earlier run): "
+                "no request before then; trading halts",
+                end,
+            )
+            self._listener.on_order_fault("*", "venue_banned")
+            return f"the venue's ban of this client ends at {end} (journaled)"
+        if paused_until > now:
+            self.counts["pause_restored"] += 1
+            self.scheduler.pause(paused_until - now)
+            log.warning(
+                "the venue's 429 pause of an earlier run runs %.1f s more: no request before then",
+                paused_until - now,
+            )
+            return f"the venue's rate-limit pause ends in {paused_until - now:.1f} s (journaled)"
+        return None
 
     # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
     #

@@ -16,7 +16,10 @@ journal``, a backup) never block the writer. It records:
 * each trading-state change with who asked (``admin``, ``risk``,
   ``journal``, ``supervisor``, ``start-up``) and why;
 * each run (its run id, the prefix of its client order ids) and each
-  start-up reconciliation's report.
+  start-up reconciliation's report;
+* the end of the venue's last pause (a 429's ``Retry-After``) and of its
+  last ban (a 418), which a process started again honours before its
+  first request.
 
 Prices are integer ticks and quantities integer lots; the ``instruments``
 table holds each symbol's tick and lot size so the file is readable
@@ -77,6 +80,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -288,6 +292,10 @@ _CURSOR: Final = (
     "INSERT INTO cursor (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
 )
+#: The ``cursor`` rows of the venue's pauses: the end of the last 429's
+#: ``Retry-After`` and of the last 418 ban, wall-clock milliseconds.
+_PAUSED_ROW: Final = "venue_paused_until_ms"
+_BANNED_ROW: Final = "venue_banned_until_ms"
 #: The ``cursor`` row of a fills stream is named ``fills:<stream>``; the stream
 #: ``*`` (a venue with one fills log) keeps the row ``fills`` it always had.
 _CURSOR_PREFIX: Final = "fills:"
@@ -789,6 +797,34 @@ class Journal:
         calling thread before this returns.
         """
         self._pending.append((_STATE, (state, who, reason, self._clock_ns())))
+        self._write_soon()
+
+    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
+        """The venue takes no request from this client before ``until_s`` (Unix seconds).
+
+        A 429's ``Retry-After`` or, ``banned``, a 418 ban's end. Written as
+        soon as possible, as a trading-state change is: a process started
+        again before then (after a crash) reads it back
+        (:meth:`venue_pauses`) and sends nothing into the pause, which the
+        venue would count towards a (longer) ban. Each row keeps its
+        latest end.
+        """
+        row = _BANNED_ROW if banned else _PAUSED_ROW
+        self._pending.append((_CURSOR, (row, math.ceil(until_s * 1000))))
+        self._write_soon()
+
+    def venue_pauses(self) -> tuple[float, float]:
+        """``(paused until, banned until)``: the journaled ends of the venue's last 429
+        pause and last ban, Unix seconds (0.0: none journaled)."""
+        ends = dict(
+            self._db.execute(
+                "SELECT name, value FROM cursor WHERE name IN (?, ?)", (_PAUSED_ROW, _BANNED_ROW)
+            ).fetchall()
+        )
+        return ends.get(_PAUSED_ROW, 0) / 1000, ends.get(_BANNED_ROW, 0) / 1000
+
+    def _write_soon(self) -> None:
+        """Hand what is pending to the writer now (on the loop), or write it here."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
