@@ -142,6 +142,10 @@ class StrategyRunner:
         self._on_book_async = asyncio.iscoroutinefunction(self._on_book)
         self._on_trade = None if cls.on_trade is Strategy.on_trade else strategy.on_trade
         self._on_trade_async = asyncio.iscoroutinefunction(strategy.on_trade)
+        #: Per hook name: None when the class does not override it, else whether
+        #: it is a coroutine function (decided once: ``iscoroutinefunction`` is
+        #: several microseconds, and order callbacks come once per report).
+        self._hooks: dict[str, bool | None] = {}
 
     def __repr__(self) -> str:
         return f"StrategyRunner({self.name!r}, enabled={self.enabled})"
@@ -185,10 +189,22 @@ class StrategyRunner:
 
     def call(self, hook_name: str, *args: Any) -> None:
         """Run any hook (lifecycle and order callbacks) with the same isolation."""
-        hook = getattr(self.strategy, hook_name)
-        if getattr(Strategy, hook_name, None) is getattr(type(self.strategy), hook_name):
+        hooks = self._hooks
+        if hook_name in hooks:
+            is_async = hooks[hook_name]
+        else:
+            overridden = getattr(Strategy, hook_name, None) is not getattr(
+                type(self.strategy), hook_name
+            )
+            is_async = (
+                asyncio.iscoroutinefunction(getattr(self.strategy, hook_name))
+                if overridden
+                else None
+            )
+            hooks[hook_name] = is_async
+        if is_async is None:
             return  # not overridden: nothing to do
-        self._run(hook, asyncio.iscoroutinefunction(hook), args, evaluation=False)
+        self._run(getattr(self.strategy, hook_name), is_async, args, evaluation=False)
 
     def _run(
         self,
