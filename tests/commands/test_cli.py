@@ -43,10 +43,25 @@ def test_every_commands_help_works(capsys: pytest.CaptureFixture[str]) -> None:
         assert capsys.readouterr().out.startswith("usage: "), command
 
 
-def test_usage_error_exits_2() -> None:
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["no-such-command"], "argument COMMAND"),
+        (["backtest", "--from", "garbage", "x.csv"], "argument --from: 'garbage'"),
+        (["run", "--duration", "abc"], "argument --duration"),
+        (["journal", "nope"], "argument VIEW"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_argument_and_exits_2(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["no-such-command"])
+        main(argv)
     assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert named in err
+    assert err.rstrip().endswith("--help)")
 
 
 def test_check_config_valid(capsys: pytest.CaptureFixture[str]) -> None:

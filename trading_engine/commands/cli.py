@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .. import __version__
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config, load_default_config
@@ -35,6 +35,17 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A command-line value that makes no sense (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr, naming the argument, then exit 2.
+
+    ``argparse`` prints the whole usage block first; the line already says
+    what is wrong, and ``--help`` shows the rest.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -604,7 +615,7 @@ def _instruments(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trading-engine",
         formatter_class=HelpFormatter,
         description="A low-latency trading engine: market data in, safe orders out.",
