@@ -277,6 +277,10 @@ class EngineRun:
     async def restart(self, within_s: float) -> None:
         """Start the process again; return once its ``/readyz`` answers 200."""
         await self.start()
+        await self.wait_ready(within_s)
+
+    async def wait_ready(self, within_s: float) -> None:
+        """Return once ``/readyz`` answers 200; fail the test after ``within_s``."""
 
         async def ready() -> bool:
             try:
@@ -284,7 +288,7 @@ class EngineRun:
             except httpx.HTTPError:
                 return False
 
-        await wait_for(ready, within_s, "the restarted engine to be ready")
+        await wait_for(ready, within_s, "the engine to be ready")
 
     async def status(self) -> dict[str, Any]:
         """The engine's ``GET /status``."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,14 @@ EVERY_FAULT = Faults(
     fail_before=0.1, fail_after=0.15, unknown_status=0.1, rate_limit=0.03, retry_after_s=1,
     read_rate_limit=0.03, hang=0.03, hang_s=0.6, late_answer=0.05, reset=0.03, expire=0.02,
 )  # fmt: skip
+
+
+def binance_engine(
+    folder: Path, sim: BinanceSimulator, gateway: Mapping[str, object], risk: Mapping[str, object]
+) -> EngineRun:
+    """A ``trading-engine run`` on the simulator's Binance dialect, keys in its environment."""
+    env = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
+    return EngineRun(folder, SYMBOL, sim.port, gateway=gateway, risk=risk, env=env)
 
 
 def venue_position(sim: BinanceSimulator) -> tuple[int, int]:
@@ -63,13 +72,7 @@ async def test_every_fault_then_sigkill_then_restart_matches_the_binance_venue(
         "resting_order_check_s": 2.0,
     }
     risk = {"max_position": INSTRUMENT.format_size(MAX_POSITION_LOTS), "max_orders_per_s": 20}
-    async with (
-        sim,
-        EngineRun(
-            tmp_path, SYMBOL, sim.port, gateway=gateway, risk=risk,
-            env={"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET},
-        ) as engine,
-    ):  # fmt: skip
+    async with sim, binance_engine(tmp_path, sim, gateway, risk) as engine:
         sim.publish_to("127.0.0.1", engine.feed)
 
         await engine.kill_mid_trading(lambda: venue_position(sim)[0], sim.binance_orders.values, 90)
@@ -124,14 +127,8 @@ async def test_an_engine_killed_during_a_ban_and_started_again_sends_nothing_int
     sim = BinanceSimulator([INSTRUMENT], keys=keys(), port=0, rate=50, seed=5)
     gateway = {"venue": "binance", "api_secret_env": "BINANCE_TEST_SECRET", "fills_poll_s": 0.1}
     risk = {"max_position": INSTRUMENT.format_size(MAX_POSITION_LOTS)}
-    async with (
-        sim,
-        EngineRun(
-            tmp_path, SYMBOL, sim.port, gateway=gateway, risk=risk,
-            env={"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET},
-        ) as engine,
-    ):  # fmt: skip
-        await wait_ready(engine, 60)
+    async with sim, binance_engine(tmp_path, sim, gateway, risk) as engine:
+        await engine.wait_ready(60)
         sim.limiter.banned_until_ms = ban_end_ms = sim.now_ms() + 12_000
 
         async def banned() -> bool:
@@ -158,20 +155,10 @@ async def test_an_engine_killed_during_a_ban_and_started_again_sends_nothing_int
         status = await engine.status()
         assert status["venue"]["ban_until"] is not None
         assert status["trading_state"] == "halted"
-        await wait_ready(engine, 40)
+        await engine.wait_ready(40)
         assert sim.now_ms() >= ban_end_ms
         assert sim.limiter.counts["418"] == answered  # nothing was sent into the ban
         first = sim.request_log[requests][0]  # the new process's first request
         assert first >= time.monotonic_ns() - (sim.now_ms() - ban_end_ms) * 1_000_000 - 10**8
         assert (await engine.status())["trading_state"] == "halted"
         assert await engine.terminate() == 0, engine.log.read_text()[-3000:]
-
-
-async def wait_ready(engine: EngineRun, within_s: float) -> None:
-    async def ready() -> bool:
-        try:
-            return (await engine.client.get("/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(ready, within_s, "the engine to be ready")
