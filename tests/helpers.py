@@ -148,7 +148,12 @@ class Accumulator(Strategy):
 def _toml_table(name: str, keys: Mapping[str, object]) -> str:
     lines = [f"[{name}]"]
     for key, value in keys.items():
-        lines.append(f'{key} = "{value}"' if isinstance(value, str | Path) else f"{key} = {value}")
+        if isinstance(value, bool):
+            lines.append(f"{key} = {str(value).lower()}")
+        else:
+            lines.append(
+                f'{key} = "{value}"' if isinstance(value, str | Path) else f"{key} = {value}"
+            )
     return "\n".join(lines)
 
 

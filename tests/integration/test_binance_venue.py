@@ -16,7 +16,9 @@ and the venue agree.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +47,15 @@ def binance_engine(
     """A ``trading-engine run`` on the simulator's Binance dialect, keys in its environment."""
     env = {"EXCHANGE_API_KEY": API_KEY, "BINANCE_TEST_SECRET": SECRET}
     return EngineRun(folder, SYMBOL, sim.port, gateway=gateway, risk=risk, env=env)
+
+
+def journaled_ban(path: Path) -> int:
+    """The end of the ban a journal holds (wall-clock ms; 0: none), read-only."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        row = db.execute(
+            "SELECT max(value) FROM cursor WHERE name LIKE 'venue_banned_until_ms:%'"
+        ).fetchone()
+    return int(row[0] or 0)
 
 
 def venue_position(sim: BinanceSimulator) -> tuple[int, int]:
@@ -125,7 +136,13 @@ async def test_an_engine_killed_during_a_ban_and_started_again_sends_nothing_int
     ban): ``/readyz`` says what start-up waits for, ``/status`` shows the ban's
     end and the halt; then it reconciles and is ready, still halted."""
     sim = BinanceSimulator([INSTRUMENT], keys=keys(), port=0, rate=50, seed=5)
-    gateway = {"venue": "binance", "api_secret_env": "BINANCE_TEST_SECRET", "fills_poll_s": 0.1}
+    # Without the user data stream the fills poll (every 0.1 s) hears the ban at once.
+    gateway = {
+        "venue": "binance",
+        "api_secret_env": "BINANCE_TEST_SECRET",
+        "fills_poll_s": 0.1,
+        "user_stream": False,
+    }
     risk = {"max_position": INSTRUMENT.format_size(MAX_POSITION_LOTS)}
     async with sim, binance_engine(tmp_path, sim, gateway, risk) as engine:
         await engine.wait_ready(60)
@@ -136,6 +153,8 @@ async def test_an_engine_killed_during_a_ban_and_started_again_sends_nothing_int
             return bool(status["venue"]["ban_until"]) and status["trading_state"] == "halted"
 
         await wait_for(banned, 8, "the engine to hear the ban and halt")
+        # The journal's row follows /status by a millisecond or so (its own thread).
+        await wait_until(lambda: journaled_ban(engine.journal) > 0, 5, "the ban's journal row")
         assert engine.process is not None
         engine.process.send_signal(signal.SIGKILL)
         await engine.process.wait()

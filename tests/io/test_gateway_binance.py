@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,7 @@ from trading_engine.core.protocol import Side
 from trading_engine.core.reports import FillReport, OrderReport
 from trading_engine.io.fastpath import FastOrderChannel
 from trading_engine.io.gateway import HttpGateway
+from trading_engine.io.journal import Journal, VenueIdentity
 from trading_engine.sim.binance import BinanceSimulator, LimitSettings
 from trading_engine.sim.binance.rules import SymbolSettings
 from trading_engine.sim.exchange_sim import Faults
@@ -577,79 +579,83 @@ async def test_a_ban_answered_to_the_first_clock_sample_pauses_every_request() -
             assert sim.limiter.counts["418"] == 1  # one request into the ban, no more
 
 
-class PauseLog:
-    """The journal's two pause rows, in memory (``Journal.venue_paused`` and ``venue_pauses``)."""
-
-    def __init__(self, paused: float = 0.0, banned: float = 0.0) -> None:
-        self.ends = [paused, banned]
-
-    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
-        self.ends[banned] = max(self.ends[banned], until_s)
-
-    def venue_pauses(self) -> tuple[float, float]:
-        return self.ends[0], self.ends[1]
+def pause_journal(folder: Path, sim: BinanceSimulator, key: str = API_KEY) -> Journal:
+    journal = Journal.open(str(folder / "journal.db"))
+    journal.venue = VenueIdentity.of(f"http://127.0.0.1:{sim.port}", key)
+    return journal
 
 
-@pytest.mark.parametrize("restore", [True, False])
+@pytest.mark.parametrize("journaled", [True, False])
 async def test_a_gateway_started_during_an_earlier_runs_429_pause_sends_nothing_into_it(
-    restore: bool,
+    journaled: bool, tmp_path: Path
 ) -> None:
     """A read answered 429 (``Retry-After: 2``) is journaled; a gateway started
     again before the pause ends (a restart after a crash) waits for its end
     before its first request. The venue bans a client at the first request
-    sent into the pause (``ban_after = 1``): without the journaled pause
-    (``restore=False``) the restarted gateway is banned."""
+    sent into the pause (``ban_after = 1``): with a journal that never heard
+    of the pause, the restarted gateway is banned."""
     limits = LimitSettings(ban_after=1, ban_s=120)
-    journal = PauseLog()
     faults = Faults(read_rate_limit=1.0, retry_after_s=2)
     async with simulator(faults, limits=limits) as sim:
+        journal = pause_journal(tmp_path, sim)
         async with gateway(sim, rules=False) as (first, _):
             first.keep_pauses(journal)
             start = time.time()
             with pytest.raises((ConnectionError, TimeoutError)):  # the read waits for its end
                 await asyncio.wait_for(first.open_orders(), 0.5)
             assert first.counts["venue_rate_limited"] == 1
-        paused, banned = journal.venue_pauses()
+        journal.flush()
+        (heard, paused), banned = journal.venue_pauses()
+        assert start - 0.01 <= heard < paused
         assert start + 1.5 < paused < time.time() + 2.5
-        assert banned == 0.0
+        assert banned == (0.0, 0.0)
         sim.faults = Faults()
+        restarted = journal if journaled else pause_journal(tmp_path / "other", sim)
         async with gateway(sim, rules=False) as (again, listener):
-            waiting = again.keep_pauses(journal, restore=restore)
-            if restore:
-                assert waiting is not None
-                assert "rate-limit pause" in waiting
+            restored = again.keep_pauses(restarted)
+            if journaled:
+                assert restored is not None
+                waiting, wait_s = restored
+                assert "rate-limit pause (429) ends at" in waiting
+                assert 0 < wait_s <= 2.5
                 assert again.counts["pause_restored"] == 1
                 assert await asyncio.wait_for(again.open_orders(), 5) == []
                 assert time.time() >= paused - 0.05
                 assert sim.limiter.counts["bans"] == 0
                 assert listener.events == []  # a 429 pause halts nothing
             else:
-                assert waiting is None
+                assert restored is None
                 with pytest.raises((ConnectionError, TimeoutError)):  # waits for the ban's end
                     await asyncio.wait_for(again.open_orders(), 1)
                 assert sim.limiter.counts["bans"] == 1
                 assert again.banned_until is not None
+        journal.close()
 
 
-async def test_a_ban_is_journaled_and_a_gateway_started_during_it_sends_nothing() -> None:
+async def test_a_ban_is_journaled_and_a_gateway_started_during_it_sends_nothing(
+    tmp_path: Path,
+) -> None:
     """A 418 is journaled with its end; a gateway started again during the ban
     sends no request (the venue would lengthen a repeat offender's ban), shows
-    the ban's end in ``/status``, halts trading, and reads once it is over."""
-    journal = PauseLog()
+    the ban's end in ``/status``, halts trading, and reads once it is over. The
+    ban is the client's: a new API key on the same base URL honours it."""
     async with simulator() as sim:
+        journal = pause_journal(tmp_path, sim)
         sim.limiter.banned_until_ms = sim.now_ms() + 1_500
         async with gateway(sim, rules=False) as (first, _):
             first.keep_pauses(journal)
             with pytest.raises((ConnectionError, TimeoutError)):  # the read waits for its end
                 await asyncio.wait_for(first.open_orders(), 0.5)
             assert first.counts["venue_banned"] == 1
-        _, banned = journal.venue_pauses()
+        journal.flush()
+        _, (_, banned) = journal.venue_pauses()
         assert banned == pytest.approx(sim.limiter.banned_until_ms / 1000, abs=1)
         answered = sim.limiter.counts["418"]
+        journal.venue = VenueIdentity.of(f"http://127.0.0.1:{sim.port}", "another-key")
         async with gateway(sim, rules=False) as (again, listener):
-            waiting = again.keep_pauses(journal)
-            assert waiting is not None
-            assert "ban" in waiting
+            restored = again.keep_pauses(journal)
+            assert restored is not None
+            assert "ban of this client ends at" in restored[0]
             assert ("fault", "*", "venue_banned") in listener.events
             assert again.venue_status()["ban_until"] == time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(banned)
@@ -657,6 +663,86 @@ async def test_a_ban_is_journaled_and_a_gateway_started_during_it_sends_nothing(
             assert await asyncio.wait_for(again.open_orders(), 5) == []
             assert sim.limiter.counts["418"] == answered  # nothing was sent into the ban
             assert time.time() >= banned - 0.05
+        journal.close()
+
+
+async def test_a_pause_journaled_for_another_base_url_is_not_honoured(tmp_path: Path) -> None:
+    journal = Journal.open(str(tmp_path / "journal.db"))
+    journal.venue = VenueIdentity.of("https://testnet.binance.vision", API_KEY)
+    now = time.time()
+    journal.venue_paused(now, now + 600, banned=True)
+    journal.flush()
+    journal.venue = VenueIdentity.of("https://api.binance.com", API_KEY)
+    assert journal.venue_pauses() == ((0.0, 0.0), (0.0, 0.0))
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    ("heard_shift_s", "restart_shift_s", "banned", "lasting_s", "left_s"),
+    [
+        (0, 0, True, 600, 600),  # as heard
+        (0, -3600, True, 600, 600),  # the host's clock set an hour back before the restart
+        (3600, 0, False, 1, 1),  # the host's clock an hour ahead when the 429 was heard
+        (0, 0, True, 10 * 365 * 86_400, 3 * 86_400),  # "banned until" ten years on
+        (0, 0, False, 3600, 30),  # a 429 pause longer than max_retry_after_s
+        (0, 700, True, 600, 0),  # over
+    ],
+)
+async def test_a_journaled_pause_never_lasts_longer_than_when_it_was_heard(
+    tmp_path: Path,
+    heard_shift_s: float,
+    restart_shift_s: float,
+    banned: bool,
+    lasting_s: float,
+    left_s: float,
+) -> None:
+    """What is left of a journaled pause is bounded by its length when heard and by
+    the longest the venue asks for (30 s ``max_retry_after_s``, a 3-day ban),
+    whatever the host's clock did between the two runs."""
+    journal = Journal.open(str(tmp_path / "journal.db"))
+    journal.venue = VenueIdentity.of("https://api.binance.com", API_KEY)
+    now = 1_800_000_000.0
+    heard = now + heard_shift_s
+    journal.venue_paused(heard, heard + lasting_s, banned=banned)
+    journal.flush()
+    listener = Listener()
+    gw = HttpGateway(
+        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
+                                      "api_secret_env": "BINANCE_SECRET"}),
+        listener, {SYMBOL: INSTRUMENT},
+        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
+        api_key=API_KEY, wall_clock=lambda: now + restart_shift_s,
+        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
+                                                     {SYMBOL: INSTRUMENT}), API_KEY),
+    )  # fmt: skip
+    restored = gw.keep_pauses(journal)
+    if left_s == 0:
+        assert restored is None
+        assert not gw.scheduler.paused()
+    else:
+        assert restored is not None
+        assert restored[1] == pytest.approx(left_s, abs=0.01)
+        assert (gw.banned_until is not None) is banned
+    journal.close()
+
+
+async def test_a_429_to_the_user_data_stream_pauses_the_gateway_and_is_journaled(
+    tmp_path: Path,
+) -> None:
+    """The stream's connection and the REST API share the client's request weight:
+    a 429 answered to either pauses every request path, and the journal keeps it."""
+    async with simulator() as sim:
+        journal = pause_journal(tmp_path, sim)
+        async with gateway(sim, rules=False) as (gw, _):
+            gw.keep_pauses(journal)
+            gw.venue_rate_limited(5.0)
+            assert gw.scheduler.paused()
+            assert gw.counts["venue_rate_limited"] == 1
+            gw.venue_rate_limited(3600.0)  # never longer than max_retry_after_s
+        journal.flush()
+        (heard, until), _ = journal.venue_pauses()
+        assert until - heard == pytest.approx(30.0, abs=0.01)
+        journal.close()
 
 
 async def test_a_polled_trade_the_stream_already_handed_on_is_not_handed_on_again() -> None:

@@ -11,7 +11,13 @@ import pytest
 from trading_engine import Instrument
 from trading_engine.core.orders import Order, OrderStatus, OrderType, TimeInForce
 from trading_engine.core.protocol import Side
-from trading_engine.io.journal import SCHEMA_V1, SCHEMA_VERSION, Journal, JournalError
+from trading_engine.io.journal import (
+    SCHEMA_V1,
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    VenueIdentity,
+)
 
 BTC = Instrument("BTC-USD", "0.01", "0.001")
 
@@ -87,19 +93,24 @@ def test_trading_state_changes_are_written_at_once(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_the_venues_pauses_are_written_at_once_and_keep_their_latest_end(
+def test_the_venues_pauses_are_written_at_once_per_base_url_the_last_one_heard(
     tmp_path: Path,
 ) -> None:
     path = str(tmp_path / "j.db")
     journal = Journal.open(path)
-    assert journal.venue_pauses() == (0.0, 0.0)
-    journal.venue_paused(1_700_000_030.25)
-    journal.venue_paused(1_700_000_010.0)  # an earlier end does not shorten it
-    journal.venue_paused(1_700_000_120.0, banned=True)
+    journal.venue = VenueIdentity.of("https://api.binance.com", "k")
+    assert journal.venue_pauses() == ((0.0, 0.0), (0.0, 0.0))
+    journal.venue_paused(1_700_000_000.0, 1_700_000_030.25)
+    journal.venue_paused(1_700_000_005.0, 1_700_000_010.0)  # the last one heard counts
+    journal.venue_paused(1_700_000_000.0, 1_700_000_120.0, banned=True)
     assert journal.pending == 0  # each was written when it came
     journal.close()
     again = Journal.open(path)
-    assert again.venue_pauses() == (1_700_000_030.25, 1_700_000_120.0)
+    again.venue = VenueIdentity.of("https://api.binance.com", "another key")
+    assert again.venue_pauses() == ((1_700_000_005.0, 1_700_000_010.0),
+                                    (1_700_000_000.0, 1_700_000_120.0))  # fmt: skip
+    again.venue = VenueIdentity.of("https://testnet.binance.vision", "k")
+    assert again.venue_pauses() == ((0.0, 0.0), (0.0, 0.0))
     again.close()
 
 

@@ -362,14 +362,17 @@ class Engine:
         from .reconcile import ReconciliationRefused, VenueReader, reconcile
 
         reader = self.sink if isinstance(self.sink, VenueReader) else None
-        waiting = self._keep_venue_pauses()
+        restored = self._keep_venue_pauses()
+        if restored is not None:
+            # Nothing may reach the venue before then; a stop interrupts the wait.
+            waiting, wait_s = restored
+            self.blocked = f"start-up waits before its first request: {waiting}"
+            await asyncio.sleep(wait_s)
         backoff = Backoff(0.2, 5.0)
         attempt = 0
         while True:
             attempt += 1
             self.blocked = "start-up reconciliation is running"
-            if waiting is not None and attempt == 1:
-                self.blocked += f"; it waits: {waiting}"
             try:
                 self.reconciliation = await reconcile(self, reader)
             except ReconciliationRefused as exc:
@@ -392,20 +395,15 @@ class Engine:
             self._positions_known = True
             return True
 
-    def _keep_venue_pauses(self) -> str | None:
-        """The venue's pauses go to the journal; one an earlier run journaled is honoured.
-
-        Only the journal's own venue's: after ``accept_new_venue`` another
-        venue's pauses do not apply. Returns what start-up waits for, or None.
-        """
+    def _keep_venue_pauses(self) -> tuple[str, float] | None:
+        """The venue's pauses go to the journal; one an earlier run journaled (for
+        this base URL) is honoured. Returns what start-up waits for and how long."""
         journal = self.journal
         keep = getattr(self.sink, "keep_pauses", None)
         if journal is None or keep is None:
             return None
-        recorded = journal.recorded_venue()
-        same = recorded is None or journal.venue is None or recorded == journal.venue
-        waiting: str | None = keep(journal, restore=same)
-        return waiting
+        restored: tuple[str, float] | None = keep(journal)
+        return restored
 
     async def stop(self, shutdown_drain_s: float | None = None) -> list[Order]:
         """Shutdown that keeps its promise; returns the orders still open at the end.

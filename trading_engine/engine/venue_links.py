@@ -126,6 +126,7 @@ class UserStreamLink:
             settings=stream_settings(settings),
             hold_s=self._ban_left_s,
             on_banned=gateway.venue_banned,
+            on_rate_limited=gateway.venue_rate_limited,
         )
         self._task: asyncio.Task[None] | None = None
 

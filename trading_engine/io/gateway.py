@@ -121,6 +121,11 @@ WEIGHT_TIGHT_SHARE: Final = 0.8
 #: from which new orders are refused ``rate_limited`` until its next 10 s.
 ORDER_COUNT_TIGHT_SHARE: Final = 0.9
 
+#: The longest ban the gateway believes (seconds): Binance bans a client for
+#: "from 2 minutes to 3 days" (its REST API's "LIMITS" section); an answer naming
+#: a later end is read as this long.
+MAX_BAN_S: Final = 3 * 86_400.0
+
 #: Every counter the gateway keeps (always exported, 0 until seen).
 EVENTS: Final = (
     "timeout",  # a request got no answer within timeout_s
@@ -171,11 +176,19 @@ EVENTS: Final = (
 class PauseJournal(Protocol):
     """Where the venue's pauses are kept across runs (the engine's journal)."""
 
-    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
-        """The venue takes no request before ``until_s`` (Unix seconds)."""
+    def venue_paused(self, heard_s: float, until_s: float, *, banned: bool = False) -> None:
+        """A pause (a 429, or a 418 ban) heard at ``heard_s`` ends at ``until_s`` (Unix s)."""
 
-    def venue_pauses(self) -> tuple[float, float]:
-        """``(paused until, banned until)``, Unix seconds (0.0: none)."""
+    def venue_pauses(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The last 429 pause and the last ban: ``((heard, until), (heard, until))``."""
+
+
+def _left(now: float, heard: float, until: float, longest: float) -> float:
+    """Seconds left of a journaled pause: to ``until``, but never more than it lasted
+    when heard at ``heard`` nor than ``longest`` (0 when over or never journaled)."""
+    if until <= now:
+        return 0.0
+    return max(0.0, min(until - now, until - heard, longest))
 
 
 #: Reply from either path: an httpx.Response or a fast-path Answer.
@@ -1088,7 +1101,7 @@ class HttpGateway:
         until = verdict.banned_until_s
         if until is None:
             delay = retry_after_s(
-                reply.headers.get("retry-after"), now, default_s=60.0, cap_s=3 * 86_400.0
+                reply.headers.get("retry-after"), now, default_s=60.0, cap_s=MAX_BAN_S
             )
             until = now + delay
         self.venue_banned(until, verdict.reason)
@@ -1097,12 +1110,13 @@ class HttpGateway:
         """The venue banned this client until ``until`` (wall-clock s), whichever request
         path heard it (an answer, its user data stream): every request waits; trading halts."""
         now = self._wall_clock()
+        until = min(until, now + MAX_BAN_S)
         self.counts["venue_banned"] += 1
         first = self.banned_until is None or until > self.banned_until + 1
         self.banned_until = until if self.banned_until is None else max(until, self.banned_until)
         self.scheduler.pause(max(0.0, until - now))
         if self.on_pause is not None:
-            self.on_pause(until, banned=True)
+            self.on_pause(now, until, banned=True)
         if first:
             log.error(
                 "the venue banned this client until %s (%s): trading halts",
@@ -1660,50 +1674,67 @@ class HttpGateway:
             cap_s=self.config.max_retry_after_s,
             date=reply.headers.get("date"),
         )
+        self._pause(delay)
+        return delay
+
+    def venue_rate_limited(self, delay_s: float) -> None:
+        """Another request path of this client (its user data stream) was answered 429:
+        every request class pauses ``delay_s`` (at most ``max_retry_after_s``), as
+        for a 429 to a request of the gateway's own."""
+        self._pause(min(max(0.0, delay_s), self.config.max_retry_after_s))
+
+    def _pause(self, delay: float) -> None:
         self.counts["venue_rate_limited"] += 1
         self.scheduler.pause(delay)
         if self.on_pause is not None:
-            self.on_pause(self._wall_clock() + delay)
-        return delay
+            now = self._wall_clock()
+            self.on_pause(now, now + delay)
 
-    def keep_pauses(self, journal: PauseJournal, *, restore: bool = True) -> str | None:
+    def keep_pauses(self, journal: PauseJournal) -> tuple[str, float] | None:
         """Start-up: journal the venue's pauses from now on; honour one that still runs.
 
         Every pause the venue asks for is told to ``journal.venue_paused``
-        from now on. With ``restore``, the ends ``journal.venue_pauses()``
-        gives (the last 429's ``Retry-After`` and the last 418 ban of an
-        earlier run, Unix seconds) are honoured: every request class waits
-        until the one still ahead (counted ``pause_restored``); a ban also
-        halts trading and shows in ``/status`` (``venue.ban_until``), as the
-        ban's own answer does. Call before the first request. Returns what
-        start-up waits for (one line), or None when nothing runs any more.
+        from now on. The last 429 pause and the last ban an earlier run
+        journaled (``journal.venue_pauses()``) are honoured while they run:
+        every request class waits (counted ``pause_restored``), and a ban
+        also halts trading and shows in ``/status`` (``venue.ban_until``),
+        as the ban's own answer does. What is left of each is never more
+        than it was when heard, nor than ``max_retry_after_s`` (a 429) or
+        :data:`MAX_BAN_S` (a ban): a host clock set back or forward between
+        the two runs cannot stretch it. Call before the first request.
+
+        Returns ``(what start-up waits for, in one line; seconds to wait)``,
+        or None when nothing runs any more.
         """
         self.on_pause = journal.venue_paused
-        if not restore:
-            return None
-        paused_until, banned_until = journal.venue_pauses()
+        (paused_heard, paused_until), (banned_heard, banned_until) = journal.venue_pauses()
         now = self._wall_clock()
-        if banned_until > now:
-            self.counts["pause_restored"] += 1
-            self.banned_until = banned_until
-            self.scheduler.pause(banned_until - now)
-            end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(banned_until))
+        pause_s = _left(now, paused_heard, paused_until, self.config.max_retry_after_s)
+        ban_s = _left(now, banned_heard, banned_until, MAX_BAN_S)
+        wait_s = max(pause_s, ban_s)
+        if wait_s <= 0:
+            return None
+        self.counts["pause_restored"] += 1
+        self.scheduler.pause(wait_s)
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + wait_s))
+        if ban_s > 0:
+            self.banned_until = now + ban_s
             log.error(
                 "the venue banned this client until %s (journaled by an earlier run): "
-                "no request before then; trading halts",
+                "no request before %s; trading halts",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + ban_s)),
                 end,
             )
             self._listener.on_order_fault("*", "venue_banned")
-            return f"the venue's ban of this client ends at {end} (journaled)"
-        if paused_until > now:
-            self.counts["pause_restored"] += 1
-            self.scheduler.pause(paused_until - now)
+            what = "the venue's ban of this client"
+        else:
             log.warning(
-                "the venue's 429 pause of an earlier run runs %.1f s more: no request before then",
-                paused_until - now,
+                "the venue's rate-limit pause (429) of an earlier run ends at %s: "
+                "no request before then",
+                end,
             )
-            return f"the venue's rate-limit pause ends in {paused_until - now:.1f} s (journaled)"
-        return None
+            what = "the venue's rate-limit pause (429)"
+        return f"{what} ends at {end} (journaled)", wait_s
 
     # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
     #

@@ -292,10 +292,15 @@ _CURSOR: Final = (
     "INSERT INTO cursor (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
 )
-#: The ``cursor`` rows of the venue's pauses: the end of the last 429's
-#: ``Retry-After`` and of the last 418 ban, wall-clock milliseconds.
-_PAUSED_ROW: Final = "venue_paused_until_ms"
-_BANNED_ROW: Final = "venue_banned_until_ms"
+#: The ``cursor`` rows of the venue's pauses, per base URL (a ban is the
+#: client's, whatever the key): ``venue_<kind>_<heard|until>_ms:<base URL>``,
+#: kind ``paused`` (the last 429's ``Retry-After``) or ``banned`` (the last
+#: 418), when it was heard and when it ends, wall-clock milliseconds.
+_PAUSE_ROW: Final = "venue_{kind}_{what}_ms:{base_url}"
+_SET: Final = (
+    "INSERT INTO cursor (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
 #: The ``cursor`` row of a fills stream is named ``fills:<stream>``; the stream
 #: ``*`` (a venue with one fills log) keeps the row ``fills`` it always had.
 _CURSOR_PREFIX: Final = "fills:"
@@ -799,29 +804,40 @@ class Journal:
         self._pending.append((_STATE, (state, who, reason, self._clock_ns())))
         self._write_soon()
 
-    def venue_paused(self, until_s: float, *, banned: bool = False) -> None:
-        """The venue takes no request from this client before ``until_s`` (Unix seconds).
+    def venue_paused(self, heard_s: float, until_s: float, *, banned: bool = False) -> None:
+        """The venue takes no request from this client before ``until_s``.
 
-        A 429's ``Retry-After`` or, ``banned``, a 418 ban's end. Written as
-        soon as possible, as a trading-state change is: a process started
-        again before then (after a crash) reads it back
-        (:meth:`venue_pauses`) and sends nothing into the pause, which the
-        venue would count towards a (longer) ban. Each row keeps its
-        latest end.
+        A 429's ``Retry-After`` or, ``banned``, a 418 ban, answered at
+        ``heard_s``; both Unix seconds. Kept per base URL (:attr:`venue`),
+        the last one heard of each kind, and written as soon as possible,
+        as a trading-state change is: a process started again before
+        ``until_s`` (after a crash) reads it back (:meth:`venue_pauses`) and
+        sends nothing into the pause, which the venue would count towards a
+        (longer) ban.
         """
-        row = _BANNED_ROW if banned else _PAUSED_ROW
-        self._pending.append((_CURSOR, (row, math.ceil(until_s * 1000))))
+        kind = "banned" if banned else "paused"
+        base_url = "" if self.venue is None else self.venue.base_url
+        for what, value in (("heard", heard_s), ("until", until_s)):
+            row = _PAUSE_ROW.format(kind=kind, what=what, base_url=base_url)
+            self._pending.append((_SET, (row, math.ceil(value * 1000))))
         self._write_soon()
 
-    def venue_pauses(self) -> tuple[float, float]:
-        """``(paused until, banned until)``: the journaled ends of the venue's last 429
-        pause and last ban, Unix seconds (0.0: none journaled)."""
-        ends = dict(
+    def venue_pauses(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The last 429 pause and the last ban journaled for :attr:`venue`'s base URL:
+        ``((heard, until), (heard, until))``, Unix seconds (``(0.0, 0.0)``: none)."""
+        base_url = "" if self.venue is None else self.venue.base_url
+        names = [
+            _PAUSE_ROW.format(kind=kind, what=what, base_url=base_url)
+            for kind in ("paused", "banned")
+            for what in ("heard", "until")
+        ]
+        rows = dict(
             self._db.execute(
-                "SELECT name, value FROM cursor WHERE name IN (?, ?)", (_PAUSED_ROW, _BANNED_ROW)
+                "SELECT name, value FROM cursor WHERE name IN (?, ?, ?, ?)", names
             ).fetchall()
         )
-        return ends.get(_PAUSED_ROW, 0) / 1000, ends.get(_BANNED_ROW, 0) / 1000
+        heard_p, until_p, heard_b, until_b = (rows.get(name, 0) / 1000 for name in names)
+        return (heard_p, until_p), (heard_b, until_b)
 
     def _write_soon(self) -> None:
         """Hand what is pending to the writer now (on the loop), or write it here."""

@@ -15,7 +15,7 @@ from prometheus_client.exposition import generate_latest
 from tests.helpers import wait_until
 from tests.sim.binance.helpers import SECRET, SYMBOL, Client, book_prices, running
 from trading_engine.core.instruments import Instrument
-from trading_engine.sim.binance import BinanceSimulator
+from trading_engine.sim.binance import BinanceSimulator, LimitSettings
 from trading_engine.venues.binance.clock import VenueClock, rest_time_fetcher
 from trading_engine.venues.binance.orders import BinanceSpotCodec, ExecutionUpdate
 from trading_engine.venues.binance.signing import HmacSha256Signer
@@ -280,6 +280,36 @@ async def test_a_ban_answered_to_the_subscription_is_told_to_the_owner() -> None
     (until_s, reason), *_ = bans
     assert abs(until_s - until_ms / 1000) < 2
     assert "418" in reason or "banned" in reason.lower()
+    assert not stream.live
+
+
+@pytest.mark.parametrize(
+    "weight_per_minute",
+    [1, 3],  # the connection (weight 2) refused; the subscription (2 more) refused
+)
+async def test_a_429_to_the_connection_or_the_subscription_is_told_to_the_owner(
+    weight_per_minute: int,
+) -> None:
+    """The stream's requests count towards the client's request weight too: a 429
+    to its connection or to its subscription is told to the owner (the gateway),
+    which pauses every request path and journals the pause."""
+    delays: list[float] = []
+    async with running(limits=LimitSettings(weight_per_minute=weight_per_minute)) as sim:
+        stream = UserDataStream(
+            codec(),
+            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
+            Owner().on_update,
+            settings=FAST,
+            on_rate_limited=delays.append,
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await wait_until(lambda: bool(delays), what="the 429 told")
+        finally:
+            stream.stop()
+            await asyncio.wait_for(task, 5.0)
+    assert sim.limiter.counts["429"] >= 1
+    assert 0 < delays[0] <= 60
     assert not stream.live
 
 

@@ -211,7 +211,9 @@ class UserDataStream:
     WebSocket API connection counts against the same IP); each wait is
     counted ``ban_wait``. ``on_banned(until_s, reason)`` is told a ban
     (a 418, or ``-1003`` "banned until") answered to the subscription, with
-    its end in wall-clock seconds, so every other request path waits too.
+    its end in wall-clock seconds, so every other request path waits too;
+    ``on_rate_limited(delay_s)`` is told a 429 (to the connection or the
+    subscription) and its ``Retry-After``, for the same reason.
 
     :attr:`counts` holds :data:`STREAM_EVENTS`; :attr:`drops` each end by
     reason; :attr:`failure` the refusal that ended :meth:`run`, if one did.
@@ -230,9 +232,11 @@ class UserDataStream:
         monotonic: Callable[[], float] = time.monotonic,
         hold_s: Callable[[], float] | None = None,
         on_banned: Callable[[float, str], None] | None = None,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> None:
         self.codec = codec
         self.on_banned = on_banned
+        self.on_rate_limited = on_rate_limited
         self._hold_s = hold_s
         self.url = url
         self.on_update = on_update
@@ -364,12 +368,10 @@ class UserDataStream:
                 now = time.time()
                 wait_s = retry_after_s(retry, now, default_s=60.0, cap_s=3 * 86_400.0)
                 self._retry_after_s = wait_s
-                if exc.status == 418 and self.on_banned is not None:
-                    try:
-                        self.on_banned(now + wait_s, f"HTTP 418 to {self.url}")
-                    except Exception:
-                        self.counts["callback_failed"] += 1
-                        log.exception("binance user stream: the ban callback failed")
+                if exc.status == 418:
+                    self._tell_banned(now + wait_s, f"HTTP 418 to {self.url}")
+                else:
+                    self._tell_rate_limited(wait_s)
             self._drop("connect_refused")
             return "connect_refused"
         except (aiohttp.ClientError, OSError) as exc:
@@ -509,6 +511,22 @@ class UserDataStream:
             return None
         return self._failed(state, message)
 
+    def _tell_banned(self, until_s: float, reason: str) -> None:
+        if self.on_banned is not None:
+            try:
+                self.on_banned(until_s, reason)
+            except Exception:
+                self.counts["callback_failed"] += 1
+                log.exception("binance user stream: the ban callback failed")
+
+    def _tell_rate_limited(self, delay_s: float) -> None:
+        if self.on_rate_limited is not None:
+            try:
+                self.on_rate_limited(delay_s)
+            except Exception:
+                self.counts["callback_failed"] += 1
+                log.exception("binance user stream: the rate-limit callback failed")
+
     def _failed(self, state: _Session, message: RequestFailed) -> str | None:
         error = message.error
         if message.request_id != state.request_id:
@@ -536,18 +554,16 @@ class UserDataStream:
                 error.reason,
             )
             return "auth_failed"
-        if error.kind is ErrorKind.BANNED and self.on_banned is not None:
+        if error.kind is ErrorKind.BANNED:
             until_ms = error.until_ms
             until_s = (
                 until_ms / 1000
                 if until_ms is not None
                 else time.time() + (self._retry_after_s or 60.0)
             )
-            try:
-                self.on_banned(until_s, error.reason)
-            except Exception:
-                self.counts["callback_failed"] += 1
-                log.exception("binance user stream: the ban callback failed")
+            self._tell_banned(until_s, error.reason)
+        elif error.kind is ErrorKind.RATE_LIMITED:
+            self._tell_rate_limited(self._retry_after_s or 1.0)
         if error.kind is ErrorKind.CLOCK_SKEW:
             self._resync_clock = True
             return "clock_skew"
