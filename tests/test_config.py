@@ -319,6 +319,27 @@ def test_a_huge_integer_or_inf_is_refused_and_the_type_check_still_holds(tmp_pat
     ]
 
 
+@pytest.mark.parametrize("depth", [20, 200])
+def test_params_nested_too_deep_are_one_line_naming_the_key(tmp_path: Path, depth: int) -> None:
+    value = "1"
+    for _ in range(depth):
+        value = f"{{ a = {value} }}"
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        '[[instruments]]\nsymbol = "BTC-USD"\ntick_size = "0.01"\nlot_size = "0.001"\n'
+        '[[strategies]]\nname = "t"\nclass = "strategies.template:Template"\n'
+        f'symbols = ["BTC-USD"]\nparams = {{ x = {value} }}\n'
+    )
+    if depth == 20:  # within the limit
+        assert "x" in load_config(path, environ={}).strategies[0].params
+        return
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert raised.value.problems == [
+        "strategies[0].params.x.a.a...: nested more than 32 tables or arrays deep"
+    ]
+
+
 def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = tmp_path / "engine.toml"
     path.write_bytes(b"\xef\xbb\xbf[feed]\nport = 7005\n")

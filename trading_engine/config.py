@@ -739,6 +739,9 @@ def _converted_file_values(
     the environment overrides and places the first validation already
     named.
     """
+    deep = _too_deep(data, (), 0)
+    if deep is not None:
+        return [deep]  # the JSON reader below stops at its recursion limit
     # The standard library's encoder: integers of any size, and inf/nan as the
     # ``Infinity``/``NaN`` pydantic reads back (orjson refuses the one, nulls the other).
     try:
@@ -750,6 +753,31 @@ def _converted_file_values(
             if tuple(error["loc"]) not in failed and tuple(error["loc"])[:2] not in origins
         ]
     return []
+
+
+#: The deepest nesting of tables and arrays a configuration may have.
+MAX_DEPTH: Final = 32
+
+
+def _too_deep(value: Any, path: tuple[str | int, ...], depth: int) -> str | None:
+    """A problem naming the first value nested more than :data:`MAX_DEPTH` deep, or None."""
+    if depth > MAX_DEPTH:
+        shown = ".".join(
+            f"[{part}]" if isinstance(part, int) else str(part) for part in path[:6]
+        ).replace(".[", "[")
+        return f"{shown}...: nested more than {MAX_DEPTH} tables or arrays deep"
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _too_deep(item, (*path, key), depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _apply_env(
