@@ -84,3 +84,46 @@ async def test_status_shows_each_workers_reconciliation_and_journal(
             }
     finally:
         await supervisor.shutdown()
+
+
+#: A worker whose ``/readyz`` says no, with its reason, on shard 1 (shard 0 is ready).
+NOT_READY = STAND_IN.replace(
+    "    def do_GET(self):\n",
+    "    def do_GET(self):\n"
+    "        if self.path == '/readyz' and env['TRADING_ENGINE__ENGINE__SHARD'] == '1':\n"
+    "            body = json.dumps({'ready': False, 'reason': 'start-up waits: a ban'}).encode()\n"
+    "            self.send_response(503)\n"
+    "            self.send_header('Content-Length', str(len(body)))\n"
+    "            self.end_headers()\n"
+    "            self.wfile.write(body)\n"
+    "            return\n",
+)
+
+
+@pytest.mark.asyncio
+async def test_readyz_names_each_unready_workers_own_reason(tmp_path: Path) -> None:
+    feed, admin = free_port_ranges(2, 3)
+    cfg = config(
+        feed={"port": feed},
+        admin={"port": admin},
+        journal={"path": str(tmp_path / "journal.db")},
+    )
+    supervisor = Supervisor(
+        cfg, 2, environ={}, command=[sys.executable, "-c", NOT_READY], stop_timeout_s=1.0
+    )
+    await supervisor.start()
+    try:
+        url = f"http://127.0.0.1:{supervisor.port}/readyz"
+        async with httpx.AsyncClient() as client:
+            deadline = asyncio.get_running_loop().time() + 10.0
+            while True:
+                answer = await client.get(url)
+                body = answer.json()
+                if body.get("reason") == "worker 1: start-up waits: a ban":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, body
+                await asyncio.sleep(0.05)
+        assert answer.status_code == 503
+        assert body["failing_workers"] == [1]
+    finally:
+        await supervisor.shutdown()

@@ -142,6 +142,17 @@ class Worker:
         }
 
 
+def _not_ready_reason(answer: httpx.Response | None) -> str:
+    """Why a worker's ``/readyz`` said no: its own reason, else what it answered."""
+    if answer is None:
+        return "no answer"
+    try:
+        reason = answer.json().get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return str(reason) if reason else f"HTTP {answer.status_code}"
+
+
 class Supervisor:
     """Runs and watches the workers; serves the combined admin API."""
 
@@ -381,7 +392,12 @@ class Supervisor:
             if answer is None or answer.status_code != 200
         ]
         if failing:
-            reason = "worker(s) " + ", ".join(map(str, failing)) + " not ready"
+            reasons = {
+                worker.index: _not_ready_reason(answer)
+                for worker, answer in zip(self.workers, answers, strict=True)
+                if worker.index in failing
+            }
+            reason = "; ".join(f"worker {index}: {why}" for index, why in reasons.items())
             return json_response(
                 {"ready": False, "reason": reason, "failing_workers": failing}, 503
             )
