@@ -313,6 +313,58 @@ async def test_a_429_to_the_connection_or_the_subscription_is_told_to_the_owner(
     assert not stream.live
 
 
+async def test_a_ping_answered_418_is_told_to_the_owner_and_ends_the_connection() -> None:
+    """A ban that starts while the stream is live is first heard on its pings:
+    the owner is told, the connection ends (no ping more into the ban) and the
+    next one waits for the ban's end."""
+    bans: list[tuple[float, str]] = []
+    async with running() as sim:
+        stream = UserDataStream(
+            codec(),
+            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
+            Owner().on_update,
+            settings=FAST,
+            on_banned=lambda until_s, reason: bans.append((until_s, reason)),
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await wait_until(lambda: stream.live, what="the stream live")
+            sim.limiter.banned_until_ms = sim.now_ms() + 60_000
+            await wait_until(lambda: bool(bans), what="the ban told")
+            answered = sim.limiter.counts["418"]
+            await asyncio.sleep(0.5)  # five ping intervals
+            assert sim.limiter.counts["418"] == answered
+        finally:
+            stream.stop()
+            await asyncio.wait_for(task, 5.0)
+    assert stream.drops["banned"] == 1
+    assert not stream.live
+
+
+async def test_a_live_stream_stops_pinging_when_the_owner_hears_of_a_ban() -> None:
+    held = [0.0]
+    async with running() as sim:
+        stream = UserDataStream(
+            codec(),
+            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
+            Owner().on_update,
+            settings=FAST,
+            hold_s=lambda: held[0],
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await wait_until(lambda: stream.live, what="the stream live")
+            held[0] = 60.0  # the REST path heard of a ban
+            await wait_until(lambda: not stream.live, what="the stream closed")
+            pings = stream.counts["ping_sent"]
+            await asyncio.sleep(0.5)
+            assert stream.counts["ping_sent"] == pings
+        finally:
+            stream.stop()
+            await asyncio.wait_for(task, 5.0)
+    assert stream.drops["banned"] == 1
+
+
 async def test_a_venue_clock_ahead_is_measured_again_after_a_refused_subscription() -> None:
     import httpx
 

@@ -116,6 +116,8 @@ DROP_REASONS: Final = (
     "auth_failed",
     "clock_skew",
     "subscribe_refused",
+    "rate_limited",
+    "banned",
 )
 
 #: Counters of ``trading_engine_user_stream_events_total{event}``, all exported from the start.
@@ -429,6 +431,9 @@ class UserDataStream:
                 return "subscribe_timeout"
             if now - state.opened > settings.max_connection_s:
                 return "connection_age"
+            if self._hold_s is not None and self._hold_s() > 0:
+                # The owner heard of a ban on another path: no more pings into it.
+                return "banned"
             if quiet > settings.ping_interval_s and state.ping_id is None:
                 state.ping_id = self._next_id("ping")
                 self.counts["ping_sent"] += 1
@@ -527,18 +532,41 @@ class UserDataStream:
                 self.counts["callback_failed"] += 1
                 log.exception("binance user stream: the rate-limit callback failed")
 
+    def _limits(self, error: VenueError) -> str | None:
+        """A 418 or 429 answered to any of the stream's requests: the owner is told
+        (every request path of this client waits), the connection ends and the
+        next one waits what the venue said. Returns the drop reason, or None."""
+        if error.until_ms is not None:
+            self._retry_after_s = max(0.0, (error.until_ms - self._timestamp_ms()) / 1000)
+        elif error.retry_after_s is not None:
+            self._retry_after_s = float(error.retry_after_s)
+        if error.kind is ErrorKind.BANNED:
+            until_ms = error.until_ms
+            until_s = (
+                until_ms / 1000
+                if until_ms is not None
+                else time.time() + (self._retry_after_s or 60.0)
+            )
+            self._tell_banned(until_s, error.reason)
+            return "banned"
+        if error.kind is ErrorKind.RATE_LIMITED:
+            self._tell_rate_limited(self._retry_after_s or 1.0)
+            return "rate_limited"
+        return None
+
     def _failed(self, state: _Session, message: RequestFailed) -> str | None:
         error = message.error
         if message.request_id != state.request_id:
             self.counts["request_failed"] += 1
             if message.request_id == state.ping_id:
                 state.ping_id = None
-            return None
+            # A ping answered 418 or 429: no more requests on this connection.
+            return self._limits(error)
         self.counts["subscribe_failed"] += 1
-        if error.until_ms is not None:
-            self._retry_after_s = max(0.0, (error.until_ms - self._timestamp_ms()) / 1000)
-        elif error.retry_after_s is not None:
-            self._retry_after_s = float(error.retry_after_s)
+        limited = self._limits(error)
+        if limited is not None:
+            log.warning("binance user stream: subscription refused: %s", error.reason)
+            return limited
         if error.kind is ErrorKind.AUTH_FAILED:
             self.failure = error.reason
             if self.on_auth_failed is not None:
@@ -554,16 +582,6 @@ class UserDataStream:
                 error.reason,
             )
             return "auth_failed"
-        if error.kind is ErrorKind.BANNED:
-            until_ms = error.until_ms
-            until_s = (
-                until_ms / 1000
-                if until_ms is not None
-                else time.time() + (self._retry_after_s or 60.0)
-            )
-            self._tell_banned(until_s, error.reason)
-        elif error.kind is ErrorKind.RATE_LIMITED:
-            self._tell_rate_limited(self._retry_after_s or 1.0)
         if error.kind is ErrorKind.CLOCK_SKEW:
             self._resync_clock = True
             return "clock_skew"
