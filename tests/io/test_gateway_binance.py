@@ -705,16 +705,7 @@ async def test_a_journaled_pause_never_lasts_longer_than_when_it_was_heard(
     heard = now + heard_shift_s
     journal.venue_paused(heard, heard + lasting_s, banned=banned)
     journal.flush()
-    listener = Listener()
-    gw = HttpGateway(
-        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
-                                      "api_secret_env": "BINANCE_SECRET"}),
-        listener, {SYMBOL: INSTRUMENT},
-        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
-        api_key=API_KEY, wall_clock=lambda: now + restart_shift_s,
-        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
-                                                     {SYMBOL: INSTRUMENT}), API_KEY),
-    )  # fmt: skip
+    gw = offline_gateway(lambda: now + restart_shift_s)
     restored = gw.keep_pauses(journal)
     if left_s == 0:
         assert restored is None
@@ -723,6 +714,57 @@ async def test_a_journaled_pause_never_lasts_longer_than_when_it_was_heard(
         assert restored is not None
         assert restored[1] == pytest.approx(left_s, abs=0.01)
         assert (gw.banned_until is not None) is banned
+    journal.close()
+
+
+async def test_a_stop_during_a_429_pause_does_not_wait_for_it() -> None:
+    """The last fills read of a stop would wait out the pause (up to 30 s): it is
+    left to the next start, as during a ban."""
+    async with simulator() as sim, gateway(sim) as (gw, listener):
+        bid, _ = book_prices(sim)
+        assert await placed(gw, listener, order("p-1", Side.BUY, below(bid))) is S.NEW
+        gw.venue_rate_limited(20.0)
+        started = time.monotonic()
+        await asyncio.wait_for(gw.close(), 5)
+        assert time.monotonic() - started < 2
+
+
+def offline_gateway(wall_clock: Callable[[], float]) -> HttpGateway:
+    """A Binance-dialect gateway that sends nothing (for what it decides alone)."""
+    return HttpGateway(
+        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
+                                      "api_secret_env": "BINANCE_SECRET"}),
+        Listener(), {SYMBOL: INSTRUMENT},
+        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
+        api_key=API_KEY, wall_clock=wall_clock,
+        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
+                                                     {SYMBOL: INSTRUMENT}), API_KEY),
+    )  # fmt: skip
+
+
+async def test_the_journal_keeps_the_pause_that_ends_last_as_the_gateway_does(
+    tmp_path: Path,
+) -> None:
+    """A shorter pause heard while a longer one runs (a second 429 with a shorter
+    Retry-After, a second ban answer) does not shorten the journaled one."""
+    clock = [1_800_000_000.0]
+    journal = Journal.open(str(tmp_path / "journal.db"))
+    journal.venue = VenueIdentity.of("https://api.binance.com", API_KEY)
+    gw = offline_gateway(lambda: clock[0])
+    assert gw.keep_pauses(journal) is None
+    gw.venue_banned(clock[0] + 3600, "-1003")
+    gw.venue_rate_limited(30.0)
+    clock[0] += 1
+    gw.venue_banned(clock[0] + 120, "-1003")
+    gw.venue_rate_limited(1.0)
+    journal.flush()
+    (paused_heard, paused), (banned_heard, banned) = journal.venue_pauses()
+    assert (paused_heard, paused) == (1_800_000_000.0, 1_800_000_030.0)
+    assert (banned_heard, banned) == (1_800_000_000.0, 1_800_003_600.0)
+    clock[0] += 40  # the 429 pause is over: the next one is journaled
+    gw.venue_rate_limited(2.0)
+    journal.flush()
+    assert journal.venue_pauses()[0] == (1_800_000_041.0, 1_800_000_043.0)
     journal.close()
 
 

@@ -111,6 +111,11 @@ def test_the_venues_pauses_are_written_at_once_per_base_url_the_last_one_heard(
                                     (1_700_000_000.0, 1_700_000_120.0))  # fmt: skip
     again.venue = VenueIdentity.of("https://testnet.binance.vision", "k")
     assert again.venue_pauses() == ((0.0, 0.0), (0.0, 0.0))
+    for spelling in ("https://API.Binance.com:443/", "HTTPS://api.binance.com/"):
+        again.venue = VenueIdentity.of(spelling, "k")  # the same base URL
+        assert again.venue_pauses()[1] == (1_700_000_000.0, 1_700_000_120.0)
+    again.venue = VenueIdentity.of("https://api.binance.com:8443", "k")
+    assert again.venue_pauses() == ((0.0, 0.0), (0.0, 0.0))
     again.close()
 
 

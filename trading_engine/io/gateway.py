@@ -183,6 +183,11 @@ class PauseJournal(Protocol):
         """The last 429 pause and the last ban: ``((heard, until), (heard, until))``."""
 
 
+def _utc(wall_s: float) -> str:
+    """Unix seconds as ISO 8601 UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_s))
+
+
 def _left(now: float, heard: float, until: float, longest: float) -> float:
     """Seconds left of a journaled pause: to ``until``, but never more than it lasted
     when heard at ``heard`` nor than ``longest`` (0 when over or never journaled)."""
@@ -318,6 +323,9 @@ class HttpGateway:
         #: Told the end (wall-clock s) of every pause the venue asks for: a 429's
         #: ``Retry-After``, or a 418 ban (``banned=True``). See :meth:`keep_pauses`.
         self.on_pause: Callable[..., None] | None = None
+        #: The pause of each kind (False: 429, True: ban) told to ``on_pause`` last:
+        #: ``(heard, until)`` wall-clock s. A shorter one heard while it runs is not told.
+        self._told: dict[bool, tuple[float, float]] = {False: (0.0, 0.0), True: (0.0, 0.0)}
         #: The share of the venue's request weight used, as its last answer said.
         self.used_weight_share: float | None = None
         self._polls_wait_until = 0.0
@@ -615,9 +623,13 @@ class HttpGateway:
         if self.fast is not None:
             await self.fast.close()
         banned = self.banned_until is not None and self.banned_until > self._wall_clock()
-        if self.scheduler.granted[Priority.ORDER] and banned:
-            # A ban (minutes to days) would hold the stop: the next start reads them.
-            log.warning("the venue banned this client: the last fills are read at the next start")
+        if self.scheduler.granted[Priority.ORDER] and (banned or self.scheduler.paused()):
+            # A ban (minutes to days) or a 429's pause (up to max_retry_after_s) would
+            # hold the stop past its bound: the next start reads them.
+            log.warning(
+                "the venue %s: the last fills are read at the next start",
+                "banned this client" if banned else "asked for a pause (429)",
+            )
         elif self.scheduler.granted[Priority.ORDER] and not self.client.is_closed:
             try:
                 await self.poll_fills()
@@ -1101,7 +1113,11 @@ class HttpGateway:
         until = verdict.banned_until_s
         if until is None:
             delay = retry_after_s(
-                reply.headers.get("retry-after"), now, default_s=60.0, cap_s=MAX_BAN_S
+                reply.headers.get("retry-after"),
+                now,
+                default_s=60.0,
+                cap_s=MAX_BAN_S,
+                date=reply.headers.get("date"),
             )
             until = now + delay
         self.venue_banned(until, verdict.reason)
@@ -1115,8 +1131,7 @@ class HttpGateway:
         first = self.banned_until is None or until > self.banned_until + 1
         self.banned_until = until if self.banned_until is None else max(until, self.banned_until)
         self.scheduler.pause(max(0.0, until - now))
-        if self.on_pause is not None:
-            self.on_pause(now, until, banned=True)
+        self._tell_pause(now, until, banned=True)
         if first:
             log.error(
                 "the venue banned this client until %s (%s): trading halts",
@@ -1686,9 +1701,18 @@ class HttpGateway:
     def _pause(self, delay: float) -> None:
         self.counts["venue_rate_limited"] += 1
         self.scheduler.pause(delay)
+        now = self._wall_clock()
+        self._tell_pause(now, now + delay, banned=False)
+
+    def _tell_pause(self, heard: float, until: float, *, banned: bool) -> None:
+        """Tell ``on_pause`` of a pause, unless one told earlier runs longer: the
+        journal keeps the pause every request waits for, as the scheduler does."""
+        _, told_until = self._told[banned]
+        if told_until >= until and told_until > heard:
+            return
+        self._told[banned] = (heard, until)
         if self.on_pause is not None:
-            now = self._wall_clock()
-            self.on_pause(now, now + delay)
+            self.on_pause(heard, until, banned=banned)
 
     def keep_pauses(self, journal: PauseJournal) -> tuple[str, float] | None:
         """Start-up: journal the venue's pauses from now on; honour one that still runs.
@@ -1711,30 +1735,26 @@ class HttpGateway:
         now = self._wall_clock()
         pause_s = _left(now, paused_heard, paused_until, self.config.max_retry_after_s)
         ban_s = _left(now, banned_heard, banned_until, MAX_BAN_S)
+        # A shorter pause heard later does not shorten these in the journal.
+        self._told = {False: (now, now + pause_s), True: (now, now + ban_s)}
         wait_s = max(pause_s, ban_s)
         if wait_s <= 0:
             return None
         self.counts["pause_restored"] += 1
         self.scheduler.pause(wait_s)
-        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + wait_s))
+        waits: list[str] = []
         if ban_s > 0:
             self.banned_until = now + ban_s
-            log.error(
-                "the venue banned this client until %s (journaled by an earlier run): "
-                "no request before %s; trading halts",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + ban_s)),
-                end,
-            )
+            waits.append(f"the venue's ban of this client ends at {_utc(now + ban_s)}")
+        if pause_s > 0:
+            waits.append(f"the venue's rate-limit pause (429) ends at {_utc(now + pause_s)}")
+        what = "; ".join(waits) + " (journaled by an earlier run)"
+        if ban_s > 0:
+            log.error("%s: no request before %s; trading halts", what, _utc(now + wait_s))
             self._listener.on_order_fault("*", "venue_banned")
-            what = "the venue's ban of this client"
         else:
-            log.warning(
-                "the venue's rate-limit pause (429) of an earlier run ends at %s: "
-                "no request before then",
-                end,
-            )
-            what = "the venue's rate-limit pause (429)"
-        return f"{what} ends at {end} (journaled)", wait_s
+            log.warning("%s: no request before then", what)
+        return what, wait_s
 
     # -- reconciliation reads (engine.reconcile.VenueReader) ----------------------------
     #

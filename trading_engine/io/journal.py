@@ -92,6 +92,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from ..core.errors import EngineError
 from ..core.instruments import Instrument
@@ -304,6 +305,23 @@ _SET: Final = (
 #: The ``cursor`` row of a fills stream is named ``fills:<stream>``; the stream
 #: ``*`` (a venue with one fills log) keeps the row ``fills`` it always had.
 _CURSOR_PREFIX: Final = "fills:"
+
+
+def _pause_key(venue: VenueIdentity | None) -> str:
+    """The base URL a venue's pauses are kept under, spelled one way: scheme and
+    host in lower case, no default port, no trailing slash."""
+    if venue is None:
+        return ""
+    parts = urlsplit(venue.base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"
 
 
 def _cursor_name(stream: str) -> str:
@@ -816,7 +834,7 @@ class Journal:
         (longer) ban.
         """
         kind = "banned" if banned else "paused"
-        base_url = "" if self.venue is None else self.venue.base_url
+        base_url = _pause_key(self.venue)
         for what, value in (("heard", heard_s), ("until", until_s)):
             row = _PAUSE_ROW.format(kind=kind, what=what, base_url=base_url)
             self._pending.append((_SET, (row, math.ceil(value * 1000))))
@@ -825,7 +843,7 @@ class Journal:
     def venue_pauses(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """The last 429 pause and the last ban journaled for :attr:`venue`'s base URL:
         ``((heard, until), (heard, until))``, Unix seconds (``(0.0, 0.0)``: none)."""
-        base_url = "" if self.venue is None else self.venue.base_url
+        base_url = _pause_key(self.venue)
         names = [
             _PAUSE_ROW.format(kind=kind, what=what, base_url=base_url)
             for kind in ("paused", "banned")

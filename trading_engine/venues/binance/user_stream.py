@@ -79,6 +79,7 @@ from .orders import (
     RequestFailed,
     StreamEnded,
     Subscribed,
+    VenueError,
 )
 
 __all__ = [
