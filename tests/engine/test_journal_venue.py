@@ -199,3 +199,32 @@ async def test_a_halt_cancels_at_once_while_another_process_holds_the_journal(
     db.close()
     assert rows[0] == ("halted", "admin", "by hand")
     assert rows[1][:2] == ("halted", "journal")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_key_stops_start_up_at_once_and_never_becomes_the_journals(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    """A wrong API key: start-up stops at its first refused read (exit 2, one line
+    naming the variable), with no retry, and the journal records no venue; the
+    next start with the right key goes on as a first start."""
+    from trading_engine.core.errors import ConfigError
+    from trading_engine.engine.runner import build_engine
+
+    path = tmp_path / "journal.db"
+    right = make_engine(sim, path)  # for its configuration
+    assert right.journal is not None
+    right.journal.close()
+    engine = build_engine(right.config, environ={"EXCHANGE_API_KEY": "not-the-key"})
+    with pytest.raises(ConfigError) as refused:
+        await engine.start(serve_feed=False)
+    await engine.stop()
+    assert refused.value.problems == [
+        "gateway.api_key_env: the venue refuses GET /orders?status=open "
+        "(401: bad or missing API key): check EXCHANGE_API_KEY"
+    ]
+    assert engine.sink.counts["auth_failed"] == 1  # type: ignore[attr-defined]
+    journal = Journal.open(str(path))
+    assert journal.recorded_venue() is None
+    journal.close()
+    await start_and_stop(sim, path)  # the right key: no "another venue"

@@ -231,6 +231,21 @@ async def test_a_cancel_of_an_order_the_venue_denies_is_read_back_before_it_is_c
         assert methods[:2] == [("DELETE", "/api/v3/order"), ("GET", "/api/v3/order")]
 
 
+async def test_a_wrong_secret_at_start_up_stops_it_at_once_naming_both_variables() -> None:
+    """Start-up reconciliation's first signed read refused ``-1022``: ``ConfigError``
+    (exit 2) naming the key's and the secret's variables, never retried."""
+    async with simulator() as sim, gateway(sim, secret="not-the-secret", rules=False) as (gw, _):
+        with pytest.raises(ConfigError) as refused:
+            await gw.open_orders()
+        (problem,) = refused.value.problems
+        assert problem.startswith("gateway.api_key_env: the venue refuses GET /api/v3/openOrders")
+        assert "binance -1022" in problem
+        assert problem.endswith("check EXCHANGE_API_KEY, BINANCE_SECRET")
+        assert "not-the-secret" not in problem
+        reads = [p for _, m, p in sim.request_log if p == "/api/v3/openOrders"]
+        assert reads == ["/api/v3/openOrders"]  # once: no retry
+
+
 async def test_a_wrong_secret_is_one_log_line_and_a_halt_not_a_retry_storm(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -179,7 +179,7 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
     what to do, unless ``[journal] accept_new_venue``: then the venue is
     recorded as the journal's (the fills cursor restarts at 0 when the log
     is another) and start-up goes on. A journal that never recorded a
-    venue records this one. Skipped without a venue to read (the
+    venue records this one once reconciliation has read it. Skipped without a venue to read (the
     in-process venue) or without a journal. Raises ``ConnectionError``
     when the venue cannot be read (start-up retries).
     """
@@ -221,10 +221,7 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
                     f"{mine.client_order_id}: the venue was reset or is another one"
                 )
     if not problems:
-        if recorded is None and current is not None:
-            journal.record_venue(current, "first start against it", new_fills_log=False)
-            await journal.write_pending(raise_errors=True)
-        return
+        return  # a journal without a venue records this one once it answered (_reconcile)
     engine.order_faults["venue_changed"] += 1
     summary = "; ".join(problems)
     if not engine.config.journal.accept_new_venue:
@@ -641,6 +638,10 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     report["open_orders"] = [order.client_order_id for order in restored][:100]
     report["seconds"] = round(time.monotonic() - started, 3)
     if journal is not None:
+        if reader is not None and journal.recorded_venue() is None and journal.venue is not None:
+            # Recorded only now the venue has answered every read with this key: a
+            # key it refused never becomes the journal's.
+            journal.record_venue(journal.venue, "first start against it", new_fills_log=False)
         await journal.write_pending(raise_errors=True)
         halt_on_missing_fills(engine, report)
         journal.reconciliation(json.dumps(report, sort_keys=True))

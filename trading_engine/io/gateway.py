@@ -1146,18 +1146,21 @@ class HttpGateway:
         if self._auth_logged:
             return
         self._auth_logged = True
+        log.error(
+            "the venue refused the API key or the signature (%s): check %s; trading halts",
+            verdict.reason,
+            self._key_variables(),
+        )
+        self._listener.on_order_fault("*", "venue_auth_failed")
+
+    def _key_variables(self) -> str:
+        """The environment variables the key and its secret come from, named."""
         config = self.config
-        names = ", ".join(
+        return ", ".join(
             name
             for name in (config.api_key_env, config.api_secret_env, config.private_key_env)
             if name
         )
-        log.error(
-            "the venue refused the API key or the signature (%s): check %s; trading halts",
-            verdict.reason,
-            names,
-        )
-        self._listener.on_order_fault("*", "venue_auth_failed")
 
     def _observe(self, headers: Mapping[str, str]) -> None:
         """The venue's rate-limit headers (counted ``weight_tight``, ``order_count_tight``).
@@ -1864,10 +1867,12 @@ class HttpGateway:
         read of a venue that signs timestamps measures its clock first
         (:meth:`check_clock`). Returns None for "not found" with
         ``missing_ok``. Raises ``ConnectionError`` when unanswered,
-        refused, unreadable or dropped; with ``refused_key``, a 400 the
-        venue refused deliberately (its parameters, which come from the
-        configuration: no retry changes them) raises ``ConfigError``
-        naming that key.
+        refused, unreadable or dropped; ``ConfigError`` naming the key's
+        variables when the venue refuses the API key or the signature
+        (no retry changes them: start-up stops, exit 2); with
+        ``refused_key``, a 400 the venue refused deliberately (its
+        parameters, which come from the configuration) raises
+        ``ConfigError`` naming that key.
         """
         if not self._clock_checked:
             await self.check_clock()
@@ -1895,13 +1900,20 @@ class HttpGateway:
                 self.reached = True
                 return None
             if kind is not _OK:
+                code = "no answer" if reply is None else str(reply.status_code)
+                if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
+                    # No retry fixes a key or a secret this process read at its start.
+                    self.counts["auth_failed"] += 1
+                    reason = verdict.reason or f"HTTP {code}"
+                    message = (
+                        f"gateway.api_key_env: the venue refuses {where} ({reason}): "
+                        f"check {self._key_variables()}"
+                    )
+                    raise ConfigError(message, [message])
                 if reply is not None:
                     self._read_refused(verdict, reply)
-                code = "no answer" if reply is None else str(reply.status_code)
                 if verdict.reason and not verdict.reason.startswith(code):
                     code += f" ({verdict.reason})"  # the venue's own code and message
-                if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
-                    code += f" (the exchange refused the API key in {self.config.api_key_env})"
                 if refused_key is not None and kind is AnswerKind.REFUSED and code[:3] == "400":
                     message = f"{refused_key}: the venue refuses {where}: {code}"
                     raise ConfigError(message, [message])
