@@ -98,3 +98,18 @@ def test_a_ban_or_a_refused_key_halts_trading(kind: str) -> None:
     assert engine.risk.state is TradingState.HALTED
     assert engine.state_by == ("risk", kind)
     assert engine.order_faults[kind] == 1
+
+
+def test_an_unset_api_key_is_one_line_saying_so_not_a_complaint_about_its_characters() -> None:
+    from trading_engine.engine.runner import prepare_engine
+
+    with pytest.raises(ConfigError) as caught:
+        prepare_engine(binance(), environ={"BINANCE_SECRET": SECRET}, journal=False)
+    assert caught.value.problems == [
+        "gateway.api_key_env: the environment variable EXCHANGE_API_KEY is not set"
+    ]
+    # check-config builds without it (a note, not an error).
+    engine = prepare_engine(
+        binance(), environ={"BINANCE_SECRET": SECRET}, require_secrets=False, journal=False
+    )
+    assert isinstance(engine.sink, HttpGateway)

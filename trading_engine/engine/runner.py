@@ -16,7 +16,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ..config import Config, budget_problems
 from ..core.breaker import CircuitBreaker
@@ -62,6 +62,10 @@ def _new_loop(config: Config) -> asyncio.AbstractEventLoop:
     return new_event_loop(
         settings.loop, slow_callback_s=settings.slow_callback_s, busy_poll_s=settings.busy_poll_s
     )
+
+
+#: The stand-in API key of a dialect built to validate a configuration without one.
+_NO_KEY: Final = "unset"
 
 
 def missing_secrets(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -129,7 +133,8 @@ def order_dialect(
     signer = signer_from_environment(settings.api_secret_env, settings.private_key_env, environ)
     try:
         codec = BinanceSpotCodec(
-            api_key,
+            # Built without a key (validation: missing_secrets names the variable).
+            api_key or _NO_KEY,
             signer,
             instruments,
             recv_window_ms=settings.recv_window_ms,
@@ -144,7 +149,7 @@ def order_dialect(
         raise ConfigError(message, [message]) from None
     # One clock signs every request; the gateway reads the venue's time for it.
     clock = VenueClock(None, interval_s=settings.clock_check_s)
-    return BinanceOrderDialect(codec, api_key, clock=clock)
+    return BinanceOrderDialect(codec, api_key or _NO_KEY, clock=clock)
 
 
 def prepare_engine(
