@@ -69,6 +69,19 @@ def test_check_config_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert "valid" in capsys.readouterr().out
 
 
+def test_check_config_notes_an_unset_admin_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRADING_ENGINE_ADMIN_TOKEN", raising=False)
+    assert main(["check-config", str(ROOT / "config" / "engine.toml")]) == 0
+    err = capsys.readouterr().err
+    assert "note: admin.token_env: no admin token configured" in err
+    assert "nor a halted start resumed" in err
+    monkeypatch.setenv("TRADING_ENGINE_ADMIN_TOKEN", "t")
+    assert main(["check-config", str(ROOT / "config" / "engine.toml")]) == 0
+    assert "admin.token_env" not in capsys.readouterr().err
+
+
 def test_check_config_invalid_prints_each_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

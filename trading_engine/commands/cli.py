@@ -122,6 +122,7 @@ def _import_path_has_cwd() -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from ..engine.notices import admin_token_notice
     from ..engine.runner import missing_secrets, prepare_engine
     from ..sim.venue import simulated_venue
 
@@ -143,6 +144,9 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for line in missing_secrets(config):
         print(f"{args.file}: note: {line}; run refuses to start until it is", file=sys.stderr)
+    token = admin_token_notice(config.admin.token_env, os.environ)
+    if token is not None:
+        print(f"{args.file}: note: admin.token_env: {token}", file=sys.stderr)
     if args.venue is not None:
         from .feed import check_venue
 

@@ -70,7 +70,7 @@ def admin_token_notice(token_env: str, environ: Mapping[str, str]) -> str | None
     return (
         f"no admin token configured (the environment variable {token_env} is not set): "
         f"POST /halt, /reduce and /resume answer {NO_TOKEN_ANSWER}, so trading cannot be "
-        "halted through the admin API"
+        "halted, nor a halted start resumed, through the admin API"
     )
 
 
