@@ -29,7 +29,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Final
 
 from ..config import Config
 from ..core.builder import BookBuilder, BookState
@@ -88,6 +88,15 @@ TASK_KINDS = (
     "timers",
     "book-watch",
 )
+
+
+#: What a halting fault means, for its log line (the others: a position in dispute).
+_FAULT_MEANING: Final = {
+    "venue_banned": "the venue takes no request",
+    "venue_auth_failed": "the venue takes no request",
+    "fills_log_reset": "the venue's fills log started again (a reset venue): its fills "
+    "from now on would be lost",
+}
 
 
 class Engine:
@@ -723,9 +732,7 @@ class Engine:
             log.error(
                 "order %s: %s; halting",
                 client_order_id,
-                "the venue takes no request"
-                if kind in ("venue_banned", "venue_auth_failed")
-                else "the venue and the engine disagree about a position",
+                _FAULT_MEANING.get(kind, "the venue and the engine disagree about a position"),
             )
             # "*": a fault of the venue's whole log, not of one order.
             reason = kind if client_order_id == "*" else f"{kind} of {client_order_id}"

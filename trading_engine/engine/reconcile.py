@@ -226,7 +226,8 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
     summary = "; ".join(problems)
     if not engine.config.journal.accept_new_venue:
         raise VenueChanged(f"journal {journal.path}: {summary}; {_WHAT_TO_DO}")
-    log.warning("journal %s: %s; accepted as a new venue (journal.accept_new_venue)",
+    log.warning("journal %s: %s; accepted as a new venue (--accept-new-venue or "
+                "journal.accept_new_venue)",
                 journal.path, summary)  # fmt: skip
     accepted = current if current is not None else recorded
     journal.record_venue(accepted, f"accepted: {summary}", new_fills_log=new_log)
