@@ -246,6 +246,34 @@ async def test_a_wrong_secret_at_start_up_stops_it_at_once_naming_both_variables
         assert reads == ["/api/v3/openOrders"]  # once: no retry
 
 
+async def test_a_403_at_start_up_is_binances_waf_and_is_retried_not_a_key_refusal() -> None:
+    """Binance answers 403 when its web application firewall refuses a request: it
+    passes, so start-up retries (``ConnectionError``) rather than stopping."""
+    import httpx
+
+    def waf(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/time":
+            return httpx.Response(200, json={"serverTime": int(time.time() * 1000)})
+        return httpx.Response(403, text="<html>403 Forbidden</html>")
+
+    gw = HttpGateway(
+        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
+                                      "api_secret_env": "BINANCE_SECRET"}),
+        Listener(), {SYMBOL: INSTRUMENT},
+        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
+        api_key=API_KEY, transport=httpx.MockTransport(waf),
+        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
+                                                     {SYMBOL: INSTRUMENT}), API_KEY,
+                                    clock=VenueClock(None, samples=1)),
+    )  # fmt: skip
+    try:
+        with pytest.raises(ConnectionError, match="403"):
+            await gw.open_orders()
+        assert gw.counts["auth_failed"] == 0
+    finally:
+        await gw.close()
+
+
 async def test_a_wrong_secret_is_one_log_line_and_a_halt_not_a_retry_storm(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

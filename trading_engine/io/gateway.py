@@ -1901,8 +1901,9 @@ class HttpGateway:
                 return None
             if kind is not _OK:
                 code = "no answer" if reply is None else str(reply.status_code)
-                if kind is AnswerKind.AUTH_FAILED or code in ("401", "403"):
-                    # No retry fixes a key or a secret this process read at its start.
+                if kind is AnswerKind.AUTH_FAILED or code == "401":
+                    # No retry fixes a key or a secret this process read at its start
+                    # (a 403 is Binance's WAF: a refusal that passes, retried).
                     self.counts["auth_failed"] += 1
                     reason = verdict.reason or f"HTTP {code}"
                     message = (
