@@ -1274,7 +1274,7 @@ class HttpGateway:
             return
         offset = await self.sync_clock()
         if offset is None:
-            raise ConnectionError("the venue's time could not be read")
+            raise ConnectionError(f"the venue's time could not be read from {self.config.base_url}")
         problem = clock.problem(window)
         if problem is not None:
             self.counts["clock_refused"] += 1
