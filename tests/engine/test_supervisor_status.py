@@ -43,6 +43,17 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
 
 
+def two_workers(folder: Path, script: str) -> Supervisor:
+    """A supervisor of two stand-in workers running ``script``, not started."""
+    feed, admin = free_port_ranges(2, 3)
+    cfg = config(
+        feed={"port": feed}, admin={"port": admin}, journal={"path": str(folder / "journal.db")}
+    )
+    return Supervisor(
+        cfg, 2, environ={}, command=[sys.executable, "-c", script], stop_timeout_s=1.0
+    )
+
+
 async def _poll(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     """The supervisor's /status once every stand-in worker answered it (within 10 s)."""
     deadline = asyncio.get_running_loop().time() + 10.0
@@ -58,15 +69,7 @@ async def _poll(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 async def test_status_shows_each_workers_reconciliation_and_journal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    feed, admin = free_port_ranges(2, 3)
-    cfg = config(
-        feed={"port": feed},
-        admin={"port": admin},
-        journal={"path": str(tmp_path / "journal.db")},
-    )
-    supervisor = Supervisor(
-        cfg, 2, environ={}, command=[sys.executable, "-c", STAND_IN], stop_timeout_s=1.0
-    )
+    supervisor = two_workers(tmp_path, STAND_IN)
     with caplog.at_level(logging.WARNING, "trading_engine.supervisor"):
         await supervisor.start()
     try:
@@ -102,15 +105,7 @@ NOT_READY = STAND_IN.replace(
 
 @pytest.mark.asyncio
 async def test_readyz_names_each_unready_workers_own_reason(tmp_path: Path) -> None:
-    feed, admin = free_port_ranges(2, 3)
-    cfg = config(
-        feed={"port": feed},
-        admin={"port": admin},
-        journal={"path": str(tmp_path / "journal.db")},
-    )
-    supervisor = Supervisor(
-        cfg, 2, environ={}, command=[sys.executable, "-c", NOT_READY], stop_timeout_s=1.0
-    )
+    supervisor = two_workers(tmp_path, NOT_READY)
     await supervisor.start()
     try:
         url = f"http://127.0.0.1:{supervisor.port}/readyz"

@@ -90,6 +90,20 @@ async def consuming(
         await asyncio.wait_for(task, 5.0)
 
 
+@asynccontextmanager
+async def streaming(sim: BinanceSimulator, **owner: Any) -> AsyncIterator[UserDataStream]:
+    """A stream on ``sim``'s WebSocket API with the owner's callbacks ``owner``, running."""
+    stream = UserDataStream(
+        codec(), f"ws://127.0.0.1:{sim.port}/ws-api/v3", Owner().on_update, settings=FAST, **owner
+    )
+    task = asyncio.create_task(stream.run())
+    try:
+        yield stream
+    finally:
+        stream.stop()
+        await asyncio.wait_for(task, 5.0)
+
+
 def report(**fields: Any) -> dict[str, Any]:
     """A documented executionReport of a resting BTCUSDT order, with ``fields`` changed."""
     event: dict[str, Any] = {
@@ -264,19 +278,9 @@ async def test_a_ban_answered_to_the_subscription_is_told_to_the_owner() -> None
     async with running() as sim:
         until_ms = sim.now_ms() + 60_000
         sim.limiter.banned_until_ms = until_ms
-        stream = UserDataStream(
-            codec(),
-            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            Owner().on_update,
-            settings=FAST,
-            on_banned=lambda until_s, reason: bans.append((until_s, reason)),
-        )
-        task = asyncio.create_task(stream.run())
-        try:
+        told = streaming(sim, on_banned=lambda until_s, reason: bans.append((until_s, reason)))
+        async with told as stream:
             await wait_until(lambda: bool(bans), what="the ban told")
-        finally:
-            stream.stop()
-            await asyncio.wait_for(task, 5.0)
     (until_s, reason), *_ = bans
     assert abs(until_s - until_ms / 1000) < 2
     assert "418" in reason or "banned" in reason.lower()
@@ -294,20 +298,12 @@ async def test_a_429_to_the_connection_or_the_subscription_is_told_to_the_owner(
     to its connection or to its subscription is told to the owner (the gateway),
     which pauses every request path and journals the pause."""
     delays: list[float] = []
-    async with running(limits=LimitSettings(weight_per_minute=weight_per_minute)) as sim:
-        stream = UserDataStream(
-            codec(),
-            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            Owner().on_update,
-            settings=FAST,
-            on_rate_limited=delays.append,
-        )
-        task = asyncio.create_task(stream.run())
-        try:
-            await wait_until(lambda: bool(delays), what="the 429 told")
-        finally:
-            stream.stop()
-            await asyncio.wait_for(task, 5.0)
+    limits = LimitSettings(weight_per_minute=weight_per_minute)
+    async with (
+        running(limits=limits) as sim,
+        streaming(sim, on_rate_limited=delays.append) as stream,
+    ):
+        await wait_until(lambda: bool(delays), what="the 429 told")
     assert sim.limiter.counts["429"] >= 1
     assert 0 < delays[0] <= 60
     assert not stream.live
@@ -319,49 +315,27 @@ async def test_a_ping_answered_418_is_told_to_the_owner_and_ends_the_connection(
     next one waits for the ban's end."""
     bans: list[tuple[float, str]] = []
     async with running() as sim:
-        stream = UserDataStream(
-            codec(),
-            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            Owner().on_update,
-            settings=FAST,
-            on_banned=lambda until_s, reason: bans.append((until_s, reason)),
-        )
-        task = asyncio.create_task(stream.run())
-        try:
+        told = streaming(sim, on_banned=lambda until_s, reason: bans.append((until_s, reason)))
+        async with told as stream:
             await wait_until(lambda: stream.live, what="the stream live")
             sim.limiter.banned_until_ms = sim.now_ms() + 60_000
             await wait_until(lambda: bool(bans), what="the ban told")
             answered = sim.limiter.counts["418"]
             await asyncio.sleep(0.5)  # five ping intervals
             assert sim.limiter.counts["418"] == answered
-        finally:
-            stream.stop()
-            await asyncio.wait_for(task, 5.0)
     assert stream.drops["banned"] == 1
     assert not stream.live
 
 
 async def test_a_live_stream_stops_pinging_when_the_owner_hears_of_a_ban() -> None:
     held = [0.0]
-    async with running() as sim:
-        stream = UserDataStream(
-            codec(),
-            f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            Owner().on_update,
-            settings=FAST,
-            hold_s=lambda: held[0],
-        )
-        task = asyncio.create_task(stream.run())
-        try:
-            await wait_until(lambda: stream.live, what="the stream live")
-            held[0] = 60.0  # the REST path heard of a ban
-            await wait_until(lambda: not stream.live, what="the stream closed")
-            pings = stream.counts["ping_sent"]
-            await asyncio.sleep(0.5)
-            assert stream.counts["ping_sent"] == pings
-        finally:
-            stream.stop()
-            await asyncio.wait_for(task, 5.0)
+    async with running() as sim, streaming(sim, hold_s=lambda: held[0]) as stream:
+        await wait_until(lambda: stream.live, what="the stream live")
+        held[0] = 60.0  # the REST path heard of a ban
+        await wait_until(lambda: not stream.live, what="the stream closed")
+        pings = stream.counts["ping_sent"]
+        await asyncio.sleep(0.5)
+        assert stream.counts["ping_sent"] == pings
     assert stream.drops["banned"] == 1
 
 

@@ -331,12 +331,7 @@ class UserDataStream:
         if live == self._live:
             return
         self._live = live
-        if self.on_live_change is not None:
-            try:
-                self.on_live_change(live, reason)
-            except Exception:
-                self.counts["callback_failed"] += 1
-                log.exception("binance user stream: the live-change callback failed")
+        self._tell(self.on_live_change, "live-change", live, reason)
 
     def _next_id(self, kind: str) -> str:
         self._requests += 1
@@ -517,21 +512,20 @@ class UserDataStream:
             return None
         return self._failed(state, message)
 
-    def _tell_banned(self, until_s: float, reason: str) -> None:
-        if self.on_banned is not None:
+    def _tell(self, callback: Callable[..., None] | None, what: str, *args: object) -> None:
+        """Call the owner's ``callback`` (if any); its failure is counted and logged."""
+        if callback is not None:
             try:
-                self.on_banned(until_s, reason)
+                callback(*args)
             except Exception:
                 self.counts["callback_failed"] += 1
-                log.exception("binance user stream: the ban callback failed")
+                log.exception("binance user stream: the %s callback failed", what)
+
+    def _tell_banned(self, until_s: float, reason: str) -> None:
+        self._tell(self.on_banned, "ban", until_s, reason)
 
     def _tell_rate_limited(self, delay_s: float) -> None:
-        if self.on_rate_limited is not None:
-            try:
-                self.on_rate_limited(delay_s)
-            except Exception:
-                self.counts["callback_failed"] += 1
-                log.exception("binance user stream: the rate-limit callback failed")
+        self._tell(self.on_rate_limited, "rate-limit", delay_s)
 
     def _limits(self, error: VenueError) -> str | None:
         """A 418 or 429 answered to any of the stream's requests: the owner is told
@@ -571,11 +565,7 @@ class UserDataStream:
         if error.kind is ErrorKind.AUTH_FAILED:
             self.failure = error.reason
             if self.on_auth_failed is not None:
-                try:
-                    self.on_auth_failed(error.reason)
-                except Exception:
-                    self.counts["callback_failed"] += 1
-                    log.exception("binance user stream: the refusal callback failed")
+                self._tell(self.on_auth_failed, "refusal", error.reason)
                 return "auth_failed"
             log.error(
                 "binance user stream: the venue refused the API key or signature (%s); "
