@@ -1047,3 +1047,26 @@ async def test_a_resting_order_the_venue_still_lists_is_not_read_back(
     assert await gw.audit_resting() == 0
     assert read.call_count == 0
     await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE, assert_all_called=False)
+async def test_an_unreachable_venue_is_one_log_line_per_outage_and_every_failure_counted(
+    respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = respx_mock.get("/orders").mock(side_effect=httpx.ConnectError("refused"))
+    gw = make_gateway(Listener())
+    caplog.set_level("WARNING", logger="trading_engine.gateway")
+    try:
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                await gw.open_orders()
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"GET {BASE}/orders: ConnectError")
+        assert gw.counts["connection_error"] == 3
+        route.mock(return_value=httpx.Response(200, json=[]))
+        assert await gw.open_orders() == []
+        assert caplog.records[-1].getMessage() == f"the venue at {BASE} answers again"
+    finally:
+        await gw.close()

@@ -333,6 +333,8 @@ class HttpGateway:
         self._orders_wait_until = 0.0
         #: The venue's key refusal was logged (one line until the key works again).
         self._auth_logged = False
+        #: A connection error was logged (one line per outage).
+        self._unreachable_logged = False
         self._clock_wanted = False
         self._clock_checked = False
         #: A time request's slot was taken (:meth:`_time_slot`) and not yet used.
@@ -1640,8 +1642,21 @@ class HttpGateway:
             return None
         except httpx.TransportError as exc:
             self.counts["connection_error"] += 1
-            log.warning("%s %s: %s", method, url.partition("?")[0], type(exc).__name__)
+            if not self._unreachable_logged:
+                # Once per outage: each later failure is counted, not logged, until an answer.
+                self._unreachable_logged = True
+                log.warning(
+                    "%s %s%s: %s (connection errors are counted, not logged, until the "
+                    "venue answers again)",
+                    method,
+                    self.config.base_url.rstrip("/"),
+                    url.partition("?")[0],
+                    type(exc).__name__,
+                )
             return None
+        if self._unreachable_logged:
+            self._unreachable_logged = False
+            log.warning("the venue at %s answers again", self.config.base_url)
         if timed:
             self.roundtrip.observe_ns(self._clock() - start)
         return response
