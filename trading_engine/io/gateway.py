@@ -58,6 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, Final, Protocol
+from urllib.parse import unquote
 
 import httpx
 
@@ -1950,7 +1951,8 @@ def _where(request: OrderRequest) -> str:
     target = request.target
     if "signature=" in target:
         target = target.partition("?")[0]
-    return f"{request.method} {target}"
+    # Percent-decoded for reading: exchangeInfo?symbols=["BTCUSDT","DOGEUSDT"].
+    return f"{request.method} {unquote(target)}"
 
 
 def _fill_order(entry: FillEntry) -> int:
