@@ -122,3 +122,15 @@ async def test_readyz_names_each_unready_workers_own_reason(tmp_path: Path) -> N
         assert body["failing_workers"] == [1]
     finally:
         await supervisor.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_exits_2_stops_the_supervisor_with_2_and_is_not_restarted(
+    tmp_path: Path,
+) -> None:
+    """Exit 2 is a worker's configuration, or the venue refusing it (a key, another
+    venue): restarting it would fail alike, each time one more refused request."""
+    supervisor = two_workers(tmp_path, "import sys, time; time.sleep(0.2); sys.exit(2)")
+    await asyncio.wait_for(supervisor.run(duration_s=30), 15)
+    assert supervisor.exit_code == 2
+    assert all(worker.restarts == 0 for worker in supervisor.workers)

@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
 
         supervisor = Supervisor(config, args.workers, config_path=args.config)
         asyncio.run(_with_feeds(feeds, supervisor.run(args.duration)))
-        return EXIT_OK
+        return supervisor.exit_code
     return run_on_loop(config, _with_feeds(feeds, Service(engine).run(args.duration)))
 
 

@@ -76,6 +76,8 @@ __all__ = ["Supervisor", "Worker", "merged_exposition", "worker_environment"]
 log = logging.getLogger("trading_engine.supervisor")
 
 _MAX_BACKOFF_S = 10.0
+#: A worker's exit code for its configuration, or a venue refusing it: never restarted.
+_EXIT_USAGE = 2
 _STABLE_AFTER_S = 30.0  # a worker up this long resets its back-off
 _TRADING_ORDER = {"active": 0, "reducing": 1, "halted": 2}
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
@@ -191,6 +193,8 @@ class Supervisor:
         self.registry = CollectorRegistry(auto_describe=False)
         register_process_collectors(self.registry)
         self._stop = asyncio.Event()
+        #: The command's exit code: 2 once a worker exited 2 (then every worker stops).
+        self.exit_code = 0
         self._watchers: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._client: httpx.AsyncClient | None = None
@@ -299,6 +303,17 @@ class Supervisor:
             if self._stop.is_set():
                 return
             uptime = time.monotonic() - worker.started_at
+            if code == _EXIT_USAGE:
+                # Its configuration, or the venue refusing it (a key, another venue):
+                # a restart would fail the same way, one more request to the venue each.
+                log.error(
+                    "worker %d exited with code 2 (its configuration or the venue refuses "
+                    "it; its log says which): stopping every worker",
+                    worker.index,
+                )
+                self.exit_code = _EXIT_USAGE
+                self.stop()
+                return
             if uptime >= _STABLE_AFTER_S:
                 worker.backoff_s = 0.5
             log.error(
