@@ -228,3 +228,30 @@ async def test_a_refused_key_stops_start_up_at_once_and_never_becomes_the_journa
     assert journal.recorded_venue() is None
     journal.close()
     await start_and_stop(sim, path)  # the right key: no "another venue"
+
+
+@pytest.mark.asyncio
+async def test_a_start_stopped_by_a_refused_key_leaves_the_restored_orders_alone(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    """The journal's open order is restored before the venue refuses the key: the
+    stop that follows must not try to cancel it (with the refused key, for the
+    whole shutdown bound); the next start reconciles it."""
+    from trading_engine.core.errors import ConfigError
+    from trading_engine.engine.runner import build_engine
+
+    path = tmp_path / "journal.db"
+    journal = Journal.open(str(path))
+    journal.begin_run("runA", [BTC, ETH])
+    journal_order(journal, "maker-runA-1", Side.BUY, 10_000)
+    journal.close()
+    right = make_engine(sim, path)  # for its configuration
+    assert right.journal is not None
+    right.journal.close()
+    engine = build_engine(right.config, environ={"EXCHANGE_API_KEY": "not-the-key"})
+    with pytest.raises(ConfigError):
+        await engine.start(serve_feed=False)
+    started = time.monotonic()
+    await engine.stop()
+    assert time.monotonic() - started < 1.0
+    assert [m for _, m, _ in sim.request_log if m == "DELETE"] == []

@@ -400,6 +400,12 @@ class Engine:
                 self._forget_orders_and_positions()
                 await asyncio.sleep(backoff.next_s())
                 continue
+            except Exception:
+                # The start stops here (a refused key, another venue): its stop must not
+                # act on what reconciliation half-read (cancel restored orders with a
+                # refused key); the next start reconciles them.
+                self._forget_orders_and_positions()
+                raise
             self.blocked = None
             self._positions_known = True
             return True

@@ -179,7 +179,8 @@ async def check_venue(engine: Engine, reader: VenueReader | None) -> None:
     what to do, unless ``[journal] accept_new_venue``: then the venue is
     recorded as the journal's (the fills cursor restarts at 0 when the log
     is another) and start-up goes on. A journal that never recorded a
-    venue records this one once reconciliation has read it. Skipped without a venue to read (the
+    venue records this one once reconciliation has read its open orders
+    and fills with the configured key. Skipped without a venue to read (the
     in-process venue) or without a journal. Raises ``ConnectionError``
     when the venue cannot be read (start-up retries).
     """
@@ -418,6 +419,11 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
         since = {stream: 0 if rebuild else cursor for stream, cursor in cursors.items()}
         venue_open = await reader.open_orders()
         new_fills = await _read_fills(reader, since)
+        if journal is not None and journal.recorded_venue() is None and journal.venue is not None:
+            # Recorded once the venue has answered with this key (a key it refuses
+            # never becomes the journal's), before anything of this start is written.
+            journal.record_venue(journal.venue, "first start against it", new_fills_log=False)
+            await journal.write_pending(raise_errors=True)
         report["venue_open_orders"] = len(venue_open)
         read_to = dict(cursors)
         adopted: set[str] = set()
@@ -639,10 +645,6 @@ async def _reconcile(engine: Engine, reader: VenueReader | None) -> dict[str, An
     report["open_orders"] = [order.client_order_id for order in restored][:100]
     report["seconds"] = round(time.monotonic() - started, 3)
     if journal is not None:
-        if reader is not None and journal.recorded_venue() is None and journal.venue is not None:
-            # Recorded only now the venue has answered every read with this key: a
-            # key it refused never becomes the journal's.
-            journal.record_venue(journal.venue, "first start against it", new_fills_log=False)
         await journal.write_pending(raise_errors=True)
         halt_on_missing_fills(engine, report)
         journal.reconciliation(json.dumps(report, sort_keys=True))
