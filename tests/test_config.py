@@ -319,6 +319,14 @@ def test_a_huge_integer_or_inf_is_refused_and_the_type_check_still_holds(tmp_pat
     ]
 
 
+def test_a_file_nested_beyond_what_the_toml_reader_recurses_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text("x = " + "[" * 5000 + "1" + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert raised.value.problems == [f"{path}: nested more than 32 tables or arrays deep"]
+
+
 @pytest.mark.parametrize("depth", [20, 200])
 def test_params_nested_too_deep_are_one_line_naming_the_key(tmp_path: Path, depth: int) -> None:
     value = "1"

@@ -910,6 +910,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     except tomllib.TOMLDecodeError as exc:
         message = f"{file}: not valid TOML: {exc}"
         raise ConfigError(message, [message]) from exc
+    except RecursionError:  # the TOML reader recurses per nested array or table
+        message = f"{file}: nested more than {MAX_DEPTH} tables or arrays deep"
+        raise ConfigError(message, [message]) from None
     return parse_config(data, environ, str(file))
 
 

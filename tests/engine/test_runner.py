@@ -52,3 +52,17 @@ async def test_nothing_starts_when_the_admin_port_is_in_use() -> None:
     recorder = engine.runners["a"].strategy
     assert isinstance(recorder, Recorder)
     assert recorder.calls == []
+
+
+@pytest.mark.asyncio
+async def test_a_capture_file_that_cannot_be_written_names_its_key_not_the_port() -> None:
+    cfg = config(
+        STRATEGIES, feed={"port": 0, "capture_path": "/nonexistent/x.cap"}, admin={"port": 0}
+    )
+    engine = Engine(cfg, run_id="t", sink_factory=simulated_venue)
+    with pytest.raises(ConfigError) as refused:
+        await Service(engine, environ={}).start()
+    assert refused.value.problems == [
+        "feed.capture_path: cannot write /nonexistent/x.cap: No such file or directory"
+    ]
+    assert engine.feed is None

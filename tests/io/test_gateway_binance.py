@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import wait_until
@@ -249,29 +250,51 @@ async def test_a_wrong_secret_at_start_up_stops_it_at_once_naming_both_variables
 async def test_a_403_at_start_up_is_binances_waf_and_is_retried_not_a_key_refusal() -> None:
     """Binance answers 403 when its web application firewall refuses a request: it
     passes, so start-up retries (``ConnectionError``) rather than stopping."""
-    import httpx
 
     def waf(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/v3/time":
             return httpx.Response(200, json={"serverTime": int(time.time() * 1000)})
         return httpx.Response(403, text="<html>403 Forbidden</html>")
 
-    gw = HttpGateway(
-        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
-                                      "api_secret_env": "BINANCE_SECRET"}),
-        Listener(), {SYMBOL: INSTRUMENT},
-        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
-        api_key=API_KEY, transport=httpx.MockTransport(waf),
-        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
-                                                     {SYMBOL: INSTRUMENT}), API_KEY,
-                                    clock=VenueClock(None, samples=1)),
-    )  # fmt: skip
+    gw = mocked_gateway(waf)
     try:
         with pytest.raises(ConnectionError, match="403"):
             await gw.open_orders()
         assert gw.counts["auth_failed"] == 0
     finally:
         await gw.close()
+
+
+async def test_a_key_refusal_whose_message_spans_lines_is_still_one_line() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/time":
+            return httpx.Response(200, json={"serverTime": int(time.time() * 1000)})
+        return httpx.Response(401, json={"code": -2015, "msg": "a\nb\r\nc\td"})
+
+    gw = mocked_gateway(refuse)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await gw.open_orders()
+        (problem,) = refused.value.problems
+        assert "\n" not in problem
+        assert "\r" not in problem
+        assert "a b c d" in problem
+    finally:
+        await gw.close()
+
+
+def mocked_gateway(handler: Callable[[httpx.Request], httpx.Response]) -> HttpGateway:
+    """A Binance-dialect gateway whose every request ``handler`` answers."""
+    return HttpGateway(
+        GatewayConfig.model_validate({"base_url": "https://api.binance.com", "venue": "binance",
+                                      "api_secret_env": "BINANCE_SECRET"}),
+        Listener(), {SYMBOL: INSTRUMENT},
+        CircuitBreaker(BreakerConfig().settings(), clock=lambda: 0),
+        api_key=API_KEY, transport=httpx.MockTransport(handler),
+        dialect=BinanceOrderDialect(BinanceSpotCodec(API_KEY, HmacSha256Signer(SECRET),
+                                                     {SYMBOL: INSTRUMENT}), API_KEY,
+                                    clock=VenueClock(None, samples=1)),
+    )  # fmt: skip
 
 
 async def test_a_wrong_secret_is_one_log_line_and_a_halt_not_a_retry_storm(

@@ -343,9 +343,14 @@ class Engine:
     async def _listen(self) -> None:
         """Bind the feed server; undo the start and raise ConfigError if it cannot listen."""
         settings = self.config.feed
-        try:
-            if settings.capture_path:
+        if settings.capture_path:
+            try:
                 self.capture = CaptureWriter(settings.capture_path)
+            except OSError as exc:
+                await self._undo_start()
+                message = f"feed.capture_path: cannot write {settings.capture_path}: {exc.strerror}"
+                raise ConfigError(message, [message]) from None
+        try:
             self.feed = FeedServer(
                 settings,
                 self.builder,

@@ -1921,7 +1921,8 @@ class HttpGateway:
                     # No retry fixes a key or a secret this process read at its start
                     # (a 403 is Binance's WAF: a refusal that passes, retried).
                     self.counts["auth_failed"] += 1
-                    reason = verdict.reason or f"HTTP {code}"
+                    # One line, whatever the venue's message holds (newlines, tabs).
+                    reason = " ".join((verdict.reason or f"HTTP {code}").split())
                     message = (
                         f"gateway.api_key_env: the venue refuses {where} ({reason}): "
                         f"check {self._key_variables()}"
