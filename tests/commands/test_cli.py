@@ -64,6 +64,25 @@ def test_a_usage_error_is_one_line_naming_the_argument_and_exits_2(
     assert err.rstrip().endswith("--help)")
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["replay", "/"], "trading-engine: /: Is a directory"),
+        (
+            ["bench", "--json", "/nonexistent/x.json"],
+            "--json: no folder /nonexistent to write /nonexistent/x.json in",
+        ),
+    ],
+)
+def test_a_path_that_cannot_be_used_is_one_line_and_exit_2(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert line in err
+    assert "Traceback" not in err
+
+
 def test_check_config_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(ROOT / "config" / "engine.toml")]) == 0
     assert "valid" in capsys.readouterr().out

@@ -988,6 +988,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if exc.filename is None:
+            raise
+        # A file named on the command line (or in the configuration) that cannot be used.
+        print(f"trading-engine: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (``journal orders | head``): stop quietly, and
         # keep Python's own flush at exit from failing the same way.

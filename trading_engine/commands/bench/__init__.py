@@ -147,6 +147,12 @@ def main(args: argparse.Namespace) -> int:
     from ...lowlevel.logs import configure
 
     configure("error")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        # Checked before the runs (minutes), not when their report is written.
+        folder = Path(path).parent if path else None
+        if folder is not None and not folder.is_dir():
+            message = f"{flag}: no folder {folder} to write {path} in"
+            raise ConfigError(message, [message])
     if args.plot:
         try:
             import matplotlib  # noqa: F401
