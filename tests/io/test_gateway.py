@@ -1070,3 +1070,25 @@ async def test_an_unreachable_venue_is_one_log_line_per_outage_and_every_failure
         assert caplog.records[-1].getMessage() == f"the venue at {BASE} answers again"
     finally:
         await gw.close()
+
+
+@pytest.mark.asyncio
+@respx.mock(base_url=BASE)
+async def test_a_401_on_the_own_api_halts_with_one_line_naming_the_key_variable(
+    respx_mock: respx.MockRouter,
+    gateway: tuple[HttpGateway, Listener],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The key was revoked while trading: not order after order refused in silence,
+    but one log line and a halt (order fault ``venue_auth_failed``)."""
+    gw, listener = gateway
+    respx_mock.post("/orders").mock(return_value=httpx.Response(401, json={"error": "bad key"}))
+    caplog.set_level("ERROR", logger="trading_engine.gateway")
+    for i in range(3):
+        gw.submit(make_order(f"s-r-{i}"))
+    assert await gw.drain()
+    assert listener.statuses() == ["rejected"] * 3
+    lines = [r.getMessage() for r in caplog.records if "refused the API key" in r.getMessage()]
+    assert len(lines) == 1
+    assert "EXCHANGE_API_KEY" in lines[0]
+    assert [e for e in listener.events if e[0] == "fault"] == [("fault", "*", "venue_auth_failed")]

@@ -417,11 +417,16 @@ class OwnApiDialect:
     # -- answers --------------------------------------------------------------------
 
     def classify(self, status: int, headers: Mapping[str, str], content: bytes) -> Verdict:
-        """200 ok, 404 not found, 429 rate limited, 5xx unknown, any other refused."""
+        """200 ok, 404 not found, 401 the API key refused, 429 rate limited, 5xx unknown,
+        any other refused."""
         if status == 200:
             return Verdict(AnswerKind.OK)
         if status == 404:
             return Verdict(AnswerKind.NOT_FOUND, _error(status, content))
+        if status == 401:
+            # A bad or missing key: every request refused alike, so trading halts
+            # with one log line rather than refusing order after order in silence.
+            return Verdict(AnswerKind.AUTH_FAILED, _error(status, content))
         if status == 429:
             return Verdict(AnswerKind.RATE_LIMITED)
         if status >= 500:
