@@ -283,6 +283,34 @@ async def test_a_key_refusal_whose_message_spans_lines_is_still_one_line() -> No
         await gw.close()
 
 
+async def test_a_bans_http_date_retry_after_is_measured_against_the_answers_date() -> None:
+    """Both stamped by the venue's clock: a host clock an hour off changes nothing."""
+    from email.utils import formatdate
+
+    venue_now = time.time() - 3600  # the venue's clock, an hour behind this host's
+
+    def banned(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/time":
+            return httpx.Response(200, json={"serverTime": int(time.time() * 1000)})
+        return httpx.Response(
+            418,
+            json={"code": -1003, "msg": "Way too much request weight used."},
+            headers={
+                "Date": formatdate(venue_now, usegmt=True),
+                "Retry-After": formatdate(venue_now + 120, usegmt=True),
+            },
+        )
+
+    gw = mocked_gateway(banned)
+    try:
+        with pytest.raises(ConnectionError):
+            await gw.open_orders()
+        assert gw.banned_until is not None
+        assert gw.banned_until - time.time() == pytest.approx(120, abs=2)
+    finally:
+        await gw.close()
+
+
 def mocked_gateway(handler: Callable[[httpx.Request], httpx.Response]) -> HttpGateway:
     """A Binance-dialect gateway whose every request ``handler`` answers."""
     return HttpGateway(
