@@ -50,6 +50,8 @@ def test_every_commands_help_works(capsys: pytest.CaptureFixture[str]) -> None:
         (["backtest", "--from", "garbage", "x.csv"], "argument --from: 'garbage'"),
         (["run", "--duration", "abc"], "argument --duration"),
         (["journal", "nope"], "argument VIEW"),
+        (["exchange-sim", "--rate", "nan"], "argument --rate"),
+        (["exchange-sim", "--hang-s", "-1"], "argument --hang-s"),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_argument_and_exits_2(

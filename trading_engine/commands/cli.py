@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -340,8 +341,15 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
 
 
@@ -765,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the engine runs N workers: publish each symbol to the feed port plus its shard",
     )
     sim.add_argument(
-        "--rate", type=float, default=200.0, help="market-data messages per second, in total"
+        "--rate", type=_positive, default=200.0, help="market-data messages per second, in total"
     )
     sim.add_argument(
         "--stamp-arrivals",
