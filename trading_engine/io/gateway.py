@@ -570,9 +570,7 @@ class HttpGateway:
         share = self.used_weight_share
         return {
             "dialect": self.dialect.name,
-            "ban_until": None
-            if until is None
-            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+            "ban_until": None if until is None else _utc(until),
             "clock_offset_ms": self.clock_offset_ms,
             "used_weight_share": None if share is None else round(share, 4),
             **{key: value for link in self.links for key, value in link.status().items()},
@@ -1138,7 +1136,7 @@ class HttpGateway:
         if first:
             log.error(
                 "the venue banned this client until %s (%s): trading halts",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+                _utc(until),
                 reason,
             )
             self._listener.on_order_fault("*", "venue_banned")
@@ -1917,9 +1915,9 @@ class HttpGateway:
                 return None
             if kind is not _OK:
                 code = "no answer" if reply is None else str(reply.status_code)
-                if kind is AnswerKind.AUTH_FAILED or code == "401":
+                if kind is AnswerKind.AUTH_FAILED:
                     # No retry fixes a key or a secret this process read at its start
-                    # (a 403 is Binance's WAF: a refusal that passes, retried).
+                    # (each dialect classifies its 401; Binance's 403 is its WAF: retried).
                     self.counts["auth_failed"] += 1
                     # One line, whatever the venue's message holds (newlines, tabs).
                     reason = " ".join((verdict.reason or f"HTTP {code}").split())

@@ -17,9 +17,8 @@ journal``, a backup) never block the writer. It records:
   ``journal``, ``supervisor``, ``start-up``) and why;
 * each run (its run id, the prefix of its client order ids) and each
   start-up reconciliation's report;
-* the end of the venue's last pause (a 429's ``Retry-After``) and of its
-  last ban (a 418), which a process started again honours before its
-  first request.
+* the venue's pause (a 429's ``Retry-After``) and ban (a 418) that end
+  last, which a process started again honours before its first request.
 
 Prices are integer ticks and quantities integer lots; the ``instruments``
 table holds each symbol's tick and lot size so the file is readable
