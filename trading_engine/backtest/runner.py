@@ -29,6 +29,7 @@ id ``backtest``, sampled latencies come from a generator seeded with
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import time
@@ -308,7 +309,10 @@ class _Run:
             )
             return self.recorder
 
-        self.engine = Engine(self.config, clock=self.clock, run_id=_RUN_ID, sink_factory=sink)
+        # Hooks untimed: in the data's time a hook takes none, and wall time decides nothing.
+        self.engine = Engine(
+            self.config, clock=self.clock, run_id=_RUN_ID, sink_factory=sink, timed=False
+        )
         #: Whether any strategy has a timer (fixed when the engine is built): the
         #: clock moves at nearly every event, and most runs have none to check.
         self.timed = bool(self.engine.timers)
@@ -325,8 +329,9 @@ class _Run:
         feed = self.feed
         clock = self.clock
         engine = self.engine
-        apply = engine.builder.apply
-        mark_stale = engine.builder.mark_stale
+        # Compiled, a method called on a typed local is a direct call; bound to
+        # a local first, it would be a generic call through a method object.
+        builder = engine.builder
         timed = self.timed
         while True:
             if feed and (not heap or feed[0][0] <= heap[0][0]):
@@ -340,9 +345,9 @@ class _Run:
                         engine.run_timers()
                 message = event.message
                 if message is None:
-                    mark_stale((event.symbol,))
+                    builder.mark_stale((event.symbol,))
                 else:
-                    apply(message, at)
+                    builder.apply(message, at)
                 continue
             if not heap:
                 return
@@ -398,6 +403,20 @@ class _Run:
     # -- the run ------------------------------------------------------------------------
 
     def run(self) -> BacktestResult:
+        """The run, under the configuration's ``[engine] gc_threshold`` as live runs.
+
+        The collector's thresholds are Python's again afterwards.
+        """
+        previous = gc.get_threshold()
+        threshold = self.config.engine.gc_threshold
+        if threshold is not None:
+            gc.set_threshold(threshold, previous[1], previous[2])
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*previous)
+
+    def _run(self) -> BacktestResult:
         started = time.perf_counter()
         options = self.options
         from_ns = options.from_ns
@@ -427,7 +446,6 @@ class _Run:
         # after that (docs/strategies.md), never at the epoch.
         trading = False
         feed = self.feed
-        run_due = self.run_due
         skipped = self.skipped
         stream = read_data(self.data, self.config, self.skipped_by_file)
         try:
@@ -437,7 +455,7 @@ class _Run:
                     break
                 if not trading and (from_ns is None or ts >= from_ns):
                     start_ns = ts if from_ns is None else from_ns
-                    run_due(start_ns, inclusive=False)
+                    self.run_due(start_ns, inclusive=False)
                     clock.now_ns = max(clock.now_ns, start_ns)
                     if not listening:
                         listening = True
@@ -445,7 +463,7 @@ class _Run:
                     # The strategies' timers start with their trading.
                     engine.start_strategies()
                     trading = True
-                run_due(ts, inclusive=False)
+                self.run_due(ts, inclusive=False)
                 if ts > clock.now_ns:
                     clock.now_ns = ts
                     if timed:
@@ -495,16 +513,16 @@ class _Run:
                 at = max(ts + (feed_constant if feed_constant >= 0 else feed_latency()), feed_clear)
                 feed_clear = at
                 feed.append((at, event))
-                run_due(ts, inclusive=True)
+                self.run_due(ts, inclusive=True)
         finally:
             # A run that stops early (``to``, an error) closes the files it read.
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
         # What was in flight when the data ended still arrives.
-        run_due(feed_clear, inclusive=True)
+        self.run_due(feed_clear, inclusive=True)
         while self.heap or self.feed:
-            run_due(max(self.heap[0][0] if self.heap else 0, feed_clear), inclusive=True)
+            self.run_due(max(self.heap[0][0] if self.heap else 0, feed_clear), inclusive=True)
         orders = self._order_records()
         positions = {
             key: position.quantity

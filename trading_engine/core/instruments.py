@@ -107,24 +107,27 @@ def _plain_units(text: str, scale: int) -> int:
     return units * _POW10[scale - fraction]
 
 
-def _plain_units_bytes(text: bytes, scale: int) -> int:
-    """:func:`_plain_units` of ASCII bytes (a CSV field), or -1 for "not that simple".
+def _plain_units_bytes(text: bytes, scale: int, start: int, end: int) -> int:
+    """:func:`_plain_units` of ASCII bytes ``text[start:end]`` (a CSV field), or -1
+    for "not that simple".
 
     Its twin for ``str`` is kept apart rather than shared through an
-    ``encode``: each stays one native loop with no intermediate object.
+    ``encode``: each stays one native loop with no intermediate object. The
+    field is read in place, so a reader need not slice it out of its line.
     """
-    length = len(text)
-    if length == 0 or length > _PLAIN_DIGITS:
+    length = end - start
+    if length <= 0 or length > _PLAIN_DIGITS:
         return -1
     units = 0
     fraction = -1
-    for index in range(length):
+    last = end - 1
+    for index in range(start, end):
         code = text[index]
         if 48 <= code <= 57:
             units = units * 10 + (code - 48)
             if fraction >= 0:
                 fraction += 1
-        elif code == 46 and fraction < 0 and 0 < index < length - 1:
+        elif code == 46 and fraction < 0 and start < index < last:
             fraction = 0
         else:
             return -1
@@ -257,15 +260,17 @@ class Instrument:
             raise InvalidValue("too_large", value)
         return ticks
 
-    def plain_price_ticks(self, text: bytes) -> int:
+    def plain_price_ticks(self, text: bytes, start: int = 0, end: int = -1) -> int:
         """Ticks of a plain unsigned decimal price in ASCII bytes (``b"100.25"``), or -1.
 
         The fast path of a file reader: -1 means this path does not decide
         (not a plain decimal of at most 18 characters, off the tick, zero or
         beyond ``MAX_UNITS``), and :meth:`price_to_ticks` of the decoded text
-        then gives the value or the exact error. ``O(len(text))``, no allocation.
+        then gives the value or the exact error. Reads ``text[start:end]``
+        (``end`` -1: to the end; a field of a line, read in place).
+        ``O(end - start)``, no allocation.
         """
-        units = _plain_units_bytes(text, self._price_scale)
+        units = _plain_units_bytes(text, self._price_scale, start, len(text) if end < 0 else end)
         if units <= 0:
             return -1
         step = self._tick_step
@@ -274,10 +279,10 @@ class Instrument:
             return -1
         return ticks
 
-    def plain_size_lots(self, text: bytes) -> int:
-        """Lots of a plain unsigned decimal size in ASCII bytes, or -1 (see
-        :meth:`plain_price_ticks`; zero is a size: ``b"0"`` gives 0)."""
-        units = _plain_units_bytes(text, self._size_scale)
+    def plain_size_lots(self, text: bytes, start: int = 0, end: int = -1) -> int:
+        """Lots of a plain unsigned decimal size in ASCII bytes ``text[start:end]``, or -1
+        (see :meth:`plain_price_ticks`; zero is a size: ``b"0"`` gives 0)."""
+        units = _plain_units_bytes(text, self._size_scale, start, len(text) if end < 0 else end)
         if units < 0:
             return -1
         step = self._lot_step

@@ -106,7 +106,9 @@ class Engine:
     ``sink`` or what ``sink_factory(engine)`` returns (the gateway, or the
     in-process venue of ``trading_engine.sim.venue``), and one of them is
     required (``TypeError`` otherwise); ``run_id`` fixes the client order
-    id prefix (replay uses a fixed one for determinism).
+    id prefix (replay uses a fixed one for determinism). ``timed=False``
+    leaves strategy hooks untimed (no latency histogram, no time budget):
+    the backtest's, whose time is the data's.
     """
 
     def __init__(
@@ -117,8 +119,11 @@ class Engine:
         sink: OrderSink | None = None,
         sink_factory: Callable[[Engine], OrderSink] | None = None,
         run_id: str | None = None,
+        timed: bool = True,
     ) -> None:
         self.config = config
+        #: Whether strategy hooks are timed (wall clock): False in a backtest.
+        self._timed = timed
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.instruments = config.instrument_map()
         self.ids = ClientOrderIds(
@@ -231,6 +236,7 @@ class Engine:
                 strategy,
                 budget_s=engine_config.strategy_budget_s,
                 error_limit=engine_config.strategy_error_limit,
+                clock=perf_counter_ns if self._timed else None,
             )
             context.runner = runner
             self.contexts[item.name] = context
