@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict
 
 from trading_engine import BookView, Side, Strategy, TimeInForce
@@ -41,3 +44,17 @@ class OnTimer(Strategy):
 
     def on_timer(self) -> None:
         self.ctx.submit("BTC-USD", Side.BUY, 1, 9900)
+
+
+class Watch(Strategy):
+    """Sends nothing; notes the collector's thresholds at each update and its runner's timing."""
+
+    thresholds: ClassVar[list[tuple[int, int, int]]] = []
+    timed_evaluations: ClassVar[list[int]] = []
+
+    def on_book(self, book: BookView) -> None:
+        Watch.thresholds.append(gc.get_threshold())
+
+    def on_stop(self) -> None:
+        runner = self.ctx.runner  # type: ignore[attr-defined]
+        Watch.timed_evaluations.append(runner.latency.count)

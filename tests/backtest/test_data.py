@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from tests.backtest.helpers import MS, T0, book, trade, write_capture
 from tests.fakes import config
 from trading_engine.backtest.data import DataError, DataEvent, detect_format, read_data
+from trading_engine.backtest.events import unusable
 from trading_engine.config import Config, parse_config
+from trading_engine.core.errors import InvalidValue
 from trading_engine.core.protocol import BookMessage, Trade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -472,3 +474,50 @@ def test_times_longer_than_a_time_can_be_are_bad_lines_in_every_format(tmp_path:
     events, skipped = read([capture])
     assert len(events) == 3
     assert skipped == {"bad_line": 2}
+
+
+_FIELD_TAILS = st.lists(
+    st.sampled_from(
+        ["bid", "ask", "bi", "bix", "bidd", "asz", "aak", "Bid", "", ",", "0.005", "1.5", "0.0041x"]
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(rows=st.lists(_FIELD_TAILS, min_size=1, max_size=8))
+def test_a_book_rows_fields_are_its_last_three_comma_separated_fields(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]]
+) -> None:
+    # Each row is a usable head followed by any fields: the reader takes the
+    # last three (side, price, amount) as ``rsplit(",", 3)`` would, and a row
+    # with too few fields, another side or a longer head is a bad line.
+    head = "binance,XMRBTC,2,2000,true"
+    lines = [",".join([head, *fields]) for fields in rows]
+    path = tmp_path_factory.mktemp("rows") / "book.csv"
+    path.write_text(BOOK_CSV + "".join(line + "\n" for line in lines))
+    events, skipped = read([path], XMRBTC)
+    instrument = XMRBTC.instrument_map()["XMRBTC"]
+    bids: list[tuple[int, int]] = []
+    asks: list[tuple[int, int]] = []
+    expected: dict[str, int] = {}
+    for line in lines:
+        parts = line.rsplit(",", 3)
+        if len(parts) != 4 or parts[1] not in ("bid", "ask") or parts[0] != head:
+            expected["bad_line"] = expected.get("bad_line", 0) + 1
+            continue
+        try:
+            ticks = instrument.price_to_ticks(parts[2])
+        except InvalidValue as exc:
+            expected[unusable(exc, "price")] = expected.get(unusable(exc, "price"), 0) + 1
+            continue
+        try:
+            lots = instrument.size_to_lots(parts[3])
+        except InvalidValue as exc:
+            expected[unusable(exc, "size")] = expected.get(unusable(exc, "size"), 0) + 1
+            continue
+        if lots:  # a snapshot's empty level is left out
+            (bids if parts[1] == "bid" else asks).append((ticks, lots))
+    assert skipped == expected
+    got = [(m.bids, m.asks) for m in (e.message for e in events)]  # type: ignore[union-attr]
+    assert got == ([(bids, asks)] if bids or asks else [])

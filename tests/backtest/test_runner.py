@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from tests.backtest.helpers import MS, T0, book, once, trade, write_capture
+from tests.backtest.strategies import Watch
 from tests.fakes import config
 from tests.sim.test_replay import STRATEGIES
 from tests.sim.test_replay import write_capture as write_random_capture
@@ -88,6 +90,26 @@ def test_strategy_timers_fire_on_the_datas_clock(tmp_path: Path) -> None:
     )  # fmt: skip
     # Due at T0 + 0.45 ms: fires at T0 + 0.5 ms, then at T0 + 2 ms.
     assert [order.decided_ns - T0 for order in sooner.orders] == [MS // 2, 2 * MS]
+
+
+def test_a_run_keeps_the_configured_collector_threshold_and_leaves_hooks_untimed(
+    tmp_path: Path,
+) -> None:
+    # The run collects under [engine] gc_threshold, as a live engine does, and
+    # puts the process's thresholds back; in data time a hook takes no time,
+    # so no hook is timed on the wall clock.
+    Watch.thresholds.clear()
+    Watch.timed_evaluations.clear()
+    cfg = config(
+        [{"name": "watch", "class": "tests.backtest.strategies:Watch", "symbols": ["BTC-USD"]}],
+        engine={"gc_threshold": 12_345},
+    )
+    before = gc.get_threshold()
+    assert before[0] != 12_345
+    run_backtest(cfg, [aggressive_market(tmp_path)])
+    assert gc.get_threshold() == before
+    assert [threshold[0] for threshold in Watch.thresholds] == [12_345] * 3
+    assert Watch.timed_evaluations == [0]
 
 
 def queue_market(tmp_path: Path) -> Path:

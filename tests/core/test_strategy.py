@@ -193,6 +193,32 @@ def test_template_loads_by_entry_point_and_by_path() -> None:
     assert strategy.fills == 1  # type: ignore[attr-defined]
 
 
+def test_the_installed_entry_points_are_read_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reading them scans every installed distribution: once, however many
+    # strategies (or backtests of a sweep) load by name.
+    import trading_engine.core.strategy as module
+
+    calls: list[str] = []
+    real = module.entry_points
+
+    def counting(*, group: str) -> Any:
+        calls.append(group)
+        return real(group=group)
+
+    monkeypatch.setattr(module, "entry_points", counting)
+    module._entry_points.cache_clear()
+    try:
+        for _ in range(3):
+            assert load_strategy_class("t", "template").__name__ == "TemplateStrategy"
+        with pytest.raises(StrategyError, match="neither module:Class nor an entry point"):
+            load_strategy_class("t", "not-an-entry-point")
+        assert calls == ["trading_engine.strategies"]
+    finally:
+        module._entry_points.cache_clear()
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

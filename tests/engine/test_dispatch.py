@@ -44,6 +44,27 @@ def test_sync_hooks_run_in_order_for_live_updates_only() -> None:
         assert strategy.calls == ["start", "book:1", "book:2", "book:3", "stop"]
 
 
+def test_hooks_are_timed_live_and_untimed_when_the_engine_says_so() -> None:
+    # Live, every hook (book updates, order callbacks) is timed on the wall
+    # clock; an engine built with timed=False (the backtest's) times none and
+    # still counts its evaluations and isolates its errors.
+    for timed, expected in ((True, 3), (False, 0)):
+        cfg = config([{"name": "a", "class": "tests.fakes:Recorder", "symbols": ["BTC-USD"]}])
+        engine = Engine(cfg, run_id="t", sink_factory=simulated_venue, timed=timed)
+        feed(engine, 3)
+        runner = engine.runners["a"]
+        assert (runner.evaluations, runner.latency.count) == (3, expected)
+        assert (runner.last_evaluation_ns > 0) is timed
+    engine = Engine(
+        config([{"name": "bad", "class": "tests.fakes:Raiser", "symbols": ["BTC-USD"]}]),
+        run_id="t",
+        sink_factory=simulated_venue,
+        timed=False,
+    )
+    feed(engine, 2)
+    assert (engine.runners["bad"].errors, engine.runners["bad"].latency.count) == (2, 0)
+
+
 def test_a_raising_strategy_is_isolated_counted_and_disabled() -> None:
     engine = engine_with(("bad", "Raiser"), ("good", "Recorder"), strategy_error_limit=3)
     feed(engine, 6)
