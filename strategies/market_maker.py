@@ -91,7 +91,7 @@ class MarketMaker(Strategy):
         #: Per symbol: the (touch, inventory) of the last update that asked for
         #: nothing, and the engine time until which the same inputs ask for
         #: nothing (a held-back quote's pause end); gone after any own order event.
-        self._settled: dict[str, tuple[tuple[tuple[int, int, int, int], int], int]] = {}
+        self._settled: dict[str, tuple[tuple[int, int, int, int], int, int]] = {}
 
     def targets(self, book: BookView) -> tuple[int | None, int | None]:
         """The (bid, ask) prices to quote now (ticks), None for a side not quoted.
@@ -133,14 +133,18 @@ class MarketMaker(Strategy):
     def on_book(self, book: BookView) -> None:
         symbol = book.symbol
         top = book.top()
+        inventory = 0
         if top is None:
             bid = ask = None
-            settled = None
         else:
             inventory = self.ctx.position(symbol).quantity
-            settled = (top, inventory)
             memo = self._settled.get(symbol)
-            if memo is not None and memo[0] == settled and self.ctx.now_ns() < memo[1]:
+            if (
+                memo is not None
+                and memo[1] == inventory
+                and memo[0] == top
+                and self.ctx.now_ns() < memo[2]
+            ):
                 return
             bid, ask = self._targets(symbol, top, inventory)
         # One pass over the open orders: the live (not being canceled) quotes
@@ -168,10 +172,10 @@ class MarketMaker(Strategy):
             ask = highest_buy + 1
         bid_stands = self._quote(symbol, _BUY, bid if bid is None or bid > 0 else None, buys)
         ask_stands = self._quote(symbol, _SELL, ask, sells)
-        if settled is None or bid_stands is None or ask_stands is None:
+        if top is None or bid_stands is None or ask_stands is None:
             self._settled.pop(symbol, None)
         else:
-            self._settled[symbol] = (settled, min(bid_stands, ask_stands))
+            self._settled[symbol] = (top, inventory, min(bid_stands, ask_stands))
 
     def on_order_update(self, order: Order) -> None:
         self._settled.pop(order.symbol, None)

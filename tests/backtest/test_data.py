@@ -118,6 +118,18 @@ def test_a_corrupt_or_truncated_gzip_is_an_error(tmp_path: Path) -> None:
     corrupt.write_bytes(packed[:-8] + bytes(b ^ 0xFF for b in packed[-8:-4]) + packed[-4:])
     with pytest.raises(DataError, match="corrupt or truncated gzip"):
         read([corrupt])
+    # Deflate data that cannot be inflated (the inflater's own error), in the
+    # first line (the format check) and further on (the read).
+    for at in (10, len(packed) // 2):
+        mangled = tmp_path / f"mangled{at}.gz"
+        mangled.write_bytes(packed[:at] + b"\xff" * 64 + packed[at + 64 :])
+        with pytest.raises(DataError, match="corrupt or truncated gzip"):
+            read([mangled])
+    # Bytes after the end of the gzip stream.
+    trailing = tmp_path / "trailing.gz"
+    trailing.write_bytes(packed + b"garbage")
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        read([trailing])
 
 
 def test_a_cut_last_line_and_bad_lines_are_counted(tmp_path: Path) -> None:

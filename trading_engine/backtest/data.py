@@ -30,9 +30,7 @@ counted in ``skipped`` by reason (``out_of_order``, ``duplicate``, ``cut_line``,
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -56,6 +54,7 @@ from ..venues.registry import venue as venue_named
 from .events import DataError, DataEvent, merge_by_time
 from .events import bump as _bump
 from .events import unusable as _unusable
+from .files import GZIP_ERRORS
 from .files import lines as _lines
 from .files import open_data as _open
 from .tardis import tardis_book as _tardis_book
@@ -86,7 +85,7 @@ def detect_format(path: str | Path) -> str:
     try:
         try:
             first = handle.readline(65536)
-        except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+        except GZIP_ERRORS as exc:
             raise DataError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
     finally:
         handle.close()

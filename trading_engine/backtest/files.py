@@ -12,14 +12,20 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
+
+from isal import igzip, isal_zlib
 
 from .events import DataError, bump
 
-__all__ = ["GZIP_MAGIC", "line_blocks", "lines", "open_data"]
+__all__ = ["GZIP_ERRORS", "GZIP_MAGIC", "line_blocks", "lines", "open_data"]
 
 #: The first two bytes of a gzip stream (RFC 1952).
 GZIP_MAGIC: Final = b"\x1f\x8b"
+#: (python-isal's stub types its ``error`` as an instance; it is a class.)
+_ISAL_ERROR: Final = cast("type[Exception]", isal_zlib.error)
+#: What reading a corrupt or truncated stream from :func:`open_data` raises.
+GZIP_ERRORS: Final = (gzip.BadGzipFile, EOFError, zlib.error, _ISAL_ERROR, OSError)
 
 
 def open_data(path: Path) -> BinaryIO:
@@ -35,8 +41,10 @@ def open_data(path: Path) -> BinaryIO:
     magic = handle.read(2)
     if magic == GZIP_MAGIC:
         handle.close()
-        # Opened by name: closing the gzip stream closes the file.
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        # Opened by name: closing the gzip stream closes the file. ISA-L's
+        # inflate (python-isal, the gzip module's interface) reads a recorded
+        # market about three times as fast as zlib's: most backtest data is gzip.
+        return cast(BinaryIO, igzip.IGzipFile(path, "rb"))  # type: ignore[no-untyped-call]
     handle.seek(0)
     return handle
 
@@ -60,7 +68,7 @@ def line_blocks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
         while True:
             try:
                 chunk = read(_CHUNK)
-            except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+            except GZIP_ERRORS as exc:
                 raise DataError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
             if not chunk:
                 break

@@ -22,6 +22,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Final
 
+from mypy_extensions import i64
+
 from .errors import InvalidValue
 
 __all__ = ["MAX_UNITS", "Instrument", "parse_decimal"]
@@ -118,11 +120,13 @@ def _plain_units_bytes(text: bytes, scale: int, start: int, end: int) -> int:
     length = end - start
     if length <= 0 or length > _PLAIN_DIGITS:
         return -1
-    units = 0
+    # At most 18 digits: a machine integer (i64, compiled) holds them, with no
+    # overflow check per digit.
+    units: i64 = 0
     fraction = -1
     last = end - 1
     for index in range(start, end):
-        code = text[index]
+        code: i64 = text[index]
         if 48 <= code <= 57:
             units = units * 10 + (code - 48)
             if fraction >= 0:
@@ -135,7 +139,7 @@ def _plain_units_bytes(text: bytes, scale: int, start: int, end: int) -> int:
         fraction = 0
     if fraction > scale:
         return -1
-    return units * _POW10[scale - fraction]
+    return int(units) * _POW10[scale - fraction]
 
 
 def parse_decimal(value: object, scale: int) -> int:
