@@ -533,3 +533,24 @@ def test_a_book_rows_fields_are_its_last_three_comma_separated_fields(
     assert skipped == expected
     got = [(m.bids, m.asks) for m in (e.message for e in events)]  # type: ignore[union-attr]
     assert got == ([(bids, asks)] if bids or asks else [])
+
+
+def test_a_line_longer_than_any_message_is_a_bad_line_read_past_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A publisher's endless line is not gathered in memory (nor copied again
+    # per chunk read): past MAX_LINE it is dropped up to its newline, once
+    # counted, and the rows around it are read.
+    import trading_engine.backtest.files as files
+
+    monkeypatch.setattr(files, "MAX_LINE", 1000)
+    monkeypatch.setattr(files, "_CHUNK", 300)
+    row = "binance,XMRBTC,2,2000,true,bid,0.005,1.5\n"
+    long_row = "binance,XMRBTC,2,2000,true,bid,0.005," + "1" * 5000 + "\n"
+    path = tmp_path / "book.csv"
+    path.write_text(BOOK_CSV + row + long_row + row.replace("bid", "ask") + "x" * 3000)
+    events, skipped = read([path], XMRBTC)
+    [message] = [e.message for e in events]
+    assert (message.bids, message.asks) == ([(5000, 1500)], [(5000, 1500)])  # type: ignore[union-attr]
+    # The long row and the unfinished last line, past MAX_LINE too (not a cut line).
+    assert skipped == {"bad_line": 2}

@@ -18,7 +18,7 @@ from isal import igzip, isal_zlib
 
 from .events import DataError, bump
 
-__all__ = ["GZIP_ERRORS", "GZIP_MAGIC", "line_blocks", "lines", "open_data"]
+__all__ = ["GZIP_ERRORS", "GZIP_MAGIC", "MAX_LINE", "line_blocks", "lines", "open_data"]
 
 #: The first two bytes of a gzip stream (RFC 1952).
 GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -50,6 +50,10 @@ def open_data(path: Path) -> BinaryIO:
 
 
 _CHUNK: Final = 1 << 20
+#: The longest line kept (bytes): a recorded message is far shorter (a
+#: 5,000-level snapshot is about 300 KiB). A longer one is left out as a bad
+#: line as it is read, so it never grows in memory nor is copied per chunk.
+MAX_LINE: Final = 4 << 20
 
 
 def line_blocks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
@@ -58,13 +62,17 @@ def line_blocks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
     Read in chunks of 1 MiB: a reader loops over each list itself, so a line
     costs no generator step (compiled readers call this once a chunk). A
     ``\r`` before a newline is dropped. An incomplete last line (the writer
-    was stopped mid-line) is left out and counted ``cut_line``. Raises
-    :class:`DataError` for a gzip stream that is corrupt or ends early.
+    was stopped mid-line) is left out and counted ``cut_line``; a line longer
+    than :data:`MAX_LINE` is left out and counted ``bad_line``, read past
+    without being kept. Raises :class:`DataError` for a gzip stream that is
+    corrupt or ends early.
     """
     handle = open_data(path)
     read = handle.read
     try:
         rest = b""
+        # Inside a line longer than MAX_LINE (counted once, dropped up to its newline).
+        overlong = False
         while True:
             try:
                 chunk = read(_CHUNK)
@@ -77,9 +85,17 @@ def line_blocks(path: Path, skipped: dict[str, int]) -> Iterator[list[bytes]]:
                 data = data.replace(b"\r\n", b"\n")
             found = data.split(b"\n")
             rest = found.pop()
+            if overlong and found:
+                del found[0]  # the end of the long line
+                overlong = False
+            if len(rest) > MAX_LINE:
+                if not overlong:
+                    bump(skipped, "bad_line")
+                    overlong = True
+                rest = b""
             if found:
                 yield found
-        if rest:
+        if rest and not overlong:
             bump(skipped, "cut_line")
     finally:
         handle.close()

@@ -1,8 +1,9 @@
 """Tardis.dev's ``incremental_book_L2`` and ``trades`` CSV datasets as backtest events.
 
 docs/backtest.md gives the columns and how they are read. Compiled with
-mypyc with the core (setup.py ``COMPILED``): a row costs a split and a few
-comparisons, and a file holds millions of rows.
+mypyc with the core (setup.py ``COMPILED``): a book row costs a scan for
+its last three commas, two digit loops and a few comparisons, and a file
+holds millions of rows.
 """
 
 from __future__ import annotations
