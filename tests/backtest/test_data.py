@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.backtest.helpers import MS, T0, book, trade, write_capture
@@ -554,3 +554,62 @@ def test_a_line_longer_than_any_message_is_a_bad_line_read_past_not_kept(
     assert (message.bids, message.asks) == ([(5000, 1500)], [(5000, 1500)])  # type: ignore[union-attr]
     # The long row and the unfinished last line, past MAX_LINE too (not a cut line).
     assert skipped == {"bad_line": 2}
+
+
+# Mostly usable fields, so that one bad field at a time is what decides.
+_HEADS = st.tuples(
+    st.sampled_from(["binance"] * 6 + ["", "b,x"]),
+    st.sampled_from(["XMRBTC"] * 6 + ["ETHBTC", "", "XMR,BTC"]),
+    st.sampled_from(["1", ""]),
+    st.sampled_from(
+        ["1000", "2000", "0", "", "9999999999999999", "10000000000000000", "0001000", "\uff11",
+         "12a", "-5", " 7"]
+    ),
+    st.sampled_from(["true", "false"] * 3 + ["True", "", "false,", "tru"]),
+).map(",".join)  # fmt: skip
+
+
+@given(heads=st.lists(_HEADS, min_size=1, max_size=10))
+@example(heads=["binance,XMRBTC,1,10000000000000000,true", "binance,XMRBTC,1,2000,true"])
+@example(heads=["binance,XMRBTC,1,9999999999999999,true"])
+@example(heads=["binance,XMRBTC,1,1000,tru", "binance,XMRBTC,1,1000,True"])
+@example(heads=["binance,XMRBTC,1,1000,true,", "binance,XMRBTC,1,1000"])
+def test_a_book_rows_head_is_five_fields_read_as_the_docs_say(
+    tmp_path_factory: pytest.TempPathFactory, heads: list[str]
+) -> None:
+    # exchange,symbol,timestamp,local_timestamp,is_snapshot: five fields, a
+    # configured symbol, 1-16 ASCII digits of us, true or false; a head is read
+    # once per run of equal heads, and its verdict counts for each of its rows.
+    path = tmp_path_factory.mktemp("heads") / "book.csv"
+    path.write_text(BOOK_CSV + "".join(head + ",bid,0.005,1\n" for head in heads))
+    events, skipped = read([path], XMRBTC)
+    expected: dict[str, int] = {}
+    accepted = 0
+    last = 0
+    started = False
+    previous: str | None = None
+    verdict = ""
+    for head in heads:
+        if head != previous:
+            previous = head
+            fields = head.split(",")
+            if len(fields) != 5:
+                verdict = "bad_line"
+            elif fields[1] != "XMRBTC":
+                verdict = "unknown_symbol"
+            elif fields[4] not in ("true", "false") or not (
+                fields[3].isascii() and fields[3].isdigit() and len(fields[3]) <= 16
+            ):
+                verdict = "bad_line"
+            elif int(fields[3]) * 1000 < last:
+                verdict = "out_of_order"
+            else:
+                last = int(fields[3]) * 1000
+                started = started or fields[4] == "true"
+                verdict = "" if started else "before_snapshot"
+        if verdict:
+            expected[verdict] = expected.get(verdict, 0) + 1
+        else:
+            accepted += 1
+    assert skipped == expected
+    assert sum(len(e.message.bids) for e in events) == accepted  # type: ignore[union-attr]

@@ -108,11 +108,10 @@ def tardis_book(
                 previous_head = head
                 fresh = True
                 head_skip = ""
-                fields = head.split(b",")
-                if len(fields) != 5:
+                raw_symbol, ts, flag = _head(head)
+                if flag == _NOT_FIVE:
                     head_skip = "bad_line"
                 else:
-                    _exchange, raw_symbol, _timestamp, local, snapshot_text = fields
                     known = names.get(raw_symbol)
                     if known is None:
                         known = raw_symbol.decode("utf-8", "replace")
@@ -120,12 +119,9 @@ def tardis_book(
                             names[raw_symbol] = known
                     if known not in grids:
                         head_skip = "unknown_symbol"
-                    elif (snapshot_text != b"true" and snapshot_text != b"false") or (
-                        us := _us(local)
-                    ) < 0:
+                    elif flag < 0 or ts < 0:
                         head_skip = "bad_line"
                     else:
-                        ts = us * 1000
                         if ts < last:
                             head_skip = "out_of_order"
                         else:
@@ -137,7 +133,7 @@ def tardis_book(
                                 if pair is None:
                                     pair = caches[known] = ({}, {})
                                 price_cache, size_cache = pair
-                            snapshot = snapshot_text == b"true"
+                            snapshot = flag == 1
                             if snapshot:
                                 started.add(symbol)
                             elif symbol not in started:
@@ -200,21 +196,68 @@ def tardis_book(
         yield _message(key, bids, asks)
 
 
-def _us(text: bytes) -> int:
-    """The number 1 to :data:`MAX_US_DIGITS` ASCII digits spell, else -1."""
-    length = len(text)
-    if length == 0 or length > MAX_US_DIGITS:
-        return -1
+#: :func:`_head`'s flag for a head that is not five fields.
+_NOT_FIVE: Final = -2
+#: The most microseconds whose nanoseconds a machine integer holds.
+_I64_US: Final = (2**63 - 1) // 1000
+
+
+def _head(head: bytes) -> tuple[bytes, int, int]:
+    """A book row's head ``exchange,symbol,timestamp,local_timestamp,is_snapshot``:
+    (symbol, local time in ns, snapshot flag).
+
+    The time is -1 unless ``local_timestamp`` is 1 to :data:`MAX_US_DIGITS`
+    ASCII digits; the flag is 1 for ``true``, 0 for ``false``, -1 for
+    anything else, and :data:`_NOT_FIVE` (the other two then say nothing)
+    when the head is not five fields.
+    """
     if not _COMPILED:
-        return int(text) if text.isdigit() else -1
-    # Compiled: a native loop in a machine integer (16 digits fit), no call.
-    value: i64 = 0
+        fields = head.split(b",")
+        if len(fields) != 5:
+            return b"", -1, _NOT_FIVE
+        local = fields[3]
+        snapshot = fields[4]
+        micros = int(local) if 0 < len(local) <= MAX_US_DIGITS and local.isdigit() else -1
+        flag = 1 if snapshot == b"true" else 0 if snapshot == b"false" else -1
+        return fields[1], micros * 1000 if micros >= 0 else -1, flag
+    # Compiled: native loops over the head's bytes, one object (the symbol).
+    length = len(head)
+    commas = 0
+    p1 = p2 = p3 = p4 = -1
     for index in range(length):
-        code: i64 = text[index]
-        if code < 48 or code > 57:
-            return -1
-        value = value * 10 + (code - 48)
-    return int(value)
+        if head[index] == 44:
+            commas += 1
+            if commas == 1:
+                p1 = index
+            elif commas == 2:
+                p2 = index
+            elif commas == 3:
+                p3 = index
+            elif commas == 4:
+                p4 = index
+            else:
+                return b"", -1, _NOT_FIVE
+    if commas != 4:
+        return b"", -1, _NOT_FIVE
+    ts = -1
+    digits = p4 - p3 - 1
+    if 0 < digits <= MAX_US_DIGITS:
+        us: i64 = 0
+        for index in range(p3 + 1, p4):
+            code: i64 = head[index]
+            if code < 48 or code > 57:
+                us = -1
+                break
+            us = us * 10 + (code - 48)
+        if us >= 0:
+            ts = int(us * 1000) if us <= _I64_US else int(us) * 1000
+    flag = -1
+    rest = length - p4 - 1
+    if rest == 4 and head[p4 + 1 : length] == b"true":
+        flag = 1
+    elif rest == 5 and head[p4 + 1 : length] == b"false":
+        flag = 0
+    return head[p1 + 1 : p2], ts, flag
 
 
 def _message(
