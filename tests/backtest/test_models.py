@@ -160,3 +160,27 @@ def test_a_prometheus_histogram_becomes_samples_spread_in_its_buckets(tmp_path: 
     path.write_text('x_seconds_bucket{le="+Inf"} 0\n')
     with pytest.raises(LatencyError, match="no observations"):
         load_latency_samples(path)
+
+
+def test_resting_orders_are_kept_by_symbol_side_and_price_and_leave_no_empty_level() -> None:
+    engine = MatchingEngine(FrontQueue())
+    for cid, side, price in (("b1", Side.BUY, 100), ("b2", Side.BUY, 100), ("s1", Side.SELL, 102)):
+        order = MatchOrder(cid, "X", side, OrderType.LIMIT, price, 1)
+        assert engine.submit(order, BOOK, 3) == []
+    assert {
+        side: {p: list(o) for p, o in prices.items()} for side, prices in engine.levels["X"].items()
+    } == {
+        "buy": {100: ["b1", "b2"]},
+        "sell": {102: ["s1"]},
+    }
+    # A decrease at a level with orders moves them; at another price or side, nothing.
+    engine.on_depth("X", "buy", 100, 10, 8)
+    engine.on_depth("X", "sell", 100, 10, 0)
+    engine.on_depth("Y", "buy", 100, 10, 0)
+    assert [engine.positions[cid].ahead for cid in ("b1", "b2", "s1")] == [1, 1, 3]
+    engine.cancel("b1")
+    assert list(engine.levels["X"]["buy"][100]) == ["b2"]
+    engine.cancel("s1")
+    assert list(engine.levels["X"]) == ["buy"]
+    engine.cancel("b2")
+    assert engine.levels == {}

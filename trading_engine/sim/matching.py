@@ -187,8 +187,9 @@ class MatchingEngine:
         self.queue = queue
         #: With a queue model: each resting limit order's place, by client order id.
         self.positions: dict[str, QueuePosition] = {}
-        #: With a queue model: (symbol, side, price) -> the resting orders at that level.
-        self.levels: dict[tuple[str, str, int], dict[str, MatchOrder]] = {}
+        #: With a queue model: symbol -> side -> price -> the resting orders at that
+        #: level (a market message's levels are looked up by price, no key built).
+        self.levels: dict[str, dict[str, dict[int, dict[str, MatchOrder]]]] = {}
 
     def submit(self, order: MatchOrder, book: BookLevels, ahead: int = 0) -> list[MatchFill]:
         """Match a new order at once; rest a GTC remainder, cancel any other.
@@ -214,8 +215,9 @@ class MatchingEngine:
             self._by_symbol.setdefault(order.symbol, {})[order.client_order_id] = order
             if self.queue is not None and order.price is not None:
                 self.positions[order.client_order_id] = QueuePosition(ahead)
-                key = (order.symbol, order.side, order.price)
-                self.levels.setdefault(key, {})[order.client_order_id] = order
+                sides = self.levels.setdefault(order.symbol, {})
+                prices = sides.setdefault(order.side, {})
+                prices.setdefault(order.price, {})[order.client_order_id] = order
         return fills
 
     def on_trade(self, symbol: str, price: int, lots: int, aggressor: str) -> list[MatchFill]:
@@ -260,7 +262,13 @@ class MatchingEngine:
         queue = self.queue
         if queue is None:
             return
-        at_level = self.levels.get((symbol, side, price))
+        sides = self.levels.get(symbol)
+        if sides is None:
+            return
+        prices = sides.get(side)
+        if prices is None:
+            return
+        at_level = prices.get(price)
         if not at_level:
             return
         positions = self.positions
@@ -380,11 +388,16 @@ class MatchingEngine:
         order = self.resting.pop(client_order_id)
         del of_symbol[client_order_id]
         if self.positions.pop(client_order_id, None) is not None and order.price is not None:
-            key = (order.symbol, order.side, order.price)
-            at_level = self.levels[key]
+            sides = self.levels[order.symbol]
+            prices = sides[order.side]
+            at_level = prices[order.price]
             del at_level[client_order_id]
             if not at_level:
-                del self.levels[key]
+                del prices[order.price]
+                if not prices:
+                    del sides[order.side]
+                    if not sides:
+                        del self.levels[order.symbol]
 
     @staticmethod
     def _would_take(order: MatchOrder, book: BookLevels) -> bool:

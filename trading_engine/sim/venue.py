@@ -355,27 +355,30 @@ class DelayedVenue(SimulatedVenue):
 
     def before_book(self, message: BookMessage) -> None:
         """Before ``message`` is applied to the venue's book: note the sizes where orders rest."""
-        levels = self.matching.levels
-        if not levels:
+        sides = self.matching.levels.get(message.symbol)
+        if sides is None:
             return
-        symbol = message.symbol
-        entry = self._books.get(symbol)
+        entry = self._books.get(message.symbol)
         if entry is None:
             return
         book = entry.book
         before = self._before
         if message.type is MessageType.SNAPSHOT:
-            for key_symbol, side, price in levels:
-                if key_symbol == symbol:
+            for side, prices in sides.items():
+                for price in prices:
                     size = book.bid_size(price) if side == "buy" else book.ask_size(price)
                     before.append((side, price, size))
             return
-        for price, _ in message.bids:
-            if (symbol, "buy", price) in levels:
-                before.append(("buy", price, book.bid_size(price)))
-        for price, _ in message.asks:
-            if (symbol, "sell", price) in levels:
-                before.append(("sell", price, book.ask_size(price)))
+        buys = sides.get("buy")
+        if buys is not None:
+            for price, _ in message.bids:
+                if price in buys:
+                    before.append(("buy", price, book.bid_size(price)))
+        sells = sides.get("sell")
+        if sells is not None:
+            for price, _ in message.asks:
+                if price in sells:
+                    before.append(("sell", price, book.ask_size(price)))
 
     def after_book(self, entry: BookEntry) -> None:
         """The venue's book of ``entry`` moved: move queues, then fill what it reaches."""
